@@ -1,0 +1,98 @@
+//! Resource types and encoded resources: what the xDS server hands to every stream as is.
+
+use std::fmt;
+
+use envoy_types::pb::google::protobuf::Any;
+use sha2::{Digest, Sha256};
+
+/// The four xDS resource types flotilla serves, in make-before-break order: a cluster and its
+/// endpoints exist before the listeners and routes that send traffic to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum ResourceType {
+    Cluster,
+    Endpoint,
+    Listener,
+    Route,
+}
+
+impl ResourceType {
+    pub const ALL: [ResourceType; 4] = [
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        ResourceType::Listener,
+        ResourceType::Route,
+    ];
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            ResourceType::Endpoint => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+            ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        }
+    }
+
+    pub fn from_type_url(url: &str) -> Option<ResourceType> {
+        ResourceType::ALL.into_iter().find(|t| t.type_url() == url)
+    }
+
+    /// The discovery service's usual short name, for logs, metrics and the admin API.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "cds",
+            ResourceType::Endpoint => "eds",
+            ResourceType::Listener => "lds",
+            ResourceType::Route => "rds",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Clusters and listeners are requested by wildcard; endpoints and routes by name.
+    pub fn is_wildcard(self) -> bool {
+        matches!(self, ResourceType::Cluster | ResourceType::Listener)
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short_name())
+    }
+}
+
+/// One resource, encoded once and shared by every stream that sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub name: String,
+    /// Content hash of the encoded resource: equal bytes, equal version, on any replica.
+    pub version: String,
+    pub body: Any,
+    /// Clusters this resource sends traffic to (for route configurations), which must exist in
+    /// Envoy before it is applied and may only be removed after it is gone.
+    pub clusters: Vec<String>,
+}
+
+impl Resource {
+    pub fn new(name: String, body: Any, clusters: Vec<String>) -> Resource {
+        Resource {
+            version: content_hash([body.type_url.as_bytes(), &body.value]),
+            name,
+            body,
+            clusters,
+        }
+    }
+}
+
+/// A short hex digest of the given byte strings (length-prefixed, so boundaries matter).
+pub fn content_hash<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hex::encode(&hasher.finalize()[..8])
+}

@@ -1,0 +1,164 @@
+//! Immutable snapshots: for each resource type, name → encoded resource, plus versions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route, route_action};
+
+use super::resource::{Resource, ResourceType, content_hash};
+use crate::envoy::pack as any;
+use crate::translate::{FleetSelection, Translation};
+
+/// The resources of one type in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TypeSet {
+    pub resources: BTreeMap<String, Arc<Resource>>,
+    /// Hash over every (name, version): the SotW `version_info` when all of them are sent.
+    pub version: String,
+}
+
+impl TypeSet {
+    fn new(resources: BTreeMap<String, Arc<Resource>>) -> TypeSet {
+        let version = version_of(resources.values().map(Arc::as_ref));
+        TypeSet { resources, version }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.resources.get(name)
+    }
+}
+
+/// Version over a set of resources (in name order).
+pub fn version_of<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> String {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for r in resources {
+        parts.push(r.name.as_bytes());
+        parts.push(r.version.as_bytes());
+    }
+    content_hash(parts)
+}
+
+/// What one fleet of Envoys should run. Cheap to share: resources sit behind `Arc`s shared
+/// with every other snapshot that holds the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub version: String,
+    types: [TypeSet; 4],
+}
+
+impl Snapshot {
+    pub fn get(&self, t: ResourceType) -> &TypeSet {
+        &self.types[t.index()]
+    }
+
+    fn from_types(types: [TypeSet; 4]) -> Snapshot {
+        let versions: Vec<&[u8]> = types.iter().map(|t| t.version.as_bytes()).collect();
+        Snapshot {
+            version: content_hash(versions),
+            types,
+        }
+    }
+
+    /// Whether every route's clusters, and every cluster's endpoints, are in the snapshot.
+    /// go-control-plane's `Snapshot.Consistent()` checks the same before serving.
+    pub fn is_consistent(&self) -> bool {
+        let clusters = &self.get(ResourceType::Cluster).resources;
+        let endpoints = &self.get(ResourceType::Endpoint).resources;
+        let routes = &self.get(ResourceType::Route).resources;
+        let listeners = &self.get(ResourceType::Listener).resources;
+        clusters.keys().all(|c| endpoints.contains_key(c))
+            && listeners.keys().all(|l| routes.contains_key(l))
+            && routes
+                .values()
+                .flat_map(|r| r.clusters.iter())
+                .all(|c| clusters.contains_key(c))
+    }
+}
+
+/// Every resource of a translation, encoded once. Fleet snapshots are subsets of it.
+#[derive(Debug, Clone, Default)]
+pub struct EncodedSet {
+    types: [BTreeMap<String, Arc<Resource>>; 4],
+}
+
+impl EncodedSet {
+    /// Encodes a translation, reusing `previous`'s `Arc`s for resources whose bytes did not
+    /// change, so unchanged resources stay pointer-equal across updates.
+    pub fn encode(t: &Translation, previous: Option<&EncodedSet>) -> EncodedSet {
+        let mut set = EncodedSet::default();
+        let mut put = |ty: ResourceType, r: Resource| {
+            let reused = previous
+                .and_then(|p| p.types[ty.index()].get(&r.name))
+                .filter(|old| old.version == r.version && old.body == r.body)
+                .cloned();
+            set.types[ty.index()].insert(r.name.clone(), reused.unwrap_or_else(|| Arc::new(r)));
+        };
+        for (name, c) in &t.clusters {
+            put(
+                ResourceType::Cluster,
+                Resource::new(name.clone(), any(c), Vec::new()),
+            );
+        }
+        for (name, e) in &t.endpoints {
+            put(
+                ResourceType::Endpoint,
+                Resource::new(name.clone(), any(e), Vec::new()),
+            );
+        }
+        for (name, l) in &t.listeners {
+            put(
+                ResourceType::Listener,
+                Resource::new(name.clone(), any(l), Vec::new()),
+            );
+        }
+        for (name, r) in &t.routes {
+            put(
+                ResourceType::Route,
+                Resource::new(name.clone(), any(r), route_clusters(r)),
+            );
+        }
+        set
+    }
+
+    /// The snapshot for a fleet (`None`: every resource).
+    pub fn snapshot(&self, selection: Option<&FleetSelection>) -> Snapshot {
+        let pick = |ty: ResourceType, keep: &dyn Fn(&str) -> bool| {
+            TypeSet::new(
+                self.types[ty.index()]
+                    .iter()
+                    .filter(|(name, _)| keep(name))
+                    .map(|(n, r)| (n.clone(), r.clone()))
+                    .collect(),
+            )
+        };
+        let cluster = |n: &str| selection.is_none_or(|s| s.clusters.contains(n));
+        let listener = |n: &str| selection.is_none_or(|s| s.listeners.contains(n));
+        Snapshot::from_types([
+            pick(ResourceType::Cluster, &cluster),
+            pick(ResourceType::Endpoint, &cluster),
+            pick(ResourceType::Listener, &listener),
+            pick(ResourceType::Route, &listener),
+        ])
+    }
+}
+
+fn route_clusters(r: &RouteConfiguration) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for vh in &r.virtual_hosts {
+        for route in &vh.routes {
+            let Some(route::Action::Route(action)) = &route.action else {
+                continue;
+            };
+            match &action.cluster_specifier {
+                Some(route_action::ClusterSpecifier::Cluster(c)) => out.push(c.clone()),
+                Some(route_action::ClusterSpecifier::WeightedClusters(w)) => {
+                    out.extend(w.clusters.iter().map(|c| c.name.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}

@@ -1,0 +1,206 @@
+//! The command line: argument parsing and the small commands that are not the server.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use flotilla::config;
+use flotilla::envoy::bootstrap::{self, BootstrapOptions};
+use flotilla::envoy::{json, yaml};
+use flotilla::render;
+use flotilla::translate::Transport;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flotilla",
+    version,
+    about = "An Envoy xDS control plane: YAML in git, health-checked, served over ADS"
+)]
+pub(crate) struct Cli {
+    /// Log format for `serve` (logs go to stderr).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FLOTILLA_LOG_FORMAT")]
+    pub(crate) log_format: LogFormat,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum Format {
+    Json,
+    Yaml,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum XdsTransport {
+    Ads,
+    Sotw,
+    Delta,
+}
+
+impl From<XdsTransport> for Transport {
+    fn from(t: XdsTransport) -> Transport {
+        match t {
+            XdsTransport::Ads => Transport::Ads,
+            XdsTransport::Sotw => Transport::Sotw,
+            XdsTransport::Delta => Transport::Delta,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Check configuration files; print every error as path:line:col: field: message.
+    Validate {
+        /// YAML files or directories of them (each PATH is one configuration).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the Envoy resources a fleet receives, as Envoy's /config_dump shows them.
+    Render {
+        path: PathBuf,
+        /// The fleet (Envoy node.cluster) to render for; every resource when omitted.
+        #[arg(long)]
+        fleet: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+        /// How the receiving Envoy reaches flotilla: resources point their EDS/RDS at it.
+        #[arg(long, value_enum, default_value_t = XdsTransport::Ads)]
+        transport: XdsTransport,
+    },
+    /// Print an Envoy bootstrap (YAML) that connects an Envoy to flotilla.
+    Bootstrap {
+        #[arg(long)]
+        node_id: String,
+        /// Reported as node.cluster; picks which fleet's resources the Envoy receives.
+        #[arg(long, default_value = "default")]
+        fleet: String,
+        /// flotilla's xDS address (host:port).
+        #[arg(long, default_value = "127.0.0.1:18000")]
+        xds: String,
+        /// Use the incremental (delta) xDS protocol.
+        #[arg(long)]
+        delta: bool,
+        /// One gRPC stream per resource type instead of ADS.
+        #[arg(long)]
+        no_ads: bool,
+        #[arg(long, default_value_t = 9901)]
+        admin_port: u16,
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+        admin_address: IpAddr,
+    },
+    /// Serve xDS to Envoys from a configuration file or directory.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    #[arg(long)]
+    pub(crate) config: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:18000")]
+    pub(crate) xds_listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    pub(crate) admin_listen: SocketAddr,
+}
+
+pub(crate) fn validate(paths: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for path in paths {
+        match config::load(path) {
+            Ok(loaded) => {
+                let c = &loaded.config;
+                let line = format!(
+                    "{}: ok ({} clusters, {} listeners, {} fleets)\n",
+                    path.display(),
+                    c.clusters.len(),
+                    c.listeners.len(),
+                    c.fleets.len()
+                );
+                let _ = std::io::stdout().write_all(line.as_bytes());
+            }
+            Err(e) => {
+                ok = false;
+                let mut stderr = std::io::stderr().lock();
+                for line in e.lines() {
+                    let _ = writeln!(stderr, "{line}");
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub(crate) fn render(
+    path: &std::path::Path,
+    fleet: Option<&str>,
+    format: Format,
+    transport: XdsTransport,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            let mut stderr = std::io::stderr().lock();
+            for line in e.lines() {
+                let _ = writeln!(stderr, "{line}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let snapshot = render::snapshot(&loaded.config, fleet, transport.into());
+    let value = render::to_json(&snapshot, fleet)?;
+    print_document(&value, format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn bootstrap(
+    node_id: String,
+    fleet: String,
+    xds: &str,
+    delta: bool,
+    no_ads: bool,
+    admin_address: IpAddr,
+    admin_port: u16,
+) -> anyhow::Result<ExitCode> {
+    let (xds_host, xds_port) = bootstrap::split_host_port(xds)?;
+    let b = bootstrap::bootstrap(&BootstrapOptions {
+        node_id,
+        fleet,
+        xds_host,
+        xds_port,
+        delta,
+        ads: !no_ads,
+        admin_address,
+        admin_port,
+    });
+    let value = json::message_to_json(&b).context("render bootstrap")?;
+    print_document(&value, Format::Yaml)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_document(value: &serde_json::Value, format: Format) -> anyhow::Result<()> {
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(value)? + "\n",
+        Format::Yaml => yaml::to_string(value),
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("write to stdout")?;
+    Ok(())
+}
+
+pub(crate) fn serve(_args: ServeArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("serve: not built yet")
+}

@@ -1,0 +1,244 @@
+//! From YAML trees (one per file) to a validated [`Config`], reporting every mistake.
+//!
+//! Files are merged first (a name defined twice is an error naming both places), then each
+//! cluster, listener and fleet is decoded with its inherited defaults, then references between
+//! them are checked.
+
+mod cluster;
+pub(crate) mod defaults;
+mod health;
+mod listener;
+mod resilience;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use super::diagnostic::{Diagnostics, Sink};
+use super::model::{Config, Fleet};
+use super::reader::{self, Fields};
+use super::yaml::{Location, Node};
+use defaults::Defaults;
+use listener::ClusterRef;
+
+pub use cluster::MAX_WEIGHT;
+pub use resilience::RETRY_ON;
+
+const TOP_KEYS: &[&str] = &["version", "defaults", "clusters", "listeners", "fleets"];
+
+/// Names flotilla gives its own clusters in the bootstrap it writes (`flotilla_xds`, …).
+pub const RESERVED_PREFIX: &str = "flotilla_";
+
+/// One named item as written: the key (for its location) and the value.
+struct Named<'n> {
+    name: String,
+    key: &'n Node,
+    value: &'n Node,
+}
+
+#[derive(Default)]
+struct Sections<'n> {
+    defaults: Option<&'n Node>,
+    clusters: Vec<Named<'n>>,
+    listeners: Vec<Named<'n>>,
+    fleets: Vec<Named<'n>>,
+}
+
+/// Decodes the parsed files of one configuration. `None` roots are empty files.
+pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagnostics> {
+    let mut sink = Sink::default();
+    let mut sections = Sections::default();
+    for (file_loc, root) in files {
+        match root {
+            Some(root) => collect(&mut sink, root, &mut sections),
+            None => sink.at(file_loc, "", "empty file: expected at least `version: 1`"),
+        }
+    }
+
+    let defaults = Defaults::new(sections.defaults.map(|d| {
+        Fields::read(&mut sink, d, "defaults", defaults::KEYS);
+        d.clone()
+    }));
+
+    let mut config = Config::default();
+    let mut refs: Vec<ClusterRef> = Vec::new();
+    for item in unique(&mut sink, "clusters", &sections.clusters) {
+        if let Some(c) = cluster::cluster(&mut sink, &item.name, item.value, &defaults) {
+            config.clusters.insert(item.name.clone(), c);
+        }
+    }
+    let mut addresses: BTreeMap<SocketAddr, &Named<'_>> = BTreeMap::new();
+    for item in unique(&mut sink, "listeners", &sections.listeners) {
+        let Some(l) = listener::listener(&mut sink, &item.name, item.value, &defaults, &mut refs)
+        else {
+            continue;
+        };
+        if let Some(first) = addresses.get(&l.address) {
+            sink.error(
+                item.key,
+                &format!("listeners.{}.address", item.name),
+                format!(
+                    "{} is already used by listener `{}` ({})",
+                    l.address, first.name, first.key.loc
+                ),
+            );
+        } else {
+            addresses.insert(l.address, item);
+        }
+        config.listeners.insert(item.name.clone(), l);
+    }
+    let declared_listeners: Vec<&str> =
+        sections.listeners.iter().map(|l| l.name.as_str()).collect();
+    for item in unique(&mut sink, "fleets", &sections.fleets) {
+        if let Some(f) = fleet(&mut sink, item, &declared_listeners) {
+            config.fleets.insert(item.name.clone(), f);
+        }
+    }
+
+    let declared_clusters: Vec<&str> = sections.clusters.iter().map(|c| c.name.as_str()).collect();
+    for r in refs {
+        if !declared_clusters.contains(&r.cluster.as_str()) {
+            sink.at(
+                &r.loc,
+                &r.field,
+                format!(
+                    "unknown cluster `{}`{}",
+                    r.cluster,
+                    suggest(&r.cluster, &declared_clusters)
+                ),
+            );
+        }
+    }
+    sink.into_result(config)
+}
+
+fn suggest(name: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
+}
+
+fn collect<'n>(sink: &mut Sink, root: &'n Node, sections: &mut Sections<'n>) {
+    let Some(f) = Fields::read(sink, root, "", TOP_KEYS) else {
+        return;
+    };
+    match f.get("version") {
+        Some(n) if n.as_str() == Some("1") => {}
+        Some(n) => sink.error(
+            n,
+            "version",
+            "unsupported schema version (this flotilla reads version 1)",
+        ),
+        None => sink.error(
+            root,
+            "version",
+            "missing `version: 1` at the top of the file",
+        ),
+    }
+    if let Some(d) = f.get("defaults") {
+        match sections.defaults {
+            Some(first) => sink.error(
+                f.key_node("defaults").unwrap_or(d),
+                "defaults",
+                format!("defined twice: here and at {}", first.loc),
+            ),
+            None => sections.defaults = Some(d),
+        }
+    }
+    for (section, out) in [
+        ("clusters", &mut sections.clusters),
+        ("listeners", &mut sections.listeners),
+        ("fleets", &mut sections.fleets),
+    ] {
+        let Some(node) = f.get(section) else { continue };
+        let Some(entries) = reader::named_entries(sink, node, section) else {
+            continue;
+        };
+        for (key, value) in entries {
+            let Some(name) = reader::non_empty_string(sink, key, section) else {
+                continue;
+            };
+            out.push(Named { name, key, value });
+        }
+    }
+}
+
+/// Items with valid names that are defined once; duplicates are reported at the later place.
+fn unique<'a, 'n>(sink: &mut Sink, section: &str, items: &'a [Named<'n>]) -> Vec<&'a Named<'n>> {
+    let mut seen: BTreeMap<&str, &Named<'n>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for item in items {
+        let path = format!("{section}.{}", item.name);
+        if let Some(first) = seen.get(item.name.as_str()) {
+            sink.error(
+                item.key,
+                &path,
+                format!("defined twice: here and at {}", first.key.loc),
+            );
+            continue;
+        }
+        seen.insert(&item.name, item);
+        if let Err(e) = check_name(&item.name) {
+            sink.error(item.key, &path, e);
+            continue;
+        }
+        out.push(item);
+    }
+    out
+}
+
+/// Names become Envoy resource names and stat prefixes, so they keep to a safe alphabet.
+fn check_name(name: &str) -> Result<(), String> {
+    let valid = name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !valid {
+        return Err(format!(
+            "`{name}` is not a valid name: use letters, digits, - _ . (starting with a letter or digit, at most 128)"
+        ));
+    }
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(format!(
+            "names starting with `{RESERVED_PREFIX}` are reserved for flotilla's own"
+        ));
+    }
+    Ok(())
+}
+
+fn fleet(sink: &mut Sink, item: &Named<'_>, declared_listeners: &[&str]) -> Option<Fleet> {
+    let path = format!("fleets.{}", item.name);
+    let f = Fields::read(sink, item.value, &path, &["listeners"])?;
+    let Some(list_node) = f.get("listeners") else {
+        sink.error(item.value, &path, "missing field `listeners`");
+        return None;
+    };
+    let items = reader::list(sink, list_node, &f.path("listeners"))?;
+    let mut listeners = Vec::new();
+    let mut ok = true;
+    for (i, n) in items.iter().enumerate() {
+        let ipath = format!("{}[{i}]", f.path("listeners"));
+        let Some(name) = reader::non_empty_string(sink, n, &ipath) else {
+            ok = false;
+            continue;
+        };
+        if !declared_listeners.contains(&name.as_str()) {
+            sink.error(
+                n,
+                &ipath,
+                format!(
+                    "unknown listener `{name}`{}",
+                    suggest(&name, declared_listeners)
+                ),
+            );
+            ok = false;
+        } else if !listeners.contains(&name) {
+            listeners.push(name);
+        }
+    }
+    ok.then_some(Fleet { listeners })
+}

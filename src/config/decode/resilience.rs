@@ -1,0 +1,199 @@
+//! Passive health and failure handling: `outlier_detection`, `circuit_breakers`, `retries`.
+
+use std::time::Duration;
+
+use crate::config::diagnostic::Sink;
+use crate::config::model::{CircuitBreakers, OutlierDetection, Retries};
+use crate::config::reader::{self, Fields};
+use crate::config::yaml::Node;
+
+use super::defaults::is_off;
+
+/// Envoy's `retry_on` conditions (HTTP and gRPC), as its router accepts them.
+pub const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+pub(crate) fn outlier_detection(
+    sink: &mut Sink,
+    node: &Node,
+    path: &str,
+) -> Option<Option<OutlierDetection>> {
+    if is_off(node) {
+        return Some(None);
+    }
+    let f = Fields::read(
+        sink,
+        node,
+        path,
+        &[
+            "consecutive_5xx",
+            "consecutive_gateway_failure",
+            "interval",
+            "base_ejection_time",
+            "max_ejection_percent",
+        ],
+    )?;
+    let count = |sink: &mut Sink, key: &str| match f.get(key) {
+        Some(n) if is_off(n) => Some(None),
+        Some(n) => reader::u32_in(sink, n, &f.path(key), 1, 1000).map(Some),
+        None => Some(None),
+    };
+    let consecutive_5xx = count(sink, "consecutive_5xx");
+    let consecutive_gateway_failure = count(sink, "consecutive_gateway_failure");
+    let duration = |sink: &mut Sink, key: &str, default: Duration| match f.get(key) {
+        Some(n) => reader::duration_in(
+            sink,
+            n,
+            &f.path(key),
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        ),
+        None => Some(default),
+    };
+    let interval = duration(sink, "interval", Duration::from_secs(1));
+    let base_ejection_time = duration(sink, "base_ejection_time", Duration::from_secs(10));
+    let max_ejection_percent = match f.get("max_ejection_percent") {
+        Some(n) => reader::u32_in(sink, n, &f.path("max_ejection_percent"), 0, 100),
+        None => Some(50),
+    };
+    Some(Some(OutlierDetection {
+        consecutive_5xx: consecutive_5xx?,
+        consecutive_gateway_failure: consecutive_gateway_failure?,
+        interval: interval?,
+        base_ejection_time: base_ejection_time?,
+        max_ejection_percent: max_ejection_percent?,
+    }))
+}
+
+pub(crate) fn circuit_breakers(
+    sink: &mut Sink,
+    node: &Node,
+    path: &str,
+) -> Option<Option<CircuitBreakers>> {
+    if is_off(node) {
+        return Some(None);
+    }
+    let keys = [
+        "max_connections",
+        "max_pending_requests",
+        "max_requests",
+        "max_retries",
+    ];
+    let f = Fields::read(sink, node, path, &keys)?;
+    let mut values = [None; 4];
+    let mut ok = true;
+    for (slot, key) in values.iter_mut().zip(keys) {
+        if let Some(n) = f.get(key) {
+            match reader::u32_in(sink, n, &f.path(key), 0, 10_000_000) {
+                Some(v) => *slot = Some(v),
+                None => ok = false,
+            }
+        }
+    }
+    let [
+        max_connections,
+        max_pending_requests,
+        max_requests,
+        max_retries,
+    ] = values;
+    ok.then_some(Some(CircuitBreakers {
+        max_connections,
+        max_pending_requests,
+        max_requests,
+        max_retries,
+    }))
+}
+
+pub(crate) fn retries(sink: &mut Sink, node: &Node, path: &str) -> Option<Option<Retries>> {
+    if is_off(node) {
+        return Some(None);
+    }
+    let f = Fields::read(
+        sink,
+        node,
+        path,
+        &["attempts", "on", "previous_hosts", "per_try_timeout"],
+    )?;
+    let attempts = match f.get("attempts") {
+        Some(n) => reader::u32_in(sink, n, &f.path("attempts"), 0, 10),
+        None => Some(1),
+    };
+    let on = match f.get("on") {
+        Some(n) => retry_on(sink, n, &f.path("on")),
+        None => Some(vec!["connect-failure".to_string(), "reset".to_string()]),
+    };
+    let previous_hosts = match f.get("previous_hosts") {
+        Some(n) => reader::boolean(sink, n, &f.path("previous_hosts")),
+        None => Some(false),
+    };
+    let per_try_timeout = match f.get("per_try_timeout") {
+        Some(n) => reader::duration_in(
+            sink,
+            n,
+            &f.path("per_try_timeout"),
+            Duration::from_millis(1),
+            Duration::from_secs(3600),
+        )
+        .map(Some),
+        None => Some(None),
+    };
+    let attempts = attempts?;
+    if attempts == 0 {
+        return Some(None);
+    }
+    Some(Some(Retries {
+        attempts,
+        on: on?,
+        previous_hosts: previous_hosts?,
+        per_try_timeout: per_try_timeout?,
+    }))
+}
+
+fn retry_on(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<String>> {
+    let items = reader::list(sink, node, path)?;
+    if items.is_empty() {
+        sink.error(node, path, "list at least one condition");
+        return None;
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let ipath = format!("{path}[{i}]");
+        let Some(text) = reader::string(sink, item, &ipath) else {
+            ok = false;
+            continue;
+        };
+        if !RETRY_ON.contains(&text.as_str()) {
+            let hint = RETRY_ON
+                .iter()
+                .min_by_key(|c| strsim::levenshtein(c, &text))
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            sink.error(
+                item,
+                &ipath,
+                format!("`{text}` is not a retry condition Envoy knows{hint}"),
+            );
+            ok = false;
+        } else if !out.contains(&text) {
+            out.push(text);
+        }
+    }
+    ok.then_some(out)
+}

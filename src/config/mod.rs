@@ -1,0 +1,21 @@
+//! The operator's YAML: reading, merging, validating, and (for `serve`) watching it.
+//!
+//! `load` reads a file or directory, `yaml` turns text into located nodes, `decode` checks them
+//! against the schema and builds a [`Config`], collecting every error as a [`Diagnostic`].
+
+mod decode;
+mod diagnostic;
+pub mod duration;
+mod load;
+pub mod model;
+mod reader;
+pub mod yaml;
+
+pub use decode::{MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON};
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use load::{LoadError, Loaded, files_of, load, parse_sources, parse_str};
+pub use model::Config;
+pub use reader::parse_socket_address;
+
+#[cfg(test)]
+mod tests;

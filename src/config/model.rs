@@ -1,0 +1,253 @@
+//! The validated configuration: what the YAML means, with every default applied.
+//!
+//! Nothing here can be invalid: `decode` only builds these values after checking them, so
+//! `translate` never has to guess. Maps are `BTreeMap`s so iteration order, and with it every
+//! byte flotilla sends to Envoy, is the same whatever order the YAML was written in.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub clusters: BTreeMap<String, Cluster>,
+    pub listeners: BTreeMap<String, Listener>,
+    pub fleets: BTreeMap<String, Fleet>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub policy: Policy,
+    pub endpoints: Vec<Endpoint>,
+    pub connect_timeout: Duration,
+    pub upstream_protocol: UpstreamProtocol,
+    pub health_check: Option<HealthCheck>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub circuit_breakers: Option<CircuitBreakers>,
+    pub affinity: Option<Affinity>,
+    /// Envoy's healthy-panic threshold, in percent. See `translate::cluster` for why the
+    /// default is 0.
+    pub panic_threshold: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Policy {
+    RoundRobin,
+    LeastRequest,
+    RingHash,
+    Maglev,
+    Random,
+    /// flotilla's own: endpoint weights follow the latency its health checker measures.
+    LeastResponseTime,
+}
+
+impl Policy {
+    pub const NAMES: &'static [&'static str] = &[
+        "round_robin",
+        "least_request",
+        "ring_hash",
+        "maglev",
+        "random",
+        "least_response_time",
+    ];
+
+    pub fn from_name(name: &str) -> Option<Policy> {
+        Some(match name {
+            "round_robin" => Policy::RoundRobin,
+            "least_request" => Policy::LeastRequest,
+            "ring_hash" => Policy::RingHash,
+            "maglev" => Policy::Maglev,
+            "random" => Policy::Random,
+            "least_response_time" => Policy::LeastResponseTime,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::LeastRequest => "least_request",
+            Policy::RingHash => "ring_hash",
+            Policy::Maglev => "maglev",
+            Policy::Random => "random",
+            Policy::LeastResponseTime => "least_response_time",
+        }
+    }
+
+    /// Whether the policy picks hosts by hashing a request key (what hash affinity needs).
+    pub fn is_consistent_hash(self) -> bool {
+        matches!(self, Policy::RingHash | Policy::Maglev)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    Http2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub zone: Option<String>,
+    pub priority: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub jitter: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Http(HttpProbe),
+    Tcp(TcpProbe),
+    Grpc(GrpcProbe),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpProbe {
+    pub path: String,
+    pub host: Option<String>,
+    /// Inclusive ranges; a single status is a range of one.
+    pub expected_statuses: Vec<(u16, u16)>,
+    pub body_contains: Option<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TcpProbe {
+    pub send: Option<String>,
+    pub expect: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GrpcProbe {
+    pub service: String,
+    pub authority: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: Option<u32>,
+    pub consecutive_gateway_failure: Option<u32>,
+    pub interval: Duration,
+    pub base_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CircuitBreakers {
+    pub max_connections: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub max_requests: Option<u32>,
+    pub max_retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Affinity {
+    /// Consistent hash on a cookie that Envoy sets when the client has none.
+    Cookie(CookieSpec),
+    /// Consistent hash on a request header.
+    Header(String),
+    /// Consistent hash on the downstream connection's source address ("ip-hash").
+    SourceIp,
+    /// Strict stickiness: Envoy's stateful_session filter writes the chosen host into a cookie.
+    StickyCookie { cookie: CookieSpec, strict: bool },
+}
+
+impl Affinity {
+    /// Hash affinity only works when the load balancer hashes; sticky cookies work with any.
+    pub fn needs_consistent_hash(&self) -> bool {
+        !matches!(self, Affinity::StickyCookie { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CookieSpec {
+    pub name: String,
+    /// Zero means a session cookie.
+    pub ttl: Duration,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+    pub timeout: Option<Duration>,
+    pub retries: Option<Retries>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    pub headers: Vec<HeaderMatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub rule: HeaderRule,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderRule {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Present(bool),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    To(String),
+    /// (cluster, weight) in the order written.
+    Split(Vec<(String, u32)>),
+}
+
+impl RouteAction {
+    pub fn clusters(&self) -> impl Iterator<Item = &str> {
+        let (single, split) = match self {
+            RouteAction::To(c) => (Some(c.as_str()), &[][..]),
+            RouteAction::Split(s) => (None, s.as_slice()),
+        };
+        single
+            .into_iter()
+            .chain(split.iter().map(|(c, _)| c.as_str()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retries {
+    pub attempts: u32,
+    pub on: Vec<String>,
+    pub previous_hosts: bool,
+    pub per_try_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fleet {
+    pub listeners: Vec<String>,
+}

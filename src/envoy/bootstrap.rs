@@ -1,0 +1,190 @@
+//! The Envoy bootstrap that connects an Envoy to flotilla (`flotilla bootstrap`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::bootstrap::v3::{
+    Admin, Bootstrap,
+    bootstrap::{DynamicResources, StaticResources},
+};
+use envoy_types::pb::envoy::config::cluster::v3::{
+    Cluster,
+    cluster::{ClusterDiscoveryType, DiscoveryType},
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    ApiConfigSource, ApiVersion, GrpcService, Http2ProtocolOptions, KeepaliveSettings, Node,
+    api_config_source::ApiType, grpc_service,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions,
+    http_protocol_options::{
+        ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+    },
+};
+
+use super::{duration, named_address, pack};
+use crate::translate::{Transport, XDS_CLUSTER};
+
+/// What `flotilla bootstrap` asks for.
+#[derive(Debug, Clone)]
+pub struct BootstrapOptions {
+    pub node_id: String,
+    /// Reported as `node.cluster`; flotilla serves the fleet of that name.
+    pub fleet: String,
+    /// flotilla's xDS address, `host:port` (an IP, or a DNS name resolved by Envoy).
+    pub xds_host: String,
+    pub xds_port: u16,
+    pub delta: bool,
+    /// ADS (one stream, ordered updates) unless false: then one stream per resource type.
+    pub ads: bool,
+    pub admin_address: IpAddr,
+    pub admin_port: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("--xds `{0}`: expected host:port")]
+    BadXdsAddress(String),
+}
+
+/// Splits `host:port` (`[v6]:port` for IPv6).
+pub fn split_host_port(text: &str) -> Result<(String, u16), BootstrapError> {
+    let bad = || BootstrapError::BadXdsAddress(text.to_string());
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
+    let transport = match (o.ads, o.delta) {
+        (true, _) => Transport::Ads,
+        (false, false) => Transport::Sotw,
+        (false, true) => Transport::Delta,
+    };
+    let api_type = if o.delta {
+        ApiType::DeltaGrpc
+    } else {
+        ApiType::Grpc
+    };
+    let dynamic_resources = DynamicResources {
+        ads_config: o.ads.then(|| ApiConfigSource {
+            api_type: api_type as i32,
+            transport_api_version: ApiVersion::V3 as i32,
+            grpc_services: vec![GrpcService {
+                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                    grpc_service::EnvoyGrpc {
+                        cluster_name: XDS_CLUSTER.to_string(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }],
+            set_node_on_first_message_only: true,
+            ..Default::default()
+        }),
+        cds_config: Some(transport.config_source()),
+        lds_config: Some(transport.config_source()),
+        ..Default::default()
+    };
+    Bootstrap {
+        node: Some(Node {
+            id: o.node_id.clone(),
+            cluster: o.fleet.clone(),
+            ..Default::default()
+        }),
+        static_resources: Some(StaticResources {
+            clusters: vec![xds_cluster(&o.xds_host, o.xds_port)],
+            ..Default::default()
+        }),
+        dynamic_resources: Some(dynamic_resources),
+        admin: Some(Admin {
+            address: Some(named_address(&o.admin_address.to_string(), o.admin_port)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The static cluster for flotilla itself: HTTP/2 (gRPC) with keepalives, so a dead control
+/// plane connection is noticed and re-established promptly.
+fn xds_cluster(host: &str, port: u16) -> Cluster {
+    let discovery = if host.parse::<IpAddr>().is_ok() {
+        DiscoveryType::Static
+    } else {
+        DiscoveryType::StrictDns
+    };
+    let options = HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions {
+                    connection_keepalive: Some(KeepaliveSettings {
+                        interval: Some(duration(Duration::from_secs(15))),
+                        timeout: Some(duration(Duration::from_secs(5))),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })),
+            },
+        )),
+        ..Default::default()
+    };
+    let mut cluster = Cluster {
+        name: XDS_CLUSTER.to_string(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
+        connect_timeout: Some(duration(Duration::from_secs(1))),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: XDS_CLUSTER.to_string(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(named_address(host, port)),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    cluster.typed_extension_protocol_options.insert(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+        pack(&options),
+    );
+    cluster
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            split_host_port("127.0.0.1:18000").unwrap(),
+            ("127.0.0.1".into(), 18000)
+        );
+        assert_eq!(
+            split_host_port("[::1]:18000").unwrap(),
+            ("::1".into(), 18000)
+        );
+        assert_eq!(
+            split_host_port("flotilla.svc:18000").unwrap(),
+            ("flotilla.svc".into(), 18000)
+        );
+        assert!(split_host_port("flotilla").is_err());
+        assert!(split_host_port(":18000").is_err());
+        assert!(split_host_port("a:0").is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! The `flotilla` binary: parse arguments, set up logging, run the command.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Validate { paths } => Ok(cli::validate(&paths)),
+        Command::Render {
+            path,
+            fleet,
+            format,
+            transport,
+        } => cli::render(&path, fleet.as_deref(), format, transport),
+        Command::Bootstrap {
+            node_id,
+            fleet,
+            xds,
+            delta,
+            no_ads,
+            admin_address,
+            admin_port,
+        } => cli::bootstrap(
+            node_id,
+            fleet,
+            &xds,
+            delta,
+            no_ads,
+            admin_address,
+            admin_port,
+        ),
+        Command::Serve(args) => cli::serve(args),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!("{e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,102 @@
+//! `Cluster`: an EDS cluster whose endpoints come over the same xDS connection.
+
+use envoy_types::pb::envoy::config::cluster::v3::{
+    CircuitBreakers, Cluster, OutlierDetection,
+    circuit_breakers::Thresholds,
+    cluster::{ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbPolicy},
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    ConfigSource, Http2ProtocolOptions, RoutingPriority,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions,
+    http_protocol_options::{
+        ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+    },
+};
+use envoy_types::pb::envoy::r#type::v3::Percent;
+
+use super::{any, duration, u32_value};
+use crate::config::model::{self, Policy, UpstreamProtocol};
+
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+pub(super) fn cluster(c: &model::Cluster, eds_source: &ConfigSource) -> Cluster {
+    let lb_policy = match c.policy {
+        Policy::RoundRobin => LbPolicy::RoundRobin,
+        // Weighted least-request: measured latency sets the weights, in-flight requests still
+        // steer each pick.
+        Policy::LeastRequest | Policy::LeastResponseTime => LbPolicy::LeastRequest,
+        Policy::RingHash => LbPolicy::RingHash,
+        Policy::Maglev => LbPolicy::Maglev,
+        Policy::Random => LbPolicy::Random,
+    };
+    let mut cluster = Cluster {
+        name: c.name.clone(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            eds_config: Some(eds_source.clone()),
+            service_name: String::new(),
+        }),
+        connect_timeout: Some(duration(c.connect_timeout)),
+        lb_policy: lb_policy as i32,
+        // Panic mode would send traffic to endpoints flotilla knows are down as soon as fewer
+        // than half are healthy. With 0, healthy endpoints take all traffic while any remain;
+        // the all-down case is handled by flotilla publishing every endpoint (see `endpoint`).
+        common_lb_config: Some(CommonLbConfig {
+            healthy_panic_threshold: Some(Percent {
+                value: f64::from(c.panic_threshold),
+            }),
+            ..Default::default()
+        }),
+        outlier_detection: c.outlier_detection.as_ref().map(outlier_detection),
+        circuit_breakers: c.circuit_breakers.as_ref().map(circuit_breakers),
+        ..Default::default()
+    };
+    if c.upstream_protocol == UpstreamProtocol::Http2 {
+        let options = HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    )),
+                },
+            )),
+            ..Default::default()
+        };
+        cluster
+            .typed_extension_protocol_options
+            .insert(HTTP_PROTOCOL_OPTIONS.to_string(), any(&options));
+    }
+    cluster
+}
+
+fn outlier_detection(o: &model::OutlierDetection) -> OutlierDetection {
+    // Envoy enforces consecutive-5xx ejections by default but only counts gateway failures
+    // (which include connect failures) unless told to enforce them: both are set explicitly.
+    let enforcing = |on: Option<u32>| u32_value(if on.is_some() { 100 } else { 0 });
+    OutlierDetection {
+        consecutive_5xx: o.consecutive_5xx.map(u32_value),
+        enforcing_consecutive_5xx: Some(enforcing(o.consecutive_5xx)),
+        consecutive_gateway_failure: o.consecutive_gateway_failure.map(u32_value),
+        enforcing_consecutive_gateway_failure: Some(enforcing(o.consecutive_gateway_failure)),
+        interval: Some(duration(o.interval)),
+        base_ejection_time: Some(duration(o.base_ejection_time)),
+        max_ejection_percent: Some(u32_value(o.max_ejection_percent)),
+        ..Default::default()
+    }
+}
+
+fn circuit_breakers(c: &model::CircuitBreakers) -> CircuitBreakers {
+    CircuitBreakers {
+        thresholds: vec![Thresholds {
+            priority: RoutingPriority::Default as i32,
+            max_connections: c.max_connections.map(u32_value),
+            max_pending_requests: c.max_pending_requests.map(u32_value),
+            max_requests: c.max_requests.map(u32_value),
+            max_retries: c.max_retries.map(u32_value),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}

@@ -1,0 +1,73 @@
+//! `Listener`: an HTTP connection manager on the configured address, routes fetched by RDS.
+
+use envoy_types::pb::envoy::config::core::v3::ConfigSource;
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::http::stateful_session::v3::StatefulSession;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+};
+
+use super::any;
+use crate::config::Config;
+use crate::config::model::{self, Affinity};
+use crate::envoy::socket_address;
+
+pub(super) const STATEFUL_SESSION_FILTER: &str = "envoy.filters.http.stateful_session";
+const ROUTER_FILTER: &str = "envoy.filters.http.router";
+const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+
+pub(super) fn listener(
+    l: &model::Listener,
+    config: &Config,
+    rds_source: &ConfigSource,
+) -> Listener {
+    let mut http_filters = Vec::new();
+    if uses_sticky_sessions(l, config) {
+        // Present but empty: a no-op until a route to a sticky cluster enables it with its own
+        // cookie (see `route`). One listener can front sticky and non-sticky clusters.
+        http_filters.push(HttpFilter {
+            name: STATEFUL_SESSION_FILTER.to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(any(
+                &StatefulSession::default(),
+            ))),
+            ..Default::default()
+        });
+    }
+    http_filters.push(HttpFilter {
+        name: ROUTER_FILTER.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(
+            any(&Router::default()),
+        )),
+        ..Default::default()
+    });
+    let hcm = HttpConnectionManager {
+        stat_prefix: l.name.clone(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(rds_source.clone()),
+            route_config_name: l.name.clone(),
+        })),
+        http_filters,
+        ..Default::default()
+    };
+    Listener {
+        name: l.name.clone(),
+        address: Some(socket_address(l.address)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: HCM_FILTER.to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn uses_sticky_sessions(l: &model::Listener, config: &Config) -> bool {
+    l.routes
+        .iter()
+        .flat_map(|r| r.action.clusters())
+        .filter_map(|name| config.clusters.get(name))
+        .any(|c| matches!(c.affinity, Some(Affinity::StickyCookie { .. })))
+}

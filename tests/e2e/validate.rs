@@ -1,0 +1,182 @@
+//! The real Envoy accepts what flotilla renders and the bootstraps it writes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::{envoy, flotilla_bin, repo_root};
+
+/// Every example config: single files and directories.
+pub fn examples() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(repo_root().join("examples"))
+        .expect("examples/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    out.sort();
+    assert!(out.len() >= 6, "examples/ holds the documented examples");
+    out
+}
+
+pub fn flotilla(args: &[&str]) -> String {
+    let out = Command::new(flotilla_bin())
+        .args(args)
+        .output()
+        .expect("run flotilla");
+    assert!(
+        out.status.success(),
+        "flotilla {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+pub fn render(path: &Path, fleet: Option<&str>) -> Value {
+    let mut args = vec![
+        "render",
+        path.to_str().expect("utf-8 path"),
+        "--format",
+        "json",
+    ];
+    if let Some(f) = fleet {
+        args.extend(["--fleet", f]);
+    }
+    serde_json::from_str(&flotilla(&args)).expect("render prints JSON")
+}
+
+/// The fleets an example declares (read from rendering everything is not possible, so from
+/// the files: any `fleets:` key names).
+fn fleets_of(path: &Path) -> Vec<String> {
+    let loaded = flotilla::config::load(path).expect("example is valid");
+    loaded.config.fleets.keys().cloned().collect()
+}
+
+fn without_type(v: &Value) -> Value {
+    let mut v = v.clone();
+    v.as_object_mut().expect("resource object").remove("@type");
+    v
+}
+
+/// A static bootstrap holding the rendered resources, with EDS and RDS inlined (a static
+/// bootstrap cannot fetch them): clusters become STATIC with their load assignment, HTTP
+/// connection managers carry their route configuration.
+fn static_bootstrap(rendered: &Value) -> String {
+    let endpoints = rendered["endpoints"].as_array().expect("endpoints");
+    let routes = rendered["routes"].as_array().expect("routes");
+    let clusters: Vec<Value> = rendered["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .map(|c| {
+            let mut c = without_type(c);
+            let name = c["name"].clone();
+            let cla = endpoints
+                .iter()
+                .find(|e| e["cluster_name"] == name)
+                .expect("every cluster has endpoints");
+            let obj = c.as_object_mut().expect("object");
+            obj.remove("eds_cluster_config");
+            obj.insert("type".into(), json!("STATIC"));
+            obj.insert("load_assignment".into(), without_type(cla));
+            c
+        })
+        .collect();
+    let listeners: Vec<Value> = rendered["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .map(|l| {
+            let mut l = without_type(l);
+            for chain in l["filter_chains"].as_array_mut().expect("filter chains") {
+                for filter in chain["filters"].as_array_mut().expect("filters") {
+                    let hcm = filter["typed_config"].as_object_mut().expect("hcm");
+                    let rds = hcm.remove("rds").expect("hcm uses rds");
+                    let route = routes
+                        .iter()
+                        .find(|r| r["name"] == rds["route_config_name"])
+                        .expect("route config exists");
+                    hcm.insert("route_config".into(), without_type(route));
+                }
+            }
+            l
+        })
+        .collect();
+    serde_json::to_string_pretty(&json!({
+        "static_resources": { "clusters": clusters, "listeners": listeners }
+    }))
+    .expect("json")
+}
+
+#[test]
+fn envoy_accepts_every_rendered_example() {
+    for example in examples() {
+        let mut fleets: Vec<Option<String>> = vec![None];
+        fleets.extend(fleets_of(&example).into_iter().map(Some));
+        for fleet in fleets {
+            let rendered = render(&example, fleet.as_deref());
+            assert!(
+                !rendered["clusters"]
+                    .as_array()
+                    .expect("clusters")
+                    .is_empty(),
+                "{} renders clusters",
+                example.display()
+            );
+            if let Err(e) = envoy::validate(&static_bootstrap(&rendered)) {
+                panic!("{} (fleet {fleet:?}): {e}", example.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn envoy_accepts_the_bootstraps_flotilla_writes() {
+    for (delta, no_ads) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut args = vec![
+            "bootstrap",
+            "--node-id",
+            "edge-1",
+            "--fleet",
+            "edge",
+            "--admin-port",
+            "0",
+        ];
+        if delta {
+            args.push("--delta");
+        }
+        if no_ads {
+            args.push("--no-ads");
+        }
+        let yaml = flotilla(&args);
+        let parsed: Value = serde_yaml_ng::from_str(&yaml).expect("bootstrap is YAML");
+        let api_type = if delta { "DELTA_GRPC" } else { "GRPC" };
+        if no_ads {
+            assert!(parsed["dynamic_resources"].get("ads_config").is_none());
+            assert_eq!(
+                parsed["dynamic_resources"]["cds_config"]["api_config_source"]["api_type"],
+                api_type
+            );
+        } else {
+            assert_eq!(
+                parsed["dynamic_resources"]["ads_config"]["api_type"],
+                api_type
+            );
+            assert!(parsed["dynamic_resources"]["lds_config"]["ads"].is_object());
+        }
+        assert_eq!(parsed["node"]["cluster"], "edge");
+        if let Err(e) = envoy::validate(&yaml) {
+            panic!("bootstrap (delta={delta}, no_ads={no_ads}):\n{yaml}\n{e}");
+        }
+    }
+    // A DNS name for flotilla makes the xDS cluster STRICT_DNS.
+    let yaml = flotilla(&[
+        "bootstrap",
+        "--node-id",
+        "n",
+        "--xds",
+        "flotilla.internal:18000",
+    ]);
+    assert!(yaml.contains("STRICT_DNS"), "{yaml}");
+    envoy::validate(&yaml).expect("envoy accepts a DNS xDS address");
+}
