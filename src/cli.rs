@@ -12,7 +12,9 @@ use flotilla::config;
 use flotilla::envoy::bootstrap::{self, BootstrapOptions};
 use flotilla::envoy::{json, yaml};
 use flotilla::render;
+use flotilla::serve::ServeOptions;
 use flotilla::translate::Transport;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -100,6 +102,12 @@ pub(crate) enum Command {
     },
     /// Serve xDS to Envoys from a configuration file or directory.
     Serve(ServeArgs),
+    /// Run the quickstart: flotilla, three demo backends and an Envoy (Ctrl-C stops all).
+    Quickstart {
+        /// The Envoy binary (scripts/quickstart installs one into tools/).
+        #[arg(long, env = "ENVOY_BIN", default_value = "tools/envoy-1.40.0/envoy")]
+        envoy: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -110,6 +118,16 @@ pub(crate) struct ServeArgs {
     pub(crate) xds_listen: SocketAddr,
     #[arg(long, default_value = "127.0.0.1:18080")]
     pub(crate) admin_listen: SocketAddr,
+    /// Do not watch the config files (SIGHUP still reloads).
+    #[arg(long)]
+    pub(crate) no_watch: bool,
+    /// Quiet time that ends a burst of config file changes before reloading.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub(crate) debounce: std::time::Duration,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    config::duration::parse(text)
 }
 
 pub(crate) fn validate(paths: &[PathBuf]) -> ExitCode {
@@ -201,6 +219,48 @@ fn print_document(value: &serde_json::Value, format: Format) -> anyhow::Result<(
     Ok(())
 }
 
-pub(crate) fn serve(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("serve: not built yet")
+pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        flotilla::serve::run(
+            ServeOptions {
+                config: args.config,
+                xds_listen: args.xds_listen,
+                admin_listen: args.admin_listen,
+                watch: !args.no_watch,
+                debounce: args.debounce,
+            },
+            shutdown,
+        )
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn quickstart(envoy: PathBuf) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        flotilla::quickstart::run(envoy, shutdown, |running| {
+            let _ = std::io::stdout().write_all(running.banner().as_bytes());
+        })
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or Ctrl-C starts a graceful shutdown: streams end with UNAVAILABLE, servers stop.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+    }
+    shutdown.cancel();
 }

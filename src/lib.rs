@@ -1,6 +1,13 @@
 //! flotilla: an Envoy xDS control plane.
+pub mod admin;
 pub mod cache;
 pub mod config;
+pub mod control;
 pub mod envoy;
+pub mod metrics;
+pub mod quickstart;
 pub mod render;
+pub mod serve;
 pub mod translate;
+pub mod util;
+pub mod xds;

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             admin_port,
         ),
         Command::Serve(args) => cli::serve(args),
+        Command::Quickstart { envoy } => cli::quickstart(envoy),
     };
     result.unwrap_or_else(|e| {
         tracing::error!("{e:#}");

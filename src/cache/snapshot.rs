@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route, route_action};
 
@@ -19,7 +20,11 @@ pub struct TypeSet {
 
 impl TypeSet {
     fn new(resources: BTreeMap<String, Arc<Resource>>) -> TypeSet {
-        let version = version_of(resources.values().map(Arc::as_ref));
+        let version = version_of(
+            resources
+                .values()
+                .map(|r| (r.name.as_str(), r.version.as_str())),
+        );
         TypeSet { resources, version }
     }
 
@@ -28,23 +33,35 @@ impl TypeSet {
     }
 }
 
-/// Version over a set of resources (in name order).
-pub fn version_of<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> String {
+/// Version over a set of (name, version) pairs, given in name order. Equal sets have equal
+/// versions on any replica, which lets a reconnecting SotW client be recognised as up to date.
+pub fn version_of<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut parts: Vec<&[u8]> = Vec::new();
-    for r in resources {
-        parts.push(r.name.as_bytes());
-        parts.push(r.version.as_bytes());
+    for (name, version) in entries {
+        parts.push(name.as_bytes());
+        parts.push(version.as_bytes());
     }
     content_hash(parts)
 }
 
 /// What one fleet of Envoys should run. Cheap to share: resources sit behind `Arc`s shared
 /// with every other snapshot that holds the same bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub version: String,
     types: [TypeSet; 4],
+    /// When this content first appeared (for push latency: created → ACKed by Envoy).
+    pub created: Option<Instant>,
 }
+
+/// Snapshots are equal when their content is; when they were made does not matter.
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Snapshot) -> bool {
+        self.version == other.version && self.types == other.types
+    }
+}
+
+impl Eq for Snapshot {}
 
 impl Snapshot {
     pub fn get(&self, t: ResourceType) -> &TypeSet {
@@ -56,6 +73,7 @@ impl Snapshot {
         Snapshot {
             version: content_hash(versions),
             types,
+            created: Some(Instant::now()),
         }
     }
 

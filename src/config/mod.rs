@@ -9,6 +9,7 @@ pub mod duration;
 mod load;
 pub mod model;
 mod reader;
+pub mod watch;
 pub mod yaml;
 
 pub use decode::{MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON};

@@ -4,5 +4,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod affinity;
+mod balancing;
 mod golden;
+mod live;
+mod nack;
+mod protocol;
+mod quickstart;
+mod restart;
+mod traffic;
 mod validate;

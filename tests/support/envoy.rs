@@ -1,7 +1,15 @@
 //! Real Envoy 1.40: finding the binary, validating configs, running proxies.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use super::flotilla::Flotilla;
+use super::{print_log_tail, wait};
 
 /// Envoy from `$ENVOY_BIN`, else from the project's tools folder (`scripts/install-envoy`).
 /// Missing Envoy is a test failure, never a skip.
@@ -23,7 +31,7 @@ pub fn validate(bootstrap_yaml: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bootstrap.yaml");
     std::fs::write(&path, bootstrap_yaml).expect("write bootstrap");
-    let out = Command::new(envoy_bin())
+    let out = StdCommand::new(envoy_bin())
         .args([
             "--mode",
             "validate",
@@ -45,4 +53,183 @@ pub fn validate(bootstrap_yaml: &str) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ))
     }
+}
+
+/// How an Envoy talks to flotilla.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Xds {
+    Sotw,
+    Delta,
+    SotwNoAds,
+    DeltaNoAds,
+}
+
+impl Xds {
+    pub const ADS_BOTH: [Xds; 2] = [Xds::Sotw, Xds::Delta];
+
+    pub fn is_delta(self) -> bool {
+        matches!(self, Xds::Delta | Xds::DeltaNoAds)
+    }
+
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Xds::Sotw => &[],
+            Xds::Delta => &["--delta"],
+            Xds::SotwNoAds => &["--no-ads"],
+            Xds::DeltaNoAds => &["--delta", "--no-ads"],
+        }
+    }
+
+    /// The `render --transport` these Envoys' resources are rendered for.
+    pub fn transport(self) -> &'static str {
+        match self {
+            Xds::Sotw | Xds::Delta => "ads",
+            Xds::SotwNoAds => "sotw",
+            Xds::DeltaNoAds => "delta",
+        }
+    }
+}
+
+pub struct Envoy {
+    pub node_id: String,
+    pub admin: SocketAddr,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    /// Starts an Envoy with the bootstrap `flotilla bootstrap` writes for it.
+    pub async fn start(flotilla: &Flotilla, node_id: &str, fleet: &str, xds: Xds) -> Envoy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut args = vec![
+            "bootstrap".to_string(),
+            "--node-id".into(),
+            node_id.into(),
+            "--fleet".into(),
+            fleet.into(),
+            "--xds".into(),
+            flotilla.xds.to_string(),
+            "--admin-port".into(),
+            "0".into(),
+        ];
+        args.extend(xds.flags().iter().map(|s| s.to_string()));
+        let out = StdCommand::new(super::flotilla_bin())
+            .args(&args)
+            .output()
+            .expect("flotilla bootstrap");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bootstrap = dir.path().join("bootstrap.yaml");
+        std::fs::write(&bootstrap, &out.stdout).expect("write bootstrap");
+        let admin_path = dir.path().join("admin-address");
+        let log = dir.path().join("envoy.log");
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&bootstrap)
+            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
+            .args(["--drain-time-s", "1", "--drain-strategy", "immediate"])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .arg("--log-path")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn envoy");
+        let admin = wait::until("Envoy admin address", Duration::from_secs(20), || async {
+            std::fs::read_to_string(&admin_path)
+                .ok()
+                .and_then(|s| s.trim().parse::<SocketAddr>().ok())
+        })
+        .await;
+        Envoy {
+            node_id: node_id.to_string(),
+            admin,
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub async fn admin_get(&self, path: &str) -> String {
+        reqwest::get(format!("http://{}{path}", self.admin))
+            .await
+            .expect("Envoy admin")
+            .text()
+            .await
+            .expect("admin body")
+    }
+
+    pub async fn config_dump(&self) -> Value {
+        serde_json::from_str(&self.admin_get("/config_dump?include_eds").await)
+            .expect("config_dump JSON")
+    }
+
+    /// Counter or gauge value by exact name (absent → None).
+    pub async fn stat(&self, name: &str) -> Option<u64> {
+        let text = self
+            .admin_get(&format!("/stats?filter=^{}$", regex_escape(name)))
+            .await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The `/clusters` admin page: `cluster::host::field::value` lines.
+    pub async fn clusters(&self) -> String {
+        self.admin_get("/clusters").await
+    }
+
+    /// Health flags of a host as Envoy's /clusters shows them (e.g. `healthy`,
+    /// `/failed_eds_health`, `/pending_dynamic_removal`).
+    pub async fn health_flags(&self, cluster: &str, host: &str) -> Option<String> {
+        let prefix = format!("{cluster}::{host}::health_flags::");
+        self.clusters()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+    }
+
+    /// Waits until Envoy has a listener named `name` active (it accepts connections).
+    pub async fn wait_listener(&self, addr: SocketAddr) {
+        wait::until(
+            &format!("Envoy listening on {addr}"),
+            Duration::from_secs(20),
+            || async { tokio::net::TcpStream::connect(addr).await.ok() },
+        )
+        .await;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_log_tail(&format!("envoy {}", self.node_id), &self.log, 60);
+        }
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }

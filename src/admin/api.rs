@@ -1,0 +1,203 @@
+//! The read side of the admin API: `/api/v1/state` and `/api/v1/nodes`.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use super::AdminState;
+use crate::cache::ResourceType;
+use crate::config::model::{Affinity, Probe};
+use crate::control::Reload;
+use crate::translate::{EndpointKey, Verdict};
+use crate::xds::Mode;
+use crate::xds::nodes::{Nack, StreamInfo};
+
+#[derive(Serialize)]
+pub struct StateView {
+    pub config: ConfigView,
+    pub clusters: Vec<ClusterView>,
+    pub listeners: Vec<ListenerView>,
+}
+
+#[derive(Serialize)]
+pub struct ConfigView {
+    pub path: String,
+    /// Version being served: a content hash of every resource (None before a valid config).
+    pub version: Option<String>,
+    pub last_reload: Option<Reload>,
+}
+
+#[derive(Serialize)]
+pub struct ClusterView {
+    pub name: String,
+    pub policy: &'static str,
+    /// `http`, `tcp`, `grpc`, or null when flotilla does not probe this cluster.
+    pub health_check: Option<&'static str>,
+    pub affinity: Option<&'static str>,
+    pub endpoints: Vec<EndpointView>,
+}
+
+#[derive(Serialize)]
+pub struct EndpointView {
+    pub address: String,
+    /// The weight Envoy uses (an override or least_response_time may differ from the config).
+    pub weight: u32,
+    pub configured_weight: u32,
+    pub zone: Option<String>,
+    pub priority: u32,
+    /// `healthy`, `unhealthy`, or `unknown` (not probed, or no verdict yet; served).
+    pub health: &'static str,
+    pub draining: bool,
+    /// `config` or `registration`.
+    pub source: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct ListenerView {
+    pub name: String,
+    pub address: String,
+    pub routes: usize,
+}
+
+pub async fn state(State(s): State<AdminState>) -> Json<StateView> {
+    Json(state_view(&s))
+}
+
+pub fn state_view(s: &AdminState) -> StateView {
+    let config = s.controller.config();
+    let overlay = s.controller.overlay();
+    let mut clusters = Vec::new();
+    let mut listeners = Vec::new();
+    if let Some(config) = &config {
+        for c in config.clusters.values() {
+            let registered = overlay.registered.get(&c.name).cloned().unwrap_or_default();
+            let endpoints = c
+                .endpoints
+                .iter()
+                .map(|e| (e, "config"))
+                .chain(registered.iter().map(|e| (e, "registration")))
+                .map(|(e, source)| {
+                    let key = EndpointKey::new(c.name.clone(), e.address);
+                    EndpointView {
+                        address: e.address.to_string(),
+                        weight: overlay.weights.get(&key).copied().unwrap_or(e.weight),
+                        configured_weight: e.weight,
+                        zone: e.zone.clone(),
+                        priority: e.priority,
+                        health: match overlay.verdicts.get(&key) {
+                            Some(Verdict::Healthy) => "healthy",
+                            Some(Verdict::Unhealthy) => "unhealthy",
+                            None => "unknown",
+                        },
+                        draining: overlay.draining.contains(&key),
+                        source,
+                    }
+                })
+                .collect();
+            clusters.push(ClusterView {
+                name: c.name.clone(),
+                policy: c.policy.name(),
+                health_check: c.health_check.as_ref().map(|h| match h.probe {
+                    Probe::Http(_) => "http",
+                    Probe::Tcp(_) => "tcp",
+                    Probe::Grpc(_) => "grpc",
+                }),
+                affinity: c.affinity.as_ref().map(|a| match a {
+                    Affinity::Cookie(_) => "cookie",
+                    Affinity::Header(_) => "header",
+                    Affinity::SourceIp => "source_ip",
+                    Affinity::StickyCookie { .. } => "sticky_cookie",
+                }),
+                endpoints,
+            });
+        }
+        for l in config.listeners.values() {
+            listeners.push(ListenerView {
+                name: l.name.clone(),
+                address: l.address.to_string(),
+                routes: l.routes.len(),
+            });
+        }
+    }
+    StateView {
+        config: ConfigView {
+            path: s.config_path.display().to_string(),
+            version: s.controller.version(),
+            last_reload: s.controller.last_reload(),
+        },
+        clusters,
+        listeners,
+    }
+}
+
+/// One connected Envoy (all its streams: one for ADS, up to four otherwise).
+#[derive(Serialize)]
+pub struct NodeView {
+    pub node_id: String,
+    pub fleet: String,
+    pub envoy_version: String,
+    pub mode: Mode,
+    pub ads: bool,
+    #[serde(with = "crate::util::unix_millis")]
+    pub connected_since: SystemTime,
+    pub streams: usize,
+    /// The snapshot version this Envoy is being brought to.
+    pub snapshot_version: String,
+    /// Nothing left to send and every response acknowledged.
+    pub in_sync: bool,
+    pub types: BTreeMap<&'static str, TypeView>,
+}
+
+#[derive(Serialize)]
+pub struct TypeView {
+    pub sent_version: Option<String>,
+    pub acked_version: Option<String>,
+    pub responses: u64,
+    pub acks: u64,
+    pub nacks: u64,
+    pub last_nack: Option<Nack>,
+}
+
+pub async fn nodes(State(s): State<AdminState>) -> Json<Vec<NodeView>> {
+    Json(node_views(s.nodes.streams()))
+}
+
+pub fn node_views(streams: Vec<StreamInfo>) -> Vec<NodeView> {
+    let mut by_node: BTreeMap<String, NodeView> = BTreeMap::new();
+    for s in streams {
+        let view = by_node
+            .entry(s.node_id.clone())
+            .or_insert_with(|| NodeView {
+                node_id: s.node_id.clone(),
+                fleet: s.fleet.clone(),
+                envoy_version: s.envoy_version.clone(),
+                mode: s.mode,
+                ads: s.ads,
+                connected_since: s.connected_at,
+                streams: 0,
+                snapshot_version: s.snapshot_version.clone(),
+                in_sync: true,
+                types: BTreeMap::new(),
+            });
+        view.streams += 1;
+        view.in_sync &= s.in_sync;
+        view.connected_since = view.connected_since.min(s.connected_at);
+        for (t, status) in s.types {
+            view.types.insert(
+                ResourceType::short_name(t),
+                TypeView {
+                    sent_version: status.sent_version,
+                    acked_version: status.acked_version,
+                    responses: status.responses,
+                    acks: status.acks,
+                    nacks: status.nacks,
+                    last_nack: status.last_nack,
+                },
+            );
+        }
+    }
+    by_node.into_values().collect()
+}

@@ -1,0 +1,73 @@
+//! The admin HTTP server: health, readiness, Prometheus metrics and the JSON API.
+//!
+//! It reads the controller, the cache and the node registry; the only writes it makes go
+//! through the controller, like every other change to what Envoys run.
+
+pub mod api;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::Controller;
+use crate::xds::NodeRegistry;
+
+/// What the admin server reads. It never changes what Envoys run except through the
+/// controller.
+#[derive(Clone)]
+pub struct AdminState {
+    pub config_path: std::path::PathBuf,
+    pub controller: Arc<Controller>,
+    pub nodes: Arc<NodeRegistry>,
+    /// Set once the xDS port is open.
+    pub xds_listening: Arc<AtomicBool>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/state", get(api::state))
+        .route("/api/v1/nodes", get(api::nodes))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
+    if state.controller.config().is_none() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no valid configuration loaded yet\n",
+        );
+    }
+    if !state.xds_listening.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "xDS port not open yet\n");
+    }
+    (StatusCode::OK, "ready\n")
+}
+
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::get().encode(),
+    )
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,150 @@
+//! The one place that decides what Envoys run: the newest valid config plus the overlay
+//! (health verdicts, drains, overrides, registrations) go in, snapshots come out.
+//!
+//! Updates are serialised here, so the cache always sees inputs in the order they happened.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use crate::cache::{Inputs, SnapshotCache, UpdateSummary};
+use crate::config::Config;
+use crate::translate::Overlay;
+
+pub struct Controller {
+    cache: Arc<SnapshotCache>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    config: Option<Arc<Config>>,
+    overlay: Arc<Overlay>,
+    version: Option<String>,
+    last_reload: Option<Reload>,
+}
+
+/// How the last attempt to load the config went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reload {
+    #[serde(with = "crate::util::unix_millis")]
+    pub at: SystemTime,
+    /// What asked for it: `startup`, `watch`, `SIGHUP`.
+    pub trigger: &'static str,
+    pub result: ReloadResult,
+    /// Every problem found, as `path:line:col: field: message`.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadResult {
+    /// A new config is being served.
+    Applied,
+    /// The files changed but mean the same config: nothing was pushed.
+    Unchanged,
+    /// The config was rejected; the last good one is still served.
+    Invalid,
+}
+
+impl ReloadResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Applied => "applied",
+            ReloadResult::Unchanged => "unchanged",
+            ReloadResult::Invalid => "invalid",
+        }
+    }
+}
+
+impl Controller {
+    pub fn new(cache: Arc<SnapshotCache>) -> Arc<Controller> {
+        Arc::new(Controller {
+            cache,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn cache(&self) -> &Arc<SnapshotCache> {
+        &self.cache
+    }
+
+    /// The config being served, if one was ever loaded.
+    pub fn config(&self) -> Option<Arc<Config>> {
+        self.lock().config.clone()
+    }
+
+    pub fn overlay(&self) -> Arc<Overlay> {
+        self.lock().overlay.clone()
+    }
+
+    /// Version of the full resource set being served (None before the first valid config).
+    pub fn version(&self) -> Option<String> {
+        self.lock().version.clone()
+    }
+
+    pub fn last_reload(&self) -> Option<Reload> {
+        self.lock().last_reload.clone()
+    }
+
+    /// Serves a new (valid) config.
+    pub fn set_config(&self, config: Arc<Config>) -> UpdateSummary {
+        let mut state = self.lock();
+        state.config = Some(config.clone());
+        let summary = self.cache.update(Inputs {
+            config,
+            overlay: state.overlay.clone(),
+        });
+        if state.version.as_deref() != Some(&summary.version) {
+            crate::metrics::get().config_version(&summary.version);
+        }
+        state.version = Some(summary.version.clone());
+        summary
+    }
+
+    /// Applies the outcome of loading the config files: a valid config that differs from the
+    /// one served replaces it; an equal one changes nothing; errors change nothing either.
+    pub fn reload(&self, trigger: &'static str, loaded: Result<Config, Vec<String>>) -> Reload {
+        let (result, errors) = match loaded {
+            Ok(config) => {
+                if self.config().is_some_and(|c| *c == config) {
+                    (ReloadResult::Unchanged, Vec::new())
+                } else {
+                    self.set_config(Arc::new(config));
+                    (ReloadResult::Applied, Vec::new())
+                }
+            }
+            Err(errors) => (ReloadResult::Invalid, errors),
+        };
+        let record = Reload {
+            at: SystemTime::now(),
+            trigger,
+            result,
+            errors,
+        };
+        crate::metrics::get().config_reloads(result);
+        self.lock().last_reload = Some(record.clone());
+        record
+    }
+
+    /// Changes the overlay; publishes only if it changed and a config is loaded.
+    pub fn update_overlay(&self, change: impl FnOnce(&mut Overlay)) -> Option<UpdateSummary> {
+        let mut state = self.lock();
+        let mut overlay = (*state.overlay).clone();
+        change(&mut overlay);
+        if overlay == *state.overlay {
+            return None;
+        }
+        state.overlay = Arc::new(overlay);
+        let config = state.config.clone()?;
+        let summary = self.cache.update(Inputs {
+            config,
+            overlay: state.overlay.clone(),
+        });
+        state.version = Some(summary.version.clone());
+        Some(summary)
+    }
+}

@@ -1,0 +1,155 @@
+//! `flotilla serve`: load the config, open the xDS and admin ports, keep serving.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::admin::{self, AdminState};
+use crate::cache::SnapshotCache;
+use crate::config;
+use crate::control::{Controller, Reload, ReloadResult};
+use crate::xds::{self, NodeRegistry};
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub config: PathBuf,
+    pub xds_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Reload when the config files change (SIGHUP always reloads).
+    pub watch: bool,
+    /// Quiet time that ends a burst of file changes.
+    pub debounce: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("xDS server failed: {0}")]
+    Xds(#[from] tonic::transport::Error),
+    #[error("admin server failed: {0}")]
+    Admin(#[source] std::io::Error),
+    #[error(transparent)]
+    Watch(#[from] config::watch::WatchError),
+}
+
+/// The longest a continuous stream of file changes can delay a reload.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+
+/// Runs until `shutdown` is cancelled. An invalid config at start-up is logged and the server
+/// stays up, not ready, serving nothing, until a valid one is loaded.
+pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let cache = Arc::new(SnapshotCache::new());
+    let controller = Controller::new(cache.clone());
+    let nodes = NodeRegistry::new();
+
+    reload(&controller, &opts.config, "startup");
+    let watcher = if opts.watch {
+        Some(config::watch::watch(
+            &opts.config,
+            opts.debounce,
+            MAX_DEBOUNCE,
+        )?)
+    } else {
+        None
+    };
+    let (_watch_guard, changes) = watcher.unzip();
+    tokio::spawn(reload_loop(
+        controller.clone(),
+        opts.config.clone(),
+        changes,
+        shutdown.clone(),
+    ));
+
+    let bind = |what, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { what, addr, source })
+    };
+    let xds_listener = bind("xDS", opts.xds_listen).await?;
+    let admin_listener = bind("admin", opts.admin_listen).await?;
+    info!(
+        xds = %xds_listener.local_addr().unwrap_or(opts.xds_listen),
+        admin = %admin_listener.local_addr().unwrap_or(opts.admin_listen),
+        "listening"
+    );
+    let xds_listening = Arc::new(AtomicBool::new(true));
+    xds_listening.store(true, Ordering::Release);
+
+    let admin_state = AdminState {
+        config_path: opts.config.clone(),
+        controller: controller.clone(),
+        nodes: nodes.clone(),
+        xds_listening,
+    };
+    let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    let xds_result = xds::serve(xds_listener, cache, nodes, shutdown.clone()).await;
+    shutdown.cancel();
+    let admin_result = admin.await;
+    xds_result?;
+    match admin_result {
+        Ok(r) => r.map_err(ServeError::Admin),
+        Err(join) => Err(ServeError::Admin(std::io::Error::other(join))),
+    }
+}
+
+/// Reloads on every debounced change and on SIGHUP, until shutdown.
+async fn reload_loop(
+    controller: Arc<Controller>,
+    path: PathBuf,
+    mut changes: Option<mpsc::Receiver<()>>,
+    shutdown: CancellationToken,
+) {
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "cannot handle SIGHUP; reload by signal is off");
+            None
+        }
+    };
+    loop {
+        let trigger = tokio::select! {
+            () = shutdown.cancelled() => return,
+            Some(()) = async { changes.as_mut()?.recv().await } => "watch",
+            Some(()) = async { hangup.as_mut()?.recv().await } => "SIGHUP",
+            else => {
+                shutdown.cancelled().await;
+                return;
+            }
+        };
+        reload(&controller, &path, trigger);
+    }
+}
+
+/// Loads the config at `path` and serves it if it is valid and differs from what is served.
+pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
+    let loaded = config::load(path).map(|l| l.config).map_err(|e| e.lines());
+    let record = controller.reload(trigger, loaded);
+    let version = controller.version().unwrap_or_else(|| "none".to_string());
+    match record.result {
+        ReloadResult::Applied => info!(trigger, %version, "config applied"),
+        ReloadResult::Unchanged => debug!(trigger, %version, "config unchanged; nothing to push"),
+        ReloadResult::Invalid => {
+            for line in &record.errors {
+                error!(trigger, "{line}");
+            }
+            error!(trigger, path = %path.display(), live_version = %version,
+                "config rejected; still serving the last good config");
+        }
+    }
+    record
+}

@@ -1,0 +1,217 @@
+//! What one stream's Envoy has asked for and holds, per resource type.
+//!
+//! Both protocol variants keep the same state: subscriptions, the resources the client is known
+//! to hold (acknowledged, or reported on reconnect), the one response in flight, and what it
+//! rejected. SotW and delta differ only in how requests update it and responses are shaped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cache::{Resource, ResourceType};
+
+/// A resource the client holds. The content is known when flotilla sent it (or when the
+/// version the client reports matches one flotilla has); a delta client reconnecting after a
+/// config change may report versions flotilla never saw.
+#[derive(Debug, Clone)]
+pub(crate) struct Known {
+    pub(crate) version: String,
+    pub(crate) resource: Option<Arc<Resource>>,
+}
+
+/// A response sent and not yet acknowledged. At most one per type: new state waiting behind
+/// it coalesces, so a slow client only ever receives the newest state.
+#[derive(Debug, Clone)]
+pub(crate) struct InFlight {
+    pub(crate) nonce: String,
+    pub(crate) version_info: String,
+    pub(crate) sent: Vec<Arc<Resource>>,
+    pub(crate) removed: Vec<String>,
+    /// SotW CDS/LDS responses carry the complete set: what is not in it is gone once ACKed.
+    pub(crate) complete: bool,
+    pub(crate) at: Instant,
+    /// When the state this response carries came to be (snapshot creation, or the stream's
+    /// start if later): the start of the push latency.
+    pub(crate) since: Instant,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TypeState {
+    /// The client has sent at least one request for this type.
+    pub(crate) requested: bool,
+    /// At least one response has been sent (an initial request always gets one).
+    pub(crate) answered: bool,
+    pub(crate) wildcard: bool,
+    pub(crate) names: BTreeSet<String>,
+    pub(crate) known: BTreeMap<String, Known>,
+    pub(crate) in_flight: Option<InFlight>,
+    /// name → version the client rejected: not sent again until the version changes (a NACK
+    /// must not turn into a resend loop).
+    pub(crate) rejected: BTreeMap<String, String>,
+    /// For complete-set responses: the rejected set's version_info.
+    pub(crate) rejected_set: Option<String>,
+}
+
+/// Outcome of matching a request's nonce against the response in flight.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// No response was in flight for this nonce (initial request, or a stale nonce).
+    None,
+    /// Acknowledged; `updated` names resources the client held before at another version.
+    Ack {
+        flight: InFlight,
+        updated: Vec<String>,
+    },
+    Nack(InFlight, String),
+}
+
+impl TypeState {
+    pub(crate) fn subscribed(&self, name: &str) -> bool {
+        self.wildcard || self.names.contains(name)
+    }
+
+    /// Applies an ACK or NACK carried by a request with `nonce`. Requests with a nonce other
+    /// than the in-flight one are stale (the client has not seen the newest response yet) and
+    /// neither acknowledge nor reject anything.
+    pub(crate) fn reply(&mut self, nonce: &str, error: Option<String>) -> Reply {
+        if nonce.is_empty() || self.in_flight.as_ref().is_none_or(|f| f.nonce != nonce) {
+            return Reply::None;
+        }
+        let Some(flight) = self.in_flight.take() else {
+            return Reply::None;
+        };
+        match error {
+            None => {
+                let updated = flight
+                    .sent
+                    .iter()
+                    .filter(|r| {
+                        self.known
+                            .get(&r.name)
+                            .is_some_and(|k| k.version != r.version)
+                    })
+                    .map(|r| r.name.clone())
+                    .collect();
+                if flight.complete {
+                    self.known.clear();
+                    self.rejected_set = None;
+                }
+                for r in &flight.sent {
+                    self.rejected.remove(&r.name);
+                    self.known.insert(
+                        r.name.clone(),
+                        Known {
+                            version: r.version.clone(),
+                            resource: Some(r.clone()),
+                        },
+                    );
+                }
+                for name in &flight.removed {
+                    self.known.remove(name);
+                }
+                Reply::Ack { flight, updated }
+            }
+            Some(message) => {
+                if flight.complete {
+                    self.rejected_set = Some(flight.version_info.clone());
+                }
+                for r in &flight.sent {
+                    self.rejected.insert(r.name.clone(), r.version.clone());
+                }
+                Reply::Nack(flight, message)
+            }
+        }
+    }
+
+    /// Forgets a resource the client no longer wants (it forgets it too).
+    pub(crate) fn unsubscribe(&mut self, name: &str) {
+        self.names.remove(name);
+        if !self.wildcard {
+            self.known.remove(name);
+            self.rejected.remove(name);
+        }
+    }
+}
+
+/// The four types' states, indexed by `ResourceType`.
+#[derive(Debug, Default)]
+pub(crate) struct ClientState {
+    types: [TypeState; 4],
+}
+
+impl ClientState {
+    pub(crate) fn get(&self, t: ResourceType) -> &TypeState {
+        &self.types[t.index()]
+    }
+
+    pub(crate) fn get_mut(&mut self, t: ResourceType) -> &mut TypeState {
+        &mut self.types[t.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::google::protobuf::Any;
+
+    fn res(name: &str, body: u8) -> Arc<Resource> {
+        Arc::new(Resource::new(
+            name.to_string(),
+            Any {
+                type_url: "t".into(),
+                value: vec![body],
+            },
+            Vec::new(),
+        ))
+    }
+
+    fn flight(nonce: &str, sent: Vec<Arc<Resource>>, complete: bool) -> InFlight {
+        InFlight {
+            nonce: nonce.into(),
+            version_info: "v".into(),
+            sent,
+            removed: Vec::new(),
+            complete,
+            at: Instant::now(),
+            since: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn ack_of_a_complete_set_replaces_what_is_known() {
+        let mut s = TypeState {
+            in_flight: Some(flight("1", vec![res("a", 1)], true)),
+            ..TypeState::default()
+        };
+        assert!(matches!(s.reply("1", None), Reply::Ack { .. }));
+        s.in_flight = Some(flight("2", vec![res("b", 1)], true));
+        assert!(matches!(s.reply("2", None), Reply::Ack { .. }));
+        assert_eq!(s.known.keys().collect::<Vec<_>>(), vec!["b"]);
+    }
+
+    #[test]
+    fn stale_nonces_neither_ack_nor_nack() {
+        let mut s = TypeState {
+            in_flight: Some(flight("2", vec![res("a", 1)], false)),
+            ..TypeState::default()
+        };
+        assert!(matches!(s.reply("1", Some("bad".into())), Reply::None));
+        assert!(s.in_flight.is_some());
+        assert!(matches!(s.reply("", None), Reply::None));
+    }
+
+    #[test]
+    fn nack_remembers_the_rejected_versions_until_a_later_ack() {
+        let bad = res("a", 1);
+        let mut s = TypeState {
+            in_flight: Some(flight("1", vec![bad.clone()], false)),
+            ..TypeState::default()
+        };
+        assert!(matches!(s.reply("1", Some("no".into())), Reply::Nack(_, _)));
+        assert_eq!(s.rejected.get("a"), Some(&bad.version));
+        assert!(s.known.is_empty());
+        s.in_flight = Some(flight("2", vec![res("a", 2)], false));
+        assert!(matches!(s.reply("2", None), Reply::Ack { .. }));
+        assert!(s.rejected.is_empty());
+    }
+}

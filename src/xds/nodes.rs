@@ -1,0 +1,116 @@
+//! The connected Envoys: identity, and per resource type what was sent, what was
+//! acknowledged and the last rejection. Entries live exactly as long as their streams, so the
+//! registry never grows with Envoys that have gone (go-control-plane's #597).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::protocol::Mode;
+use crate::cache::ResourceType;
+
+/// A rejected response, with Envoy's own message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Nack {
+    pub version: String,
+    pub message: String,
+    #[serde(with = "crate::util::unix_millis")]
+    pub at: SystemTime,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TypeStatus {
+    /// Version of what the last response would leave the client holding.
+    pub sent_version: Option<String>,
+    /// Version of what the client holds, as of its last acknowledgement.
+    pub acked_version: Option<String>,
+    pub responses: u64,
+    pub acks: u64,
+    pub nacks: u64,
+    pub last_nack: Option<Nack>,
+}
+
+/// One xDS stream (an ADS stream, or one of the per-type streams of a non-ADS Envoy).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    pub node_id: String,
+    pub fleet: String,
+    pub envoy_version: String,
+    pub mode: Mode,
+    pub ads: bool,
+    #[serde(with = "crate::util::unix_millis")]
+    pub connected_at: SystemTime,
+    /// Snapshot version the stream is working towards.
+    pub snapshot_version: String,
+    /// Nothing left to send and nothing unacknowledged.
+    pub in_sync: bool,
+    pub types: BTreeMap<ResourceType, TypeStatus>,
+}
+
+#[derive(Default)]
+pub struct NodeRegistry {
+    streams: Mutex<HashMap<u64, StreamInfo>>,
+    next_id: AtomicU64,
+}
+
+impl NodeRegistry {
+    pub fn new() -> Arc<NodeRegistry> {
+        Arc::new(NodeRegistry::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, StreamInfo>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a stream; it leaves the registry when the returned guard drops.
+    pub fn register(self: &Arc<Self>, info: StreamInfo) -> StreamEntry {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, info);
+        StreamEntry {
+            registry: self.clone(),
+            id,
+        }
+    }
+
+    /// Every open stream, ordered by node id.
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        let mut out: Vec<StreamInfo> = self.lock().values().cloned().collect();
+        out.sort_by(|a, b| (&a.node_id, a.connected_at).cmp(&(&b.node_id, b.connected_at)));
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+/// A stream's handle on its registry entry.
+pub struct StreamEntry {
+    registry: Arc<NodeRegistry>,
+    id: u64,
+}
+
+impl StreamEntry {
+    pub fn update(&self, f: impl FnOnce(&mut StreamInfo)) {
+        if let Some(info) = self.registry.lock().get_mut(&self.id) {
+            f(info);
+        }
+    }
+
+    pub fn update_type(&self, t: ResourceType, f: impl FnOnce(&mut TypeStatus)) {
+        self.update(|info| f(info.types.entry(t).or_default()));
+    }
+}
+
+impl Drop for StreamEntry {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}

@@ -1,0 +1,128 @@
+//! Make-before-break: what each type should look like on the client *now*, given the newest
+//! snapshot and what the client has acknowledged so far.
+//!
+//! On an ADS stream flotilla controls the order in which Envoy applies changes:
+//! 1. clusters are added or updated first (removed ones are kept, see 4);
+//! 2. their endpoints follow as Envoy subscribes to them;
+//! 3. listeners and routes change only once every cluster the new routes use is known to the
+//!    client *and* has acknowledged endpoints, i.e. is warm: no request meets a missing cluster;
+//! 4. a cluster that left the config is removed only once no route the client holds (or is
+//!    being sent) still points at it.
+//!
+//! Separate per-type streams cannot be ordered against each other, so they get the snapshot
+//! as is.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::client::{ClientState, TypeState};
+use crate::cache::{Resource, ResourceType, Snapshot};
+
+/// One resource in a view.
+#[derive(Debug, Clone)]
+pub(crate) enum Entry {
+    /// The client should hold this resource.
+    Current(Arc<Resource>),
+    /// The client should keep whatever it holds for this name (a cluster waiting for removal,
+    /// a listener waiting for its clusters).
+    Keep,
+}
+
+pub(crate) type View = BTreeMap<String, Entry>;
+
+/// The view of type `t` for a client subscribed as `state` says. `ordered` is true on ADS.
+pub(crate) fn view(
+    t: ResourceType,
+    snapshot: &Snapshot,
+    client: &ClientState,
+    ordered: bool,
+) -> View {
+    let own = client.get(t);
+    let current = |names: &mut dyn Iterator<Item = (&String, &Arc<Resource>)>| -> View {
+        names
+            .filter(|(name, _)| own.subscribed(name))
+            .map(|(name, r)| (name.clone(), Entry::Current(r.clone())))
+            .collect()
+    };
+    let resources = &snapshot.get(t).resources;
+    if !ordered {
+        return current(&mut resources.iter());
+    }
+    match t {
+        ResourceType::Cluster => {
+            let mut v = current(&mut resources.iter());
+            for name in retained_clusters(snapshot, client) {
+                v.insert(name, Entry::Keep);
+            }
+            v
+        }
+        ResourceType::Endpoint => {
+            let mut v = current(&mut resources.iter());
+            for name in retained_clusters(snapshot, client) {
+                if own.subscribed(&name) && own.known.contains_key(&name) {
+                    v.insert(name, Entry::Keep);
+                }
+            }
+            v
+        }
+        ResourceType::Listener | ResourceType::Route => {
+            if clusters_warm(snapshot, client) {
+                current(&mut resources.iter())
+            } else {
+                own.known
+                    .keys()
+                    .filter(|n| own.subscribed(n))
+                    .map(|n| (n.clone(), Entry::Keep))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Whether every cluster the snapshot's routes use is known to the client with endpoints.
+pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
+    let clusters = &client.get(ResourceType::Cluster).known;
+    let endpoints = &client.get(ResourceType::Endpoint).known;
+    snapshot
+        .get(ResourceType::Route)
+        .resources
+        .values()
+        .flat_map(|r| r.clusters.iter())
+        .all(|c| clusters.contains_key(c) && endpoints.contains_key(c))
+}
+
+/// Clusters the client holds that the snapshot dropped but a route the client holds (or is
+/// being sent) still uses. A route whose content flotilla does not know (reported by a delta
+/// client after a restart) might use any of them, so it keeps them all.
+fn retained_clusters(snapshot: &Snapshot, client: &ClientState) -> BTreeSet<String> {
+    let in_snapshot = &snapshot.get(ResourceType::Cluster).resources;
+    let held: Vec<&String> = client
+        .get(ResourceType::Cluster)
+        .known
+        .keys()
+        .filter(|c| !in_snapshot.contains_key(*c))
+        .collect();
+    if held.is_empty() {
+        return BTreeSet::new();
+    }
+    let routes: &TypeState = client.get(ResourceType::Route);
+    let mut used: BTreeSet<&str> = BTreeSet::new();
+    for known in routes.known.values() {
+        match &known.resource {
+            Some(r) => used.extend(r.clusters.iter().map(String::as_str)),
+            None => return held.into_iter().cloned().collect(),
+        }
+    }
+    if let Some(flight) = &routes.in_flight {
+        used.extend(
+            flight
+                .sent
+                .iter()
+                .flat_map(|r| r.clusters.iter().map(String::as_str)),
+        );
+    }
+    held.into_iter()
+        .filter(|c| used.contains(c.as_str()))
+        .cloned()
+        .collect()
+}

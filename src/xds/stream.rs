@@ -1,0 +1,351 @@
+//! One xDS stream, either variant: read requests, track what the client holds, send what it
+//! lacks, one response per type in flight, in make-before-break order.
+//!
+//! The loop never queues responses: it plans the next one only when the outgoing channel has
+//! room, from the newest snapshot, so a slow Envoy gets the latest state and nothing stale.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Status, Streaming};
+use tracing::{Instrument, debug, info, warn};
+
+use super::client::{ClientState, InFlight, Reply};
+use super::nodes::{Nack, NodeRegistry, StreamEntry, StreamInfo};
+use super::plan;
+use super::protocol::{self, Mode, Plan, Protocol, Request};
+use crate::cache::{ResourceType, Snapshot, SnapshotCache, version_of};
+use crate::translate::Transport;
+
+/// What every stream shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) cache: Arc<SnapshotCache>,
+    pub(crate) nodes: Arc<NodeRegistry>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Which service a stream arrived on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kind {
+    /// Aggregated: every type on one stream, ordered.
+    pub(crate) ads: bool,
+    /// The one type a per-type service serves.
+    pub(crate) only: Option<ResourceType>,
+}
+
+impl Kind {
+    pub(crate) const ADS: Kind = Kind {
+        ads: true,
+        only: None,
+    };
+
+    pub(crate) fn single(t: ResourceType) -> Kind {
+        Kind {
+            ads: false,
+            only: Some(t),
+        }
+    }
+}
+
+/// Room for responses between the loop and the transport: enough to keep the connection busy,
+/// small enough that planning always works from a fresh snapshot.
+const OUTGOING: usize = 2;
+
+/// Starts serving a stream; the returned stream carries its responses.
+pub(crate) fn spawn<P: Protocol>(
+    shared: Shared,
+    kind: Kind,
+    requests: Streaming<P::Req>,
+) -> ReceiverStream<Result<P::Resp, Status>>
+where
+    Streaming<P::Req>: Send,
+{
+    let (tx, rx) = mpsc::channel(OUTGOING);
+    tokio::spawn(async move {
+        if let Err(status) = run::<P>(shared, kind, requests, tx.clone()).await {
+            let _ = tx.send(Err(status)).await;
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+async fn run<P: Protocol>(
+    shared: Shared,
+    kind: Kind,
+    mut requests: Streaming<P::Req>,
+    tx: mpsc::Sender<Result<P::Resp, Status>>,
+) -> Result<(), Status> {
+    let Some(first) = requests.message().await? else {
+        return Ok(());
+    };
+    let first = P::request(first);
+    let node = first.node.clone().ok_or_else(|| {
+        Status::invalid_argument("the first request on a stream must carry the Envoy node")
+    })?;
+    if node.id.is_empty() {
+        return Err(Status::invalid_argument("node.id must not be empty"));
+    }
+    let transport = match (kind.ads, P::MODE) {
+        (true, _) => Transport::Ads,
+        (false, Mode::Sotw) => Transport::Sotw,
+        (false, Mode::Delta) => Transport::Delta,
+    };
+    let mut snapshots = shared.cache.watch(&node.cluster, transport);
+    let snapshot = snapshots.borrow_and_update().clone();
+    let entry = shared.nodes.register(StreamInfo {
+        node_id: node.id.clone(),
+        fleet: node.cluster.clone(),
+        envoy_version: envoy_version(&node),
+        mode: P::MODE,
+        ads: kind.ads,
+        connected_at: std::time::SystemTime::now(),
+        snapshot_version: snapshot.version.clone(),
+        in_sync: false,
+        types: Default::default(),
+    });
+    let span = tracing::info_span!(
+        "xds",
+        node = %node.id,
+        fleet = %node.cluster,
+        mode = P::MODE.name(),
+        ads = kind.ads
+    );
+    let _gauge = crate::metrics::get().stream_opened(crate::metrics::StreamLabels {
+        r#type: kind.only.map_or("ads", ResourceType::short_name),
+        mode: P::MODE.name(),
+        fleet: node.cluster.clone(),
+    });
+    let stream = StreamLoop::<P> {
+        kind,
+        entry,
+        opened: std::time::Instant::now(),
+        client: ClientState::default(),
+        snapshot,
+        dirty: true,
+        in_sync: false,
+        nonce: 0,
+        _protocol: std::marker::PhantomData,
+    };
+    stream
+        .run(first, requests, &mut snapshots, tx, shared.shutdown)
+        .instrument(span)
+        .await
+}
+
+fn envoy_version(node: &envoy_types::pb::envoy::config::core::v3::Node) -> String {
+    use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+    match &node.user_agent_version_type {
+        Some(UserAgentVersionType::UserAgentBuildVersion(b)) => b
+            .version
+            .as_ref()
+            .map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch))
+            .unwrap_or_default(),
+        Some(UserAgentVersionType::UserAgentVersion(v)) => v.clone(),
+        None => String::new(),
+    }
+}
+
+struct StreamLoop<P: Protocol> {
+    kind: Kind,
+    entry: StreamEntry,
+    opened: std::time::Instant,
+    client: ClientState,
+    snapshot: Arc<Snapshot>,
+    /// Something may need sending.
+    dirty: bool,
+    in_sync: bool,
+    nonce: u64,
+    _protocol: std::marker::PhantomData<P>,
+}
+
+impl<P: Protocol> StreamLoop<P> {
+    async fn run(
+        mut self,
+        first: Request,
+        mut requests: Streaming<P::Req>,
+        snapshots: &mut watch::Receiver<Arc<Snapshot>>,
+        tx: mpsc::Sender<Result<P::Resp, Status>>,
+        shutdown: CancellationToken,
+    ) -> Result<(), Status> {
+        info!("stream opened");
+        self.handle(first)?;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    info!("stream closed: flotilla is shutting down");
+                    return Err(Status::unavailable("flotilla is shutting down"));
+                }
+                message = requests.message() => match message {
+                    Ok(Some(req)) => self.handle(P::request(req))?,
+                    Ok(None) => {
+                        info!("stream closed by Envoy");
+                        return Ok(());
+                    }
+                    Err(status) => {
+                        info!(error = %status.message(), "stream ended");
+                        return Err(status);
+                    }
+                },
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return Err(Status::unavailable("flotilla is shutting down"));
+                    }
+                    self.snapshot = snapshots.borrow_and_update().clone();
+                    self.entry.update(|i| i.snapshot_version.clone_from(&self.snapshot.version));
+                    self.dirty = true;
+                }
+                permit = tx.reserve(), if self.dirty => {
+                    let Ok(permit) = permit else {
+                        return Ok(());
+                    };
+                    match self.next_plan() {
+                        Some(plan) => {
+                            let response = self.send(plan);
+                            permit.send(Ok(response));
+                        }
+                        None => {
+                            self.dirty = false;
+                            self.update_sync();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn serves(&self, t: ResourceType) -> bool {
+        self.kind.only.is_none_or(|only| only == t)
+    }
+
+    fn resource_type(&self, type_url: &str) -> Result<ResourceType, Status> {
+        if type_url.is_empty() {
+            return match self.kind.only {
+                Some(t) => Ok(t),
+                None => Err(Status::invalid_argument(
+                    "type_url is required on an ADS stream",
+                )),
+            };
+        }
+        match ResourceType::from_type_url(type_url) {
+            Some(t) if self.serves(t) => Ok(t),
+            Some(t) => Err(Status::invalid_argument(format!(
+                "type_url {type_url} ({t}) is not served by this service; use ADS or the {t} service"
+            ))),
+            None => Err(Status::invalid_argument(format!(
+                "unknown type_url {type_url:?}: flotilla serves {}",
+                ResourceType::ALL.map(ResourceType::type_url).join(", ")
+            ))),
+        }
+    }
+
+    fn handle(&mut self, req: Request) -> Result<(), Status> {
+        let t = self.resource_type(&req.type_url)?;
+        let state = self.client.get_mut(t);
+        match state.reply(&req.nonce, req.error.clone()) {
+            Reply::Ack { flight, updated } => {
+                let held = held_version(&self.client, t);
+                debug!(r#type = %t, version = %flight.version_info, nonce = %flight.nonce,
+                    elapsed_ms = flight.at.elapsed().as_millis() as u64, "ACK");
+                crate::metrics::get().ack(t, P::MODE.name(), Some(flight.since.elapsed()));
+                self.entry.update_type(t, |s| {
+                    s.acks += 1;
+                    s.acked_version = Some(held);
+                });
+                // Envoy re-warms an updated cluster and waits for its endpoints again: on ADS,
+                // where flotilla sees both, it re-sends them.
+                if t == ResourceType::Cluster && self.kind.ads {
+                    let endpoints = self.client.get_mut(ResourceType::Endpoint);
+                    for name in updated {
+                        endpoints.known.remove(&name);
+                    }
+                }
+            }
+            Reply::Nack(flight, message) => {
+                crate::metrics::get().nack(t, P::MODE.name());
+                warn!(r#type = %t, version = %flight.version_info, nonce = %flight.nonce,
+                    error = %message, "Envoy rejected config (NACK); keeping it from this Envoy until the config changes");
+                self.entry.update_type(t, |s| {
+                    s.nacks += 1;
+                    s.last_nack = Some(Nack {
+                        version: flight.version_info.clone(),
+                        message,
+                        at: std::time::SystemTime::now(),
+                    });
+                });
+            }
+            Reply::None => {}
+        }
+        protocol::subscribe(t, self.client.get_mut(t), &req.subscription, &self.snapshot);
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn next_plan(&self) -> Option<Plan> {
+        if self.snapshot.version.is_empty() {
+            return None;
+        }
+        ResourceType::ALL
+            .into_iter()
+            .filter(|t| self.serves(*t))
+            .find_map(|t| {
+                let view = plan::view(t, &self.snapshot, &self.client, self.kind.ads);
+                protocol::next(P::MODE, t, &view, self.client.get(t))
+            })
+    }
+
+    fn send(&mut self, plan: Plan) -> P::Resp {
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        let response = P::response(&plan, nonce.clone(), &self.snapshot);
+        debug!(r#type = %plan.t, version = %plan.version_info, nonce = %nonce,
+            resources = plan.resources.len(), removed = plan.removed.len(), "sending");
+        crate::metrics::get().response_sent(plan.t, P::MODE.name());
+        self.entry.update_type(plan.t, |s| {
+            s.responses += 1;
+            s.sent_version = Some(plan.version_info.clone());
+        });
+        let state = self.client.get_mut(plan.t);
+        state.answered = true;
+        state.in_flight = Some(InFlight {
+            nonce,
+            version_info: plan.version_info,
+            sent: plan.resources,
+            removed: plan.removed,
+            complete: plan.complete,
+            at: std::time::Instant::now(),
+            since: self
+                .snapshot
+                .created
+                .map_or(self.opened, |c| c.max(self.opened)),
+        });
+        if self.in_sync {
+            self.in_sync = false;
+            self.entry.update(|i| i.in_sync = false);
+        }
+        response
+    }
+
+    fn update_sync(&mut self) {
+        let in_sync = ResourceType::ALL
+            .into_iter()
+            .all(|t| self.client.get(t).in_flight.is_none());
+        if in_sync != self.in_sync {
+            self.in_sync = in_sync;
+            self.entry.update(|i| i.in_sync = in_sync);
+        }
+    }
+}
+
+fn held_version(client: &ClientState, t: ResourceType) -> String {
+    version_of(
+        client
+            .get(t)
+            .known
+            .iter()
+            .map(|(n, k)| (n.as_str(), k.version.as_str())),
+    )
+}

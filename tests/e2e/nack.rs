@@ -1,0 +1,88 @@
+//! A config that passes flotilla's validation but that Envoy rejects: the NACK is recorded
+//! with Envoy's message, Envoy keeps serving what it had, nothing is re-sent in a loop, and
+//! the next good config goes through.
+
+use std::time::Duration;
+
+use crate::balancing::{Setup, both_protocols};
+use crate::support::client;
+use crate::support::envoy::Xds;
+use crate::support::wait;
+use crate::traffic::assert_envoy_runs_rendered;
+
+fn config(listen: std::net::SocketAddr, endpoints: &str, bad_listener: bool) -> String {
+    let mut yaml = format!(
+        "version: 1
+clusters:
+  web: {{ endpoints: [{endpoints}] }}
+listeners:
+  public:
+    address: {listen}
+    routes: [ {{ to: web }} ]
+"
+    );
+    if bad_listener {
+        // Valid YAML, valid address, but not an address of this host: Envoy cannot bind it.
+        // Nothing short of running on every Envoy's host can know that in advance.
+        yaml.push_str(&format!(
+            "  elsewhere:\n    address: 192.0.2.10:{}\n    routes: [ {{ to: web }} ]\n",
+            listen.port()
+        ));
+    }
+    yaml
+}
+
+async fn lds_nack(s: &Setup) -> Option<serde_json::Value> {
+    let nodes = s.flotilla.json("/api/v1/nodes").await;
+    let nack = nodes[0]["types"]["lds"]["last_nack"].clone();
+    (!nack.is_null()).then_some(nack)
+}
+
+async fn a_rejected_config_is_recorded_and_the_last_good_one_keeps_serving(xds: Xds) {
+    let s = Setup::new(&["a", "b"], xds, |b, l| config(l, &b["a"].address(), false)).await;
+    assert_eq!(client::spread(&s.url("/"), 5).await.get("a"), Some(&5));
+
+    s.flotilla
+        .write_config(&config(s.listen, &s.addr("a"), true));
+    let nack = wait::until(
+        "Envoy's NACK in /api/v1/nodes",
+        Duration::from_secs(10),
+        || lds_nack(&s),
+    )
+    .await;
+    let message = nack["message"].as_str().expect("message");
+    assert!(
+        message.contains("192.0.2.10"),
+        "Envoy's own error is recorded: {message}"
+    );
+
+    // Envoy still serves the old listener.
+    assert_eq!(client::spread(&s.url("/"), 20).await.get("a"), Some(&20));
+    // And flotilla does not push the rejected config again and again.
+    let responses =
+        |v: serde_json::Value| v[0]["types"]["lds"]["responses"].as_u64().expect("count");
+    let before = responses(s.flotilla.json("/api/v1/nodes").await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let nodes = s.flotilla.json("/api/v1/nodes").await;
+    assert_eq!(
+        responses(nodes.clone()),
+        before,
+        "LDS was re-sent after the NACK: {nodes}"
+    );
+    assert_eq!(nodes[0]["types"]["lds"]["nacks"], 1, "{nodes}");
+    assert_eq!(nodes[0]["in_sync"], true, "nothing left to send: {nodes}");
+
+    // The next good config is applied.
+    s.flotilla.write_config(&config(
+        s.listen,
+        &format!("{}, {}", s.addr("a"), s.addr("b")),
+        false,
+    ));
+    wait::until("b to take traffic", Duration::from_secs(10), || async {
+        client::spread(&s.url("/"), 10).await.get("b").map(|_| ())
+    })
+    .await;
+    assert_envoy_runs_rendered(&s.envoy, &s.flotilla, "edge", xds).await;
+}
+
+both_protocols!(a_rejected_config_is_recorded_and_the_last_good_one_keeps_serving);

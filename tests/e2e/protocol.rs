@@ -1,0 +1,276 @@
+//! The xDS protocol edges, driven by a raw gRPC client next to a real Envoy: bad requests get
+//! a clear error on their own stream only, a client that does not keep up gets only the
+//! newest state, SIGTERM ends streams cleanly.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::{Code, Status, Streaming};
+
+use crate::balancing::Setup;
+use crate::support::client;
+use crate::support::envoy::Xds;
+use crate::support::wait;
+
+const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+fn node(id: &str) -> Option<Node> {
+    Some(Node {
+        id: id.to_string(),
+        cluster: "edge".to_string(),
+        ..Default::default()
+    })
+}
+
+async fn setup() -> Setup {
+    Setup::new(&["a"], Xds::Sotw, |b, l| config(l, &b["a"].address(), "1s")).await
+}
+
+fn config(listen: std::net::SocketAddr, endpoint: &str, connect_timeout: &str) -> String {
+    format!(
+        "version: 1
+clusters:
+  web: {{ endpoints: [{endpoint}], connect_timeout: {connect_timeout} }}
+listeners:
+  public:
+    address: {listen}
+    routes: [ {{ to: web }} ]
+"
+    )
+}
+
+/// An ADS stream from a raw client: a sender for requests and the response stream.
+async fn open(s: &Setup) -> (mpsc::Sender<DiscoveryRequest>, Streaming<DiscoveryResponse>) {
+    let mut client =
+        AggregatedDiscoveryServiceClient::connect(format!("http://{}", s.flotilla.xds))
+            .await
+            .expect("connect to flotilla");
+    let (tx, rx) = mpsc::channel(16);
+    let responses = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("open ADS stream")
+        .into_inner();
+    (tx, responses)
+}
+
+async fn next(responses: &mut Streaming<DiscoveryResponse>) -> Result<DiscoveryResponse, Status> {
+    match tokio::time::timeout(Duration::from_secs(10), responses.message()).await {
+        Ok(Ok(Some(r))) => Ok(r),
+        Ok(Ok(None)) => Err(Status::cancelled("stream ended")),
+        Ok(Err(status)) => Err(status),
+        Err(_) => panic!("no response within 10s"),
+    }
+}
+
+/// The real Envoy keeps working: traffic flows and it is still listed as connected.
+async fn envoy_unaffected(s: &Setup) {
+    assert_eq!(client::spread(&s.url("/"), 5).await.get("a"), Some(&5));
+    let nodes = s.flotilla.json("/api/v1/nodes").await;
+    assert!(
+        nodes
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .any(|n| n["node_id"] == "edge-1"),
+        "{nodes}"
+    );
+}
+
+#[tokio::test]
+async fn a_first_request_without_node_is_refused_with_a_clear_error() {
+    let s = setup().await;
+    let (tx, mut responses) = open(&s).await;
+    tx.send(DiscoveryRequest {
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let status = next(&mut responses).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("node"), "{status:?}");
+    envoy_unaffected(&s).await;
+}
+
+#[tokio::test]
+async fn an_unknown_type_url_is_refused_and_other_streams_carry_on() {
+    let s = setup().await;
+    let (tx, mut responses) = open(&s).await;
+    tx.send(DiscoveryRequest {
+        node: node("raw-1"),
+        type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let status = next(&mut responses).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("unknown type_url"), "{status:?}");
+    envoy_unaffected(&s).await;
+}
+
+/// Sends raw bytes as a gRPC message, to deliver something that is not a DiscoveryRequest.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+#[tokio::test]
+async fn an_undecodable_request_is_refused_and_other_streams_carry_on() {
+    let s = setup().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.flotilla.xds))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let garbage = tokio_stream::iter(vec![vec![0xff, 0xff, 0xff, 0x01]]);
+    let path = http::uri::PathAndQuery::from_static(
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+    );
+    let result = grpc
+        .streaming(tonic::Request::new(garbage), path, RawCodec)
+        .await;
+    let status = match result {
+        Err(status) => status,
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
+                Ok(Err(status)) => status,
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+    };
+    assert_ne!(status.code(), Code::Ok);
+    assert!(
+        status.message().to_lowercase().contains("decode"),
+        "{status:?}"
+    );
+    envoy_unaffected(&s).await;
+}
+
+#[tokio::test]
+async fn a_client_that_falls_behind_gets_only_the_newest_state() {
+    let s = setup().await;
+    let (tx, mut responses) = open(&s).await;
+    tx.send(DiscoveryRequest {
+        node: node("slow-1"),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let first = next(&mut responses).await.expect("first response");
+
+    // Five config changes while the client does not acknowledge.
+    for seconds in 2..=6 {
+        let before = s.flotilla.json("/api/v1/state").await["config"]["version"].clone();
+        s.flotilla
+            .write_config(&config(s.listen, &s.addr("a"), &format!("{seconds}s")));
+        wait::until("the config reload", Duration::from_secs(10), || async {
+            (s.flotilla.json("/api/v1/state").await["config"]["version"] != before).then_some(())
+        })
+        .await;
+    }
+    // Nothing was queued for it meanwhile.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), responses.message())
+            .await
+            .is_err(),
+        "a response arrived before the first was acknowledged"
+    );
+
+    tx.send(DiscoveryRequest {
+        node: node("slow-1"),
+        type_url: CDS.into(),
+        version_info: first.version_info.clone(),
+        response_nonce: first.nonce.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("ack");
+    let newest = next(&mut responses).await.expect("newest state");
+    let cluster = Cluster::decode(newest.resources[0].value.as_slice()).expect("cluster");
+    assert_eq!(
+        cluster.connect_timeout.expect("timeout").seconds,
+        6,
+        "the newest state, not the next one"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), responses.message())
+            .await
+            .is_err(),
+        "the intermediate states were not queued behind it"
+    );
+    envoy_unaffected(&s).await;
+}
+
+#[tokio::test]
+async fn sigterm_ends_streams_and_exits_cleanly() {
+    let mut s = setup().await;
+    let (tx, mut responses) = open(&s).await;
+    tx.send(DiscoveryRequest {
+        node: node("raw-1"),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    next(&mut responses).await.expect("first response");
+    let status = s.flotilla.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    let ended = next(&mut responses).await.expect_err("stream ends");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    wait::until(
+        "Envoy to see the control plane go",
+        Duration::from_secs(10),
+        || async { (s.envoy.stat("control_plane.connected_state").await == Some(0)).then_some(()) },
+    )
+    .await;
+    // Envoy keeps forwarding on what it has.
+    assert_eq!(client::spread(&s.url("/"), 5).await.get("a"), Some(&5));
+}

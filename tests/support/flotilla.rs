@@ -1,0 +1,153 @@
+//! flotilla itself, run as the real binary on free loopback ports.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::{free_addr, print_log_tail, wait};
+
+pub struct Flotilla {
+    pub xds: SocketAddr,
+    pub admin: SocketAddr,
+    /// The config file (or directory) flotilla serves.
+    pub config: PathBuf,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Flotilla {
+    /// Writes `yaml` to a fresh directory as `config/flotilla.yaml` and serves it.
+    pub async fn start(yaml: &str) -> Flotilla {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("config")).expect("config dir");
+        let config = dir.path().join("config/flotilla.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        Flotilla::start_with(dir, config, &[]).await
+    }
+
+    /// Serves `config` (inside `dir`, which the harness keeps alive) with extra arguments.
+    pub async fn start_with(dir: tempfile::TempDir, config: PathBuf, extra: &[&str]) -> Flotilla {
+        let mut f = Flotilla {
+            xds: free_addr(),
+            admin: free_addr(),
+            config,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            log: dir.path().join("flotilla.log"),
+            _dir: dir,
+        };
+        f.spawn().await;
+        f
+    }
+
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(super::flotilla_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--xds-listen")
+            .arg(self.xds.to_string())
+            .arg("--admin-listen")
+            .arg(self.admin.to_string())
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info,flotilla=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn flotilla");
+        self.child = Some(child);
+        let url = format!("http://{}/healthz", self.admin);
+        wait::until("flotilla admin port", Duration::from_secs(10), || async {
+            reqwest::get(&url)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        })
+        .await;
+    }
+
+    /// Waits until flotilla reports ready (valid config loaded, xDS port open).
+    pub async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.admin);
+        wait::until("flotilla ready", Duration::from_secs(10), || async {
+            reqwest::get(&url)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        })
+        .await;
+    }
+
+    /// Stops flotilla abruptly (SIGKILL).
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("flotilla is running");
+        let pid = child.id().expect("pid");
+        let status = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("flotilla exits after SIGTERM")
+            .expect("wait")
+    }
+
+    /// Starts flotilla again on the same ports and config.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    /// Replaces the config file atomically (write a temp file, rename over), as editors and
+    /// `git checkout` do.
+    pub fn write_config(&self, yaml: &str) {
+        let tmp = self.config.with_extension("yaml.tmp");
+        std::fs::write(&tmp, yaml).expect("write config");
+        std::fs::rename(&tmp, &self.config).expect("rename config");
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(format!("http://{}{path}", self.admin))
+            .await
+            .expect("admin request")
+    }
+
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("admin JSON")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Flotilla {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_log_tail("flotilla", &self.log, 80);
+        }
+    }
+}
