@@ -6,6 +6,7 @@ mod support;
 
 mod affinity;
 mod balancing;
+mod gitops;
 mod golden;
 mod live;
 mod nack;

@@ -115,6 +115,21 @@ impl Flotilla {
             .expect("wait")
     }
 
+    /// Sends a signal (`HUP`, `TERM`, …) to the running flotilla.
+    pub fn signal(&self, name: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("flotilla is running");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
     /// Starts flotilla again on the same ports and config.
     pub async fn restart(&mut self) {
         self.kill().await;

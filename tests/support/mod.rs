@@ -10,6 +10,7 @@ pub mod client;
 pub mod envoy;
 pub mod flotilla;
 pub mod wait;
+pub mod xds_client;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
