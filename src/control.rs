@@ -6,6 +6,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use tokio::sync::watch;
+
 use crate::cache::{Inputs, SnapshotCache, UpdateSummary};
 use crate::config::Config;
 use crate::translate::Overlay;
@@ -13,6 +15,8 @@ use crate::translate::Overlay;
 pub struct Controller {
     cache: Arc<SnapshotCache>,
     state: Mutex<State>,
+    /// The inputs of every published snapshot, for those that follow them (the checker).
+    inputs: watch::Sender<Option<Inputs>>,
 }
 
 #[derive(Default)]
@@ -61,6 +65,7 @@ impl Controller {
         Arc::new(Controller {
             cache,
             state: Mutex::new(State::default()),
+            inputs: watch::Sender::new(None),
         })
     }
 
@@ -90,11 +95,23 @@ impl Controller {
         self.lock().last_reload.clone()
     }
 
+    /// Follows every published (config, overlay).
+    pub fn watch_inputs(&self) -> watch::Receiver<Option<Inputs>> {
+        self.inputs.subscribe()
+    }
+
+    fn publish(&self, inputs: Inputs) -> UpdateSummary {
+        let summary = self.cache.update(inputs.clone());
+        crate::metrics::get().endpoints(&inputs.config, &inputs.overlay);
+        self.inputs.send_replace(Some(inputs));
+        summary
+    }
+
     /// Serves a new (valid) config.
     pub fn set_config(&self, config: Arc<Config>) -> UpdateSummary {
         let mut state = self.lock();
         state.config = Some(config.clone());
-        let summary = self.cache.update(Inputs {
+        let summary = self.publish(Inputs {
             config,
             overlay: state.overlay.clone(),
         });
@@ -140,7 +157,7 @@ impl Controller {
         }
         state.overlay = Arc::new(overlay);
         let config = state.config.clone()?;
-        let summary = self.cache.update(Inputs {
+        let summary = self.publish(Inputs {
             config,
             overlay: state.overlay.clone(),
         });

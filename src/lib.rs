@@ -4,6 +4,7 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod envoy;
+pub mod health;
 pub mod metrics;
 pub mod quickstart;
 pub mod render;

@@ -42,6 +42,30 @@ struct TypeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    cluster: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabel {
+    cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    cluster: String,
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    cluster: String,
+    /// healthy, unhealthy, unknown (not probed or no verdict yet: served), draining.
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -55,6 +79,10 @@ pub struct Metrics {
     acks: Family<TypeLabels, Counter>,
     nacks: Family<TypeLabels, Counter>,
     push_latency: Family<TypeLabels, Histogram>,
+    probes: Family<ProbeLabels, Counter>,
+    probe_duration: Family<ClusterLabel, Histogram>,
+    transitions: Family<TransitionLabels, Counter>,
+    endpoints: Family<EndpointLabels, Gauge>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -85,6 +113,13 @@ impl Metrics {
                 // 1 ms … ~33 s
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
+            probes: Family::default(),
+            probe_duration: Family::new_with_constructor(|| {
+                // 0.25 ms … ~8 s
+                Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+            }),
+            transitions: Family::default(),
+            endpoints: Family::default(),
             registry,
         };
         let mut m = m;
@@ -117,6 +152,26 @@ impl Metrics {
             "xds_nacks",
             "xDS responses rejected by Envoy",
             m.nacks.clone(),
+        );
+        m.registry.register(
+            "health_probes",
+            "Active health probes run by flotilla, by cluster and result (ok, failed, timeout)",
+            m.probes.clone(),
+        );
+        m.registry.register(
+            "health_probe_duration_seconds",
+            "Latency of active health probes, by cluster",
+            m.probe_duration.clone(),
+        );
+        m.registry.register(
+            "health_transitions",
+            "Endpoint health verdict changes, by cluster and new verdict",
+            m.transitions.clone(),
+        );
+        m.registry.register(
+            "endpoints",
+            "Endpoints by cluster and state (healthy, unhealthy, unknown, draining)",
+            m.endpoints.clone(),
         );
         m.registry.register(
             "xds_push_latency_seconds",
@@ -192,6 +247,86 @@ impl Metrics {
                 mode,
             })
             .inc();
+    }
+}
+
+impl Metrics {
+    pub(crate) fn probe(
+        &self,
+        cluster: &str,
+        result: &Result<(), crate::health::ProbeError>,
+        latency: Duration,
+    ) {
+        let result = match result {
+            Ok(()) => "ok",
+            Err(crate::health::ProbeError::Timeout(_)) => "timeout",
+            Err(_) => "failed",
+        };
+        self.probes
+            .get_or_create(&ProbeLabels {
+                cluster: cluster.to_string(),
+                result,
+            })
+            .inc();
+        self.probe_duration
+            .get_or_create(&ClusterLabel {
+                cluster: cluster.to_string(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    pub(crate) fn health_transition(&self, cluster: &str, to: crate::translate::Verdict) {
+        self.transitions
+            .get_or_create(&TransitionLabels {
+                cluster: cluster.to_string(),
+                to: match to {
+                    crate::translate::Verdict::Healthy => "healthy",
+                    crate::translate::Verdict::Unhealthy => "unhealthy",
+                },
+            })
+            .inc();
+    }
+
+    /// Recomputes the endpoint gauges from what is being served.
+    pub(crate) fn endpoints(
+        &self,
+        config: &crate::config::Config,
+        overlay: &crate::translate::Overlay,
+    ) {
+        use crate::translate::{EndpointKey, Verdict};
+        self.endpoints.clear();
+        for c in config.clusters.values() {
+            let registered = overlay
+                .registered
+                .get(&c.name)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut counts = [0i64; 4];
+            for e in c.endpoints.iter().chain(registered) {
+                let key = EndpointKey::new(c.name.clone(), e.address);
+                let i = if overlay.draining.contains(&key) {
+                    3
+                } else {
+                    match overlay.verdicts.get(&key) {
+                        Some(Verdict::Healthy) => 0,
+                        Some(Verdict::Unhealthy) => 1,
+                        None => 2,
+                    }
+                };
+                counts[i] += 1;
+            }
+            for (state, n) in ["healthy", "unhealthy", "unknown", "draining"]
+                .into_iter()
+                .zip(counts)
+            {
+                self.endpoints
+                    .get_or_create(&EndpointLabels {
+                        cluster: c.name.clone(),
+                        state,
+                    })
+                    .set(n);
+            }
+        }
     }
 }
 

@@ -57,6 +57,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let controller = Controller::new(cache.clone());
     let nodes = NodeRegistry::new();
 
+    let health = crate::health::spawn(
+        controller.clone(),
+        crate::health::HealthOptions::default(),
+        shutdown.clone(),
+    );
     reload(&controller, &opts.config, "startup");
     let watcher = if opts.watch {
         Some(config::watch::watch(
@@ -92,6 +97,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
 
     let admin_state = AdminState {
         config_path: opts.config.clone(),
+        health,
         controller: controller.clone(),
         nodes: nodes.clone(),
         xds_listening,

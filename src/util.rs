@@ -13,3 +13,18 @@ pub mod unix_millis {
         s.serialize_u64(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 }
+
+/// Like [`unix_millis`], for an optional time (`null` when absent).
+pub mod unix_millis_opt {
+    use std::time::SystemTime;
+
+    pub fn serialize<S: serde::Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::unix_millis::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -11,6 +11,7 @@ use super::AdminState;
 use crate::cache::ResourceType;
 use crate::config::model::{Affinity, Probe};
 use crate::control::Reload;
+use crate::health::ProbeStatus;
 use crate::translate::{EndpointKey, Verdict};
 use crate::xds::Mode;
 use crate::xds::nodes::{Nack, StreamInfo};
@@ -53,6 +54,8 @@ pub struct EndpointView {
     pub draining: bool,
     /// `config` or `registration`.
     pub source: &'static str,
+    /// What the active checker last saw (null when the cluster is not probed).
+    pub probe: Option<ProbeStatus>,
 }
 
 #[derive(Serialize)]
@@ -83,7 +86,7 @@ pub fn state_view(s: &AdminState) -> StateView {
                     let key = EndpointKey::new(c.name.clone(), e.address);
                     EndpointView {
                         address: e.address.to_string(),
-                        weight: overlay.weights.get(&key).copied().unwrap_or(e.weight),
+                        weight: overlay.weight(&key, e.weight),
                         configured_weight: e.weight,
                         zone: e.zone.clone(),
                         priority: e.priority,
@@ -94,6 +97,7 @@ pub fn state_view(s: &AdminState) -> StateView {
                         },
                         draining: overlay.draining.contains(&key),
                         source,
+                        probe: s.health.get(&key),
                     }
                 })
                 .collect();

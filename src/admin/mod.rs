@@ -23,6 +23,7 @@ use crate::xds::NodeRegistry;
 #[derive(Clone)]
 pub struct AdminState {
     pub config_path: std::path::PathBuf,
+    pub health: crate::health::HealthTable,
     pub controller: Arc<Controller>,
     pub nodes: Arc<NodeRegistry>,
     /// Set once the xDS port is open.

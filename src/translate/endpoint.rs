@@ -52,7 +52,7 @@ pub(super) fn load_assignment(c: &model::Cluster, overlay: &Overlay) -> ClusterL
                 None => HealthStatus::Unknown,
             }
         };
-        let weight = overlay.weights.get(&k).copied().unwrap_or(e.weight);
+        let weight = overlay.weight(&k, e.weight);
         groups
             .entry((e.priority, e.zone.as_deref()))
             .or_default()

@@ -40,8 +40,22 @@ pub struct Overlay {
     pub verdicts: BTreeMap<EndpointKey, Verdict>,
     /// Endpoints being drained: Envoy sends them no new requests.
     pub draining: BTreeSet<EndpointKey>,
-    /// Weights that replace the configured one (runtime overrides, least_response_time).
+    /// Weights an operator set at run time; they win over everything else.
     pub weights: BTreeMap<EndpointKey, u32>,
+    /// Weights least_response_time derived from measured latency; they replace the configured
+    /// weight unless an operator override exists.
+    pub measured_weights: BTreeMap<EndpointKey, u32>,
     /// Endpoints that registered themselves at runtime, per cluster.
     pub registered: BTreeMap<String, Vec<Endpoint>>,
+}
+
+impl Overlay {
+    /// The weight Envoy should use for an endpoint configured with `configured`.
+    pub fn weight(&self, key: &EndpointKey, configured: u32) -> u32 {
+        self.weights
+            .get(key)
+            .or_else(|| self.measured_weights.get(key))
+            .copied()
+            .unwrap_or(configured)
+    }
 }

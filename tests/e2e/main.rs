@@ -8,6 +8,7 @@ mod affinity;
 mod balancing;
 mod gitops;
 mod golden;
+mod health;
 mod live;
 mod nack;
 mod protocol;

@@ -20,6 +20,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 #[derive(Default)]
 struct State {
+    probes: AtomicU64,
+    health_delay_ms: AtomicU64,
     arrivals: AtomicU64,
     hits: AtomicU64,
     in_flight: AtomicU64,
@@ -66,6 +68,18 @@ impl Backend {
         self.state = fresh.state.clone();
         let mut fresh = fresh;
         self.task = fresh.task.take();
+    }
+
+    /// Health probes received (/healthz).
+    pub fn probes(&self) -> u64 {
+        self.state.probes.load(Ordering::Relaxed)
+    }
+
+    /// Slows /healthz down too (a slow backend is slow for its probes as well).
+    pub fn set_health_delay(&self, d: Duration) {
+        self.state
+            .health_delay_ms
+            .store(d.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Requests received, counted when they arrive (not counting /healthz).
@@ -152,6 +166,11 @@ async fn respond(
             .expect("response"))
     };
     if req.uri().path() == "/healthz" {
+        state.probes.fetch_add(1, Ordering::Relaxed);
+        let delay = state.health_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         let status = state.health.load(Ordering::Relaxed);
         return reply(
             status,

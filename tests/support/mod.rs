@@ -9,6 +9,7 @@ pub mod backend;
 pub mod client;
 pub mod envoy;
 pub mod flotilla;
+pub mod servers;
 pub mod wait;
 pub mod xds_client;
 

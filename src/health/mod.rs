@@ -1,0 +1,15 @@
+//! flotilla's active health checker: one checker for the whole fleet, instead of every Envoy
+//! probing every backend.
+//!
+//! `probe` runs one HTTP, TCP or gRPC check; `verdict` turns results into healthy/unhealthy
+//! with thresholds; `latency` turns measured latency into least_response_time weights;
+//! `checker` schedules probes and publishes verdicts and weights to the controller, which
+//! sends them to Envoy as EDS health status and endpoint weights.
+
+mod checker;
+pub mod latency;
+mod probe;
+pub mod verdict;
+
+pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn};
+pub use probe::{ProbeError, Prober};
