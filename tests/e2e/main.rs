@@ -11,6 +11,7 @@ mod golden;
 mod health;
 mod live;
 mod nack;
+mod operations;
 mod protocol;
 mod quickstart;
 mod restart;
