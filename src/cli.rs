@@ -99,6 +99,12 @@ pub(crate) enum Command {
         admin_port: u16,
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
         admin_address: IpAddr,
+        /// How often Envoy streams its stats to flotilla (the dashboard's traffic view).
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        stats_flush_interval: std::time::Duration,
+        /// Do not stream Envoy's stats to flotilla.
+        #[arg(long)]
+        no_stats_sink: bool,
     },
     /// Serve xDS to Envoys from a configuration file or directory.
     Serve(ServeArgs),
@@ -190,16 +196,29 @@ pub(crate) fn render(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn bootstrap(
-    node_id: String,
-    fleet: String,
-    xds: &str,
-    delta: bool,
-    no_ads: bool,
-    admin_address: IpAddr,
-    admin_port: u16,
-) -> anyhow::Result<ExitCode> {
-    let (xds_host, xds_port) = bootstrap::split_host_port(xds)?;
+pub(crate) struct BootstrapArgs {
+    pub(crate) node_id: String,
+    pub(crate) fleet: String,
+    pub(crate) xds: String,
+    pub(crate) delta: bool,
+    pub(crate) no_ads: bool,
+    pub(crate) admin_address: IpAddr,
+    pub(crate) admin_port: u16,
+    pub(crate) stats_flush: Option<std::time::Duration>,
+}
+
+pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
+    let BootstrapArgs {
+        node_id,
+        fleet,
+        xds,
+        delta,
+        no_ads,
+        admin_address,
+        admin_port,
+        stats_flush,
+    } = a;
+    let (xds_host, xds_port) = bootstrap::split_host_port(&xds)?;
     let b = bootstrap::bootstrap(&BootstrapOptions {
         node_id,
         fleet,
@@ -209,6 +228,7 @@ pub(crate) fn bootstrap(
         ads: !no_ads,
         admin_address,
         admin_port,
+        stats_flush,
     });
     let value = json::message_to_json(&b).context("render bootstrap")?;
     print_document(&value, Format::Yaml)?;

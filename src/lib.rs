@@ -11,6 +11,7 @@ pub mod quickstart;
 pub mod render;
 pub mod runtime;
 pub mod serve;
+pub mod traffic;
 pub mod translate;
 pub mod util;
 pub mod xds;

@@ -27,15 +27,18 @@ fn main() -> ExitCode {
             no_ads,
             admin_address,
             admin_port,
-        } => cli::bootstrap(
+            stats_flush_interval,
+            no_stats_sink,
+        } => cli::bootstrap(cli::BootstrapArgs {
             node_id,
             fleet,
-            &xds,
+            xds,
             delta,
             no_ads,
             admin_address,
             admin_port,
-        ),
+            stats_flush: (!no_stats_sink).then_some(stats_flush_interval),
+        }),
         Command::Serve(args) => cli::serve(args),
         Command::Quickstart { envoy } => cli::quickstart(envoy),
     };

@@ -5,6 +5,7 @@
 //! clusters.
 
 use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -71,6 +72,20 @@ struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    cluster: String,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointResultLabels {
+    cluster: String,
+    endpoint: String,
+    /// success, error (as Envoy's load reports count them: error = 5xx or no response).
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -91,6 +106,14 @@ pub struct Metrics {
     probe_duration: Family<ClusterLabel, Histogram>,
     transitions: Family<TransitionLabels, Counter>,
     endpoints: Family<EndpointLabels, Gauge>,
+    upstream_requests: Family<ClassLabels, Counter>,
+    upstream_retries: Family<ClusterLabel, Counter>,
+    upstream_duration: Family<ClusterLabel, MergedHistogram>,
+    upstream_active_requests: Family<ClusterLabel, Gauge<f64, AtomicU64>>,
+    upstream_active_connections: Family<ClusterLabel, Gauge<f64, AtomicU64>>,
+    upstream_ejections: Family<ClusterLabel, Gauge<f64, AtomicU64>>,
+    endpoint_requests: Family<EndpointResultLabels, Counter>,
+    sink_streams: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -131,6 +154,14 @@ impl Metrics {
             }),
             transitions: Family::default(),
             endpoints: Family::default(),
+            upstream_requests: Family::default(),
+            upstream_retries: Family::default(),
+            upstream_duration: Family::default(),
+            upstream_active_requests: Family::default(),
+            upstream_active_connections: Family::default(),
+            upstream_ejections: Family::default(),
+            endpoint_requests: Family::default(),
+            sink_streams: Gauge::default(),
             registry,
         };
         let mut m = m;
@@ -198,6 +229,46 @@ impl Metrics {
             "endpoints",
             "Endpoints by cluster and state (healthy, unhealthy, unknown, draining)",
             m.endpoints.clone(),
+        );
+        m.registry.register(
+            "upstream_requests",
+            "Upstream requests completed by every Envoy, by cluster and response class",
+            m.upstream_requests.clone(),
+        );
+        m.registry.register(
+            "upstream_retries",
+            "Upstream request retries by every Envoy, by cluster",
+            m.upstream_retries.clone(),
+        );
+        m.registry.register(
+            "upstream_request_duration_seconds",
+            "Upstream request time across every Envoy (Envoy's upstream_rq_time), by cluster",
+            m.upstream_duration.clone(),
+        );
+        m.registry.register(
+            "upstream_active_requests",
+            "Requests in flight to a cluster, summed over every Envoy",
+            m.upstream_active_requests.clone(),
+        );
+        m.registry.register(
+            "upstream_active_connections",
+            "Open upstream connections to a cluster, summed over every Envoy",
+            m.upstream_active_connections.clone(),
+        );
+        m.registry.register(
+            "upstream_ejections_active",
+            "Hosts currently ejected by outlier detection, summed over every Envoy",
+            m.upstream_ejections.clone(),
+        );
+        m.registry.register(
+            "endpoint_requests",
+            "Upstream requests per endpoint from Envoy's load reports, by result (success, error)",
+            m.endpoint_requests.clone(),
+        );
+        m.registry.register(
+            "metrics_sink_streams",
+            "Envoys streaming their stats to flotilla",
+            m.sink_streams.clone(),
         );
         m.registry.register(
             "xds_push_latency_seconds",
@@ -377,6 +448,146 @@ impl Metrics {
             self.nodes.get_or_create(&label).set(n);
             self.nodes_out_of_sync.get_or_create(&label).set(out);
         }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn upstream_requests(&self, cluster: &str, class_index: usize, n: u64) {
+        const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+        self.upstream_requests
+            .get_or_create(&ClassLabels {
+                cluster: cluster.to_string(),
+                class: CLASSES[class_index.min(4)],
+            })
+            .inc_by(n);
+    }
+
+    pub(crate) fn upstream_retries(&self, cluster: &str, n: u64) {
+        self.upstream_retries
+            .get_or_create(&ClusterLabel {
+                cluster: cluster.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// Adds per-bucket increments of Envoy's request-time histogram (bounds in ms).
+    pub(crate) fn upstream_latency(
+        &self,
+        cluster: &str,
+        bounds_ms: &[f64],
+        increments: &[u64],
+        sum_ms: f64,
+    ) {
+        self.upstream_duration
+            .get_or_create(&ClusterLabel {
+                cluster: cluster.to_string(),
+            })
+            .add(bounds_ms, increments, sum_ms);
+    }
+
+    pub(crate) fn upstream_gauges(
+        &self,
+        cluster: &str,
+        requests: f64,
+        connections: f64,
+        ejections: f64,
+    ) {
+        let label = ClusterLabel {
+            cluster: cluster.to_string(),
+        };
+        self.upstream_active_requests
+            .get_or_create(&label)
+            .set(requests);
+        self.upstream_active_connections
+            .get_or_create(&label)
+            .set(connections);
+        self.upstream_ejections.get_or_create(&label).set(ejections);
+    }
+
+    pub(crate) fn endpoint_requests(
+        &self,
+        cluster: &str,
+        endpoint: &str,
+        successful: u64,
+        errors: u64,
+    ) {
+        for (result, n) in [("success", successful), ("error", errors)] {
+            if n > 0 {
+                self.endpoint_requests
+                    .get_or_create(&EndpointResultLabels {
+                        cluster: cluster.to_string(),
+                        endpoint: endpoint.to_string(),
+                        result,
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
+    pub(crate) fn sink_streams(&self, delta: i64) {
+        self.sink_streams.inc_by(delta);
+    }
+}
+
+/// A histogram fed with bucket increments from elsewhere (Envoy's), not with observations:
+/// prometheus-client's own histogram can only observe single values.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MergedHistogram(std::sync::Arc<std::sync::Mutex<Merged>>);
+
+#[derive(Debug, Default)]
+struct Merged {
+    /// Upper bounds in seconds; the counts have one more entry, for +Inf.
+    bounds: Vec<f64>,
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl MergedHistogram {
+    fn add(&self, bounds_ms: &[f64], increments: &[u64], sum_ms: f64) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let bounds: Vec<f64> = bounds_ms.iter().map(|b| b / 1000.0).collect();
+        if m.bounds != bounds {
+            // Envoy's buckets are fixed; if they ever change, the series starts over.
+            *m = Merged {
+                counts: vec![0; bounds.len() + 1],
+                bounds,
+                ..Merged::default()
+            };
+        }
+        for (c, n) in m.counts.iter_mut().zip(increments) {
+            *c += n;
+        }
+        m.count += increments.iter().sum::<u64>();
+        m.sum += sum_ms / 1000.0;
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for MergedHistogram {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for MergedHistogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let buckets: Vec<(f64, u64)> = m
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(m.counts.iter().copied())
+            .collect();
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            m.sum, m.count, &buckets, None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
     }
 }
 

@@ -114,6 +114,7 @@ pub async fn run(
         ads: true,
         admin_address: [127, 0, 0, 1].into(),
         admin_port: ENVOY_ADMIN_PORT,
+        stats_flush: Some(Duration::from_secs(2)),
     });
     let bootstrap_path = dir.path().join("envoy.yaml");
     std::fs::write(

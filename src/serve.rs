@@ -106,7 +106,9 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let xds_listening = Arc::new(AtomicBool::new(true));
     xds_listening.store(true, Ordering::Release);
 
+    let traffic = crate::traffic::FleetTraffic::new();
     let admin_state = AdminState {
+        traffic: traffic.clone(),
         config_path: opts.config.clone(),
         health,
         runtime,
@@ -120,7 +122,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     };
     tokio::spawn(node_gauges(nodes.clone(), shutdown.clone()));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
-    let xds_result = xds::serve(xds_listener, cache, nodes, shutdown.clone()).await;
+    let xds_result = xds::serve(xds_listener, cache, nodes, traffic, shutdown.clone()).await;
     shutdown.cancel();
     let admin_result = admin.await;
     xds_result?;

@@ -229,3 +229,11 @@ pub async fn events(
         events: crate::events::since(q.since),
     })
 }
+
+/// The window `/api/v1/traffic` reports rates over.
+pub const TRAFFIC_WINDOW_SECONDS: u64 = 10;
+
+/// What every Envoy reports about the traffic it forwards, per cluster and endpoint.
+pub async fn traffic(State(s): State<AdminState>) -> Json<crate::traffic::TrafficView> {
+    Json(s.traffic.view(TRAFFIC_WINDOW_SECONDS))
+}

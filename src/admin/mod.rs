@@ -25,6 +25,7 @@ use crate::xds::NodeRegistry;
 pub struct AdminState {
     pub config_path: std::path::PathBuf,
     pub health: crate::health::HealthTable,
+    pub traffic: Arc<crate::traffic::FleetTraffic>,
     pub runtime: Arc<crate::runtime::Runtime>,
     pub mutations: runtime::Mutations,
     pub controller: Arc<Controller>,
@@ -64,6 +65,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/state", get(api::state))
         .route("/api/v1/nodes", get(api::nodes))
         .route("/api/v1/events", get(api::events))
+        .route("/api/v1/traffic", get(api::traffic))
         .with_state(state)
 }
 

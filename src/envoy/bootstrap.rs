@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::{
-    Admin, Bootstrap,
+    Admin, Bootstrap, ClusterManager,
     bootstrap::{DynamicResources, StaticResources},
 };
 use envoy_types::pb::envoy::config::cluster::v3::{
@@ -25,6 +25,11 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     },
 };
 
+use envoy_types::pb::envoy::config::metrics::v3::{
+    HistogramEmitMode, MetricsServiceConfig, StatsSink, stats_sink,
+};
+use envoy_types::pb::google::protobuf as pbwk;
+
 use super::{duration, named_address, pack};
 use crate::translate::{Transport, XDS_CLUSTER};
 
@@ -42,6 +47,8 @@ pub struct BootstrapOptions {
     pub ads: bool,
     pub admin_address: IpAddr,
     pub admin_port: u16,
+    /// How often Envoy flushes its stats to flotilla's metrics sink; `None`: no sink.
+    pub stats_flush: Option<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +103,26 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
         lds_config: Some(transport.config_source()),
         ..Default::default()
     };
+    let (stats_sinks, stats_flush_interval, cluster_manager) = match o.stats_flush {
+        Some(every) => (
+            vec![metrics_sink()],
+            Some(duration(every)),
+            Some(ClusterManager {
+                load_stats_config: Some(ApiConfigSource {
+                    api_type: ApiType::Grpc as i32,
+                    transport_api_version: ApiVersion::V3 as i32,
+                    grpc_services: vec![xds_grpc_service()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        ),
+        None => (Vec::new(), None, None),
+    };
     Bootstrap {
+        stats_sinks,
+        stats_flush_interval,
+        cluster_manager,
         node: Some(Node {
             id: o.node_id.clone(),
             cluster: o.fleet.clone(),
@@ -111,6 +137,36 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
             address: Some(named_address(&o.admin_address.to_string(), o.admin_port)),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// Envoy's metrics_service sink, streaming to flotilla over the same connection as xDS:
+/// counters as deltas (summing across Envoys is then addition), tags as labels (cluster and
+/// endpoint arrive as labels, not baked into names), histograms as buckets (mergeable).
+fn metrics_sink() -> StatsSink {
+    let config = MetricsServiceConfig {
+        grpc_service: Some(xds_grpc_service()),
+        transport_api_version: ApiVersion::V3 as i32,
+        report_counters_as_deltas: Some(pbwk::BoolValue { value: true }),
+        emit_tags_as_labels: true,
+        histogram_emit_mode: HistogramEmitMode::Histogram as i32,
+        batch_size: 1000,
+    };
+    StatsSink {
+        name: "envoy.stat_sinks.metrics_service".to_string(),
+        config_type: Some(stats_sink::ConfigType::TypedConfig(pack(&config))),
+    }
+}
+
+fn xds_grpc_service() -> GrpcService {
+    GrpcService {
+        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+            grpc_service::EnvoyGrpc {
+                cluster_name: XDS_CLUSTER.to_string(),
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     }
 }

@@ -26,16 +26,25 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use envoy_types::pb::envoy::service::load_stats::v3::load_reporting_service_server::LoadReportingServiceServer;
+use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::MetricsServiceServer;
+
 use crate::cache::SnapshotCache;
+use crate::traffic::{FleetTraffic, LoadReports, MetricsSink};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
 
 /// Serves xDS on `listener` until `shutdown` is cancelled; open streams end with UNAVAILABLE
 /// so that Envoys reconnect (to this flotilla once restarted, or to another replica).
+/// Largest stats message accepted from an Envoy (a flush of a big config is large; beyond
+/// this the stream is dropped with an error, xDS unaffected).
+const STATS_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
+
 pub async fn serve(
     listener: TcpListener,
     cache: Arc<SnapshotCache>,
     nodes: Arc<NodeRegistry>,
+    traffic: Arc<FleetTraffic>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let discovery = service::Discovery {
@@ -54,6 +63,18 @@ pub async fn serve(
         .add_service(EndpointDiscoveryServiceServer::new(discovery.clone()))
         .add_service(ListenerDiscoveryServiceServer::new(discovery.clone()))
         .add_service(RouteDiscoveryServiceServer::new(discovery))
+        // Envoy's stats and load reports share the xDS connection.
+        .add_service(
+            MetricsServiceServer::new(MetricsSink {
+                traffic: traffic.clone(),
+                shutdown: shutdown.clone(),
+            })
+            .max_decoding_message_size(STATS_MESSAGE_LIMIT),
+        )
+        .add_service(LoadReportingServiceServer::new(LoadReports {
+            traffic,
+            shutdown: shutdown.clone(),
+        }))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
 }

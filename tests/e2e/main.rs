@@ -6,6 +6,7 @@ mod support;
 
 mod affinity;
 mod balancing;
+mod fleet_traffic;
 mod gitops;
 mod golden;
 mod health;

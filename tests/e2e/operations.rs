@@ -386,8 +386,9 @@ async fn drains_and_overrides_survive_a_restart() {
     );
     assert_eq!(endpoint(&state, "web", &b).expect("b")["weight"], 4);
     // The restarted flotilla serves the reconnecting Envoy the same: a still drained.
-    wait::until("Envoy to reconnect", Duration::from_secs(30), || async {
-        (s.envoy.stat("control_plane.connected_state").await == Some(1)).then_some(())
+    wait::until("Envoy back and in sync", Duration::from_secs(30), || async {
+        let nodes = s.flotilla.json("/api/v1/nodes").await;
+        (nodes[0]["in_sync"] == true).then_some(())
     })
     .await;
     let hits = s.backends["a"].hits();

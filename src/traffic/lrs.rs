@@ -1,0 +1,132 @@
+//! Envoy's load reports (LRS): per-endpoint request counts, which Envoy's stat sinks do not
+//! carry. flotilla asks every Envoy for all clusters at endpoint granularity, every
+//! [`INTERVAL`]; each report holds what happened since the previous one.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
+use envoy_types::pb::envoy::service::load_stats::v3::{
+    LoadStatsRequest, LoadStatsResponse, load_reporting_service_server::LoadReportingService,
+};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::info;
+
+use super::fleet::{EndpointReport, FleetTraffic};
+
+/// How often Envoys report load.
+pub const INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct LoadReports {
+    pub traffic: Arc<FleetTraffic>,
+    /// Ends open streams on shutdown (a load-report stream never ends by itself).
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+type Responses = Pin<Box<dyn Stream<Item = Result<LoadStatsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LoadReportingService for LoadReports {
+    type StreamLoadStatsStream = Responses;
+
+    async fn stream_load_stats(
+        &self,
+        req: Request<Streaming<LoadStatsRequest>>,
+    ) -> Result<Response<Responses>, Status> {
+        let mut requests = req.into_inner();
+        let (tx, rx) = mpsc::channel(1);
+        let traffic = self.traffic.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let first = match requests.message().await {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            };
+            let Some(node) = first
+                .node
+                .as_ref()
+                .map(|n| n.id.clone())
+                .filter(|id| !id.is_empty())
+            else {
+                let _ = tx
+                    .send(Err(Status::invalid_argument(
+                        "the first load report must carry the Envoy node",
+                    )))
+                    .await;
+                return;
+            };
+            let reporter = traffic.reporter(&node, false);
+            info!(node = %node, "Envoy load reports stream opened");
+            let ask = LoadStatsResponse {
+                send_all_clusters: true,
+                load_reporting_interval: Some(crate::envoy::duration(INTERVAL)),
+                report_endpoint_granularity: true,
+                ..Default::default()
+            };
+            if tx.send(Ok(ask)).await.is_ok() {
+                traffic.endpoint_reports(reporter, endpoint_reports(&first));
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => {
+                            let _ = tx.send(Err(Status::unavailable("flotilla is shutting down"))).await;
+                            break;
+                        }
+                        report = requests.message() => match report {
+                            Ok(Some(report)) => traffic.endpoint_reports(reporter, endpoint_reports(&report)),
+                            _ => break,
+                        },
+                    }
+                }
+            }
+            traffic.reporter_gone(reporter);
+            info!(node = %node, "Envoy load reports stream closed");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Per-endpoint counts in one report; flotilla's own clusters are left out.
+pub fn endpoint_reports(req: &LoadStatsRequest) -> Vec<EndpointReport> {
+    let mut out = Vec::new();
+    for cluster in &req.cluster_stats {
+        if cluster
+            .cluster_name
+            .starts_with(crate::config::RESERVED_PREFIX)
+        {
+            continue;
+        }
+        for locality in &cluster.upstream_locality_stats {
+            for e in &locality.upstream_endpoint_stats {
+                let Some(endpoint) = e.address.as_ref().and_then(|a| match &a.address {
+                    Some(address::Address::SocketAddress(sa)) => match sa.port_specifier {
+                        Some(socket_address::PortSpecifier::PortValue(port)) => {
+                            let ip: std::net::IpAddr = sa.address.parse().ok()?;
+                            Some(std::net::SocketAddr::new(ip, port as u16).to_string())
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                }) else {
+                    continue;
+                };
+                out.push(EndpointReport {
+                    cluster: cluster.cluster_name.clone(),
+                    endpoint,
+                    successful: e.total_successful_requests,
+                    errors: e.total_error_requests,
+                    in_progress: e.total_requests_in_progress,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,237 @@
+//! Envoy's metrics_service stat sink: each Envoy streams its stats to flotilla.
+//!
+//! Only the handful of cluster stats the traffic view needs are read; everything else in a
+//! flush is skipped at the cost of a name comparison. A stream that sends garbage ends with an
+//! error and takes nothing else down with it (it is its own gRPC stream, apart from xDS).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::metrics::v3::{
+    StreamMetricsMessage, StreamMetricsResponse, metrics_service_server::MetricsService,
+};
+use envoy_types::pb::io::prometheus::client::{Metric, MetricFamily};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info};
+
+use super::fleet::{ClusterReport, FleetTraffic, Latency};
+
+#[derive(Clone)]
+pub struct MetricsSink {
+    pub traffic: Arc<FleetTraffic>,
+    /// Ends open streams on shutdown (a stats stream never ends by itself).
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+#[tonic::async_trait]
+impl MetricsService for MetricsSink {
+    async fn stream_metrics(
+        &self,
+        req: Request<Streaming<StreamMetricsMessage>>,
+    ) -> Result<Response<StreamMetricsResponse>, Status> {
+        let mut stream = req.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Ok(Response::new(StreamMetricsResponse {}));
+        };
+        let node = first
+            .identifier
+            .as_ref()
+            .and_then(|i| i.node.as_ref())
+            .map(|n| n.id.clone())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                Status::invalid_argument("the first stats message must identify the Envoy node")
+            })?;
+        let reporter = Reporting::new(self.traffic.clone(), &node);
+        info!(node = %node, "Envoy stats stream opened");
+        self.absorb(reporter.id, &first);
+        let result = loop {
+            let message = tokio::select! {
+                () = self.shutdown.cancelled() => break Err(Status::unavailable("flotilla is shutting down")),
+                m = stream.message() => m,
+            };
+            match message {
+                Ok(Some(message)) => self.absorb(reporter.id, &message),
+                Ok(None) => break Ok(()),
+                Err(status) => break Err(status),
+            }
+        };
+        info!(node = %node, "Envoy stats stream closed");
+        result.map(|()| Response::new(StreamMetricsResponse {}))
+    }
+}
+
+/// Keeps a reporter registered for the life of a stream.
+struct Reporting {
+    traffic: Arc<FleetTraffic>,
+    id: u64,
+}
+
+impl Reporting {
+    fn new(traffic: Arc<FleetTraffic>, node: &str) -> Reporting {
+        let id = traffic.reporter(node, true);
+        crate::metrics::get().sink_streams(1);
+        Reporting { traffic, id }
+    }
+}
+
+impl Drop for Reporting {
+    fn drop(&mut self) {
+        self.traffic.reporter_gone(self.id);
+        crate::metrics::get().sink_streams(-1);
+    }
+}
+
+impl MetricsSink {
+    fn absorb(&self, reporter: u64, message: &StreamMetricsMessage) {
+        let reports = cluster_reports(&message.envoy_metrics);
+        debug!(clusters = reports.len(), "stats flush");
+        for report in reports {
+            self.traffic.cluster_report(reporter, report);
+        }
+    }
+}
+
+const CLUSTER: &str = "envoy.cluster_name";
+const CLASS: &str = "envoy.response_code_class";
+
+fn label<'a>(m: &'a Metric, name: &str) -> Option<&'a str> {
+    m.label.iter().find(|l| l.name() == name).map(|l| l.value())
+}
+
+/// The traffic numbers per cluster in one flush. flotilla's own clusters are left out.
+pub fn cluster_reports(families: &[MetricFamily]) -> Vec<ClusterReport> {
+    let mut by_cluster: HashMap<String, ClusterReport> = HashMap::new();
+    for family in families {
+        let field: fn(&mut ClusterReport, &Metric) = match family.name() {
+            "cluster.upstream_rq_xx" => |r, m| {
+                let class = label(m, CLASS).and_then(|c| c.parse::<usize>().ok());
+                if let (Some(c @ 1..=5), Some(v)) = (class, counter(m)) {
+                    r.by_class[c - 1] += v;
+                }
+            },
+            "cluster.upstream_rq_retry" => |r, m| r.retries += counter(m).unwrap_or(0),
+            "cluster.upstream_rq_active" => |r, m| r.active_requests = gauge(m),
+            "cluster.upstream_cx_active" => |r, m| r.active_connections = gauge(m),
+            "cluster.outlier_detection.ejections_active" => |r, m| r.ejections_active = gauge(m),
+            "cluster.upstream_rq_time" => |r, m| {
+                if let Some(h) = &m.histogram {
+                    r.latency = Some(Latency {
+                        bounds: h.bucket.iter().map(|b| b.upper_bound()).collect(),
+                        cumulative: h.bucket.iter().map(|b| b.cumulative_count()).collect(),
+                        count: h.sample_count(),
+                        sum: h.sample_sum(),
+                    });
+                }
+            },
+            _ => continue,
+        };
+        for m in &family.metric {
+            let Some(cluster) = label(m, CLUSTER) else {
+                continue;
+            };
+            if cluster.starts_with(crate::config::RESERVED_PREFIX) {
+                continue;
+            }
+            let report = by_cluster
+                .entry(cluster.to_string())
+                .or_insert_with(|| ClusterReport {
+                    cluster: cluster.to_string(),
+                    ..ClusterReport::default()
+                });
+            field(report, m);
+        }
+    }
+    let mut out: Vec<ClusterReport> = by_cluster.into_values().collect();
+    out.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    out
+}
+
+fn counter(m: &Metric) -> Option<u64> {
+    m.counter.as_ref().map(|c| c.value().max(0.0) as u64)
+}
+
+fn gauge(m: &Metric) -> Option<f64> {
+    m.gauge.as_ref().map(|g| g.value())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::io::prometheus::client::{Bucket, Counter, Gauge, Histogram, LabelPair};
+
+    fn metric(labels: &[(&str, &str)]) -> Metric {
+        Metric {
+            label: labels
+                .iter()
+                .map(|(n, v)| LabelPair {
+                    name: Some(n.to_string()),
+                    value: Some(v.to_string()),
+                })
+                .collect(),
+            ..Metric::default()
+        }
+    }
+
+    fn family(name: &str, metrics: Vec<Metric>) -> MetricFamily {
+        MetricFamily {
+            name: Some(name.to_string()),
+            metric: metrics,
+            ..MetricFamily::default()
+        }
+    }
+
+    #[test]
+    fn reads_the_cluster_stats_the_traffic_view_needs() {
+        let mut ok = metric(&[(CLASS, "2"), (CLUSTER, "web")]);
+        ok.counter = Some(Counter {
+            value: Some(9.0),
+            ..Counter::default()
+        });
+        let mut bad = metric(&[(CLASS, "5"), (CLUSTER, "web")]);
+        bad.counter = Some(Counter {
+            value: Some(1.0),
+            ..Counter::default()
+        });
+        let mut own = metric(&[(CLASS, "2"), (CLUSTER, "flotilla_xds")]);
+        own.counter = ok.counter.clone();
+        let mut active = metric(&[(CLUSTER, "web")]);
+        active.gauge = Some(Gauge { value: Some(3.0) });
+        let mut time = metric(&[(CLUSTER, "web")]);
+        time.histogram = Some(Histogram {
+            sample_count: Some(10),
+            sample_sum: Some(25.0),
+            bucket: vec![
+                Bucket {
+                    cumulative_count: Some(4),
+                    upper_bound: Some(1.0),
+                    ..Bucket::default()
+                },
+                Bucket {
+                    cumulative_count: Some(10),
+                    upper_bound: Some(5.0),
+                    ..Bucket::default()
+                },
+            ],
+            ..Histogram::default()
+        });
+        let reports = cluster_reports(&[
+            family("cluster.upstream_rq_xx", vec![ok, bad, own]),
+            family("cluster.upstream_rq_active", vec![active]),
+            family("cluster.upstream_rq_time", vec![time]),
+            family(
+                "cluster.upstream_cx_total",
+                vec![metric(&[(CLUSTER, "web")])],
+            ),
+        ]);
+        assert_eq!(reports.len(), 1, "flotilla's own cluster is left out");
+        let web = &reports[0];
+        assert_eq!(web.by_class, [0, 9, 0, 0, 1]);
+        assert_eq!(web.active_requests, Some(3.0));
+        let l = web.latency.as_ref().unwrap();
+        assert_eq!(
+            (l.bounds.clone(), l.cumulative.clone(), l.count),
+            (vec![1.0, 5.0], vec![4, 10], 10)
+        );
+    }
+}

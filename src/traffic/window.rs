@@ -1,0 +1,114 @@
+//! Counts over the last minute in one-second slots, and quantiles from bucket counts.
+
+/// Slots kept: rates can be read over any window up to this many seconds.
+pub const SLOTS: u64 = 60;
+
+/// A counter's increments, per second, over the last [`SLOTS`] seconds.
+#[derive(Debug, Clone, Default)]
+pub struct Rate {
+    slots: Vec<(u64, u64)>,
+}
+
+impl Rate {
+    pub fn add(&mut self, second: u64, n: u64) {
+        if self.slots.is_empty() {
+            self.slots = vec![(u64::MAX, 0); SLOTS as usize];
+        }
+        let slot = &mut self.slots[(second % SLOTS) as usize];
+        if slot.0 != second {
+            *slot = (second, 0);
+        }
+        slot.1 += n;
+    }
+
+    /// Increments in the `window` seconds ending with `now` (inclusive).
+    pub fn sum(&self, now: u64, window: u64) -> u64 {
+        self.slots
+            .iter()
+            .filter(|(s, _)| *s <= now && *s + window > now)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// A histogram's increments per bucket over the last minute; `bounds` are the buckets' upper
+/// bounds (Envoy's, in milliseconds), the last bucket being everything above.
+#[derive(Debug, Clone, Default)]
+pub struct BucketRates {
+    pub bounds: Vec<f64>,
+    pub buckets: Vec<Rate>,
+}
+
+impl BucketRates {
+    /// Adds per-bucket (non-cumulative) increments; bounds changing resets the series.
+    pub fn add(&mut self, second: u64, bounds: &[f64], increments: &[u64]) {
+        if self.bounds != bounds {
+            self.bounds = bounds.to_vec();
+            self.buckets = vec![Rate::default(); bounds.len() + 1];
+        }
+        for (rate, n) in self.buckets.iter_mut().zip(increments) {
+            if *n > 0 {
+                rate.add(second, *n);
+            }
+        }
+    }
+
+    /// The `q` quantile (0..1) of values recorded in the window, interpolated linearly within
+    /// its bucket; None when nothing was recorded.
+    pub fn quantile(&self, now: u64, window: u64, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self.buckets.iter().map(|r| r.sum(now, window)).collect();
+        quantile(&self.bounds, &counts, q)
+    }
+}
+
+/// Quantile from per-bucket counts (`counts.len() == bounds.len() + 1`).
+pub fn quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut below = 0u64;
+    for (i, &n) in counts.iter().enumerate() {
+        if n > 0 && (below + n) as f64 >= rank {
+            let lower = if i == 0 { 0.0 } else { bounds[i - 1] };
+            let Some(&upper) = bounds.get(i) else {
+                return Some(lower); // open-ended last bucket: its lower bound
+            };
+            let within = (rank - below as f64) / n as f64;
+            return Some(lower + (upper - lower) * within.clamp(0.0, 1.0));
+        }
+        below += n;
+    }
+    bounds.last().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_sum_over_the_window_and_forget_old_slots() {
+        let mut r = Rate::default();
+        r.add(100, 5);
+        r.add(101, 7);
+        r.add(109, 1);
+        assert_eq!(r.sum(109, 10), 13);
+        assert_eq!(r.sum(110, 10), 8);
+        assert_eq!(r.sum(109, 1), 1);
+        r.add(160, 2); // takes slot 100's place: 100 is more than a minute old
+        assert_eq!(r.sum(160, 60), 7 + 1 + 2);
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let bounds = [1.0, 5.0, 10.0];
+        // 50 values in (0,1], 40 in (1,5], 10 in (5,10].
+        let counts = [50, 40, 10, 0];
+        assert_eq!(quantile(&bounds, &counts, 0.5), Some(1.0));
+        let p95 = quantile(&bounds, &counts, 0.95).unwrap();
+        assert!((p95 - 7.5).abs() < 1e-9, "{p95}");
+        assert_eq!(quantile(&bounds, &[0, 0, 0, 0], 0.5), None);
+        assert_eq!(quantile(&bounds, &[0, 0, 0, 3], 0.99), Some(10.0));
+    }
+}
