@@ -57,11 +57,7 @@ pub(crate) struct TypeState {
 pub(crate) enum Reply {
     /// No response was in flight for this nonce (initial request, or a stale nonce).
     None,
-    /// Acknowledged; `updated` names resources the client held before at another version.
-    Ack {
-        flight: InFlight,
-        updated: Vec<String>,
-    },
+    Ack(InFlight),
     Nack(InFlight, String),
 }
 
@@ -82,16 +78,6 @@ impl TypeState {
         };
         match error {
             None => {
-                let updated = flight
-                    .sent
-                    .iter()
-                    .filter(|r| {
-                        self.known
-                            .get(&r.name)
-                            .is_some_and(|k| k.version != r.version)
-                    })
-                    .map(|r| r.name.clone())
-                    .collect();
                 if flight.complete {
                     self.known.clear();
                     self.rejected_set = None;
@@ -109,7 +95,7 @@ impl TypeState {
                 for name in &flight.removed {
                     self.known.remove(name);
                 }
-                Reply::Ack { flight, updated }
+                Reply::Ack(flight)
             }
             Some(message) => {
                 // A complete set is refused as a whole (its unchanged members included); other
@@ -186,9 +172,9 @@ mod tests {
             in_flight: Some(flight("1", vec![res("a", 1)], true)),
             ..TypeState::default()
         };
-        assert!(matches!(s.reply("1", None), Reply::Ack { .. }));
+        assert!(matches!(s.reply("1", None), Reply::Ack(_)));
         s.in_flight = Some(flight("2", vec![res("b", 1)], true));
-        assert!(matches!(s.reply("2", None), Reply::Ack { .. }));
+        assert!(matches!(s.reply("2", None), Reply::Ack(_)));
         assert_eq!(s.known.keys().collect::<Vec<_>>(), vec!["b"]);
     }
 
@@ -214,7 +200,7 @@ mod tests {
         assert_eq!(s.rejected.get("a"), Some(&bad.version));
         assert!(s.known.is_empty());
         s.in_flight = Some(flight("2", vec![res("a", 2)], false));
-        assert!(matches!(s.reply("2", None), Reply::Ack { .. }));
+        assert!(matches!(s.reply("2", None), Reply::Ack(_)));
         assert!(s.rejected.is_empty());
     }
 }

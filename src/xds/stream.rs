@@ -285,7 +285,7 @@ impl<P: Protocol> StreamLoop<P> {
         let t = self.resource_type(&req.type_url)?;
         let state = self.client.get_mut(t);
         match state.reply(&req.nonce, req.error.clone()) {
-            Reply::Ack { flight, updated } => {
+            Reply::Ack(flight) => {
                 let held = held_version(&self.client, t);
                 debug!(r#type = %t, version = %flight.version_info, nonce = %flight.nonce,
                     elapsed_ms = flight.at.elapsed().as_millis() as u64, "ACK");
@@ -294,14 +294,6 @@ impl<P: Protocol> StreamLoop<P> {
                     s.acks += 1;
                     s.acked_version = Some(held);
                 });
-                // Envoy re-warms an updated cluster and waits for its endpoints again: on ADS,
-                // where flotilla sees both, it re-sends them.
-                if t == ResourceType::Cluster && self.kind.ads {
-                    let endpoints = self.client.get_mut(ResourceType::Endpoint);
-                    for name in updated {
-                        endpoints.known.remove(&name);
-                    }
-                }
             }
             Reply::Nack(flight, message) => {
                 crate::metrics::get().nack(t, P::MODE.name());
@@ -347,6 +339,27 @@ impl<P: Protocol> StreamLoop<P> {
     }
 
     fn send(&mut self, plan: Plan) -> P::Resp {
+        // Envoy re-creates a cluster whose definition changed and warms it again, holding the
+        // ACK of this response until the new cluster has its endpoints. On ADS, where flotilla
+        // sees both types, it sends them again right behind the update: waiting for the ACK
+        // first would wait forever.
+        if plan.t == ResourceType::Cluster && self.kind.ads {
+            let clusters = &self.client.get(ResourceType::Cluster).known;
+            let updated: Vec<String> = plan
+                .resources
+                .iter()
+                .filter(|r| {
+                    clusters
+                        .get(&r.name)
+                        .is_some_and(|k| k.version != r.version)
+                })
+                .map(|r| r.name.clone())
+                .collect();
+            let endpoints = self.client.get_mut(ResourceType::Endpoint);
+            for name in updated {
+                endpoints.known.remove(&name);
+            }
+        }
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         let response = P::response(&plan, nonce.clone(), &self.snapshot);

@@ -76,6 +76,34 @@ async fn live_changes_fail_no_request(xds: Xds) {
     .await;
     load.wait_for_more(200).await;
 
+    // 2b. A cluster setting changes (Envoy re-creates and re-warms the cluster).
+    flotilla.write_config(
+        &config(
+            listen,
+            &format!(
+                "{{ address: {}, weight: 1 }}, {{ address: {}, weight: 9 }}",
+                a.address(),
+                b.address()
+            ),
+            None,
+        )
+        .replace("web: {", "web: { connect_timeout: 2s,"),
+    );
+    wait::until(
+        "the cluster update in Envoy",
+        Duration::from_secs(10),
+        || async {
+            envoy
+                .config_dump()
+                .await
+                .to_string()
+                .contains("\"connect_timeout\":\"2s\"")
+                .then_some(())
+        },
+    )
+    .await;
+    load.wait_for_more(300).await;
+
     // 3. A cluster and the route to it appear. The route may only appear once the cluster is
     //    ready: a client polling it sees 404 (no route yet), then 200, never a 503.
     let trace = Trace::start(&api);
@@ -138,3 +166,56 @@ async fn live_changes_fail_no_request(xds: Xds) {
 }
 
 both_protocols!(live_changes_fail_no_request);
+
+/// Per-type streams cannot be ordered against each other: what flotilla can still promise
+/// there is that endpoint and cluster updates fail nothing.
+async fn non_ads_endpoint_and_cluster_changes_fail_no_request(xds: Xds) {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let listen = free_addr();
+    let flotilla = Flotilla::start(&config(listen, &a.address(), None)).await;
+    let envoy = Envoy::start(&flotilla, "edge-1", "edge", xds).await;
+    envoy.wait_listener(listen).await;
+    let web = format!("http://{listen}/web");
+    let load = Load::start(std::slice::from_ref(&web), 4, Duration::from_millis(1));
+    load.wait_for_more(200).await;
+    flotilla.write_config(&config(
+        listen,
+        &format!("{}, {}", a.address(), b.address()),
+        None,
+    ));
+    wait::until("b to take traffic", Duration::from_secs(10), || async {
+        (b.hits() > 20).then_some(())
+    })
+    .await;
+    flotilla.write_config(
+        &config(listen, &format!("{}, {}", a.address(), b.address()), None)
+            .replace("web: {", "web: { connect_timeout: 2s,"),
+    );
+    wait::until(
+        "the cluster update in Envoy",
+        Duration::from_secs(10),
+        || async {
+            envoy
+                .config_dump()
+                .await
+                .to_string()
+                .contains("\"connect_timeout\":\"2s\"")
+                .then_some(())
+        },
+    )
+    .await;
+    load.wait_for_more(300).await;
+    let report = load.stop().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+}
+
+#[tokio::test]
+async fn non_ads_sotw_endpoint_and_cluster_changes_fail_no_request() {
+    non_ads_endpoint_and_cluster_changes_fail_no_request(Xds::SotwNoAds).await;
+}
+
+#[tokio::test]
+async fn non_ads_delta_endpoint_and_cluster_changes_fail_no_request() {
+    non_ads_endpoint_and_cluster_changes_fail_no_request(Xds::DeltaNoAds).await;
+}

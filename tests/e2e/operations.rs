@@ -386,10 +386,14 @@ async fn drains_and_overrides_survive_a_restart() {
     );
     assert_eq!(endpoint(&state, "web", &b).expect("b")["weight"], 4);
     // The restarted flotilla serves the reconnecting Envoy the same: a still drained.
-    wait::until("Envoy back and in sync", Duration::from_secs(30), || async {
-        let nodes = s.flotilla.json("/api/v1/nodes").await;
-        (nodes[0]["in_sync"] == true).then_some(())
-    })
+    wait::until(
+        "Envoy back and in sync",
+        Duration::from_secs(30),
+        || async {
+            let nodes = s.flotilla.json("/api/v1/nodes").await;
+            (nodes[0]["in_sync"] == true).then_some(())
+        },
+    )
     .await;
     let hits = s.backends["a"].hits();
     let counts = client::spread(&s.url("/"), 20).await;
