@@ -1,9 +1,11 @@
-//! The admin HTTP server: health, readiness, Prometheus metrics and the JSON API.
+//! The admin HTTP server: health, readiness, Prometheus metrics, the JSON API and the live
+//! dashboard that reads it.
 //!
 //! It reads the controller, the cache and the node registry; the only writes it makes go
 //! through the controller, like every other change to what Envoys run.
 
 pub mod api;
+pub mod dashboard;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +39,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/state", get(api::state))
         .route("/api/v1/nodes", get(api::nodes))
+        .merge(dashboard::routes())
         .with_state(state)
 }
 
