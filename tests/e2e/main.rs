@@ -6,6 +6,8 @@ mod support;
 
 mod affinity;
 mod balancing;
+mod dashboard;
+mod dashboard_fixture;
 mod gitops;
 mod golden;
 mod health;

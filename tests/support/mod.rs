@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
 pub mod backend;
+pub mod browser;
 pub mod client;
 pub mod envoy;
 pub mod flotilla;
