@@ -5,6 +5,7 @@
 mod support;
 
 mod affinity;
+mod alerts;
 mod balancing;
 mod dashboard;
 mod dashboard_fixture;

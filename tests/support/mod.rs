@@ -10,6 +10,7 @@ pub mod browser;
 pub mod client;
 pub mod envoy;
 pub mod flotilla;
+pub mod monitoring;
 pub mod servers;
 pub mod wait;
 pub mod xds_client;
