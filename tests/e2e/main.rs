@@ -11,6 +11,7 @@ mod dashboard;
 mod dashboard_fixture;
 mod gitops;
 mod golden;
+mod grafana;
 mod health;
 mod live;
 mod nack;
