@@ -124,6 +124,13 @@ pub(crate) struct ServeArgs {
     /// Quiet time that ends a burst of config file changes before reloading.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub(crate) debounce: std::time::Duration,
+    /// Bearer token for the mutating admin calls (drain, weight, registrations). Without one
+    /// they are accepted only while the admin server listens on loopback.
+    #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
+    /// Where drains and weight overrides are stored to survive restarts.
+    #[arg(long, default_value = "flotilla-state.json")]
+    pub(crate) state_file: PathBuf,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -231,6 +238,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 admin_listen: args.admin_listen,
                 watch: !args.no_watch,
                 debounce: args.debounce,
+                admin_token: args.admin_token,
+                state_file: args.state_file,
             },
             shutdown,
         )

@@ -143,7 +143,28 @@ impl Controller {
             errors,
         };
         crate::metrics::get().config_reloads(result);
-        self.lock().last_reload = Some(record.clone());
+        let version = {
+            let mut state = self.lock();
+            state.last_reload = Some(record.clone());
+            state.version.clone().unwrap_or_else(|| "none".to_string())
+        };
+        let message = match result {
+            ReloadResult::Applied => format!("config applied ({trigger}): version {version}"),
+            ReloadResult::Unchanged => {
+                format!("config reloaded ({trigger}): unchanged, nothing pushed")
+            }
+            ReloadResult::Invalid => format!(
+                "config rejected ({trigger}): {} error(s), first: {}; still serving {version}",
+                record.errors.len(),
+                record.errors.first().map(String::as_str).unwrap_or("?")
+            ),
+        };
+        if result != ReloadResult::Unchanged {
+            crate::events::record(crate::events::NewEvent::new(
+                crate::events::Kind::Reload,
+                message,
+            ));
+        }
         record
     }
 

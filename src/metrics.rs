@@ -42,6 +42,11 @@ struct TypeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FleetLabel {
+    fleet: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     cluster: String,
     result: &'static str,
@@ -74,6 +79,9 @@ pub struct Metrics {
     registry: Registry,
     config_reloads: Family<ResultLabel, Counter>,
     config_version: Family<VersionLabel, Gauge>,
+    last_reload_ok: Gauge,
+    nodes: Family<FleetLabel, Gauge>,
+    nodes_out_of_sync: Family<FleetLabel, Gauge>,
     streams: Family<StreamLabels, Gauge>,
     responses: Family<TypeLabels, Counter>,
     acks: Family<TypeLabels, Counter>,
@@ -105,6 +113,9 @@ impl Metrics {
         let m = Metrics {
             config_reloads: Family::default(),
             config_version: Family::default(),
+            last_reload_ok: Gauge::default(),
+            nodes: Family::default(),
+            nodes_out_of_sync: Family::default(),
             streams: Family::default(),
             responses: Family::default(),
             acks: Family::default(),
@@ -132,6 +143,21 @@ impl Metrics {
             "config_version_info",
             "The live config version (content hash of every resource), as a label",
             m.config_version.clone(),
+        );
+        m.registry.register(
+            "config_last_reload_successful",
+            "1 if the last attempt to load the config succeeded (applied or unchanged), else 0",
+            m.last_reload_ok.clone(),
+        );
+        m.registry.register(
+            "xds_nodes",
+            "Connected Envoys (distinct node ids), by fleet",
+            m.nodes.clone(),
+        );
+        m.registry.register(
+            "xds_nodes_out_of_sync",
+            "Connected Envoys not running the current snapshot (pending, or rejected it), by fleet",
+            m.nodes_out_of_sync.clone(),
         );
         m.registry.register(
             "xds_streams",
@@ -191,6 +217,8 @@ impl Metrics {
     }
 
     pub fn config_reloads(&self, result: ReloadResult) {
+        self.last_reload_ok
+            .set(i64::from(result != ReloadResult::Invalid));
         self.config_reloads
             .get_or_create(&ResultLabel {
                 result: result.as_str(),
@@ -326,6 +354,28 @@ impl Metrics {
                     })
                     .set(n);
             }
+        }
+    }
+}
+
+impl Metrics {
+    /// Sets the per-fleet node gauges from (fleet, in sync) of every connected Envoy.
+    pub fn nodes<'a>(&self, nodes: impl IntoIterator<Item = (&'a str, bool)>) {
+        let mut counts: std::collections::BTreeMap<&str, (i64, i64)> =
+            std::collections::BTreeMap::new();
+        for (fleet, in_sync) in nodes {
+            let c = counts.entry(fleet).or_default();
+            c.0 += 1;
+            c.1 += i64::from(!in_sync);
+        }
+        self.nodes.clear();
+        self.nodes_out_of_sync.clear();
+        for (fleet, (n, out)) in counts {
+            let label = FleetLabel {
+                fleet: fleet.to_string(),
+            };
+            self.nodes.get_or_create(&label).set(n);
+            self.nodes_out_of_sync.get_or_create(&label).set(out);
         }
     }
 }

@@ -100,6 +100,8 @@ pub async fn run(
         admin_listen: ADMIN.parse().expect("constant address"),
         watch: true,
         debounce: Duration::from_millis(100),
+        admin_token: None,
+        state_file: dir.path().join("state.json"),
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 

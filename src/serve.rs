@@ -28,6 +28,10 @@ pub struct ServeOptions {
     pub watch: bool,
     /// Quiet time that ends a burst of file changes.
     pub debounce: Duration,
+    /// Bearer token required by the mutating admin calls.
+    pub admin_token: Option<String>,
+    /// Where drains and weight overrides are kept across restarts.
+    pub state_file: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +49,8 @@ pub enum ServeError {
     Admin(#[source] std::io::Error),
     #[error(transparent)]
     Watch(#[from] config::watch::WatchError),
+    #[error(transparent)]
+    State(#[from] crate::runtime::store::StoreError),
 }
 
 /// The longest a continuous stream of file changes can delay a reload.
@@ -63,6 +69,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     );
     reload(&controller, &opts.config, "startup");
+    let runtime = crate::runtime::Runtime::start(
+        controller.clone(),
+        crate::runtime::store::StateFile::new(opts.state_file.clone()),
+        shutdown.clone(),
+    )?;
     let watcher = if opts.watch {
         Some(config::watch::watch(
             &opts.config,
@@ -98,10 +109,16 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let admin_state = AdminState {
         config_path: opts.config.clone(),
         health,
+        runtime,
+        mutations: crate::admin::runtime::Mutations::new(
+            opts.admin_token.clone(),
+            opts.admin_listen,
+        ),
         controller: controller.clone(),
         nodes: nodes.clone(),
         xds_listening,
     };
+    tokio::spawn(node_gauges(nodes.clone(), shutdown.clone()));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
     let xds_result = xds::serve(xds_listener, cache, nodes, shutdown.clone()).await;
     shutdown.cancel();
@@ -110,6 +127,19 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     match admin_result {
         Ok(r) => r.map_err(ServeError::Admin),
         Err(join) => Err(ServeError::Admin(std::io::Error::other(join))),
+    }
+}
+
+/// Keeps the per-fleet node gauges current (once a second: they feed alerts, not latency).
+async fn node_gauges(nodes: Arc<NodeRegistry>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let views = crate::admin::api::node_views(nodes.streams());
+        crate::metrics::get().nodes(views.iter().map(|n| (n.fleet.as_str(), n.in_sync)));
     }
 }
 

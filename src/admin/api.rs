@@ -12,6 +12,7 @@ use crate::cache::ResourceType;
 use crate::config::model::{Affinity, Probe};
 use crate::control::Reload;
 use crate::health::ProbeStatus;
+use crate::runtime::LeaseView;
 use crate::translate::{EndpointKey, Verdict};
 use crate::xds::Mode;
 use crate::xds::nodes::{Nack, StreamInfo};
@@ -21,6 +22,8 @@ pub struct StateView {
     pub config: ConfigView,
     pub clusters: Vec<ClusterView>,
     pub listeners: Vec<ListenerView>,
+    /// Live registrations (leases), with the time each has left.
+    pub registrations: Vec<LeaseView>,
 }
 
 #[derive(Serialize)]
@@ -134,6 +137,7 @@ pub fn state_view(s: &AdminState) -> StateView {
         },
         clusters,
         listeners,
+        registrations: s.runtime.leases(),
     }
 }
 
@@ -204,4 +208,24 @@ pub fn node_views(streams: Vec<StreamInfo>) -> Vec<NodeView> {
         }
     }
     by_node.into_values().collect()
+}
+
+#[derive(serde::Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+#[derive(Serialize)]
+pub struct EventsView {
+    pub events: Vec<crate::events::Event>,
+}
+
+/// Recent events, oldest first; `?since=<id>` returns only newer ones.
+pub async fn events(
+    axum::extract::Query(q): axum::extract::Query<EventsQuery>,
+) -> Json<EventsView> {
+    Json(EventsView {
+        events: crate::events::since(q.since),
+    })
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod dashboard;
+pub mod runtime;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{delete, get, post, put};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +27,8 @@ use crate::xds::NodeRegistry;
 pub struct AdminState {
     pub config_path: std::path::PathBuf,
     pub health: crate::health::HealthTable,
+    pub runtime: Arc<crate::runtime::Runtime>,
+    pub mutations: runtime::Mutations,
     pub controller: Arc<Controller>,
     pub nodes: Arc<NodeRegistry>,
     /// Set once the xDS port is open.
@@ -33,12 +36,36 @@ pub struct AdminState {
 }
 
 pub fn router(state: AdminState) -> Router {
+    let endpoint = "/api/v1/clusters/{cluster}/endpoints/{address}";
+    let mutating = Router::new()
+        .route(
+            &format!("{endpoint}/drain"),
+            post(runtime::drain).delete(runtime::undrain),
+        )
+        .route(
+            &format!("{endpoint}/weight"),
+            put(runtime::set_weight).delete(runtime::clear_weight),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/registrations",
+            post(runtime::register),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/registrations/{address}",
+            delete(runtime::deregister),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            runtime::authorize,
+        ));
     Router::new()
+        .merge(mutating)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/state", get(api::state))
         .route("/api/v1/nodes", get(api::nodes))
+        .route("/api/v1/events", get(api::events))
         .merge(dashboard::routes())
         .with_state(state)
 }
@@ -75,3 +102,6 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
+
+#[cfg(test)]
+mod tests;

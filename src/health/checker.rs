@@ -287,6 +287,25 @@ impl Aggregator {
                     .record(ok, spec.healthy_threshold, spec.unhealthy_threshold)
             {
                 metrics.health_transition(&report.key.cluster, verdict);
+                let word = match verdict {
+                    Verdict::Healthy => "healthy",
+                    Verdict::Unhealthy => "unhealthy",
+                };
+                let why = match &report.result {
+                    Ok(()) => String::new(),
+                    Err(e) => format!(": {e}"),
+                };
+                crate::events::record(
+                    crate::events::NewEvent::new(
+                        crate::events::Kind::Health,
+                        format!(
+                            "{} in {} is {word}{why}",
+                            report.key.address, report.key.cluster
+                        ),
+                    )
+                    .cluster(report.key.cluster.clone())
+                    .endpoint(report.key.address),
+                );
                 match &report.result {
                     Ok(()) => info!(cluster = %report.key.cluster, endpoint = %report.key.address,
                         verdict = ?verdict, "endpoint health changed"),

@@ -112,11 +112,14 @@ impl TypeState {
                 Reply::Ack { flight, updated }
             }
             Some(message) => {
+                // A complete set is refused as a whole (its unchanged members included); other
+                // responses carry only what changed, refused resource by resource.
                 if flight.complete {
                     self.rejected_set = Some(flight.version_info.clone());
-                }
-                for r in &flight.sent {
-                    self.rejected.insert(r.name.clone(), r.version.clone());
+                } else {
+                    for r in &flight.sent {
+                        self.rejected.insert(r.name.clone(), r.version.clone());
+                    }
                 }
                 Reply::Nack(flight, message)
             }

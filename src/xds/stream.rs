@@ -119,6 +119,7 @@ async fn run<P: Protocol>(
         fleet: node.cluster.clone(),
     });
     let stream = StreamLoop::<P> {
+        node_id: node.id.clone(),
         kind,
         entry,
         opened: std::time::Instant::now(),
@@ -149,6 +150,7 @@ fn envoy_version(node: &envoy_types::pb::envoy::config::core::v3::Node) -> Strin
 }
 
 struct StreamLoop<P: Protocol> {
+    node_id: String,
     kind: Kind,
     entry: StreamEntry,
     opened: std::time::Instant,
@@ -171,6 +173,43 @@ impl<P: Protocol> StreamLoop<P> {
         shutdown: CancellationToken,
     ) -> Result<(), Status> {
         info!("stream opened");
+        let what = if self.kind.ads {
+            format!("ADS, {}", P::MODE.name())
+        } else {
+            format!(
+                "{}, {}",
+                self.kind.only.map_or("?", ResourceType::short_name),
+                P::MODE.name()
+            )
+        };
+        crate::events::record(
+            crate::events::NewEvent::new(
+                crate::events::Kind::Node,
+                format!("{} connected ({what})", self.node_id),
+            )
+            .node(self.node_id.clone()),
+        );
+        let result = self
+            .serve(first, &mut requests, snapshots, tx, shutdown)
+            .await;
+        crate::events::record(
+            crate::events::NewEvent::new(
+                crate::events::Kind::Node,
+                format!("{} disconnected ({what})", self.node_id),
+            )
+            .node(self.node_id.clone()),
+        );
+        result
+    }
+
+    async fn serve(
+        &mut self,
+        first: Request,
+        requests: &mut Streaming<P::Req>,
+        snapshots: &mut watch::Receiver<Arc<Snapshot>>,
+        tx: mpsc::Sender<Result<P::Resp, Status>>,
+        shutdown: CancellationToken,
+    ) -> Result<(), Status> {
         self.handle(first)?;
         loop {
             tokio::select! {
@@ -266,6 +305,16 @@ impl<P: Protocol> StreamLoop<P> {
             }
             Reply::Nack(flight, message) => {
                 crate::metrics::get().nack(t, P::MODE.name());
+                crate::events::record(
+                    crate::events::NewEvent::new(
+                        crate::events::Kind::Nack,
+                        format!(
+                            "{} rejected {t} {}: {message}",
+                            self.node_id, flight.version_info
+                        ),
+                    )
+                    .node(self.node_id.clone()),
+                );
                 warn!(r#type = %t, version = %flight.version_info, nonce = %flight.nonce,
                     error = %message, "Envoy rejected config (NACK); keeping it from this Envoy until the config changes");
                 self.entry.update_type(t, |s| {
@@ -329,10 +378,36 @@ impl<P: Protocol> StreamLoop<P> {
         response
     }
 
+    /// In sync: nothing in flight, and the client holds exactly what the snapshot has for
+    /// what it subscribed to. An Envoy that refused the config (NACK), or whose listeners wait
+    /// for clusters to warm, is not.
     fn update_sync(&mut self) {
-        let in_sync = ResourceType::ALL
+        let mut in_sync = true;
+        let served: Vec<ResourceType> = ResourceType::ALL
             .into_iter()
-            .all(|t| self.client.get(t).in_flight.is_none());
+            .filter(|t| self.serves(*t))
+            .collect();
+        for t in served {
+            let wanted = &self.snapshot.get(t).resources;
+            let state = self.client.get_mut(t);
+            // Rejections of resources the config no longer has are history.
+            state.rejected.retain(|name, _| wanted.contains_key(name));
+            if !state.requested {
+                continue;
+            }
+            let holds_all = wanted
+                .iter()
+                .filter(|(name, _)| state.subscribed(name))
+                .all(|(name, r)| {
+                    state
+                        .known
+                        .get(name)
+                        .is_some_and(|k| k.version == r.version)
+                });
+            let holds_extra =
+                t.is_wildcard() && state.known.keys().any(|n| !wanted.contains_key(n));
+            in_sync &= state.in_flight.is_none() && holds_all && !holds_extra;
+        }
         if in_sync != self.in_sync {
             self.in_sync = in_sync;
             self.entry.update(|i| i.in_sync = in_sync);

@@ -15,6 +15,7 @@ mod grafana;
 mod health;
 mod live;
 mod nack;
+mod operations;
 mod protocol;
 mod quickstart;
 mod restart;

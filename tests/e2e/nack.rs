@@ -70,7 +70,15 @@ async fn a_rejected_config_is_recorded_and_the_last_good_one_keeps_serving(xds: 
         "LDS was re-sent after the NACK: {nodes}"
     );
     assert_eq!(nodes[0]["types"]["lds"]["nacks"], 1, "{nodes}");
-    assert_eq!(nodes[0]["in_sync"], true, "nothing left to send: {nodes}");
+    assert_eq!(
+        nodes[0]["in_sync"], false,
+        "a node that refused the config is out of sync: {nodes}"
+    );
+    let events = s.flotilla.json("/api/v1/events").await.to_string();
+    assert!(
+        events.contains("rejected lds") && events.contains("192.0.2.10"),
+        "{events}"
+    );
 
     // The next good config is applied.
     s.flotilla.write_config(&config(
@@ -83,6 +91,10 @@ async fn a_rejected_config_is_recorded_and_the_last_good_one_keeps_serving(xds: 
     })
     .await;
     assert_envoy_runs_rendered(&s.envoy, &s.flotilla, "edge", xds).await;
+    wait::until("the node back in sync", Duration::from_secs(10), || async {
+        (s.flotilla.json("/api/v1/nodes").await[0]["in_sync"] == true).then_some(())
+    })
+    .await;
 }
 
 both_protocols!(a_rejected_config_is_recorded_and_the_last_good_one_keeps_serving);

@@ -63,6 +63,8 @@ impl Flotilla {
             .arg(self.xds.to_string())
             .arg("--admin-listen")
             .arg(self.admin.to_string())
+            .arg("--state-file")
+            .arg(self.dir().join("state.json"))
             .args(&self.extra_args)
             .env("RUST_LOG", "info,flotilla=debug")
             .stdout(Stdio::null())

@@ -1,0 +1,102 @@
+//! The admin router in-process: the rule for who may change things.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::runtime::Mutations;
+use super::{AdminState, router};
+use crate::cache::SnapshotCache;
+use crate::control::Controller;
+use crate::runtime::{Runtime, store::StateFile};
+use crate::xds::NodeRegistry;
+
+fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
+    let controller = Controller::new(Arc::new(SnapshotCache::new()));
+    let config = crate::config::parse_str(
+        "t.yaml",
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081] }\n",
+    )
+    .unwrap();
+    controller.set_config(Arc::new(config));
+    let runtime = Runtime::start(
+        controller.clone(),
+        StateFile::new(dir.join("s.json")),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    AdminState {
+        config_path: "t.yaml".into(),
+        health: Default::default(),
+        runtime,
+        mutations,
+        controller,
+        nodes: NodeRegistry::new(),
+        xds_listening: Arc::new(AtomicBool::new(true)),
+    }
+}
+
+async fn drain(state: AdminState) -> (StatusCode, String) {
+    let resp = router(state)
+        .oneshot(
+            Request::post("/api/v1/clusters/web/endpoints/127.0.0.1:8081/drain")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn the_policy_follows_the_token_and_the_listen_address() {
+    let loopback = "127.0.0.1:18080".parse().unwrap();
+    let v6_loopback = "[::1]:18080".parse().unwrap();
+    let public = "10.0.0.5:18080".parse().unwrap();
+    assert!(matches!(
+        Mutations::new(None, loopback),
+        Mutations::Loopback
+    ));
+    assert!(matches!(
+        Mutations::new(None, v6_loopback),
+        Mutations::Loopback
+    ));
+    assert!(matches!(Mutations::new(None, public), Mutations::Refused));
+    assert!(matches!(
+        Mutations::new(Some(String::new()), public),
+        Mutations::Refused
+    ));
+    assert!(matches!(
+        Mutations::new(Some("t".into()), public),
+        Mutations::Token(_)
+    ));
+}
+
+#[tokio::test]
+async fn without_a_token_changes_are_refused_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(Mutations::Refused, dir.path());
+    let controller = s.controller.clone();
+    let (status, body) = drain(s).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("--admin-token"), "{body}");
+    assert!(controller.overlay().draining.is_empty());
+}
+
+#[tokio::test]
+async fn on_loopback_without_a_token_changes_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(Mutations::Loopback, dir.path());
+    let controller = s.controller.clone();
+    let (status, body) = drain(s).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(controller.overlay().draining.len(), 1);
+}

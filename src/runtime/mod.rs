@@ -1,0 +1,411 @@
+//! Runtime operations that do not go through git: draining an endpoint, overriding its weight,
+//! and endpoints registering themselves with a lease (autoscaled instances).
+//!
+//! Drains and overrides are operator decisions and survive restarts (`store`); registrations
+//! are leases by design: an instance that stops heartbeating leaves within its TTL. All three
+//! reach Envoy through the controller's overlay, like health verdicts.
+
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::model::Endpoint;
+use crate::control::Controller;
+use crate::events::{self, Kind, NewEvent};
+use crate::translate::EndpointKey;
+use store::{Persistent, StateFile, StoreError};
+
+/// Shortest and longest lease a registration may ask for.
+pub const MIN_TTL: Duration = Duration::from_secs(1);
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("no configuration is loaded yet")]
+    NoConfig,
+    #[error("unknown cluster `{0}`")]
+    UnknownCluster(String),
+    #[error("{address} is not an endpoint of cluster `{cluster}`")]
+    UnknownEndpoint {
+        cluster: String,
+        address: SocketAddr,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(
+        "{address} is configured in cluster `{cluster}` already; registrations are for endpoints the config does not list"
+    )]
+    Configured {
+        cluster: String,
+        address: SocketAddr,
+    },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone)]
+struct Lease {
+    weight: u32,
+    ttl: Duration,
+    expires: Instant,
+    registered: SystemTime,
+    renewals: u64,
+}
+
+/// A registration as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseView {
+    pub cluster: String,
+    pub address: String,
+    pub weight: u32,
+    pub ttl_ms: u64,
+    /// Time left before the lease runs out, in milliseconds.
+    pub expires_in_ms: u64,
+    #[serde(with = "crate::util::unix_millis")]
+    pub registered_at: SystemTime,
+    pub renewals: u64,
+}
+
+#[derive(Default)]
+struct State {
+    persistent: Persistent,
+    leases: BTreeMap<EndpointKey, Lease>,
+}
+
+pub struct Runtime {
+    controller: Arc<Controller>,
+    store: StateFile,
+    state: Mutex<State>,
+    leases_changed: Notify,
+}
+
+impl Runtime {
+    /// Loads stored drains and overrides, applies them, and starts expiring leases.
+    pub fn start(
+        controller: Arc<Controller>,
+        store: StateFile,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Runtime>, StoreError> {
+        let persistent = store.load()?;
+        if !persistent.drains.is_empty() || !persistent.weights.is_empty() {
+            info!(path = %store.path().display(), drains = persistent.drains.len(),
+                weights = persistent.weights.len(), "restored runtime state");
+        }
+        let runtime = Arc::new(Runtime {
+            controller,
+            store,
+            state: Mutex::new(State {
+                persistent,
+                leases: BTreeMap::new(),
+            }),
+            leases_changed: Notify::new(),
+        });
+        runtime.apply(&runtime.lock());
+        tokio::spawn(runtime.clone().expire_leases(shutdown));
+        Ok(runtime)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes the runtime state into the overlay.
+    fn apply(&self, state: &State) {
+        let mut registered: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+        for (key, lease) in &state.leases {
+            registered
+                .entry(key.cluster.clone())
+                .or_default()
+                .push(Endpoint {
+                    address: key.address,
+                    weight: lease.weight,
+                    zone: None,
+                    priority: 0,
+                });
+        }
+        self.controller.update_overlay(|o| {
+            o.draining.clone_from(&state.persistent.drains);
+            o.weights.clone_from(&state.persistent.weights);
+            o.registered = registered;
+        });
+    }
+
+    /// The endpoint `address` of `cluster`, which must exist (in the config or registered).
+    fn endpoint(
+        &self,
+        state: &State,
+        cluster: &str,
+        address: &str,
+    ) -> Result<EndpointKey, RuntimeError> {
+        let address = parse_address(address)?;
+        let config = self.controller.config().ok_or(RuntimeError::NoConfig)?;
+        let c = config
+            .clusters
+            .get(cluster)
+            .ok_or_else(|| RuntimeError::UnknownCluster(cluster.to_string()))?;
+        let key = EndpointKey::new(cluster, address);
+        if !c.endpoints.iter().any(|e| e.address == address) && !state.leases.contains_key(&key) {
+            return Err(RuntimeError::UnknownEndpoint {
+                cluster: cluster.to_string(),
+                address,
+            });
+        }
+        Ok(key)
+    }
+
+    /// Changes the persistent part: stored first, applied only if stored.
+    fn change_persistent(
+        &self,
+        state: &mut State,
+        change: impl FnOnce(&mut Persistent) -> bool,
+    ) -> Result<bool, RuntimeError> {
+        let mut next = state.persistent.clone();
+        if !change(&mut next) {
+            return Ok(false);
+        }
+        self.store.save(&next)?;
+        state.persistent = next;
+        self.apply(state);
+        Ok(true)
+    }
+
+    /// Drains an endpoint: Envoy sends it no new requests (EDS health DRAINING).
+    pub fn drain(&self, cluster: &str, address: &str, on: bool) -> Result<bool, RuntimeError> {
+        let mut state = self.lock();
+        let key = self.endpoint(&state, cluster, address)?;
+        let changed = self.change_persistent(&mut state, |p| {
+            if on {
+                p.drains.insert(key.clone())
+            } else {
+                p.drains.remove(&key)
+            }
+        })?;
+        if changed {
+            let verb = if on { "drained" } else { "undrained" };
+            info!(cluster, endpoint = %key.address, "endpoint {verb}");
+            events::record(
+                NewEvent::new(Kind::Drain, format!("{} {verb} in {cluster}", key.address))
+                    .cluster(cluster)
+                    .endpoint(key.address),
+            );
+        }
+        Ok(changed)
+    }
+
+    /// Overrides an endpoint's weight (`None` drops the override).
+    pub fn set_weight(
+        &self,
+        cluster: &str,
+        address: &str,
+        weight: Option<u32>,
+    ) -> Result<bool, RuntimeError> {
+        if let Some(w) = weight
+            && !(1..=crate::config::MAX_WEIGHT).contains(&w)
+        {
+            return Err(RuntimeError::BadRequest(format!(
+                "weight {w} is out of range (1..={})",
+                crate::config::MAX_WEIGHT
+            )));
+        }
+        let mut state = self.lock();
+        let key = self.endpoint(&state, cluster, address)?;
+        let changed = self.change_persistent(&mut state, |p| match weight {
+            Some(w) => p.weights.insert(key.clone(), w) != Some(w),
+            None => p.weights.remove(&key).is_some(),
+        })?;
+        if changed {
+            let message = match weight {
+                Some(w) => format!("{} weight set to {w} in {cluster}", key.address),
+                None => format!("{} weight override dropped in {cluster}", key.address),
+            };
+            info!(cluster, endpoint = %key.address, ?weight, "weight override changed");
+            events::record(
+                NewEvent::new(Kind::Weight, message)
+                    .cluster(cluster)
+                    .endpoint(key.address),
+            );
+        }
+        Ok(changed)
+    }
+
+    /// Registers an endpoint into a cluster, or renews its lease.
+    pub fn register(
+        &self,
+        cluster: &str,
+        address: &str,
+        weight: u32,
+        ttl: Duration,
+    ) -> Result<LeaseView, RuntimeError> {
+        let address = parse_address(address)?;
+        if !(1..=crate::config::MAX_WEIGHT).contains(&weight) {
+            return Err(RuntimeError::BadRequest(format!(
+                "weight {weight} is out of range (1..={})",
+                crate::config::MAX_WEIGHT
+            )));
+        }
+        if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+            return Err(RuntimeError::BadRequest(format!(
+                "ttl {} is out of range ({}..={})",
+                crate::config::duration::format(ttl),
+                crate::config::duration::format(MIN_TTL),
+                crate::config::duration::format(MAX_TTL)
+            )));
+        }
+        let config = self.controller.config().ok_or(RuntimeError::NoConfig)?;
+        let c = config
+            .clusters
+            .get(cluster)
+            .ok_or_else(|| RuntimeError::UnknownCluster(cluster.to_string()))?;
+        if c.endpoints.iter().any(|e| e.address == address) {
+            return Err(RuntimeError::Configured {
+                cluster: cluster.to_string(),
+                address,
+            });
+        }
+        let key = EndpointKey::new(cluster, address);
+        let mut state = self.lock();
+        let now = Instant::now();
+        let (new, changed) = match state.leases.get_mut(&key) {
+            Some(lease) => {
+                let changed = lease.weight != weight;
+                lease.weight = weight;
+                lease.ttl = ttl;
+                lease.expires = now + ttl;
+                lease.renewals += 1;
+                (false, changed)
+            }
+            None => {
+                state.leases.insert(
+                    key.clone(),
+                    Lease {
+                        weight,
+                        ttl,
+                        expires: now + ttl,
+                        registered: SystemTime::now(),
+                        renewals: 0,
+                    },
+                );
+                (true, true)
+            }
+        };
+        if changed {
+            self.apply(&state);
+        }
+        if new {
+            info!(cluster, endpoint = %address, ttl = ?ttl, "endpoint registered");
+            events::record(
+                NewEvent::new(
+                    Kind::Registration,
+                    format!("{address} registered in {cluster}"),
+                )
+                .cluster(cluster)
+                .endpoint(address),
+            );
+        }
+        self.leases_changed.notify_one();
+        Ok(view(&key, &state.leases[&key], now))
+    }
+
+    /// Ends a lease now (an instance leaving cleanly).
+    pub fn deregister(&self, cluster: &str, address: &str) -> Result<bool, RuntimeError> {
+        let address = parse_address(address)?;
+        let key = EndpointKey::new(cluster, address);
+        let mut state = self.lock();
+        if state.leases.remove(&key).is_none() {
+            return Ok(false);
+        }
+        self.apply(&state);
+        events::record(
+            NewEvent::new(
+                Kind::Registration,
+                format!("{address} deregistered from {cluster}"),
+            )
+            .cluster(cluster)
+            .endpoint(address),
+        );
+        Ok(true)
+    }
+
+    pub fn leases(&self) -> Vec<LeaseView> {
+        let now = Instant::now();
+        self.lock()
+            .leases
+            .iter()
+            .map(|(k, l)| view(k, l, now))
+            .collect()
+    }
+
+    pub fn drains(&self) -> BTreeSet<EndpointKey> {
+        self.lock().persistent.drains.clone()
+    }
+
+    async fn expire_leases(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let next = self.lock().leases.values().map(|l| l.expires).min();
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.leases_changed.notified() => continue,
+                () = sleep_until(next) => {}
+            }
+            let now = Instant::now();
+            let mut state = self.lock();
+            let expired: Vec<EndpointKey> = state
+                .leases
+                .iter()
+                .filter(|(_, l)| l.expires <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            for key in &expired {
+                state.leases.remove(key);
+                info!(cluster = %key.cluster, endpoint = %key.address, "registration expired");
+                events::record(
+                    NewEvent::new(
+                        Kind::Registration,
+                        format!("{} left {}: lease expired", key.address, key.cluster),
+                    )
+                    .cluster(key.cluster.clone())
+                    .endpoint(key.address),
+                );
+            }
+            self.apply(&state);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn parse_address(address: &str) -> Result<SocketAddr, RuntimeError> {
+    crate::config::parse_socket_address(address).map_err(RuntimeError::BadRequest)
+}
+
+fn view(key: &EndpointKey, lease: &Lease, now: Instant) -> LeaseView {
+    LeaseView {
+        cluster: key.cluster.clone(),
+        address: key.address.to_string(),
+        weight: lease.weight,
+        ttl_ms: lease.ttl.as_millis() as u64,
+        expires_in_ms: lease.expires.saturating_duration_since(now).as_millis() as u64,
+        registered_at: lease.registered,
+        renewals: lease.renewals,
+    }
+}
+
+#[cfg(test)]
+mod tests;
