@@ -80,6 +80,7 @@ async fn open(s: &Setup, name: &str) -> Browser {
     }
     b.wait_text("[data-node=\"edge-1\"] .sync", "✓ in sync", WAIT)
         .await;
+    b.wait_contains("#events", "edge-1 connected", WAIT).await;
     b
 }
 
@@ -96,6 +97,17 @@ async fn kill_c_and_see_it_go_down(s: &mut Setup, b: &Browser) {
         b.text("[data-cluster=\"web\"] .serving").await,
         "2 of 3 serving"
     );
+    // The transition is in the event log too.
+    b.wait_for(
+        "the health event for c",
+        WAIT,
+        &format!(
+            "return Array.from(document.querySelectorAll('#events li[data-kind=\"health\"]'))\
+               .some(li => li.textContent.includes({}) && li.textContent.includes('unhealthy'));",
+            js_string(&c)
+        ),
+    )
+    .await;
     assert_eq!(
         b.js("return window.__notReloaded === true").await,
         true,

@@ -306,7 +306,7 @@
     const cfg = $('#config');
     const r = s.config.last_reload;
     const parts = [];
-    parts.push(s.config.version ? 'config ' + shortVersion(s.config.version) : 'no valid config loaded');
+    parts.push(s.config.version ? 'serving version ' + shortVersion(s.config.version) : 'no valid config loaded');
     if (r) parts.push('last reload ' + r.result + ' ' + fmtAgo(r.at) + ' (' + r.trigger + ')');
     setText(cfg, parts.join(' · '));
     cfg.title = s.config.path + (s.config.version ? '\nversion ' + s.config.version : '');
@@ -866,7 +866,7 @@
         const where = [e.cluster, e.endpoint, e.node].filter(Boolean).join(' · ');
         const bad =
           e.kind === 'nack' ||
-          /unhealthy|invalid|rejected|fail/i.test(e.message || '');
+          /unhealthy|invalid|rejected|fail|disconnected/i.test(e.message || '');
         return el(
           'li',
           { class: 'event event-' + e.kind + (bad ? ' bad' : ''), 'data-kind': e.kind, 'data-id': e.id },
