@@ -49,7 +49,9 @@ listeners:
     let flotilla = Flotilla::start(&yaml).await;
     let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Delta).await;
     envoy.wait_listener(listen).await;
-    println!("| round | time to UNHEALTHY in Envoy | requests during failover | failed | back HEALTHY after revive |");
+    println!(
+        "| round | time to UNHEALTHY in Envoy | requests during failover | failed | back HEALTHY after revive |"
+    );
     println!("| --- | --- | --- | --- | --- |");
     for round in 1..=ROUNDS {
         let victim = &mut backends[round % 3];

@@ -30,7 +30,9 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| SIZES.to_vec());
-    println!("| endpoints | probes/s (target = endpoints) | ok | CPU (cores) | CPU per 1,000 endpoints | peak RSS |");
+    println!(
+        "| endpoints | probes/s (target = endpoints) | ok | CPU (cores) | CPU per 1,000 endpoints | peak RSS |"
+    );
     println!("| --- | --- | --- | --- | --- | --- |");
     for n in sizes {
         let row = measure(n);
@@ -49,14 +51,20 @@ fn serve(n: usize) {
     runtime.block_on(async move {
         let mut out = std::io::stdout().lock();
         for _ in 0..n {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
             writeln!(out, "{}", listener.local_addr().expect("addr").port()).expect("stdout");
             tokio::spawn(async move {
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(|_req| async {
-                            Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok"))))
+                            Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(b"ok"),
+                            )))
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -135,10 +143,16 @@ fn measure(n: usize) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(WARMUP);
-    let (cpu0, probes0) = (cpu_seconds(pid), probes(&get(&metrics_url).unwrap_or_default()));
+    let (cpu0, probes0) = (
+        cpu_seconds(pid),
+        probes(&get(&metrics_url).unwrap_or_default()),
+    );
     let start = Instant::now();
     std::thread::sleep(MEASURE);
-    let (cpu1, probes1) = (cpu_seconds(pid), probes(&get(&metrics_url).unwrap_or_default()));
+    let (cpu1, probes1) = (
+        cpu_seconds(pid),
+        probes(&get(&metrics_url).unwrap_or_default()),
+    );
     let wall = start.elapsed().as_secs_f64();
     let rss = peak_rss_mib(pid);
     let _ = flotilla.kill();
@@ -158,8 +172,15 @@ fn measure(n: usize) -> String {
 fn probes(metrics: &str) -> (u64, u64) {
     let mut ok = 0;
     let mut bad = 0;
-    for line in metrics.lines().filter(|l| l.starts_with("flotilla_health_probes_total{")) {
-        let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("flotilla_health_probes_total{"))
+    {
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
         if line.contains("result=\"ok\"") {
             ok += value as u64;
         } else {
@@ -172,8 +193,14 @@ fn probes(metrics: &str) -> (u64, u64) {
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
     // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
     ticks / 100.0
 }
 
@@ -197,7 +224,9 @@ fn free_port() -> u16 {
 /// A plain blocking GET (the bench does not need an async client for two URLs).
 fn get(url: &str) -> Option<String> {
     let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let mut stream = std::net::TcpStream::connect(host).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;

@@ -58,6 +58,7 @@ impl Running {
         format!(
             "\nflotilla quickstart is running: three demo backends, flotilla, and an Envoy.\n\n\
              \x20 try it:        curl http://{LISTENER}/      (run it a few times: round robin)\n\
+             \x20 dashboard:     http://{ADMIN}/   (live traffic, health, Envoys, events)\n\
              \x20 live config:   {config}   (edit it; Envoy follows)\n\
              \x20 flotilla:      curl http://{ADMIN}/api/v1/state   ·   /api/v1/nodes   ·   /metrics\n\
              \x20 Envoy admin:   http://127.0.0.1:{ENVOY_ADMIN_PORT}/   (log: {log})\n\n\

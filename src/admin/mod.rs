@@ -1,9 +1,11 @@
-//! The admin HTTP server: health, readiness, Prometheus metrics and the JSON API.
+//! The admin HTTP server: health, readiness, Prometheus metrics, the JSON API and the live
+//! dashboard that reads it.
 //!
 //! It reads the controller, the cache and the node registry; the only writes it makes go
 //! through the controller, like every other change to what Envoys run.
 
 pub mod api;
+pub mod dashboard;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -66,6 +68,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/nodes", get(api::nodes))
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/traffic", get(api::traffic))
+        .merge(dashboard::routes())
         .with_state(state)
 }
 

@@ -5,10 +5,14 @@
 mod support;
 
 mod affinity;
+mod alerts;
 mod balancing;
+mod dashboard;
+mod dashboard_fixture;
 mod fleet_traffic;
 mod gitops;
 mod golden;
+mod grafana;
 mod health;
 mod live;
 mod nack;

@@ -34,6 +34,10 @@ async fn quickstart_serves_three_backends_and_stops_everything_on_ctrl_c() {
     .await
     .expect("quickstart banner");
     assert!(banner.contains("curl http://127.0.0.1:10000/"), "{banner}");
+    assert!(
+        banner.contains("dashboard:     http://127.0.0.1:18080/ "),
+        "{banner}"
+    );
 
     // The demo backends name themselves in the body.
     let http = client::http();

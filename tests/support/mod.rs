@@ -6,9 +6,11 @@
 #![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
 pub mod backend;
+pub mod browser;
 pub mod client;
 pub mod envoy;
 pub mod flotilla;
+pub mod monitoring;
 pub mod servers;
 pub mod wait;
 pub mod xds_client;
