@@ -26,7 +26,7 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let mut backends = vec![
+    let mut backends = [
         Backend::start("a").await,
         Backend::start("b").await,
         Backend::start("c").await,
