@@ -84,6 +84,7 @@ static LOG: LazyLock<Mutex<Ring>> = LazyLock::new(Mutex::default);
 
 /// Records an event.
 pub fn record(e: NewEvent) {
+    LazyLock::force(&STARTED);
     let mut ring = LOG.lock().unwrap_or_else(|p| p.into_inner());
     ring.next_id += 1;
     let event = Event {
@@ -109,6 +110,19 @@ pub fn since(since: u64) -> Vec<Event> {
         .filter(|e| e.id > since)
         .cloned()
         .collect()
+}
+
+/// The id of the newest event (0 when none), so a client can tell a restarted flotilla
+/// (ids start again from 1) from one with nothing new.
+pub fn latest_id() -> u64 {
+    LOG.lock().unwrap_or_else(|p| p.into_inner()).next_id
+}
+
+static STARTED: LazyLock<SystemTime> = LazyLock::new(SystemTime::now);
+
+/// When this process's event log began (ids count from here).
+pub fn started_at() -> SystemTime {
+    *STARTED
 }
 
 #[cfg(test)]

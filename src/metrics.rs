@@ -71,6 +71,8 @@ struct EndpointLabels {
     state: &'static str,
 }
 
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabels {
     cluster: String,
@@ -97,6 +99,7 @@ pub struct Metrics {
     last_reload_ok: Gauge,
     nodes: Family<FleetLabel, Gauge>,
     nodes_out_of_sync: Family<FleetLabel, Gauge>,
+    fleets_seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
     streams: Family<StreamLabels, Gauge>,
     responses: Family<TypeLabels, Counter>,
     acks: Family<TypeLabels, Counter>,
@@ -117,6 +120,9 @@ pub struct Metrics {
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Fleets remembered for the node gauges (fleet names come from Envoys: bounded on purpose).
+pub const MAX_FLEETS: usize = 1000;
 
 /// The process's metrics.
 pub fn get() -> &'static Metrics {
@@ -139,6 +145,7 @@ impl Metrics {
             last_reload_ok: Gauge::default(),
             nodes: Family::default(),
             nodes_out_of_sync: Family::default(),
+            fleets_seen: std::sync::Mutex::default(),
             streams: Family::default(),
             responses: Family::default(),
             acks: Family::default(),
@@ -306,9 +313,23 @@ impl Metrics {
             .set(1);
     }
 
-    /// Counts an open stream until the returned guard drops.
-    pub(crate) fn stream_opened(&'static self, labels: StreamLabels) -> StreamGauge {
+    /// Counts an open stream until the returned guard drops. Its types' response, ACK and
+    /// NACK counters exist from now on at 0, so that `increase()` sees the first NACK.
+    pub(crate) fn stream_opened(
+        &'static self,
+        labels: StreamLabels,
+        types: &[ResourceType],
+    ) -> StreamGauge {
         self.streams.get_or_create(&labels).inc();
+        for t in types {
+            let l = TypeLabels {
+                r#type: t.short_name(),
+                mode: labels.mode,
+            };
+            let _ = self.responses.get_or_create(&l);
+            let _ = self.acks.get_or_create(&l);
+            let _ = self.nacks.get_or_create(&l);
+        }
         StreamGauge { labels }
     }
 
@@ -430,21 +451,31 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// Sets the per-fleet node gauges from (fleet, in sync) of every connected Envoy.
+    /// Sets the per-fleet node gauges from (fleet, in sync) of every connected Envoy. A fleet
+    /// whose Envoys have all gone reads 0 (not absent), up to [`MAX_FLEETS`] fleets.
     pub fn nodes<'a>(&self, nodes: impl IntoIterator<Item = (&'a str, bool)>) {
-        let mut counts: std::collections::BTreeMap<&str, (i64, i64)> =
+        let mut counts: std::collections::BTreeMap<String, (i64, i64)> =
             std::collections::BTreeMap::new();
         for (fleet, in_sync) in nodes {
-            let c = counts.entry(fleet).or_default();
+            let c = counts.entry(fleet.to_string()).or_default();
             c.0 += 1;
             c.1 += i64::from(!in_sync);
+        }
+        {
+            let mut seen = self.fleets_seen.lock().unwrap_or_else(|e| e.into_inner());
+            for fleet in counts.keys() {
+                if seen.len() < MAX_FLEETS {
+                    seen.insert(fleet.clone());
+                }
+            }
+            for fleet in seen.iter() {
+                counts.entry(fleet.clone()).or_default();
+            }
         }
         self.nodes.clear();
         self.nodes_out_of_sync.clear();
         for (fleet, (n, out)) in counts {
-            let label = FleetLabel {
-                fleet: fleet.to_string(),
-            };
+            let label = FleetLabel { fleet };
             self.nodes.get_or_create(&label).set(n);
             self.nodes_out_of_sync.get_or_create(&label).set(out);
         }
@@ -452,8 +483,20 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Creates a cluster's traffic counters at 0 (first report), so rates see the first 5xx.
+    pub(crate) fn upstream_cluster_seen(&self, cluster: &str) {
+        for class in CLASSES {
+            let _ = self.upstream_requests.get_or_create(&ClassLabels {
+                cluster: cluster.to_string(),
+                class,
+            });
+        }
+        let _ = self.upstream_retries.get_or_create(&ClusterLabel {
+            cluster: cluster.to_string(),
+        });
+    }
+
     pub(crate) fn upstream_requests(&self, cluster: &str, class_index: usize, n: u64) {
-        const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
         self.upstream_requests
             .get_or_create(&ClassLabels {
                 cluster: cluster.to_string(),

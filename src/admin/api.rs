@@ -218,6 +218,10 @@ pub struct EventsQuery {
 
 #[derive(Serialize)]
 pub struct EventsView {
+    /// The newest event id; lower than a client's `since` only if flotilla restarted.
+    pub latest_id: u64,
+    #[serde(with = "crate::util::unix_millis")]
+    pub started_at: SystemTime,
     pub events: Vec<crate::events::Event>,
 }
 
@@ -226,6 +230,8 @@ pub async fn events(
     axum::extract::Query(q): axum::extract::Query<EventsQuery>,
 ) -> Json<EventsView> {
     Json(EventsView {
+        latest_id: crate::events::latest_id(),
+        started_at: crate::events::started_at(),
         events: crate::events::since(q.since),
     })
 }

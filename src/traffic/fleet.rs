@@ -165,7 +165,13 @@ impl FleetTraffic {
         let Some(reporter) = inner.reporters.get_mut(&id) else {
             return;
         };
-        let agg = inner.clusters.entry(report.cluster.clone()).or_default();
+        let agg = inner
+            .clusters
+            .entry(report.cluster.clone())
+            .or_insert_with(|| {
+                metrics.upstream_cluster_seen(&report.cluster);
+                ClusterAgg::default()
+            });
         agg.last = Some(now);
         for (class, n) in report.by_class.iter().enumerate() {
             if *n > 0 {

@@ -113,11 +113,18 @@ async fn run<P: Protocol>(
         mode = P::MODE.name(),
         ads = kind.ads
     );
-    let _gauge = crate::metrics::get().stream_opened(crate::metrics::StreamLabels {
-        r#type: kind.only.map_or("ads", ResourceType::short_name),
-        mode: P::MODE.name(),
-        fleet: node.cluster.clone(),
-    });
+    let served: Vec<ResourceType> = ResourceType::ALL
+        .into_iter()
+        .filter(|t| kind.only.is_none_or(|only| only == *t))
+        .collect();
+    let _gauge = crate::metrics::get().stream_opened(
+        crate::metrics::StreamLabels {
+            r#type: kind.only.map_or("ads", ResourceType::short_name),
+            mode: P::MODE.name(),
+            fleet: node.cluster.clone(),
+        },
+        &served,
+    );
     let stream = StreamLoop::<P> {
         node_id: node.id.clone(),
         kind,

@@ -8,9 +8,9 @@
   const POLL_MS = 1000;
   const HISTORY_MS = 5 * 60 * 1000;
   const REQUEST_TIMEOUT_MS = 4000;
-  // A full event fetch now and then: a restarted flotilla numbers its events from 1 again,
-  // which `since` alone would never notice.
-  const EVENTS_RESYNC_POLLS = 60;
+  // flotilla tells when it restarted (its event ids start again from 1): then the log is
+  // fetched whole. A full fetch now and then covers a flotilla that does not say.
+  const EVENTS_RESYNC_POLLS = 600;
   const MAX_EVENTS = 500;
   const SERIES_LIMIT = 7; // clusters drawn per chart (the busiest), plus the fleet line
   const ALERT_SUCCESS = 0.95; // monitoring/alerts.yaml: failure rate above 5 %
@@ -24,6 +24,7 @@
     events: [],
     eventsProblem: null,
     lastEventId: null,
+    eventsStartedAt: null,
     polls: 0,
     lastOk: null,
     failingSince: null,
@@ -196,7 +197,15 @@
     }
 
     if (events.data && Array.isArray(events.data.events)) {
-      mergeEvents(events.data.events, full);
+      const restarted =
+        (model.eventsStartedAt !== null && events.data.started_at !== model.eventsStartedAt) ||
+        (typeof events.data.latest_id === 'number' && model.lastEventId !== null && events.data.latest_id < model.lastEventId);
+      model.eventsStartedAt = events.data.started_at ?? null;
+      if (restarted && !full) {
+        model.lastEventId = null; // the next poll fetches the new log whole
+      } else {
+        mergeEvents(events.data.events, full);
+      }
       model.eventsProblem = null;
     } else if (events.status === 404) {
       model.eventsProblem = 'No event log from this flotilla yet.';
