@@ -80,32 +80,7 @@ pub(crate) enum Command {
         transport: XdsTransport,
     },
     /// Print an Envoy bootstrap (YAML) that connects an Envoy to flotilla.
-    Bootstrap {
-        #[arg(long)]
-        node_id: String,
-        /// Reported as node.cluster; picks which fleet's resources the Envoy receives.
-        #[arg(long, default_value = "default")]
-        fleet: String,
-        /// flotilla's xDS address (host:port).
-        #[arg(long, default_value = "127.0.0.1:18000")]
-        xds: String,
-        /// Use the incremental (delta) xDS protocol.
-        #[arg(long)]
-        delta: bool,
-        /// One gRPC stream per resource type instead of ADS.
-        #[arg(long)]
-        no_ads: bool,
-        #[arg(long, default_value_t = 9901)]
-        admin_port: u16,
-        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-        admin_address: IpAddr,
-        /// How often Envoy streams its stats to flotilla (the dashboard's traffic view).
-        #[arg(long, default_value = "2s", value_parser = parse_duration)]
-        stats_flush_interval: std::time::Duration,
-        /// Do not stream Envoy's stats to flotilla.
-        #[arg(long)]
-        no_stats_sink: bool,
-    },
+    Bootstrap(BootstrapArgs),
     /// Serve xDS to Envoys from a configuration file or directory.
     Serve(ServeArgs),
     /// Run the quickstart: flotilla, three demo backends and an Envoy (Ctrl-C stops all).
@@ -196,15 +171,32 @@ pub(crate) fn render(
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Args, Debug)]
 pub(crate) struct BootstrapArgs {
-    pub(crate) node_id: String,
-    pub(crate) fleet: String,
-    pub(crate) xds: String,
-    pub(crate) delta: bool,
-    pub(crate) no_ads: bool,
-    pub(crate) admin_address: IpAddr,
-    pub(crate) admin_port: u16,
-    pub(crate) stats_flush: Option<std::time::Duration>,
+    #[arg(long)]
+    node_id: String,
+    /// Reported as node.cluster; picks which fleet's resources the Envoy receives.
+    #[arg(long, default_value = "default")]
+    fleet: String,
+    /// flotilla's xDS address (host:port).
+    #[arg(long, default_value = "127.0.0.1:18000")]
+    xds: String,
+    /// Use the incremental (delta) xDS protocol.
+    #[arg(long)]
+    delta: bool,
+    /// One gRPC stream per resource type instead of ADS.
+    #[arg(long)]
+    no_ads: bool,
+    #[arg(long, default_value_t = 9901)]
+    admin_port: u16,
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    admin_address: IpAddr,
+    /// How often Envoy streams its stats to flotilla (the dashboard's traffic view).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    stats_flush_interval: std::time::Duration,
+    /// Do not stream Envoy's stats (and load reports) to flotilla.
+    #[arg(long)]
+    no_stats_sink: bool,
 }
 
 pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
@@ -216,8 +208,10 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         no_ads,
         admin_address,
         admin_port,
-        stats_flush,
+        stats_flush_interval,
+        no_stats_sink,
     } = a;
+    let stats_flush = (!no_stats_sink).then_some(stats_flush_interval);
     let (xds_host, xds_port) = bootstrap::split_host_port(&xds)?;
     let b = bootstrap::bootstrap(&BootstrapOptions {
         node_id,

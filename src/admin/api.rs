@@ -15,7 +15,7 @@ use crate::health::ProbeStatus;
 use crate::runtime::LeaseView;
 use crate::translate::{EndpointKey, Verdict};
 use crate::xds::Mode;
-use crate::xds::nodes::{Nack, StreamInfo};
+use crate::xds::nodes::{StreamInfo, TypeStatus};
 
 #[derive(Serialize)]
 pub struct StateView {
@@ -156,17 +156,7 @@ pub struct NodeView {
     pub snapshot_version: String,
     /// Nothing left to send and every response acknowledged.
     pub in_sync: bool,
-    pub types: BTreeMap<&'static str, TypeView>,
-}
-
-#[derive(Serialize)]
-pub struct TypeView {
-    pub sent_version: Option<String>,
-    pub acked_version: Option<String>,
-    pub responses: u64,
-    pub acks: u64,
-    pub nacks: u64,
-    pub last_nack: Option<Nack>,
+    pub types: BTreeMap<&'static str, TypeStatus>,
 }
 
 pub async fn nodes(State(s): State<AdminState>) -> Json<Vec<NodeView>> {
@@ -194,17 +184,7 @@ pub fn node_views(streams: Vec<StreamInfo>) -> Vec<NodeView> {
         view.in_sync &= s.in_sync;
         view.connected_since = view.connected_since.min(s.connected_at);
         for (t, status) in s.types {
-            view.types.insert(
-                ResourceType::short_name(t),
-                TypeView {
-                    sent_version: status.sent_version,
-                    acked_version: status.acked_version,
-                    responses: status.responses,
-                    acks: status.acks,
-                    nacks: status.nacks,
-                    last_nack: status.last_nack,
-                },
-            );
+            view.types.insert(ResourceType::short_name(t), status);
         }
     }
     by_node.into_values().collect()

@@ -12,8 +12,7 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     cluster::{ClusterDiscoveryType, DiscoveryType},
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    ApiConfigSource, ApiVersion, GrpcService, Http2ProtocolOptions, KeepaliveSettings, Node,
-    api_config_source::ApiType, grpc_service,
+    ApiVersion, Http2ProtocolOptions, KeepaliveSettings, Node, api_config_source::ApiType,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -31,7 +30,7 @@ use envoy_types::pb::envoy::config::metrics::v3::{
 use envoy_types::pb::google::protobuf as pbwk;
 
 use super::{duration, named_address, pack};
-use crate::translate::{Transport, XDS_CLUSTER};
+use crate::translate::{Transport, XDS_CLUSTER, xds_api_source, xds_grpc_service};
 
 /// What `flotilla bootstrap` asks for.
 #[derive(Debug, Clone)]
@@ -84,21 +83,7 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
         ApiType::Grpc
     };
     let dynamic_resources = DynamicResources {
-        ads_config: o.ads.then(|| ApiConfigSource {
-            api_type: api_type as i32,
-            transport_api_version: ApiVersion::V3 as i32,
-            grpc_services: vec![GrpcService {
-                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
-                    grpc_service::EnvoyGrpc {
-                        cluster_name: XDS_CLUSTER.to_string(),
-                        ..Default::default()
-                    },
-                )),
-                ..Default::default()
-            }],
-            set_node_on_first_message_only: true,
-            ..Default::default()
-        }),
+        ads_config: o.ads.then(|| xds_api_source(api_type)),
         cds_config: Some(transport.config_source()),
         lds_config: Some(transport.config_source()),
         ..Default::default()
@@ -108,12 +93,7 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
             vec![metrics_sink()],
             Some(duration(every)),
             Some(ClusterManager {
-                load_stats_config: Some(ApiConfigSource {
-                    api_type: ApiType::Grpc as i32,
-                    transport_api_version: ApiVersion::V3 as i32,
-                    grpc_services: vec![xds_grpc_service()],
-                    ..Default::default()
-                }),
+                load_stats_config: Some(xds_api_source(ApiType::Grpc)),
                 ..Default::default()
             }),
         ),
@@ -156,18 +136,6 @@ fn metrics_sink() -> StatsSink {
     StatsSink {
         name: "envoy.stat_sinks.metrics_service".to_string(),
         config_type: Some(stats_sink::ConfigType::TypedConfig(pack(&config))),
-    }
-}
-
-fn xds_grpc_service() -> GrpcService {
-    GrpcService {
-        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
-            grpc_service::EnvoyGrpc {
-                cluster_name: XDS_CLUSTER.to_string(),
-                ..Default::default()
-            },
-        )),
-        ..Default::default()
     }
 }
 

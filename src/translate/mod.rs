@@ -51,33 +51,43 @@ impl Transport {
     pub fn config_source(self) -> ConfigSource {
         let specifier = match self {
             Transport::Ads => ConfigSourceSpecifier::Ads(AggregatedConfigSource {}),
-            Transport::Sotw | Transport::Delta => {
-                ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
-                    api_type: if self == Transport::Delta {
-                        ApiType::DeltaGrpc
-                    } else {
-                        ApiType::Grpc
-                    } as i32,
-                    transport_api_version: ApiVersion::V3 as i32,
-                    grpc_services: vec![GrpcService {
-                        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
-                            grpc_service::EnvoyGrpc {
-                                cluster_name: XDS_CLUSTER.to_string(),
-                                ..Default::default()
-                            },
-                        )),
-                        ..Default::default()
-                    }],
-                    set_node_on_first_message_only: true,
-                    ..Default::default()
-                })
-            }
+            Transport::Sotw | Transport::Delta => ConfigSourceSpecifier::ApiConfigSource(
+                xds_api_source(if self == Transport::Delta {
+                    ApiType::DeltaGrpc
+                } else {
+                    ApiType::Grpc
+                }),
+            ),
         };
         ConfigSource {
             resource_api_version: ApiVersion::V3 as i32,
             config_source_specifier: Some(specifier),
             ..Default::default()
         }
+    }
+}
+
+/// The gRPC service that reaches flotilla through the bootstrap's [`XDS_CLUSTER`].
+pub fn xds_grpc_service() -> GrpcService {
+    GrpcService {
+        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+            grpc_service::EnvoyGrpc {
+                cluster_name: XDS_CLUSTER.to_string(),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// An API config source for flotilla's xDS (or load-report) service.
+pub fn xds_api_source(api_type: ApiType) -> ApiConfigSource {
+    ApiConfigSource {
+        api_type: api_type as i32,
+        transport_api_version: ApiVersion::V3 as i32,
+        grpc_services: vec![xds_grpc_service()],
+        set_node_on_first_message_only: true,
+        ..Default::default()
     }
 }
 

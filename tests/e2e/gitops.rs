@@ -7,24 +7,12 @@ use std::time::{Duration, Instant};
 use crate::balancing::{Setup, both_protocols};
 use crate::support::backend::Backend;
 use crate::support::client;
+use crate::support::configs::web;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
 use crate::support::xds_client::{CDS, DeltaClient, EDS};
 use crate::support::{free_addr, wait};
 use crate::validate::flotilla as run_flotilla;
-
-fn web(listen: std::net::SocketAddr, endpoints: &str) -> String {
-    format!(
-        "version: 1
-clusters:
-  web: {{ endpoints: [{endpoints}] }}
-listeners:
-  public:
-    address: {listen}
-    routes: [ {{ to: web }} ]
-"
-    )
-}
 
 /// A counter from flotilla's /metrics (0 when absent).
 async fn metric(f: &Flotilla, series: &str) -> u64 {

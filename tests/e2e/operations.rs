@@ -8,22 +8,10 @@ use serde_json::{Value, json};
 use crate::balancing::Setup;
 use crate::support::backend::Backend;
 use crate::support::client::{self, Load};
+use crate::support::configs::web;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
 use crate::support::{free_addr, wait};
-
-fn web(listen: std::net::SocketAddr, endpoints: &str) -> String {
-    format!(
-        "version: 1
-clusters:
-  web: {{ endpoints: [{endpoints}] }}
-listeners:
-  public:
-    address: {listen}
-    routes: [ {{ to: web }} ]
-"
-    )
-}
 
 async fn setup(xds: Xds) -> Setup {
     Setup::new(&["a", "b", "c"], xds, |b, l| {

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod browser;
 pub mod client;
+pub mod configs;
 pub mod envoy;
 pub mod flotilla;
 pub mod monitoring;
