@@ -1,4 +1,31 @@
 //! flotilla: an Envoy xDS control plane.
+//!
+//! Operators describe services in YAML kept in git; flotilla checks the backends itself and
+//! serves a fleet of Envoys the resulting Listeners, Routes, Clusters and endpoints over xDS
+//! (ADS or per-type streams, state-of-the-world or delta). Envoy forwards; flotilla decides.
+//!
+//! # A tour, in the direction data flows
+//!
+//! - [`config`] reads the YAML (a file or a directory, watched for changes) into a validated
+//!   [`config::Config`], reporting every mistake as `path:line:col: field: message`.
+//! - [`health`] probes endpoints (HTTP, TCP, gRPC) and turns results into verdicts and
+//!   least_response_time weights; [`runtime`] holds what operators change without git
+//!   (drains, weight overrides, leased registrations). Both feed the overlay.
+//! - [`control`] is the one place that combines the newest valid config with the overlay
+//!   and publishes it.
+//! - [`translate`] is a pure function: config + overlay → Envoy protos, per transport.
+//! - [`cache`] encodes each resource once (content-hash version) and keeps a snapshot per
+//!   fleet, waking only the streams whose snapshot changed.
+//! - [`xds`] serves the snapshots: one stream loop for SotW and delta, one response in flight
+//!   per type, make-before-break ordering on ADS, NACKs recorded and never re-sent.
+//! - [`traffic`] receives what every Envoy reports back (stats sink, load reports) and
+//!   aggregates it for the fleet.
+//! - [`admin`] reads all of the above over HTTP (JSON API, Prometheus [`metrics`], the
+//!   dashboard) and routes operator changes to [`runtime`]; [`events`] is its recent history.
+//!
+//! [`envoy`] holds Envoy's own formats (proto3 JSON, YAML, the bootstrap), [`serve`] wires
+//! the server together, [`quickstart`] runs the demo, [`render`] prints what a fleet receives.
+
 pub mod admin;
 pub mod cache;
 pub mod config;
