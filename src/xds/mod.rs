@@ -13,6 +13,7 @@ mod protocol;
 mod service;
 mod sotw;
 mod stream;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
