@@ -8,6 +8,7 @@ mod affinity;
 mod balancing;
 mod golden;
 mod live;
+mod loadgen;
 mod nack;
 mod protocol;
 mod quickstart;

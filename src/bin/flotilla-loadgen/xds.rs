@@ -137,7 +137,10 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
             flotilla_after: after.1,
             latencies,
         };
-        info!(phase = %report.name, p99_ms = report.latency.p99_ms, "phase done");
+        info!(phase = %report.name, done = report.completed, p50_ms = report.latency.p50_ms,
+            p99_ms = report.latency.p99_ms, max_ms = report.latency.max_ms,
+            bytes = report.traffic.total_bytes(), flotilla_cpu_s = report.flotilla_cpu_s,
+            rss_mib = report.flotilla_after.rss_mib, "phase done");
         phases.push(report);
     }
 
