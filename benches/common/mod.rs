@@ -17,6 +17,7 @@ pub(crate) fn configs(kind: ChangeKind) -> (Config, Config) {
         clusters: CLUSTERS,
         endpoints: 10,
         fleets: 4,
+        listener_port: 20000,
     });
     let before = parse(&s.yaml());
     s.apply(kind);

@@ -5,9 +5,11 @@
 //! Envoy acknowledging it, next to Envoy's own filesystem subscription. See BENCHMARKS.md.
 #![allow(clippy::print_stdout)] // the report is this tool's output
 
+mod envoy;
 mod expect;
 mod http;
 mod procfs;
+mod propagation;
 mod report;
 mod scenario;
 mod server;
@@ -31,6 +33,8 @@ struct Cli {
 enum Command {
     /// N simulated Envoys (ADS, SotW or delta) and a series of config changes.
     Xds(xds::XdsArgs),
+    /// File write → every real Envoy acknowledging it; flotilla next to path_config_source.
+    Propagation(propagation::PropagationArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +53,7 @@ fn main() -> anyhow::Result<()> {
     let complete = runtime.block_on(async {
         match cli.command {
             Command::Xds(args) => xds::run(args).await,
+            Command::Propagation(args) => propagation::run(args).await,
         }
     })?;
     // Streams still open belong to the runtime; dropping it ends them without waiting.

@@ -36,6 +36,8 @@ pub(crate) struct Shape {
     pub(crate) clusters: usize,
     pub(crate) endpoints: usize,
     pub(crate) fleets: usize,
+    /// Fleet `f`'s listener is on 127.0.0.1:(listener_port + f).
+    pub(crate) listener_port: u16,
 }
 
 /// The state the YAML describes; each change moves it on.
@@ -116,7 +118,7 @@ impl Scenario {
             let _ = writeln!(
                 y,
                 "  l{f}:\n    address: 127.0.0.1:{}\n    routes:",
-                20000 + f
+                usize::from(self.shape.listener_port) + f
             );
             for i in 0..self.weights.len() {
                 let name = self.cluster_name(i);

@@ -12,7 +12,6 @@ use crate::http;
 
 pub(crate) struct Flotilla {
     pub(crate) xds: SocketAddr,
-    #[allow(dead_code)] // used by the propagation benchmark
     pub(crate) admin: SocketAddr,
     pub(crate) pid: u32,
     _child: Child,

@@ -62,6 +62,8 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
         clusters: args.clusters,
         endpoints: args.endpoints,
         fleets: args.fleets,
+        // No Envoy binds these: the streams are simulated.
+        listener_port: 20000,
     });
     let mut yamls = vec![scenario.yaml()];
     for kind in &kinds {
