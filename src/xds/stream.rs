@@ -291,6 +291,13 @@ impl<P: Protocol> StreamLoop<P> {
         ResourceType::ALL
             .into_iter()
             .filter(|t| self.serves(*t))
+            // Nothing can be sent for a type that was never requested or has a response in
+            // flight (`protocol::next` says so too): skip building its view, which costs as
+            // much as the type has resources.
+            .filter(|t| {
+                let state = self.client.get(*t);
+                state.requested && state.in_flight.is_none()
+            })
             .find_map(|t| {
                 let view = plan::view(t, &self.snapshot, &self.client, self.kind.ads);
                 protocol::next(P::MODE, t, &view, self.client.get(t))
