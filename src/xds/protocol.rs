@@ -98,14 +98,19 @@ pub(crate) fn subscribe(
             version_info,
         } => {
             let wildcard = t.is_wildcard() && names.is_empty() || names.iter().any(|n| n == "*");
-            let wanted: std::collections::BTreeSet<String> =
-                names.iter().filter(|n| *n != "*").cloned().collect();
-            let dropped: Vec<String> = state.names.difference(&wanted).cloned().collect();
             state.wildcard = wildcard;
-            for name in dropped {
-                state.unsubscribe(&name);
+            // Envoy repeats its whole subscription in every request, ACKs included; when it is
+            // the one held (in the same order), there is nothing to rebuild. For EDS with
+            // 1,000 clusters that saves 1,000 string copies per ACK and per stream.
+            if !names.iter().eq(state.names.iter()) {
+                let wanted: std::collections::BTreeSet<String> =
+                    names.iter().filter(|n| *n != "*").cloned().collect();
+                let dropped: Vec<String> = state.names.difference(&wanted).cloned().collect();
+                for name in dropped {
+                    state.unsubscribe(&name);
+                }
+                state.names = wanted;
             }
-            state.names = wanted;
             // A reconnecting client that reports exactly the current resources holds them:
             // versions are content hashes, so this survives a flotilla restart.
             if first && !version_info.is_empty() {
