@@ -79,6 +79,24 @@ pub(crate) fn view(
     }
 }
 
+/// The types whose client state [`view`] of `t` reads (besides the snapshot): if none of
+/// them changed, neither did the view. Must follow `view` and the helpers below.
+pub(crate) fn inputs(t: ResourceType, ordered: bool) -> &'static [ResourceType] {
+    use ResourceType::{Cluster, Endpoint, Listener, Route};
+    match (ordered, t) {
+        (false, Cluster) => &[Cluster],
+        (false, Endpoint) => &[Endpoint],
+        (false, Listener) => &[Listener],
+        (false, Route) => &[Route],
+        // retained_clusters: the client's clusters and its routes (held and in flight).
+        (true, Cluster) => &[Cluster, Route],
+        (true, Endpoint) => &[Endpoint, Cluster, Route],
+        // clusters_warm: the client's clusters and endpoints.
+        (true, Listener) => &[Listener, Cluster, Endpoint],
+        (true, Route) => &[Route, Cluster, Endpoint],
+    }
+}
+
 /// Whether every cluster the snapshot's routes use is known to the client with endpoints.
 pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
     let clusters = &client.get(ResourceType::Cluster).known;
