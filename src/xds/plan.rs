@@ -105,8 +105,20 @@ pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
         .get(ResourceType::Route)
         .resources
         .values()
-        .flat_map(|r| r.clusters.iter())
-        .all(|c| clusters.contains_key(c) && endpoints.contains_key(c))
+        .all(|r| all_known(&r.clusters, clusters) && all_known(&r.clusters, endpoints))
+}
+
+/// Whether every name of `sorted` (sorted, as a route's clusters are) is a key of `known`.
+/// A route that uses a large share of the clusters is checked by walking both in order (one
+/// comparison per step), a small one by looking its names up.
+fn all_known<V>(sorted: &[String], known: &BTreeMap<String, V>) -> bool {
+    if sorted.len() * 8 < known.len() {
+        return sorted.iter().all(|c| known.contains_key(c));
+    }
+    let mut keys = known.keys();
+    sorted
+        .iter()
+        .all(|c| keys.by_ref().find(|k| *k >= c).is_some_and(|k| k == c))
 }
 
 /// Clusters the client holds that the snapshot dropped but a route the client holds (or is
@@ -143,4 +155,34 @@ fn retained_clusters(snapshot: &Snapshot, client: &ClientState) -> BTreeSet<Stri
         .filter(|c| used.contains(c.as_str()))
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all_known;
+    use std::collections::BTreeMap;
+
+    fn known(names: &[&str]) -> BTreeMap<String, ()> {
+        names.iter().map(|n| (n.to_string(), ())).collect()
+    }
+
+    fn names(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn all_known_walks_and_looks_up_alike() {
+        let many: Vec<String> = (0..100).map(|i| format!("c{i:03}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let all = known(&refs);
+        // Walked (a large share of the keys) and looked up (a few of them).
+        assert!(all_known(&many, &all));
+        assert!(all_known(&names(&["c005", "c050"]), &all));
+        let mut missing = many.clone();
+        missing.insert(50, "c049x".to_string());
+        assert!(!all_known(&missing, &all));
+        assert!(!all_known(&names(&["c005", "zzz"]), &all));
+        assert!(!all_known(&names(&["a", "b"]), &known(&["a"])));
+        assert!(all_known(&[], &known(&[])));
+    }
 }
