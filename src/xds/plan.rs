@@ -38,26 +38,20 @@ pub(crate) fn view(
     ordered: bool,
 ) -> View {
     let own = client.get(t);
-    let current = |names: &mut dyn Iterator<Item = (&String, &Arc<Resource>)>| -> View {
-        names
-            .filter(|(name, _)| own.subscribed(name))
-            .map(|(name, r)| (name.clone(), Entry::Current(r.clone())))
-            .collect()
-    };
-    let resources = &snapshot.get(t).resources;
+    let current = || subscribed(own, &snapshot.get(t).resources);
     if !ordered {
-        return current(&mut resources.iter());
+        return current();
     }
     match t {
         ResourceType::Cluster => {
-            let mut v = current(&mut resources.iter());
+            let mut v = current();
             for name in retained_clusters(snapshot, client) {
                 v.insert(name, Entry::Keep);
             }
             v
         }
         ResourceType::Endpoint => {
-            let mut v = current(&mut resources.iter());
+            let mut v = current();
             for name in retained_clusters(snapshot, client) {
                 if own.subscribed(&name) && own.known.contains_key(&name) {
                     v.insert(name, Entry::Keep);
@@ -67,7 +61,7 @@ pub(crate) fn view(
         }
         ResourceType::Listener | ResourceType::Route => {
             if clusters_warm(snapshot, client) {
-                current(&mut resources.iter())
+                current()
             } else {
                 own.known
                     .keys()
@@ -77,6 +71,47 @@ pub(crate) fn view(
             }
         }
     }
+}
+
+/// The resources the client subscribes to, as current entries. Both sides are sorted, so a
+/// subscription to a large share of them is matched by walking both in order (one comparison
+/// per step); a small one by looking its names up.
+fn subscribed(own: &TypeState, resources: &BTreeMap<String, Arc<Resource>>) -> View {
+    let entry = |(name, r): (&String, &Arc<Resource>)| (name.clone(), Entry::Current(r.clone()));
+    if own.wildcard {
+        return resources.iter().map(entry).collect();
+    }
+    if own.names.len() * 8 < resources.len() {
+        return own
+            .names
+            .iter()
+            .filter_map(|n| resources.get_key_value(n))
+            .map(entry)
+            .collect();
+    }
+    let mut names = own.names.iter().peekable();
+    resources
+        .iter()
+        .filter(|(name, _)| {
+            while names.next_if(|n| n < name).is_some() {}
+            names.peek() == Some(name)
+        })
+        .map(entry)
+        .collect()
+}
+
+/// The keys of `keys` that `from` lacks, in order; walked or looked up as in [`subscribed`].
+fn missing<'a, V, W>(keys: &'a BTreeMap<String, V>, from: &BTreeMap<String, W>) -> Vec<&'a String> {
+    if keys.len() * 8 < from.len() {
+        return keys.keys().filter(|k| !from.contains_key(*k)).collect();
+    }
+    let mut other = from.keys().peekable();
+    keys.keys()
+        .filter(|k| {
+            while other.next_if(|o| o < k).is_some() {}
+            other.peek() != Some(k)
+        })
+        .collect()
 }
 
 /// The types whose client state [`view`] of `t` reads (besides the snapshot): if none of
@@ -126,12 +161,7 @@ fn all_known<V>(sorted: &[String], known: &BTreeMap<String, V>) -> bool {
 /// client after a restart) might use any of them, so it keeps them all.
 fn retained_clusters(snapshot: &Snapshot, client: &ClientState) -> BTreeSet<String> {
     let in_snapshot = &snapshot.get(ResourceType::Cluster).resources;
-    let held: Vec<&String> = client
-        .get(ResourceType::Cluster)
-        .known
-        .keys()
-        .filter(|c| !in_snapshot.contains_key(*c))
-        .collect();
+    let held = missing(&client.get(ResourceType::Cluster).known, in_snapshot);
     if held.is_empty() {
         return BTreeSet::new();
     }
@@ -184,5 +214,58 @@ mod tests {
         assert!(!all_known(&names(&["c005", "zzz"]), &all));
         assert!(!all_known(&names(&["a", "b"]), &known(&["a"])));
         assert!(all_known(&[], &known(&[])));
+    }
+}
+
+#[cfg(test)]
+mod walk_tests {
+    use super::{missing, subscribed};
+    use crate::cache::Resource;
+    use crate::xds::client::TypeState;
+    use envoy_types::pb::google::protobuf::Any;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn resources(n: usize) -> BTreeMap<String, Arc<Resource>> {
+        (0..n)
+            .map(|i| {
+                let name = format!("r{i:03}");
+                let body = Any {
+                    type_url: "t".into(),
+                    value: vec![i as u8],
+                };
+                (
+                    name.clone(),
+                    Arc::new(Resource::new(name, body, Vec::new())),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subscribed_walks_and_looks_up_alike() {
+        let all = resources(100);
+        let few: Vec<String> = ["r001", "r050", "zzz"].map(String::from).into();
+        let many: Vec<String> = (0..60).map(|i| format!("r{:03}", i * 2)).collect();
+        for wanted in [few, many] {
+            let own = TypeState {
+                names: wanted.into_iter().collect(),
+                ..TypeState::default()
+            };
+            let view = subscribed(&own, &all);
+            let expected: Vec<&String> = all.keys().filter(|k| own.names.contains(*k)).collect();
+            assert_eq!(view.keys().collect::<Vec<_>>(), expected);
+        }
+    }
+
+    #[test]
+    fn missing_walks_and_looks_up_alike() {
+        let all = resources(100);
+        let mut held: BTreeMap<String, ()> = all.keys().map(|k| (k.clone(), ())).collect();
+        held.insert("gone".into(), ());
+        held.insert("r050x".into(), ());
+        assert_eq!(missing(&held, &all), vec!["gone", "r050x"]);
+        let few: BTreeMap<String, ()> = [("r001".to_string(), ()), ("x".to_string(), ())].into();
+        assert_eq!(missing(&few, &all), vec!["x"]);
     }
 }
