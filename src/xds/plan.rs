@@ -20,23 +20,25 @@ use crate::cache::{Resource, ResourceType, Snapshot};
 
 /// One resource in a view.
 #[derive(Debug, Clone)]
-pub(crate) enum Entry {
+pub(crate) enum Entry<'a> {
     /// The client should hold this resource.
-    Current(Arc<Resource>),
+    Current(&'a Arc<Resource>),
     /// The client should keep whatever it holds for this name (a cluster waiting for removal,
     /// a listener waiting for its clusters).
     Keep,
 }
 
-pub(crate) type View = BTreeMap<String, Entry>;
+/// Borrows names and resources from the snapshot and the client state: building a view
+/// copies no string and touches no reference count.
+pub(crate) type View<'a> = BTreeMap<&'a str, Entry<'a>>;
 
 /// The view of type `t` for a client subscribed as `state` says. `ordered` is true on ADS.
-pub(crate) fn view(
+pub(crate) fn view<'a>(
     t: ResourceType,
-    snapshot: &Snapshot,
-    client: &ClientState,
+    snapshot: &'a Snapshot,
+    client: &'a ClientState,
     ordered: bool,
-) -> View {
+) -> View<'a> {
     let own = client.get(t);
     let current = || subscribed(own, &snapshot.get(t).resources);
     if !ordered {
@@ -53,7 +55,7 @@ pub(crate) fn view(
         ResourceType::Endpoint => {
             let mut v = current();
             for name in retained_clusters(snapshot, client) {
-                if own.subscribed(&name) && own.known.contains_key(&name) {
+                if own.subscribed(name) && own.known.contains_key(name) {
                     v.insert(name, Entry::Keep);
                 }
             }
@@ -66,7 +68,7 @@ pub(crate) fn view(
                 own.known
                     .keys()
                     .filter(|n| own.subscribed(n))
-                    .map(|n| (n.clone(), Entry::Keep))
+                    .map(|n| (n.as_str(), Entry::Keep))
                     .collect()
             }
         }
@@ -76,8 +78,8 @@ pub(crate) fn view(
 /// The resources the client subscribes to, as current entries. Both sides are sorted, so a
 /// subscription to a large share of them is matched by walking both in order (one comparison
 /// per step); a small one by looking its names up.
-fn subscribed(own: &TypeState, resources: &BTreeMap<String, Arc<Resource>>) -> View {
-    let entry = |(name, r): (&String, &Arc<Resource>)| (name.clone(), Entry::Current(r.clone()));
+fn subscribed<'a>(own: &TypeState, resources: &'a BTreeMap<String, Arc<Resource>>) -> View<'a> {
+    let entry = |(name, r): (&'a String, &'a Arc<Resource>)| (name.as_str(), Entry::Current(r));
     if own.wildcard {
         return resources.iter().map(entry).collect();
     }
@@ -159,18 +161,18 @@ fn all_known<V>(sorted: &[String], known: &BTreeMap<String, V>) -> bool {
 /// Clusters the client holds that the snapshot dropped but a route the client holds (or is
 /// being sent) still uses. A route whose content flotilla does not know (reported by a delta
 /// client after a restart) might use any of them, so it keeps them all.
-fn retained_clusters(snapshot: &Snapshot, client: &ClientState) -> BTreeSet<String> {
+fn retained_clusters<'a>(snapshot: &Snapshot, client: &'a ClientState) -> Vec<&'a str> {
     let in_snapshot = &snapshot.get(ResourceType::Cluster).resources;
     let held = missing(&client.get(ResourceType::Cluster).known, in_snapshot);
     if held.is_empty() {
-        return BTreeSet::new();
+        return Vec::new();
     }
     let routes: &TypeState = client.get(ResourceType::Route);
     let mut used: BTreeSet<&str> = BTreeSet::new();
     for known in routes.known.values() {
         match &known.resource {
             Some(r) => used.extend(r.clusters.iter().map(String::as_str)),
-            None => return held.into_iter().cloned().collect(),
+            None => return held.into_iter().map(String::as_str).collect(),
         }
     }
     if let Some(flight) = &routes.in_flight {
@@ -182,8 +184,8 @@ fn retained_clusters(snapshot: &Snapshot, client: &ClientState) -> BTreeSet<Stri
         );
     }
     held.into_iter()
-        .filter(|c| used.contains(c.as_str()))
-        .cloned()
+        .map(String::as_str)
+        .filter(|c| used.contains(c))
         .collect()
 }
 

@@ -182,33 +182,27 @@ pub(crate) fn subscribe(
 }
 
 /// What to send next for one type, if anything. Nothing while a response is in flight.
-pub(crate) fn next(mode: Mode, t: ResourceType, view: &View, state: &TypeState) -> Option<Plan> {
+pub(crate) fn next(
+    mode: Mode,
+    t: ResourceType,
+    view: &View<'_>,
+    state: &TypeState,
+) -> Option<Plan> {
     if !state.requested || state.in_flight.is_some() {
         return None;
     }
     let resolved: Vec<(&str, &str, Option<&Arc<Resource>>)> = view
         .iter()
         .filter_map(|(name, entry)| match entry {
-            Entry::Current(r) => Some((name.as_str(), r.version.as_str(), Some(r))),
+            Entry::Current(r) => Some((*name, r.version.as_str(), Some(*r))),
             Entry::Keep => state
                 .known
-                .get(name)
-                .map(|k| (name.as_str(), k.version.as_str(), k.resource.as_ref())),
+                .get(*name)
+                .map(|k| (*name, k.version.as_str(), k.resource.as_ref())),
         })
         .collect();
     let version_info = version_of(resolved.iter().map(|(n, v, _)| (*n, *v)));
-    let changed: Vec<Arc<Resource>> = view
-        .values()
-        .filter_map(|e| match e {
-            Entry::Current(r) => Some(r),
-            Entry::Keep => None,
-        })
-        .filter(|r| {
-            state
-                .known
-                .get(&r.name)
-                .is_none_or(|k| k.version != r.version)
-        })
+    let changed: Vec<Arc<Resource>> = held_elsewhere(view, state)
         .filter(|r| state.rejected.get(&r.name) != Some(&r.version))
         .cloned()
         .collect();
@@ -251,7 +245,7 @@ pub(crate) fn next(mode: Mode, t: ResourceType, view: &View, state: &TypeState) 
                 .known
                 .keys()
                 .filter(|name| state.subscribed(name))
-                .filter(|name| !view.contains_key(*name))
+                .filter(|name| !view.contains_key(name.as_str()))
                 .cloned()
                 .collect();
             if changed.is_empty()
@@ -269,4 +263,30 @@ pub(crate) fn next(mode: Mode, t: ResourceType, view: &View, state: &TypeState) 
             })
         }
     }
+}
+
+/// The view's current resources that the client does not hold at that version. The view
+/// and what the client holds are both sorted by name: when of similar size they are walked
+/// side by side (one comparison per step), otherwise each name is looked up.
+fn held_elsewhere<'a>(
+    view: &'a View<'_>,
+    state: &'a TypeState,
+) -> impl Iterator<Item = &'a Arc<Resource>> {
+    let walk = view.len() * 8 >= state.known.len();
+    let mut known = state.known.iter().peekable();
+    view.iter().filter_map(move |(name, entry)| {
+        let Entry::Current(r) = entry else {
+            return None;
+        };
+        let held = if walk {
+            while known.next_if(|(k, _)| k.as_str() < *name).is_some() {}
+            known
+                .peek()
+                .filter(|(k, _)| k.as_str() == *name)
+                .map(|(_, k)| *k)
+        } else {
+            state.known.get(*name)
+        };
+        held.is_none_or(|k| k.version != r.version).then_some(*r)
+    })
 }
