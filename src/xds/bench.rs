@@ -44,7 +44,8 @@ impl PlanBench {
     pub fn plan(&self, next: &Snapshot) -> [Option<usize>; 4] {
         ResourceType::ALL.map(|t| {
             let view = plan::view(t, next, &self.client, true);
-            protocol::next(self.mode, t, &view, self.client.get(t)).map(|p| p.resources.len())
+            protocol::next(self.mode, t, &view, next.get(t), self.client.get(t))
+                .map(|p| p.resources.len())
         })
     }
 }

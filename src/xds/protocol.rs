@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 
 use super::client::TypeState;
 use super::plan::{Entry, View};
-use crate::cache::{Resource, ResourceType, Snapshot, version_of};
+use crate::cache::{Resource, ResourceType, Snapshot, TypeSet, version_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -182,10 +182,12 @@ pub(crate) fn subscribe(
 }
 
 /// What to send next for one type, if anything. Nothing while a response is in flight.
+/// `all` is the snapshot's set of type `t` (the view is drawn from it).
 pub(crate) fn next(
     mode: Mode,
     t: ResourceType,
     view: &View<'_>,
+    all: &TypeSet,
     state: &TypeState,
 ) -> Option<Plan> {
     if !state.requested || state.in_flight.is_some() {
@@ -201,7 +203,16 @@ pub(crate) fn next(
                 .map(|k| (*name, k.version.as_str(), k.resource.as_ref())),
         })
         .collect();
-    let version_info = version_of(resolved.iter().map(|(n, v, _)| (*n, *v)));
+    // A view holding every resource of the set and nothing else has the set's version,
+    // computed once per snapshot: no need to hash 1,000 (name, version) pairs per stream.
+    let whole_set = view.len() == all.resources.len()
+        && resolved.len() == view.len()
+        && view.values().all(|e| matches!(e, Entry::Current(_)));
+    let version_info = if whole_set {
+        all.version.clone()
+    } else {
+        version_of(resolved.iter().map(|(n, v, _)| (*n, *v)))
+    };
     let changed: Vec<Arc<Resource>> = held_elsewhere(view, state)
         .filter(|r| state.rejected.get(&r.name) != Some(&r.version))
         .cloned()

@@ -306,7 +306,7 @@ impl<P: Protocol> StreamLoop<P> {
                 continue;
             }
             let view = plan::view(t, &self.snapshot, &self.client, self.kind.ads);
-            match protocol::next(P::MODE, t, &view, self.client.get(t)) {
+            match protocol::next(P::MODE, t, &view, self.snapshot.get(t), self.client.get(t)) {
                 Some(plan) => return Some(plan),
                 None => self.settled[t.index()] = Some(inputs),
             }
