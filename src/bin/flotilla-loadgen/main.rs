@@ -8,6 +8,7 @@
 mod envoy;
 mod expect;
 mod http;
+mod pathsource;
 mod procfs;
 mod propagation;
 mod report;

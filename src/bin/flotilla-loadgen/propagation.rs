@@ -4,31 +4,26 @@
 //! - flotilla: the YAML is rewritten; flotilla notices (inotify + `--debounce`), translates,
 //!   pushes over ADS. Done when flotilla's `/api/v1/nodes` shows every Envoy's acknowledged
 //!   version of every type equal to the new config's (computed with flotilla's translation).
-//! - Envoy's own filesystem subscription (`path_config_source`), the peer figure: CDS from a
-//!   file, each cluster's EDS from its own file; the edit rewrites that file (atomic rename,
-//!   as Envoy requires). Done when every Envoy's `cluster.<name>.update_success` counter moved.
+//! - Envoy's own filesystem subscription (`path_config_source`, see `pathsource`), the peer
+//!   figure: done when every Envoy's `cluster.<name>.update_success` counter moved.
 //!
-//! Both are polled every `--poll-ms`. Next to that, for both, the moment each Envoy applied
+//! Both are polled (`--poll-ms`, `--envoy-poll-ms`). Next to that, for both, the moment each Envoy applied
 //! the edit comes from Envoy itself: the edited cluster's `update_time` gauge (wall clock,
 //! millisecond resolution), so "applied" is measured the same way for both and does not
 //! depend on polling.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use envoy_types::pb::envoy::config::core::v3::{
-    ApiVersion, ConfigSource, PathConfigSource, config_source::ConfigSourceSpecifier,
-};
-use flotilla::envoy::json::any_to_json;
-use flotilla::translate::{Overlay, Transport, translate};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::info;
 
 use crate::envoy::{self, Envoy};
 use crate::expect::{self, Target};
 use crate::http;
+use crate::pathsource;
 use crate::report::Percentiles;
 use crate::scenario::{self, ChangeKind, Scenario, Shape};
 use crate::server::{self, Flotilla};
@@ -37,32 +32,32 @@ use crate::server::{self, Flotilla};
 pub(crate) struct PropagationArgs {
     /// The Envoy binary.
     #[arg(long, env = "ENVOY_BIN")]
-    envoy: PathBuf,
+    pub(crate) envoy: PathBuf,
     /// Numbers of Envoys to measure with, one run each.
     #[arg(long, default_value = "1,10", value_delimiter = ',')]
-    envoys: Vec<usize>,
+    pub(crate) envoys: Vec<usize>,
     /// flotilla `--debounce` values, one run each.
     #[arg(long, default_value = "100ms,10ms", value_delimiter = ',')]
-    debounce: Vec<String>,
+    pub(crate) debounce: Vec<String>,
     #[arg(long, default_value_t = 100)]
-    edits: usize,
+    pub(crate) edits: usize,
     #[arg(long, default_value_t = 100)]
-    clusters: usize,
+    pub(crate) clusters: usize,
     #[arg(long, default_value_t = 10)]
-    endpoints: usize,
+    pub(crate) endpoints: usize,
     /// The flotilla binary (default: next to this one).
     #[arg(long)]
-    flotilla: Option<PathBuf>,
+    pub(crate) flotilla: Option<PathBuf>,
     /// How often flotilla's /api/v1/nodes is read while waiting for the ACKs.
     #[arg(long, default_value_t = 2)]
-    poll_ms: u64,
+    pub(crate) poll_ms: u64,
     /// How often every Envoy's /stats is read while waiting (each read costs Envoy a few ms
     /// of CPU; ten Envoys polled every 2 ms would slow down what is measured).
     #[arg(long, default_value_t = 20)]
-    envoy_poll_ms: u64,
+    pub(crate) envoy_poll_ms: u64,
     /// Also write the results as JSON here.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -76,7 +71,7 @@ struct Row {
 }
 
 /// Per edit: (observed done, applied by the last Envoy).
-type Timings = (Vec<Duration>, Vec<Duration>);
+pub(crate) type Timings = (Vec<Duration>, Vec<Duration>);
 
 fn row(how: String, envoys: usize, (done, applied): Timings) -> Row {
     Row {
@@ -88,14 +83,18 @@ fn row(how: String, envoys: usize, (done, applied): Timings) -> Row {
 }
 
 /// How long after `start_ms` the last of `admins` applied an update to `cluster`.
-async fn applied(admins: &[SocketAddr], cluster: &str, start_ms: u64) -> Result<Duration> {
+pub(crate) async fn applied(
+    admins: &[SocketAddr],
+    cluster: &str,
+    start_ms: u64,
+) -> Result<Duration> {
     let times = envoy::stats(admins, &format!("cluster.{cluster}.update_time")).await?;
     let last = times.into_iter().max().unwrap_or(start_ms);
     Ok(Duration::from_millis(last.saturating_sub(start_ms)))
 }
 
 /// The cluster the `i`-th endpoint edit touches, as `Scenario::apply` picks it.
-fn edited_cluster(i: usize, clusters: usize) -> String {
+pub(crate) fn edited_cluster(i: usize, clusters: usize) -> String {
     format!("c{:04}", (i * 7919) % clusters)
 }
 
@@ -119,7 +118,7 @@ pub(crate) async fn run(args: PropagationArgs) -> Result<bool> {
             ));
             info!(row = ?rows.last(), "done");
         }
-        let timings = via_files(&args, shape(20000), n)
+        let timings = pathsource::via_files(&args, shape(20000), n)
             .await
             .with_context(|| format!("path_config_source, {n} Envoys"))?;
         rows.push(row(
@@ -157,7 +156,7 @@ pub(crate) async fn run(args: PropagationArgs) -> Result<bool> {
 }
 
 /// The scenario's states: the initial config, then one endpoint edit each.
-fn states(shape: Shape, edits: usize) -> Vec<String> {
+pub(crate) fn states(shape: Shape, edits: usize) -> Vec<String> {
     let mut scenario = Scenario::new(shape);
     let mut out = vec![scenario.yaml()];
     for _ in 0..edits {
@@ -257,124 +256,4 @@ async fn wait_acked(
         }
         tokio::time::sleep(poll).await;
     }
-}
-
-/// A `path_config_source` config source for `path`.
-fn path_source(path: &Path) -> ConfigSource {
-    ConfigSource {
-        resource_api_version: ApiVersion::V3 as i32,
-        config_source_specifier: Some(ConfigSourceSpecifier::PathConfigSource(PathConfigSource {
-            path: path.display().to_string(),
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
-}
-
-/// The files of one state that differ from what is on disk: `cds.json` and
-/// `eds/<cluster>.json`, DiscoveryResponses in JSON. Prepared before the clock starts; only
-/// writing them is timed, as only writing the YAML is for flotilla.
-fn changed_files(dir: &Path, yaml: &str, version: usize) -> Result<Vec<(PathBuf, String)>> {
-    let config = flotilla::config::parse_str("files.yaml", yaml)
-        .map_err(|d| anyhow::anyhow!("generated config is invalid:\n{d}"))?;
-    let translation = translate(&config, &Overlay::default(), Transport::Ads);
-    let mut clusters = Vec::new();
-    for (name, cluster) in &translation.clusters {
-        let mut cluster = cluster.clone();
-        if let Some(eds) = cluster.eds_cluster_config.as_mut() {
-            eds.eds_config = Some(path_source(&dir.join(format!("eds/{name}.json"))));
-        }
-        clusters.push(any_to_json(&flotilla::envoy::pack(&cluster))?);
-    }
-    std::fs::create_dir_all(dir.join("eds"))?;
-    let mut out = Vec::new();
-    for (name, cla) in &translation.endpoints {
-        let file = dir.join(format!("eds/{name}.json"));
-        let body = json!({
-            "version_info": version.to_string(),
-            "resources": [any_to_json(&flotilla::envoy::pack(cla))?],
-        });
-        let text = serde_json::to_string(&body)?;
-        // Only files whose content changes are rewritten, as an operator's tool would.
-        if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
-            out.push((file, text));
-        }
-    }
-    let cds = dir.join("cds.json");
-    if !cds.exists() {
-        let body = json!({ "version_info": "1", "resources": clusters });
-        out.push((cds, serde_json::to_string(&body)?));
-    }
-    Ok(out)
-}
-
-fn write_files(files: &[(PathBuf, String)]) -> Result<()> {
-    for (path, text) in files {
-        server::write_atomically(path, text)?;
-    }
-    Ok(())
-}
-
-async fn via_files(args: &PropagationArgs, shape: Shape, n: usize) -> Result<Timings> {
-    let yamls = states(shape, args.edits);
-    let dir = tempfile::tempdir()?;
-    let files = dir.path().join("xds");
-    write_files(&changed_files(&files, &yamls[0], 0)?)?;
-    let mut envoys = Vec::new();
-    for i in 0..n {
-        let admin = http::free_addr()?;
-        let bootstrap = json!({
-            "node": { "id": format!("files-{i}"), "cluster": "files" },
-            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin.port() } } },
-            "dynamic_resources": {
-                "cds_config": {
-                    "resource_api_version": "V3",
-                    "path_config_source": { "path": files.join("cds.json").display().to_string() }
-                }
-            }
-        });
-        let path = dir.path().join(format!("envoy-{i}.json"));
-        std::fs::write(&path, serde_json::to_string_pretty(&bootstrap)?)?;
-        let log = dir.path().join(format!("envoy-{i}.log"));
-        envoys.push(Envoy::start(&args.envoy, &path, admin, &log).await?);
-    }
-    let poll = Duration::from_millis(args.envoy_poll_ms);
-    // Ready when every Envoy has every cluster warm (initialised with its endpoints).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for envoy in &envoys {
-        while envoy.stat("cluster_manager.active_clusters").await? < args.clusters as u64
-            || envoy.stat("cluster_manager.warming_clusters").await? > 0
-        {
-            if Instant::now() > deadline {
-                bail!("Envoy at {} did not load the files", envoy.admin);
-            }
-            tokio::time::sleep(poll).await;
-        }
-    }
-    let admins: Vec<SocketAddr> = envoys.iter().map(|e| e.admin).collect();
-    let mut timings: Timings = Default::default();
-    for (k, yaml) in yamls.iter().enumerate().skip(1) {
-        let cluster = edited_cluster(k - 1, args.clusters);
-        let counter = format!("cluster.{cluster}.update_success");
-        let before = envoy::stats(&admins, &counter).await?;
-        let changed = changed_files(&files, yaml, k)?;
-        let (start, start_ms) = (Instant::now(), envoy::unix_ms());
-        write_files(&changed)?;
-        let deadline = start + Duration::from_secs(10);
-        loop {
-            let now = envoy::stats(&admins, &counter).await?;
-            if now.iter().zip(&before).all(|(now, before)| now > before) {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("not every Envoy applied edit {k} ({counter})");
-            }
-            tokio::time::sleep(poll).await;
-        }
-        timings.0.push(start.elapsed());
-        timings.1.push(applied(&admins, &cluster, start_ms).await?);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(envoys);
-    Ok(timings)
 }
