@@ -126,6 +126,9 @@ impl TypeState {
 #[derive(Debug, Default)]
 pub(crate) struct ClientState {
     types: [TypeState; 4],
+    /// Per type, bumped by every `get_mut`: equal generations mean an unchanged state, which
+    /// lets the stream skip re-planning a type whose inputs did not change.
+    generations: [u64; 4],
 }
 
 impl ClientState {
@@ -134,7 +137,12 @@ impl ClientState {
     }
 
     pub(crate) fn get_mut(&mut self, t: ResourceType) -> &mut TypeState {
+        self.generations[t.index()] += 1;
         &mut self.types[t.index()]
+    }
+
+    pub(crate) fn generation(&self, t: ResourceType) -> u64 {
+        self.generations[t.index()]
     }
 }
 

@@ -5,6 +5,8 @@
 //! about its Envoy, `plan` orders changes make-before-break, and `nodes` is the registry of
 //! connected Envoys that the admin API shows.
 
+#[doc(hidden)]
+pub mod bench;
 mod client;
 mod delta;
 pub mod nodes;

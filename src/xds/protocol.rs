@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 
 use super::client::TypeState;
 use super::plan::{Entry, View};
-use crate::cache::{Resource, ResourceType, Snapshot, version_of};
+use crate::cache::{Resource, ResourceType, Snapshot, TypeSet, version_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,14 +98,19 @@ pub(crate) fn subscribe(
             version_info,
         } => {
             let wildcard = t.is_wildcard() && names.is_empty() || names.iter().any(|n| n == "*");
-            let wanted: std::collections::BTreeSet<String> =
-                names.iter().filter(|n| *n != "*").cloned().collect();
-            let dropped: Vec<String> = state.names.difference(&wanted).cloned().collect();
             state.wildcard = wildcard;
-            for name in dropped {
-                state.unsubscribe(&name);
+            // Envoy repeats its whole subscription in every request, ACKs included; when it is
+            // the one held (in the same order), there is nothing to rebuild. For EDS with
+            // 1,000 clusters that saves 1,000 string copies per ACK and per stream.
+            if !names.iter().eq(state.names.iter()) {
+                let wanted: std::collections::BTreeSet<String> =
+                    names.iter().filter(|n| *n != "*").cloned().collect();
+                let dropped: Vec<String> = state.names.difference(&wanted).cloned().collect();
+                for name in dropped {
+                    state.unsubscribe(&name);
+                }
+                state.names = wanted;
             }
-            state.names = wanted;
             // A reconnecting client that reports exactly the current resources holds them:
             // versions are content hashes, so this survives a flotilla restart.
             if first && !version_info.is_empty() {
@@ -177,33 +182,38 @@ pub(crate) fn subscribe(
 }
 
 /// What to send next for one type, if anything. Nothing while a response is in flight.
-pub(crate) fn next(mode: Mode, t: ResourceType, view: &View, state: &TypeState) -> Option<Plan> {
+/// `all` is the snapshot's set of type `t` (the view is drawn from it).
+pub(crate) fn next(
+    mode: Mode,
+    t: ResourceType,
+    view: &View<'_>,
+    all: &TypeSet,
+    state: &TypeState,
+) -> Option<Plan> {
     if !state.requested || state.in_flight.is_some() {
         return None;
     }
     let resolved: Vec<(&str, &str, Option<&Arc<Resource>>)> = view
         .iter()
         .filter_map(|(name, entry)| match entry {
-            Entry::Current(r) => Some((name.as_str(), r.version.as_str(), Some(r))),
+            Entry::Current(r) => Some((*name, r.version.as_str(), Some(*r))),
             Entry::Keep => state
                 .known
-                .get(name)
-                .map(|k| (name.as_str(), k.version.as_str(), k.resource.as_ref())),
+                .get(*name)
+                .map(|k| (*name, k.version.as_str(), k.resource.as_ref())),
         })
         .collect();
-    let version_info = version_of(resolved.iter().map(|(n, v, _)| (*n, *v)));
-    let changed: Vec<Arc<Resource>> = view
-        .values()
-        .filter_map(|e| match e {
-            Entry::Current(r) => Some(r),
-            Entry::Keep => None,
-        })
-        .filter(|r| {
-            state
-                .known
-                .get(&r.name)
-                .is_none_or(|k| k.version != r.version)
-        })
+    // A view holding every resource of the set and nothing else has the set's version,
+    // computed once per snapshot: no need to hash 1,000 (name, version) pairs per stream.
+    let whole_set = view.len() == all.resources.len()
+        && resolved.len() == view.len()
+        && view.values().all(|e| matches!(e, Entry::Current(_)));
+    let version_info = if whole_set {
+        all.version.clone()
+    } else {
+        version_of(resolved.iter().map(|(n, v, _)| (*n, *v)))
+    };
+    let changed: Vec<Arc<Resource>> = held_elsewhere(view, state)
         .filter(|r| state.rejected.get(&r.name) != Some(&r.version))
         .cloned()
         .collect();
@@ -246,7 +256,7 @@ pub(crate) fn next(mode: Mode, t: ResourceType, view: &View, state: &TypeState) 
                 .known
                 .keys()
                 .filter(|name| state.subscribed(name))
-                .filter(|name| !view.contains_key(*name))
+                .filter(|name| !view.contains_key(name.as_str()))
                 .cloned()
                 .collect();
             if changed.is_empty()
@@ -264,4 +274,30 @@ pub(crate) fn next(mode: Mode, t: ResourceType, view: &View, state: &TypeState) 
             })
         }
     }
+}
+
+/// The view's current resources that the client does not hold at that version. The view
+/// and what the client holds are both sorted by name: when of similar size they are walked
+/// side by side (one comparison per step), otherwise each name is looked up.
+fn held_elsewhere<'a>(
+    view: &'a View<'_>,
+    state: &'a TypeState,
+) -> impl Iterator<Item = &'a Arc<Resource>> {
+    let walk = view.len() * 8 >= state.known.len();
+    let mut known = state.known.iter().peekable();
+    view.iter().filter_map(move |(name, entry)| {
+        let Entry::Current(r) = entry else {
+            return None;
+        };
+        let held = if walk {
+            while known.next_if(|(k, _)| k.as_str() < *name).is_some() {}
+            known
+                .peek()
+                .filter(|(k, _)| k.as_str() == *name)
+                .map(|(_, k)| *k)
+        } else {
+            state.known.get(*name)
+        };
+        held.is_none_or(|k| k.version != r.version).then_some(*r)
+    })
 }

@@ -132,6 +132,7 @@ async fn run<P: Protocol>(
         opened: std::time::Instant::now(),
         client: ClientState::default(),
         snapshot,
+        settled: Default::default(),
         dirty: true,
         in_sync: false,
         nonce: 0,
@@ -163,6 +164,8 @@ struct StreamLoop<P: Protocol> {
     opened: std::time::Instant,
     client: ClientState,
     snapshot: Arc<Snapshot>,
+    /// Per type: the inputs with which planning last found nothing to send.
+    settled: [Option<Settled>; 4],
     /// Something may need sending.
     dirty: bool,
     in_sync: bool,
@@ -332,17 +335,31 @@ impl<P: Protocol> StreamLoop<P> {
         Ok(())
     }
 
-    fn next_plan(&self) -> Option<Plan> {
+    fn next_plan(&mut self) -> Option<Plan> {
         if self.snapshot.version.is_empty() {
             return None;
         }
-        ResourceType::ALL
-            .into_iter()
-            .filter(|t| self.serves(*t))
-            .find_map(|t| {
-                let view = plan::view(t, &self.snapshot, &self.client, self.kind.ads);
-                protocol::next(P::MODE, t, &view, self.client.get(t))
-            })
+        for t in ResourceType::ALL {
+            // Nothing can be sent for a type that was never requested or has a response in
+            // flight (`protocol::next` says so too): skip building its view, which costs as
+            // much as the type has resources.
+            let state = self.client.get(t);
+            if !self.serves(t) || !state.requested || state.in_flight.is_some() {
+                continue;
+            }
+            // Planning is a function of the snapshot and the client state it reads: when
+            // neither changed since it last found nothing to send, it still finds nothing.
+            let inputs = Settled::of(&self.snapshot, &self.client, t, self.kind.ads);
+            if self.settled[t.index()].as_ref() == Some(&inputs) {
+                continue;
+            }
+            let view = plan::view(t, &self.snapshot, &self.client, self.kind.ads);
+            match protocol::next(P::MODE, t, &view, self.snapshot.get(t), self.client.get(t)) {
+                Some(plan) => return Some(plan),
+                None => self.settled[t.index()] = Some(inputs),
+            }
+        }
+        None
     }
 
     fn send(&mut self, plan: Plan) -> P::Resp {
@@ -432,6 +449,32 @@ impl<P: Protocol> StreamLoop<P> {
             self.in_sync = in_sync;
             self.entry.update(|i| i.in_sync = in_sync);
         }
+    }
+}
+
+/// What planning one type read when it last found nothing to send.
+struct Settled {
+    /// Kept alive, so that a pointer comparison cannot mistake a new snapshot for it.
+    snapshot: Arc<Snapshot>,
+    generations: [u64; 4],
+}
+
+impl Settled {
+    fn of(snapshot: &Arc<Snapshot>, client: &ClientState, t: ResourceType, ads: bool) -> Settled {
+        let mut generations = [0; 4];
+        for input in plan::inputs(t, ads) {
+            generations[input.index()] = client.generation(*input);
+        }
+        Settled {
+            snapshot: snapshot.clone(),
+            generations,
+        }
+    }
+}
+
+impl PartialEq for Settled {
+    fn eq(&self, other: &Settled) -> bool {
+        Arc::ptr_eq(&self.snapshot, &other.snapshot) && self.generations == other.generations
     }
 }
 

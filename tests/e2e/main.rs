@@ -15,6 +15,7 @@ mod golden;
 mod grafana;
 mod health;
 mod live;
+mod loadgen;
 mod nack;
 mod operations;
 mod protocol;

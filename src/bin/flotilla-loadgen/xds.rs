@@ -1,0 +1,198 @@
+//! `flotilla-loadgen xds`: N simulated Envoys on one flotilla, then a series of config changes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tonic::transport::{Channel, Endpoint};
+use tracing::{info, warn};
+
+use crate::expect;
+use crate::procfs::{Probe, Usage};
+use crate::report::{KindSummary, Percentiles, PhaseReport, Report};
+use crate::scenario::{self, ChangeKind, Scenario, Shape};
+use crate::server::{self, Flotilla};
+use crate::shared::Shared;
+use crate::stream::{self, Identity, Mode};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct XdsArgs {
+    /// Concurrent ADS streams, each a distinct Envoy node.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    #[arg(long, value_enum, default_value = "sotw")]
+    mode: Mode,
+    /// Streams are spread round-robin over this many fleets (node.cluster).
+    #[arg(long, default_value_t = 4)]
+    fleets: usize,
+    #[arg(long, default_value_t = 1000)]
+    clusters: usize,
+    /// Endpoints per cluster.
+    #[arg(long, default_value_t = 10)]
+    endpoints: usize,
+    /// HTTP/2 connections carry this many streams each (a real Envoy has one connection of its
+    /// own; 10,000 connections would need 20,000 file descriptors on one machine).
+    #[arg(long, default_value_t = 100)]
+    streams_per_connection: usize,
+    /// The changes, in order: `endpoint=N,cluster=N,rewrite=N`.
+    #[arg(long, default_value = "endpoint=5,cluster=3,rewrite=2")]
+    changes: String,
+    /// The flotilla binary (default: next to this one).
+    #[arg(long)]
+    flotilla: Option<PathBuf>,
+    /// flotilla's `--debounce`: part of every change's latency.
+    #[arg(long, default_value = "10ms")]
+    debounce: String,
+    /// Longest wait for every stream to reach one phase's target.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+    /// Quiet time after each phase, counted in its traffic and CPU.
+    #[arg(long, default_value_t = 500)]
+    settle_ms: u64,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Runs the benchmark; returns whether every stream reached every target.
+pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
+    let kinds = scenario::parse_changes(&args.changes).map_err(anyhow::Error::msg)?;
+    let mut scenario = Scenario::new(Shape {
+        clusters: args.clusters,
+        endpoints: args.endpoints,
+        fleets: args.fleets,
+        // No Envoy binds these: the streams are simulated.
+        listener_port: 20000,
+    });
+    let mut yamls = vec![scenario.yaml()];
+    for kind in &kinds {
+        scenario.apply(*kind);
+        yamls.push(scenario.yaml());
+    }
+    let fleet_names: Vec<String> = (0..args.fleets).map(scenario::fleet_name).collect();
+    let started = Instant::now();
+    let (names, targets) = expect::targets(&yamls, &fleet_names)?;
+    info!(elapsed = ?started.elapsed(), states = yamls.len(), "targets computed");
+
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir(dir.path().join("config"))?;
+    let config = dir.path().join("config/loadgen.yaml");
+    std::fs::write(&config, &yamls[0])?;
+    let binary = args.flotilla.clone().unwrap_or_else(server::default_binary);
+    let flotilla = Flotilla::start(
+        &binary,
+        &config,
+        &args.debounce,
+        &dir.path().join("flotilla.log"),
+    )
+    .await?;
+    let probe = Probe::new(flotilla.pid);
+    let me = Probe::new(std::process::id());
+    let shared = Arc::new(Shared::new(names, targets));
+
+    let connections = args.streams.div_ceil(args.streams_per_connection.max(1));
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(connect(flotilla.xds).await?);
+    }
+    info!(connections, "connected");
+
+    let mut phases = Vec::new();
+    for (k, yaml) in yamls.iter().enumerate() {
+        let name = match k {
+            0 => "initial config".to_string(),
+            _ => format!("{k}: {}", kinds[k - 1].name()),
+        };
+        let before = (shared.traffic.count(), probe.sample()?, me.sample()?);
+        shared.start(k);
+        if k == 0 {
+            for i in 0..args.streams {
+                let who = Identity {
+                    node_id: format!("loadgen-{i}"),
+                    fleet: i % args.fleets,
+                    fleet_name: fleet_names[i % args.fleets].clone(),
+                };
+                let channel = channels[i % connections].clone();
+                tokio::spawn(stream::run(channel, who, args.mode, shared.clone()));
+            }
+        } else {
+            server::write_atomically(&config, yaml)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+        while shared.done_count(k) < args.streams && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let latencies = shared.latencies(k);
+        if latencies.len() < args.streams {
+            warn!(phase = %name, done = latencies.len(), "not every stream reached the target");
+        }
+        tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
+        let after: (_, Usage, Usage) = (shared.traffic.count(), probe.sample()?, me.sample()?);
+        let report = PhaseReport {
+            name,
+            completed: latencies.len(),
+            latency: Percentiles::of(&latencies),
+            traffic: after.0.since(&before.0),
+            flotilla_cpu_s: after.1.cpu_s - before.1.cpu_s,
+            loadgen_cpu_s: after.2.cpu_s - before.2.cpu_s,
+            flotilla_after: after.1,
+            latencies,
+        };
+        info!(phase = %report.name, done = report.completed, p50_ms = report.latency.p50_ms,
+            p99_ms = report.latency.p99_ms, max_ms = report.latency.max_ms,
+            bytes = report.traffic.total_bytes(), flotilla_cpu_s = report.flotilla_cpu_s,
+            rss_mib = report.flotilla_after.rss_mib, "phase done");
+        phases.push(report);
+    }
+
+    let by_kind = [
+        ChangeKind::Endpoint,
+        ChangeKind::Cluster,
+        ChangeKind::Rewrite,
+    ]
+    .into_iter()
+    .filter_map(|kind| {
+        let of_kind: Vec<&PhaseReport> = phases[1..]
+            .iter()
+            .zip(&kinds)
+            .filter(|(_, k)| **k == kind)
+            .map(|(p, _)| p)
+            .collect();
+        (!of_kind.is_empty()).then(|| KindSummary::of(kind.name(), &of_kind, args.streams))
+    })
+    .collect();
+    let report = Report {
+        mode: args.mode,
+        streams: args.streams,
+        connections,
+        clusters: args.clusters,
+        endpoints: args.endpoints,
+        fleets: args.fleets,
+        debounce: args.debounce.clone(),
+        failed_streams: shared.failed.load(std::sync::atomic::Ordering::Relaxed),
+        flotilla_peak_rss_mib: probe.sample()?.peak_rss_mib,
+        phases,
+        by_kind,
+    };
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    let complete =
+        report.failed_streams == 0 && report.phases.iter().all(|p| p.completed == args.streams);
+    Ok(complete)
+}
+
+/// One HTTP/2 connection. Windows as large as Envoy's defaults would make flow control
+/// irrelevant; these are large enough that it never limits a response of this benchmark.
+async fn connect(addr: std::net::SocketAddr) -> Result<Channel> {
+    Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(32 << 20)
+        .connect()
+        .await
+        .with_context(|| format!("connect to flotilla at {addr}"))
+}

@@ -1,0 +1,68 @@
+//! Smoke run of the xDS load generator (issue 6): 50 simulated Envoys on a real flotilla, one
+//! change of each kind, SotW and delta. Asserts that every stream ACKed the initial config and
+//! every change; the timings it prints are not checked (benchmarks are not tests).
+
+use std::process::Command;
+
+fn smoke(mode: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_flotilla-loadgen"))
+        .args(["xds", "--mode", mode, "--streams", "50"])
+        .args(["--streams-per-connection", "10", "--fleets", "3"])
+        .args(["--clusters", "40", "--endpoints", "3"])
+        .args(["--changes", "endpoint=1,cluster=1,rewrite=1"])
+        .args(["--settle-ms", "50", "--timeout-secs", "30"])
+        .arg("--flotilla")
+        .arg(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("--json")
+        .arg(&json)
+        .env("LOADGEN_LOG", "warn")
+        .output()
+        .expect("run flotilla-loadgen");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "flotilla-loadgen failed\n{stdout}\n{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    assert_eq!(report["failed_streams"], 0, "{stdout}");
+    let phases = report["phases"].as_array().expect("phases");
+    assert_eq!(
+        phases.len(),
+        4,
+        "initial config and three changes: {stdout}"
+    );
+    for phase in phases {
+        assert_eq!(phase["completed"], 50, "{}: {stdout}", phase["name"]);
+        assert_eq!(
+            phase["traffic"]["acks"],
+            phase["traffic"]["responses"]
+                .as_array()
+                .expect("responses per type")
+                .iter()
+                .map(|v| v.as_u64().expect("count"))
+                .sum::<u64>(),
+            "every response is ACKed: {stdout}"
+        );
+    }
+    // A one-endpoint change sends one ClusterLoadAssignment per stream and nothing else.
+    let endpoint = &phases[1]["traffic"];
+    assert_eq!(
+        endpoint["resources"],
+        serde_json::json!([0, 50, 0, 0]),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn loadgen_smoke_sotw() {
+    smoke("sotw");
+}
+
+#[test]
+fn loadgen_smoke_delta() {
+    smoke("delta");
+}
