@@ -21,7 +21,10 @@ fn snapshots(kind: ChangeKind) -> (Snapshot, Snapshot) {
         let encoded = EncodedSet::encode(&translate(config, &overlay, Transport::Ads), None);
         encoded.snapshot(select_fleet(config, &fleet).as_ref())
     };
-    (snapshot(&before), snapshot(&after))
+    let before = snapshot(&before);
+    // Linked as the cache links a fleet's consecutive snapshots.
+    let after = snapshot(&after).follow(&before);
+    (before, after)
 }
 
 fn bench(c: &mut Criterion) {
@@ -31,14 +34,14 @@ fn bench(c: &mut Criterion) {
     ] {
         let (before, after) = snapshots(kind);
         for (mode, name) in [(Mode::Sotw, "sotw"), (Mode::Delta, "delta")] {
-            let client = PlanBench::synced(mode, &before);
+            let mut client = PlanBench::synced(mode, &before);
             c.bench_function(&format!("plan, {name}, {label}"), |b| {
                 b.iter(|| client.plan(black_box(&after)))
             });
         }
     }
     let (current, _) = snapshots(ChangeKind::Endpoint);
-    let client = PlanBench::synced(Mode::Sotw, &current);
+    let mut client = PlanBench::synced(Mode::Sotw, &current);
     c.bench_function("plan, sotw, nothing changed", |b| {
         b.iter(|| client.plan(black_box(&current)))
     });

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::translate::{self, Overlay, Transport};
 
 pub use resource::{Resource, ResourceType, content_hash};
-pub use snapshot::{EncodedSet, Snapshot, TypeSet, version_of};
+pub use snapshot::{Changes, EncodedSet, Snapshot, TypeSet, version_of};
 
 /// What snapshots are made from.
 #[derive(Debug, Clone)]
@@ -85,7 +85,9 @@ impl SnapshotCache {
                 if current.version == snapshot.version {
                     return false;
                 }
-                *current = snapshot.clone();
+                // Linked to the snapshot its streams hold: what changed is worked out once
+                // here, not by each stream.
+                *current = Arc::new(Snapshot::clone(&snapshot).follow(current));
                 true
             });
             woken += usize::from(changed);

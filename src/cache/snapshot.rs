@@ -44,12 +44,36 @@ pub fn version_of<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     content_hash(parts)
 }
 
-/// What one fleet of Envoys should run. Cheap to share: resources sit behind `Arc`s shared
-/// with every other snapshot that holds the same bytes.
+/// What changed in one type between the previous snapshot of a fleet and this one, computed
+/// once per fleet and update: a stream that holds exactly `from` needs just this.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    pub from: Arc<TypeSet>,
+    /// New or changed resources, in name order.
+    pub changed: Vec<Arc<Resource>>,
+    /// Names in `from` that are gone, in order.
+    pub removed: Vec<String>,
+}
+
+impl Changes {
+    /// Both sets have the same names (only contents changed).
+    pub fn same_names(&self) -> bool {
+        self.removed.is_empty()
+            && self
+                .changed
+                .iter()
+                .all(|r| self.from.resources.contains_key(&r.name))
+    }
+}
+
+/// What one fleet of Envoys should run. Cheap to share: each type's set is an `Arc` shared
+/// with the snapshots before and after it as long as it does not change, and resources sit
+/// behind `Arc`s shared with every other snapshot that holds the same bytes.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub version: String,
-    types: [TypeSet; 4],
+    types: [Arc<TypeSet>; 4],
+    changes: [Option<Arc<Changes>>; 4],
     /// When this content first appeared (for push latency: created → ACKed by Envoy).
     pub created: Option<Instant>,
 }
@@ -68,13 +92,58 @@ impl Snapshot {
         &self.types[t.index()]
     }
 
+    /// The shared set of type `t` (pointer-equal across snapshots while it is unchanged).
+    pub fn set(&self, t: ResourceType) -> &Arc<TypeSet> {
+        &self.types[t.index()]
+    }
+
+    /// What changed in type `t` since the snapshot this one followed, if it changed.
+    pub fn changes(&self, t: ResourceType) -> Option<&Changes> {
+        self.changes[t.index()].as_deref()
+    }
+
     fn from_types(types: [TypeSet; 4]) -> Snapshot {
         let versions: Vec<&[u8]> = types.iter().map(|t| t.version.as_bytes()).collect();
         Snapshot {
             version: content_hash(versions),
-            types,
+            types: types.map(Arc::new),
+            changes: Default::default(),
             created: Some(Instant::now()),
         }
+    }
+
+    /// This snapshot as the successor of `previous` (the one its streams hold): unchanged
+    /// types share `previous`'s sets, changed ones carry their [`Changes`].
+    pub fn follow(mut self, previous: &Snapshot) -> Snapshot {
+        for t in ResourceType::ALL {
+            let (old, new) = (&previous.types[t.index()], &self.types[t.index()]);
+            if old.version == new.version {
+                self.types[t.index()] = old.clone();
+                self.changes[t.index()] = None;
+                continue;
+            }
+            let changed = new
+                .resources
+                .values()
+                .filter(|r| {
+                    old.get(&r.name)
+                        .is_none_or(|o| !Arc::ptr_eq(o, r) && o.version != r.version)
+                })
+                .cloned()
+                .collect();
+            let removed = old
+                .resources
+                .keys()
+                .filter(|n| !new.resources.contains_key(*n))
+                .cloned()
+                .collect();
+            self.changes[t.index()] = Some(Arc::new(Changes {
+                from: old.clone(),
+                changed,
+                removed,
+            }));
+        }
+        self
     }
 
     /// Whether every route's clusters, and every cluster's endpoints, are in the snapshot.

@@ -1,8 +1,7 @@
 //! A hook for `benches/` only: the work one stream does to plan its responses when the
 //! snapshot changes, reachable without a server. Hidden from the docs; not an API.
 
-use super::client::{ClientState, Known};
-use super::plan;
+use super::client::ClientState;
 use super::protocol::{self, Mode};
 use crate::cache::{ResourceType, Snapshot};
 
@@ -23,29 +22,19 @@ impl PlanBench {
             state.requested = true;
             state.answered = true;
             state.wildcard = t.is_wildcard();
-            for (name, r) in &snapshot.get(t).resources {
-                if !t.is_wildcard() {
-                    state.names.insert(name.clone());
-                }
-                state.known.insert(
-                    name.clone(),
-                    Known {
-                        version: r.version.clone(),
-                        resource: Some(r.clone()),
-                    },
-                );
+            if !t.is_wildcard() {
+                state.set_names(snapshot.get(t).resources.keys().cloned().collect());
             }
+            state.known.rebase(snapshot.set(t));
         }
         PlanBench { mode, client }
     }
 
     /// Plans every type against `next` in make-before-break order, as the stream loop does
     /// after a snapshot change; returns how many resources each type's response would carry.
-    pub fn plan(&self, next: &Snapshot) -> [Option<usize>; 4] {
+    pub fn plan(&mut self, next: &Snapshot) -> [Option<usize>; 4] {
         ResourceType::ALL.map(|t| {
-            let view = plan::view(t, next, &self.client, true);
-            protocol::next(self.mode, t, &view, next.get(t), self.client.get(t))
-                .map(|p| p.resources.len())
+            protocol::next(self.mode, t, next, &mut self.client, true).map(|p| p.resources.len())
         })
     }
 }

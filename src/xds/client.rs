@@ -8,16 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cache::{Resource, ResourceType};
-
-/// A resource the client holds. The content is known when flotilla sent it (or when the
-/// version the client reports matches one flotilla has); a delta client reconnecting after a
-/// config change may report versions flotilla never saw.
-#[derive(Debug, Clone)]
-pub(crate) struct Known {
-    pub(crate) version: String,
-    pub(crate) resource: Option<Arc<Resource>>,
-}
+use super::held::Held;
+use super::names::{self, Names};
+use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
 
 /// A response sent and not yet acknowledged. At most one per type: new state waiting behind
 /// it coalesces, so a slow client only ever receives the newest state.
@@ -29,27 +22,48 @@ pub(crate) struct InFlight {
     pub(crate) removed: Vec<String>,
     /// SotW CDS/LDS responses carry the complete set: what is not in it is gone once ACKed.
     pub(crate) complete: bool,
+    /// The set the client holds exactly once it applies this response, when known.
+    pub(crate) reaches: Option<Arc<TypeSet>>,
     pub(crate) at: Instant,
     /// When the state this response carries came to be (snapshot creation, or the stream's
     /// start if later): the start of the push latency.
     pub(crate) since: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TypeState {
     /// The client has sent at least one request for this type.
     pub(crate) requested: bool,
     /// At least one response has been sent (an initial request always gets one).
     pub(crate) answered: bool,
     pub(crate) wildcard: bool,
-    pub(crate) names: BTreeSet<String>,
-    pub(crate) known: BTreeMap<String, Known>,
+    /// The names subscribed to (shared with every stream that has the same subscription).
+    pub(crate) names: Names,
+    pub(crate) known: Held,
+    /// The last answer of [`TypeState::covers`], for the set and names it was given for.
+    covers_memo: Option<(Arc<TypeSet>, Names, bool)>,
     pub(crate) in_flight: Option<InFlight>,
     /// name → version the client rejected: not sent again until the version changes (a NACK
     /// must not turn into a resend loop).
     pub(crate) rejected: BTreeMap<String, String>,
     /// For complete-set responses: the rejected set's version_info.
     pub(crate) rejected_set: Option<String>,
+}
+
+impl Default for TypeState {
+    fn default() -> TypeState {
+        TypeState {
+            requested: false,
+            answered: false,
+            wildcard: false,
+            names: names::empty(),
+            known: Held::default(),
+            covers_memo: None,
+            in_flight: None,
+            rejected: BTreeMap::new(),
+            rejected_set: None,
+        }
+    }
 }
 
 /// Outcome of matching a request's nonce against the response in flight.
@@ -79,21 +93,24 @@ impl TypeState {
         match error {
             None => {
                 if flight.complete {
-                    self.known.clear();
                     self.rejected_set = None;
                 }
                 for r in &flight.sent {
                     self.rejected.remove(&r.name);
-                    self.known.insert(
-                        r.name.clone(),
-                        Known {
-                            version: r.version.clone(),
-                            resource: Some(r.clone()),
-                        },
-                    );
                 }
-                for name in &flight.removed {
-                    self.known.remove(name);
+                match &flight.reaches {
+                    Some(set) => self.known.rebase(set),
+                    None => {
+                        if flight.complete {
+                            self.known.clear();
+                        }
+                        for r in &flight.sent {
+                            self.known.hold(r);
+                        }
+                        for name in &flight.removed {
+                            self.known.remove(name);
+                        }
+                    }
                 }
                 Reply::Ack(flight)
             }
@@ -112,13 +129,44 @@ impl TypeState {
         }
     }
 
-    /// Forgets a resource the client no longer wants (it forgets it too).
-    pub(crate) fn unsubscribe(&mut self, name: &str) {
-        self.names.remove(name);
-        if !self.wildcard {
-            self.known.remove(name);
-            self.rejected.remove(name);
+    /// Replaces the subscribed names; the client forgets what it no longer subscribes to.
+    pub(crate) fn set_names(&mut self, wanted: BTreeSet<String>) {
+        if wanted == *self.names {
+            return;
         }
+        if !self.wildcard {
+            for gone in self.names.difference(&wanted) {
+                self.known.remove(gone);
+                self.rejected.remove(gone);
+            }
+        }
+        self.names = names::intern(wanted);
+    }
+
+    /// Whether every resource of `set` is subscribed to. Cheap after the first call for a
+    /// given subscription: a later set with the same names (only contents changed, as with an
+    /// endpoint update) inherits the answer.
+    pub(crate) fn covers(&mut self, snapshot: &Snapshot, t: ResourceType) -> bool {
+        if self.wildcard {
+            return true;
+        }
+        let set = snapshot.set(t);
+        if let Some((seen, names, answer)) = &self.covers_memo
+            && Arc::ptr_eq(names, &self.names)
+        {
+            let same_names = Arc::ptr_eq(seen, set)
+                || snapshot
+                    .changes(t)
+                    .is_some_and(|c| Arc::ptr_eq(&c.from, seen) && c.same_names());
+            if same_names {
+                let answer = *answer;
+                self.covers_memo = Some((set.clone(), self.names.clone(), answer));
+                return answer;
+            }
+        }
+        let answer = set.resources.keys().all(|k| self.names.contains(k));
+        self.covers_memo = Some((set.clone(), self.names.clone(), answer));
+        answer
     }
 }
 
@@ -138,6 +186,11 @@ impl ClientState {
 
     pub(crate) fn get_mut(&mut self, t: ResourceType) -> &mut TypeState {
         self.generations[t.index()] += 1;
+        &mut self.types[t.index()]
+    }
+
+    /// Mutable access for bookkeeping that does not change what planning reads (memos).
+    pub(crate) fn get_mut_untracked(&mut self, t: ResourceType) -> &mut TypeState {
         &mut self.types[t.index()]
     }
 
@@ -169,6 +222,7 @@ mod tests {
             sent,
             removed: Vec::new(),
             complete,
+            reaches: None,
             at: Instant::now(),
             since: Instant::now(),
         }
@@ -183,7 +237,10 @@ mod tests {
         assert!(matches!(s.reply("1", None), Reply::Ack(_)));
         s.in_flight = Some(flight("2", vec![res("b", 1)], true));
         assert!(matches!(s.reply("2", None), Reply::Ack(_)));
-        assert_eq!(s.known.keys().collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(
+            s.known.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            vec!["b"]
+        );
     }
 
     #[test]

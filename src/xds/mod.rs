@@ -9,6 +9,8 @@
 pub mod bench;
 mod client;
 mod delta;
+mod held;
+mod names;
 pub mod nodes;
 mod plan;
 mod protocol;

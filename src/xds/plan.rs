@@ -55,7 +55,7 @@ pub(crate) fn view<'a>(
         ResourceType::Endpoint => {
             let mut v = current();
             for name in retained_clusters(snapshot, client) {
-                if own.subscribed(name) && own.known.contains_key(name) {
+                if own.subscribed(name) && own.known.contains(name) {
                     v.insert(name, Entry::Keep);
                 }
             }
@@ -66,9 +66,9 @@ pub(crate) fn view<'a>(
                 current()
             } else {
                 own.known
-                    .keys()
-                    .filter(|n| own.subscribed(n))
-                    .map(|n| (n.as_str(), Entry::Keep))
+                    .iter()
+                    .filter(|(n, _)| own.subscribed(n))
+                    .map(|(n, _)| (n, Entry::Keep))
                     .collect()
             }
         }
@@ -102,20 +102,6 @@ fn subscribed<'a>(own: &TypeState, resources: &'a BTreeMap<String, Arc<Resource>
         .collect()
 }
 
-/// The keys of `keys` that `from` lacks, in order; walked or looked up as in [`subscribed`].
-fn missing<'a, V, W>(keys: &'a BTreeMap<String, V>, from: &BTreeMap<String, W>) -> Vec<&'a String> {
-    if keys.len() * 8 < from.len() {
-        return keys.keys().filter(|k| !from.contains_key(*k)).collect();
-    }
-    let mut other = from.keys().peekable();
-    keys.keys()
-        .filter(|k| {
-            while other.next_if(|o| o < k).is_some() {}
-            other.peek() != Some(k)
-        })
-        .collect()
-}
-
 /// The types whose client state [`view`] of `t` reads (besides the snapshot): if none of
 /// them changed, neither did the view. Must follow `view` and the helpers below.
 pub(crate) fn inputs(t: ResourceType, ordered: bool) -> &'static [ResourceType] {
@@ -138,41 +124,48 @@ pub(crate) fn inputs(t: ResourceType, ordered: bool) -> &'static [ResourceType] 
 pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
     let clusters = &client.get(ResourceType::Cluster).known;
     let endpoints = &client.get(ResourceType::Endpoint).known;
+    // A client holding exactly this snapshot's clusters and endpoints holds every cluster its
+    // routes use: snapshots are consistent.
+    if clusters.is(snapshot.set(ResourceType::Cluster))
+        && endpoints.is(snapshot.set(ResourceType::Endpoint))
+    {
+        return true;
+    }
     snapshot
         .get(ResourceType::Route)
         .resources
         .values()
-        .all(|r| all_known(&r.clusters, clusters) && all_known(&r.clusters, endpoints))
-}
-
-/// Whether every name of `sorted` (sorted, as a route's clusters are) is a key of `known`.
-/// A route that uses a large share of the clusters is checked by walking both in order (one
-/// comparison per step), a small one by looking its names up.
-fn all_known<V>(sorted: &[String], known: &BTreeMap<String, V>) -> bool {
-    if sorted.len() * 8 < known.len() {
-        return sorted.iter().all(|c| known.contains_key(c));
-    }
-    let mut keys = known.keys();
-    sorted
-        .iter()
-        .all(|c| keys.by_ref().find(|k| *k >= c).is_some_and(|k| k == c))
+        .flat_map(|r| r.clusters.iter())
+        .all(|c| clusters.contains(c) && endpoints.contains(c))
 }
 
 /// Clusters the client holds that the snapshot dropped but a route the client holds (or is
 /// being sent) still uses. A route whose content flotilla does not know (reported by a delta
 /// client after a restart) might use any of them, so it keeps them all.
-fn retained_clusters<'a>(snapshot: &Snapshot, client: &'a ClientState) -> Vec<&'a str> {
-    let in_snapshot = &snapshot.get(ResourceType::Cluster).resources;
-    let held = missing(&client.get(ResourceType::Cluster).known, in_snapshot);
+fn retained_clusters<'a>(snapshot: &'a Snapshot, client: &'a ClientState) -> Vec<&'a str> {
+    let held_clusters = &client.get(ResourceType::Cluster).known;
+    let in_snapshot = snapshot.set(ResourceType::Cluster);
+    if held_clusters.is(in_snapshot) {
+        return Vec::new();
+    }
+    let held: Vec<&str> = match snapshot.changes(ResourceType::Cluster) {
+        // Holding exactly the previous clusters: only the ones removed since can be extra.
+        Some(c) if held_clusters.is(&c.from) => c.removed.iter().map(String::as_str).collect(),
+        _ => held_clusters
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| !in_snapshot.resources.contains_key(*n))
+            .collect(),
+    };
     if held.is_empty() {
         return Vec::new();
     }
     let routes: &TypeState = client.get(ResourceType::Route);
     let mut used: BTreeSet<&str> = BTreeSet::new();
-    for known in routes.known.values() {
-        match &known.resource {
+    for (_, known) in routes.known.iter() {
+        match known.resource {
             Some(r) => used.extend(r.clusters.iter().map(String::as_str)),
-            None => return held.into_iter().map(String::as_str).collect(),
+            None => return held,
         }
     }
     if let Some(flight) = &routes.in_flight {
@@ -183,45 +176,12 @@ fn retained_clusters<'a>(snapshot: &Snapshot, client: &'a ClientState) -> Vec<&'
                 .flat_map(|r| r.clusters.iter().map(String::as_str)),
         );
     }
-    held.into_iter()
-        .map(String::as_str)
-        .filter(|c| used.contains(c))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::all_known;
-    use std::collections::BTreeMap;
-
-    fn known(names: &[&str]) -> BTreeMap<String, ()> {
-        names.iter().map(|n| (n.to_string(), ())).collect()
-    }
-
-    fn names(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| n.to_string()).collect()
-    }
-
-    #[test]
-    fn all_known_walks_and_looks_up_alike() {
-        let many: Vec<String> = (0..100).map(|i| format!("c{i:03}")).collect();
-        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-        let all = known(&refs);
-        // Walked (a large share of the keys) and looked up (a few of them).
-        assert!(all_known(&many, &all));
-        assert!(all_known(&names(&["c005", "c050"]), &all));
-        let mut missing = many.clone();
-        missing.insert(50, "c049x".to_string());
-        assert!(!all_known(&missing, &all));
-        assert!(!all_known(&names(&["c005", "zzz"]), &all));
-        assert!(!all_known(&names(&["a", "b"]), &known(&["a"])));
-        assert!(all_known(&[], &known(&[])));
-    }
+    held.into_iter().filter(|c| used.contains(c)).collect()
 }
 
 #[cfg(test)]
 mod walk_tests {
-    use super::{missing, subscribed};
+    use super::subscribed;
     use crate::cache::Resource;
     use crate::xds::client::TypeState;
     use envoy_types::pb::google::protobuf::Any;
@@ -250,24 +210,11 @@ mod walk_tests {
         let few: Vec<String> = ["r001", "r050", "zzz"].map(String::from).into();
         let many: Vec<String> = (0..60).map(|i| format!("r{:03}", i * 2)).collect();
         for wanted in [few, many] {
-            let own = TypeState {
-                names: wanted.into_iter().collect(),
-                ..TypeState::default()
-            };
+            let mut own = TypeState::default();
+            own.set_names(wanted.into_iter().collect());
             let view = subscribed(&own, &all);
             let expected: Vec<&String> = all.keys().filter(|k| own.names.contains(*k)).collect();
             assert_eq!(view.keys().collect::<Vec<_>>(), expected);
         }
-    }
-
-    #[test]
-    fn missing_walks_and_looks_up_alike() {
-        let all = resources(100);
-        let mut held: BTreeMap<String, ()> = all.keys().map(|k| (k.clone(), ())).collect();
-        held.insert("gone".into(), ());
-        held.insert("r050x".into(), ());
-        assert_eq!(missing(&held, &all), vec!["gone", "r050x"]);
-        let few: BTreeMap<String, ()> = [("r001".to_string(), ()), ("x".to_string(), ())].into();
-        assert_eq!(missing(&few, &all), vec!["x"]);
     }
 }

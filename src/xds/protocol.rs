@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 
-use super::client::TypeState;
-use super::plan::{Entry, View};
+use std::collections::BTreeSet;
+
+use super::client::{ClientState, TypeState};
+use super::plan::{Entry, View, view};
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet, version_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -70,6 +72,8 @@ pub(crate) struct Plan {
     pub(crate) resources: Vec<Arc<Resource>>,
     pub(crate) removed: Vec<String>,
     pub(crate) complete: bool,
+    /// The set the client holds exactly once it applies this, when known.
+    pub(crate) reaches: Option<Arc<TypeSet>>,
 }
 
 /// One wire variant.
@@ -97,45 +101,38 @@ pub(crate) fn subscribe(
             names,
             version_info,
         } => {
-            let wildcard = t.is_wildcard() && names.is_empty() || names.iter().any(|n| n == "*");
-            state.wildcard = wildcard;
+            state.wildcard = t.is_wildcard() && names.is_empty() || names.iter().any(|n| n == "*");
             // Envoy repeats its whole subscription in every request, ACKs included; when it is
-            // the one held (in the same order), there is nothing to rebuild. For EDS with
-            // 1,000 clusters that saves 1,000 string copies per ACK and per stream.
+            // the one held (in the same order), there is nothing to rebuild.
             if !names.iter().eq(state.names.iter()) {
-                let wanted: std::collections::BTreeSet<String> =
-                    names.iter().filter(|n| *n != "*").cloned().collect();
-                let dropped: Vec<String> = state.names.difference(&wanted).cloned().collect();
-                for name in dropped {
-                    state.unsubscribe(&name);
-                }
-                state.names = wanted;
+                state.set_names(names.iter().filter(|n| *n != "*").cloned().collect());
             }
             // A reconnecting client that reports exactly the current resources holds them:
             // versions are content hashes, so this survives a flotilla restart.
             if first && !version_info.is_empty() {
-                let current: Vec<&Arc<Resource>> = snapshot
-                    .get(t)
-                    .resources
-                    .values()
-                    .filter(|r| state.subscribed(&r.name))
-                    .collect();
-                let v = version_of(
-                    current
-                        .iter()
-                        .map(|r| (r.name.as_str(), r.version.as_str())),
-                );
-                if v == *version_info {
-                    for r in current {
-                        state.known.insert(
-                            r.name.clone(),
-                            super::client::Known {
-                                version: r.version.clone(),
-                                resource: Some(r.clone()),
-                            },
-                        );
+                if state.covers(snapshot, t) {
+                    if snapshot.get(t).version == *version_info {
+                        state.known.rebase(snapshot.set(t));
+                        state.answered = true;
                     }
-                    state.answered = true;
+                } else {
+                    let current: Vec<&Arc<Resource>> = snapshot
+                        .get(t)
+                        .resources
+                        .values()
+                        .filter(|r| state.subscribed(&r.name))
+                        .collect();
+                    let v = version_of(
+                        current
+                            .iter()
+                            .map(|r| (r.name.as_str(), r.version.as_str())),
+                    );
+                    if v == *version_info {
+                        for r in current {
+                            state.known.hold(r);
+                        }
+                        state.answered = true;
+                    }
                 }
             }
         }
@@ -147,34 +144,48 @@ pub(crate) fn subscribe(
             if first && subscribe.is_empty() && t.is_wildcard() {
                 state.wildcard = true;
             }
+            let mut names: Option<BTreeSet<String>> = None;
             for name in subscribe {
                 if name == "*" {
                     state.wildcard = true;
-                } else {
-                    state.names.insert(name.clone());
+                } else if !state.names.contains(name) {
+                    names
+                        .get_or_insert_with(|| (*state.names).clone())
+                        .insert(name.clone());
                 }
             }
             for name in unsubscribe {
                 if name == "*" {
                     state.wildcard = false;
-                } else {
-                    state.unsubscribe(name);
+                } else if state.names.contains(name)
+                    || names.as_ref().is_some_and(|n| n.contains(name))
+                {
+                    names
+                        .get_or_insert_with(|| (*state.names).clone())
+                        .remove(name);
+                }
+                if !state.wildcard {
+                    state.known.remove(name);
+                    state.rejected.remove(name);
                 }
             }
-            if first {
-                for (name, version) in initial_versions {
-                    let resource = snapshot
-                        .get(t)
-                        .get(name)
-                        .filter(|r| r.version == *version)
-                        .cloned();
-                    state.known.insert(
-                        name.clone(),
-                        super::client::Known {
-                            version: version.clone(),
-                            resource,
-                        },
-                    );
+            if let Some(names) = names {
+                state.set_names(names);
+            }
+            if first && !initial_versions.is_empty() {
+                let set = snapshot.get(t);
+                // The usual reconnect: the client holds exactly the current set.
+                let exactly = initial_versions.len() == set.resources.len()
+                    && initial_versions
+                        .iter()
+                        .all(|(n, v)| set.get(n).is_some_and(|r| r.version == *v));
+                if exactly {
+                    state.known.rebase(snapshot.set(t));
+                } else {
+                    for (name, version) in initial_versions {
+                        let resource = set.get(name).filter(|r| r.version == *version).cloned();
+                        state.known.hold_version(name, version, resource);
+                    }
                 }
             }
         }
@@ -182,25 +193,132 @@ pub(crate) fn subscribe(
 }
 
 /// What to send next for one type, if anything. Nothing while a response is in flight.
-/// `all` is the snapshot's set of type `t` (the view is drawn from it).
+///
+/// A client that holds exactly the snapshot its stream saw before this one is planned from
+/// the snapshot's own list of changes: work in proportion to what changed, not to how many
+/// resources the type has. Anything else (first responses, ordering that holds changes back,
+/// a client that fell more than one snapshot behind) takes the general path.
 pub(crate) fn next(
     mode: Mode,
     t: ResourceType,
-    view: &View<'_>,
-    all: &TypeSet,
-    state: &TypeState,
+    snapshot: &Snapshot,
+    client: &mut ClientState,
+    ordered: bool,
 ) -> Option<Plan> {
+    let state = client.get(t);
     if !state.requested || state.in_flight.is_some() {
         return None;
     }
+    if let Some(plan) = from_changes(mode, t, snapshot, client, ordered) {
+        return plan;
+    }
+    let view = view(t, snapshot, client, ordered);
+    general(mode, t, &view, snapshot.set(t), client.get(t))
+}
+
+/// The plan when it follows from the snapshot's changes; `None` when they do not suffice.
+fn from_changes(
+    mode: Mode,
+    t: ResourceType,
+    snapshot: &Snapshot,
+    client: &mut ClientState,
+    ordered: bool,
+) -> Option<Option<Plan>> {
+    let set = snapshot.set(t);
+    if !client.get(t).answered {
+        return None;
+    }
+    if client.get(t).known.is(set) {
+        return Some(None); // ordering can only hold changes back, never ask for more
+    }
+    if ordered && !ordering_allows(t, snapshot, client) {
+        return None;
+    }
+    let changes = snapshot.changes(t)?;
+    if !client.get(t).known.is(&changes.from) || !client.get_mut_untracked(t).covers(snapshot, t) {
+        return None;
+    }
+    let state = client.get(t);
+    let not_refused = |r: &&Arc<Resource>| state.rejected.get(&r.name) != Some(&r.version);
+    if mode == Mode::Sotw && t.is_wildcard() {
+        if state.rejected_set.as_deref() == Some(&set.version) {
+            return Some(None);
+        }
+        return Some(Some(Plan {
+            t,
+            version_info: set.version.clone(),
+            resources: set.resources.values().cloned().collect(),
+            removed: Vec::new(),
+            complete: true,
+            reaches: Some(set.clone()),
+        }));
+    }
+    let resources: Vec<Arc<Resource>> = changes
+        .changed
+        .iter()
+        .filter(not_refused)
+        .cloned()
+        .collect();
+    let removed: Vec<String> = if mode == Mode::Delta {
+        changes.removed.clone()
+    } else {
+        Vec::new()
+    };
+    if resources.is_empty() && removed.is_empty() {
+        return Some(None);
+    }
+    // Once applied, the client holds exactly the new set, unless something was refused or
+    // (SotW, which removes nothing) it still holds resources the new set dropped.
+    let exact = resources.len() == changes.changed.len()
+        && (mode == Mode::Delta || changes.removed.is_empty());
+    Some(Some(Plan {
+        t,
+        version_info: set.version.clone(),
+        resources,
+        removed,
+        complete: false,
+        reaches: exact.then(|| set.clone()),
+    }))
+}
+
+/// Whether make-before-break lets type `t` take the snapshot as it is, decided cheaply; when
+/// it might not, the general path works it out.
+fn ordering_allows(t: ResourceType, snapshot: &Snapshot, client: &ClientState) -> bool {
+    let clusters = &client.get(ResourceType::Cluster).known;
+    let no_cluster_leaves = || {
+        clusters.is(snapshot.set(ResourceType::Cluster))
+            || snapshot
+                .changes(ResourceType::Cluster)
+                .is_some_and(|c| c.removed.is_empty() && clusters.is(&c.from))
+    };
+    match t {
+        ResourceType::Cluster | ResourceType::Endpoint => no_cluster_leaves(),
+        ResourceType::Listener | ResourceType::Route => {
+            clusters.is(snapshot.set(ResourceType::Cluster))
+                && client
+                    .get(ResourceType::Endpoint)
+                    .known
+                    .is(snapshot.set(ResourceType::Endpoint))
+        }
+    }
+}
+
+/// The general path: the full view of the type against what the client holds.
+fn general(
+    mode: Mode,
+    t: ResourceType,
+    view: &View<'_>,
+    all: &Arc<TypeSet>,
+    state: &TypeState,
+) -> Option<Plan> {
     let resolved: Vec<(&str, &str, Option<&Arc<Resource>>)> = view
         .iter()
         .filter_map(|(name, entry)| match entry {
             Entry::Current(r) => Some((*name, r.version.as_str(), Some(*r))),
             Entry::Keep => state
                 .known
-                .get(*name)
-                .map(|k| (*name, k.version.as_str(), k.resource.as_ref())),
+                .get(name)
+                .map(|k| (*name, k.version, k.resource)),
         })
         .collect();
     // A view holding every resource of the set and nothing else has the set's version,
@@ -213,28 +331,31 @@ pub(crate) fn next(
     } else {
         version_of(resolved.iter().map(|(n, v, _)| (*n, *v)))
     };
-    let changed: Vec<Arc<Resource>> = held_elsewhere(view, state)
+    let lacking: Vec<&Arc<Resource>> = held_elsewhere(view, state).collect();
+    let changed: Vec<Arc<Resource>> = lacking
+        .iter()
         .filter(|r| state.rejected.get(&r.name) != Some(&r.version))
-        .cloned()
+        .map(|r| Arc::clone(r))
         .collect();
+    // The client holds exactly the snapshot's set once it applies this response when the
+    // view is that whole set and nothing in it was held back as refused (and, for SotW, which
+    // removes nothing, when it holds nothing else).
+    let exact = whole_set && changed.len() == lacking.len();
 
     match mode {
         Mode::Sotw if t.is_wildcard() => {
-            let held = version_of(
-                state
-                    .known
-                    .iter()
-                    .map(|(n, k)| (n.as_str(), k.version.as_str())),
-            );
-            let unchanged = version_info == held;
+            let unchanged = version_info == state.known.version();
             if (state.answered && unchanged) || state.rejected_set.as_deref() == Some(&version_info)
             {
                 return None;
             }
+            let resources: Vec<Arc<Resource>> =
+                resolved.iter().filter_map(|(_, _, r)| r.cloned()).collect();
             Some(Plan {
                 t,
                 version_info,
-                resources: resolved.iter().filter_map(|(_, _, r)| r.cloned()).collect(),
+                reaches: whole_set.then(|| all.clone()),
+                resources,
                 removed: Vec::new(),
                 complete: true,
             })
@@ -243,21 +364,24 @@ pub(crate) fn next(
             if changed.is_empty() && state.answered {
                 return None;
             }
+            let holds_more = || state.known.iter().any(|(n, _)| !view.contains_key(n));
             Some(Plan {
                 t,
                 version_info,
                 resources: changed,
                 removed: Vec::new(),
                 complete: false,
+                reaches: (exact && !holds_more()).then(|| all.clone()),
             })
         }
         Mode::Delta => {
             let removed: Vec<String> = state
                 .known
-                .keys()
+                .iter()
+                .map(|(name, _)| name)
                 .filter(|name| state.subscribed(name))
-                .filter(|name| !view.contains_key(name.as_str()))
-                .cloned()
+                .filter(|name| !view.contains_key(name))
+                .map(str::to_string)
                 .collect();
             if changed.is_empty()
                 && removed.is_empty()
@@ -271,6 +395,7 @@ pub(crate) fn next(
                 resources: changed,
                 removed,
                 complete: false,
+                reaches: exact.then(|| all.clone()),
             })
         }
     }
@@ -283,20 +408,17 @@ fn held_elsewhere<'a>(
     view: &'a View<'_>,
     state: &'a TypeState,
 ) -> impl Iterator<Item = &'a Arc<Resource>> {
-    let walk = view.len() * 8 >= state.known.len();
+    let walk = view.len() * 8 >= state.known.len_hint();
     let mut known = state.known.iter().peekable();
     view.iter().filter_map(move |(name, entry)| {
         let Entry::Current(r) = entry else {
             return None;
         };
         let held = if walk {
-            while known.next_if(|(k, _)| k.as_str() < *name).is_some() {}
-            known
-                .peek()
-                .filter(|(k, _)| k.as_str() == *name)
-                .map(|(_, k)| *k)
+            while known.next_if(|(k, _)| *k < *name).is_some() {}
+            known.peek().filter(|(k, _)| *k == *name).map(|(_, h)| *h)
         } else {
-            state.known.get(*name)
+            state.known.get(name)
         };
         held.is_none_or(|k| k.version != r.version).then_some(*r)
     })

@@ -16,7 +16,7 @@ use super::client::{ClientState, InFlight, Reply};
 use super::nodes::{Nack, NodeRegistry, StreamEntry, StreamInfo};
 use super::plan;
 use super::protocol::{self, Mode, Plan, Protocol, Request};
-use crate::cache::{ResourceType, Snapshot, SnapshotCache, version_of};
+use crate::cache::{ResourceType, Snapshot, SnapshotCache};
 use crate::translate::Transport;
 
 /// What every stream shares.
@@ -353,8 +353,7 @@ impl<P: Protocol> StreamLoop<P> {
             if self.settled[t.index()].as_ref() == Some(&inputs) {
                 continue;
             }
-            let view = plan::view(t, &self.snapshot, &self.client, self.kind.ads);
-            match protocol::next(P::MODE, t, &view, self.snapshot.get(t), self.client.get(t)) {
+            match protocol::next(P::MODE, t, &self.snapshot, &mut self.client, self.kind.ads) {
                 Some(plan) => return Some(plan),
                 None => self.settled[t.index()] = Some(inputs),
             }
@@ -402,6 +401,7 @@ impl<P: Protocol> StreamLoop<P> {
             sent: plan.resources,
             removed: plan.removed,
             complete: plan.complete,
+            reaches: plan.reaches,
             at: std::time::Instant::now(),
             since: self
                 .snapshot
@@ -425,11 +425,18 @@ impl<P: Protocol> StreamLoop<P> {
             .filter(|t| self.serves(*t))
             .collect();
         for t in served {
-            let wanted = &self.snapshot.get(t).resources;
-            let state = self.client.get_mut(t);
+            let set = self.snapshot.set(t).clone();
+            let wanted = &set.resources;
+            let state = self.client.get_mut_untracked(t);
             // Rejections of resources the config no longer has are history.
-            state.rejected.retain(|name, _| wanted.contains_key(name));
+            if !state.rejected.is_empty() {
+                state.rejected.retain(|name, _| wanted.contains_key(name));
+            }
             if !state.requested {
+                continue;
+            }
+            if state.known.is(&set) {
+                in_sync &= state.in_flight.is_none();
                 continue;
             }
             let holds_all = wanted
@@ -442,7 +449,7 @@ impl<P: Protocol> StreamLoop<P> {
                         .is_some_and(|k| k.version == r.version)
                 });
             let holds_extra =
-                t.is_wildcard() && state.known.keys().any(|n| !wanted.contains_key(n));
+                t.is_wildcard() && state.known.iter().any(|(n, _)| !wanted.contains_key(n));
             in_sync &= state.in_flight.is_none() && holds_all && !holds_extra;
         }
         if in_sync != self.in_sync {
@@ -479,11 +486,5 @@ impl PartialEq for Settled {
 }
 
 fn held_version(client: &ClientState, t: ResourceType) -> String {
-    version_of(
-        client
-            .get(t)
-            .known
-            .iter()
-            .map(|(n, k)| (n.as_str(), k.version.as_str())),
-    )
+    client.get(t).known.version().into_owned()
 }

@@ -60,7 +60,8 @@ pub fn sotw_entry(any: &Any) -> Bytes {
 /// with its version (1), the `Any` (2) and its name (3).
 pub fn delta_entry(name: &str, version: &str, any: &Any) -> Bytes {
     let any_bytes = any.encode_to_vec();
-    let inner_len = field_len(1, version.len()) + field_len(2, any_bytes.len()) + field_len(3, name.len());
+    let inner_len =
+        field_len(1, version.len()) + field_len(2, any_bytes.len()) + field_len(3, name.len());
     let mut out = BytesMut::with_capacity(field_len(2, inner_len));
     encode_key(2, WireType::LengthDelimited, &mut out);
     encode_varint(inner_len as u64, &mut out);
@@ -71,7 +72,11 @@ pub fn delta_entry(name: &str, version: &str, any: &Any) -> Bytes {
 }
 
 /// Assembles one message: `head` fields, the shared `entries`, `tail` fields.
-fn message(head: &[(u32, &str)], entries: impl Iterator<Item = Bytes>, tail: &[(u32, &str)]) -> Frames {
+fn message(
+    head: &[(u32, &str)],
+    entries: impl Iterator<Item = Bytes>,
+    tail: &[(u32, &str)],
+) -> Frames {
     let entries: Vec<Bytes> = entries.collect();
     let fields_len = |fields: &[(u32, &str)]| -> usize {
         fields
@@ -101,7 +106,12 @@ fn message(head: &[(u32, &str)], entries: impl Iterator<Item = Bytes>, tail: &[(
 }
 
 /// A state-of-the-world `DiscoveryResponse`.
-pub fn sotw_response(version_info: &str, entries: impl Iterator<Item = Bytes>, type_url: &str, nonce: &str) -> Frames {
+pub fn sotw_response(
+    version_info: &str,
+    entries: impl Iterator<Item = Bytes>,
+    type_url: &str,
+    nonce: &str,
+) -> Frames {
     message(&[(1, version_info)], entries, &[(4, type_url), (5, nonce)])
 }
 
@@ -148,7 +158,10 @@ mod tests {
         let frames = sotw_response("v1", [any(1), any(2)].iter().map(sotw_entry), "type/x", "7");
         let header = &frames.parts[0][..5];
         assert_eq!(header[0], 0);
-        assert_eq!(u32::from_be_bytes(header[1..5].try_into().unwrap()) as usize, frames.len() - 5);
+        assert_eq!(
+            u32::from_be_bytes(header[1..5].try_into().unwrap()) as usize,
+            frames.len() - 5
+        );
         let decoded = DiscoveryResponse::decode(frames.message()).unwrap();
         assert_eq!(
             decoded,
