@@ -6,6 +6,7 @@
 //! version changed, and a slow stream simply reads the newest value when it gets to it; no
 //! stream ever has a queue of stale snapshots.
 
+pub(crate) mod entries;
 mod resource;
 mod snapshot;
 
@@ -104,14 +105,7 @@ impl SnapshotCache {
         if let Some(tx) = state.channels.get(&key) {
             return tx.subscribe();
         }
-        if let Some(inputs) = state.inputs.clone()
-            && !state.encoded.contains_key(&transport)
-        {
-            let translation = translate::translate(&inputs.config, &inputs.overlay, transport);
-            state
-                .encoded
-                .insert(transport, EncodedSet::encode(&translation, None));
-        }
+        ensure_encoded(&mut state, transport);
         let snapshot = if state.inputs.is_some() {
             snapshot_for(&state, fleet, transport, &mut HashMap::new())
         } else {
@@ -124,8 +118,8 @@ impl SnapshotCache {
 
     /// The current snapshot for a fleet (`None`: all resources), if any config was loaded.
     pub fn current(&self, fleet: Option<&str>, transport: Transport) -> Option<Arc<Snapshot>> {
-        let state = self.lock();
-        state.inputs.as_ref()?;
+        let mut state = self.lock();
+        ensure_encoded(&mut state, transport);
         let encoded = state.encoded.get(&transport)?;
         let config = &state.inputs.as_ref()?.config;
         let selection = fleet.and_then(|f| translate::select_fleet(config, f));
@@ -140,6 +134,18 @@ impl SnapshotCache {
     /// Number of (fleet, transport) channels held, for metrics and leak tests.
     pub fn channel_count(&self) -> usize {
         self.lock().channels.len()
+    }
+}
+
+/// Translates and encodes the current inputs for `transport` if no stream used it yet.
+fn ensure_encoded(state: &mut State, transport: Transport) {
+    if let Some(inputs) = state.inputs.clone()
+        && !state.encoded.contains_key(&transport)
+    {
+        let translation = translate::translate(&inputs.config, &inputs.overlay, transport);
+        state
+            .encoded
+            .insert(transport, EncodedSet::encode(&translation, None));
     }
 }
 

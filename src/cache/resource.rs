@@ -2,8 +2,11 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use envoy_types::pb::google::protobuf::Any;
 use sha2::{Digest, Sha256};
+
+use super::entries;
 
 /// The four xDS resource types flotilla serves, in make-before-break order: a cluster and its
 /// endpoints exist before the listeners and routes that send traffic to them.
@@ -74,12 +77,19 @@ pub struct Resource {
     /// Clusters this resource sends traffic to (for route configurations), which must exist in
     /// Envoy before it is applied and may only be removed after it is gone.
     pub clusters: Vec<String>,
+    /// This resource's entry in a state-of-the-world response, encoded once for every stream.
+    pub sotw: Bytes,
+    /// This resource's entry in a delta response (name and version included).
+    pub delta: Bytes,
 }
 
 impl Resource {
     pub fn new(name: String, body: Any, clusters: Vec<String>) -> Resource {
+        let version = content_hash([body.type_url.as_bytes(), &body.value]);
         Resource {
-            version: content_hash([body.type_url.as_bytes(), &body.value]),
+            sotw: entries::sotw_entry(&body),
+            delta: entries::delta_entry(&name, &version, &body),
+            version,
             name,
             body,
             clusters,

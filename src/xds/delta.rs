@@ -1,17 +1,15 @@
 //! Incremental (delta): `DeltaDiscoveryRequest` / `DeltaDiscoveryResponse`.
 
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::protocol::{Mode, Plan, Protocol, Request, Subscription};
+use super::wire::{self, Frames};
 use crate::cache::Snapshot;
 
 pub(crate) struct Delta;
 
 impl Protocol for Delta {
     type Req = DeltaDiscoveryRequest;
-    type Resp = DeltaDiscoveryResponse;
     const MODE: Mode = Mode::Delta;
 
     fn request(req: DeltaDiscoveryRequest) -> Request {
@@ -28,23 +26,13 @@ impl Protocol for Delta {
         }
     }
 
-    fn response(plan: &Plan, nonce: String, snapshot: &Snapshot) -> DeltaDiscoveryResponse {
-        DeltaDiscoveryResponse {
-            system_version_info: snapshot.version.clone(),
-            resources: plan
-                .resources
-                .iter()
-                .map(|r| Resource {
-                    name: r.name.clone(),
-                    version: r.version.clone(),
-                    resource: Some(r.body.clone()),
-                    ..Default::default()
-                })
-                .collect(),
-            type_url: plan.t.type_url().to_string(),
-            removed_resources: plan.removed.clone(),
+    fn response(plan: &Plan, nonce: &str, snapshot: &Snapshot) -> Frames {
+        wire::delta_response(
+            &snapshot.version,
+            plan.resources.iter().map(|r| r.delta.clone()),
+            plan.t.type_url(),
+            &plan.removed,
             nonce,
-            ..Default::default()
-        }
+        )
     }
 }

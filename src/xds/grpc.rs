@@ -12,14 +12,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
+};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Frame;
 use tokio::sync::mpsc;
+use tonic::Status;
 use tonic::body::Body;
 use tonic::codec::{Codec, Streaming};
 use tonic::server::NamedService;
-use tonic::Status;
 
 use super::delta::Delta;
 use super::sotw::Sotw;
@@ -91,10 +93,11 @@ service_names! {
         ["StreamRoutes", "DeltaRoutes", "FetchRoutes"];
 }
 
-impl<N: Named> tower::Service<Request<Body>> for Service<N> {
+impl<N: Named> tower_service::Service<Request<Body>> for Service<N> {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -107,7 +110,10 @@ impl<N: Named> tower::Service<Request<Body>> for Service<N> {
 }
 
 fn method<N: Named>(path: &str) -> Option<Method> {
-    let name = path.strip_prefix('/')?.strip_prefix(N::NAME)?.strip_prefix('/')?;
+    let name = path
+        .strip_prefix('/')?
+        .strip_prefix(N::NAME)?
+        .strip_prefix('/')?;
     match name {
         "" => None,
         n if n == N::METHODS[0] => Some(Method::Sotw),
@@ -122,31 +128,46 @@ async fn handle<N: Named>(shared: Shared, req: Request<Body>) -> Response<Body> 
         Some(t) => Kind::single(t),
         None => Kind::ADS,
     };
-    if req.headers().get("grpc-encoding").is_some_and(|v| v != "identity") {
-        return status_only(Status::unimplemented("compressed requests are not supported"));
+    if req
+        .headers()
+        .get("grpc-encoding")
+        .is_some_and(|v| v != "identity")
+    {
+        return status_only(Status::unimplemented(
+            "compressed requests are not supported",
+        ));
     }
     match method::<N>(req.uri().path()) {
         Some(Method::Sotw) => {
-            let decoder = tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default().decoder();
-            let requests = Streaming::new_request(decoder, req.into_body(), None, Some(MAX_REQUEST));
+            let decoder =
+                tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default().decoder();
+            let requests =
+                Streaming::new_request(decoder, req.into_body(), None, Some(MAX_REQUEST));
             streaming(stream::spawn::<Sotw>(shared, kind, requests))
         }
         Some(Method::Delta) => {
-            let decoder = tonic_prost::ProstCodec::<DiscoveryResponse, DeltaDiscoveryRequest>::default().decoder();
-            let requests = Streaming::new_request(decoder, req.into_body(), None, Some(MAX_REQUEST));
+            let decoder =
+                tonic_prost::ProstCodec::<DiscoveryResponse, DeltaDiscoveryRequest>::default()
+                    .decoder();
+            let requests =
+                Streaming::new_request(decoder, req.into_body(), None, Some(MAX_REQUEST));
             streaming(stream::spawn::<Delta>(shared, kind, requests))
         }
         Some(Method::Fetch) => match N::TYPE {
             Some(t) => fetch(&shared, t, req).await,
             None => status_only(Status::unimplemented("ADS has no fetch method")),
         },
-        None => status_only(Status::unimplemented(format!("unknown method {}", req.uri().path()))),
+        None => status_only(Status::unimplemented(format!(
+            "unknown method {}",
+            req.uri().path()
+        ))),
     }
 }
 
 /// Unary fetch (REST-style polling over gRPC): the current resources of one type.
 async fn fetch(shared: &Shared, t: ResourceType, req: Request<Body>) -> Response<Body> {
-    let decoder = tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default().decoder();
+    let decoder =
+        tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default().decoder();
     let mut requests = Streaming::new_request(decoder, req.into_body(), None, Some(MAX_REQUEST));
     let request = match requests.message().await {
         Ok(Some(r)) => r,
@@ -160,7 +181,9 @@ async fn fetch(shared: &Shared, t: ResourceType, req: Request<Body>) -> Response
         )));
     }
     let Some(node) = request.node else {
-        return status_only(Status::invalid_argument("fetch requests must carry the Envoy node"));
+        return status_only(Status::invalid_argument(
+            "fetch requests must carry the Envoy node",
+        ));
     };
     let Some(snapshot) = shared.cache.current(Some(&node.cluster), Transport::Sotw) else {
         return status_only(Status::unavailable("no configuration loaded yet"));
@@ -171,8 +194,17 @@ async fn fetch(shared: &Shared, t: ResourceType, req: Request<Body>) -> Response
         .values()
         .filter(|r| request.resource_names.is_empty() || request.resource_names.contains(&r.name))
         .collect();
-    let version = version_of(resources.iter().map(|r| (r.name.as_str(), r.version.as_str())));
-    let frames = wire::sotw_response(&version, resources.iter().map(|r| r.sotw.clone()), t.type_url(), "");
+    let version = version_of(
+        resources
+            .iter()
+            .map(|r| (r.name.as_str(), r.version.as_str())),
+    );
+    let frames = wire::sotw_response(
+        &version,
+        resources.iter().map(|r| r.sotw.clone()),
+        t.type_url(),
+        "",
+    );
     let (tx, rx) = mpsc::channel(1);
     let _ = tx.try_send(Ok(frames));
     drop(tx);
@@ -181,8 +213,10 @@ async fn fetch(shared: &Shared, t: ResourceType, req: Request<Body>) -> Response
 
 fn grpc_response(body: Body) -> Response<Body> {
     let mut resp = Response::new(body);
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
     resp
 }
 
@@ -215,7 +249,10 @@ impl http_body::Body for FramesBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         loop {
             if !self.pending.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::data(self.chunk()))));
@@ -241,7 +278,12 @@ impl FramesBody {
     /// The next chunk: a large piece as is, small pieces copied together up to [`CHUNK`].
     fn chunk(&mut self) -> Bytes {
         let first = self.pending.pop_front().unwrap_or_default();
-        if first.len() >= CHUNK || self.pending.front().is_none_or(|next| first.len() + next.len() > CHUNK) {
+        if first.len() >= CHUNK
+            || self
+                .pending
+                .front()
+                .is_none_or(|next| first.len() + next.len() > CHUNK)
+        {
             return first;
         }
         let mut out = BytesMut::with_capacity(CHUNK);

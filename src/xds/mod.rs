@@ -1,6 +1,6 @@
 //! The xDS gRPC server: ADS and per-type discovery services, state-of-the-world and delta.
 //!
-//! `service` adapts tonic's generated traits, `stream` runs one stream (shared by both
+//! `grpc` serves the discovery services (responses as pre-encoded pieces, see `wire`), `stream` runs one stream (shared by both
 //! protocol variants, which differ only in `sotw` / `delta`), `client` is what a stream knows
 //! about its Envoy, `plan` orders changes make-before-break, and `nodes` is the registry of
 //! connected Envoys that the admin API shows.
@@ -9,12 +9,12 @@
 pub mod bench;
 mod client;
 mod delta;
+mod grpc;
 mod held;
 mod names;
 pub mod nodes;
 mod plan;
 mod protocol;
-mod service;
 mod sotw;
 mod stream;
 pub mod wire;
@@ -22,11 +22,6 @@ pub mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_server::ClusterDiscoveryServiceServer;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
-use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryServiceServer;
-use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_server::ListenerDiscoveryServiceServer;
-use envoy_types::pb::envoy::service::route::v3::route_discovery_service_server::RouteDiscoveryServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -52,22 +47,20 @@ pub async fn serve(
     traffic: Arc<FleetTraffic>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let discovery = service::Discovery {
-        shared: stream::Shared {
-            cache,
-            nodes,
-            shutdown: shutdown.clone(),
-        },
+    let shared = stream::Shared {
+        cache,
+        nodes,
+        shutdown: shutdown.clone(),
     };
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tcp_nodelay(true)
-        .add_service(AggregatedDiscoveryServiceServer::new(discovery.clone()))
-        .add_service(ClusterDiscoveryServiceServer::new(discovery.clone()))
-        .add_service(EndpointDiscoveryServiceServer::new(discovery.clone()))
-        .add_service(ListenerDiscoveryServiceServer::new(discovery.clone()))
-        .add_service(RouteDiscoveryServiceServer::new(discovery))
+        .add_service(grpc::Service::<grpc::Ads>::new(shared.clone()))
+        .add_service(grpc::Service::<grpc::Cds>::new(shared.clone()))
+        .add_service(grpc::Service::<grpc::Eds>::new(shared.clone()))
+        .add_service(grpc::Service::<grpc::Lds>::new(shared.clone()))
+        .add_service(grpc::Service::<grpc::Rds>::new(shared))
         // Envoy's stats and load reports share the xDS connection.
         .add_service(
             MetricsServiceServer::new(MetricsSink {

@@ -12,8 +12,10 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 /// A set of subscribed names, shared by every stream with the same set.
 pub(crate) type Names = Arc<BTreeSet<String>>;
 
-static INTERNED: LazyLock<Mutex<HashMap<u64, Vec<Weak<BTreeSet<String>>>>>> =
-    LazyLock::new(Mutex::default);
+/// The live sets by hash (colliding sets share a bucket); dead ones are pruned as found.
+type Table = HashMap<u64, Vec<Weak<BTreeSet<String>>>>;
+
+static INTERNED: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
 
 static EMPTY: LazyLock<Names> = LazyLock::new(|| Arc::new(BTreeSet::new()));
 

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use super::client::{ClientState, TypeState};
 use super::plan::{Entry, View, view};
+use super::wire::Frames;
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet, version_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -79,11 +80,11 @@ pub(crate) struct Plan {
 /// One wire variant.
 pub(crate) trait Protocol: Send + 'static {
     type Req: Send + 'static;
-    type Resp: Send + 'static;
     const MODE: Mode;
 
     fn request(req: Self::Req) -> Request;
-    fn response(plan: &Plan, nonce: String, snapshot: &Snapshot) -> Self::Resp;
+    /// The response, assembled from the resources' pre-encoded entries.
+    fn response(plan: &Plan, nonce: &str, snapshot: &Snapshot) -> Frames;
 }
 
 /// Applies a request's subscription to a type's state. `snapshot` supplies the content of

@@ -1,15 +1,15 @@
 //! State-of-the-world: `DiscoveryRequest` / `DiscoveryResponse`.
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::protocol::{Mode, Plan, Protocol, Request, Subscription};
+use super::wire::{self, Frames};
 use crate::cache::Snapshot;
 
 pub(crate) struct Sotw;
 
 impl Protocol for Sotw {
     type Req = DiscoveryRequest;
-    type Resp = DiscoveryResponse;
     const MODE: Mode = Mode::Sotw;
 
     fn request(req: DiscoveryRequest) -> Request {
@@ -25,13 +25,12 @@ impl Protocol for Sotw {
         }
     }
 
-    fn response(plan: &Plan, nonce: String, _snapshot: &Snapshot) -> DiscoveryResponse {
-        DiscoveryResponse {
-            version_info: plan.version_info.clone(),
-            resources: plan.resources.iter().map(|r| r.body.clone()).collect(),
-            type_url: plan.t.type_url().to_string(),
+    fn response(plan: &Plan, nonce: &str, _snapshot: &Snapshot) -> Frames {
+        wire::sotw_response(
+            &plan.version_info,
+            plan.resources.iter().map(|r| r.sotw.clone()),
+            plan.t.type_url(),
             nonce,
-            ..Default::default()
-        }
+        )
     }
 }

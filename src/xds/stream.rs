@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 use tracing::{Instrument, debug, info, warn};
@@ -16,6 +15,7 @@ use super::client::{ClientState, InFlight, Reply};
 use super::nodes::{Nack, NodeRegistry, StreamEntry, StreamInfo};
 use super::plan;
 use super::protocol::{self, Mode, Plan, Protocol, Request};
+use super::wire::Frames;
 use crate::cache::{ResourceType, Snapshot, SnapshotCache};
 use crate::translate::Transport;
 
@@ -54,12 +54,12 @@ impl Kind {
 /// small enough that planning always works from a fresh snapshot.
 const OUTGOING: usize = 2;
 
-/// Starts serving a stream; the returned stream carries its responses.
+/// Starts serving a stream; the returned channel carries its responses, then its status.
 pub(crate) fn spawn<P: Protocol>(
     shared: Shared,
     kind: Kind,
     requests: Streaming<P::Req>,
-) -> ReceiverStream<Result<P::Resp, Status>>
+) -> mpsc::Receiver<Result<Frames, Status>>
 where
     Streaming<P::Req>: Send,
 {
@@ -69,14 +69,14 @@ where
             let _ = tx.send(Err(status)).await;
         }
     });
-    ReceiverStream::new(rx)
+    rx
 }
 
 async fn run<P: Protocol>(
     shared: Shared,
     kind: Kind,
     mut requests: Streaming<P::Req>,
-    tx: mpsc::Sender<Result<P::Resp, Status>>,
+    tx: mpsc::Sender<Result<Frames, Status>>,
 ) -> Result<(), Status> {
     let Some(first) = requests.message().await? else {
         return Ok(());
@@ -179,7 +179,7 @@ impl<P: Protocol> StreamLoop<P> {
         first: Request,
         mut requests: Streaming<P::Req>,
         snapshots: &mut watch::Receiver<Arc<Snapshot>>,
-        tx: mpsc::Sender<Result<P::Resp, Status>>,
+        tx: mpsc::Sender<Result<Frames, Status>>,
         shutdown: CancellationToken,
     ) -> Result<(), Status> {
         info!("stream opened");
@@ -217,7 +217,7 @@ impl<P: Protocol> StreamLoop<P> {
         first: Request,
         requests: &mut Streaming<P::Req>,
         snapshots: &mut watch::Receiver<Arc<Snapshot>>,
-        tx: mpsc::Sender<Result<P::Resp, Status>>,
+        tx: mpsc::Sender<Result<Frames, Status>>,
         shutdown: CancellationToken,
     ) -> Result<(), Status> {
         self.handle(first)?;
@@ -361,7 +361,7 @@ impl<P: Protocol> StreamLoop<P> {
         None
     }
 
-    fn send(&mut self, plan: Plan) -> P::Resp {
+    fn send(&mut self, plan: Plan) -> Frames {
         // Envoy re-creates a cluster whose definition changed and warms it again, holding the
         // ACK of this response until the new cluster has its endpoints. On ADS, where flotilla
         // sees both types, it sends them again right behind the update: waiting for the ACK
@@ -385,7 +385,7 @@ impl<P: Protocol> StreamLoop<P> {
         }
         self.nonce += 1;
         let nonce = self.nonce.to_string();
-        let response = P::response(&plan, nonce.clone(), &self.snapshot);
+        let response = P::response(&plan, &nonce, &self.snapshot);
         debug!(r#type = %plan.t, version = %plan.version_info, nonce = %nonce,
             resources = plan.resources.len(), removed = plan.removed.len(), "sending");
         crate::metrics::get().response_sent(plan.t, P::MODE.name());

@@ -1,17 +1,17 @@
 //! Discovery responses assembled from pre-encoded pieces, and framed for gRPC.
 //!
 //! Every stream of a fleet sends the same resources; only the nonce (and for SotW the version)
-//! differs. Each resource is therefore encoded once, as the exact bytes of its entry in a
-//! `DiscoveryResponse` (field 2, an `Any`) and in a `DeltaDiscoveryResponse` (field 2, a
-//! `Resource`), and a response is a list of shared `Bytes`: a small header and prefix, the
-//! resources' entries (reference-counted, never copied per stream), a small suffix. Protobuf
+//! differs. Each resource is therefore encoded once, by the cache, as the exact bytes of its
+//! entry in either response (`cache::entries`), and a response is a list of shared `Bytes`: a
+//! small header and prefix, the resources' entries (reference-counted, never copied per
+//! stream), a small suffix. Protobuf
 //! lets fields come in any order and concatenated entries of a repeated field are that field,
 //! so these pieces decode as the message prost would have built.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+
+use crate::cache::entries::{field_bytes, field_len};
 
 /// One gRPC message (5-byte prefix included) as pieces that are written out in order.
 #[derive(Debug, Clone, Default)]
@@ -36,39 +36,6 @@ impl Frames {
         }
         out.freeze().slice(5..)
     }
-}
-
-fn field_bytes(out: &mut BytesMut, field: u32, value: &[u8]) {
-    encode_key(field, WireType::LengthDelimited, out);
-    encode_varint(value.len() as u64, out);
-    out.put_slice(value);
-}
-
-fn field_len(field: u32, len: usize) -> usize {
-    prost::encoding::key_len(field) + encoded_len_varint(len as u64) + len
-}
-
-/// The entry of a resource in `DiscoveryResponse.resources` (field 2).
-pub fn sotw_entry(any: &Any) -> Bytes {
-    let body = any.encode_to_vec();
-    let mut out = BytesMut::with_capacity(field_len(2, body.len()));
-    field_bytes(&mut out, 2, &body);
-    out.freeze()
-}
-
-/// The entry of a resource in `DeltaDiscoveryResponse.resources` (field 2): a `Resource`
-/// with its version (1), the `Any` (2) and its name (3).
-pub fn delta_entry(name: &str, version: &str, any: &Any) -> Bytes {
-    let any_bytes = any.encode_to_vec();
-    let inner_len =
-        field_len(1, version.len()) + field_len(2, any_bytes.len()) + field_len(3, name.len());
-    let mut out = BytesMut::with_capacity(field_len(2, inner_len));
-    encode_key(2, WireType::LengthDelimited, &mut out);
-    encode_varint(inner_len as u64, &mut out);
-    field_bytes(&mut out, 1, version.as_bytes());
-    field_bytes(&mut out, 2, &any_bytes);
-    field_bytes(&mut out, 3, name.as_bytes());
-    out.freeze()
 }
 
 /// Assembles one message: `head` fields, the shared `entries`, `tail` fields.
@@ -142,9 +109,11 @@ pub fn single<M: Message>(m: &M) -> Frames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::entries::{delta_entry, sotw_entry};
     use envoy_types::pb::envoy::service::discovery::v3::{
         DeltaDiscoveryResponse, DiscoveryResponse, Resource,
     };
+    use envoy_types::pb::google::protobuf::Any;
 
     fn any(n: u8) -> Any {
         Any {

@@ -274,3 +274,68 @@ async fn sigterm_ends_streams_and_exits_cleanly() {
     // Envoy keeps forwarding on what it has.
     assert_eq!(client::spread(&s.url("/"), 5).await.get("a"), Some(&5));
 }
+
+#[tokio::test]
+async fn fetch_returns_the_current_clusters_and_wrong_calls_get_clear_errors() {
+    use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_client::EndpointDiscoveryServiceClient;
+
+    let s = setup().await;
+    let url = format!("http://{}", s.flotilla.xds);
+    let mut cds = ClusterDiscoveryServiceClient::connect(url.clone())
+        .await
+        .expect("connect");
+    let fetched = cds
+        .fetch_clusters(DiscoveryRequest {
+            node: node("fetcher"),
+            type_url: CDS.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("fetch clusters")
+        .into_inner();
+    assert_eq!(fetched.type_url, CDS);
+    assert!(!fetched.version_info.is_empty());
+    let names: Vec<String> = fetched
+        .resources
+        .iter()
+        .map(|any| {
+            Cluster::decode(any.value.as_slice())
+                .expect("a Cluster")
+                .name
+        })
+        .collect();
+    assert_eq!(names, ["web"]);
+
+    // The same call again gives the same version: it is a function of the resources.
+    let again = cds
+        .fetch_clusters(DiscoveryRequest {
+            node: node("fetcher"),
+            ..Default::default()
+        })
+        .await
+        .expect("fetch clusters")
+        .into_inner();
+    assert_eq!(again.version_info, fetched.version_info);
+
+    // A type the service does not serve, and a fetch without a node, are refused.
+    let mut eds = EndpointDiscoveryServiceClient::connect(url)
+        .await
+        .expect("connect");
+    let wrong = eds
+        .fetch_endpoints(DiscoveryRequest {
+            node: node("fetcher"),
+            type_url: CDS.into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a cluster request on the endpoint service");
+    assert_eq!(wrong.code(), Code::InvalidArgument);
+    assert!(wrong.message().contains("not served"), "{wrong:?}");
+    let nameless = eds
+        .fetch_endpoints(DiscoveryRequest::default())
+        .await
+        .expect_err("no node");
+    assert_eq!(nameless.code(), Code::InvalidArgument);
+    envoy_unaffected(&s).await;
+}

@@ -18,6 +18,7 @@ pub mod xds_client;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The repository root (where Cargo.toml is).
 pub fn repo_root() -> PathBuf {
@@ -30,9 +31,34 @@ pub fn flotilla_bin() -> PathBuf {
 }
 
 /// A loopback address with a port free right now (for processes that must be told a port).
+///
+/// Ports come from below the kernel's ephemeral range, each handed out once per test process:
+/// a port picked by binding port 0 and released could be handed by the kernel to the next
+/// port-0 bind (a backend, flotilla's admin listener) before Envoy binds it, which made tests
+/// flaky with "Address already in use".
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind free port");
-    l.local_addr().expect("local addr")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = picked_port_range();
+    let span = high - low;
+    let start = std::process::id() * 97 % span;
+    for _ in 0..span {
+        let port = low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
+}
+
+/// Ports below the ephemeral range (`ip_local_port_range`), which the kernel never hands to a
+/// port-0 bind or an outgoing connection.
+fn picked_port_range() -> (u32, u32) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let low = 10_000.min(ephemeral_low / 2);
+    (low, ephemeral_low.max(low + 1_000))
 }
 
 pub(crate) fn print_log_tail(what: &str, path: &Path, lines: usize) {
