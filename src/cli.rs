@@ -112,6 +112,10 @@ pub(crate) struct ServeArgs {
     /// Where drains and weight overrides are stored to survive restarts.
     #[arg(long, default_value = "flotilla-state.json")]
     pub(crate) state_file: PathBuf,
+    /// How long an xDS connection may leave flotilla's HTTP/2 PING (sent every 30 s)
+    /// unanswered before it is closed as dead.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) xds_keepalive_timeout: std::time::Duration,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -254,6 +258,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 debounce: args.debounce,
                 admin_token: args.admin_token,
                 state_file: args.state_file,
+                xds_keepalive_timeout: args.xds_keepalive_timeout,
             },
             shutdown,
         )

@@ -8,6 +8,12 @@ use clap::Parser;
 
 use cli::{Cli, Command, LogFormat};
 
+/// mimalloc instead of glibc's malloc: serving thousands of streams churns through gigabytes
+/// of short-lived buffers, and glibc kept about half of flotilla's resident memory as freed
+/// but unreturned pages (1.6 GiB RSS, 0.8 GiB after `malloc_trim`, at 10,000 streams).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);

@@ -32,6 +32,8 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
+    /// An xDS connection that leaves a keepalive PING unanswered this long is closed.
+    pub xds_keepalive_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +124,15 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     };
     tokio::spawn(node_gauges(nodes.clone(), shutdown.clone()));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
-    let xds_result = xds::serve(xds_listener, cache, nodes, traffic, shutdown.clone()).await;
+    let xds_result = xds::serve(
+        xds_listener,
+        cache,
+        nodes,
+        traffic,
+        opts.xds_keepalive_timeout,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     let admin_result = admin.await;
     xds_result?;

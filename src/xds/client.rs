@@ -39,6 +39,8 @@ pub(crate) struct TypeState {
     pub(crate) wildcard: bool,
     /// The names subscribed to (shared with every stream that has the same subscription).
     pub(crate) names: Names,
+    /// Fingerprint of the last SotW name list received, which set `wildcard` and `names`.
+    pub(crate) names_seen: Option<u64>,
     pub(crate) known: Held,
     /// The last answer of [`TypeState::covers`], for the set and names it was given for.
     covers_memo: Option<(Arc<TypeSet>, Names, bool)>,
@@ -57,6 +59,7 @@ impl Default for TypeState {
             answered: false,
             wildcard: false,
             names: names::empty(),
+            names_seen: None,
             known: Held::default(),
             covers_memo: None,
             in_flight: None,

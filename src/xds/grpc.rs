@@ -6,8 +6,8 @@
 //! tonic, but a response is a list of shared `Bytes` (see `wire`) copied into small chunks only
 //! as the connection takes them.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::iter::Peekable;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -24,6 +24,7 @@ use tonic::codec::{Codec, Streaming};
 use tonic::server::NamedService;
 
 use super::delta::Delta;
+use super::request::SotwRequest;
 use super::sotw::Sotw;
 use super::stream::{self, Kind, Shared};
 use super::wire::{self, Frames};
@@ -140,7 +141,7 @@ async fn handle<N: Named>(shared: Shared, req: Request<Body>) -> Response<Body> 
     match method::<N>(req.uri().path()) {
         Some(Method::Sotw) => {
             let decoder =
-                tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default().decoder();
+                tonic_prost::ProstCodec::<DiscoveryResponse, SotwRequest>::default().decoder();
             let requests =
                 Streaming::new_request(decoder, req.into_body(), None, Some(MAX_REQUEST));
             streaming(stream::spawn::<Sotw>(shared, kind, requests))
@@ -231,7 +232,7 @@ fn status_only(status: Status) -> Response<Body> {
 fn streaming(responses: mpsc::Receiver<Result<Frames, Status>>) -> Response<Body> {
     grpc_response(Body::new(FramesBody {
         responses,
-        pending: VecDeque::new(),
+        pending: None,
         trailers: None,
         done: false,
     }))
@@ -240,7 +241,9 @@ fn streaming(responses: mpsc::Receiver<Result<Frames, Status>>) -> Response<Body
 /// The response body of a stream: messages as they come, then the status as trailers.
 struct FramesBody {
     responses: mpsc::Receiver<Result<Frames, Status>>,
-    pending: VecDeque<Bytes>,
+    /// The pieces of the message being written. Dropped once written: a stream that sent a
+    /// thousand-resource response must not keep room for a thousand pieces (32 KiB) forever.
+    pending: Option<Peekable<std::vec::IntoIter<Bytes>>>,
     trailers: Option<HeaderMap>,
     done: bool,
 }
@@ -254,8 +257,8 @@ impl http_body::Body for FramesBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         loop {
-            if !self.pending.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(self.chunk()))));
+            if let Some(chunk) = self.chunk() {
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
             }
             if let Some(trailers) = self.trailers.take() {
                 self.done = true;
@@ -266,7 +269,9 @@ impl http_body::Body for FramesBody {
             }
             match self.responses.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frames))) => self.pending.extend(frames.parts),
+                Poll::Ready(Some(Ok(frames))) => {
+                    self.pending = Some(frames.parts.into_iter().peekable());
+                }
                 Poll::Ready(Some(Err(status))) => self.trailers = Some(trailers(&status)),
                 Poll::Ready(None) => self.trailers = Some(trailers(&Status::ok(""))),
             }
@@ -276,26 +281,25 @@ impl http_body::Body for FramesBody {
 
 impl FramesBody {
     /// The next chunk: a large piece as is, small pieces copied together up to [`CHUNK`].
-    fn chunk(&mut self) -> Bytes {
-        let first = self.pending.pop_front().unwrap_or_default();
+    fn chunk(&mut self) -> Option<Bytes> {
+        let pending = self.pending.as_mut()?;
+        let Some(first) = pending.next() else {
+            self.pending = None;
+            return None;
+        };
         if first.len() >= CHUNK
-            || self
-                .pending
-                .front()
+            || pending
+                .peek()
                 .is_none_or(|next| first.len() + next.len() > CHUNK)
         {
-            return first;
+            return Some(first);
         }
         let mut out = BytesMut::with_capacity(CHUNK);
         out.put_slice(&first);
-        while let Some(next) = self.pending.front() {
-            if out.len() + next.len() > CHUNK {
-                break;
-            }
-            out.put_slice(next);
-            self.pending.pop_front();
+        while let Some(next) = pending.next_if(|next| out.len() + next.len() <= CHUNK) {
+            out.put_slice(&next);
         }
-        out.freeze()
+        Some(out.freeze())
     }
 }
 

@@ -1,8 +1,9 @@
 //! The xDS gRPC server: ADS and per-type discovery services, state-of-the-world and delta.
 //!
-//! `grpc` serves the discovery services (responses as pre-encoded pieces, see `wire`), `stream` runs one stream (shared by both
-//! protocol variants, which differ only in `sotw` / `delta`), `client` is what a stream knows
-//! about its Envoy, `plan` orders changes make-before-break, and `nodes` is the registry of
+//! `grpc` serves the discovery services, sending responses as pre-encoded pieces (`wire`);
+//! `stream` runs one stream (shared by both protocol variants, which differ only in `sotw` /
+//! `delta`); `client` is what a stream knows about its Envoy (`held`, `names`); `plan` orders
+//! changes make-before-break and `protocol` decides what to send; `nodes` is the registry of
 //! connected Envoys that the admin API shows.
 
 #[doc(hidden)]
@@ -15,6 +16,7 @@ mod names;
 pub mod nodes;
 mod plan;
 mod protocol;
+mod request;
 mod sotw;
 mod stream;
 pub mod wire;
@@ -45,6 +47,7 @@ pub async fn serve(
     cache: Arc<SnapshotCache>,
     nodes: Arc<NodeRegistry>,
     traffic: Arc<FleetTraffic>,
+    keepalive_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let shared = stream::Shared {
@@ -54,7 +57,7 @@ pub async fn serve(
     };
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(keepalive_timeout))
         .tcp_nodelay(true)
         .add_service(grpc::Service::<grpc::Ads>::new(shared.clone()))
         .add_service(grpc::Service::<grpc::Cds>::new(shared.clone()))

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use super::client::{ClientState, TypeState};
 use super::plan::{Entry, View, view};
+use super::request::NameList;
 use super::wire::Frames;
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet, version_of};
 
@@ -44,7 +45,7 @@ pub(crate) enum Subscription {
     /// SotW: every name the client wants (none means wildcard for clusters and listeners),
     /// and the version it holds.
     Complete {
-        names: Vec<String>,
+        names: NameList,
         version_info: String,
     },
     /// Delta: changes to the subscription, and on a first request what the client holds.
@@ -58,7 +59,7 @@ pub(crate) enum Subscription {
 impl Default for Subscription {
     fn default() -> Subscription {
         Subscription::Complete {
-            names: Vec::new(),
+            names: NameList::default(),
             version_info: String::new(),
         }
     }
@@ -102,11 +103,22 @@ pub(crate) fn subscribe(
             names,
             version_info,
         } => {
-            state.wildcard = t.is_wildcard() && names.is_empty() || names.iter().any(|n| n == "*");
             // Envoy repeats its whole subscription in every request, ACKs included; when it is
-            // the one held (in the same order), there is nothing to rebuild.
-            if !names.iter().eq(state.names.iter()) {
-                state.set_names(names.iter().filter(|n| *n != "*").cloned().collect());
+            // the list it sent last time, there is nothing to look at.
+            let fingerprint = names.fingerprint();
+            if state.names_seen != Some(fingerprint) {
+                state.wildcard =
+                    t.is_wildcard() && names.is_empty() || names.iter().any(|n| n == "*");
+                if !names.iter().eq(state.names.iter().map(String::as_str)) {
+                    state.set_names(
+                        names
+                            .iter()
+                            .filter(|n| *n != "*")
+                            .map(str::to_string)
+                            .collect(),
+                    );
+                }
+                state.names_seen = Some(fingerprint);
             }
             // A reconnecting client that reports exactly the current resources holds them:
             // versions are content hashes, so this survives a flotilla restart.

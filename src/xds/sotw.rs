@@ -1,18 +1,17 @@
-//! State-of-the-world: `DiscoveryRequest` / `DiscoveryResponse`.
-
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+//! State-of-the-world: `DiscoveryRequest` (decoded as `SotwRequest`) / `DiscoveryResponse`.
 
 use super::protocol::{Mode, Plan, Protocol, Request, Subscription};
+use super::request::SotwRequest;
 use super::wire::{self, Frames};
 use crate::cache::Snapshot;
 
 pub(crate) struct Sotw;
 
 impl Protocol for Sotw {
-    type Req = DiscoveryRequest;
+    type Req = SotwRequest;
     const MODE: Mode = Mode::Sotw;
 
-    fn request(req: DiscoveryRequest) -> Request {
+    fn request(req: SotwRequest) -> Request {
         Request {
             type_url: req.type_url,
             node: req.node,

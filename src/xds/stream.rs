@@ -435,7 +435,9 @@ impl<P: Protocol> StreamLoop<P> {
             if !state.requested {
                 continue;
             }
-            if state.known.is(&set) {
+            // Out of sync while a response is in flight; the walk below is for the rare
+            // client that holds the set's contents in another shape.
+            if state.known.is(&set) || state.in_flight.is_some() {
                 in_sync &= state.in_flight.is_none();
                 continue;
             }

@@ -43,6 +43,10 @@ impl Flotilla {
             .args(["--xds-listen", &xds.to_string()])
             .args(["--admin-listen", &admin.to_string()])
             .args(["--debounce", debounce])
+            // Thousands of streams on one load-generator thread can keep a connection's task
+            // from running for more than flotilla's default 10 s; flotilla would then close the
+            // connection as dead (a real Envoy answers PINGs on its own event loop).
+            .args(["--xds-keepalive-timeout", "300s"])
             .env(
                 "RUST_LOG",
                 std::env::var("FLOTILLA_LOG").unwrap_or("warn".into()),
