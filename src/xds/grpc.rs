@@ -12,18 +12,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Frame;
 use tokio::sync::mpsc;
 use tonic::Status;
 use tonic::body::Body;
-use tonic::codec::{Codec, Streaming};
 use tonic::server::NamedService;
 
 use super::delta::Delta;
+use super::reader::Requests;
 use super::request::SotwRequest;
 use super::sotw::Sotw;
 use super::stream::{self, Kind, Shared};
@@ -140,18 +138,11 @@ async fn handle<N: Named>(shared: Shared, req: Request<Body>) -> Response<Body> 
     }
     match method::<N>(req.uri().path()) {
         Some(Method::Sotw) => {
-            let decoder =
-                tonic_prost::ProstCodec::<DiscoveryResponse, SotwRequest>::default().decoder();
-            let requests =
-                Streaming::new_request(decoder, req.into_body(), None, Some(MAX_REQUEST));
+            let requests = Requests::<SotwRequest>::new(req.into_body(), MAX_REQUEST);
             streaming(stream::spawn::<Sotw>(shared, kind, requests))
         }
         Some(Method::Delta) => {
-            let decoder =
-                tonic_prost::ProstCodec::<DiscoveryResponse, DeltaDiscoveryRequest>::default()
-                    .decoder();
-            let requests =
-                Streaming::new_request(decoder, req.into_body(), None, Some(MAX_REQUEST));
+            let requests = Requests::<DeltaDiscoveryRequest>::new(req.into_body(), MAX_REQUEST);
             streaming(stream::spawn::<Delta>(shared, kind, requests))
         }
         Some(Method::Fetch) => match N::TYPE {
@@ -167,9 +158,7 @@ async fn handle<N: Named>(shared: Shared, req: Request<Body>) -> Response<Body> 
 
 /// Unary fetch (REST-style polling over gRPC): the current resources of one type.
 async fn fetch(shared: &Shared, t: ResourceType, req: Request<Body>) -> Response<Body> {
-    let decoder =
-        tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default().decoder();
-    let mut requests = Streaming::new_request(decoder, req.into_body(), None, Some(MAX_REQUEST));
+    let mut requests = Requests::<DiscoveryRequest>::new(req.into_body(), MAX_REQUEST);
     let request = match requests.message().await {
         Ok(Some(r)) => r,
         Ok(None) => return status_only(Status::invalid_argument("empty fetch request")),

@@ -16,6 +16,7 @@ mod names;
 pub mod nodes;
 mod plan;
 mod protocol;
+mod reader;
 mod request;
 mod sotw;
 mod stream;

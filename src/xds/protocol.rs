@@ -80,7 +80,7 @@ pub(crate) struct Plan {
 
 /// One wire variant.
 pub(crate) trait Protocol: Send + 'static {
-    type Req: Send + 'static;
+    type Req: prost::Message + Default + Send + 'static;
     const MODE: Mode;
 
     fn request(req: Self::Req) -> Request;

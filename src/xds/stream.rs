@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tonic::{Status, Streaming};
+use tonic::Status;
+
+use super::reader::Requests;
 use tracing::{Instrument, debug, info, warn};
 
 use super::client::{ClientState, InFlight, Reply};
@@ -58,11 +60,8 @@ const OUTGOING: usize = 2;
 pub(crate) fn spawn<P: Protocol>(
     shared: Shared,
     kind: Kind,
-    requests: Streaming<P::Req>,
-) -> mpsc::Receiver<Result<Frames, Status>>
-where
-    Streaming<P::Req>: Send,
-{
+    requests: Requests<P::Req>,
+) -> mpsc::Receiver<Result<Frames, Status>> {
     let (tx, rx) = mpsc::channel(OUTGOING);
     tokio::spawn(async move {
         if let Err(status) = run::<P>(shared, kind, requests, tx.clone()).await {
@@ -75,7 +74,7 @@ where
 async fn run<P: Protocol>(
     shared: Shared,
     kind: Kind,
-    mut requests: Streaming<P::Req>,
+    mut requests: Requests<P::Req>,
     tx: mpsc::Sender<Result<Frames, Status>>,
 ) -> Result<(), Status> {
     let Some(first) = requests.message().await? else {
@@ -177,7 +176,7 @@ impl<P: Protocol> StreamLoop<P> {
     async fn run(
         mut self,
         first: Request,
-        mut requests: Streaming<P::Req>,
+        mut requests: Requests<P::Req>,
         snapshots: &mut watch::Receiver<Arc<Snapshot>>,
         tx: mpsc::Sender<Result<Frames, Status>>,
         shutdown: CancellationToken,
@@ -215,7 +214,7 @@ impl<P: Protocol> StreamLoop<P> {
     async fn serve(
         &mut self,
         first: Request,
-        requests: &mut Streaming<P::Req>,
+        requests: &mut Requests<P::Req>,
         snapshots: &mut watch::Receiver<Arc<Snapshot>>,
         tx: mpsc::Sender<Result<Frames, Status>>,
         shutdown: CancellationToken,

@@ -1,0 +1,182 @@
+//! Requests of one stream, read from the HTTP/2 body and decoded message by message.
+//!
+//! tonic's `Streaming` keeps its read buffer at the capacity of the largest request it ever
+//! held; a SotW EDS request names every cluster (tens of kilobytes at a thousand clusters), so
+//! ten thousand idle streams would keep hundreds of megabytes of empty buffers. This reader
+//! lets go of a large buffer once it is drained, and borrows nothing else from tonic but the
+//! body type.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use bytes::{Buf, BufMut, BytesMut};
+use http_body::Body as _;
+use prost::Message;
+use tonic::Status;
+use tonic::body::Body;
+
+/// A drained buffer above this capacity is released rather than kept for the next message.
+const KEEP: usize = 4 * 1024;
+/// gRPC's message prefix: compressed flag and length.
+const PREFIX: usize = 5;
+
+/// The request messages of one stream, of type `M`.
+pub(crate) struct Requests<M> {
+    body: Body,
+    buf: BytesMut,
+    max: usize,
+    ended: bool,
+    _message: PhantomData<fn() -> M>,
+}
+
+impl<M: Message + Default> Requests<M> {
+    /// Reads `body`; a message longer than `max` bytes ends the stream with an error.
+    pub(crate) fn new(body: Body, max: usize) -> Requests<M> {
+        Requests {
+            body,
+            buf: BytesMut::new(),
+            max,
+            ended: false,
+            _message: PhantomData,
+        }
+    }
+
+    /// The next message; `None` once the client has closed its side.
+    pub(crate) async fn message(&mut self) -> Result<Option<M>, Status> {
+        loop {
+            if let Some(message) = self.decode()? {
+                return Ok(Some(message));
+            }
+            if self.ended {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(Status::internal(
+                        "the request stream ended inside a message",
+                    ))
+                };
+            }
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)).await;
+            match frame {
+                None => self.ended = true,
+                Some(Err(status)) => return Err(status),
+                Some(Ok(frame)) => {
+                    // Trailers from a client carry nothing flotilla uses.
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.put(data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes one message if the buffer holds a whole one.
+    fn decode(&mut self) -> Result<Option<M>, Status> {
+        if self.buf.len() < PREFIX {
+            return Ok(None);
+        }
+        let compressed = self.buf[0];
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if compressed != 0 {
+            return Err(Status::unimplemented(
+                "compressed requests are not supported",
+            ));
+        }
+        if len > self.max {
+            return Err(Status::resource_exhausted(format!(
+                "request of {len} bytes is larger than the {} bytes allowed",
+                self.max
+            )));
+        }
+        if self.buf.len() < PREFIX + len {
+            self.buf.reserve(PREFIX + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(PREFIX);
+        let message = M::decode(&self.buf[..len])
+            .map_err(|e| Status::internal(format!("cannot decode the request: {e}")))?;
+        self.buf.advance(len);
+        if self.buf.is_empty() && self.buf.capacity() > KEEP {
+            self.buf = BytesMut::new();
+        }
+        Ok(Some(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use http_body_util::StreamBody;
+
+    fn framed(m: &DiscoveryRequest) -> Vec<u8> {
+        let body = m.encode_to_vec();
+        let mut out = vec![0];
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn body_of(chunks: Vec<Vec<u8>>) -> Body {
+        let frames = chunks
+            .into_iter()
+            .map(|c| Ok::<_, Status>(http_body::Frame::data(Bytes::from(c))));
+        Body::new(StreamBody::new(tokio_stream::iter(frames)))
+    }
+
+    fn request(names: usize) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: "type/x".into(),
+            resource_names: (0..names).map(|i| format!("cluster-{i:05}")).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_split_and_joined_across_frames_come_out_whole() {
+        let (a, b) = (request(3), request(2000));
+        let mut bytes = framed(&a);
+        bytes.extend(framed(&b));
+        // Frames of 7 bytes: every message and prefix is cut somewhere.
+        let chunks = bytes.chunks(7).map(<[u8]>::to_vec).collect();
+        let mut requests = Requests::<DiscoveryRequest>::new(body_of(chunks), 1 << 20);
+        assert_eq!(requests.message().await.unwrap(), Some(a));
+        assert_eq!(requests.message().await.unwrap(), Some(b));
+        // The 30 kB buffer of the large message was let go.
+        assert!(
+            requests.buf.capacity() <= KEEP,
+            "{}",
+            requests.buf.capacity()
+        );
+        assert_eq!(requests.message().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn oversized_compressed_truncated_and_garbage_requests_are_errors() {
+        let big = framed(&request(100));
+        let mut r = Requests::<DiscoveryRequest>::new(body_of(vec![big.clone()]), 100);
+        assert_eq!(
+            r.message().await.unwrap_err().code(),
+            tonic::Code::ResourceExhausted
+        );
+
+        let mut compressed = big.clone();
+        compressed[0] = 1;
+        let mut r = Requests::<DiscoveryRequest>::new(body_of(vec![compressed]), 1 << 20);
+        assert_eq!(
+            r.message().await.unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+
+        let mut r = Requests::<DiscoveryRequest>::new(
+            body_of(vec![big[..big.len() - 1].to_vec()]),
+            1 << 20,
+        );
+        assert_eq!(r.message().await.unwrap_err().code(), tonic::Code::Internal);
+
+        let garbage = vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
+        let mut r = Requests::<DiscoveryRequest>::new(body_of(vec![garbage]), 1 << 20);
+        assert_eq!(r.message().await.unwrap_err().code(), tonic::Code::Internal);
+    }
+}
