@@ -14,10 +14,12 @@
 //! - [`control`] is the one place that combines the newest valid config with the overlay
 //!   and publishes it.
 //! - [`translate`] is a pure function: config + overlay → Envoy protos, per transport.
-//! - [`cache`] encodes each resource once (content-hash version) and keeps a snapshot per
-//!   fleet, waking only the streams whose snapshot changed.
+//! - [`cache`] encodes each resource once (content-hash version, and its entry in either
+//!   response) and keeps a snapshot per fleet, linked to the previous one so that what
+//!   changed is known once; only the streams whose snapshot changed wake.
 //! - [`xds`] serves the snapshots: one stream loop for SotW and delta, one response in flight
-//!   per type, make-before-break ordering on ADS, NACKs recorded and never re-sent.
+//!   per type, make-before-break ordering on ADS, NACKs recorded and never re-sent; responses
+//!   are the snapshot's shared bytes plus a header, never re-encoded per stream.
 //! - [`traffic`] receives what every Envoy reports back (stats sink, load reports) and
 //!   aggregates it for the fleet.
 //! - [`admin`] reads all of the above over HTTP (JSON API, Prometheus [`metrics`], the
