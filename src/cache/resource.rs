@@ -97,6 +97,18 @@ impl Resource {
     }
 }
 
+#[cfg(test)]
+impl Resource {
+    /// A small resource named `name` whose content, and so version, is the byte `body`.
+    pub(crate) fn test(name: &str, body: u8) -> std::sync::Arc<Resource> {
+        let any = Any {
+            type_url: "t".into(),
+            value: vec![body],
+        };
+        std::sync::Arc::new(Resource::new(name.to_string(), any, Vec::new()))
+    }
+}
+
 /// A short hex digest of the given byte strings (length-prefixed, so boundaries matter).
 pub fn content_hash<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
     let mut hasher = Sha256::new();

@@ -198,17 +198,9 @@ impl<'a> Iterator for Merged<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use envoy_types::pb::google::protobuf::Any;
 
     fn res(name: &str, body: u8) -> Arc<Resource> {
-        Arc::new(Resource::new(
-            name.to_string(),
-            Any {
-                type_url: "t".into(),
-                value: vec![body],
-            },
-            Vec::new(),
-        ))
+        Resource::test(name, body)
     }
 
     fn set(resources: &[Arc<Resource>]) -> Arc<TypeSet> {

@@ -20,7 +20,7 @@ mod reader;
 mod request;
 mod sotw;
 mod stream;
-pub mod wire;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -184,7 +184,6 @@ mod walk_tests {
     use super::subscribed;
     use crate::cache::Resource;
     use crate::xds::client::TypeState;
-    use envoy_types::pb::google::protobuf::Any;
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
@@ -192,14 +191,8 @@ mod walk_tests {
         (0..n)
             .map(|i| {
                 let name = format!("r{i:03}");
-                let body = Any {
-                    type_url: "t".into(),
-                    value: vec![i as u8],
-                };
-                (
-                    name.clone(),
-                    Arc::new(Resource::new(name, body, Vec::new())),
-                )
+                let resource = Resource::test(&name, i as u8);
+                (name, resource)
             })
             .collect()
     }

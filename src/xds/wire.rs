@@ -9,27 +9,23 @@
 //! so these pieces decode as the message prost would have built.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use prost::Message;
 
 use crate::cache::entries::{field_bytes, field_len};
 
 /// One gRPC message (5-byte prefix included) as pieces that are written out in order.
 #[derive(Debug, Clone, Default)]
-pub struct Frames {
-    pub parts: Vec<Bytes>,
+pub(crate) struct Frames {
+    pub(crate) parts: Vec<Bytes>,
 }
 
+#[cfg(test)]
 impl Frames {
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.parts.iter().map(Bytes::len).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-
-    /// The message (without the gRPC prefix) in one buffer, for tests and unary calls.
-    pub fn message(&self) -> Bytes {
+    /// The message (without the gRPC prefix) in one buffer.
+    fn message(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(self.len());
         for p in &self.parts {
             out.put_slice(p);
@@ -73,7 +69,7 @@ fn message(
 }
 
 /// A state-of-the-world `DiscoveryResponse`.
-pub fn sotw_response(
+pub(crate) fn sotw_response(
     version_info: &str,
     entries: impl Iterator<Item = Bytes>,
     type_url: &str,
@@ -83,7 +79,7 @@ pub fn sotw_response(
 }
 
 /// An incremental `DeltaDiscoveryResponse`.
-pub fn delta_response(
+pub(crate) fn delta_response(
     system_version_info: &str,
     entries: impl Iterator<Item = Bytes>,
     type_url: &str,
@@ -95,17 +91,6 @@ pub fn delta_response(
     message(&[(1, system_version_info)], entries, &tail)
 }
 
-/// Any prost message as one gRPC frame (unary responses, errors aside).
-pub fn single<M: Message>(m: &M) -> Frames {
-    let body = m.encode_to_vec();
-    let mut prefix = BytesMut::with_capacity(5);
-    prefix.put_u8(0);
-    prefix.put_u32(u32::try_from(body.len()).unwrap_or(u32::MAX));
-    Frames {
-        parts: vec![prefix.freeze(), Bytes::from(body)],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +99,7 @@ mod tests {
         DeltaDiscoveryResponse, DiscoveryResponse, Resource,
     };
     use envoy_types::pb::google::protobuf::Any;
+    use prost::Message;
 
     fn any(n: u8) -> Any {
         Any {

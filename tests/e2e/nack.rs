@@ -7,20 +7,11 @@ use std::time::Duration;
 use crate::balancing::{Setup, both_protocols};
 use crate::support::client;
 use crate::support::envoy::Xds;
-use crate::support::wait;
+use crate::support::{configs, wait};
 use crate::traffic::assert_envoy_runs_rendered;
 
 fn config(listen: std::net::SocketAddr, endpoints: &str, bad_listener: bool) -> String {
-    let mut yaml = format!(
-        "version: 1
-clusters:
-  web: {{ endpoints: [{endpoints}] }}
-listeners:
-  public:
-    address: {listen}
-    routes: [ {{ to: web }} ]
-"
-    );
+    let mut yaml = configs::web(listen, endpoints);
     if bad_listener {
         // Valid YAML, valid address, but not an address of this host: Envoy cannot bind it.
         // Nothing short of running on every Envoy's host can know that in advance.
