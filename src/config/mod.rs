@@ -12,7 +12,7 @@ mod reader;
 pub mod watch;
 pub mod yaml;
 
-pub use decode::{MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON};
+pub use decode::{GRPC_RETRY_ON, MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{LoadError, Loaded, files_of, load, parse_sources, parse_str};
 pub use model::Config;
