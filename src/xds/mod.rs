@@ -2,24 +2,25 @@
 //!
 //! `grpc` serves the discovery services, sending responses as pre-encoded pieces (`wire`);
 //! `stream` runs one stream (shared by both protocol variants, which differ only in `sotw` /
-//! `delta`); `client` is what a stream knows about its Envoy (`held`, `names`); `plan` orders
-//! changes make-before-break and `protocol` decides what to send; `nodes` is the registry of
-//! connected Envoys that the admin API shows.
+//! `delta`); `subscription` is what a stream knows about its client per type (what it asked
+//! for, holds (`held`, `names`), has in flight and rejected); `ordering` orders changes
+//! make-before-break and `protocol` decides what to send; `nodes` is the registry of
+//! connected clients that the admin API shows.
 
 #[doc(hidden)]
 pub mod bench;
-mod client;
 mod delta;
 mod grpc;
 mod held;
 mod names;
 pub mod nodes;
-mod plan;
+mod ordering;
 mod protocol;
 mod reader;
 mod request;
 mod sotw;
 mod stream;
+mod subscription;
 mod wire;
 
 use std::sync::Arc;

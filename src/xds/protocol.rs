@@ -8,9 +8,9 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 
 use std::collections::BTreeSet;
 
-use super::client::{ClientState, TypeState};
-use super::plan::{Entry, View, view};
+use super::ordering::{Entry, View, view};
 use super::request::NameList;
+use super::subscription::{ClientState, TypeState};
 use super::wire::Frames;
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet, version_of};
 
@@ -307,11 +307,12 @@ fn ordering_allows(t: ResourceType, snapshot: &Snapshot, client: &ClientState) -
     match t {
         ResourceType::Cluster | ResourceType::Endpoint => no_cluster_leaves(),
         ResourceType::Listener | ResourceType::Route => {
-            clusters.is(snapshot.set(ResourceType::Cluster))
-                && client
-                    .get(ResourceType::Endpoint)
-                    .known
-                    .is(snapshot.set(ResourceType::Endpoint))
+            !client.get(ResourceType::Cluster).requested
+                || clusters.is(snapshot.set(ResourceType::Cluster))
+                    && client
+                        .get(ResourceType::Endpoint)
+                        .known
+                        .is(snapshot.set(ResourceType::Endpoint))
         }
     }
 }
