@@ -19,6 +19,7 @@ mod loadgen;
 mod nack;
 mod operations;
 mod protocol;
+mod proxyless_grpc;
 mod quickstart;
 mod restart;
 mod traffic;
