@@ -108,7 +108,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let xds_listening = Arc::new(AtomicBool::new(true));
     xds_listening.store(true, Ordering::Release);
 
-    let traffic = crate::traffic::FleetTraffic::new();
+    let traffic = crate::traffic::TrafficAggregate::new();
     let admin_state = AdminState {
         traffic: traffic.clone(),
         config_path: opts.config.clone(),

@@ -34,7 +34,7 @@ use envoy_types::pb::envoy::service::load_stats::v3::load_reporting_service_serv
 use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::MetricsServiceServer;
 
 use crate::cache::SnapshotCache;
-use crate::traffic::{FleetTraffic, LoadReports, MetricsSink};
+use crate::traffic::{LoadReports, MetricsSink, TrafficAggregate};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
 
@@ -48,7 +48,7 @@ pub async fn serve(
     listener: TcpListener,
     cache: Arc<SnapshotCache>,
     nodes: Arc<NodeRegistry>,
-    traffic: Arc<FleetTraffic>,
+    traffic: Arc<TrafficAggregate>,
     keepalive_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
