@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::metrics::TrafficMetrics;
 use super::window::{BucketRates, Rate};
 
 pub(super) const MAX_CLUSTERS: usize = 10_000;
@@ -102,6 +103,7 @@ struct Inner {
 #[derive(Default)]
 pub struct TrafficAggregate {
     inner: Mutex<Inner>,
+    metrics: TrafficMetrics,
 }
 
 fn now_second() -> u64 {
@@ -111,8 +113,15 @@ fn now_second() -> u64 {
 }
 
 impl TrafficAggregate {
-    pub fn new() -> Arc<TrafficAggregate> {
-        Arc::new(TrafficAggregate::default())
+    pub fn new(metrics: TrafficMetrics) -> Arc<TrafficAggregate> {
+        Arc::new(TrafficAggregate {
+            inner: Mutex::default(),
+            metrics,
+        })
+    }
+
+    pub(super) fn metrics(&self) -> &TrafficMetrics {
+        &self.metrics
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -157,7 +166,7 @@ impl TrafficAggregate {
     pub fn cluster_report(&self, id: ReporterId, report: ClusterReport) {
         let second = now_second();
         let now = Instant::now();
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         let mut inner = self.lock();
         let inner = &mut *inner;
         if !inner.clusters.contains_key(&report.cluster) && inner.clusters.len() >= MAX_CLUSTERS {
@@ -170,19 +179,19 @@ impl TrafficAggregate {
             .clusters
             .entry(report.cluster.clone())
             .or_insert_with(|| {
-                metrics.upstream_cluster_seen(&report.cluster);
+                metrics.cluster_seen(&report.cluster);
                 ClusterAgg::default()
             });
         agg.last = Some(now);
         for (class, n) in report.by_class.iter().enumerate() {
             if *n > 0 {
                 agg.by_class[class].add(second, *n);
-                metrics.upstream_requests(&report.cluster, class, *n);
+                metrics.requests(&report.cluster, class, *n);
             }
         }
         if report.retries > 0 {
             agg.retries.add(second, report.retries);
-            metrics.upstream_retries(&report.cluster, report.retries);
+            metrics.retries(&report.cluster, report.retries);
         }
         if let Some(l) = &report.latency {
             let now_buckets = per_bucket(&l.cumulative, l.count);
@@ -206,7 +215,7 @@ impl TrafficAggregate {
                 && inc.iter().any(|n| *n > 0)
             {
                 agg.latency.add(second, &l.bounds, &inc);
-                metrics.upstream_latency(&report.cluster, &l.bounds, &inc, sum);
+                metrics.latency(&report.cluster, &l.bounds, &inc, sum);
             }
         }
         let g = reporter.gauges.entry(report.cluster.clone()).or_default();
@@ -220,7 +229,7 @@ impl TrafficAggregate {
             g.ejections_active = v;
         }
         let sums = sum_gauges(inner.reporters.values(), &report.cluster);
-        metrics.upstream_gauges(
+        metrics.gauges(
             &report.cluster,
             sums.active_requests,
             sums.active_connections,
@@ -232,7 +241,7 @@ impl TrafficAggregate {
     pub fn endpoint_reports(&self, id: ReporterId, reports: Vec<EndpointReport>) {
         let second = now_second();
         let now = Instant::now();
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(reporter) = inner.reporters.get_mut(&id) else {

@@ -8,6 +8,7 @@
 
 mod aggregate;
 mod lrs;
+mod metrics;
 mod sink;
 pub mod window;
 
@@ -16,4 +17,5 @@ pub use aggregate::{
     TrafficView,
 };
 pub use lrs::{INTERVAL as LOAD_REPORT_INTERVAL, LoadReports, endpoint_reports};
+pub use metrics::TrafficMetrics;
 pub use sink::{MetricsSink, cluster_reports};

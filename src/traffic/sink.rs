@@ -70,7 +70,7 @@ struct Reporting {
 impl Reporting {
     fn new(traffic: Arc<TrafficAggregate>, node: &str) -> Reporting {
         let id = traffic.reporter(node, true);
-        crate::metrics::get().sink_streams(1);
+        traffic.metrics().sink_streams(1);
         Reporting { traffic, id }
     }
 }
@@ -78,7 +78,7 @@ impl Reporting {
 impl Drop for Reporting {
     fn drop(&mut self) {
         self.traffic.reporter_gone(self.id);
-        crate::metrics::get().sink_streams(-1);
+        self.traffic.metrics().sink_streams(-1);
     }
 }
 
