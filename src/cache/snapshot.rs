@@ -243,6 +243,12 @@ fn route_clusters(r: &RouteConfiguration) -> Vec<String> {
                 }
                 _ => {}
             }
+            out.extend(
+                action
+                    .request_mirror_policies
+                    .iter()
+                    .map(|m| m.cluster.clone()),
+            );
         }
     }
     out.sort();
