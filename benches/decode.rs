@@ -4,6 +4,8 @@
 //! refused in time proportional to their size, not to what they would expand into.
 
 use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -15,9 +17,9 @@ fn clusters_yaml(clusters: usize) -> String {
     let mut yaml = String::with_capacity(clusters * 120);
     yaml.push_str("version: 1\nclusters:\n");
     for i in 0..clusters {
-        let (a, b) = (i / 250, i % 250);
+        let (a, b, c) = (i >> 16, (i >> 8) & 255, i & 255);
         yaml.push_str(&format!(
-            "  c{i}: {{ endpoints: [10.{a}.{b}.1:8080, 10.{a}.{b}.2:8080] }}\n"
+            "  c{i}: {{ endpoints: [10.{a}.{b}.{c}:8080, 10.{a}.{b}.{c}:8081] }}\n"
         ));
     }
     yaml.push_str("listeners:\n");
@@ -69,6 +71,12 @@ fn bench(c: &mut Criterion) {
             b.iter(|| parse_str("bench.yaml", black_box(y)).expect("valid"))
         });
     }
+    let yaml = clusters_yaml(100_000);
+    group.bench_function("yaml only, 100000 clusters", |b| {
+        b.iter(|| {
+            flotilla::config::yaml::parse(black_box(&yaml), Arc::new(PathBuf::from("bench.yaml")))
+        })
+    });
     let yaml = unknown_keys_yaml(50_000);
     group.bench_function("50000 unknown keys", |b| {
         b.iter(|| parse_str("bench.yaml", black_box(&yaml)).expect_err("invalid"))
