@@ -34,6 +34,8 @@ pub struct ServeOptions {
     pub state_file: PathBuf,
     /// An xDS connection that leaves a keepalive PING unanswered this long is closed.
     pub xds_keepalive_timeout: Duration,
+    /// What one client may cost the xDS port.
+    pub xds_limits: xds::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +132,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         nodes,
         traffic,
         opts.xds_keepalive_timeout,
+        opts.xds_limits.clone(),
         shutdown.clone(),
     )
     .await;

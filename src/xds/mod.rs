@@ -4,7 +4,8 @@
 //! `stream` runs one stream (shared by both protocol variants, which differ only in `sotw` /
 //! `delta`); `client` is what a stream knows about its Envoy (`held`, `names`); `plan` orders
 //! changes make-before-break and `protocol` decides what to send; `nodes` is the registry of
-//! connected Envoys that the admin API shows.
+//! connected Envoys that the admin API shows. `listener` accepts connections within the
+//! `limits` (connections, streams, handshake time, node size).
 
 #[doc(hidden)]
 pub mod bench;
@@ -12,6 +13,8 @@ mod client;
 mod delta;
 mod grpc;
 mod held;
+mod limits;
+mod listener;
 mod names;
 pub mod nodes;
 mod plan;
@@ -26,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use envoy_types::pb::envoy::service::load_stats::v3::load_reporting_service_server::LoadReportingServiceServer;
@@ -34,21 +36,24 @@ use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::Metric
 
 use crate::cache::SnapshotCache;
 use crate::traffic::{LoadReports, MetricsSink, TrafficAggregate};
+pub use limits::Limits;
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
 
-/// Serves xDS on `listener` until `shutdown` is cancelled; open streams end with UNAVAILABLE
-/// so that Envoys reconnect (to this flotilla once restarted, or to another replica).
 /// Largest stats message accepted from an Envoy (a flush of a big config is large; beyond
 /// this the stream is dropped with an error, xDS unaffected).
 const STATS_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
 
+/// Serves xDS on `listener` until `shutdown` is cancelled; open streams end with UNAVAILABLE
+/// so that Envoys reconnect (to this flotilla once restarted, or to another replica).
+/// Clients are held to `limits`.
 pub async fn serve(
     listener: TcpListener,
     cache: Arc<SnapshotCache>,
     nodes: Arc<NodeRegistry>,
     traffic: Arc<TrafficAggregate>,
     keepalive_timeout: Duration,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let shared = stream::Shared {
@@ -56,15 +61,30 @@ pub async fn serve(
         nodes,
         shutdown: shutdown.clone(),
     };
+    let incoming = listener::incoming(listener, &limits, shutdown.clone());
+    let max_streams = limits.max_streams_per_connection;
+    let limits = Arc::new(limits);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(keepalive_timeout))
-        .tcp_nodelay(true)
-        .add_service(grpc::Service::<grpc::Ads>::new(shared.clone()))
-        .add_service(grpc::Service::<grpc::Cds>::new(shared.clone()))
-        .add_service(grpc::Service::<grpc::Eds>::new(shared.clone()))
-        .add_service(grpc::Service::<grpc::Lds>::new(shared.clone()))
-        .add_service(grpc::Service::<grpc::Rds>::new(shared))
+        .max_concurrent_streams(max_streams)
+        .add_service(grpc::Service::<grpc::Ads>::new(
+            shared.clone(),
+            limits.clone(),
+        ))
+        .add_service(grpc::Service::<grpc::Cds>::new(
+            shared.clone(),
+            limits.clone(),
+        ))
+        .add_service(grpc::Service::<grpc::Eds>::new(
+            shared.clone(),
+            limits.clone(),
+        ))
+        .add_service(grpc::Service::<grpc::Lds>::new(
+            shared.clone(),
+            limits.clone(),
+        ))
+        .add_service(grpc::Service::<grpc::Rds>::new(shared, limits))
         // Envoy's stats and load reports share the xDS connection.
         .add_service(
             MetricsServiceServer::new(MetricsSink {
@@ -77,6 +97,6 @@ pub async fn serve(
             traffic,
             shutdown: shutdown.clone(),
         }))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
 }
