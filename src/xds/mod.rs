@@ -56,6 +56,9 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    traffic.follow(cache.clone());
+    tokio::spawn(refresh_traffic(traffic.clone(), shutdown.clone()));
+    let max_node_id_bytes = limits.max_node_id_bytes;
     let shared = stream::Shared {
         cache,
         nodes,
@@ -89,14 +92,31 @@ pub async fn serve(
         .add_service(
             MetricsServiceServer::new(MetricsSink {
                 traffic: traffic.clone(),
+                max_node_id_bytes,
                 shutdown: shutdown.clone(),
             })
             .max_decoding_message_size(STATS_MESSAGE_LIMIT),
         )
         .add_service(LoadReportingServiceServer::new(LoadReports {
             traffic,
+            max_node_id_bytes,
             shutdown: shutdown.clone(),
         }))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
+}
+
+/// Precomputes the traffic view every second on a blocking thread, so that neither the admin
+/// API nor the runtime's workers ever wait for it.
+async fn refresh_traffic(traffic: Arc<TrafficAggregate>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let t = traffic.clone();
+        let _ = tokio::task::spawn_blocking(move || t.refresh()).await;
+    }
 }

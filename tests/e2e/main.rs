@@ -22,4 +22,6 @@ mod protocol;
 mod quickstart;
 mod restart;
 mod traffic;
+mod traffic_limits;
 mod validate;
+mod xds_limits;
