@@ -92,27 +92,11 @@ fn fake_load_report() -> LoadStatsRequest {
     }
 }
 
-fn config(
-    b: &std::collections::BTreeMap<String, crate::support::backend::Backend>,
-    l: std::net::SocketAddr,
-) -> String {
-    format!(
-        "version: 1
-clusters:
-  web: {{ endpoints: [{}], outlier_detection: false }}
-listeners:
-  public:
-    address: {l}
-    routes: [ {{ to: web, retries: false }} ]
-",
-        b["a"].address()
-    )
-}
-
 #[tokio::test]
 async fn fake_cluster_and_endpoint_names_are_dropped_and_real_failures_stay_visible() {
-    let s = Setup::new(&["a"], Xds::Delta, config).await;
+    let s = Setup::new(&["a", "b"], Xds::Delta, crate::fleet_traffic::config).await;
     s.backends["a"].set_status(503);
+    s.backends["b"].set_status(503);
     let load = Load::start(&[s.url("/")], 2, Duration::from_millis(5));
 
     let mut stats = MetricsServiceClient::connect(format!("http://{}", s.flotilla.xds))
@@ -149,7 +133,7 @@ async fn fake_cluster_and_endpoint_names_are_dropped_and_real_failures_stay_visi
                 .iter()
                 .find(|c| c["name"] == "web")?
                 .clone();
-            (web["success_rate"].as_f64()? < 0.5 && web["endpoints"].as_array()?.len() == 1)
+            (web["success_rate"].as_f64()? < 0.5 && web["endpoints"].as_array()?.len() == 2)
                 .then_some(t)
         },
     )
@@ -161,8 +145,15 @@ async fn fake_cluster_and_endpoint_names_are_dropped_and_real_failures_stay_visi
         .filter_map(|c| c["name"].as_str())
         .collect();
     assert_eq!(names, ["web"], "{traffic}");
-    let endpoints = &traffic["clusters"][0]["endpoints"];
-    assert_eq!(endpoints[0]["address"], s.addr("a").as_str(), "{endpoints}");
+    let endpoints: Vec<&str> = traffic["clusters"][0]["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .filter_map(|e| e["address"].as_str())
+        .collect();
+    let mut real = vec![s.addr("a"), s.addr("b")];
+    real.sort();
+    assert_eq!(endpoints, real, "{traffic}");
 
     let metrics = s
         .flotilla
