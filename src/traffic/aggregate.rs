@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::known::{Known, KnownNames};
+use super::metrics::TrafficMetrics;
 use super::view::{self, TrafficView};
 use super::window::{BucketRates, Rate};
 use crate::cache::SnapshotCache;
@@ -137,6 +138,7 @@ pub struct TrafficAggregate {
     known: KnownNames,
     limits: Limits,
     latest: Mutex<Arc<TrafficView>>,
+    metrics: TrafficMetrics,
 }
 
 pub(super) fn now_second() -> u64 {
@@ -146,8 +148,15 @@ pub(super) fn now_second() -> u64 {
 }
 
 impl TrafficAggregate {
-    pub fn new() -> Arc<TrafficAggregate> {
-        Arc::new(TrafficAggregate::default())
+    pub fn new(metrics: TrafficMetrics) -> Arc<TrafficAggregate> {
+        Arc::new(TrafficAggregate {
+            metrics,
+            ..TrafficAggregate::default()
+        })
+    }
+
+    pub(super) fn metrics(&self) -> &TrafficMetrics {
+        &self.metrics
     }
 
     pub fn with_limits(limits: Limits) -> TrafficAggregate {
@@ -195,7 +204,7 @@ impl TrafficAggregate {
     pub fn cluster_report(&self, id: ReporterId, report: ClusterReport) {
         let second = now_second();
         let now = Instant::now();
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(reporter) = inner.reporters.get_mut(&id) else {
@@ -217,19 +226,19 @@ impl TrafficAggregate {
             .clusters
             .entry(report.cluster.clone())
             .or_insert_with(|| {
-                metrics.upstream_cluster_seen(&report.cluster);
+                metrics.cluster_seen(&report.cluster);
                 ClusterAgg::default()
             });
         agg.last = Some(now);
         for (class, n) in report.by_class.iter().enumerate() {
             if *n > 0 {
                 agg.by_class[class].add(second, *n);
-                metrics.upstream_requests(&report.cluster, class, *n);
+                metrics.requests(&report.cluster, class, *n);
             }
         }
         if report.retries > 0 {
             agg.retries.add(second, report.retries);
-            metrics.upstream_retries(&report.cluster, report.retries);
+            metrics.retries(&report.cluster, report.retries);
         }
         if let Some(l) = &report.latency {
             let now_buckets = per_bucket(&l.cumulative, l.count);
@@ -253,7 +262,7 @@ impl TrafficAggregate {
                 && inc.iter().any(|n| *n > 0)
             {
                 agg.latency.add(second, &l.bounds, &inc);
-                metrics.upstream_latency(&report.cluster, &l.bounds, &inc, sum);
+                metrics.latency(&report.cluster, &l.bounds, &inc, sum);
             }
         }
         let g = reporter.gauges.entry(report.cluster).or_default();
@@ -271,7 +280,7 @@ impl TrafficAggregate {
     pub fn endpoint_reports(&self, id: ReporterId, reports: Vec<EndpointReport>) {
         let second = now_second();
         let now = Instant::now();
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(reporter) = inner.reporters.get_mut(&id) else {
@@ -331,13 +340,13 @@ impl TrafficAggregate {
     fn refresh_at(&self, now: Instant) {
         let view = {
             let mut inner = self.lock();
-            forget_idle(&mut inner, now);
+            forget_idle(&mut inner, &self.metrics, now);
             let view = view::compute(&inner, now_second(), WINDOW_SECONDS);
-            let metrics = crate::metrics::get();
+            let metrics = &self.metrics;
             let gauges = view::gauges(&inner);
             for cluster in inner.clusters.keys() {
                 let g = gauges.get(cluster.as_str()).copied().unwrap_or_default();
-                metrics.upstream_gauges(
+                metrics.gauges(
                     cluster,
                     g.active_requests,
                     g.active_connections,
@@ -362,13 +371,12 @@ fn per_bucket(cumulative: &[u64], total: u64) -> Vec<u64> {
     out
 }
 
-fn forget_idle(inner: &mut Inner, now: Instant) {
+fn forget_idle(inner: &mut Inner, metrics: &TrafficMetrics, now: Instant) {
     let fresh = |last: Option<Instant>| last.is_some_and(|l| now.duration_since(l) < IDLE);
-    let metrics = crate::metrics::get();
     inner.clusters.retain(|name, a| {
         let keep = fresh(a.last);
         if !keep {
-            metrics.upstream_cluster_forget(name);
+            metrics.cluster_forget(name);
         }
         keep
     });
@@ -550,16 +558,22 @@ fleets:
 
     #[test]
     fn quiet_clusters_and_endpoints_are_forgotten_with_their_series() {
-        let t = TrafficAggregate::default();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let t = TrafficAggregate::new(TrafficMetrics::register(&mut registry));
+        let encode = || {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode");
+            out
+        };
         let a = t.reporter("a", "edge", true);
         t.cluster_report(a, report("quiet-cluster", 3, 1, vec![0, 0, 0], 0));
         t.endpoint_reports(a, vec![endpoint("quiet-cluster", "10.7.7.7:80")]);
         t.refresh();
-        let metrics = crate::metrics::get().encode();
+        let metrics = encode();
         assert!(metrics.contains("cluster=\"quiet-cluster\""), "{metrics}");
         assert_eq!(t.latest().clusters.len(), 1, "the precomputed view");
         t.refresh_at(Instant::now() + IDLE + Duration::from_secs(1));
-        let metrics = crate::metrics::get().encode();
+        let metrics = encode();
         assert!(!metrics.contains("quiet-cluster"), "{metrics}");
         assert!(t.latest().clusters.is_empty());
     }

@@ -10,6 +10,7 @@
 mod aggregate;
 mod known;
 mod lrs;
+mod metrics;
 mod sink;
 mod view;
 pub mod window;
@@ -18,5 +19,6 @@ pub use aggregate::{
     ClusterReport, EndpointReport, IDLE, Latency, Limits, TrafficAggregate, WINDOW_SECONDS,
 };
 pub use lrs::{INTERVAL as LOAD_REPORT_INTERVAL, LoadReports, endpoint_reports};
+pub use metrics::TrafficMetrics;
 pub use sink::{MetricsSink, cluster_reports};
 pub use view::{ClusterTraffic, EndpointTraffic, TrafficView};

@@ -73,7 +73,7 @@ struct Reporting {
 impl Reporting {
     fn new(traffic: Arc<TrafficAggregate>, node: &str, fleet: &str) -> Reporting {
         let id = traffic.reporter(node, fleet, true);
-        crate::metrics::get().sink_streams(1);
+        traffic.metrics().sink_streams(1);
         Reporting { traffic, id }
     }
 }
@@ -81,7 +81,7 @@ impl Reporting {
 impl Drop for Reporting {
     fn drop(&mut self) {
         self.traffic.reporter_gone(self.id);
-        crate::metrics::get().sink_streams(-1);
+        self.traffic.metrics().sink_streams(-1);
     }
 }
 

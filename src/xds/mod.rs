@@ -2,27 +2,29 @@
 //!
 //! `grpc` serves the discovery services, sending responses as pre-encoded pieces (`wire`);
 //! `stream` runs one stream (shared by both protocol variants, which differ only in `sotw` /
-//! `delta`); `client` is what a stream knows about its Envoy (`held`, `names`); `plan` orders
-//! changes make-before-break and `protocol` decides what to send; `nodes` is the registry of
-//! connected Envoys that the admin API shows. `listener` accepts connections within the
+//! `delta`); `subscription` is what a stream knows about its client per type (what it asked
+//! for, holds (`held`, `names`), has in flight and rejected); `ordering` orders changes
+//! make-before-break and `protocol` decides what to send; `nodes` is the registry of
+//! connected clients that the admin API shows. `listener` accepts connections within the
 //! `limits` (connections, streams, handshake time, node size).
 
 #[doc(hidden)]
 pub mod bench;
-mod client;
 mod delta;
 mod grpc;
 mod held;
 mod limits;
 mod listener;
+mod metrics;
 mod names;
 pub mod nodes;
-mod plan;
+mod ordering;
 mod protocol;
 mod reader;
 mod request;
 mod sotw;
 mod stream;
+mod subscription;
 mod wire;
 
 use std::sync::Arc;
@@ -37,6 +39,7 @@ use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::Metric
 use crate::cache::SnapshotCache;
 use crate::traffic::{LoadReports, MetricsSink, TrafficAggregate};
 pub use limits::Limits;
+pub use metrics::{MAX_FLEETS, XdsMetrics};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
 
@@ -52,6 +55,7 @@ pub async fn serve(
     cache: Arc<SnapshotCache>,
     nodes: Arc<NodeRegistry>,
     traffic: Arc<TrafficAggregate>,
+    metrics: XdsMetrics,
     keepalive_timeout: Duration,
     limits: Limits,
     shutdown: CancellationToken,
@@ -63,6 +67,7 @@ pub async fn serve(
         cache,
         nodes,
         shutdown: shutdown.clone(),
+        metrics,
     };
     let incoming = listener::incoming(listener, &limits, shutdown.clone());
     let max_streams = limits.max_streams_per_connection;
