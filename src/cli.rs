@@ -274,8 +274,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 debounce: args.debounce,
                 admin_token: args.admin_token,
                 state_file: args.state_file,
-                xds_keepalive_timeout: args.xds_keepalive_timeout,
                 xds_limits: flotilla::xds::Limits {
+                    keepalive_timeout: args.xds_keepalive_timeout,
                     handshake_timeout: args.xds_handshake_timeout,
                     max_connections: args.xds_max_connections as usize,
                     max_streams_per_connection: args.xds_max_streams_per_connection,

@@ -32,9 +32,7 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
-    /// An xDS connection that leaves a keepalive PING unanswered this long is closed.
-    pub xds_keepalive_timeout: Duration,
-    /// What one client may cost the xDS port.
+    /// What one client may cost the xDS port (keepalive timeout included).
     pub xds_limits: xds::Limits,
 }
 
@@ -148,7 +146,6 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         nodes,
         traffic,
         xds_metrics,
-        opts.xds_keepalive_timeout,
         opts.xds_limits.clone(),
         shutdown.clone(),
     )

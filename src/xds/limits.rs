@@ -13,6 +13,9 @@ use super::request::SotwRequest;
 /// Bounds on what clients of the xDS port may hold.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// A connection that leaves flotilla's HTTP/2 PING (every 30 s) unanswered this long is
+    /// closed as dead, and its streams with it.
+    pub keepalive_timeout: Duration,
     /// A connection that has not opened its first request (HTTP/2 preface, SETTINGS, HEADERS)
     /// this long after it was accepted is closed: idle sockets cannot pile up.
     pub handshake_timeout: Duration,
@@ -31,6 +34,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
+            keepalive_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 50_000,
             max_streams_per_connection: 32,

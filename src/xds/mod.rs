@@ -56,7 +56,6 @@ pub async fn serve(
     nodes: Arc<NodeRegistry>,
     traffic: Arc<TrafficAggregate>,
     metrics: XdsMetrics,
-    keepalive_timeout: Duration,
     limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
@@ -74,7 +73,7 @@ pub async fn serve(
     let limits = Arc::new(limits);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(keepalive_timeout))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .max_concurrent_streams(max_streams)
         .add_service(grpc::Service::<grpc::Ads>::new(
             shared.clone(),
