@@ -124,7 +124,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) xds_max_connections: u32,
     /// HTTP/2 streams one xDS connection may have open at once.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(crate) xds_max_streams_per_connection: u32,
     /// Longest node.id and node.cluster accepted from an Envoy, in bytes.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]

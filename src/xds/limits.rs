@@ -23,7 +23,8 @@ pub struct Limits {
     /// back-off). Generous: one Envoy is one connection, and 10,000 Envoys are benchmarked.
     pub max_connections: usize,
     /// HTTP/2 streams at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). An Envoy
-    /// uses one to six (ADS or one per type, stats, load reports).
+    /// uses one to six (ADS or one per type, stats, load reports); the benchmark's load
+    /// generator multiplexes 100.
     pub max_streams_per_connection: u32,
     /// Longest `node.id` and `node.cluster` accepted, in bytes.
     pub max_node_id_bytes: usize,
@@ -37,7 +38,7 @@ impl Default for Limits {
             keepalive_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 50_000,
-            max_streams_per_connection: 32,
+            max_streams_per_connection: 128,
             max_node_id_bytes: 1024,
             max_node_bytes: 256 * 1024,
         }

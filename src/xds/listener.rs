@@ -139,18 +139,22 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Some(deadline) = this.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.io).poll_read(cx, buf);
+        let Some(deadline) = this.deadline.as_mut() else {
+            return result;
+        };
+        // What arrived is looked at before the clock: a request that came in time but was read
+        // late (a busy server) still counts.
+        if this.first_request.seen(&buf.filled()[before..]) {
+            this.deadline = None;
+            return result;
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no request within the handshake timeout (serve --xds-handshake-timeout)",
             )));
-        }
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.io).poll_read(cx, buf);
-        if this.deadline.is_some() && this.first_request.seen(&buf.filled()[before..]) {
-            this.deadline = None;
         }
         result
     }
