@@ -32,8 +32,8 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
-    /// An xDS connection that leaves a keepalive PING unanswered this long is closed.
-    pub xds_keepalive_timeout: Duration,
+    /// What one client may cost the xDS port (keepalive timeout included).
+    pub xds_limits: xds::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +147,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         nodes,
         traffic,
         xds_metrics,
-        opts.xds_keepalive_timeout,
+        opts.xds_limits.clone(),
         shutdown.clone(),
     )
     .await;
