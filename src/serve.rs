@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
-use crate::control::{Controller, Reload, ReloadResult};
+use crate::control::{ControlMetrics, Controller, Reload, ReloadResult};
 use crate::xds::{self, NodeRegistry};
 
 #[derive(Debug, Clone)]
@@ -32,8 +32,8 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
-    /// An xDS connection that leaves a keepalive PING unanswered this long is closed.
-    pub xds_keepalive_timeout: Duration,
+    /// What one client may cost the xDS port (keepalive timeout included).
+    pub xds_limits: xds::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,13 +61,24 @@ const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 /// Runs until `shutdown` is cancelled. An invalid config at start-up is logged and the server
 /// stays up, not ready, serving nothing, until a valid one is loaded.
 pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), ServeError> {
+    // Every subsystem's metric families, registered once, before anything records.
+    let mut registry = crate::metrics::registry();
+    let control_metrics = ControlMetrics::register(&mut registry);
+    let health_metrics = crate::health::HealthMetrics::register(&mut registry);
+    let xds_metrics = xds::XdsMetrics::register(&mut registry);
+    let traffic_metrics = crate::traffic::TrafficMetrics::register(&mut registry);
+    let exposition = crate::metrics::Exposition::new(registry);
+
     let cache = Arc::new(SnapshotCache::new());
-    let controller = Controller::new(cache.clone());
+    let controller = Controller::new(cache.clone(), control_metrics);
     let nodes = NodeRegistry::new();
 
     let health = crate::health::spawn(
         controller.clone(),
-        crate::health::HealthOptions::default(),
+        crate::health::HealthOptions {
+            metrics: health_metrics,
+            ..Default::default()
+        },
         shutdown.clone(),
     );
     reload_off_runtime(&controller, &opts.config, "startup", None).await;
@@ -109,7 +120,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let xds_listening = Arc::new(AtomicBool::new(true));
     xds_listening.store(true, Ordering::Release);
 
-    let traffic = crate::traffic::FleetTraffic::new();
+    let traffic = crate::traffic::TrafficAggregate::new(traffic_metrics);
     let admin_state = AdminState {
         traffic: traffic.clone(),
         config_path: opts.config.clone(),
@@ -122,15 +133,21 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         controller: controller.clone(),
         nodes: nodes.clone(),
         xds_listening,
+        metrics: exposition,
     };
-    tokio::spawn(node_gauges(nodes.clone(), shutdown.clone()));
+    tokio::spawn(node_gauges(
+        nodes.clone(),
+        xds_metrics.clone(),
+        shutdown.clone(),
+    ));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
     let xds_result = xds::serve(
         xds_listener,
         cache,
         nodes,
         traffic,
-        opts.xds_keepalive_timeout,
+        xds_metrics,
+        opts.xds_limits.clone(),
         shutdown.clone(),
     )
     .await;
@@ -144,7 +161,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
 }
 
 /// Keeps the per-fleet node gauges current (once a second: they feed alerts, not latency).
-async fn node_gauges(nodes: Arc<NodeRegistry>, shutdown: CancellationToken) {
+async fn node_gauges(
+    nodes: Arc<NodeRegistry>,
+    metrics: xds::XdsMetrics,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -152,7 +173,7 @@ async fn node_gauges(nodes: Arc<NodeRegistry>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let views = crate::admin::api::node_views(nodes.streams());
-        crate::metrics::get().nodes(views.iter().map(|n| (n.fleet.as_str(), n.in_sync)));
+        metrics.nodes(views.iter().map(|n| (n.fleet.as_str(), n.in_sync)));
     }
 }
 

@@ -24,5 +24,7 @@ mod quickstart;
 mod reload_guard;
 mod restart;
 mod traffic;
+mod traffic_limits;
 mod validate;
 mod watch_replace;
+mod xds_limits;
