@@ -144,9 +144,12 @@ pub(crate) fn validate(paths: &[PathBuf]) -> ExitCode {
         match config::load(path) {
             Ok(loaded) => {
                 let c = &loaded.config;
+                let shown = config::escape_controls(&path.display().to_string());
+                if let Some(warning) = config::empty::warning(c) {
+                    let _ = writeln!(std::io::stderr(), "{shown}: {warning}");
+                }
                 let line = format!(
-                    "{}: ok ({} clusters, {} listeners, {} fleets)\n",
-                    path.display(),
+                    "{shown}: ok ({} clusters, {} listeners, {} fleets)\n",
                     c.clusters.len(),
                     c.listeners.len(),
                     c.fleets.len()
