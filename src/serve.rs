@@ -11,12 +11,12 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
-use crate::control::{ControlMetrics, Controller, Reload, ReloadResult};
+use crate::control::{ControlMetrics, Controller, Reload};
 use crate::xds::{self, NodeRegistry};
 
 #[derive(Debug, Clone)]
@@ -116,8 +116,8 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         admin = %admin_listener.local_addr().unwrap_or(opts.admin_listen),
         "listening"
     );
-    let xds_listening = Arc::new(AtomicBool::new(true));
-    xds_listening.store(true, Ordering::Release);
+    // True exactly while the xDS server runs: /readyz turns unready if it ever stops.
+    let xds_listening = Arc::new(AtomicBool::new(false));
 
     let traffic = crate::traffic::FleetTraffic::new(traffic_metrics);
     let admin_state = AdminState {
@@ -131,7 +131,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         ),
         controller: controller.clone(),
         nodes: nodes.clone(),
-        xds_listening,
+        xds_listening: xds_listening.clone(),
         metrics: exposition,
     };
     tokio::spawn(node_gauges(
@@ -140,6 +140,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     ));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    xds_listening.store(true, Ordering::Release);
     let xds_result = xds::serve(
         xds_listener,
         cache,
@@ -150,6 +151,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     )
     .await;
+    xds_listening.store(false, Ordering::Release);
     shutdown.cancel();
     let admin_result = admin.await;
     xds_result?;
@@ -204,21 +206,9 @@ async fn reload_loop(
     }
 }
 
-/// Loads the config at `path` and serves it if it is valid and differs from what is served.
+/// Loads the config at `path` and serves it if it is valid and differs from what is served;
+/// the controller reports the outcome.
 pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
     let loaded = config::load(path).map(|l| l.config).map_err(|e| e.lines());
-    let record = controller.reload(trigger, loaded);
-    let version = controller.version().unwrap_or_else(|| "none".to_string());
-    match record.result {
-        ReloadResult::Applied => info!(trigger, %version, "config applied"),
-        ReloadResult::Unchanged => debug!(trigger, %version, "config unchanged; nothing to push"),
-        ReloadResult::Invalid => {
-            for line in &record.errors {
-                error!(trigger, "{line}");
-            }
-            error!(trigger, path = %path.display(), live_version = %version,
-                "config rejected; still serving the last good config");
-        }
-    }
-    record
+    controller.reload(trigger, loaded)
 }

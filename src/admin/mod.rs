@@ -32,7 +32,7 @@ pub struct AdminState {
     pub mutations: runtime::Mutations,
     pub controller: Arc<Controller>,
     pub nodes: Arc<NodeRegistry>,
-    /// Set once the xDS port is open.
+    /// True while the xDS server is serving (set when it starts, cleared when it stops).
     pub xds_listening: Arc<AtomicBool>,
     /// Every subsystem's metrics, for `/metrics`.
     pub metrics: crate::metrics::Exposition,

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::translate::{self, Overlay, Transport};
+use crate::overlay::Overlay;
+use crate::translate::{self, Transport};
 
 pub use resource::{Resource, ResourceType, content_hash};
 pub use snapshot::{Changes, EncodedSet, Snapshot, TypeSet, version_of};

@@ -21,7 +21,7 @@ use tracing::info;
 use crate::config::model::Endpoint;
 use crate::control::Controller;
 use crate::events::{self, Kind, NewEvent};
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 use store::{Persistent, StateFile, StoreError};
 
 /// Shortest and longest lease a registration may ask for.

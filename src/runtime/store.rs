@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -9,7 +9,6 @@ mod cluster;
 mod endpoint;
 mod fleet;
 mod listener;
-mod overlay;
 mod route;
 
 use std::collections::BTreeMap;
@@ -25,9 +24,9 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf as pbwk;
 
 use crate::config::Config;
+use crate::overlay::Overlay;
 
 pub use fleet::{FleetSelection, select_fleet};
-pub use overlay::{EndpointKey, Overlay, Verdict};
 
 /// Name of the static cluster, in the bootstraps flotilla writes, that points at flotilla's
 /// xDS port. Non-ADS resources name it as the source of their EDS and RDS.

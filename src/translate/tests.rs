@@ -8,11 +8,12 @@ use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::route::v3::{route, route_action};
 use proptest::prelude::*;
 
-use super::{EndpointKey, Overlay, Translation, Transport, Verdict, select_fleet, translate};
+use super::{Translation, Transport, select_fleet, translate};
 use crate::cache::EncodedSet;
 use crate::config::Config;
 use crate::config::model::Endpoint;
 use crate::config::parse_str;
+use crate::overlay::{EndpointKey, Overlay, Verdict};
 
 fn config(yaml: &str) -> Config {
     parse_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
