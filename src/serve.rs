@@ -119,7 +119,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     // True exactly while the xDS server runs: /readyz turns unready if it ever stops.
     let xds_listening = Arc::new(AtomicBool::new(false));
 
-    let traffic = crate::traffic::FleetTraffic::new(traffic_metrics);
+    let traffic = crate::traffic::TrafficAggregate::new(traffic_metrics);
     let admin_state = AdminState {
         traffic: traffic.clone(),
         config_path: opts.config.clone(),

@@ -27,7 +27,7 @@ use crate::xds::NodeRegistry;
 pub struct AdminState {
     pub config_path: std::path::PathBuf,
     pub health: crate::health::HealthTable,
-    pub traffic: Arc<crate::traffic::FleetTraffic>,
+    pub traffic: Arc<crate::traffic::TrafficAggregate>,
     pub runtime: Arc<crate::runtime::Runtime>,
     pub mutations: runtime::Mutations,
     pub controller: Arc<Controller>,

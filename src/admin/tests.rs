@@ -32,7 +32,7 @@ fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
     AdminState {
         config_path: "t.yaml".into(),
         health: Default::default(),
-        traffic: crate::traffic::FleetTraffic::new(Default::default()),
+        traffic: crate::traffic::TrafficAggregate::new(Default::default()),
         runtime,
         mutations,
         controller,

@@ -14,11 +14,11 @@ use envoy_types::pb::io::prometheus::client::{Metric, MetricFamily};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
-use super::fleet::{ClusterReport, FleetTraffic, Latency};
+use super::aggregate::{ClusterReport, Latency, TrafficAggregate};
 
 #[derive(Clone)]
 pub struct MetricsSink {
-    pub traffic: Arc<FleetTraffic>,
+    pub traffic: Arc<TrafficAggregate>,
     /// Ends open streams on shutdown (a stats stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -63,12 +63,12 @@ impl MetricsService for MetricsSink {
 
 /// Keeps a reporter registered for the life of a stream.
 struct Reporting {
-    traffic: Arc<FleetTraffic>,
+    traffic: Arc<TrafficAggregate>,
     id: u64,
 }
 
 impl Reporting {
-    fn new(traffic: Arc<FleetTraffic>, node: &str) -> Reporting {
+    fn new(traffic: Arc<TrafficAggregate>, node: &str) -> Reporting {
         let id = traffic.reporter(node, true);
         traffic.metrics().sink_streams(1);
         Reporting { traffic, id }

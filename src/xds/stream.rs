@@ -13,11 +13,11 @@ use tonic::Status;
 use super::reader::Requests;
 use tracing::{Instrument, debug, info, warn};
 
-use super::client::{ClientState, InFlight, Reply};
 use super::metrics::{StreamLabels, XdsMetrics};
 use super::nodes::{Nack, NodeRegistry, StreamEntry, StreamInfo};
-use super::plan;
+use super::ordering;
 use super::protocol::{self, Mode, Plan, Protocol, Request};
+use super::subscription::{ClientState, InFlight, Reply};
 use super::wire::Frames;
 use crate::cache::{ResourceType, Snapshot, SnapshotCache};
 use crate::translate::Transport;
@@ -474,7 +474,7 @@ struct Settled {
 impl Settled {
     fn of(snapshot: &Arc<Snapshot>, client: &ClientState, t: ResourceType, ads: bool) -> Settled {
         let mut generations = [0; 4];
-        for input in plan::inputs(t, ads) {
+        for input in ordering::inputs(t, ads) {
             generations[input.index()] = client.generation(*input);
         }
         Settled {

@@ -1,4 +1,5 @@
-//! The fleet-wide aggregate of what every Envoy reports about its upstream traffic.
+//! The aggregate, over every Envoy of every fleet, of what each reports about its upstream
+//! traffic.
 //!
 //! Reports arrive per Envoy stream: cluster counters as deltas, cluster histograms as
 //! cumulative buckets (turned into deltas here, per stream), gauges as current values, and
@@ -100,7 +101,7 @@ struct Inner {
 
 /// Traffic numbers from every Envoy, shared by the sinks (writers) and the admin API.
 #[derive(Default)]
-pub struct FleetTraffic {
+pub struct TrafficAggregate {
     inner: Mutex<Inner>,
     metrics: TrafficMetrics,
 }
@@ -111,9 +112,9 @@ fn now_second() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-impl FleetTraffic {
-    pub fn new(metrics: TrafficMetrics) -> Arc<FleetTraffic> {
-        Arc::new(FleetTraffic {
+impl TrafficAggregate {
+    pub fn new(metrics: TrafficMetrics) -> Arc<TrafficAggregate> {
+        Arc::new(TrafficAggregate {
             inner: Mutex::default(),
             metrics,
         })
@@ -407,7 +408,7 @@ mod tests {
 
     #[test]
     fn sums_over_envoys_and_turns_cumulative_buckets_into_rates() {
-        let t = FleetTraffic::default();
+        let t = TrafficAggregate::default();
         let a = t.reporter("edge-1", true);
         let b = t.reporter("edge-2", true);
         // Baselines: history before flotilla saw the Envoy is not counted as latency.
@@ -433,7 +434,7 @@ mod tests {
 
     #[test]
     fn endpoint_reports_give_rates_success_and_in_progress() {
-        let t = FleetTraffic::default();
+        let t = TrafficAggregate::default();
         let a = t.reporter("edge-1", true);
         t.endpoint_reports(
             a,
