@@ -35,6 +35,9 @@ pub struct Translation {
     pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
     pub listeners: BTreeMap<String, Listener>,
     pub routes: BTreeMap<String, RouteConfiguration>,
+    /// The clusters each RouteConfiguration sends to, sorted and unique: what a route needs
+    /// warm before it is sent (make-before-break), known here rather than re-read from protos.
+    pub route_clusters: BTreeMap<String, Vec<String>>,
 }
 
 /// Translates a whole configuration for Envoys on the given transport.
@@ -52,6 +55,7 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
             .insert(name.clone(), listener::listener(l, config, &source));
         out.routes
             .insert(name.clone(), route::route_configuration(l, config));
+        out.route_clusters.insert(name.clone(), route::clusters(l));
     }
     out
 }
