@@ -125,7 +125,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         config_path: opts.config.clone(),
         health,
         runtime,
-        mutations: crate::admin::runtime::Mutations::new(
+        mutations: crate::admin::mutations::Mutations::new(
             opts.admin_token.clone(),
             opts.admin_listen,
         ),

@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::runtime::Mutations;
+use super::mutations::Mutations;
 use super::{AdminState, router};
 use crate::cache::SnapshotCache;
 use crate::control::Controller;
