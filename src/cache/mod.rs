@@ -154,16 +154,6 @@ impl SnapshotCache {
         let selection = fleet.and_then(|f| translate::select_fleet(config, f));
         Some(Arc::new(encoded.snapshot(selection.as_ref())))
     }
-
-    /// The inputs of the current snapshots.
-    pub fn inputs(&self) -> Option<Inputs> {
-        self.lock().inputs.clone()
-    }
-
-    /// Number of (fleet, transport) channels held, for metrics and leak tests.
-    pub fn channel_count(&self) -> usize {
-        self.lock().channels.len()
-    }
 }
 
 /// Translates and encodes the current inputs for `transport` if no stream used it yet.

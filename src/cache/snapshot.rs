@@ -146,7 +146,8 @@ impl Snapshot {
 
     /// Whether every route's clusters, and every cluster's endpoints, are in the snapshot.
     /// go-control-plane's `Snapshot.Consistent()` checks the same before serving.
-    pub fn is_consistent(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_consistent(&self) -> bool {
         let clusters = &self.get(ResourceType::Cluster).resources;
         let endpoints = &self.get(ResourceType::Endpoint).resources;
         let routes = &self.get(ResourceType::Route).resources;
