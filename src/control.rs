@@ -81,10 +81,6 @@ impl Controller {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn cache(&self) -> &Arc<SnapshotCache> {
-        &self.cache
-    }
-
     /// The config being served, if one was ever loaded.
     pub fn config(&self) -> Option<Arc<Config>> {
         self.lock().config.clone()

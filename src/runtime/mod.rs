@@ -7,7 +7,7 @@
 
 pub mod store;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -342,10 +342,6 @@ impl Runtime {
             .iter()
             .map(|(k, l)| view(k, l, now))
             .collect()
-    }
-
-    pub fn drains(&self) -> BTreeSet<EndpointKey> {
-        self.lock().persistent.drains.clone()
     }
 
     async fn expire_leases(self: Arc<Self>, shutdown: CancellationToken) {
