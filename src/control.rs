@@ -347,12 +347,7 @@ mod tests {
         controller.update_overlay(|o| {
             o.registered.insert(
                 "web".into(),
-                vec![Endpoint {
-                    address: "127.0.0.1:9000".parse().unwrap(),
-                    weight: 1,
-                    zone: None,
-                    priority: 0,
-                }],
+                vec![Endpoint::registered("127.0.0.1:9000".parse().unwrap(), 1)],
             );
         });
         controller.set_config(config("127.0.0.1:8081, 127.0.0.1:9000"));

@@ -155,12 +155,17 @@ mod tests {
     use super::*;
 
     fn endpoint(address: &str) -> Endpoint {
-        Endpoint {
-            address: address.parse().unwrap(),
-            weight: 1,
-            zone: None,
-            priority: 0,
-        }
+        Endpoint::registered(address.parse().unwrap(), 1)
+    }
+
+    /// Cluster `web` with one configured endpoint, 127.0.0.1:8081.
+    fn web() -> Cluster {
+        let config = crate::config::parse_str(
+            "t.yaml",
+            "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081] }\n",
+        )
+        .unwrap();
+        config.clusters["web"].clone()
     }
 
     fn key(address: &str) -> EndpointKey {
@@ -169,17 +174,13 @@ mod tests {
 
     #[test]
     fn endpoints_lists_configured_then_registered() {
-        let config = crate::config::parse_str(
-            "t.yaml",
-            "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081] }\n",
-        )
-        .unwrap();
+        let web = web();
         let mut overlay = Overlay::default();
         overlay
             .registered
             .insert("web".into(), vec![endpoint("127.0.0.1:9000")]);
         let got: Vec<(String, Source)> = overlay
-            .endpoints(&config.clusters["web"])
+            .endpoints(&web)
             .map(|(e, s)| (e.address.to_string(), s))
             .collect();
         assert_eq!(
@@ -193,19 +194,12 @@ mod tests {
 
     #[test]
     fn a_registration_git_also_lists_counts_once_as_configured() {
-        let config = crate::config::parse_str(
-            "t.yaml",
-            "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081] }\n",
-        )
-        .unwrap();
+        let web = web();
         let mut overlay = Overlay::default();
         overlay
             .registered
             .insert("web".into(), vec![endpoint("127.0.0.1:8081")]);
-        let got: Vec<Source> = overlay
-            .endpoints(&config.clusters["web"])
-            .map(|(_, s)| s)
-            .collect();
+        let got: Vec<Source> = overlay.endpoints(&web).map(|(_, s)| s).collect();
         assert_eq!(got, [Source::Config]);
     }
 

@@ -42,20 +42,20 @@ fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
     }
 }
 
-async fn drain(state: AdminState) -> (StatusCode, String) {
-    let resp = router(state)
-        .oneshot(
-            Request::post("/api/v1/clusters/web/endpoints/127.0.0.1:8081/drain")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+async fn call(state: AdminState, request: Request<Body>) -> (StatusCode, String) {
+    let resp = router(state).oneshot(request).await.unwrap();
     let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn drain(state: AdminState) -> (StatusCode, String) {
+    let request = Request::post("/api/v1/clusters/web/endpoints/127.0.0.1:8081/drain")
+        .body(Body::empty())
+        .unwrap();
+    call(state, request).await
 }
 
 #[test]
@@ -104,15 +104,7 @@ async fn on_loopback_without_a_token_changes_are_accepted() {
 }
 
 async fn get(state: AdminState, path: &str) -> (StatusCode, String) {
-    let resp = router(state)
-        .oneshot(Request::get(path).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    call(state, Request::get(path).body(Body::empty()).unwrap()).await
 }
 
 #[tokio::test]

@@ -87,12 +87,7 @@ mod tests {
         let mut overlay = Overlay::default();
         overlay.registered.insert(
             "web".into(),
-            vec![Endpoint {
-                address: "127.0.0.1:9000".parse().unwrap(),
-                weight: 1,
-                zone: None,
-                priority: 0,
-            }],
+            vec![Endpoint::registered("127.0.0.1:9000".parse().unwrap(), 1)],
         );
         assert!(probes_change(Some(&before), &inputs(&c, overlay)));
     }

@@ -125,12 +125,7 @@ impl Runtime {
             registered
                 .entry(key.cluster.clone())
                 .or_default()
-                .push(Endpoint {
-                    address: key.address,
-                    weight: lease.weight,
-                    zone: None,
-                    priority: 0,
-                });
+                .push(Endpoint::registered(key.address, lease.weight));
         }
         self.controller.update_overlay(|o| {
             o.draining.clone_from(&state.persistent.drains);
