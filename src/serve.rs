@@ -134,7 +134,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         xds_listening: xds_listening.clone(),
         metrics: exposition,
     };
-    tokio::spawn(node_gauges(
+    tokio::spawn(xds::node_gauges(
         nodes.clone(),
         xds_metrics.clone(),
         shutdown.clone(),
@@ -158,23 +158,6 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     match admin_result {
         Ok(r) => r.map_err(ServeError::Admin),
         Err(join) => Err(ServeError::Admin(std::io::Error::other(join))),
-    }
-}
-
-/// Keeps the per-fleet node gauges current (once a second: they feed alerts, not latency).
-async fn node_gauges(
-    nodes: Arc<NodeRegistry>,
-    metrics: xds::XdsMetrics,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let views = crate::admin::api::node_views(nodes.streams());
-        metrics.nodes(views.iter().map(|n| (n.fleet.as_str(), n.in_sync)));
     }
 }
 
