@@ -48,7 +48,7 @@ pub enum RuntimeError {
         cluster: String,
         address: SocketAddr,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
