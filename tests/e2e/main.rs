@@ -20,6 +20,7 @@ mod loadgen;
 mod nack;
 mod operations;
 mod protocol;
+mod proxyless_grpc;
 mod quickstart;
 mod reload_guard;
 mod restart;
