@@ -525,3 +525,72 @@ async fn delta_versions_are_shown_as_sent_and_a_revert_after_a_nack_is_sent() {
     .await;
     envoy_unaffected(&s).await;
 }
+
+/// Issue 11, point 3: only a first request with no names (or `*`) is a wildcard; a client
+/// that named resources and then sends an empty list has unsubscribed from everything.
+#[tokio::test]
+async fn a_sotw_client_that_clears_its_names_gets_nothing_more() {
+    let s = setup().await;
+    let mut ads = SotwClient::open(s.flotilla.xds, node("raw-named")).await;
+    ads.request(CDS, &["web"], None).await;
+    let named = ads.recv().await.expect("the named cluster");
+    assert_eq!(sotw_names(&named), ["web"]);
+    ads.request(CDS, &[], Some(&named)).await;
+    reload(&s, "2s").await;
+    assert!(
+        ads.recv_within(Duration::from_millis(500)).await.is_none(),
+        "a change to a cluster the client no longer subscribes to is not sent"
+    );
+    envoy_unaffected(&s).await;
+}
+
+/// Issue 11, point 4 (delta): a subscription to a missing name is answered in
+/// `removed_resources`; re-subscribing to a held resource re-sends it; unsubscribing from a
+/// name while wildcard-subscribed is answered with the resource (it is in the wildcard).
+#[tokio::test]
+async fn a_delta_client_gets_an_answer_to_every_subscription() {
+    let s = setup().await;
+    let subscribe = |names: &[&str]| DeltaDiscoveryRequest {
+        type_url: CDS.into(),
+        resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut named = DeltaClient::open(s.flotilla.xds, node("raw-delta-named")).await;
+    named.send(subscribe(&["web", "missing"])).await;
+    let got = named.next().await.expect("an answer");
+    assert_eq!(got.names.iter().collect::<Vec<_>>(), ["web"]);
+    assert_eq!(
+        got.removed.iter().collect::<Vec<_>>(),
+        ["missing"],
+        "a name that does not exist is answered, not left to the client's timer"
+    );
+    named.send(subscribe(&["web"])).await;
+    let again = named.next().await.expect("the held resource again");
+    assert_eq!(again.names.iter().collect::<Vec<_>>(), ["web"]);
+
+    let mut wildcard = DeltaClient::open(s.flotilla.xds, node("raw-delta-wildcard")).await;
+    wildcard.send(subscribe(&[])).await;
+    assert_eq!(wildcard.next().await.expect("all").names.len(), 1);
+    wildcard.send(subscribe(&["web"])).await;
+    wildcard.next().await.expect("web, subscribed by name");
+    wildcard
+        .send(DeltaDiscoveryRequest {
+            type_url: CDS.into(),
+            resource_names_unsubscribe: vec!["web".into()],
+            ..Default::default()
+        })
+        .await;
+    let answer = wildcard
+        .next()
+        .await
+        .expect("the answer to the unsubscribe");
+    assert_eq!(
+        (
+            answer.names.iter().map(String::as_str).collect::<Vec<_>>(),
+            answer.removed.len()
+        ),
+        (vec!["web"], 0),
+        "still in the wildcard: sent, not removed"
+    );
+    envoy_unaffected(&s).await;
+}
