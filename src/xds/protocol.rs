@@ -478,3 +478,11 @@ fn held_elsewhere<'a>(
         held.is_none_or(|k| k.version != r.version).then_some(*r)
     })
 }
+
+#[cfg(test)]
+#[path = "spec_tests.rs"]
+mod spec_tests;
+
+#[cfg(test)]
+#[path = "spec_model.rs"]
+mod spec_model;

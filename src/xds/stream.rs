@@ -423,23 +423,14 @@ impl<P: Protocol> StreamLoop<P> {
             s.sent_version = Some(sent_version.clone());
             s.awaiting_ack_since = Some(std::time::SystemTime::now());
         });
-        let state = self.client.get_mut(plan.t);
-        state.answered = true;
-        state.unanswered.clear();
-        state.in_flight = Some(InFlight {
-            nonce,
-            version_info: plan.version_info,
-            sent_version,
-            sent: plan.resources,
-            removed: plan.removed,
-            complete: plan.complete,
-            reaches: plan.reaches,
-            at: std::time::Instant::now(),
-            since: self
-                .snapshot
-                .created
-                .map_or(self.opened, |c| c.max(self.opened)),
-        });
+        let since = self
+            .snapshot
+            .created
+            .map_or(self.opened, |c| c.max(self.opened));
+        let t = plan.t;
+        self.client
+            .get_mut(t)
+            .record_sent(plan, nonce, sent_version, since);
         if self.in_sync {
             self.in_sync = false;
             self.entry.update(|i| i.in_sync = false);

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::held::Held;
 use super::names::{self, Names};
+use super::protocol::Plan;
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
 
 /// A response sent and not yet acknowledged. At most one per type: new state waiting behind
@@ -140,6 +141,29 @@ impl TypeState {
                 Reply::Nack(flight, message)
             }
         }
+    }
+
+    /// Records that `plan` went out with `nonce`, carrying `sent_version` on the wire.
+    pub(crate) fn record_sent(
+        &mut self,
+        plan: Plan,
+        nonce: String,
+        sent_version: String,
+        since: Instant,
+    ) {
+        self.answered = true;
+        self.unanswered.clear();
+        self.in_flight = Some(InFlight {
+            nonce,
+            version_info: plan.version_info,
+            sent_version,
+            sent: plan.resources,
+            removed: plan.removed,
+            complete: plan.complete,
+            reaches: plan.reaches,
+            at: Instant::now(),
+            since,
+        });
     }
 
     /// A NACK says that the client refused *some* of a response, not which part: Envoy and
