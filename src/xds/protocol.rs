@@ -116,6 +116,9 @@ pub(crate) fn subscribe(
                     || (t.is_wildcard() && !explicit && !state.named);
                 let leaves_wildcard = state.wildcard && !wildcard;
                 state.named |= explicit;
+                if wildcard && !state.wildcard && !first {
+                    state.enter_wildcard();
+                }
                 state.wildcard = wildcard;
                 if !names.iter().eq(state.names.iter().map(String::as_str)) {
                     state.set_names(
@@ -172,6 +175,9 @@ pub(crate) fn subscribe(
             let mut names: Option<BTreeSet<String>> = None;
             for name in subscribe {
                 if name == "*" {
+                    if !state.wildcard && !first {
+                        state.enter_wildcard();
+                    }
                     state.wildcard = true;
                     continue;
                 }

@@ -14,7 +14,7 @@ use crate::xds::subscription::{ClientState, Reply};
 
 use ResourceType::{Cluster, Endpoint, Listener, Route};
 
-pub(super) fn res(name: &str, body: u8) -> Arc<Resource> {
+pub(crate) fn res(name: &str, body: u8) -> Arc<Resource> {
     Resource::test(name, body)
 }
 
@@ -41,14 +41,14 @@ fn config(clusters: &[(&str, u8)], listener: u8) -> Snapshot {
     ])
 }
 
-pub(super) fn sotw(names: &[&str], version_info: &str) -> Subscription {
+pub(crate) fn sotw(names: &[&str], version_info: &str) -> Subscription {
     Subscription::Complete {
         names: NameList::from_names(names),
         version_info: version_info.into(),
     }
 }
 
-pub(super) fn delta(sub: &[&str], unsub: &[&str]) -> Subscription {
+pub(crate) fn delta(sub: &[&str], unsub: &[&str]) -> Subscription {
     Subscription::Changes {
         subscribe: sub.iter().map(|n| n.to_string()).collect(),
         unsubscribe: unsub.iter().map(|n| n.to_string()).collect(),
@@ -57,15 +57,15 @@ pub(super) fn delta(sub: &[&str], unsub: &[&str]) -> Subscription {
 }
 
 /// One stream's state machine, as the stream loop drives it.
-pub(super) struct Machine {
-    pub(super) mode: Mode,
-    pub(super) ads: bool,
-    pub(super) client: ClientState,
+pub(crate) struct Machine {
+    pub(crate) mode: Mode,
+    pub(crate) ads: bool,
+    pub(crate) client: ClientState,
     nonce: u64,
 }
 
 impl Machine {
-    pub(super) fn new(mode: Mode, ads: bool) -> Machine {
+    pub(crate) fn new(mode: Mode, ads: bool) -> Machine {
         Machine {
             mode,
             ads,
@@ -74,12 +74,12 @@ impl Machine {
         }
     }
 
-    pub(super) fn request(&mut self, t: ResourceType, sub: Subscription, snapshot: &Snapshot) {
+    pub(crate) fn request(&mut self, t: ResourceType, sub: Subscription, snapshot: &Snapshot) {
         subscribe(t, self.client.get_mut(t), &sub, snapshot);
     }
 
     /// The next response for `t`, recorded as sent (in flight).
-    pub(super) fn send(&mut self, t: ResourceType, snapshot: &Snapshot) -> Option<Plan> {
+    pub(crate) fn send(&mut self, t: ResourceType, snapshot: &Snapshot) -> Option<Plan> {
         let plan = next(self.mode, t, snapshot, &mut self.client, self.ads)?;
         self.nonce += 1;
         let state = self.client.get_mut(t);
@@ -92,7 +92,7 @@ impl Machine {
         Some(plan)
     }
 
-    pub(super) fn reply(&mut self, t: ResourceType, error: Option<&str>) -> Reply {
+    pub(crate) fn reply(&mut self, t: ResourceType, error: Option<&str>) -> Reply {
         let nonce = self.nonce.to_string();
         self.client
             .get_mut(t)

@@ -209,6 +209,12 @@ impl TypeState {
         }
     }
 
+    /// Entering the wildcard is a new request for everything: all of it is (re)sent.
+    pub(crate) fn enter_wildcard(&mut self) {
+        self.wildcard = true;
+        self.known.clear();
+    }
+
     /// The client no longer holds what it does not subscribe to (after leaving the wildcard).
     pub(crate) fn forget_unsubscribed(&mut self) {
         let gone: Vec<String> = self
@@ -233,6 +239,11 @@ impl TypeState {
             for gone in self.names.difference(&wanted) {
                 self.known.remove(gone);
                 self.rejected.remove(gone);
+            }
+            // "the server must resend any newly requested resources, even if it previously
+            // sent those resources" (an ACK that crossed an unsubscription recorded them).
+            for new in wanted.difference(&self.names) {
+                self.known.remove(new);
             }
         }
         self.names = names::intern(wanted);
