@@ -11,12 +11,12 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
-use crate::control::{Controller, Reload, ReloadResult};
+use crate::control::{ControlMetrics, Controller, Reload};
 use crate::xds::{self, NodeRegistry};
 
 #[derive(Debug, Clone)]
@@ -32,8 +32,8 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
-    /// An xDS connection that leaves a keepalive PING unanswered this long is closed.
-    pub xds_keepalive_timeout: Duration,
+    /// What one client may cost the xDS port (keepalive timeout included).
+    pub xds_limits: xds::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,16 +61,27 @@ const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 /// Runs until `shutdown` is cancelled. An invalid config at start-up is logged and the server
 /// stays up, not ready, serving nothing, until a valid one is loaded.
 pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), ServeError> {
+    // Every subsystem's metric families, registered once, before anything records.
+    let mut registry = crate::metrics::registry();
+    let control_metrics = ControlMetrics::register(&mut registry);
+    let health_metrics = crate::health::HealthMetrics::register(&mut registry);
+    let xds_metrics = xds::XdsMetrics::register(&mut registry);
+    let traffic_metrics = crate::traffic::TrafficMetrics::register(&mut registry);
+    let exposition = crate::metrics::Exposition::new(registry);
+
     let cache = Arc::new(SnapshotCache::new());
-    let controller = Controller::new(cache.clone());
+    let controller = Controller::new(cache.clone(), control_metrics);
     let nodes = NodeRegistry::new();
 
     let health = crate::health::spawn(
         controller.clone(),
-        crate::health::HealthOptions::default(),
+        crate::health::HealthOptions {
+            metrics: health_metrics,
+            ..Default::default()
+        },
         shutdown.clone(),
     );
-    reload(&controller, &opts.config, "startup");
+    reload_off_runtime(&controller, &opts.config, "startup", None).await;
     let runtime = crate::runtime::Runtime::start(
         controller.clone(),
         crate::runtime::store::StateFile::new(opts.state_file.clone()),
@@ -85,10 +96,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     } else {
         None
     };
-    let (_watch_guard, changes) = watcher.unzip();
+    let (watcher, changes) = watcher.unzip();
     tokio::spawn(reload_loop(
         controller.clone(),
         opts.config.clone(),
+        watcher.map(Arc::new),
         changes,
         shutdown.clone(),
     ));
@@ -105,34 +117,42 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         admin = %admin_listener.local_addr().unwrap_or(opts.admin_listen),
         "listening"
     );
-    let xds_listening = Arc::new(AtomicBool::new(true));
-    xds_listening.store(true, Ordering::Release);
+    // True exactly while the xDS server runs: /readyz turns unready if it ever stops.
+    let xds_listening = Arc::new(AtomicBool::new(false));
 
-    let traffic = crate::traffic::FleetTraffic::new();
+    let traffic = crate::traffic::TrafficAggregate::new(traffic_metrics);
     let admin_state = AdminState {
         traffic: traffic.clone(),
         config_path: opts.config.clone(),
         health,
         runtime,
-        mutations: crate::admin::runtime::Mutations::new(
+        mutations: crate::admin::mutations::Mutations::new(
             opts.admin_token.clone(),
             opts.admin_listen,
         ),
         controller: controller.clone(),
         nodes: nodes.clone(),
-        xds_listening,
+        xds_listening: xds_listening.clone(),
+        metrics: exposition,
     };
-    tokio::spawn(node_gauges(nodes.clone(), shutdown.clone()));
+    tokio::spawn(xds::node_gauges(
+        nodes.clone(),
+        xds_metrics.clone(),
+        shutdown.clone(),
+    ));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    xds_listening.store(true, Ordering::Release);
     let xds_result = xds::serve(
         xds_listener,
         cache,
         nodes,
         traffic,
-        opts.xds_keepalive_timeout,
+        xds_metrics,
+        opts.xds_limits.clone(),
         shutdown.clone(),
     )
     .await;
+    xds_listening.store(false, Ordering::Release);
     shutdown.cancel();
     let admin_result = admin.await;
     xds_result?;
@@ -142,23 +162,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     }
 }
 
-/// Keeps the per-fleet node gauges current (once a second: they feed alerts, not latency).
-async fn node_gauges(nodes: Arc<NodeRegistry>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let views = crate::admin::api::node_views(nodes.streams());
-        crate::metrics::get().nodes(views.iter().map(|n| (n.fleet.as_str(), n.in_sync)));
-    }
-}
-
-/// Reloads on every debounced change and on SIGHUP, until shutdown.
+/// Reloads on every debounced change and on SIGHUP (which also re-arms the watch), until
+/// shutdown.
 async fn reload_loop(
     controller: Arc<Controller>,
     path: PathBuf,
+    watcher: Option<Arc<config::watch::ConfigWatcher>>,
     mut changes: Option<mpsc::Receiver<()>>,
     shutdown: CancellationToken,
 ) {
@@ -179,25 +188,48 @@ async fn reload_loop(
                 return;
             }
         };
-        reload(&controller, &path, trigger);
+        let rearm = watcher.clone().filter(|_| trigger == "SIGHUP");
+        reload_off_runtime(&controller, &path, trigger, rearm).await;
     }
 }
 
-/// Loads the config at `path` and serves it if it is valid and differs from what is served.
-pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
-    let loaded = config::load(path).map(|l| l.config).map_err(|e| e.lines());
-    let record = controller.reload(trigger, loaded);
-    let version = controller.version().unwrap_or_else(|| "none".to_string());
-    match record.result {
-        ReloadResult::Applied => info!(trigger, %version, "config applied"),
-        ReloadResult::Unchanged => debug!(trigger, %version, "config unchanged; nothing to push"),
-        ReloadResult::Invalid => {
-            for line in &record.errors {
-                error!(trigger, "{line}");
-            }
-            error!(trigger, path = %path.display(), live_version = %version,
-                "config rejected; still serving the last good config");
+/// [`reload`] on a blocking thread: reading, validating, translating and encoding a large
+/// config takes seconds, which must not stall the xDS streams and the admin API.
+async fn reload_off_runtime(
+    controller: &Arc<Controller>,
+    path: &std::path::Path,
+    trigger: &'static str,
+    rearm: Option<Arc<config::watch::ConfigWatcher>>,
+) {
+    let (controller, path) = (controller.clone(), path.to_path_buf());
+    let done = tokio::task::spawn_blocking(move || {
+        if let Some(watcher) = rearm {
+            watcher.rearm();
         }
+        reload(&controller, &path, trigger);
+    })
+    .await;
+    if let Err(e) = done {
+        error!(trigger, error = %e, "config reload failed; still serving the last good config");
     }
-    record
+}
+
+/// Loads the config at `path` and serves it if it is valid, differs from what is served, and
+/// does not empty a fleet by probable accident (see [`config::empty`]).
+pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
+    let loaded = config::load(path)
+        .map(|l| l.config)
+        .map_err(|e| e.lines())
+        .and_then(|config| match controller.config() {
+            Some(served) => match config::empty::refusal(&served, &config) {
+                Some(why) => Err(vec![format!(
+                    "{}: {why}",
+                    config::escape_controls(&path.display().to_string())
+                )]),
+                None => Ok(config),
+            },
+            None => Ok(config),
+        });
+    // The controller reports the outcome (log, event, metric).
+    controller.reload(trigger, loaded)
 }

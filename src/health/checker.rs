@@ -18,13 +18,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::latency::{self, Smoothed};
+use super::metrics::HealthMetrics;
 use super::probe::{ProbeError, Prober};
+use super::targets::{probes_change, targets};
 use super::verdict::Tracker;
 use crate::cache::Inputs;
-use crate::config::Config;
-use crate::config::model::{HealthCheck, Policy};
+use crate::config::model::HealthCheck;
 use crate::control::Controller;
-use crate::translate::{EndpointKey, Overlay, Verdict};
+use crate::overlay::{EndpointKey, Verdict};
 
 /// What the admin API shows for a probed endpoint.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -52,25 +53,21 @@ impl HealthTable {
             .get(key)
             .cloned()
     }
-
-    pub fn len(&self) -> usize {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[derive(Debug, Clone)]
 pub struct HealthOptions {
     /// Probes in flight at once, across all endpoints.
     pub concurrency: usize,
+    pub metrics: HealthMetrics,
 }
 
 impl Default for HealthOptions {
     fn default() -> HealthOptions {
-        HealthOptions { concurrency: 1024 }
+        HealthOptions {
+            concurrency: 1024,
+            metrics: HealthMetrics::default(),
+        }
     }
 }
 
@@ -97,6 +94,7 @@ pub fn spawn(
         http,
         targets: HashMap::new(),
         next_id: 0,
+        metrics: options.metrics,
     };
     tokio::spawn(aggregator.run(rx, shutdown));
     table
@@ -129,6 +127,7 @@ struct Aggregator {
     http: reqwest::Client,
     targets: HashMap<EndpointKey, Target>,
     next_id: u64,
+    metrics: HealthMetrics,
 }
 
 /// What a batch of reports changes in the overlay.
@@ -141,8 +140,10 @@ struct Changes {
 impl Aggregator {
     async fn run(mut self, mut reports: mpsc::Receiver<Report>, shutdown: CancellationToken) {
         let mut inputs = self.controller.watch_inputs();
+        let mut reconciled: Option<Inputs> = None;
         if let Some(current) = inputs.borrow_and_update().clone() {
             self.reconcile(&current);
+            reconciled = Some(current);
         }
         let mut batch = Vec::with_capacity(256);
         loop {
@@ -153,8 +154,11 @@ impl Aggregator {
                         break;
                     }
                     let current = inputs.borrow_and_update().clone();
-                    if let Some(current) = current {
+                    if let Some(current) = current
+                        && probes_change(reconciled.as_ref(), &current)
+                    {
                         self.reconcile(&current);
+                        reconciled = Some(current);
                     }
                 }
                 n = reports.recv_many(&mut batch, 1024) => {
@@ -262,7 +266,7 @@ impl Aggregator {
 
     fn absorb(&mut self, reports: impl Iterator<Item = Report>) -> Changes {
         let mut changes = Changes::default();
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         let mut table = self.table.0.write().unwrap_or_else(|e| e.into_inner());
         for report in reports {
             let Some(target) = self
@@ -286,7 +290,7 @@ impl Aggregator {
                     .tracker
                     .record(ok, spec.healthy_threshold, spec.unhealthy_threshold)
             {
-                metrics.health_transition(&report.key.cluster, verdict);
+                metrics.transition(&report.key.cluster, verdict);
                 let word = match verdict {
                     Verdict::Healthy => "healthy",
                     Verdict::Unhealthy => "unhealthy",
@@ -368,32 +372,6 @@ impl Aggregator {
             }
         });
     }
-}
-
-/// Every endpoint that should be probed, with its check, whether its weight is measured
-/// (least_response_time), and its configured weight.
-fn targets(
-    config: &Config,
-    overlay: &Overlay,
-) -> BTreeMap<EndpointKey, (Arc<HealthCheck>, bool, u32)> {
-    let mut out = BTreeMap::new();
-    for c in config.clusters.values() {
-        let Some(spec) = &c.health_check else {
-            continue;
-        };
-        let spec = Arc::new(spec.clone());
-        let measured = c.policy == Policy::LeastResponseTime;
-        let registered = overlay
-            .registered
-            .get(&c.name)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for e in c.endpoints.iter().chain(registered) {
-            out.entry(EndpointKey::new(c.name.clone(), e.address))
-                .or_insert_with(|| (spec.clone(), measured, e.weight));
-        }
-    }
-    out
 }
 
 async fn probe_loop(

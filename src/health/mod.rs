@@ -8,8 +8,11 @@
 
 mod checker;
 pub mod latency;
+mod metrics;
 mod probe;
+mod targets;
 pub mod verdict;
 
 pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn};
+pub use metrics::HealthMetrics;
 pub use probe::{ProbeError, Prober};

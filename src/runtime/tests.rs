@@ -10,10 +10,10 @@ use super::{Runtime, RuntimeError};
 use crate::cache::SnapshotCache;
 use crate::config::parse_str;
 use crate::control::Controller;
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 
 fn controller() -> Arc<Controller> {
-    let c = Controller::new(Arc::new(SnapshotCache::new()));
+    let c = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
     let config = parse_str(
         "t.yaml",
         "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081, 127.0.0.1:8082] }\n",

@@ -13,6 +13,7 @@ use tonic::Status;
 use super::reader::Requests;
 use tracing::{Instrument, debug, info, warn};
 
+use super::metrics::{StreamLabels, XdsMetrics};
 use super::nodes::{Nack, NodeRegistry, StreamEntry, StreamInfo};
 use super::ordering;
 use super::protocol::{self, Mode, Plan, Protocol, Request};
@@ -27,6 +28,7 @@ pub(crate) struct Shared {
     pub(crate) cache: Arc<SnapshotCache>,
     pub(crate) nodes: Arc<NodeRegistry>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) metrics: XdsMetrics,
 }
 
 /// Which service a stream arrived on.
@@ -116,8 +118,8 @@ async fn run<P: Protocol>(
         .into_iter()
         .filter(|t| kind.only.is_none_or(|only| only == *t))
         .collect();
-    let _gauge = crate::metrics::get().stream_opened(
-        crate::metrics::StreamLabels {
+    let _gauge = shared.metrics.stream_opened(
+        StreamLabels {
             r#type: kind.only.map_or("ads", ResourceType::short_name),
             mode: P::MODE.name(),
             fleet: node.cluster.clone(),
@@ -128,6 +130,7 @@ async fn run<P: Protocol>(
         node_id: node.id.clone(),
         kind,
         entry,
+        metrics: shared.metrics.clone(),
         opened: std::time::Instant::now(),
         client: ClientState::default(),
         snapshot,
@@ -161,6 +164,7 @@ struct StreamLoop<P: Protocol> {
     node_id: String,
     kind: Kind,
     entry: StreamEntry,
+    metrics: XdsMetrics,
     opened: std::time::Instant,
     client: ClientState,
     snapshot: Arc<Snapshot>,
@@ -317,7 +321,7 @@ impl<P: Protocol> StreamLoop<P> {
             Reply::Ack(flight) => {
                 debug!(r#type = %t, version = %flight.sent_version, nonce = %flight.nonce,
                     elapsed_ms = flight.at.elapsed().as_millis() as u64, "ACK");
-                crate::metrics::get().ack(t, P::MODE.name(), Some(flight.since.elapsed()));
+                self.metrics.ack(t, P::MODE.name(), flight.since.elapsed());
                 self.entry.update_type(t, |s| {
                     s.acks += 1;
                     s.acked_version = Some(flight.sent_version);
@@ -333,7 +337,7 @@ impl<P: Protocol> StreamLoop<P> {
     }
 
     fn nacked(&mut self, t: ResourceType, flight: InFlight, message: String) {
-        crate::metrics::get().nack(t, P::MODE.name());
+        self.metrics.nack(t, P::MODE.name());
         let who = if self.is_envoy { "Envoy" } else { "client" };
         crate::events::record(
             crate::events::NewEvent::new(
@@ -416,7 +420,7 @@ impl<P: Protocol> StreamLoop<P> {
         let response = P::response(&plan, &nonce, &self.snapshot);
         debug!(r#type = %plan.t, version = %plan.version_info, nonce = %nonce,
             resources = plan.resources.len(), removed = plan.removed.len(), "sending");
-        crate::metrics::get().response_sent(plan.t, P::MODE.name());
+        self.metrics.response_sent(plan.t, P::MODE.name());
         let sent_version = P::wire_version(&plan, &self.snapshot).to_string();
         self.entry.update_type(plan.t, |s| {
             s.responses += 1;

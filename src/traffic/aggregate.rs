@@ -1,0 +1,585 @@
+//! The aggregate, over every Envoy of every fleet, of what each reports about its upstream
+//! traffic.
+//!
+//! Reports arrive per Envoy stream: cluster counters as deltas, cluster histograms as
+//! cumulative buckets (turned into deltas here, per stream), gauges as current values, and
+//! per-endpoint request counts from load reports. Rates live in one-second slots over the last
+//! minute; gauges are summed over the streams that report them and vanish with their stream.
+//!
+//! Memory and work are bounded: a stream may report only on names its fleet was sent
+//! (`known`), at most [`Limits`] clusters and endpoints per stream and in all, and anything
+//! quiet for [`IDLE`] is forgotten, its Prometheus series with it. Ingesting a report costs
+//! O(its size); the view the admin API serves is computed once a second by [`refresh`]
+//! (O(clusters + endpoints + reported gauges)), off the request path.
+//!
+//! [`refresh`]: TrafficAggregate::refresh
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::known::{Known, KnownNames};
+use super::metrics::TrafficMetrics;
+use super::view::{self, TrafficView};
+use super::window::{BucketRates, Rate};
+use crate::cache::SnapshotCache;
+
+/// Clusters, or endpoints, quiet this long are forgotten (and their series removed).
+pub const IDLE: Duration = Duration::from_secs(300);
+/// The window `/api/v1/traffic` reports rates over.
+pub const WINDOW_SECONDS: u64 = 10;
+
+/// How many names reports may bring in.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub clusters: usize,
+    pub endpoints: usize,
+    pub clusters_per_reporter: usize,
+    pub endpoints_per_reporter: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            clusters: 10_000,
+            endpoints: 100_000,
+            clusters_per_reporter: 10_000,
+            endpoints_per_reporter: 100_000,
+        }
+    }
+}
+
+/// Identifies one reporting stream (a metrics sink stream or a load-report stream).
+pub(super) type ReporterId = u64;
+
+/// One cluster's numbers from one Envoy's stats flush.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterReport {
+    pub cluster: String,
+    /// Upstream requests completed since the last flush, by response class 1xx…5xx.
+    pub by_class: [u64; 5],
+    pub retries: u64,
+    /// `upstream_rq_time` as Envoy keeps it: cumulative since Envoy started.
+    pub latency: Option<Latency>,
+    pub active_requests: Option<f64>,
+    pub active_connections: Option<f64>,
+    pub ejections_active: Option<f64>,
+}
+
+/// A latency histogram: bucket upper bounds (ms), cumulative counts (values ≤ each bound),
+/// the number of samples and their sum (ms).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Latency {
+    pub bounds: Vec<f64>,
+    pub cumulative: Vec<u64>,
+    pub count: u64,
+    pub sum: f64,
+}
+
+/// One endpoint's requests over one load-report interval.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointReport {
+    pub cluster: String,
+    pub endpoint: String,
+    pub successful: u64,
+    pub errors: u64,
+    pub in_progress: u64,
+}
+
+#[derive(Default)]
+pub(super) struct ClusterAgg {
+    pub(super) by_class: [Rate; 5],
+    pub(super) retries: Rate,
+    pub(super) latency: BucketRates,
+    last: Option<Instant>,
+}
+
+#[derive(Default)]
+pub(super) struct EndpointAgg {
+    pub(super) successful: Rate,
+    pub(super) errors: Rate,
+    last: Option<Instant>,
+}
+
+#[derive(Default, Clone, Copy)]
+pub(super) struct Gauges {
+    pub(super) active_requests: f64,
+    pub(super) active_connections: f64,
+    pub(super) ejections_active: f64,
+}
+
+pub(super) struct Reporter {
+    pub(super) node: String,
+    /// A stats (metrics sink) stream, as opposed to a load-report stream.
+    pub(super) stats: bool,
+    /// The names this stream may report on (`None`: any, when not following a cache).
+    known: Option<Known>,
+    /// Per cluster reported on: its gauges (the set of this stream's clusters).
+    pub(super) gauges: HashMap<String, Gauges>,
+    /// Per cluster, the last per-bucket latency counts and sum (for deltas).
+    latency: HashMap<String, (Vec<u64>, f64)>,
+    pub(super) in_progress: HashMap<(String, String), u64>,
+}
+
+#[derive(Default)]
+pub(super) struct Inner {
+    pub(super) clusters: HashMap<String, ClusterAgg>,
+    /// Per cluster, its endpoints: a cluster's endpoints are found without a scan.
+    pub(super) endpoints: HashMap<String, HashMap<String, EndpointAgg>>,
+    endpoint_count: usize,
+    pub(super) reporters: HashMap<ReporterId, Reporter>,
+    next_id: ReporterId,
+}
+
+/// Traffic numbers from every Envoy, shared by the sinks (writers) and the admin API.
+#[derive(Default)]
+pub struct TrafficAggregate {
+    inner: Mutex<Inner>,
+    known: KnownNames,
+    limits: Limits,
+    latest: Mutex<Arc<TrafficView>>,
+    metrics: TrafficMetrics,
+}
+
+pub(super) fn now_second() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl TrafficAggregate {
+    pub fn new(metrics: TrafficMetrics) -> Arc<TrafficAggregate> {
+        Arc::new(TrafficAggregate {
+            metrics,
+            ..TrafficAggregate::default()
+        })
+    }
+
+    pub(super) fn metrics(&self) -> &TrafficMetrics {
+        &self.metrics
+    }
+
+    pub fn with_limits(limits: Limits) -> TrafficAggregate {
+        TrafficAggregate {
+            limits,
+            ..TrafficAggregate::default()
+        }
+    }
+
+    /// From now on, reports are accepted only on names in the snapshots of `cache`.
+    pub fn follow(&self, cache: Arc<SnapshotCache>) {
+        self.known.follow(cache);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new reporting stream from Envoy `node` of `fleet`: its stats stream (`stats`) or its
+    /// load reports.
+    pub fn reporter(&self, node: &str, fleet: &str, stats: bool) -> ReporterId {
+        let known = self.known.for_fleet(fleet);
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.reporters.insert(
+            id,
+            Reporter {
+                node: node.to_string(),
+                stats,
+                known,
+                gauges: HashMap::new(),
+                latency: HashMap::new(),
+                in_progress: HashMap::new(),
+            },
+        );
+        id
+    }
+
+    /// A stream ended: its gauges no longer count.
+    pub fn reporter_gone(&self, id: ReporterId) {
+        self.lock().reporters.remove(&id);
+    }
+
+    pub fn cluster_report(&self, id: ReporterId, report: ClusterReport) {
+        let second = now_second();
+        let now = Instant::now();
+        let metrics = &self.metrics;
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(reporter) = inner.reporters.get_mut(&id) else {
+            return;
+        };
+        if let Some(known) = reporter.known.as_mut()
+            && !known.current(&self.known).cluster(&report.cluster)
+        {
+            return;
+        }
+        let new_here = !reporter.gauges.contains_key(&report.cluster);
+        if (new_here && reporter.gauges.len() >= self.limits.clusters_per_reporter)
+            || (!inner.clusters.contains_key(&report.cluster)
+                && inner.clusters.len() >= self.limits.clusters)
+        {
+            return;
+        }
+        let agg = inner
+            .clusters
+            .entry(report.cluster.clone())
+            .or_insert_with(|| {
+                metrics.cluster_seen(&report.cluster);
+                ClusterAgg::default()
+            });
+        agg.last = Some(now);
+        for (class, n) in report.by_class.iter().enumerate() {
+            if *n > 0 {
+                agg.by_class[class].add(second, *n);
+                metrics.requests(&report.cluster, class, *n);
+            }
+        }
+        if report.retries > 0 {
+            agg.retries.add(second, report.retries);
+            metrics.retries(&report.cluster, report.retries);
+        }
+        if let Some(l) = &report.latency {
+            let now_buckets = per_bucket(&l.cumulative, l.count);
+            let previous = reporter
+                .latency
+                .insert(report.cluster.clone(), (now_buckets.clone(), l.sum));
+            let increments = match previous {
+                // The first report of a stream is a baseline: what came before is history.
+                None => None,
+                Some((prev, prev_sum))
+                    if prev.len() == now_buckets.len()
+                        && prev.iter().zip(&now_buckets).all(|(p, n)| n >= p) =>
+                {
+                    let inc: Vec<u64> = now_buckets.iter().zip(&prev).map(|(n, p)| n - p).collect();
+                    Some((inc, (l.sum - prev_sum).max(0.0)))
+                }
+                // Envoy restarted its histogram: everything in it is new.
+                Some(_) => Some((now_buckets, l.sum)),
+            };
+            if let Some((inc, sum)) = increments
+                && inc.iter().any(|n| *n > 0)
+            {
+                agg.latency.add(second, &l.bounds, &inc);
+                metrics.latency(&report.cluster, &l.bounds, &inc, sum);
+            }
+        }
+        let g = reporter.gauges.entry(report.cluster).or_default();
+        if let Some(v) = report.active_requests {
+            g.active_requests = v;
+        }
+        if let Some(v) = report.active_connections {
+            g.active_connections = v;
+        }
+        if let Some(v) = report.ejections_active {
+            g.ejections_active = v;
+        }
+    }
+
+    pub fn endpoint_reports(&self, id: ReporterId, reports: Vec<EndpointReport>) {
+        let second = now_second();
+        let now = Instant::now();
+        let metrics = &self.metrics;
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(reporter) = inner.reporters.get_mut(&id) else {
+            return;
+        };
+        reporter.in_progress.clear();
+        let known = reporter.known.as_mut().map(|k| k.current(&self.known));
+        for r in reports {
+            if known.is_some_and(|k| !k.endpoint(&r.cluster, &r.endpoint))
+                || reporter.in_progress.len() >= self.limits.endpoints_per_reporter
+            {
+                continue;
+            }
+            let cluster = inner.endpoints.entry(r.cluster.clone()).or_default();
+            if !cluster.contains_key(&r.endpoint) {
+                if inner.endpoint_count >= self.limits.endpoints {
+                    continue;
+                }
+                inner.endpoint_count += 1;
+            }
+            reporter
+                .in_progress
+                .insert((r.cluster.clone(), r.endpoint.clone()), r.in_progress);
+            let agg = cluster.entry(r.endpoint.clone()).or_default();
+            agg.last = Some(now);
+            if r.successful > 0 {
+                agg.successful.add(second, r.successful);
+            }
+            if r.errors > 0 {
+                agg.errors.add(second, r.errors);
+            }
+            metrics.endpoint_requests(&r.cluster, &r.endpoint, r.successful, r.errors);
+        }
+        inner.endpoints.retain(|_, e| !e.is_empty());
+    }
+
+    /// Rates over the last `window` seconds, summed over every reporting Envoy, computed now.
+    pub fn view(&self, window: u64) -> TrafficView {
+        view::compute(&self.lock(), now_second(), window)
+    }
+
+    /// The view as of the last [`refresh`](TrafficAggregate::refresh) (what the admin API
+    /// serves: reading it costs a clone, however many reports arrive).
+    pub fn latest(&self) -> Arc<TrafficView> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets what went quiet (and its Prometheus series), publishes the summed gauges and
+    /// precomputes the view. Called once a second, off the async runtime's workers.
+    pub fn refresh(&self) {
+        self.refresh_at(Instant::now());
+    }
+
+    fn refresh_at(&self, now: Instant) {
+        let view = {
+            let mut inner = self.lock();
+            forget_idle(&mut inner, &self.metrics, now);
+            let view = view::compute(&inner, now_second(), WINDOW_SECONDS);
+            let metrics = &self.metrics;
+            let gauges = view::gauges(&inner);
+            for cluster in inner.clusters.keys() {
+                let g = gauges.get(cluster.as_str()).copied().unwrap_or_default();
+                metrics.gauges(
+                    cluster,
+                    g.active_requests,
+                    g.active_connections,
+                    g.ejections_active,
+                );
+            }
+            view
+        };
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+    }
+}
+
+/// Cumulative bucket counts (values ≤ each bound) → counts per bucket, plus the overflow.
+fn per_bucket(cumulative: &[u64], total: u64) -> Vec<u64> {
+    let mut out = Vec::with_capacity(cumulative.len() + 1);
+    let mut below = 0;
+    for &c in cumulative {
+        out.push(c.saturating_sub(below));
+        below = below.max(c);
+    }
+    out.push(total.saturating_sub(below));
+    out
+}
+
+fn forget_idle(inner: &mut Inner, metrics: &TrafficMetrics, now: Instant) {
+    let fresh = |last: Option<Instant>| last.is_some_and(|l| now.duration_since(l) < IDLE);
+    inner.clusters.retain(|name, a| {
+        let keep = fresh(a.last);
+        if !keep {
+            metrics.cluster_forget(name);
+        }
+        keep
+    });
+    let mut count = 0;
+    inner.endpoints.retain(|cluster, endpoints| {
+        endpoints.retain(|endpoint, a| {
+            let keep = fresh(a.last);
+            if !keep {
+                metrics.endpoint_forget(cluster, endpoint);
+            }
+            keep
+        });
+        count += endpoints.len();
+        !endpoints.is_empty()
+    });
+    inner.endpoint_count = count;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(cluster: &str, ok: u64, err: u64, cumulative: Vec<u64>, total: u64) -> ClusterReport {
+        ClusterReport {
+            cluster: cluster.into(),
+            by_class: [0, ok, 0, 0, err],
+            latency: Some(Latency {
+                bounds: vec![1.0, 5.0, 10.0],
+                cumulative,
+                count: total,
+                sum: 0.0,
+            }),
+            active_requests: Some(2.0),
+            active_connections: Some(3.0),
+            ..ClusterReport::default()
+        }
+    }
+
+    #[test]
+    fn sums_over_envoys_and_turns_cumulative_buckets_into_rates() {
+        let t = TrafficAggregate::default();
+        let a = t.reporter("edge-1", "edge", true);
+        let b = t.reporter("edge-2", "edge", true);
+        // Baselines: history before flotilla saw the Envoy is not counted as latency.
+        t.cluster_report(a, report("web", 10, 0, vec![100, 100, 100], 100));
+        t.cluster_report(b, report("web", 10, 0, vec![0, 0, 0], 0));
+        t.cluster_report(a, report("web", 30, 10, vec![120, 140, 140], 140));
+        let v = t.view(10);
+        let web = &v.clusters[0];
+        assert_eq!(web.rps, 6.0, "60 requests in 10 s");
+        assert!((web.success_rate.unwrap() - 50.0 / 60.0).abs() < 1e-9);
+        assert_eq!(web.active_requests, 4.0, "2 + 2 from two Envoys");
+        assert_eq!(web.active_connections, 6.0);
+        // 20 in (0,1], 20 in (1,5]: the median is at the edge of the first bucket.
+        assert_eq!(web.p50_ms, Some(1.0));
+        assert_eq!(v.reporting_envoys, 2);
+        t.reporter_gone(b);
+        assert_eq!(
+            t.view(10).clusters[0].active_requests,
+            2.0,
+            "gone with its stream"
+        );
+    }
+
+    #[test]
+    fn endpoint_reports_give_rates_success_and_in_progress() {
+        let t = TrafficAggregate::default();
+        let a = t.reporter("edge-1", "edge", true);
+        t.endpoint_reports(
+            a,
+            vec![EndpointReport {
+                cluster: "web".into(),
+                endpoint: "127.0.0.1:1".into(),
+                successful: 18,
+                errors: 2,
+                in_progress: 1,
+            }],
+        );
+        t.cluster_report(a, report("web", 20, 0, vec![0, 0, 0], 0));
+        let v = t.view(10);
+        let e = &v.clusters[0].endpoints[0];
+        assert_eq!(e.rps, 2.0);
+        assert_eq!(e.success_rate, Some(0.9));
+        assert_eq!(e.active_requests, 1);
+    }
+
+    fn fleet_config() -> crate::cache::Inputs {
+        let yaml = "version: 1
+clusters:
+  web: { endpoints: [127.0.0.1:8081] }
+  internal: { endpoints: [127.0.0.1:8082] }
+listeners:
+  public: { address: 127.0.0.1:10000, routes: [ { to: web } ] }
+  private: { address: 127.0.0.1:10001, routes: [ { to: internal } ] }
+fleets:
+  edge: { listeners: [public] }
+";
+        crate::cache::Inputs {
+            config: Arc::new(
+                crate::config::parse_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}")),
+            ),
+            overlay: Arc::new(crate::overlay::Overlay::default()),
+        }
+    }
+
+    fn endpoint(cluster: &str, endpoint: &str) -> EndpointReport {
+        EndpointReport {
+            cluster: cluster.into(),
+            endpoint: endpoint.into(),
+            successful: 5,
+            ..EndpointReport::default()
+        }
+    }
+
+    #[test]
+    fn only_names_the_reporters_fleet_was_sent_are_accepted() {
+        let cache = Arc::new(SnapshotCache::new());
+        cache.update(fleet_config());
+        let t = TrafficAggregate::default();
+        t.follow(cache.clone());
+        let edge = t.reporter("edge-1", "edge", true);
+        for name in ["web", "internal", "fake-1", "fake-2"] {
+            t.cluster_report(edge, report(name, 10, 5, vec![0, 0, 0], 0));
+        }
+        t.endpoint_reports(
+            edge,
+            vec![
+                endpoint("web", "127.0.0.1:8081"),
+                endpoint("web", "10.9.9.9:1"),
+                endpoint("internal", "127.0.0.1:8082"),
+            ],
+        );
+        let v = t.view(10);
+        let names: Vec<&str> = v.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["web"], "edge was sent web only");
+        let endpoints: Vec<&str> = v.clusters[0]
+            .endpoints
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect();
+        assert_eq!(endpoints, ["127.0.0.1:8081"]);
+        // An Envoy of an undeclared fleet was sent nothing: all its reports are noise.
+        let rogue = t.reporter("rogue", "typo", true);
+        t.cluster_report(rogue, report("internal", 10, 0, vec![0, 0, 0], 0));
+        assert_eq!(t.view(10).clusters.len(), 1);
+    }
+
+    #[test]
+    fn a_reporter_and_all_reporters_are_held_to_their_limits() {
+        let t = TrafficAggregate::with_limits(Limits {
+            clusters: 5,
+            endpoints: 6,
+            clusters_per_reporter: 3,
+            endpoints_per_reporter: 4,
+        });
+        let a = t.reporter("a", "edge", true);
+        let b = t.reporter("b", "edge", true);
+        for i in 0..10 {
+            t.cluster_report(a, report(&format!("limit-a-{i}"), 1, 0, vec![0, 0, 0], 0));
+            t.cluster_report(b, report(&format!("limit-b-{i}"), 1, 0, vec![0, 0, 0], 0));
+        }
+        // 3 from a, then b's first 2 fill the total of 5.
+        assert_eq!(t.view(10).clusters.len(), 5);
+        t.endpoint_reports(
+            a,
+            (0..10)
+                .map(|i| endpoint("limit-a-0", &format!("10.0.0.{i}:1")))
+                .collect(),
+        );
+        t.endpoint_reports(
+            b,
+            (0..10)
+                .map(|i| endpoint("limit-b-0", &format!("10.0.0.{i}:1")))
+                .collect(),
+        );
+        let endpoints: usize = t.view(10).clusters.iter().map(|c| c.endpoints.len()).sum();
+        assert_eq!(endpoints, 6, "4 from a, 2 from b");
+    }
+
+    #[test]
+    fn quiet_clusters_and_endpoints_are_forgotten_with_their_series() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let t = TrafficAggregate::new(TrafficMetrics::register(&mut registry));
+        let encode = || {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode");
+            out
+        };
+        let a = t.reporter("a", "edge", true);
+        t.cluster_report(a, report("quiet-cluster", 3, 1, vec![0, 0, 0], 0));
+        t.endpoint_reports(a, vec![endpoint("quiet-cluster", "10.7.7.7:80")]);
+        t.refresh();
+        let metrics = encode();
+        assert!(metrics.contains("cluster=\"quiet-cluster\""), "{metrics}");
+        assert_eq!(t.latest().clusters.len(), 1, "the precomputed view");
+        t.refresh_at(Instant::now() + IDLE + Duration::from_secs(1));
+        let metrics = encode();
+        assert!(!metrics.contains("quiet-cluster"), "{metrics}");
+        assert!(t.latest().clusters.is_empty());
+    }
+
+    #[test]
+    fn per_bucket_counts_include_the_overflow() {
+        assert_eq!(per_bucket(&[2, 5, 5], 9), vec![2, 3, 0, 4]);
+    }
+}
