@@ -13,6 +13,9 @@ pub struct Config {
     pub clusters: BTreeMap<String, Cluster>,
     pub listeners: BTreeMap<String, Listener>,
     pub fleets: BTreeMap<String, Fleet>,
+    /// The operator's `allow_empty: true`: serve may apply this config even though it removes
+    /// every listener or cluster (see `config::empty`).
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +96,18 @@ pub struct Endpoint {
     pub weight: u32,
     pub zone: Option<String>,
     pub priority: u32,
+}
+
+impl Endpoint {
+    /// An endpoint in no zone at priority 0: what a runtime registration adds.
+    pub fn registered(address: SocketAddr, weight: u32) -> Endpoint {
+        Endpoint {
+            address,
+            weight,
+            zone: None,
+            priority: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@
 
 pub mod store;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -21,7 +21,7 @@ use tracing::info;
 use crate::config::model::Endpoint;
 use crate::control::Controller;
 use crate::events::{self, Kind, NewEvent};
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 use store::{Persistent, StateFile, StoreError};
 
 /// Shortest and longest lease a registration may ask for.
@@ -48,7 +48,7 @@ pub enum RuntimeError {
         cluster: String,
         address: SocketAddr,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -125,12 +125,7 @@ impl Runtime {
             registered
                 .entry(key.cluster.clone())
                 .or_default()
-                .push(Endpoint {
-                    address: key.address,
-                    weight: lease.weight,
-                    zone: None,
-                    priority: 0,
-                });
+                .push(Endpoint::registered(key.address, lease.weight));
         }
         self.controller.update_overlay(|o| {
             o.draining.clone_from(&state.persistent.drains);
@@ -342,10 +337,6 @@ impl Runtime {
             .iter()
             .map(|(k, l)| view(k, l, now))
             .collect()
-    }
-
-    pub fn drains(&self) -> BTreeSet<EndpointKey> {
-        self.lock().persistent.drains.clone()
     }
 
     async fn expire_leases(self: Arc<Self>, shutdown: CancellationToken) {

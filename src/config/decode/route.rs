@@ -1,14 +1,12 @@
 //! One route: what it matches, exactly one action (`to`, `split`, `redirect` or
 //! `direct_response`), and the policies that apply while forwarding.
 
-use std::time::Duration;
-
 use crate::config::diagnostic::Sink;
 use crate::config::model::{HeaderChanges, PathMatch, Route, RouteAction, RouteMatch};
 use crate::config::reader::{self, Fields};
 use crate::config::yaml::Node;
 
-use super::defaults::Defaults;
+use super::defaults::{Defaults, ROUTE_TIMEOUT};
 use super::listener::ClusterRef;
 use super::{resilience, route_action, route_match, route_policy};
 
@@ -132,8 +130,8 @@ fn route(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) -
             sink,
             &n,
             &f.path("timeout"),
-            Duration::ZERO,
-            Duration::from_secs(24 * 3600),
+            ROUTE_TIMEOUT.0,
+            ROUTE_TIMEOUT.1,
         )
         .map(Some),
         None => Some(None),

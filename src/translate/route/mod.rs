@@ -35,6 +35,12 @@ pub(super) fn route_configuration(l: &model::Listener, config: &Config) -> Route
     }
 }
 
+/// The clusters a listener's routes send to (mirrors included), sorted and unique.
+pub(super) fn clusters(l: &model::Listener) -> Vec<String> {
+    let set: std::collections::BTreeSet<&str> = l.clusters().collect();
+    set.into_iter().map(str::to_string).collect()
+}
+
 fn virtual_host(prefix: &str, h: &model::VirtualHost, config: &Config, grpc: bool) -> VirtualHost {
     let (request_headers_to_add, request_headers_to_remove) =
         policy::header_options(&h.headers.request);
