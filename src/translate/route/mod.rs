@@ -114,3 +114,6 @@ fn route(name: &str, r: &model::Route, config: &Config, grpc: bool) -> Route {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
