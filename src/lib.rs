@@ -34,6 +34,8 @@ pub mod config;
 pub mod control;
 pub mod envoy;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod metrics;
 pub mod quickstart;

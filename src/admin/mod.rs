@@ -6,7 +6,11 @@
 
 pub mod api;
 pub mod dashboard;
+mod errors;
+pub mod guard;
 pub mod runtime;
+
+pub use errors::MAX_URL;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +36,8 @@ pub struct AdminState {
     pub mutations: runtime::Mutations,
     pub controller: Arc<Controller>,
     pub nodes: Arc<NodeRegistry>,
+    /// The `Host` values this server answers to.
+    pub hosts: guard::Hosts,
     /// Set once the xDS port is open.
     pub xds_listening: Arc<AtomicBool>,
 }
@@ -69,6 +75,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/traffic", get(api::traffic))
         .merge(dashboard::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .layer(axum::middleware::from_fn(errors::json_errors))
         .with_state(state)
 }
 

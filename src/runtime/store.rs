@@ -76,21 +76,9 @@ impl StateFile {
                 });
             }
         };
-        let file: File = serde_json::from_str(&text).map_err(|source| StoreError::Format {
+        decode(&text).map_err(|source| StoreError::Format {
             path: self.path.clone(),
             source,
-        })?;
-        Ok(Persistent {
-            drains: file
-                .drains
-                .into_iter()
-                .map(|e| EndpointKey::new(e.cluster, e.address))
-                .collect(),
-            weights: file
-                .weights
-                .into_iter()
-                .filter_map(|e| Some((EndpointKey::new(e.cluster, e.address), e.weight?)))
-                .collect(),
         })
     }
 
@@ -99,31 +87,7 @@ impl StateFile {
             path: self.path.clone(),
             source,
         };
-        let file = File {
-            version: 1,
-            drains: state
-                .drains
-                .iter()
-                .map(|k| Entry {
-                    cluster: k.cluster.clone(),
-                    address: k.address,
-                    weight: None,
-                })
-                .collect(),
-            weights: state
-                .weights
-                .iter()
-                .map(|(k, w)| Entry {
-                    cluster: k.cluster.clone(),
-                    address: k.address,
-                    weight: Some(*w),
-                })
-                .collect(),
-        };
-        let text = serde_json::to_vec_pretty(&file).map_err(|source| StoreError::Format {
-            path: self.path.clone(),
-            source,
-        })?;
+        let text = encode(state);
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -135,7 +99,7 @@ impl StateFile {
                 .map_or("state".into(), |n| n.to_string_lossy())
         ));
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&text).map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
         drop(f);
         std::fs::rename(&tmp, &self.path).map_err(io)?;
@@ -144,6 +108,42 @@ impl StateFile {
             .map_err(io)?;
         Ok(())
     }
+}
+
+/// The state a state file's text holds.
+pub fn decode(text: &str) -> Result<Persistent, serde_json::Error> {
+    let file: File = serde_json::from_str(text)?;
+    Ok(Persistent {
+        drains: file
+            .drains
+            .into_iter()
+            .map(|e| EndpointKey::new(e.cluster, e.address))
+            .collect(),
+        weights: file
+            .weights
+            .into_iter()
+            .filter_map(|e| Some((EndpointKey::new(e.cluster, e.address), e.weight?)))
+            .collect(),
+    })
+}
+
+/// The text of a state file holding `state`.
+pub fn encode(state: &Persistent) -> String {
+    let entry = |k: &EndpointKey, weight| Entry {
+        cluster: k.cluster.clone(),
+        address: k.address,
+        weight,
+    };
+    let file = File {
+        version: 1,
+        drains: state.drains.iter().map(|k| entry(k, None)).collect(),
+        weights: state
+            .weights
+            .iter()
+            .map(|(k, w)| entry(k, Some(*w)))
+            .collect(),
+    };
+    serde_json::to_string_pretty(&file).expect("a state file serialises")
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 pub mod bench;
 mod client;
 mod delta;
+#[doc(hidden)]
+pub mod fuzz;
 mod grpc;
 mod held;
 mod names;

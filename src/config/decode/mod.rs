@@ -8,6 +8,7 @@ mod cluster;
 pub(crate) mod defaults;
 mod health;
 mod listener;
+mod registrations;
 mod resilience;
 
 use std::collections::BTreeMap;
