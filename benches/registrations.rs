@@ -31,7 +31,7 @@ async fn main() {
     println!("| ---: | ---: | ---: | ---: |");
     for n in [1_000, 2_500, 5_000, 10_000] {
         let dir = tempfile::tempdir().unwrap();
-        let controller = Controller::new(Arc::new(SnapshotCache::new()));
+        let controller = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
         let config = flotilla::config::parse_str("bench.yaml", CONFIG).unwrap();
         controller.set_config(Arc::new(config));
         let runtime = Runtime::start(

@@ -6,6 +6,11 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::cache::{Inputs, SnapshotCache, UpdateSummary};
@@ -14,6 +19,7 @@ use crate::translate::Overlay;
 
 pub struct Controller {
     cache: Arc<SnapshotCache>,
+    metrics: ControlMetrics,
     state: Mutex<State>,
     /// The inputs of every published snapshot, for those that follow them (the checker).
     inputs: watch::Sender<Option<Inputs>>,
@@ -61,9 +67,10 @@ impl ReloadResult {
 }
 
 impl Controller {
-    pub fn new(cache: Arc<SnapshotCache>) -> Arc<Controller> {
+    pub fn new(cache: Arc<SnapshotCache>, metrics: ControlMetrics) -> Arc<Controller> {
         Arc::new(Controller {
             cache,
+            metrics,
             state: Mutex::new(State::default()),
             inputs: watch::Sender::new(None),
         })
@@ -102,7 +109,7 @@ impl Controller {
 
     fn publish(&self, inputs: Inputs) -> UpdateSummary {
         let summary = self.cache.update(inputs.clone());
-        crate::metrics::get().endpoints(&inputs.config, &inputs.overlay);
+        self.metrics.endpoints(&inputs.config, &inputs.overlay);
         self.inputs.send_replace(Some(inputs));
         summary
     }
@@ -116,7 +123,7 @@ impl Controller {
             overlay: state.overlay.clone(),
         });
         if state.version.as_deref() != Some(&summary.version) {
-            crate::metrics::get().config_version(&summary.version);
+            self.metrics.config_version(&summary.version);
         }
         state.version = Some(summary.version.clone());
         summary
@@ -142,7 +149,7 @@ impl Controller {
             result,
             errors,
         };
-        crate::metrics::get().config_reloads(result);
+        self.metrics.config_reloads(result);
         let version = {
             let mut state = self.lock();
             state.last_reload = Some(record.clone());
@@ -184,5 +191,115 @@ impl Controller {
         });
         state.version = Some(summary.version.clone());
         Some(summary)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    cluster: String,
+    /// healthy, unhealthy, unknown (not probed or no verdict yet: served), draining.
+    state: &'static str,
+}
+
+/// What the controller publishes, as metrics: reloads, the live version, endpoints by state.
+#[derive(Clone, Debug, Default)]
+pub struct ControlMetrics {
+    config_reloads: Family<ResultLabel, Counter>,
+    config_version: Family<VersionLabel, Gauge>,
+    last_reload_ok: Gauge,
+    endpoints: Family<EndpointLabels, Gauge>,
+}
+
+impl ControlMetrics {
+    pub fn register(registry: &mut Registry) -> ControlMetrics {
+        let m = ControlMetrics::default();
+        registry.register(
+            "config_reloads",
+            "Attempts to load the configuration, by result (applied, unchanged, invalid)",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "config_version_info",
+            "The live config version (content hash of every resource), as a label",
+            m.config_version.clone(),
+        );
+        registry.register(
+            "config_last_reload_successful",
+            "1 if the last attempt to load the config succeeded (applied or unchanged), else 0",
+            m.last_reload_ok.clone(),
+        );
+        registry.register(
+            "endpoints",
+            "Endpoints by cluster and state (healthy, unhealthy, unknown, draining)",
+            m.endpoints.clone(),
+        );
+        m
+    }
+
+    fn config_reloads(&self, result: ReloadResult) {
+        self.last_reload_ok
+            .set(i64::from(result != ReloadResult::Invalid));
+        self.config_reloads
+            .get_or_create(&ResultLabel {
+                result: result.as_str(),
+            })
+            .inc();
+    }
+
+    fn config_version(&self, version: &str) {
+        self.config_version.clear();
+        self.config_version
+            .get_or_create(&VersionLabel {
+                version: version.to_string(),
+            })
+            .set(1);
+    }
+
+    /// Recomputes the endpoint gauges from what is being served.
+    fn endpoints(&self, config: &Config, overlay: &Overlay) {
+        use crate::translate::{EndpointKey, Verdict};
+        self.endpoints.clear();
+        for c in config.clusters.values() {
+            let registered = overlay
+                .registered
+                .get(&c.name)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut counts = [0i64; 4];
+            for e in c.endpoints.iter().chain(registered) {
+                let key = EndpointKey::new(c.name.clone(), e.address);
+                let i = if overlay.draining.contains(&key) {
+                    3
+                } else {
+                    match overlay.verdicts.get(&key) {
+                        Some(Verdict::Healthy) => 0,
+                        Some(Verdict::Unhealthy) => 1,
+                        None => 2,
+                    }
+                };
+                counts[i] += 1;
+            }
+            for (state, n) in ["healthy", "unhealthy", "unknown", "draining"]
+                .into_iter()
+                .zip(counts)
+            {
+                self.endpoints
+                    .get_or_create(&EndpointLabels {
+                        cluster: c.name.clone(),
+                        state,
+                    })
+                    .set(n);
+            }
+        }
     }
 }

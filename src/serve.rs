@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
-use crate::control::{Controller, Reload, ReloadResult};
+use crate::control::{ControlMetrics, Controller, Reload, ReloadResult};
 use crate::xds::{self, NodeRegistry};
 
 #[derive(Debug, Clone)]
@@ -65,13 +65,24 @@ const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 /// Runs until `shutdown` is cancelled. An invalid config at start-up is logged and the server
 /// stays up, not ready, serving nothing, until a valid one is loaded.
 pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), ServeError> {
+    // Every subsystem's metric families, registered once, before anything records.
+    let mut registry = crate::metrics::registry();
+    let control_metrics = ControlMetrics::register(&mut registry);
+    let health_metrics = crate::health::HealthMetrics::register(&mut registry);
+    let xds_metrics = xds::XdsMetrics::register(&mut registry);
+    let traffic_metrics = crate::traffic::TrafficMetrics::register(&mut registry);
+    let exposition = crate::metrics::Exposition::new(registry);
+
     let cache = Arc::new(SnapshotCache::new());
-    let controller = Controller::new(cache.clone());
+    let controller = Controller::new(cache.clone(), control_metrics);
     let nodes = NodeRegistry::new();
 
     let health = crate::health::spawn(
         controller.clone(),
-        crate::health::HealthOptions::default(),
+        crate::health::HealthOptions {
+            metrics: health_metrics,
+            ..Default::default()
+        },
         shutdown.clone(),
     );
     reload(&controller, &opts.config, "startup");
@@ -112,7 +123,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let xds_listening = Arc::new(AtomicBool::new(true));
     xds_listening.store(true, Ordering::Release);
 
-    let traffic = crate::traffic::FleetTraffic::new();
+    let traffic = crate::traffic::TrafficAggregate::new(traffic_metrics);
     let admin_state = AdminState {
         traffic: traffic.clone(),
         config_path: opts.config.clone(),
@@ -126,14 +137,20 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         nodes: nodes.clone(),
         hosts: crate::admin::guard::Hosts::new(opts.admin_listen, &opts.admin_allowed_hosts)?,
         xds_listening,
+        metrics: exposition,
     };
-    tokio::spawn(node_gauges(nodes.clone(), shutdown.clone()));
+    tokio::spawn(node_gauges(
+        nodes.clone(),
+        xds_metrics.clone(),
+        shutdown.clone(),
+    ));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
     let xds_result = xds::serve(
         xds_listener,
         cache,
         nodes,
         traffic,
+        xds_metrics,
         opts.xds_keepalive_timeout,
         shutdown.clone(),
     )
@@ -148,7 +165,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
 }
 
 /// Keeps the per-fleet node gauges current (once a second: they feed alerts, not latency).
-async fn node_gauges(nodes: Arc<NodeRegistry>, shutdown: CancellationToken) {
+async fn node_gauges(
+    nodes: Arc<NodeRegistry>,
+    metrics: xds::XdsMetrics,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -156,7 +177,7 @@ async fn node_gauges(nodes: Arc<NodeRegistry>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let views = crate::admin::api::node_views(nodes.streams());
-        crate::metrics::get().nodes(views.iter().map(|n| (n.fleet.as_str(), n.in_sync)));
+        metrics.nodes(views.iter().map(|n| (n.fleet.as_str(), n.in_sync)));
     }
 }
 

@@ -31,7 +31,7 @@ use crate::xds::NodeRegistry;
 pub struct AdminState {
     pub config_path: std::path::PathBuf,
     pub health: crate::health::HealthTable,
-    pub traffic: Arc<crate::traffic::FleetTraffic>,
+    pub traffic: Arc<crate::traffic::TrafficAggregate>,
     pub runtime: Arc<crate::runtime::Runtime>,
     pub mutations: runtime::Mutations,
     pub controller: Arc<Controller>,
@@ -40,6 +40,8 @@ pub struct AdminState {
     pub hosts: guard::Hosts,
     /// Set once the xDS port is open.
     pub xds_listening: Arc<AtomicBool>,
+    /// Every subsystem's metrics, for `/metrics`.
+    pub metrics: crate::metrics::Exposition,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -96,13 +98,13 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
     (StatusCode::OK, "ready\n")
 }
 
-async fn metrics() -> impl axum::response::IntoResponse {
+async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::get().encode(),
+        state.metrics.encode(),
     )
 }
 

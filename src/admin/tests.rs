@@ -17,7 +17,7 @@ use crate::runtime::{Runtime, store::StateFile};
 use crate::xds::NodeRegistry;
 
 fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
-    let controller = Controller::new(Arc::new(SnapshotCache::new()));
+    let controller = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
     let config = crate::config::parse_str(
         "t.yaml",
         "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081] }\n",
@@ -33,13 +33,14 @@ fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
     AdminState {
         config_path: "t.yaml".into(),
         health: Default::default(),
-        traffic: crate::traffic::FleetTraffic::new(),
+        traffic: crate::traffic::TrafficAggregate::new(Default::default()),
         runtime,
         mutations,
         controller,
         nodes: NodeRegistry::new(),
         hosts: Hosts::new("127.0.0.1:18080".parse().unwrap(), &[]).unwrap(),
         xds_listening: Arc::new(AtomicBool::new(true)),
+        metrics: Default::default(),
     }
 }
 

@@ -79,16 +79,26 @@ impl SnapshotCache {
         state.channels.retain(|_, tx| tx.receiver_count() > 0);
         let mut woken = 0;
         let state = &*state;
-        let mut everything: HashMap<Transport, Arc<Snapshot>> = HashMap::new();
+        let mut shared = Shared::default();
         for ((fleet, transport), tx) in &state.channels {
-            let snapshot = snapshot_for(state, fleet, *transport, &mut everything);
+            let snapshot = snapshot_for(state, fleet, *transport, &mut shared.everything);
             let changed = tx.send_if_modified(|current| {
                 if current.version == snapshot.version {
                     return false;
                 }
                 // Linked to the snapshot its streams hold: what changed is worked out once
-                // here, not by each stream.
-                *current = Arc::new(Snapshot::clone(&snapshot).follow(current));
+                // here, not by each stream, and once for every channel that held the same
+                // snapshot (every undeclared fleet: one set of changes, not one per name).
+                let key = (
+                    *transport,
+                    current.version.clone(),
+                    snapshot.version.clone(),
+                );
+                *current = shared
+                    .followed
+                    .entry(key)
+                    .or_insert_with(|| Arc::new(Snapshot::clone(&snapshot).follow(current)))
+                    .clone();
                 true
             });
             woken += usize::from(changed);
@@ -105,11 +115,29 @@ impl SnapshotCache {
         if let Some(tx) = state.channels.get(&key) {
             return tx.subscribe();
         }
+        // A fleet whose last stream went is forgotten before a new one is made, so channels
+        // are bounded by the fleets with open streams, not by every name ever claimed.
+        state.channels.retain(|_, tx| tx.receiver_count() > 0);
         ensure_encoded(&mut state, transport);
-        let snapshot = if state.inputs.is_some() {
-            snapshot_for(&state, fleet, transport, &mut HashMap::new())
-        } else {
-            Arc::new(Snapshot::default())
+        let snapshot = match &state.inputs {
+            None => Arc::new(Snapshot::default()),
+            Some(inputs) => {
+                if translate::fleet_unknown(&inputs.config, fleet) {
+                    unknown_fleet_event(&inputs.config, fleet);
+                }
+                let mut everything = HashMap::new();
+                // Any undeclared fleet already served shares its snapshot with this one.
+                if let Some(held) = state
+                    .channels
+                    .iter()
+                    .filter(|((f, t), _)| *t == transport && undeclared(inputs, f))
+                    .map(|(_, tx)| tx.borrow().clone())
+                    .next()
+                {
+                    everything.insert(transport, held);
+                }
+                snapshot_for(&state, fleet, transport, &mut everything)
+            }
         };
         let (tx, rx) = watch::channel(snapshot);
         state.channels.insert(key, tx);
@@ -149,6 +177,37 @@ fn ensure_encoded(state: &mut State, transport: Transport) {
     }
 }
 
+/// Snapshots shared between the channels of one update.
+#[derive(Default)]
+struct Shared {
+    /// Per transport, the one snapshot of every undeclared fleet.
+    everything: HashMap<Transport, Arc<Snapshot>>,
+    /// (transport, held version, new version) → the new snapshot following the held one.
+    followed: HashMap<(Transport, String, String), Arc<Snapshot>>,
+}
+
+/// Fleets that are not declared all receive the same snapshot (everything, or nothing once
+/// fleets are declared), made once per transport however many names Envoys claim.
+fn undeclared(inputs: &Inputs, fleet: &str) -> bool {
+    !inputs.config.fleets.contains_key(fleet)
+}
+
+fn unknown_fleet_event(config: &crate::config::Config, fleet: &str) {
+    let declared: Vec<&str> = config.fleets.keys().map(String::as_str).collect();
+    tracing::warn!(
+        fleet,
+        ?declared,
+        "an Envoy claims an undeclared fleet: it receives nothing"
+    );
+    crate::events::record(crate::events::NewEvent::new(
+        crate::events::Kind::Node,
+        format!(
+            "an Envoy claims fleet {fleet:?}, which is not declared under fleets ({}): it receives no resources",
+            declared.join(", ")
+        ),
+    ));
+}
+
 fn snapshot_for(
     state: &State,
     fleet: &str,
@@ -159,11 +218,18 @@ fn snapshot_for(
         return Arc::new(Snapshot::default());
     };
     let encoded = &state.encoded[&transport];
-    match translate::select_fleet(&inputs.config, fleet) {
-        Some(selection) => Arc::new(encoded.snapshot(Some(&selection))),
-        None => everything
+    if undeclared(inputs, fleet) {
+        return everything
             .entry(transport)
-            .or_insert_with(|| Arc::new(encoded.snapshot(None)))
-            .clone(),
+            .or_insert_with(|| {
+                let selection = translate::select_fleet(&inputs.config, fleet);
+                Arc::new(encoded.snapshot(selection.as_ref()))
+            })
+            .clone();
     }
+    let selection = translate::select_fleet(&inputs.config, fleet);
+    Arc::new(encoded.snapshot(selection.as_ref()))
 }
+
+#[cfg(test)]
+mod tests;

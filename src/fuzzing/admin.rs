@@ -71,7 +71,7 @@ fn server() -> &'static (tokio::runtime::Runtime, AdminState) {
             .build()
             .expect("a tokio runtime");
         let state = runtime.block_on(async {
-            let controller = Controller::new(Arc::new(SnapshotCache::new()));
+            let controller = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
             let config = crate::config::parse_str("quickstart.yaml", crate::quickstart::CONFIG)
                 .expect("the quickstart config is valid");
             controller.set_config(Arc::new(config));
@@ -93,7 +93,7 @@ fn server() -> &'static (tokio::runtime::Runtime, AdminState) {
             AdminState {
                 config_path: "quickstart.yaml".into(),
                 health: Default::default(),
-                traffic: crate::traffic::FleetTraffic::new(),
+                traffic: crate::traffic::TrafficAggregate::new(Default::default()),
                 runtime,
                 mutations: Mutations::Loopback,
                 controller,
@@ -101,6 +101,7 @@ fn server() -> &'static (tokio::runtime::Runtime, AdminState) {
                 hosts: Hosts::new("127.0.0.1:18080".parse().expect("an address"), &[])
                     .expect("no extra hosts"),
                 xds_listening: Arc::new(AtomicBool::new(true)),
+                metrics: Default::default(),
             }
         });
         (runtime, state)

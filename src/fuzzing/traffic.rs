@@ -5,7 +5,7 @@ use envoy_types::pb::envoy::service::load_stats::v3::LoadStatsRequest;
 use envoy_types::pb::envoy::service::metrics::v3::StreamMetricsMessage;
 use prost::Message;
 
-use crate::traffic::{FleetTraffic, cluster_reports, endpoint_reports};
+use crate::traffic::{TrafficAggregate, cluster_reports, endpoint_reports};
 
 /// One stats flush, read as the sink reads it and aggregated twice (counters become deltas
 /// against the first).
@@ -13,7 +13,7 @@ pub fn stats_flush(data: &[u8]) {
     let Ok(message) = StreamMetricsMessage::decode(data) else {
         return;
     };
-    let traffic = FleetTraffic::new();
+    let traffic = TrafficAggregate::new(Default::default());
     let reporter = traffic.reporter("fuzz", true);
     for _ in 0..2 {
         for report in cluster_reports(&message.envoy_metrics) {
@@ -29,13 +29,13 @@ pub fn load_report(data: &[u8]) {
     let Ok(request) = LoadStatsRequest::decode(data) else {
         return;
     };
-    let traffic = FleetTraffic::new();
+    let traffic = TrafficAggregate::new(Default::default());
     let reporter = traffic.reporter("fuzz", false);
     traffic.endpoint_reports(reporter, endpoint_reports(&request));
     view(&traffic);
 }
 
-fn view(traffic: &FleetTraffic) {
+fn view(traffic: &TrafficAggregate) {
     let view = traffic.view(10);
     serde_json::to_vec(&view).expect("the traffic view serialises");
 }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::latency::{self, Smoothed};
+use super::metrics::HealthMetrics;
 use super::probe::{ProbeError, Prober};
 use super::verdict::Tracker;
 use crate::cache::Inputs;
@@ -66,11 +67,15 @@ impl HealthTable {
 pub struct HealthOptions {
     /// Probes in flight at once, across all endpoints.
     pub concurrency: usize,
+    pub metrics: HealthMetrics,
 }
 
 impl Default for HealthOptions {
     fn default() -> HealthOptions {
-        HealthOptions { concurrency: 1024 }
+        HealthOptions {
+            concurrency: 1024,
+            metrics: HealthMetrics::default(),
+        }
     }
 }
 
@@ -97,6 +102,7 @@ pub fn spawn(
         http,
         targets: HashMap::new(),
         next_id: 0,
+        metrics: options.metrics,
     };
     tokio::spawn(aggregator.run(rx, shutdown));
     table
@@ -129,6 +135,7 @@ struct Aggregator {
     http: reqwest::Client,
     targets: HashMap<EndpointKey, Target>,
     next_id: u64,
+    metrics: HealthMetrics,
 }
 
 /// What a batch of reports changes in the overlay.
@@ -262,7 +269,7 @@ impl Aggregator {
 
     fn absorb(&mut self, reports: impl Iterator<Item = Report>) -> Changes {
         let mut changes = Changes::default();
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         let mut table = self.table.0.write().unwrap_or_else(|e| e.into_inner());
         for report in reports {
             let Some(target) = self
@@ -286,7 +293,7 @@ impl Aggregator {
                     .tracker
                     .record(ok, spec.healthy_threshold, spec.unhealthy_threshold)
             {
-                metrics.health_transition(&report.key.cluster, verdict);
+                metrics.transition(&report.key.cluster, verdict);
                 let word = match verdict {
                     Verdict::Healthy => "healthy",
                     Verdict::Unhealthy => "unhealthy",

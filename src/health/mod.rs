@@ -8,8 +8,10 @@
 
 mod checker;
 pub mod latency;
+mod metrics;
 mod probe;
 pub mod verdict;
 
 pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn};
+pub use metrics::HealthMetrics;
 pub use probe::{ProbeError, Prober};

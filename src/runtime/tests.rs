@@ -18,7 +18,7 @@ fn controller() -> Arc<Controller> {
 
 /// A controller serving cluster `web` with `registrations` (YAML) if not empty.
 fn controller_with(registrations: &str) -> Arc<Controller> {
-    let c = Controller::new(Arc::new(SnapshotCache::new()));
+    let c = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
     let mut yaml =
         "version: 1\nclusters:\n  web:\n    endpoints: [127.0.0.1:8081, 127.0.0.1:8082]\n"
             .to_string();

@@ -16,14 +16,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::info;
 
-use super::fleet::{EndpointReport, FleetTraffic};
+use super::aggregate::{EndpointReport, TrafficAggregate};
 
 /// How often Envoys report load.
 pub const INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct LoadReports {
-    pub traffic: Arc<FleetTraffic>,
+    pub traffic: Arc<TrafficAggregate>,
     /// Ends open streams on shutdown (a load-report stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -14,11 +14,11 @@ use envoy_types::pb::io::prometheus::client::{Metric, MetricFamily};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
-use super::fleet::{ClusterReport, FleetTraffic, Latency};
+use super::aggregate::{ClusterReport, Latency, TrafficAggregate};
 
 #[derive(Clone)]
 pub struct MetricsSink {
-    pub traffic: Arc<FleetTraffic>,
+    pub traffic: Arc<TrafficAggregate>,
     /// Ends open streams on shutdown (a stats stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -63,14 +63,14 @@ impl MetricsService for MetricsSink {
 
 /// Keeps a reporter registered for the life of a stream.
 struct Reporting {
-    traffic: Arc<FleetTraffic>,
+    traffic: Arc<TrafficAggregate>,
     id: u64,
 }
 
 impl Reporting {
-    fn new(traffic: Arc<FleetTraffic>, node: &str) -> Reporting {
+    fn new(traffic: Arc<TrafficAggregate>, node: &str) -> Reporting {
         let id = traffic.reporter(node, true);
-        crate::metrics::get().sink_streams(1);
+        traffic.metrics().sink_streams(1);
         Reporting { traffic, id }
     }
 }
@@ -78,7 +78,7 @@ impl Reporting {
 impl Drop for Reporting {
     fn drop(&mut self) {
         self.traffic.reporter_gone(self.id);
-        crate::metrics::get().sink_streams(-1);
+        self.traffic.metrics().sink_streams(-1);
     }
 }
 

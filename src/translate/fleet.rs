@@ -2,7 +2,9 @@
 //!
 //! A fleet is named by the `node.cluster` Envoys report. A fleet listed under `fleets` gets its
 //! listeners, their routes, and exactly the clusters (and endpoints) those routes use, so an
-//! edge proxy does not carry every internal cluster. Any other fleet gets everything.
+//! edge proxy does not carry every internal cluster. Without any `fleets:` every Envoy gets
+//! everything; once fleets are declared, an Envoy claiming an undeclared fleet gets nothing
+//! (failing closed: a typo or a hostile `node.cluster` must not receive every listener).
 
 use std::collections::BTreeSet;
 
@@ -14,10 +16,15 @@ pub struct FleetSelection {
     pub clusters: BTreeSet<String>,
 }
 
-/// The resources for Envoys whose `node.cluster` is `fleet`. `None` when the fleet is not
-/// declared, meaning "everything".
+/// The resources for Envoys whose `node.cluster` is `fleet`. `None` means "everything": no
+/// fleets are declared. An undeclared fleet among declared ones gets an empty selection.
 pub fn select_fleet(config: &Config, fleet: &str) -> Option<FleetSelection> {
-    let declared = config.fleets.get(fleet)?;
+    if config.fleets.is_empty() {
+        return None;
+    }
+    let Some(declared) = config.fleets.get(fleet) else {
+        return Some(FleetSelection::default());
+    };
     let listeners: BTreeSet<String> = declared.listeners.iter().cloned().collect();
     let clusters = listeners
         .iter()
@@ -30,4 +37,9 @@ pub fn select_fleet(config: &Config, fleet: &str) -> Option<FleetSelection> {
         listeners,
         clusters,
     })
+}
+
+/// Whether Envoys of `fleet` are refused every resource: fleets are declared, this one is not.
+pub fn fleet_unknown(config: &Config, fleet: &str) -> bool {
+    !config.fleets.is_empty() && !config.fleets.contains_key(fleet)
 }

@@ -26,7 +26,7 @@ use envoy_types::pb::google::protobuf as pbwk;
 
 use crate::config::Config;
 
-pub use fleet::{FleetSelection, select_fleet};
+pub use fleet::{FleetSelection, fleet_unknown, select_fleet};
 pub use overlay::{EndpointKey, Overlay, Verdict};
 
 /// Name of the static cluster, in the bootstraps flotilla writes, that points at flotilla's

@@ -8,7 +8,9 @@ use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::route::v3::{route, route_action};
 use proptest::prelude::*;
 
-use super::{EndpointKey, Overlay, Translation, Transport, Verdict, select_fleet, translate};
+use super::{
+    EndpointKey, FleetSelection, Overlay, Translation, Transport, Verdict, select_fleet, translate,
+};
 use crate::cache::EncodedSet;
 use crate::config::Config;
 use crate::config::model::Endpoint;
@@ -289,7 +291,11 @@ fn fleets_get_their_listeners_and_the_clusters_they_use() {
         sel.clusters.iter().map(String::as_str).collect::<Vec<_>>(),
         vec!["api", "chat", "edit", "game", "shop"]
     );
-    assert!(select_fleet(&c, "unknown").is_none());
+    // Fleets are declared: an undeclared one gets nothing, not everything.
+    assert_eq!(select_fleet(&c, "unknown"), Some(FleetSelection::default()));
+    let mut no_fleets = c.clone();
+    no_fleets.fleets.clear();
+    assert!(select_fleet(&no_fleets, "unknown").is_none());
     let set = EncodedSet::encode(&translate(&c, &Overlay::default(), Transport::Ads), None);
     let edge = set.snapshot(Some(&sel));
     let all = set.snapshot(None);

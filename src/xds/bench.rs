@@ -1,8 +1,8 @@
 //! A hook for `benches/` only: the work one stream does to plan its responses when the
 //! snapshot changes, reachable without a server. Hidden from the docs; not an API.
 
-use super::client::ClientState;
 use super::protocol::{self, Mode};
+use super::subscription::ClientState;
 use crate::cache::{ResourceType, Snapshot};
 
 /// One ADS stream's state, as if its Envoy had received and ACKed all of a snapshot.

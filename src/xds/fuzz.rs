@@ -11,11 +11,11 @@ use http_body::Frame;
 use tonic::Status;
 use tonic::body::Body;
 
-use super::client::ClientState;
 use super::delta::Delta;
 use super::protocol::{self, Protocol};
 use super::reader::Requests;
 use super::sotw::Sotw;
+use super::subscription::ClientState;
 use crate::cache::{Inputs, ResourceType, Snapshot, SnapshotCache};
 use crate::translate::Transport;
 

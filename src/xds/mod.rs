@@ -2,26 +2,28 @@
 //!
 //! `grpc` serves the discovery services, sending responses as pre-encoded pieces (`wire`);
 //! `stream` runs one stream (shared by both protocol variants, which differ only in `sotw` /
-//! `delta`); `client` is what a stream knows about its Envoy (`held`, `names`); `plan` orders
-//! changes make-before-break and `protocol` decides what to send; `nodes` is the registry of
-//! connected Envoys that the admin API shows.
+//! `delta`); `subscription` is what a stream knows about its client per type (what it asked
+//! for, holds (`held`, `names`), has in flight and rejected); `ordering` orders changes
+//! make-before-break and `protocol` decides what to send; `nodes` is the registry of
+//! connected clients that the admin API shows.
 
 #[doc(hidden)]
 pub mod bench;
-mod client;
 mod delta;
 #[doc(hidden)]
 pub mod fuzz;
 mod grpc;
 mod held;
+mod metrics;
 mod names;
 pub mod nodes;
-mod plan;
+mod ordering;
 mod protocol;
 mod reader;
 mod request;
 mod sotw;
 mod stream;
+mod subscription;
 mod wire;
 
 use std::sync::Arc;
@@ -35,21 +37,23 @@ use envoy_types::pb::envoy::service::load_stats::v3::load_reporting_service_serv
 use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::MetricsServiceServer;
 
 use crate::cache::SnapshotCache;
-use crate::traffic::{FleetTraffic, LoadReports, MetricsSink};
+use crate::traffic::{LoadReports, MetricsSink, TrafficAggregate};
+pub use metrics::{MAX_FLEETS, XdsMetrics};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
 
-/// Serves xDS on `listener` until `shutdown` is cancelled; open streams end with UNAVAILABLE
-/// so that Envoys reconnect (to this flotilla once restarted, or to another replica).
 /// Largest stats message accepted from an Envoy (a flush of a big config is large; beyond
 /// this the stream is dropped with an error, xDS unaffected).
 const STATS_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
 
+/// Serves xDS on `listener` until `shutdown` is cancelled; open streams end with UNAVAILABLE
+/// so that Envoys reconnect (to this flotilla once restarted, or to another replica).
 pub async fn serve(
     listener: TcpListener,
     cache: Arc<SnapshotCache>,
     nodes: Arc<NodeRegistry>,
-    traffic: Arc<FleetTraffic>,
+    traffic: Arc<TrafficAggregate>,
+    metrics: XdsMetrics,
     keepalive_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
@@ -57,6 +61,7 @@ pub async fn serve(
         cache,
         nodes,
         shutdown: shutdown.clone(),
+        metrics,
     };
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

@@ -8,9 +8,9 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 
 use std::collections::BTreeSet;
 
-use super::client::{ClientState, TypeState};
-use super::plan::{Entry, View, view};
+use super::ordering::{Entry, View, view};
 use super::request::NameList;
+use super::subscription::{ClientState, TypeState};
 use super::wire::Frames;
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet, version_of};
 

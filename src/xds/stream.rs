@@ -13,10 +13,11 @@ use tonic::Status;
 use super::reader::Requests;
 use tracing::{Instrument, debug, info, warn};
 
-use super::client::{ClientState, InFlight, Reply};
+use super::metrics::{StreamLabels, XdsMetrics};
 use super::nodes::{Nack, NodeRegistry, StreamEntry, StreamInfo};
-use super::plan;
+use super::ordering;
 use super::protocol::{self, Mode, Plan, Protocol, Request};
+use super::subscription::{ClientState, InFlight, Reply};
 use super::wire::Frames;
 use crate::cache::{ResourceType, Snapshot, SnapshotCache};
 use crate::translate::Transport;
@@ -27,6 +28,7 @@ pub(crate) struct Shared {
     pub(crate) cache: Arc<SnapshotCache>,
     pub(crate) nodes: Arc<NodeRegistry>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) metrics: XdsMetrics,
 }
 
 /// Which service a stream arrived on.
@@ -116,8 +118,8 @@ async fn run<P: Protocol>(
         .into_iter()
         .filter(|t| kind.only.is_none_or(|only| only == *t))
         .collect();
-    let _gauge = crate::metrics::get().stream_opened(
-        crate::metrics::StreamLabels {
+    let _gauge = shared.metrics.stream_opened(
+        StreamLabels {
             r#type: kind.only.map_or("ads", ResourceType::short_name),
             mode: P::MODE.name(),
             fleet: node.cluster.clone(),
@@ -128,6 +130,7 @@ async fn run<P: Protocol>(
         node_id: node.id.clone(),
         kind,
         entry,
+        metrics: shared.metrics.clone(),
         opened: std::time::Instant::now(),
         client: ClientState::default(),
         snapshot,
@@ -160,6 +163,7 @@ struct StreamLoop<P: Protocol> {
     node_id: String,
     kind: Kind,
     entry: StreamEntry,
+    metrics: XdsMetrics,
     opened: std::time::Instant,
     client: ClientState,
     snapshot: Arc<Snapshot>,
@@ -298,14 +302,14 @@ impl<P: Protocol> StreamLoop<P> {
                 let held = held_version(&self.client, t);
                 debug!(r#type = %t, version = %flight.version_info, nonce = %flight.nonce,
                     elapsed_ms = flight.at.elapsed().as_millis() as u64, "ACK");
-                crate::metrics::get().ack(t, P::MODE.name(), Some(flight.since.elapsed()));
+                self.metrics.ack(t, P::MODE.name(), flight.since.elapsed());
                 self.entry.update_type(t, |s| {
                     s.acks += 1;
                     s.acked_version = Some(held);
                 });
             }
             Reply::Nack(flight, message) => {
-                crate::metrics::get().nack(t, P::MODE.name());
+                self.metrics.nack(t, P::MODE.name());
                 crate::events::record(
                     crate::events::NewEvent::new(
                         crate::events::Kind::Nack,
@@ -387,7 +391,7 @@ impl<P: Protocol> StreamLoop<P> {
         let response = P::response(&plan, &nonce, &self.snapshot);
         debug!(r#type = %plan.t, version = %plan.version_info, nonce = %nonce,
             resources = plan.resources.len(), removed = plan.removed.len(), "sending");
-        crate::metrics::get().response_sent(plan.t, P::MODE.name());
+        self.metrics.response_sent(plan.t, P::MODE.name());
         self.entry.update_type(plan.t, |s| {
             s.responses += 1;
             s.sent_version = Some(plan.version_info.clone());
@@ -470,7 +474,7 @@ struct Settled {
 impl Settled {
     fn of(snapshot: &Arc<Snapshot>, client: &ClientState, t: ResourceType, ads: bool) -> Settled {
         let mut generations = [0; 4];
-        for input in plan::inputs(t, ads) {
+        for input in ordering::inputs(t, ads) {
             generations[input.index()] = client.generation(*input);
         }
         Settled {

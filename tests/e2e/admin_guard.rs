@@ -33,7 +33,11 @@ async fn send(
     for (name, value) in headers {
         req = req.header(*name, *value);
     }
-    let resp = req.body(body.to_string()).send().await.expect("admin reachable");
+    let resp = req
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("admin reachable");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
@@ -50,7 +54,13 @@ async fn a_web_page_can_neither_change_nor_read_anything() {
         ("POST", DRAIN, &[("origin", "http://evil.example")], "", 403),
         // A page on a name the attacker points at 127.0.0.1 (DNS rebinding).
         ("POST", DRAIN, &[("host", "rebind.evil.example")], "", 403),
-        ("GET", "/api/v1/state", &[("host", "rebind.evil.example")], "", 403),
+        (
+            "GET",
+            "/api/v1/state",
+            &[("host", "rebind.evil.example")],
+            "",
+            403,
+        ),
         // A cross-site form body.
         ("POST", DRAIN, &[("content-type", "text/plain")], "x=1", 415),
     ];
@@ -81,7 +91,11 @@ async fn errors_from_the_router_and_the_server_are_json() {
     let f = start(&[]).await;
     let long = format!("/api/v1/state?q={}", "a".repeat(9 * 1024));
     for (method, path, expected) in [
-        ("POST", "/api/v1/clusters/%FF/endpoints/127.0.0.1:8081/drain", 400),
+        (
+            "POST",
+            "/api/v1/clusters/%FF/endpoints/127.0.0.1:8081/drain",
+            400,
+        ),
         ("PATCH", DRAIN, 405),
         ("GET", "/api/v1/nope", 404),
         ("GET", long.as_str(), 414),

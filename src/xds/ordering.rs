@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::client::{ClientState, TypeState};
+use super::subscription::{ClientState, TypeState};
 use crate::cache::{Resource, ResourceType, Snapshot};
 
 /// One resource in a view.
@@ -183,7 +183,7 @@ fn retained_clusters<'a>(snapshot: &'a Snapshot, client: &'a ClientState) -> Vec
 mod walk_tests {
     use super::subscribed;
     use crate::cache::Resource;
-    use crate::xds::client::TypeState;
+    use crate::xds::subscription::TypeState;
     use std::collections::BTreeMap;
     use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! What one stream's Envoy has asked for and holds, per resource type.
+//! What one stream's client has subscribed to and holds, per resource type.
 //!
 //! Both protocol variants keep the same state: subscriptions, the resources the client is known
 //! to hold (acknowledged, or reported on reconnect), the one response in flight, and what it

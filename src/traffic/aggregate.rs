@@ -1,4 +1,5 @@
-//! The fleet-wide aggregate of what every Envoy reports about its upstream traffic.
+//! The aggregate, over every Envoy of every fleet, of what each reports about its upstream
+//! traffic.
 //!
 //! Reports arrive per Envoy stream: cluster counters as deltas, cluster histograms as
 //! cumulative buckets (turned into deltas here, per stream), gauges as current values, and
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::metrics::TrafficMetrics;
 use super::window::{BucketRates, Rate};
 
 pub(super) const MAX_CLUSTERS: usize = 10_000;
@@ -99,8 +101,9 @@ struct Inner {
 
 /// Traffic numbers from every Envoy, shared by the sinks (writers) and the admin API.
 #[derive(Default)]
-pub struct FleetTraffic {
+pub struct TrafficAggregate {
     inner: Mutex<Inner>,
+    metrics: TrafficMetrics,
 }
 
 fn now_second() -> u64 {
@@ -109,9 +112,16 @@ fn now_second() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-impl FleetTraffic {
-    pub fn new() -> Arc<FleetTraffic> {
-        Arc::new(FleetTraffic::default())
+impl TrafficAggregate {
+    pub fn new(metrics: TrafficMetrics) -> Arc<TrafficAggregate> {
+        Arc::new(TrafficAggregate {
+            inner: Mutex::default(),
+            metrics,
+        })
+    }
+
+    pub(super) fn metrics(&self) -> &TrafficMetrics {
+        &self.metrics
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -156,7 +166,7 @@ impl FleetTraffic {
     pub fn cluster_report(&self, id: ReporterId, report: ClusterReport) {
         let second = now_second();
         let now = Instant::now();
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         let mut inner = self.lock();
         let inner = &mut *inner;
         if !inner.clusters.contains_key(&report.cluster) && inner.clusters.len() >= MAX_CLUSTERS {
@@ -169,19 +179,19 @@ impl FleetTraffic {
             .clusters
             .entry(report.cluster.clone())
             .or_insert_with(|| {
-                metrics.upstream_cluster_seen(&report.cluster);
+                metrics.cluster_seen(&report.cluster);
                 ClusterAgg::default()
             });
         agg.last = Some(now);
         for (class, n) in report.by_class.iter().enumerate() {
             if *n > 0 {
                 agg.by_class[class].add(second, *n);
-                metrics.upstream_requests(&report.cluster, class, *n);
+                metrics.requests(&report.cluster, class, *n);
             }
         }
         if report.retries > 0 {
             agg.retries.add(second, report.retries);
-            metrics.upstream_retries(&report.cluster, report.retries);
+            metrics.retries(&report.cluster, report.retries);
         }
         if let Some(l) = &report.latency {
             let now_buckets = per_bucket(&l.cumulative, l.count);
@@ -205,7 +215,7 @@ impl FleetTraffic {
                 && inc.iter().any(|n| *n > 0)
             {
                 agg.latency.add(second, &l.bounds, &inc);
-                metrics.upstream_latency(&report.cluster, &l.bounds, &inc, sum);
+                metrics.latency(&report.cluster, &l.bounds, &inc, sum);
             }
         }
         let g = reporter.gauges.entry(report.cluster.clone()).or_default();
@@ -219,7 +229,7 @@ impl FleetTraffic {
             g.ejections_active = v;
         }
         let sums = sum_gauges(inner.reporters.values(), &report.cluster);
-        metrics.upstream_gauges(
+        metrics.gauges(
             &report.cluster,
             sums.active_requests,
             sums.active_connections,
@@ -231,7 +241,7 @@ impl FleetTraffic {
     pub fn endpoint_reports(&self, id: ReporterId, reports: Vec<EndpointReport>) {
         let second = now_second();
         let now = Instant::now();
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(reporter) = inner.reporters.get_mut(&id) else {
@@ -398,7 +408,7 @@ mod tests {
 
     #[test]
     fn sums_over_envoys_and_turns_cumulative_buckets_into_rates() {
-        let t = FleetTraffic::default();
+        let t = TrafficAggregate::default();
         let a = t.reporter("edge-1", true);
         let b = t.reporter("edge-2", true);
         // Baselines: history before flotilla saw the Envoy is not counted as latency.
@@ -424,7 +434,7 @@ mod tests {
 
     #[test]
     fn endpoint_reports_give_rates_success_and_in_progress() {
-        let t = FleetTraffic::default();
+        let t = TrafficAggregate::default();
         let a = t.reporter("edge-1", true);
         t.endpoint_reports(
             a,
