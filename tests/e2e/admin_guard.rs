@@ -8,6 +8,9 @@ use crate::support::configs::web;
 use crate::support::flotilla::Flotilla;
 use crate::support::free_addr;
 
+/// method, path, headers, body, expected status.
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, u16);
+
 const DRAIN: &str = "/api/v1/clusters/web/endpoints/127.0.0.1:8081/drain";
 
 async fn start(extra: &[&str]) -> Flotilla {
@@ -49,7 +52,7 @@ fn draining(state: &Value) -> bool {
 #[tokio::test]
 async fn a_web_page_can_neither_change_nor_read_anything() {
     let f = start(&[]).await;
-    let cases: [(&str, &str, &[(&str, &str)], &str, u16); 4] = [
+    let cases: [Case<'_>; 4] = [
         // A page on another site posting a drain (no preflight for a simple request).
         ("POST", DRAIN, &[("origin", "http://evil.example")], "", 403),
         // A page on a name the attacker points at 127.0.0.1 (DNS rebinding).
