@@ -279,7 +279,7 @@ impl TrafficAggregate {
             .map(|(name, agg)| {
                 let by_class: Vec<u64> =
                     agg.by_class.iter().map(|r| r.sum(second, window)).collect();
-                let total: u64 = by_class.iter().sum();
+                let total = by_class.iter().fold(0u64, |a, n| a.saturating_add(*n));
                 let gauges = sum_gauges(inner.reporters.values(), name);
                 let mut endpoints: Vec<EndpointTraffic> = inner
                     .endpoints
@@ -292,11 +292,12 @@ impl TrafficAggregate {
                             .reporters
                             .values()
                             .filter_map(|r| r.in_progress.get(&(name.clone(), e.clone())))
-                            .sum();
+                            .fold(0u64, |a, n| a.saturating_add(*n));
                         EndpointTraffic {
                             address: e.clone(),
-                            rps: per_s(ok + err),
-                            success_rate: (ok + err > 0).then(|| ok as f64 / (ok + err) as f64),
+                            rps: per_s(ok.saturating_add(err)),
+                            success_rate: (ok.saturating_add(err) > 0)
+                                .then(|| ok as f64 / ok.saturating_add(err) as f64),
                             active_requests: in_progress,
                         }
                     })
@@ -404,6 +405,35 @@ mod tests {
             active_connections: Some(3.0),
             ..ClusterReport::default()
         }
+    }
+
+    #[test]
+    fn absurd_counts_do_not_overflow_the_view() {
+        // Found by the stats_sink fuzz target: counts of u64::MAX in several classes
+        // overflowed the cluster's total.
+        let t = TrafficAggregate::default();
+        let a = t.reporter("edge-1", true);
+        let b = t.reporter("edge-1", false);
+        for _ in 0..2 {
+            t.cluster_report(
+                a,
+                ClusterReport {
+                    cluster: "web".into(),
+                    by_class: [u64::MAX; 5],
+                    ..ClusterReport::default()
+                },
+            );
+            let endpoint = EndpointReport {
+                cluster: "web".into(),
+                endpoint: "10.0.0.1:80".into(),
+                successful: u64::MAX,
+                errors: u64::MAX,
+                in_progress: u64::MAX,
+            };
+            t.endpoint_reports(b, vec![endpoint]);
+        }
+        let v = t.view(10);
+        assert_eq!(v.clusters.len(), 1);
     }
 
     #[test]

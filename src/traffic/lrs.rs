@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::info;
 
 use super::aggregate::{EndpointReport, TrafficAggregate};
+use super::window::MAX_COUNT;
 
 /// How often Envoys report load.
 pub const INTERVAL: Duration = Duration::from_secs(2);
@@ -121,9 +122,9 @@ pub fn endpoint_reports(req: &LoadStatsRequest) -> Vec<EndpointReport> {
                 out.push(EndpointReport {
                     cluster: cluster.cluster_name.clone(),
                     endpoint,
-                    successful: e.total_successful_requests,
-                    errors: e.total_error_requests,
-                    in_progress: e.total_requests_in_progress,
+                    successful: e.total_successful_requests.min(MAX_COUNT),
+                    errors: e.total_error_requests.min(MAX_COUNT),
+                    in_progress: e.total_requests_in_progress.min(MAX_COUNT),
                 });
             }
         }

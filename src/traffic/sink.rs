@@ -150,7 +150,9 @@ pub fn cluster_reports(families: &[MetricFamily]) -> Vec<ClusterReport> {
 }
 
 fn counter(m: &Metric) -> Option<u64> {
-    m.counter.as_ref().map(|c| c.value().max(0.0) as u64)
+    m.counter
+        .as_ref()
+        .map(|c| (c.value().max(0.0) as u64).min(super::window::MAX_COUNT))
 }
 
 fn gauge(m: &Metric) -> Option<f64> {

@@ -3,6 +3,10 @@
 /// Slots kept: rates can be read over any window up to this many seconds.
 pub const SLOTS: u64 = 60;
 
+/// The most one report may add to a count: no Envoy completes 2^40 requests between two
+/// flushes, and with this bound no sum over reporters and slots comes near `u64::MAX`.
+pub const MAX_COUNT: u64 = 1 << 40;
+
 /// A counter's increments, per second, over the last [`SLOTS`] seconds.
 #[derive(Debug, Clone, Default)]
 pub struct Rate {
