@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use flotilla::config;
 use flotilla::envoy::bootstrap::{self, BootstrapOptions};
 use flotilla::envoy::{json, yaml};
+use flotilla::grpc_bootstrap;
 use flotilla::render;
 use flotilla::serve::ServeOptions;
 use flotilla::translate::Transport;
@@ -79,7 +80,8 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = XdsTransport::Ads)]
         transport: XdsTransport,
     },
-    /// Print an Envoy bootstrap (YAML) that connects an Envoy to flotilla.
+    /// Print an Envoy bootstrap (YAML) that connects an Envoy to flotilla; with --grpc, the
+    /// JSON bootstrap a proxyless gRPC client reads from GRPC_XDS_BOOTSTRAP.
     Bootstrap(BootstrapArgs),
     /// Serve xDS to Envoys from a configuration file or directory.
     Serve(ServeArgs),
@@ -120,6 +122,22 @@ pub(crate) struct ServeArgs {
     /// unanswered before it is closed as dead.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) xds_keepalive_timeout: std::time::Duration,
+    /// An xDS connection that has not begun its first request this long after it was accepted
+    /// is closed (idle or stalled TCP connections do not pile up).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) xds_handshake_timeout: std::time::Duration,
+    /// Open xDS connections at most (one per Envoy); beyond it new ones are closed at once.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) xds_max_connections: u32,
+    /// HTTP/2 streams one xDS connection may have open at once.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) xds_max_streams_per_connection: u32,
+    /// Longest node.id and node.cluster accepted from an Envoy, in bytes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub(crate) xds_max_node_id_bytes: u32,
+    /// Largest node description (metadata included, encoded) accepted, in bytes.
+    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
+    pub(crate) xds_max_node_bytes: u32,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -132,9 +150,12 @@ pub(crate) fn validate(paths: &[PathBuf]) -> ExitCode {
         match config::load(path) {
             Ok(loaded) => {
                 let c = &loaded.config;
+                let shown = config::escape_controls(&path.display().to_string());
+                if let Some(warning) = config::empty::warning(c) {
+                    let _ = writeln!(std::io::stderr(), "{shown}: {warning}");
+                }
                 let line = format!(
-                    "{}: ok ({} clusters, {} listeners, {} fleets)\n",
-                    path.display(),
+                    "{shown}: ok ({} clusters, {} listeners, {} fleets)\n",
                     c.clusters.len(),
                     c.listeners.len(),
                     c.fleets.len()
@@ -189,6 +210,9 @@ pub(crate) struct BootstrapArgs {
     /// flotilla's xDS address (host:port).
     #[arg(long, default_value = "127.0.0.1:18000")]
     xds: String,
+    /// The bootstrap of a proxyless gRPC client (JSON, for GRPC_XDS_BOOTSTRAP), not Envoy's.
+    #[arg(long, conflicts_with_all = ["delta", "no_ads", "admin_port", "admin_address", "stats_flush_interval", "no_stats_sink"])]
+    grpc: bool,
     /// Use the incremental (delta) xDS protocol.
     #[arg(long)]
     delta: bool,
@@ -212,6 +236,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         node_id,
         fleet,
         xds,
+        grpc,
         delta,
         no_ads,
         admin_address,
@@ -221,6 +246,12 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
     } = a;
     let stats_flush = (!no_stats_sink).then_some(stats_flush_interval);
     let (xds_host, xds_port) = bootstrap::split_host_port(&xds)?;
+    if grpc {
+        let b = grpc_bootstrap::grpc_bootstrap(&node_id, &fleet, &xds);
+        let value = serde_json::to_value(&b).context("render gRPC bootstrap")?;
+        print_document(&value, Format::Json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let b = bootstrap::bootstrap(&BootstrapOptions {
         node_id,
         fleet,
@@ -263,7 +294,14 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 admin_token: args.admin_token,
                 admin_allowed_hosts: args.admin_allowed_hosts,
                 state_file: args.state_file,
-                xds_keepalive_timeout: args.xds_keepalive_timeout,
+                xds_limits: flotilla::xds::Limits {
+                    keepalive_timeout: args.xds_keepalive_timeout,
+                    handshake_timeout: args.xds_handshake_timeout,
+                    max_connections: args.xds_max_connections as usize,
+                    max_streams_per_connection: args.xds_max_streams_per_connection,
+                    max_node_id_bytes: args.xds_max_node_id_bytes as usize,
+                    max_node_bytes: args.xds_max_node_bytes as usize,
+                },
             },
             shutdown,
         )

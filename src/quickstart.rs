@@ -104,7 +104,7 @@ pub async fn run(
         admin_token: None,
         admin_allowed_hosts: Vec::new(),
         state_file: dir.path().join("state.json"),
-        xds_keepalive_timeout: Duration::from_secs(10),
+        xds_limits: crate::xds::Limits::default(),
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 

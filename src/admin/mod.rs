@@ -8,7 +8,7 @@ pub mod api;
 pub mod dashboard;
 mod errors;
 pub mod guard;
-pub mod runtime;
+pub mod mutations;
 
 pub use errors::MAX_URL;
 
@@ -33,12 +33,12 @@ pub struct AdminState {
     pub health: crate::health::HealthTable,
     pub traffic: Arc<crate::traffic::TrafficAggregate>,
     pub runtime: Arc<crate::runtime::Runtime>,
-    pub mutations: runtime::Mutations,
+    pub mutations: mutations::Mutations,
     pub controller: Arc<Controller>,
     pub nodes: Arc<NodeRegistry>,
     /// The `Host` values this server answers to.
     pub hosts: guard::Hosts,
-    /// Set once the xDS port is open.
+    /// True while the xDS server is serving (set when it starts, cleared when it stops).
     pub xds_listening: Arc<AtomicBool>,
     /// Every subsystem's metrics, for `/metrics`.
     pub metrics: crate::metrics::Exposition,
@@ -49,23 +49,23 @@ pub fn router(state: AdminState) -> Router {
     let mutating = Router::new()
         .route(
             &format!("{endpoint}/drain"),
-            post(runtime::drain).delete(runtime::undrain),
+            post(mutations::drain).delete(mutations::undrain),
         )
         .route(
             &format!("{endpoint}/weight"),
-            put(runtime::set_weight).delete(runtime::clear_weight),
+            put(mutations::set_weight).delete(mutations::clear_weight),
         )
         .route(
             "/api/v1/clusters/{cluster}/registrations",
-            post(runtime::register),
+            post(mutations::register),
         )
         .route(
             "/api/v1/clusters/{cluster}/registrations/{address}",
-            delete(runtime::deregister),
+            delete(mutations::deregister),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            runtime::authorize,
+            mutations::authorize,
         ));
     Router::new()
         .merge(mutating)

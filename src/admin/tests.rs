@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::guard::Hosts;
-use super::runtime::Mutations;
+use super::mutations::Mutations;
 use super::{AdminState, router};
 use crate::cache::SnapshotCache;
 use crate::control::Controller;
@@ -49,7 +49,7 @@ const DRAIN: &str = "/api/v1/clusters/web/endpoints/127.0.0.1:8081/drain";
 async fn call(state: AdminState, req: Request<Body>) -> (StatusCode, String) {
     let resp = router(state).oneshot(req).await.unwrap();
     let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap();
     (status, String::from_utf8_lossy(&body).into_owned())
@@ -242,4 +242,50 @@ async fn router_errors_are_json_too() {
         .await
         .unwrap();
     assert!(resp.headers().contains_key("allow"), "405 keeps Allow");
+}
+
+async fn get(state: AdminState, path: &str) -> (StatusCode, String) {
+    call(state, from_browser("GET", path, "127.0.0.1:18080", None)).await
+}
+
+#[tokio::test]
+async fn readyz_is_unready_while_the_xds_server_is_not_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(Mutations::Loopback, dir.path());
+    let flag = s.xds_listening.clone();
+    assert_eq!(get(s.clone(), "/readyz").await.0, StatusCode::OK);
+    flag.store(false, std::sync::atomic::Ordering::Release);
+    let (status, body) = get(s, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("xDS"), "{body}");
+}
+
+#[tokio::test]
+async fn a_registration_git_adds_to_the_cluster_is_listed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(Mutations::Loopback, dir.path());
+    s.runtime
+        .register(
+            "web",
+            "127.0.0.1:9000",
+            1,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    let config = crate::config::parse_str(
+        "t.yaml",
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081, 127.0.0.1:9000] }\n",
+    )
+    .unwrap();
+    s.controller.set_config(Arc::new(config));
+    let view = super::api::state_view(&s);
+    let endpoints: Vec<(&str, &str)> = view.clusters[0]
+        .endpoints
+        .iter()
+        .map(|e| (e.address.as_str(), e.source))
+        .collect();
+    assert_eq!(
+        endpoints,
+        [("127.0.0.1:8081", "config"), ("127.0.0.1:9000", "config")]
+    );
 }

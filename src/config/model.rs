@@ -13,6 +13,9 @@ pub struct Config {
     pub clusters: BTreeMap<String, Cluster>,
     pub listeners: BTreeMap<String, Listener>,
     pub fleets: BTreeMap<String, Fleet>,
+    /// The operator's `allow_empty: true`: serve may apply this config even though it removes
+    /// every listener or cluster (see `config::empty`).
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +127,18 @@ pub struct Endpoint {
     pub priority: u32,
 }
 
+impl Endpoint {
+    /// An endpoint in no zone at priority 0: what a runtime registration adds.
+    pub fn registered(address: SocketAddr, weight: u32) -> Endpoint {
+        Endpoint {
+            address,
+            weight,
+            zone: None,
+            priority: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
     pub probe: Probe,
@@ -210,8 +225,30 @@ pub struct CookieSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
     pub name: String,
-    pub address: SocketAddr,
+    pub kind: ListenerKind,
     pub routes: Vec<Route>,
+}
+
+/// Who runs a listener: an Envoy listening on an address, or gRPC clients that take their
+/// routing from xDS themselves (`xds:///<name>`), with no proxy and no address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Envoy(SocketAddr),
+    ProxylessGrpc,
+}
+
+impl Listener {
+    /// The address Envoy listens on; `None` for a proxyless gRPC listener.
+    pub fn address(&self) -> Option<SocketAddr> {
+        match self.kind {
+            ListenerKind::Envoy(a) => Some(a),
+            ListenerKind::ProxylessGrpc => None,
+        }
+    }
+
+    pub fn is_proxyless_grpc(&self) -> bool {
+        self.kind == ListenerKind::ProxylessGrpc
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use tower_service::Service;
 
-use crate::admin::runtime::Mutations;
+use crate::admin::mutations::Mutations;
 use crate::admin::{AdminState, guard::Hosts, router};
 use crate::cache::SnapshotCache;
 use crate::control::Controller;

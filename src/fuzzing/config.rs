@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::translate::{Overlay, Transport, translate};
+use crate::overlay::Overlay;
+use crate::translate::{Transport, translate};
 
 /// Bytes split at NUL into up to four files of one config directory (the merge of several
 /// files is its own code path). A config that decodes is translated for every transport:

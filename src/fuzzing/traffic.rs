@@ -14,7 +14,7 @@ pub fn stats_flush(data: &[u8]) {
         return;
     };
     let traffic = TrafficAggregate::new(Default::default());
-    let reporter = traffic.reporter("fuzz", true);
+    let reporter = traffic.reporter("fuzz", "fuzz", true);
     for _ in 0..2 {
         for report in cluster_reports(&message.envoy_metrics) {
             traffic.cluster_report(reporter, report);
@@ -30,7 +30,7 @@ pub fn load_report(data: &[u8]) {
         return;
     };
     let traffic = TrafficAggregate::new(Default::default());
-    let reporter = traffic.reporter("fuzz", false);
+    let reporter = traffic.reporter("fuzz", "fuzz", false);
     traffic.endpoint_reports(reporter, endpoint_reports(&request));
     view(&traffic);
 }

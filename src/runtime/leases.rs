@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::config::model::Endpoint;
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 
 #[derive(Debug, Clone)]
 pub(super) struct Lease {
@@ -124,12 +124,7 @@ impl Leases {
     pub(super) fn endpoints(&self) -> BTreeMap<String, Vec<Endpoint>> {
         let mut out: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
         for (key, lease) in &self.by_key {
-            let endpoint = Endpoint {
-                address: key.address,
-                weight: lease.weight,
-                zone: None,
-                priority: 0,
-            };
+            let endpoint = Endpoint::registered(key.address, lease.weight);
             // Keys are ordered by cluster: the entry is the last one or a new one.
             match out.last_entry() {
                 Some(mut last) if *last.key() == key.cluster => last.get_mut().push(endpoint),

@@ -9,7 +9,6 @@ mod admission;
 mod leases;
 pub mod store;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -22,7 +21,7 @@ use tracing::info;
 
 use crate::control::Controller;
 use crate::events::{self, Kind, NewEvent};
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 use leases::{Lease, Leases, Registered};
 use store::{Persistent, StateFile, StoreError};
 
@@ -54,7 +53,7 @@ pub enum RuntimeError {
         "cluster `{cluster}` has {max} registrations, its limit (clusters.{cluster}.registrations.max): refused until one ends"
     )]
     Full { cluster: String, max: usize },
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -346,10 +345,6 @@ impl Runtime {
             .iter()
             .map(|(k, l)| view(k, l, now))
             .collect()
-    }
-
-    pub fn drains(&self) -> BTreeSet<EndpointKey> {
-        self.lock().persistent.drains.clone()
     }
 
     /// Ends leases as they run out, and publishes the registry whenever it changed.

@@ -11,23 +11,28 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 
+/// The underlying error is part of the message rather than a `source`, so that an error chain
+/// (`{:#}`, as the binary prints it) shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("state file {}: {source}", path.display())]
+    #[error("state file {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("state file {}: {source}", path.display())]
+    #[error("state file {}: {error}", path.display())]
     Format {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
+    #[error("state file {}: version {found} is not one this flotilla reads (it reads version {VERSION})", path.display())]
+    Version { path: PathBuf, found: u32 },
 }
+
+/// The state file format this flotilla writes and reads.
+const VERSION: u32 = 1;
 
 /// What is stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,25 +74,67 @@ impl StateFile {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Persistent::default()),
-            Err(source) => {
+            Err(error) => {
                 return Err(StoreError::Io {
                     path: self.path.clone(),
-                    source,
+                    error,
                 });
             }
         };
-        decode(&text).map_err(|source| StoreError::Format {
+        let file: File = serde_json::from_str(&text).map_err(|error| StoreError::Format {
             path: self.path.clone(),
-            source,
+            error,
+        })?;
+        if file.version != VERSION {
+            return Err(StoreError::Version {
+                path: self.path.clone(),
+                found: file.version,
+            });
+        }
+        Ok(Persistent {
+            drains: file
+                .drains
+                .into_iter()
+                .map(|e| EndpointKey::new(e.cluster, e.address))
+                .collect(),
+            weights: file
+                .weights
+                .into_iter()
+                .filter_map(|e| Some((EndpointKey::new(e.cluster, e.address), e.weight?)))
+                .collect(),
         })
     }
 
     pub fn save(&self, state: &Persistent) -> Result<(), StoreError> {
-        let io = |source| StoreError::Io {
+        let io = |error| StoreError::Io {
             path: self.path.clone(),
-            source,
+            error,
         };
-        let text = encode(state);
+        let file = File {
+            version: VERSION,
+            drains: state
+                .drains
+                .iter()
+                .map(|k| Entry {
+                    cluster: k.cluster.clone(),
+                    address: k.address,
+                    weight: None,
+                })
+                .collect(),
+            weights: state
+                .weights
+                .iter()
+                .map(|(k, w)| Entry {
+                    cluster: k.cluster.clone(),
+                    address: k.address,
+                    weight: Some(*w),
+                })
+                .collect(),
+        };
+        let text = serde_json::to_vec_pretty(&file).map_err(|error| StoreError::Format {
+            path: self.path.clone(),
+            error,
+        })?;
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -99,7 +146,7 @@ impl StateFile {
                 .map_or("state".into(), |n| n.to_string_lossy())
         ));
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
+        f.write_all(&text).map_err(io)?;
         f.sync_all().map_err(io)?;
         drop(f);
         std::fs::rename(&tmp, &self.path).map_err(io)?;
@@ -108,42 +155,6 @@ impl StateFile {
             .map_err(io)?;
         Ok(())
     }
-}
-
-/// The state a state file's text holds.
-pub fn decode(text: &str) -> Result<Persistent, serde_json::Error> {
-    let file: File = serde_json::from_str(text)?;
-    Ok(Persistent {
-        drains: file
-            .drains
-            .into_iter()
-            .map(|e| EndpointKey::new(e.cluster, e.address))
-            .collect(),
-        weights: file
-            .weights
-            .into_iter()
-            .filter_map(|e| Some((EndpointKey::new(e.cluster, e.address), e.weight?)))
-            .collect(),
-    })
-}
-
-/// The text of a state file holding `state`.
-pub fn encode(state: &Persistent) -> String {
-    let entry = |k: &EndpointKey, weight| Entry {
-        cluster: k.cluster.clone(),
-        address: k.address,
-        weight,
-    };
-    let file = File {
-        version: 1,
-        drains: state.drains.iter().map(|k| entry(k, None)).collect(),
-        weights: state
-            .weights
-            .iter()
-            .map(|(k, w)| entry(k, Some(*w)))
-            .collect(),
-    };
-    serde_json::to_string_pretty(&file).expect("a state file serialises")
 }
 
 #[cfg(test)]
@@ -179,5 +190,29 @@ mod tests {
             StateFile::new(path).load(),
             Err(StoreError::Format { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_from_another_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, r#"{"version": 99, "drains": [], "weights": []}"#).unwrap();
+        let err = StateFile::new(path).load().unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "state.json: version 99 is not one this flotilla reads (it reads version 1)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_error_is_printed_once_in_an_error_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = StateFile::new(path).load().unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(chain.matches("key must be a string").count(), 1, "{chain}");
     }
 }
