@@ -7,6 +7,7 @@ mod support;
 mod affinity;
 mod alerts;
 mod balancing;
+mod client_kind;
 mod dashboard;
 mod dashboard_fixture;
 mod fleet_traffic;
