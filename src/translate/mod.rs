@@ -11,7 +11,7 @@ mod fleet;
 mod listener;
 mod route;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -38,6 +38,9 @@ pub struct Translation {
     /// The clusters each RouteConfiguration sends to, sorted and unique: what a route needs
     /// warm before it is sent (make-before-break), known here rather than re-read from protos.
     pub route_clusters: BTreeMap<String, Vec<String>>,
+    /// Listeners for proxyless gRPC clients (an `api_listener`, no socket): served only to
+    /// gRPC clients, known here rather than re-read from protos.
+    pub grpc_listeners: BTreeSet<String>,
 }
 
 /// Translates a whole configuration for Envoys on the given transport.
@@ -56,6 +59,9 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
         out.routes
             .insert(name.clone(), route::route_configuration(l, config));
         out.route_clusters.insert(name.clone(), route::clusters(l));
+        if l.is_proxyless_grpc() {
+            out.grpc_listeners.insert(name.clone());
+        }
     }
     out
 }

@@ -8,6 +8,7 @@ mod admin_guard;
 mod affinity;
 mod alerts;
 mod balancing;
+mod client_kind;
 mod dashboard;
 mod dashboard_fixture;
 mod fleet_traffic;
