@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::client_kind::ClientKind;
 use super::resource::{Resource, ResourceType, content_hash};
-use crate::envoy::pack as any;
+use crate::envoy::pack_resource as any;
 use crate::translate::{FleetSelection, Translation};
 
 /// The resources of one type in a snapshot.

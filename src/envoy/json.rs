@@ -15,6 +15,11 @@ static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     .expect("envoy-types ships a valid descriptor set")
 });
 
+/// The descriptors of every Envoy message, shared with the canonical encoder.
+pub(crate) fn pool() -> &'static DescriptorPool {
+    &POOL
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
     #[error("unknown message type `{0}`")]

@@ -3,6 +3,7 @@
 //! to it (`xds_source`).
 
 pub mod bootstrap;
+pub mod canonical;
 pub mod json;
 pub mod xds_source;
 pub mod yaml;
@@ -17,6 +18,15 @@ pub fn pack<T: prost::Name>(message: &T) -> Any {
     Any {
         type_url: T::type_url(),
         value: message.encode_to_vec(),
+    }
+}
+
+/// Packs a resource served over xDS: like [`pack`], with its map entries in a fixed order, so
+/// that equal resources always have equal bytes and so the same version ([`canonical`]).
+pub fn pack_resource<T: prost::Name>(message: &T) -> Any {
+    Any {
+        type_url: T::type_url(),
+        value: canonical::encode(&T::full_name(), message.encode_to_vec()),
     }
 }
 
