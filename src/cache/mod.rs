@@ -7,6 +7,7 @@
 //! stream ever has a queue of stale snapshots.
 
 pub(crate) mod entries;
+mod listener_clusters;
 mod resource;
 mod snapshot;
 

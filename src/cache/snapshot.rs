@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route, route_action};
 
+use super::listener_clusters::listener_clusters;
 use super::resource::{Resource, ResourceType, content_hash};
 use crate::envoy::pack as any;
 use crate::translate::{FleetSelection, Translation};
@@ -153,10 +154,15 @@ impl Snapshot {
         let endpoints = &self.get(ResourceType::Endpoint).resources;
         let routes = &self.get(ResourceType::Route).resources;
         let listeners = &self.get(ResourceType::Listener).resources;
+        // A listener either has its RouteConfiguration or forwards connections itself (and
+        // then names its clusters).
         clusters.keys().all(|c| endpoints.contains_key(c))
-            && listeners.keys().all(|l| routes.contains_key(l))
+            && listeners
+                .iter()
+                .all(|(n, l)| routes.contains_key(n) || !l.clusters.is_empty())
             && routes
                 .values()
+                .chain(listeners.values())
                 .flat_map(|r| r.clusters.iter())
                 .all(|c| clusters.contains_key(c))
     }
@@ -195,7 +201,7 @@ impl EncodedSet {
         for (name, l) in &t.listeners {
             put(
                 ResourceType::Listener,
-                Resource::new(name.clone(), any(l), Vec::new()),
+                Resource::new(name.clone(), any(l), listener_clusters(l)),
             );
         }
         for (name, r) in &t.routes {

@@ -24,14 +24,12 @@ listeners:
 
 fn listeners(cache: &SnapshotCache, fleet: &str) -> Vec<String> {
     let rx = cache.watch(fleet, Transport::Ads);
-    let names = rx
-        .borrow()
+    rx.borrow()
         .get(ResourceType::Listener)
         .resources
         .keys()
         .cloned()
-        .collect();
-    names
+        .collect()
 }
 
 #[test]

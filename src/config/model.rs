@@ -182,7 +182,10 @@ pub struct CookieSpec {
 pub struct Listener {
     pub name: String,
     pub kind: ListenerKind,
+    /// Empty for a TCP or TLS passthrough listener, which forwards connections instead.
     pub routes: Vec<Route>,
+    /// `Some` for `protocol: tcp | tls_passthrough`.
+    pub tcp: Option<TcpForward>,
 }
 
 /// Who runs a listener: an Envoy listening on an address, or gRPC clients that take their
@@ -204,6 +207,14 @@ impl Listener {
 
     pub fn is_proxyless_grpc(&self) -> bool {
         self.kind == ListenerKind::ProxylessGrpc
+    }
+
+    /// Every cluster this listener sends traffic to, by route or by forwarding connections.
+    pub fn clusters(&self) -> impl Iterator<Item = &str> {
+        self.routes
+            .iter()
+            .flat_map(|r| r.action.clusters())
+            .chain(self.tcp.iter().flat_map(TcpForward::clusters))
     }
 }
 
@@ -273,3 +284,6 @@ pub struct Retries {
 pub struct Fleet {
     pub listeners: Vec<String>,
 }
+
+mod tcp;
+pub use tcp::*;

@@ -11,6 +11,7 @@ mod fleet;
 mod listener;
 mod overlay;
 mod route;
+mod tcp;
 
 use std::collections::BTreeMap;
 
@@ -113,6 +114,12 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
             .insert(name.clone(), endpoint::load_assignment(c, overlay));
     }
     for (name, l) in &config.listeners {
+        if let (Some(forward), Some(address)) = (&l.tcp, l.address()) {
+            // Connections, not requests: no RouteConfiguration.
+            out.listeners
+                .insert(name.clone(), tcp::listener(l, forward, address, config));
+            continue;
+        }
         out.listeners
             .insert(name.clone(), listener::listener(l, config, &source));
         out.routes

@@ -32,7 +32,19 @@ pub(crate) fn listener(
     refs: &mut Vec<ClusterRef>,
 ) -> Option<Listener> {
     let path = format!("listeners.{name}");
-    let f = Fields::read(sink, node, &path, &["address", "routes", "proxyless_grpc"])?;
+    let f = Fields::read(
+        sink,
+        node,
+        &path,
+        &[
+            "address",
+            "routes",
+            "proxyless_grpc",
+            "protocol",
+            "to",
+            "sni",
+        ],
+    )?;
     let grpc = match f.get("proxyless_grpc") {
         Some(n) => reader::boolean(sink, n, &f.path("proxyless_grpc"))?,
         None => false,
@@ -70,17 +82,22 @@ pub(crate) fn listener(
         }
     };
     let grpc_listener = grpc.then(|| name.to_string());
-    let routes = match f.get("routes") {
-        Some(n) => routes(sink, n, &f.path("routes"), defaults, refs, &grpc_listener),
-        None => {
+    let tcp = super::tcp::forward(sink, node, &path, &f, grpc, refs);
+    let routes = match (f.get("routes"), &tcp) {
+        (Some(n), None | Some(None)) => {
+            routes(sink, n, &f.path("routes"), defaults, refs, &grpc_listener)
+        }
+        (None, Some(None)) => {
             sink.error(node, &path, "missing field `routes`");
             None
         }
+        (_, _) => Some(Vec::new()),
     };
     Some(Listener {
         name: name.to_string(),
         kind: kind?,
         routes: routes?,
+        tcp: tcp?,
     })
 }
 

@@ -10,6 +10,7 @@ mod grpc;
 mod health;
 mod listener;
 mod resilience;
+mod tcp;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -101,6 +102,7 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
 
     let declared_clusters: Vec<&str> = sections.clusters.iter().map(|c| c.name.as_str()).collect();
     grpc::check_clusters(&mut sink, &refs, &config.clusters, &cluster_nodes);
+    tcp::check_clusters(&mut sink, &config, &cluster_nodes);
     for r in refs {
         if !declared_clusters.contains(&r.cluster.as_str()) {
             sink.at(
