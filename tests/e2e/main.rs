@@ -22,5 +22,6 @@ mod protocol;
 mod proxyless_grpc;
 mod quickstart;
 mod restart;
+mod tcp;
 mod traffic;
 mod validate;
