@@ -132,3 +132,59 @@ async fn maglev_on_source_ip_keeps_a_client_on_one_backend() {
         "source-ip hashing should pin one backend: {counts:?}"
     );
 }
+
+/// TLS passthrough: real TLS clients reach, by SNI, backends that hold the certificates;
+/// Envoy never terminates TLS (the client verifies the backend's own certificate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_passthrough_routes_by_server_name() {
+    use crate::support::tls::{TestCa, TlsEcho, exchange as tls_exchange};
+    let ca = TestCa::new();
+    let a = TlsEcho::start(&ca, "a", &["a.example.com"]).await;
+    let b = TlsEcho::start(&ca, "b", &["*.b.example.com", "*.x.b.example.com"]).await;
+    let listen = free_addr();
+    let flotilla = Flotilla::start(&format!(
+        "version: 1
+clusters:
+  cluster-a: {{ endpoints: [{}] }}
+  cluster-b: {{ endpoints: [{}] }}
+listeners:
+  passthrough:
+    address: {listen}
+    protocol: tls_passthrough
+    sni: {{ a.example.com: cluster-a, \"*.b.example.com\": cluster-b }}
+",
+        a.address(),
+        b.address()
+    ))
+    .await;
+    let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Delta).await;
+    envoy.wait_listener(listen).await;
+    let client = ca.client();
+    let reply = wait::until(
+        "a TLS echo through Envoy",
+        Duration::from_secs(10),
+        || async {
+            tls_exchange(&client, listen, "a.example.com", "hi\n")
+                .await
+                .ok()
+        },
+    )
+    .await;
+    assert_eq!(reply, "a:hi\n");
+    for (sni, backend) in [
+        ("a.example.com", "a"),
+        ("x.b.example.com", "b"),
+        ("deep.x.b.example.com", "b"),
+    ] {
+        let reply = tls_exchange(&client, listen, sni, "ping\n")
+            .await
+            .unwrap_or_else(|e| panic!("{sni}: {e}\n{}", envoy.log()));
+        assert_eq!(reply, format!("{backend}:ping\n"), "{sni}");
+    }
+    // No filter chain for an unknown name: Envoy closes the connection, no backend answers.
+    let unknown = tls_exchange(&client, listen, "c.example.com", "ping\n").await;
+    assert!(
+        unknown.is_err(),
+        "unknown SNI reached a backend: {unknown:?}"
+    );
+}

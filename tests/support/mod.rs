@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod monitoring;
 pub mod servers;
 pub mod tcp;
+pub mod tls;
 pub mod wait;
 pub mod xds_client;
 
