@@ -2,6 +2,9 @@
 //! (health verdicts, drains, overrides, registrations) go in, snapshots come out.
 //!
 //! Updates are serialised here, so the cache always sees inputs in the order they happened.
+//! Translating and encoding a large config takes seconds; it runs off the async runtime's
+//! workers and outside the lock the admin API reads through, so xDS keepalives, ACKs and the
+//! admin API stay responsive during any reload.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -12,10 +15,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+use tracing::{debug, error, info};
 
 use crate::cache::{Inputs, SnapshotCache, UpdateSummary};
 use crate::config::Config;
-use crate::translate::Overlay;
+use crate::overlay::{EndpointKey, EndpointState, Overlay};
 
 pub struct Controller {
     cache: Arc<SnapshotCache>,
@@ -23,6 +27,9 @@ pub struct Controller {
     state: Mutex<State>,
     /// The inputs of every published snapshot, for those that follow them (the checker).
     inputs: watch::Sender<Option<Inputs>>,
+    /// Held by whoever publishes, for as long as translating and encoding take; `state` is
+    /// only ever held for moments.
+    publishing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -73,15 +80,12 @@ impl Controller {
             metrics,
             state: Mutex::new(State::default()),
             inputs: watch::Sender::new(None),
+            publishing: Mutex::new(()),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn cache(&self) -> &Arc<SnapshotCache> {
-        &self.cache
     }
 
     /// The config being served, if one was ever loaded.
@@ -114,19 +118,29 @@ impl Controller {
         summary
     }
 
-    /// Serves a new (valid) config.
-    pub fn set_config(&self, config: Arc<Config>) -> UpdateSummary {
-        let mut state = self.lock();
-        state.config = Some(config.clone());
-        let summary = self.publish(Inputs {
-            config,
-            overlay: state.overlay.clone(),
-        });
+    /// Records the version now served: the version and its metric change together, so that
+    /// `/metrics`, the API and the dashboard never disagree on what is served.
+    fn served(&self, state: &mut State, summary: &UpdateSummary) {
         if state.version.as_deref() != Some(&summary.version) {
             self.metrics.config_version(&summary.version);
+            state.version = Some(summary.version.clone());
         }
-        state.version = Some(summary.version.clone());
-        summary
+    }
+
+    /// Serves a new (valid) config.
+    pub fn set_config(&self, config: Arc<Config>) -> UpdateSummary {
+        off_runtime(|| {
+            let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+            let overlay = self.lock().overlay.clone();
+            let summary = self.publish(Inputs {
+                config: config.clone(),
+                overlay,
+            });
+            let mut state = self.lock();
+            state.config = Some(config);
+            self.served(&mut state, &summary);
+            summary
+        })
     }
 
     /// Applies the outcome of loading the config files: a valid config that differs from the
@@ -149,48 +163,81 @@ impl Controller {
             result,
             errors,
         };
-        self.metrics.config_reloads(result);
         let version = {
             let mut state = self.lock();
             state.last_reload = Some(record.clone());
             state.version.clone().unwrap_or_else(|| "none".to_string())
         };
-        let message = match result {
-            ReloadResult::Applied => format!("config applied ({trigger}): version {version}"),
-            ReloadResult::Unchanged => {
-                format!("config reloaded ({trigger}): unchanged, nothing pushed")
-            }
-            ReloadResult::Invalid => format!(
-                "config rejected ({trigger}): {} error(s), first: {}; still serving {version}",
-                record.errors.len(),
-                record.errors.first().map(String::as_str).unwrap_or("?")
-            ),
-        };
-        if result != ReloadResult::Unchanged {
-            crate::events::record(crate::events::NewEvent::new(
-                crate::events::Kind::Reload,
-                message,
-            ));
-        }
+        self.report(&record, &version);
         record
+    }
+
+    /// Tells everyone how a reload went, in one place: the log, the event history and the
+    /// metrics.
+    fn report(&self, record: &Reload, version: &str) {
+        let trigger = record.trigger;
+        self.metrics.config_reloads(record.result);
+        let message = match record.result {
+            ReloadResult::Applied => {
+                info!(trigger, %version, "config applied");
+                format!("config applied ({trigger}): version {version}")
+            }
+            ReloadResult::Unchanged => {
+                debug!(trigger, %version, "config unchanged; nothing to push");
+                return;
+            }
+            ReloadResult::Invalid => {
+                for line in &record.errors {
+                    error!(trigger, "{line}");
+                }
+                error!(trigger, live_version = %version,
+                    "config rejected; still serving the last good config");
+                format!(
+                    "config rejected ({trigger}): {} error(s), first: {}; still serving {version}",
+                    record.errors.len(),
+                    record.errors.first().map(String::as_str).unwrap_or("?")
+                )
+            }
+        };
+        crate::events::record(crate::events::NewEvent::new(
+            crate::events::Kind::Reload,
+            message,
+        ));
     }
 
     /// Changes the overlay; publishes only if it changed and a config is loaded.
     pub fn update_overlay(&self, change: impl FnOnce(&mut Overlay)) -> Option<UpdateSummary> {
-        let mut state = self.lock();
-        let mut overlay = (*state.overlay).clone();
-        change(&mut overlay);
-        if overlay == *state.overlay {
-            return None;
+        off_runtime(|| {
+            let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+            let inputs = {
+                let mut state = self.lock();
+                let mut overlay = (*state.overlay).clone();
+                change(&mut overlay);
+                if overlay == *state.overlay {
+                    return None;
+                }
+                state.overlay = Arc::new(overlay);
+                Inputs {
+                    config: state.config.clone()?,
+                    overlay: state.overlay.clone(),
+                }
+            };
+            let summary = self.publish(inputs);
+            self.served(&mut self.lock(), &summary);
+            Some(summary)
+        })
+    }
+}
+
+/// Runs `work`, which may translate a whole config or wait for another publisher to, without
+/// stalling the async runtime: called on a worker of a multi-threaded runtime, the worker's
+/// other tasks move to another thread first (elsewhere it simply runs).
+fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
         }
-        state.overlay = Arc::new(overlay);
-        let config = state.config.clone()?;
-        let summary = self.publish(Inputs {
-            config,
-            overlay: state.overlay.clone(),
-        });
-        state.version = Some(summary.version.clone());
-        Some(summary)
+        _ => work(),
     }
 }
 
@@ -267,39 +314,86 @@ impl ControlMetrics {
 
     /// Recomputes the endpoint gauges from what is being served.
     fn endpoints(&self, config: &Config, overlay: &Overlay) {
-        use crate::translate::{EndpointKey, Verdict};
         self.endpoints.clear();
         for c in config.clusters.values() {
-            let registered = overlay
-                .registered
-                .get(&c.name)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let mut counts = [0i64; 4];
-            for e in c.endpoints.iter().chain(registered) {
+            let mut counts = [0i64; EndpointState::ALL.len()];
+            for (e, _) in overlay.endpoints(c) {
                 let key = EndpointKey::new(c.name.clone(), e.address);
-                let i = if overlay.draining.contains(&key) {
-                    3
-                } else {
-                    match overlay.verdicts.get(&key) {
-                        Some(Verdict::Healthy) => 0,
-                        Some(Verdict::Unhealthy) => 1,
-                        None => 2,
-                    }
-                };
-                counts[i] += 1;
+                counts[overlay.state(&key) as usize] += 1;
             }
-            for (state, n) in ["healthy", "unhealthy", "unknown", "draining"]
-                .into_iter()
-                .zip(counts)
-            {
+            for (state, n) in EndpointState::ALL.into_iter().zip(counts) {
                 self.endpoints
                     .get_or_create(&EndpointLabels {
                         cluster: c.name.clone(),
-                        state,
+                        state: state.name(),
                     })
                     .set(n);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Endpoint;
+    use crate::metrics::Exposition;
+
+    fn controller() -> (Arc<Controller>, Exposition) {
+        let mut registry = crate::metrics::registry();
+        let metrics = ControlMetrics::register(&mut registry);
+        let controller = Controller::new(Arc::new(SnapshotCache::new()), metrics);
+        (controller, Exposition::new(registry))
+    }
+
+    fn config(endpoints: &str) -> Arc<Config> {
+        let yaml = format!("version: 1\nclusters:\n  web: {{ endpoints: [{endpoints}] }}\n");
+        Arc::new(crate::config::parse_str("t.yaml", &yaml).unwrap())
+    }
+
+    fn version_series(metrics: &Exposition) -> Vec<String> {
+        metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("flotilla_config_version_info{"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_version_metric_follows_an_overlay_change() {
+        let (controller, metrics) = controller();
+        controller.set_config(config("127.0.0.1:8081"));
+        let before = controller.version().unwrap();
+        controller.update_overlay(|o| {
+            o.draining
+                .insert(EndpointKey::new("web", "127.0.0.1:8081".parse().unwrap()));
+        });
+        let after = controller.version().unwrap();
+        assert_ne!(before, after, "a drain changes the served version");
+        assert_eq!(
+            version_series(&metrics),
+            [format!(
+                "flotilla_config_version_info{{version=\"{after}\"}} 1"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_registration_git_adds_to_the_cluster_is_counted_once() {
+        let (controller, metrics) = controller();
+        controller.set_config(config("127.0.0.1:8081"));
+        controller.update_overlay(|o| {
+            o.registered.insert(
+                "web".into(),
+                vec![Endpoint::registered("127.0.0.1:9000".parse().unwrap(), 1)],
+            );
+        });
+        controller.set_config(config("127.0.0.1:8081, 127.0.0.1:9000"));
+        let text = metrics.encode();
+        assert!(
+            text.contains("flotilla_endpoints{cluster=\"web\",state=\"unknown\"} 2\n"),
+            "{text}"
+        );
     }
 }

@@ -10,7 +10,8 @@
 //!   [`config::Config`], reporting every mistake as `path:line:col: field: message`.
 //! - [`health`] probes endpoints (HTTP, TCP, gRPC) and turns results into verdicts and
 //!   least_response_time weights; [`runtime`] holds what operators change without git
-//!   (drains, weight overrides, leased registrations). Both feed the overlay.
+//!   (drains, weight overrides, leased registrations). Both feed the [`overlay`], which
+//!   also answers which endpoints a cluster has and what state each is in.
 //! - [`control`] is the one place that combines the newest valid config with the overlay
 //!   and publishes it.
 //! - [`translate`] is a pure function: config + overlay → Envoy protos, per transport.
@@ -20,8 +21,8 @@
 //! - [`xds`] serves the snapshots: one stream loop for SotW and delta, one response in flight
 //!   per type, make-before-break ordering on ADS, NACKs recorded and never re-sent; responses
 //!   are the snapshot's shared bytes plus a header, never re-encoded per stream.
-//! - [`traffic`] receives what every Envoy reports back (stats sink, load reports) and
-//!   aggregates it for the fleet.
+//! - [`traffic`] receives what every Envoy reports back (stats sink, load reports), keeps
+//!   only names the Envoy was sent, and aggregates it over every Envoy of every fleet.
 //! - [`admin`] reads all of the above over HTTP (JSON API, Prometheus [`metrics`], the
 //!   dashboard) and routes operator changes to [`runtime`]; [`events`] is its recent history.
 //!
@@ -35,9 +36,12 @@ pub mod config;
 pub mod control;
 pub mod envoy;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc_bootstrap;
 pub mod health;
 pub mod metrics;
+pub mod overlay;
 pub mod quickstart;
 pub mod render;
 pub mod runtime;

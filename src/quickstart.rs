@@ -102,8 +102,9 @@ pub async fn run(
         watch: true,
         debounce: Duration::from_millis(100),
         admin_token: None,
+        admin_allowed_hosts: Vec::new(),
         state_file: dir.path().join("state.json"),
-        xds_keepalive_timeout: Duration::from_secs(10),
+        xds_limits: crate::xds::Limits::default(),
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 

@@ -5,7 +5,8 @@ use serde_json::{Map, Value};
 use crate::cache::{EncodedSet, ResourceType, Snapshot};
 use crate::config::Config;
 use crate::envoy::json::{self, JsonError};
-use crate::translate::{self, Overlay, Transport};
+use crate::overlay::Overlay;
+use crate::translate::{self, Transport};
 
 /// The key each resource type is listed under in `render` output.
 pub fn section(t: ResourceType) -> &'static str {
@@ -17,8 +18,9 @@ pub fn section(t: ResourceType) -> &'static str {
     }
 }
 
-/// The snapshot `serve` would hand Envoys of `fleet` (every resource when `None` or when the
-/// fleet is not declared), with no health verdicts yet.
+/// The snapshot `serve` would hand Envoys of `fleet` (every resource when `None` or when no
+/// fleets are declared; nothing for an undeclared fleet among declared ones), with no health
+/// verdicts yet.
 pub fn snapshot(config: &Config, fleet: Option<&str>, transport: Transport) -> Snapshot {
     let translation = translate::translate(config, &Overlay::default(), transport);
     let selection = fleet.and_then(|f| translate::select_fleet(config, f));

@@ -11,12 +11,12 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
-use crate::control::{ControlMetrics, Controller, Reload, ReloadResult};
+use crate::control::{ControlMetrics, Controller, Reload};
 use crate::xds::{self, NodeRegistry};
 
 #[derive(Debug, Clone)]
@@ -30,10 +30,12 @@ pub struct ServeOptions {
     pub debounce: Duration,
     /// Bearer token required by the mutating admin calls.
     pub admin_token: Option<String>,
+    /// `Host` names the admin server answers to besides loopback and its listen address.
+    pub admin_allowed_hosts: Vec<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
-    /// An xDS connection that leaves a keepalive PING unanswered this long is closed.
-    pub xds_keepalive_timeout: Duration,
+    /// What one client may cost the xDS port (keepalive timeout included).
+    pub xds_limits: xds::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,8 @@ pub enum ServeError {
     Admin(#[source] std::io::Error),
     #[error(transparent)]
     Watch(#[from] config::watch::WatchError),
+    #[error(transparent)]
+    AllowedHosts(#[from] crate::admin::guard::HostsError),
     #[error(transparent)]
     State(#[from] crate::runtime::store::StoreError),
 }
@@ -81,7 +85,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         },
         shutdown.clone(),
     );
-    reload(&controller, &opts.config, "startup");
+    reload_off_runtime(&controller, &opts.config, "startup", None).await;
     let runtime = crate::runtime::Runtime::start(
         controller.clone(),
         crate::runtime::store::StateFile::new(opts.state_file.clone()),
@@ -96,10 +100,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     } else {
         None
     };
-    let (_watch_guard, changes) = watcher.unzip();
+    let (watcher, changes) = watcher.unzip();
     tokio::spawn(reload_loop(
         controller.clone(),
         opts.config.clone(),
+        watcher.map(Arc::new),
         changes,
         shutdown.clone(),
     ));
@@ -116,8 +121,8 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         admin = %admin_listener.local_addr().unwrap_or(opts.admin_listen),
         "listening"
     );
-    let xds_listening = Arc::new(AtomicBool::new(true));
-    xds_listening.store(true, Ordering::Release);
+    // True exactly while the xDS server runs: /readyz turns unready if it ever stops.
+    let xds_listening = Arc::new(AtomicBool::new(false));
 
     let traffic = crate::traffic::TrafficAggregate::new(traffic_metrics);
     let admin_state = AdminState {
@@ -125,31 +130,34 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         config_path: opts.config.clone(),
         health,
         runtime,
-        mutations: crate::admin::runtime::Mutations::new(
+        mutations: crate::admin::mutations::Mutations::new(
             opts.admin_token.clone(),
             opts.admin_listen,
         ),
         controller: controller.clone(),
         nodes: nodes.clone(),
-        xds_listening,
+        hosts: crate::admin::guard::Hosts::new(opts.admin_listen, &opts.admin_allowed_hosts)?,
+        xds_listening: xds_listening.clone(),
         metrics: exposition,
     };
-    tokio::spawn(node_gauges(
+    tokio::spawn(xds::node_gauges(
         nodes.clone(),
         xds_metrics.clone(),
         shutdown.clone(),
     ));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    xds_listening.store(true, Ordering::Release);
     let xds_result = xds::serve(
         xds_listener,
         cache,
         nodes,
         traffic,
         xds_metrics,
-        opts.xds_keepalive_timeout,
+        opts.xds_limits.clone(),
         shutdown.clone(),
     )
     .await;
+    xds_listening.store(false, Ordering::Release);
     shutdown.cancel();
     let admin_result = admin.await;
     xds_result?;
@@ -159,27 +167,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     }
 }
 
-/// Keeps the per-fleet node gauges current (once a second: they feed alerts, not latency).
-async fn node_gauges(
-    nodes: Arc<NodeRegistry>,
-    metrics: xds::XdsMetrics,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let views = crate::admin::api::node_views(nodes.streams());
-        metrics.nodes(views.iter().map(|n| (n.fleet.as_str(), n.in_sync)));
-    }
-}
-
-/// Reloads on every debounced change and on SIGHUP, until shutdown.
+/// Reloads on every debounced change and on SIGHUP (which also re-arms the watch), until
+/// shutdown.
 async fn reload_loop(
     controller: Arc<Controller>,
     path: PathBuf,
+    watcher: Option<Arc<config::watch::ConfigWatcher>>,
     mut changes: Option<mpsc::Receiver<()>>,
     shutdown: CancellationToken,
 ) {
@@ -200,25 +193,48 @@ async fn reload_loop(
                 return;
             }
         };
-        reload(&controller, &path, trigger);
+        let rearm = watcher.clone().filter(|_| trigger == "SIGHUP");
+        reload_off_runtime(&controller, &path, trigger, rearm).await;
     }
 }
 
-/// Loads the config at `path` and serves it if it is valid and differs from what is served.
-pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
-    let loaded = config::load(path).map(|l| l.config).map_err(|e| e.lines());
-    let record = controller.reload(trigger, loaded);
-    let version = controller.version().unwrap_or_else(|| "none".to_string());
-    match record.result {
-        ReloadResult::Applied => info!(trigger, %version, "config applied"),
-        ReloadResult::Unchanged => debug!(trigger, %version, "config unchanged; nothing to push"),
-        ReloadResult::Invalid => {
-            for line in &record.errors {
-                error!(trigger, "{line}");
-            }
-            error!(trigger, path = %path.display(), live_version = %version,
-                "config rejected; still serving the last good config");
+/// [`reload`] on a blocking thread: reading, validating, translating and encoding a large
+/// config takes seconds, which must not stall the xDS streams and the admin API.
+async fn reload_off_runtime(
+    controller: &Arc<Controller>,
+    path: &std::path::Path,
+    trigger: &'static str,
+    rearm: Option<Arc<config::watch::ConfigWatcher>>,
+) {
+    let (controller, path) = (controller.clone(), path.to_path_buf());
+    let done = tokio::task::spawn_blocking(move || {
+        if let Some(watcher) = rearm {
+            watcher.rearm();
         }
+        reload(&controller, &path, trigger);
+    })
+    .await;
+    if let Err(e) = done {
+        error!(trigger, error = %e, "config reload failed; still serving the last good config");
     }
-    record
+}
+
+/// Loads the config at `path` and serves it if it is valid, differs from what is served, and
+/// does not empty a fleet by probable accident (see [`config::empty`]).
+pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
+    let loaded = config::load(path)
+        .map(|l| l.config)
+        .map_err(|e| e.lines())
+        .and_then(|config| match controller.config() {
+            Some(served) => match config::empty::refusal(&served, &config) {
+                Some(why) => Err(vec![format!(
+                    "{}: {why}",
+                    config::escape_controls(&path.display().to_string())
+                )]),
+                None => Ok(config),
+            },
+            None => Ok(config),
+        });
+    // The controller reports the outcome (log, event, metric).
+    controller.reload(trigger, loaded)
 }

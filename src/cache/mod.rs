@@ -7,7 +7,6 @@
 //! stream ever has a queue of stale snapshots.
 
 pub(crate) mod entries;
-mod listener_clusters;
 mod resource;
 mod snapshot;
 
@@ -17,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::translate::{self, Overlay, Transport};
+use crate::overlay::Overlay;
+use crate::translate::{self, Transport};
 
 pub use resource::{Resource, ResourceType, content_hash};
 pub use snapshot::{Changes, EncodedSet, Snapshot, TypeSet, version_of};
@@ -62,19 +62,35 @@ impl SnapshotCache {
     }
 
     /// Builds new snapshots from `inputs` and wakes the streams whose snapshot changed.
+    ///
+    /// Translating and encoding a large config takes seconds, so it happens outside the lock:
+    /// a stream connecting meanwhile is not held up. Updates themselves are serialised by the
+    /// caller (the controller), so none can land in between.
     pub fn update(&self, inputs: Inputs) -> UpdateSummary {
+        let previous: HashMap<Transport, EncodedSet> = {
+            let state = self.lock();
+            let mut transports: Vec<Transport> = state.channels.keys().map(|(_, t)| *t).collect();
+            transports.push(Transport::Ads);
+            transports
+                .into_iter()
+                .map(|t| (t, state.encoded.get(&t).cloned().unwrap_or_default()))
+                .collect()
+        };
+        let encoded = previous
+            .iter()
+            .map(|(t, previous)| {
+                let translation = translate::translate(&inputs.config, &inputs.overlay, *t);
+                (*t, EncodedSet::encode(&translation, Some(previous)))
+            })
+            .collect();
         let mut state = self.lock();
-        let mut transports: Vec<Transport> = state.channels.keys().map(|(_, t)| *t).collect();
-        transports.push(Transport::Ads);
-        transports.sort();
-        transports.dedup();
-        let mut encoded = HashMap::new();
-        for t in transports {
-            let translation = translate::translate(&inputs.config, &inputs.overlay, t);
-            encoded.insert(t, EncodedSet::encode(&translation, state.encoded.get(&t)));
-        }
         state.encoded = encoded;
         state.inputs = Some(inputs);
+        // A stream of a transport not encoded above may have connected meanwhile.
+        let connected: Vec<Transport> = state.channels.keys().map(|(_, t)| *t).collect();
+        for t in connected {
+            ensure_encoded(&mut state, t);
+        }
         // Fleets nobody is connected to any more are forgotten here, so per-fleet state never
         // outlives its Envoys.
         state.channels.retain(|_, tx| tx.receiver_count() > 0);
@@ -153,16 +169,6 @@ impl SnapshotCache {
         let config = &state.inputs.as_ref()?.config;
         let selection = fleet.and_then(|f| translate::select_fleet(config, f));
         Some(Arc::new(encoded.snapshot(selection.as_ref())))
-    }
-
-    /// The inputs of the current snapshots.
-    pub fn inputs(&self) -> Option<Inputs> {
-        self.lock().inputs.clone()
-    }
-
-    /// Number of (fleet, transport) channels held, for metrics and leak tests.
-    pub fn channel_count(&self) -> usize {
-        self.lock().channels.len()
     }
 }
 

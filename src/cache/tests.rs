@@ -3,7 +3,8 @@ use std::sync::Arc;
 use super::{Inputs, SnapshotCache};
 use crate::cache::ResourceType;
 use crate::config::parse_str;
-use crate::translate::{Overlay, Transport};
+use crate::overlay::Overlay;
+use crate::translate::Transport;
 
 fn inputs(fleets: &str) -> Inputs {
     let yaml = format!(

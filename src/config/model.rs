@@ -13,6 +13,9 @@ pub struct Config {
     pub clusters: BTreeMap<String, Cluster>,
     pub listeners: BTreeMap<String, Listener>,
     pub fleets: BTreeMap<String, Fleet>,
+    /// The operator's `allow_empty: true`: serve may apply this config even though it removes
+    /// every listener or cluster (see `config::empty`).
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +32,35 @@ pub struct Cluster {
     /// Envoy's healthy-panic threshold, in percent. See `translate::cluster` for why the
     /// default is 0.
     pub panic_threshold: u32,
+    pub registrations: Registrations,
+}
+
+/// What endpoints may add to a cluster by registering themselves (the admin API's
+/// `POST .../registrations`), which anyone holding the admin token can call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registrations {
+    /// Live registrations at most; one more is refused until a lease ends.
+    pub max: usize,
+    /// Ranges of addresses refused by default (unspecified, link-local, cloud metadata
+    /// services) that this cluster accepts anyway.
+    pub allow_addresses: Vec<ipnet::IpNet>,
+}
+
+impl Registrations {
+    pub const DEFAULT_MAX: usize = 1_000;
+    /// The highest `max` a cluster may set.
+    pub const MAX: usize = 10_000;
+    /// `allow_addresses` entries at most.
+    pub const MAX_ALLOWED: usize = 64;
+}
+
+impl Default for Registrations {
+    fn default() -> Registrations {
+        Registrations {
+            max: Registrations::DEFAULT_MAX,
+            allow_addresses: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -93,6 +125,18 @@ pub struct Endpoint {
     pub weight: u32,
     pub zone: Option<String>,
     pub priority: u32,
+}
+
+impl Endpoint {
+    /// An endpoint in no zone at priority 0: what a runtime registration adds.
+    pub fn registered(address: SocketAddr, weight: u32) -> Endpoint {
+        Endpoint {
+            address,
+            weight,
+            zone: None,
+            priority: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

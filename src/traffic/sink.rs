@@ -19,6 +19,8 @@ use super::aggregate::{ClusterReport, Latency, TrafficAggregate};
 #[derive(Clone)]
 pub struct MetricsSink {
     pub traffic: Arc<TrafficAggregate>,
+    /// Longest node id and cluster accepted (as on the xDS streams).
+    pub max_node_id_bytes: usize,
     /// Ends open streams on shutdown (a stats stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -33,16 +35,17 @@ impl MetricsService for MetricsSink {
         let Some(first) = stream.message().await? else {
             return Ok(Response::new(StreamMetricsResponse {}));
         };
-        let node = first
-            .identifier
-            .as_ref()
-            .and_then(|i| i.node.as_ref())
-            .map(|n| n.id.clone())
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| {
-                Status::invalid_argument("the first stats message must identify the Envoy node")
-            })?;
-        let reporter = Reporting::new(self.traffic.clone(), &node);
+        let (node, fleet) = identity(
+            first.identifier.as_ref().and_then(|i| i.node.as_ref()),
+            self.max_node_id_bytes,
+        )
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "the first stats message must identify the Envoy node (an id of at most {} bytes)",
+                self.max_node_id_bytes
+            ))
+        })?;
+        let reporter = Reporting::new(self.traffic.clone(), &node, &fleet);
         info!(node = %node, "Envoy stats stream opened");
         self.absorb(reporter.id, &first);
         let result = loop {
@@ -68,8 +71,8 @@ struct Reporting {
 }
 
 impl Reporting {
-    fn new(traffic: Arc<TrafficAggregate>, node: &str) -> Reporting {
-        let id = traffic.reporter(node, true);
+    fn new(traffic: Arc<TrafficAggregate>, node: &str, fleet: &str) -> Reporting {
+        let id = traffic.reporter(node, fleet, true);
         traffic.metrics().sink_streams(1);
         Reporting { traffic, id }
     }
@@ -92,6 +95,16 @@ impl MetricsSink {
     }
 }
 
+/// The node id and fleet (`node.cluster`) of a reporting Envoy, if present and not too long.
+pub(super) fn identity(
+    node: Option<&envoy_types::pb::envoy::config::core::v3::Node>,
+    max: usize,
+) -> Option<(String, String)> {
+    let node = node?;
+    (!node.id.is_empty() && node.id.len() <= max && node.cluster.len() <= max)
+        .then(|| (node.id.clone(), node.cluster.clone()))
+}
+
 const CLUSTER: &str = "envoy.cluster_name";
 const CLASS: &str = "envoy.response_code_class";
 
@@ -107,10 +120,12 @@ pub fn cluster_reports(families: &[MetricFamily]) -> Vec<ClusterReport> {
             "cluster.upstream_rq_xx" => |r, m| {
                 let class = label(m, CLASS).and_then(|c| c.parse::<usize>().ok());
                 if let (Some(c @ 1..=5), Some(v)) = (class, counter(m)) {
-                    r.by_class[c - 1] += v;
+                    r.by_class[c - 1] = r.by_class[c - 1].saturating_add(v);
                 }
             },
-            "cluster.upstream_rq_retry" => |r, m| r.retries += counter(m).unwrap_or(0),
+            "cluster.upstream_rq_retry" => {
+                |r, m| r.retries = r.retries.saturating_add(counter(m).unwrap_or(0))
+            }
             "cluster.upstream_rq_active" => |r, m| r.active_requests = gauge(m),
             "cluster.upstream_cx_active" => |r, m| r.active_connections = gauge(m),
             "cluster.outlier_detection.ejections_active" => |r, m| r.ejections_active = gauge(m),
@@ -148,7 +163,9 @@ pub fn cluster_reports(families: &[MetricFamily]) -> Vec<ClusterReport> {
 }
 
 fn counter(m: &Metric) -> Option<u64> {
-    m.counter.as_ref().map(|c| c.value().max(0.0) as u64)
+    m.counter
+        .as_ref()
+        .map(|c| (c.value().max(0.0) as u64).min(super::window::MAX_COUNT))
 }
 
 fn gauge(m: &Metric) -> Option<f64> {

@@ -55,6 +55,13 @@ pub(super) fn route_configuration(l: &model::Listener, config: &Config) -> Route
     }
 }
 
+/// The clusters a listener's routes send to, sorted and unique.
+pub(super) fn clusters(l: &model::Listener) -> Vec<String> {
+    let set: std::collections::BTreeSet<&str> =
+        l.routes.iter().flat_map(|r| r.action.clusters()).collect();
+    set.into_iter().map(str::to_string).collect()
+}
+
 /// `grpc`: the route is for proxyless gRPC clients, which bound a call by
 /// `max_stream_duration` and ignore the route `timeout` (gRFC A31).
 fn route(name: &str, r: &model::Route, config: &Config, grpc: bool) -> Route {

@@ -70,6 +70,14 @@ pub(super) fn listener(
     }
 }
 
+/// Sorted and unique, like a route's clusters.
+pub(super) fn clusters(forward: &TcpForward) -> Vec<String> {
+    let mut out: Vec<String> = forward.clusters().map(str::to_string).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn tcp_proxy(stat_prefix: &str, cluster: &str, config: &Config) -> TcpProxy {
     // Ring hash and maglev need a key; without HTTP the connection's source address is the one
     // there is (validation rejects cookie and header affinity on clusters behind TCP).

@@ -13,7 +13,7 @@ use crate::support::client::{self, Load};
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::wait;
 
-fn config(
+pub(crate) fn config(
     b: &std::collections::BTreeMap<String, crate::support::backend::Backend>,
     l: std::net::SocketAddr,
 ) -> String {
@@ -54,6 +54,7 @@ async fn every_envoy_reports_traffic_per_cluster_and_endpoint() {
             let endpoints = web["endpoints"].as_array()?;
             (t["reporting_envoys"] == 2
                 && web["rps"].as_f64()? > 10.0
+                && web["p95_ms"].as_f64().is_some()
                 && endpoints.len() == 2
                 && endpoints
                     .iter()

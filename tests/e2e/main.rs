@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_guard;
 mod affinity;
 mod alerts;
 mod balancing;
@@ -14,6 +15,7 @@ mod gitops;
 mod golden;
 mod grafana;
 mod health;
+mod hostile_config;
 mod live;
 mod loadgen;
 mod nack;
@@ -21,7 +23,11 @@ mod operations;
 mod protocol;
 mod proxyless_grpc;
 mod quickstart;
+mod reload_guard;
 mod restart;
 mod tcp;
 mod traffic;
+mod traffic_limits;
 mod validate;
+mod watch_replace;
+mod xds_limits;

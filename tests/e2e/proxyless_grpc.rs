@@ -211,4 +211,11 @@ clusters:
         servers.extend(calls.counts.into_keys());
     }
     assert!(servers.len() >= 2, "users spread over servers: {servers:?}");
+    // No x-user header: gRPC's ring hash picks a random point per call (gRFC A42).
+    let calls = client.calls(60, &[]).await;
+    assert_eq!(calls.failures, 0, "{calls:?}");
+    assert!(
+        calls.counts.len() >= 2,
+        "calls without the header spread: {calls:?}"
+    );
 }

@@ -3,7 +3,7 @@
 //! Every server binds port 0 or a port picked free on loopback, every child process is killed
 //! on drop, every wait polls with a deadline, and a failing test prints the logs of the Envoys
 //! and flotilla it started.
-#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+#![allow(unreachable_pub, clippy::print_stderr)]
 
 pub mod backend;
 pub mod browser;
@@ -28,9 +28,12 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The `flotilla` binary built for this test run.
+/// The `flotilla` binary built for this test run, or `FLOTILLA_BIN` when set (a copy taken
+/// right after the build, for worktrees that share one target directory).
 pub fn flotilla_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_flotilla"))
+    std::env::var_os("FLOTILLA_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_flotilla")))
 }
 
 /// A loopback address with a port free right now (for processes that must be told a port).

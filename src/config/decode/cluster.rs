@@ -1,15 +1,18 @@
 //! `clusters.<name>`: a group of backends and how Envoy balances across them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{Affinity, Cluster, CookieSpec, Endpoint, Policy, UpstreamProtocol};
+use crate::config::model::{
+    Affinity, Cluster, CookieSpec, Endpoint, Policy, Registrations, UpstreamProtocol,
+};
 use crate::config::reader::{self, Fields};
 use crate::config::yaml::{Node, Value};
 
-use super::defaults::{Defaults, is_off};
-use super::{health, resilience};
+use super::defaults::{CONNECT_TIMEOUT, Defaults, is_off};
+use super::{health, registrations, resilience};
 
 const KEYS: &[&str] = &[
     "policy",
@@ -21,6 +24,7 @@ const KEYS: &[&str] = &[
     "circuit_breakers",
     "affinity",
     "panic_threshold",
+    "registrations",
 ];
 
 /// Highest endpoint weight accepted. Envoy caps the sum of weights in a locality at 2^32-1;
@@ -70,8 +74,8 @@ pub(crate) fn cluster(
                 sink,
                 &n,
                 &f.path("connect_timeout"),
-                Duration::from_millis(1),
-                Duration::from_secs(600),
+                CONNECT_TIMEOUT.0,
+                CONNECT_TIMEOUT.1,
             )
         });
 
@@ -121,6 +125,11 @@ pub(crate) fn cluster(
     let panic_threshold = match f.get("panic_threshold") {
         Some(n) => reader::u32_in(sink, n, &f.path("panic_threshold"), 0, 100),
         None => Some(0),
+    };
+
+    let registrations = match f.get("registrations") {
+        Some(n) => registrations::registrations(sink, n, &f.path("registrations")),
+        None => Some(Registrations::default()),
     };
 
     let affinity = affinity?;
@@ -180,6 +189,7 @@ pub(crate) fn cluster(
         circuit_breakers: circuit_breakers?,
         affinity,
         panic_threshold: panic_threshold?,
+        registrations: registrations?,
     })
 }
 
@@ -195,6 +205,7 @@ fn affinity_kind(a: &Affinity) -> &'static str {
 fn endpoints(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<Endpoint>> {
     let items = reader::list(sink, node, path)?;
     let mut out = Vec::with_capacity(items.len());
+    let mut positions: HashMap<SocketAddr, usize> = HashMap::with_capacity(items.len());
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
         let ipath = format!("{path}[{i}]");
@@ -210,13 +221,15 @@ fn endpoints(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<Endpoint>> 
         };
         match endpoint {
             Some(e) => {
-                if let Some(first) = out.iter().position(|o: &Endpoint| o.address == e.address) {
+                if let Some(first) = positions.get(&e.address) {
                     sink.error(
                         item,
                         &ipath,
                         format!("{} is listed twice (also at [{first}])", e.address),
                     );
                     ok = false;
+                } else {
+                    positions.insert(e.address, out.len());
                 }
                 out.push(e);
             }
