@@ -23,11 +23,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| EncodedSet::encode(black_box(&t1), Some(&previous)))
     });
     c.bench_function("snapshot(None) of 1000 clusters", |b| {
-        b.iter(|| black_box(&previous).snapshot(None))
+        b.iter(|| black_box(&previous).snapshot(None, flotilla::cache::ClientKind::Other))
     });
     let selection = select_fleet(&before, &common::fleet());
     c.bench_function("snapshot(fleet) of 1000 clusters", |b| {
-        b.iter(|| black_box(&previous).snapshot(selection.as_ref()))
+        b.iter(|| {
+            black_box(&previous).snapshot(selection.as_ref(), flotilla::cache::ClientKind::Other)
+        })
     });
 }
 

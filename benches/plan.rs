@@ -20,7 +20,10 @@ fn snapshots(kind: ChangeKind) -> (Snapshot, Snapshot) {
     let overlay = Overlay::default();
     let snapshot = |config| {
         let encoded = EncodedSet::encode(&translate(config, &overlay, Transport::Ads), None);
-        encoded.snapshot(select_fleet(config, &fleet).as_ref())
+        encoded.snapshot(
+            select_fleet(config, &fleet).as_ref(),
+            flotilla::cache::ClientKind::Other,
+        )
     };
     let before = snapshot(&before);
     // Linked as the cache links a fleet's consecutive snapshots.

@@ -20,11 +20,12 @@ pub fn section(t: ResourceType) -> &'static str {
 
 /// The snapshot `serve` would hand Envoys of `fleet` (every resource when `None` or when no
 /// fleets are declared; nothing for an undeclared fleet among declared ones), with no health
-/// verdicts yet.
+/// verdicts yet. Listeners of both kinds are shown (see `ClientKind`).
 pub fn snapshot(config: &Config, fleet: Option<&str>, transport: Transport) -> Snapshot {
     let translation = translate::translate(config, &Overlay::default(), transport);
     let selection = fleet.and_then(|f| translate::select_fleet(config, f));
-    EncodedSet::encode(&translation, None).snapshot(selection.as_ref())
+    EncodedSet::encode(&translation, None)
+        .snapshot(selection.as_ref(), crate::cache::ClientKind::Other)
 }
 
 /// A snapshot as one JSON document: its version, then each type's resources with `@type`.

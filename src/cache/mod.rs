@@ -6,6 +6,7 @@
 //! version changed, and a slow stream simply reads the newest value when it gets to it; no
 //! stream ever has a queue of stale snapshots.
 
+mod client_kind;
 pub(crate) mod entries;
 mod resource;
 mod snapshot;
@@ -19,6 +20,7 @@ use crate::config::Config;
 use crate::overlay::Overlay;
 use crate::translate::{self, Transport};
 
+pub use client_kind::ClientKind;
 pub use resource::{Resource, ResourceType, content_hash};
 pub use snapshot::{Changes, EncodedSet, Snapshot, TypeSet, version_of};
 
@@ -33,7 +35,7 @@ pub struct Inputs {
 struct State {
     inputs: Option<Inputs>,
     encoded: HashMap<Transport, EncodedSet>,
-    channels: HashMap<(String, Transport), watch::Sender<Arc<Snapshot>>>,
+    channels: HashMap<(String, Transport, ClientKind), watch::Sender<Arc<Snapshot>>>,
 }
 
 /// The latest snapshots for every fleet that has a connected Envoy.
@@ -69,7 +71,8 @@ impl SnapshotCache {
     pub fn update(&self, inputs: Inputs) -> UpdateSummary {
         let previous: HashMap<Transport, EncodedSet> = {
             let state = self.lock();
-            let mut transports: Vec<Transport> = state.channels.keys().map(|(_, t)| *t).collect();
+            let mut transports: Vec<Transport> =
+                state.channels.keys().map(|(_, t, _)| *t).collect();
             transports.push(Transport::Ads);
             transports
                 .into_iter()
@@ -87,7 +90,7 @@ impl SnapshotCache {
         state.encoded = encoded;
         state.inputs = Some(inputs);
         // A stream of a transport not encoded above may have connected meanwhile.
-        let connected: Vec<Transport> = state.channels.keys().map(|(_, t)| *t).collect();
+        let connected: Vec<Transport> = state.channels.keys().map(|(_, t, _)| *t).collect();
         for t in connected {
             ensure_encoded(&mut state, t);
         }
@@ -97,10 +100,12 @@ impl SnapshotCache {
         let mut woken = 0;
         let state = &*state;
         let mut shared = Shared::default();
-        for ((fleet, transport), tx) in &state.channels {
-            let snapshot = snapshot_for(state, fleet, *transport, &mut shared.everything);
+        for ((fleet, transport, kind), tx) in &state.channels {
+            let snapshot = snapshot_for(state, fleet, *transport, *kind, &mut shared.everything);
             let changed = tx.send_if_modified(|current| {
-                if current.version == snapshot.version {
+                if current.version == snapshot.version
+                    && current.withheld_listeners == snapshot.withheld_listeners
+                {
                     return false;
                 }
                 // Linked to the snapshot its streams hold: what changed is worked out once
@@ -108,27 +113,39 @@ impl SnapshotCache {
                 // snapshot (every undeclared fleet: one set of changes, not one per name).
                 let key = (
                     *transport,
+                    *kind,
                     current.version.clone(),
                     snapshot.version.clone(),
                 );
-                *current = shared
-                    .followed
-                    .entry(key)
-                    .or_insert_with(|| Arc::new(Snapshot::clone(&snapshot).follow(current)))
-                    .clone();
+                let follow = || Arc::new(Snapshot::clone(&snapshot).follow(current));
+                let followed = shared.followed.entry(key).or_insert_with(follow);
+                // Fleets with the same resources may withhold different listeners.
+                *current = if followed.withheld_listeners == snapshot.withheld_listeners {
+                    followed.clone()
+                } else {
+                    follow()
+                };
                 true
             });
             woken += usize::from(changed);
         }
-        let version = state.encoded[&Transport::Ads].snapshot(None).version;
+        let version = state.encoded[&Transport::Ads]
+            .snapshot(None, ClientKind::Other)
+            .version;
         UpdateSummary { version, woken }
     }
 
     /// A channel carrying the snapshot for Envoys of `fleet` (their `node.cluster`) on
-    /// `transport`. Before the first update it holds an empty snapshot with an empty version.
-    pub fn watch(&self, fleet: &str, transport: Transport) -> watch::Receiver<Arc<Snapshot>> {
+    /// `transport`, as served to `kind` of client. Before the first update it holds an empty
+    /// snapshot with an empty version.
+    pub fn watch(
+        &self,
+        fleet: &str,
+        transport: Transport,
+        kind: ClientKind,
+    ) -> watch::Receiver<Arc<Snapshot>> {
         let mut state = self.lock();
-        let key = (fleet.to_string(), transport);
+        let key = (fleet.to_string(), transport, kind);
         if let Some(tx) = state.channels.get(&key) {
             return tx.subscribe();
         }
@@ -147,13 +164,13 @@ impl SnapshotCache {
                 if let Some(held) = state
                     .channels
                     .iter()
-                    .filter(|((f, t), _)| *t == transport && undeclared(inputs, f))
+                    .filter(|((f, t, k), _)| *t == transport && *k == kind && undeclared(inputs, f))
                     .map(|(_, tx)| tx.borrow().clone())
                     .next()
                 {
-                    everything.insert(transport, held);
+                    everything.insert((transport, kind), held);
                 }
-                snapshot_for(&state, fleet, transport, &mut everything)
+                snapshot_for(&state, fleet, transport, kind, &mut everything)
             }
         };
         let (tx, rx) = watch::channel(snapshot);
@@ -161,14 +178,20 @@ impl SnapshotCache {
         rx
     }
 
-    /// The current snapshot for a fleet (`None`: all resources), if any config was loaded.
-    pub fn current(&self, fleet: Option<&str>, transport: Transport) -> Option<Arc<Snapshot>> {
+    /// The current snapshot for a fleet (`None`: all resources) as served to `kind` of client,
+    /// if any config was loaded.
+    pub fn current(
+        &self,
+        fleet: Option<&str>,
+        transport: Transport,
+        kind: ClientKind,
+    ) -> Option<Arc<Snapshot>> {
         let mut state = self.lock();
         ensure_encoded(&mut state, transport);
         let encoded = state.encoded.get(&transport)?;
         let config = &state.inputs.as_ref()?.config;
         let selection = fleet.and_then(|f| translate::select_fleet(config, f));
-        Some(Arc::new(encoded.snapshot(selection.as_ref())))
+        Some(Arc::new(encoded.snapshot(selection.as_ref(), kind)))
     }
 }
 
@@ -187,10 +210,10 @@ fn ensure_encoded(state: &mut State, transport: Transport) {
 /// Snapshots shared between the channels of one update.
 #[derive(Default)]
 struct Shared {
-    /// Per transport, the one snapshot of every undeclared fleet.
-    everything: HashMap<Transport, Arc<Snapshot>>,
-    /// (transport, held version, new version) → the new snapshot following the held one.
-    followed: HashMap<(Transport, String, String), Arc<Snapshot>>,
+    /// Per transport and client kind, the one snapshot of every undeclared fleet.
+    everything: HashMap<(Transport, ClientKind), Arc<Snapshot>>,
+    /// (transport, kind, held version, new version) → the new snapshot following the held one.
+    followed: HashMap<(Transport, ClientKind, String, String), Arc<Snapshot>>,
 }
 
 /// Fleets that are not declared all receive the same snapshot (everything, or nothing once
@@ -219,7 +242,8 @@ fn snapshot_for(
     state: &State,
     fleet: &str,
     transport: Transport,
-    everything: &mut HashMap<Transport, Arc<Snapshot>>,
+    kind: ClientKind,
+    everything: &mut HashMap<(Transport, ClientKind), Arc<Snapshot>>,
 ) -> Arc<Snapshot> {
     let Some(inputs) = &state.inputs else {
         return Arc::new(Snapshot::default());
@@ -227,15 +251,15 @@ fn snapshot_for(
     let encoded = &state.encoded[&transport];
     if undeclared(inputs, fleet) {
         return everything
-            .entry(transport)
+            .entry((transport, kind))
             .or_insert_with(|| {
                 let selection = translate::select_fleet(&inputs.config, fleet);
-                Arc::new(encoded.snapshot(selection.as_ref()))
+                Arc::new(encoded.snapshot(selection.as_ref(), kind))
             })
             .clone();
     }
     let selection = translate::select_fleet(&inputs.config, fleet);
-    Arc::new(encoded.snapshot(selection.as_ref()))
+    Arc::new(encoded.snapshot(selection.as_ref(), kind))
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Immutable snapshots: for each resource type, name → encoded resource, plus versions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::client_kind::ClientKind;
 use super::resource::{Resource, ResourceType, content_hash};
 use crate::envoy::pack as any;
 use crate::translate::{FleetSelection, Translation};
@@ -74,12 +75,17 @@ pub struct Snapshot {
     changes: [Option<Arc<Changes>>; 4],
     /// When this content first appeared (for push latency: created → ACKed by Envoy).
     pub created: Option<Instant>,
+    /// Listeners of the fleet left out because they are for the other kind of client (see
+    /// [`ClientKind`]): a client naming one is told it does not exist, and why.
+    pub withheld_listeners: Arc<BTreeSet<String>>,
 }
 
 /// Snapshots are equal when their content is; when they were made does not matter.
 impl PartialEq for Snapshot {
     fn eq(&self, other: &Snapshot) -> bool {
-        self.version == other.version && self.types == other.types
+        self.version == other.version
+            && self.types == other.types
+            && self.withheld_listeners == other.withheld_listeners
     }
 }
 
@@ -116,6 +122,7 @@ impl Snapshot {
             types: types.map(Arc::new),
             changes: Default::default(),
             created: Some(Instant::now()),
+            withheld_listeners: Default::default(),
         }
     }
 
@@ -179,13 +186,17 @@ impl Snapshot {
 #[derive(Debug, Clone, Default)]
 pub struct EncodedSet {
     types: [BTreeMap<String, Arc<Resource>>; 4],
+    grpc_listeners: BTreeSet<String>,
 }
 
 impl EncodedSet {
     /// Encodes a translation, reusing `previous`'s `Arc`s for resources whose bytes did not
     /// change, so unchanged resources stay pointer-equal across updates.
     pub fn encode(t: &Translation, previous: Option<&EncodedSet>) -> EncodedSet {
-        let mut set = EncodedSet::default();
+        let mut set = EncodedSet {
+            grpc_listeners: t.grpc_listeners.clone(),
+            ..EncodedSet::default()
+        };
         let mut put = |ty: ResourceType, r: Resource| {
             let reused = previous
                 .and_then(|p| p.types[ty.index()].get(&r.name))
@@ -228,8 +239,8 @@ impl EncodedSet {
         set
     }
 
-    /// The snapshot for a fleet (`None`: every resource).
-    pub fn snapshot(&self, selection: Option<&FleetSelection>) -> Snapshot {
+    /// The snapshot for a fleet (`None`: every resource) as served to `kind` of client.
+    pub fn snapshot(&self, selection: Option<&FleetSelection>, kind: ClientKind) -> Snapshot {
         let pick = |ty: ResourceType, keep: &dyn Fn(&str) -> bool| {
             TypeSet::new(
                 self.types[ty.index()]
@@ -241,11 +252,27 @@ impl EncodedSet {
         };
         let cluster = |n: &str| selection.is_none_or(|s| s.clusters.contains(n));
         let listener = |n: &str| selection.is_none_or(|s| s.listeners.contains(n));
-        Snapshot::from_types([
+        // Most configs have no gRPC listener, and then an Envoy is served every listener.
+        let filtered = kind == ClientKind::Grpc
+            || (kind == ClientKind::Envoy && !self.grpc_listeners.is_empty());
+        let served = |n: &str| !filtered || kind.serves(self.grpc_listeners.contains(n));
+        // A listener's routes share its name and go where it goes.
+        let listener_served = |n: &str| listener(n) && served(n);
+        let mut snapshot = Snapshot::from_types([
             pick(ResourceType::Cluster, &cluster),
             pick(ResourceType::Endpoint, &cluster),
-            pick(ResourceType::Listener, &listener),
-            pick(ResourceType::Route, &listener),
-        ])
+            pick(ResourceType::Listener, &listener_served),
+            pick(ResourceType::Route, &listener_served),
+        ]);
+        if filtered {
+            snapshot.withheld_listeners = Arc::new(
+                self.types[ResourceType::Listener.index()]
+                    .keys()
+                    .filter(|n| listener(n) && !served(n))
+                    .cloned()
+                    .collect(),
+            );
+        }
+        snapshot
     }
 }

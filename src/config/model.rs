@@ -226,9 +226,10 @@ pub struct CookieSpec {
 pub struct Listener {
     pub name: String,
     pub kind: ListenerKind,
-    /// Empty for a TCP or TLS passthrough listener, which forwards connections instead.
-    pub routes: Vec<Route>,
-    /// `Some` for `protocol: tcp | tls_passthrough`.
+    /// Virtual hosts in name order; `routes:` written directly on a listener is one host named
+    /// after the listener with domains `["*"]`.
+    pub hosts: Vec<VirtualHost>,
+    /// `Some` for `protocol: tcp | tls_passthrough` (then `hosts` is empty).
     pub tcp: Option<TcpForward>,
 }
 
@@ -253,75 +254,18 @@ impl Listener {
         self.kind == ListenerKind::ProxylessGrpc
     }
 
-    /// Every cluster this listener sends traffic to, by route or by forwarding connections.
+    /// Every route of every host, hosts in name order.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.hosts.iter().flat_map(|h| h.routes.iter())
+    }
+
+    /// Every cluster this listener sends traffic to: by its routes (mirrors included) or, for
+    /// a TCP listener, by forwarding connections.
     pub fn clusters(&self) -> impl Iterator<Item = &str> {
-        self.routes
-            .iter()
-            .flat_map(|r| r.action.clusters())
+        self.routes()
+            .flat_map(Route::clusters)
             .chain(self.tcp.iter().flat_map(TcpForward::clusters))
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    pub matcher: RouteMatch,
-    pub action: RouteAction,
-    pub timeout: Option<Duration>,
-    pub retries: Option<Retries>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouteMatch {
-    pub path: PathMatch,
-    pub headers: Vec<HeaderMatch>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    Prefix(String),
-    Exact(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderMatch {
-    pub name: String,
-    pub rule: HeaderRule,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderRule {
-    Exact(String),
-    Prefix(String),
-    Suffix(String),
-    Contains(String),
-    Present(bool),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteAction {
-    To(String),
-    /// (cluster, weight) in the order written.
-    Split(Vec<(String, u32)>),
-}
-
-impl RouteAction {
-    pub fn clusters(&self) -> impl Iterator<Item = &str> {
-        let (single, split) = match self {
-            RouteAction::To(c) => (Some(c.as_str()), &[][..]),
-            RouteAction::Split(s) => (None, s.as_slice()),
-        };
-        single
-            .into_iter()
-            .chain(split.iter().map(|(c, _)| c.as_str()))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Retries {
-    pub attempts: u32,
-    pub on: Vec<String>,
-    pub previous_hosts: bool,
-    pub per_try_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -331,3 +275,5 @@ pub struct Fleet {
 
 mod tcp;
 pub use tcp::*;
+mod route;
+pub use route::*;

@@ -97,7 +97,10 @@ impl KnownNames {
 
     /// The names Envoys of `fleet` may report on; `None` when not following a cache.
     pub(super) fn for_fleet(&self, fleet: &str) -> Option<Known> {
-        let mut snapshots = self.cache.get()?.watch(fleet, Transport::Ads);
+        let mut snapshots =
+            self.cache
+                .get()?
+                .watch(fleet, Transport::Ads, crate::cache::ClientKind::Other);
         let snapshot = snapshots.borrow_and_update().clone();
         Some(Known {
             names: self.names(&snapshot),

@@ -12,7 +12,7 @@ mod listener;
 mod route;
 mod tcp;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -42,6 +42,9 @@ pub struct Translation {
     /// The same for listeners that forward TCP connections to clusters themselves (no
     /// RouteConfiguration): they too wait for their clusters, which stay while they are held.
     pub listener_clusters: BTreeMap<String, Vec<String>>,
+    /// Listeners for proxyless gRPC clients (an `api_listener`, no socket): served only to
+    /// gRPC clients, known here rather than re-read from protos.
+    pub grpc_listeners: BTreeSet<String>,
 }
 
 /// Translates a whole configuration for Envoys on the given transport.
@@ -68,6 +71,9 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
         out.routes
             .insert(name.clone(), route::route_configuration(l, config));
         out.route_clusters.insert(name.clone(), route::clusters(l));
+        if l.is_proxyless_grpc() {
+            out.grpc_listeners.insert(name.clone());
+        }
     }
     out
 }

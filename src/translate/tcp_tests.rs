@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::r#type::v3::hash_policy::PolicySpecifier;
 use prost::Message;
 
 use super::TCP_PROXY_FILTER;
-use crate::cache::{EncodedSet, ResourceType};
+use crate::cache::{ClientKind, EncodedSet, ResourceType};
 use crate::config::parse_str;
 use crate::translate::{Overlay, Transport, select_fleet, translate};
 
@@ -94,7 +94,7 @@ fn fleets_and_snapshots_count_the_clusters_tcp_listeners_use() {
         ["a", "b", "pg"]
     );
     let set = EncodedSet::encode(&translate(&c, &Overlay::default(), Transport::Ads), None);
-    let snapshot = set.snapshot(Some(&sel));
+    let snapshot = set.snapshot(Some(&sel), ClientKind::Envoy);
     assert!(snapshot.is_consistent());
     let listeners = &snapshot.get(ResourceType::Listener).resources;
     assert_eq!(listeners["db"].clusters, ["pg"]);
@@ -102,5 +102,8 @@ fn fleets_and_snapshots_count_the_clusters_tcp_listeners_use() {
     // Without `b` the passthrough listener names a cluster the snapshot lacks.
     let mut partial = sel.clone();
     partial.clusters.remove("b");
-    assert!(!set.snapshot(Some(&partial)).is_consistent());
+    assert!(
+        !set.snapshot(Some(&partial), ClientKind::Envoy)
+            .is_consistent()
+    );
 }

@@ -296,8 +296,8 @@ fn fleets_get_their_listeners_and_the_clusters_they_use() {
     no_fleets.fleets.clear();
     assert!(select_fleet(&no_fleets, "unknown").is_none());
     let set = EncodedSet::encode(&translate(&c, &Overlay::default(), Transport::Ads), None);
-    let edge = set.snapshot(Some(&sel));
-    let all = set.snapshot(None);
+    let edge = set.snapshot(Some(&sel), crate::cache::ClientKind::Other);
+    let all = set.snapshot(None, crate::cache::ClientKind::Other);
     assert!(edge.is_consistent() && all.is_consistent());
     assert_ne!(edge.version, all.version);
 }
@@ -380,14 +380,14 @@ proptest! {
     fn same_config_in_any_order_gives_identical_bytes((a, b) in arbitrary_config()) {
         let ca = config(&a);
         let cb = config(&b);
-        let ta = EncodedSet::encode(&translate(&ca, &Overlay::default(), Transport::Ads), None).snapshot(None);
-        let tb = EncodedSet::encode(&translate(&cb, &Overlay::default(), Transport::Ads), None).snapshot(None);
+        let ta = EncodedSet::encode(&translate(&ca, &Overlay::default(), Transport::Ads), None).snapshot(None, crate::cache::ClientKind::Other);
+        let tb = EncodedSet::encode(&translate(&cb, &Overlay::default(), Transport::Ads), None).snapshot(None, crate::cache::ClientKind::Other);
         for t in [crate::cache::ResourceType::Cluster, crate::cache::ResourceType::Endpoint, crate::cache::ResourceType::Listener] {
             prop_assert_eq!(&ta.get(t).resources, &tb.get(t).resources);
             prop_assert_eq!(&ta.get(t).version, &tb.get(t).version);
         }
         // Translating twice gives the same bytes too.
-        let again = EncodedSet::encode(&translate(&ca, &Overlay::default(), Transport::Ads), None).snapshot(None);
+        let again = EncodedSet::encode(&translate(&ca, &Overlay::default(), Transport::Ads), None).snapshot(None, crate::cache::ClientKind::Other);
         prop_assert_eq!(&ta, &again);
     }
 

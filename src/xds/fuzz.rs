@@ -103,6 +103,6 @@ fn snapshot(transport: Transport) -> Arc<Snapshot> {
         cache
     });
     cache
-        .current(None, transport)
+        .current(None, transport, crate::cache::ClientKind::Other)
         .expect("a snapshot for every transport")
 }

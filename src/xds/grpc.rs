@@ -29,7 +29,7 @@ use super::request::SotwRequest;
 use super::sotw::Sotw;
 use super::stream::{self, Kind, Shared};
 use super::wire::{self, Frames};
-use crate::cache::{ResourceType, version_of};
+use crate::cache::{ClientKind, ResourceType, version_of};
 use crate::translate::Transport;
 
 /// Requests larger than this are refused. Envoy's are far smaller, even listing every name (a
@@ -201,7 +201,11 @@ async fn fetch(
             "fetch requests must carry the Envoy node",
         ));
     };
-    let Some(snapshot) = shared.cache.current(Some(&node.cluster), Transport::Sotw) else {
+    let Some(snapshot) = shared.cache.current(
+        Some(&node.cluster),
+        Transport::Sotw,
+        ClientKind::from_user_agent(&node.user_agent_name),
+    ) else {
         return status_only(Status::unavailable("no configuration loaded yet"));
     };
     let resources: Vec<_> = snapshot

@@ -28,6 +28,7 @@ mod sotw;
 mod stream;
 mod subscription;
 mod wire;
+mod withheld;
 
 use std::sync::Arc;
 use std::time::Duration;

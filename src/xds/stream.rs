@@ -19,7 +19,8 @@ use super::ordering;
 use super::protocol::{self, Mode, Plan, Protocol, Request};
 use super::subscription::{ClientState, InFlight, Reply};
 use super::wire::Frames;
-use crate::cache::{ResourceType, Snapshot, SnapshotCache};
+use super::withheld;
+use crate::cache::{ClientKind, ResourceType, Snapshot, SnapshotCache};
 use crate::translate::Transport;
 
 /// What every stream shares.
@@ -94,7 +95,8 @@ async fn run<P: Protocol>(
         (false, Mode::Sotw) => Transport::Sotw,
         (false, Mode::Delta) => Transport::Delta,
     };
-    let mut snapshots = shared.cache.watch(&node.cluster, transport);
+    let client_kind = ClientKind::from_user_agent(&node.user_agent_name);
+    let mut snapshots = shared.cache.watch(&node.cluster, transport, client_kind);
     let snapshot = snapshots.borrow_and_update().clone();
     let entry = shared.nodes.register(StreamInfo {
         node_id: node.id.clone(),
@@ -137,7 +139,9 @@ async fn run<P: Protocol>(
         settled: Default::default(),
         dirty: true,
         in_sync: false,
-        is_envoy: node.user_agent_name == "envoy",
+        is_envoy: client_kind == ClientKind::Envoy,
+        client_kind,
+        told_withheld: Default::default(),
         nonce: 0,
         _protocol: std::marker::PhantomData,
     };
@@ -175,6 +179,9 @@ struct StreamLoop<P: Protocol> {
     in_sync: bool,
     /// The node says it is an Envoy (`user_agent_name`): logs and events name the client.
     is_envoy: bool,
+    client_kind: ClientKind,
+    /// Listeners of the other kind this client asked for and was told about (once each).
+    told_withheld: std::collections::BTreeSet<String>,
     nonce: u64,
     _protocol: std::marker::PhantomData<P>,
 }
@@ -332,8 +339,25 @@ impl<P: Protocol> StreamLoop<P> {
             Reply::None => {}
         }
         protocol::subscribe(t, self.client.get_mut(t), &req.subscription, &self.snapshot);
+        if t == ResourceType::Listener && !self.snapshot.withheld_listeners.is_empty() {
+            self.asked_for_withheld(&req.subscription);
+        }
         self.dirty = true;
         Ok(())
+    }
+
+    /// Logs and records an event for each listener of the other kind of client this request
+    /// names for the first time; the protocol answers it as not existing.
+    fn asked_for_withheld(&mut self, sub: &protocol::Subscription) {
+        let withheld = self.snapshot.withheld_listeners.clone();
+        for listener in withheld::newly_asked(sub, &withheld, &mut self.told_withheld) {
+            let message = withheld::message(self.client_kind, &self.node_id, &listener);
+            warn!(listener = %listener, "{message}");
+            crate::events::record(
+                crate::events::NewEvent::new(crate::events::Kind::Node, message)
+                    .node(self.node_id.clone()),
+            );
+        }
     }
 
     fn nacked(&mut self, t: ResourceType, flight: InFlight, message: String) {

@@ -160,6 +160,11 @@ impl Envoy {
             .expect("admin body")
     }
 
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub async fn config_dump(&self) -> Value {
         serde_json::from_str(&self.admin_get("/config_dump?include_eds").await)
             .expect("config_dump JSON")

@@ -16,6 +16,7 @@ pub mod monitoring;
 pub mod servers;
 pub mod tcp;
 pub mod tls;
+pub mod upgrade;
 pub mod wait;
 pub mod xds_client;
 

@@ -69,7 +69,7 @@ pub(crate) fn targets(yamls: &[String], fleets: &[String]) -> Result<(Names, Vec
         let mut per_fleet = Vec::new();
         for fleet in fleets {
             let selection = translate::select_fleet(&config, fleet);
-            let snapshot = encoded.snapshot(selection.as_ref());
+            let snapshot = encoded.snapshot(selection.as_ref(), flotilla::cache::ClientKind::Other);
             let sotw = ResourceType::ALL.map(|t| snapshot.get(t).version.clone());
             let delta = ResourceType::ALL.map(|t| {
                 snapshot

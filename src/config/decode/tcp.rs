@@ -46,6 +46,7 @@ pub(crate) fn forward(
             let why =
                 format!("a `protocol: {p}` listener forwards connections: it has no `routes`");
             refuse(sink, "routes", &why);
+            refuse(sink, "hosts", &why.replace("`routes`", "`hosts`"));
             if grpc {
                 refuse(
                     sink,

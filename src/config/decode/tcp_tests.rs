@@ -30,7 +30,7 @@ listeners:
     )
     .unwrap();
     assert_eq!(c.listeners["db"].tcp, Some(TcpForward::To("pg".into())));
-    assert!(c.listeners["db"].routes.is_empty());
+    assert!(c.listeners["db"].hosts.is_empty());
     let sni = |n: &str, c: &str| SniRoute {
         server_name: n.into(),
         cluster: c.into(),
