@@ -74,7 +74,8 @@ pub struct Resource {
     /// Content hash of the encoded resource: equal bytes, equal version, on any replica.
     pub version: String,
     pub body: Any,
-    /// Clusters this resource sends traffic to (for route configurations), which must exist in
+    /// Clusters this resource sends traffic to (route configurations, and listeners that
+    /// forward TCP connections themselves), which must exist in
     /// Envoy before it is applied and may only be removed after it is gone.
     pub clusters: Vec<String>,
     /// This resource's entry in a state-of-the-world response, encoded once for every stream.

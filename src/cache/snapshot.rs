@@ -168,10 +168,15 @@ impl Snapshot {
         let endpoints = &self.get(ResourceType::Endpoint).resources;
         let routes = &self.get(ResourceType::Route).resources;
         let listeners = &self.get(ResourceType::Listener).resources;
+        // A listener either has its RouteConfiguration or forwards connections itself (and
+        // then names its clusters).
         clusters.keys().all(|c| endpoints.contains_key(c))
-            && listeners.keys().all(|l| routes.contains_key(l))
+            && listeners
+                .iter()
+                .all(|(n, l)| routes.contains_key(n) || !l.clusters.is_empty())
             && routes
                 .values()
+                .chain(listeners.values())
                 .flat_map(|r| r.clusters.iter())
                 .all(|c| clusters.contains_key(c))
     }
@@ -214,7 +219,11 @@ impl EncodedSet {
         for (name, l) in &t.listeners {
             put(
                 ResourceType::Listener,
-                Resource::new(name.clone(), any(l), Vec::new()),
+                Resource::new(
+                    name.clone(),
+                    any(l),
+                    t.listener_clusters.get(name).cloned().unwrap_or_default(),
+                ),
             );
         }
         for (name, r) in &t.routes {

@@ -229,6 +229,8 @@ pub struct Listener {
     /// Virtual hosts in name order; `routes:` written directly on a listener is one host named
     /// after the listener with domains `["*"]`.
     pub hosts: Vec<VirtualHost>,
+    /// `Some` for `protocol: tcp | tls_passthrough` (then `hosts` is empty).
+    pub tcp: Option<TcpForward>,
 }
 
 /// Who runs a listener: an Envoy listening on an address, or gRPC clients that take their
@@ -257,9 +259,12 @@ impl Listener {
         self.hosts.iter().flat_map(|h| h.routes.iter())
     }
 
-    /// Every cluster a route of this listener sends traffic to (mirrors included).
+    /// Every cluster this listener sends traffic to: by its routes (mirrors included) or, for
+    /// a TCP listener, by forwarding connections.
     pub fn clusters(&self) -> impl Iterator<Item = &str> {
-        self.routes().flat_map(Route::clusters)
+        self.routes()
+            .flat_map(Route::clusters)
+            .chain(self.tcp.iter().flat_map(TcpForward::clusters))
     }
 }
 
@@ -268,5 +273,7 @@ pub struct Fleet {
     pub listeners: Vec<String>,
 }
 
+mod tcp;
+pub use tcp::*;
 mod route;
 pub use route::*;

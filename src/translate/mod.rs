@@ -10,6 +10,7 @@ mod endpoint;
 mod fleet;
 mod listener;
 mod route;
+mod tcp;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,6 +39,9 @@ pub struct Translation {
     /// The clusters each RouteConfiguration sends to, sorted and unique: what a route needs
     /// warm before it is sent (make-before-break), known here rather than re-read from protos.
     pub route_clusters: BTreeMap<String, Vec<String>>,
+    /// The same for listeners that forward TCP connections to clusters themselves (no
+    /// RouteConfiguration): they too wait for their clusters, which stay while they are held.
+    pub listener_clusters: BTreeMap<String, Vec<String>>,
     /// Listeners for proxyless gRPC clients (an `api_listener`, no socket): served only to
     /// gRPC clients, known here rather than re-read from protos.
     pub grpc_listeners: BTreeSet<String>,
@@ -54,6 +58,14 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
             .insert(name.clone(), endpoint::load_assignment(c, overlay));
     }
     for (name, l) in &config.listeners {
+        if let (Some(forward), Some(address)) = (&l.tcp, l.address()) {
+            // Connections, not requests: no RouteConfiguration.
+            out.listeners
+                .insert(name.clone(), tcp::listener(l, forward, address, config));
+            out.listener_clusters
+                .insert(name.clone(), tcp::clusters(forward));
+            continue;
+        }
         out.listeners
             .insert(name.clone(), listener::listener(l, config, &source));
         out.routes

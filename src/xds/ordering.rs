@@ -4,13 +4,14 @@
 //! On an ADS stream flotilla controls the order in which Envoy applies changes:
 //! 1. clusters are added or updated first (removed ones are kept, see 4);
 //! 2. their endpoints follow as Envoy subscribes to them;
-//! 3. listeners and routes change only once every cluster the new routes use is known to the
+//! 3. listeners and routes change only once every cluster the new routes (and TCP listeners)
+//!    use is known to the
 //!    client *and* has acknowledged endpoints, i.e. is warm: no request meets a missing cluster.
 //!    Only clusters the client subscribes to count: a client that has not subscribed to a
 //!    cluster (yet) cannot warm it before it has the route naming it (proxyless gRPC asks for
 //!    LDS, then RDS, then the clusters the routes name), so ordering never starves it;
-//! 4. a cluster that left the config is removed only once no route the client holds (or is
-//!    being sent) still points at it.
+//! 4. a cluster that left the config is removed only once no route or TCP listener the client
+//!    holds (or is being sent) still points at it.
 //!
 //! Separate per-type streams cannot be ordered against each other, so they get the snapshot
 //! as is.
@@ -114,9 +115,9 @@ pub(crate) fn inputs(t: ResourceType, ordered: bool) -> &'static [ResourceType] 
         (false, Endpoint) => &[Endpoint],
         (false, Listener) => &[Listener],
         (false, Route) => &[Route],
-        // retained_clusters: the client's clusters and its routes (held and in flight).
-        (true, Cluster) => &[Cluster, Route],
-        (true, Endpoint) => &[Endpoint, Cluster, Route],
+        // retained_clusters: the client's clusters, routes and listeners (held and in flight).
+        (true, Cluster) => &[Cluster, Route, Listener],
+        (true, Endpoint) => &[Endpoint, Cluster, Route, Listener],
         // clusters_warm: the client's clusters and endpoints.
         (true, Listener) => &[Listener, Cluster, Endpoint],
         (true, Route) => &[Route, Cluster, Endpoint],
@@ -138,10 +139,9 @@ pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
     {
         return true;
     }
-    snapshot
-        .get(ResourceType::Route)
-        .resources
-        .values()
+    [ResourceType::Route, ResourceType::Listener]
+        .into_iter()
+        .flat_map(|t| snapshot.get(t).resources.values())
         .flat_map(|r| r.clusters.iter())
         .all(|c| {
             !cds.subscribed(c)
@@ -150,9 +150,10 @@ pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
         })
 }
 
-/// Clusters the client holds that the snapshot dropped but a route the client holds (or is
-/// being sent) still uses. A route whose content flotilla does not know (reported by a delta
-/// client after a restart) might use any of them, so it keeps them all.
+/// Clusters the client holds that the snapshot dropped but a route or TCP listener the client
+/// holds (or is being sent) still uses. A route or listener whose content flotilla does not
+/// know (reported by a delta client after a restart) might use any of them, so it keeps them
+/// all.
 fn retained_clusters<'a>(snapshot: &'a Snapshot, client: &'a ClientState) -> Vec<&'a str> {
     let held_clusters = &client.get(ResourceType::Cluster).known;
     let in_snapshot = snapshot.set(ResourceType::Cluster);
@@ -171,21 +172,23 @@ fn retained_clusters<'a>(snapshot: &'a Snapshot, client: &'a ClientState) -> Vec
     if held.is_empty() {
         return Vec::new();
     }
-    let routes: &TypeState = client.get(ResourceType::Route);
     let mut used: BTreeSet<&str> = BTreeSet::new();
-    for (_, known) in routes.known.iter() {
-        match known.resource {
-            Some(r) => used.extend(r.clusters.iter().map(String::as_str)),
-            None => return held,
+    for t in [ResourceType::Route, ResourceType::Listener] {
+        let state: &TypeState = client.get(t);
+        for (_, known) in state.known.iter() {
+            match known.resource {
+                Some(r) => used.extend(r.clusters.iter().map(String::as_str)),
+                None => return held,
+            }
         }
-    }
-    if let Some(flight) = &routes.in_flight {
-        used.extend(
-            flight
-                .sent
-                .iter()
-                .flat_map(|r| r.clusters.iter().map(String::as_str)),
-        );
+        if let Some(flight) = &state.in_flight {
+            used.extend(
+                flight
+                    .sent
+                    .iter()
+                    .flat_map(|r| r.clusters.iter().map(String::as_str)),
+            );
+        }
     }
     held.into_iter().filter(|c| used.contains(c)).collect()
 }

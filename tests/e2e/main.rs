@@ -27,6 +27,7 @@ mod quickstart;
 mod reload_guard;
 mod restart;
 mod routing;
+mod tcp;
 mod traffic;
 mod traffic_limits;
 mod validate;

@@ -60,7 +60,7 @@ fn without_type(v: &Value) -> Value {
 
 /// A static bootstrap holding the rendered resources, with EDS and RDS inlined (a static
 /// bootstrap cannot fetch them): clusters become STATIC with their load assignment, HTTP
-/// connection managers carry their route configuration.
+/// connection managers carry their route configuration (TCP proxies need nothing inlined).
 fn static_bootstrap(rendered: &Value) -> String {
     let endpoints = rendered["endpoints"].as_array().expect("endpoints");
     let routes = rendered["routes"].as_array().expect("routes");
@@ -113,6 +113,10 @@ fn static_bootstrap(rendered: &Value) -> String {
             }
             for chain in l["filter_chains"].as_array_mut().expect("filter chains") {
                 for filter in chain["filters"].as_array_mut().expect("filters") {
+                    // tcp_proxy filters name their cluster directly: nothing to inline.
+                    if filter["name"] != "envoy.filters.network.http_connection_manager" {
+                        continue;
+                    }
                     inline(&mut filter["typed_config"]);
                 }
             }

@@ -14,6 +14,8 @@ pub mod flotilla;
 pub mod grpc;
 pub mod monitoring;
 pub mod servers;
+pub mod tcp;
+pub mod tls;
 pub mod upgrade;
 pub mod wait;
 pub mod xds_client;

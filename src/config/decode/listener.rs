@@ -41,19 +41,30 @@ pub(crate) fn listener(
         sink,
         node,
         &path,
-        &["address", "routes", "hosts", "proxyless_grpc"],
+        &[
+            "address",
+            "routes",
+            "hosts",
+            "proxyless_grpc",
+            "protocol",
+            "to",
+            "sni",
+        ],
     )?;
     let grpc = match f.get("proxyless_grpc") {
         Some(n) => reader::boolean(sink, n, &f.path("proxyless_grpc"))?,
         None => false,
     };
     let kind = kind(sink, name, node, &f, grpc);
+    let tcp = super::tcp::forward(sink, node, &path, &f, grpc, refs);
     let mut ctx = RouteContext {
         defaults,
         refs,
         grpc_listener: grpc.then(|| name.to_string()),
     };
     let hosts = match (f.get("routes"), f.get("hosts")) {
+        // TCP listeners forward connections; `tcp::forward` refused any routes or hosts.
+        _ if matches!(tcp, Some(Some(_))) => Some(Vec::new()),
         (Some(n), None) => route::routes(sink, n, &f.path("routes"), &mut ctx).map(|routes| {
             vec![VirtualHost {
                 name: name.to_string(),
@@ -80,6 +91,7 @@ pub(crate) fn listener(
         name: name.to_string(),
         kind: kind?,
         hosts: hosts?,
+        tcp: tcp?,
     })
 }
 

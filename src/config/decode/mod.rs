@@ -17,6 +17,7 @@ mod route_match;
 mod route_policy;
 #[cfg(test)]
 mod route_tests;
+mod tcp;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -128,6 +129,7 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
 
     let declared_clusters = Declared::new(&sections.clusters);
     grpc::check_clusters(&mut sink, &refs, &config.clusters, &cluster_nodes);
+    tcp::check_clusters(&mut sink, &config, &cluster_nodes);
     for r in refs {
         if !declared_clusters.contains(&r.cluster) {
             let hint = suggester.suggest(&r.cluster, &declared_clusters);
