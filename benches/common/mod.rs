@@ -31,3 +31,30 @@ pub(crate) fn fleet() -> String {
 fn parse(yaml: &str) -> Config {
     flotilla::config::parse_str("bench.yaml", yaml).expect("generated config is valid")
 }
+
+/// One listener with `hosts` virtual hosts of `routes` routes each over 100 clusters, every
+/// route with a match on path and header; `edit` changes one route of one host.
+pub(crate) fn hosts_config(hosts: usize, routes: usize, edit: bool) -> Config {
+    let mut yaml = String::from("version: 1\nclusters:\n");
+    for c in 0..100 {
+        yaml.push_str(&format!("  c{c}: {{ endpoints: [10.1.{c}.1:8080] }}\n"));
+    }
+    yaml.push_str("listeners:\n  edge:\n    address: 0.0.0.0:8080\n    hosts:\n");
+    for h in 0..hosts {
+        yaml.push_str(&format!(
+            "      h{h}:\n        domains: [site{h}.example.com, \"*.site{h}.example.com\"]\n        routes:\n"
+        ));
+        for r in 0..routes {
+            let version = if edit && h == hosts / 2 && r == 0 {
+                2
+            } else {
+                1
+            };
+            yaml.push_str(&format!(
+                "          - {{ match: {{ prefix: /p{r}/v{version}, headers: {{ x-t: \"{r}\" }} }}, to: c{} }}\n",
+                (h + r) % 100
+            ));
+        }
+    }
+    parse(&yaml)
+}

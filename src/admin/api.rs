@@ -119,7 +119,7 @@ pub fn state_view(s: &AdminState) -> StateView {
                 address: l
                     .address()
                     .map_or_else(|| format!("xds:///{}", l.name), |a| a.to_string()),
-                routes: l.routes.len(),
+                routes: l.routes().count(),
             });
         }
     }

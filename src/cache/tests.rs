@@ -182,3 +182,55 @@ fn a_new_grpc_listener_wakes_envoys_to_withhold_it_and_sends_them_nothing() {
     );
     assert!(after.withheld_listeners.contains("greeter.test:50051"));
 }
+
+/// One listener of 1,000 hosts x 10 routes beside a small one; `edit` changes one route.
+fn many_hosts(edit: bool) -> Inputs {
+    let mut yaml = String::from(
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081] }\n  admin: { endpoints: [127.0.0.1:8082] }\nlisteners:\n  private: { address: 127.0.0.1:10001, routes: [ { to: admin } ] }\n  edge:\n    address: 127.0.0.1:10000\n    hosts:\n",
+    );
+    for h in 0..1000 {
+        yaml.push_str(&format!(
+            "      h{h}:\n        domains: [h{h}.example.com]\n        routes:\n"
+        ));
+        for r in 0..10 {
+            let timeout = if edit && h == 500 && r == 3 {
+                "2s"
+            } else {
+                "1s"
+            };
+            yaml.push_str(&format!(
+                "          - {{ match: {{ prefix: /r{r} }}, to: web, timeout: {timeout} }}\n"
+            ));
+        }
+    }
+    Inputs {
+        config: Arc::new(parse_str("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"))),
+        overlay: Arc::new(Overlay::default()),
+    }
+}
+
+#[test]
+fn a_one_route_change_among_ten_thousand_changes_only_its_route_configuration() {
+    let cache = SnapshotCache::new();
+    cache.update(many_hosts(false));
+    let rx = cache.watch("edge", Transport::Ads, crate::cache::ClientKind::Other);
+    let before = rx.borrow().clone();
+    cache.update(many_hosts(true));
+    let after = rx.borrow().clone();
+    for t in [
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        ResourceType::Listener,
+    ] {
+        assert!(after.changes(t).is_none(), "{t:?} must not change");
+        assert!(Arc::ptr_eq(after.set(t), before.set(t)));
+    }
+    let routes = after.changes(ResourceType::Route).expect("routes changed");
+    let changed: Vec<&str> = routes.changed.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(changed, ["edge"]);
+    assert!(routes.removed.is_empty());
+    assert_eq!(
+        after.get(ResourceType::Route).get("private"),
+        before.get(ResourceType::Route).get("private"),
+    );
+}

@@ -13,7 +13,10 @@ mod reader;
 pub mod watch;
 pub mod yaml;
 
-pub use decode::{GRPC_RETRY_ON, MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON};
+pub use decode::{
+    GRPC_RETRY_ON, MAX_BODY_BYTES, MAX_DOMAINS, MAX_HEADER_EDITS, MAX_HEADER_VALUE, MAX_HOSTS,
+    MAX_RATE, MAX_REGEX_LEN, MAX_ROUTES, MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON,
+};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{
     LoadError, Loaded, MAX_CONFIG_BYTES, escape_controls, files_of, load, parse_sources, parse_str,

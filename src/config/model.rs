@@ -32,6 +32,35 @@ pub struct Cluster {
     /// Envoy's healthy-panic threshold, in percent. See `translate::cluster` for why the
     /// default is 0.
     pub panic_threshold: u32,
+    pub registrations: Registrations,
+}
+
+/// What endpoints may add to a cluster by registering themselves (the admin API's
+/// `POST .../registrations`), which anyone holding the admin token can call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registrations {
+    /// Live registrations at most; one more is refused until a lease ends.
+    pub max: usize,
+    /// Ranges of addresses refused by default (unspecified, link-local, cloud metadata
+    /// services) that this cluster accepts anyway.
+    pub allow_addresses: Vec<ipnet::IpNet>,
+}
+
+impl Registrations {
+    pub const DEFAULT_MAX: usize = 1_000;
+    /// The highest `max` a cluster may set.
+    pub const MAX: usize = 10_000;
+    /// `allow_addresses` entries at most.
+    pub const MAX_ALLOWED: usize = 64;
+}
+
+impl Default for Registrations {
+    fn default() -> Registrations {
+        Registrations {
+            max: Registrations::DEFAULT_MAX,
+            allow_addresses: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -197,7 +226,9 @@ pub struct CookieSpec {
 pub struct Listener {
     pub name: String,
     pub kind: ListenerKind,
-    pub routes: Vec<Route>,
+    /// Virtual hosts in name order; `routes:` written directly on a listener is one host named
+    /// after the listener with domains `["*"]`.
+    pub hosts: Vec<VirtualHost>,
 }
 
 /// Who runs a listener: an Envoy listening on an address, or gRPC clients that take their
@@ -220,71 +251,22 @@ impl Listener {
     pub fn is_proxyless_grpc(&self) -> bool {
         self.kind == ListenerKind::ProxylessGrpc
     }
-}
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    pub matcher: RouteMatch,
-    pub action: RouteAction,
-    pub timeout: Option<Duration>,
-    pub retries: Option<Retries>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouteMatch {
-    pub path: PathMatch,
-    pub headers: Vec<HeaderMatch>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    Prefix(String),
-    Exact(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderMatch {
-    pub name: String,
-    pub rule: HeaderRule,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderRule {
-    Exact(String),
-    Prefix(String),
-    Suffix(String),
-    Contains(String),
-    Present(bool),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteAction {
-    To(String),
-    /// (cluster, weight) in the order written.
-    Split(Vec<(String, u32)>),
-}
-
-impl RouteAction {
-    pub fn clusters(&self) -> impl Iterator<Item = &str> {
-        let (single, split) = match self {
-            RouteAction::To(c) => (Some(c.as_str()), &[][..]),
-            RouteAction::Split(s) => (None, s.as_slice()),
-        };
-        single
-            .into_iter()
-            .chain(split.iter().map(|(c, _)| c.as_str()))
+    /// Every route of every host, hosts in name order.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.hosts.iter().flat_map(|h| h.routes.iter())
     }
-}
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Retries {
-    pub attempts: u32,
-    pub on: Vec<String>,
-    pub previous_hosts: bool,
-    pub per_try_timeout: Option<Duration>,
+    /// Every cluster a route of this listener sends traffic to (mirrors included).
+    pub fn clusters(&self) -> impl Iterator<Item = &str> {
+        self.routes().flat_map(Route::clusters)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Fleet {
     pub listeners: Vec<String>,
 }
+
+mod route;
+pub use route::*;

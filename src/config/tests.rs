@@ -114,7 +114,7 @@ fn full_schema_decodes_with_defaults_applied() {
         "no probe, no check"
     );
 
-    let routes = &c.listeners["public"].routes;
+    let routes = &c.listeners["public"].hosts[0].routes;
     assert_eq!(routes[0].matcher.path, PathMatch::Prefix("/api".into()));
     assert_eq!(routes[0].matcher.headers.len(), 2);
     assert_eq!(routes[0].timeout, Some(Duration::from_secs(5)));
@@ -129,7 +129,7 @@ fn full_schema_decodes_with_defaults_applied() {
         "version: 1\nclusters: { a: { endpoints: [127.0.0.1:1] } }\nlisteners: { l: { address: 127.0.0.1:2, routes: [ { to: a } ] } }\n",
     )
     .unwrap();
-    let r = default_retries.listeners["l"].routes[0]
+    let r = default_retries.listeners["l"].hosts[0].routes[0]
         .retries
         .clone()
         .unwrap();
@@ -321,7 +321,7 @@ fleets:
         "clusters.b.endpoints: priorities must run from 0 without gaps",
         "clusters.c.endpoints[0]: `api.local` is not an IP address",
         "clusters.c.upstream_protocol: unknown protocol `http3`",
-        "listeners.l1.routes[0]: give either `to` or `split`, not both",
+        "listeners.l1.routes[0].split: a route has one action: `split` cannot go with `to`",
         "listeners.l1.routes[1].match.prefix: `api` must start with /",
         "listeners.l2.routes: a listener needs at least one route",
         "fleets.f.listeners[0]: unknown listener `l3`",

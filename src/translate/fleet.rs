@@ -29,8 +29,7 @@ pub fn select_fleet(config: &Config, fleet: &str) -> Option<FleetSelection> {
     let clusters = listeners
         .iter()
         .filter_map(|l| config.listeners.get(l))
-        .flat_map(|l| l.routes.iter())
-        .flat_map(|r| r.action.clusters())
+        .flat_map(|l| l.clusters())
         .map(str::to_string)
         .collect();
     Some(FleetSelection {

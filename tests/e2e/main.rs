@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_guard;
 mod affinity;
 mod alerts;
 mod balancing;
@@ -25,6 +26,7 @@ mod proxyless_grpc;
 mod quickstart;
 mod reload_guard;
 mod restart;
+mod routing;
 mod traffic;
 mod traffic_limits;
 mod validate;

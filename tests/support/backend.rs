@@ -1,6 +1,8 @@
 //! In-process HTTP backends that say who they are.
 //!
-//! Every response carries the backend's name as its body and in `x-backend`. `/healthz`
+//! Every response carries the backend's name as its body and in `x-backend`, and echoes what
+//! arrived: `x-seen-path` (path and query), `x-seen-host`, and each `x-*` request header as
+//! `seen-x-*` (so tests see rewrites and header edits). `/healthz`
 //! answers with a settable status. A backend can be slowed down, made to fail, or killed
 //! (listener closed and every open connection dropped, as when a process dies).
 
@@ -154,8 +156,25 @@ async fn respond(
     name: String,
     state: Arc<State>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut seen = Response::builder()
+        .header(
+            "x-seen-path",
+            req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        )
+        .header(
+            "x-seen-host",
+            req.headers()
+                .get("host")
+                .cloned()
+                .unwrap_or(hyper::header::HeaderValue::from_static("")),
+        );
+    for (k, v) in req.headers() {
+        if k.as_str().starts_with("x-") {
+            seen = seen.header(format!("seen-{k}"), v);
+        }
+    }
     let reply = |status: u16, body: String| {
-        Ok(Response::builder()
+        Ok(seen
             .status(status)
             .header("x-backend", name.as_str())
             .body(Full::new(Bytes::from(body)))

@@ -14,6 +14,7 @@ pub mod flotilla;
 pub mod grpc;
 pub mod monitoring;
 pub mod servers;
+pub mod upgrade;
 pub mod wait;
 pub mod xds_client;
 

@@ -132,7 +132,7 @@ listeners:
         let l = &c.listeners["greeter.prod:50051"];
         assert_eq!(l.kind, ListenerKind::ProxylessGrpc);
         assert_eq!(l.address(), None);
-        let retries = l.routes[0].retries.as_ref().expect("retries");
+        let retries = l.hosts[0].routes[0].retries.as_ref().expect("retries");
         assert_eq!(retries.on, ["unavailable"], "gRPC's default condition");
     }
 

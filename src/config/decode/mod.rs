@@ -9,7 +9,14 @@ pub(crate) mod defaults;
 mod grpc;
 mod health;
 mod listener;
+mod registrations;
 mod resilience;
+mod route;
+mod route_action;
+mod route_match;
+mod route_policy;
+#[cfg(test)]
+mod route_tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -22,7 +29,12 @@ use defaults::Defaults;
 use listener::ClusterRef;
 
 pub use cluster::MAX_WEIGHT;
+pub use listener::{MAX_DOMAINS, MAX_HOSTS};
 pub use resilience::{GRPC_RETRY_ON, RETRY_ON};
+pub use route::MAX_ROUTES;
+pub use route_action::MAX_BODY_BYTES;
+pub use route_match::MAX_REGEX_LEN;
+pub use route_policy::{MAX_HEADER_EDITS, MAX_HEADER_VALUE, MAX_RATE};
 
 const TOP_KEYS: &[&str] = &[
     "version",
