@@ -10,7 +10,8 @@
 //!   [`config::Config`], reporting every mistake as `path:line:col: field: message`.
 //! - [`health`] probes endpoints (HTTP, TCP, gRPC) and turns results into verdicts and
 //!   least_response_time weights; [`runtime`] holds what operators change without git
-//!   (drains, weight overrides, leased registrations). Both feed the overlay.
+//!   (drains, weight overrides, leased registrations, and the stream-bound ones [`registry`]
+//!   serves). Both feed the overlay.
 //! - [`control`] is the one place that combines the newest valid config with the overlay
 //!   and publishes it.
 //! - [`translate`] is a pure function: config + overlay → Envoy protos, per transport.
@@ -37,6 +38,7 @@ pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod quickstart;
+pub mod registry;
 pub mod render;
 pub mod runtime;
 pub mod serve;

@@ -57,6 +57,10 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/clusters/{cluster}/registrations/{address}",
             delete(runtime::deregister),
         )
+        .route(
+            "/api/v1/clusters/{cluster}/registrations/{address}/leave",
+            post(runtime::ask_to_leave),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             runtime::authorize,

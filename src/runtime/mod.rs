@@ -1,10 +1,13 @@
 //! Runtime operations that do not go through git: draining an endpoint, overriding its weight,
-//! and endpoints registering themselves with a lease (autoscaled instances).
+//! and endpoints registering themselves (autoscaled instances), either with a lease renewed
+//! over HTTP or bound to a registration stream (`session`).
 //!
 //! Drains and overrides are operator decisions and survive restarts (`store`); registrations
-//! are leases by design: an instance that stops heartbeating leaves within its TTL. All three
-//! reach Envoy through the controller's overlay, like health verdicts.
+//! are not stored by design: an instance that stops heartbeating leaves within its TTL, one
+//! whose stream breaks leaves at once. All of them reach Envoy through the controller's
+//! overlay, like health verdicts.
 
+pub mod session;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +51,13 @@ pub enum RuntimeError {
         cluster: String,
         address: SocketAddr,
     },
+    #[error("{address} in cluster `{cluster}` is registered by another instance")]
+    Taken {
+        cluster: String,
+        address: SocketAddr,
+    },
+    #[error("{0}")]
+    Limit(String),
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -59,6 +69,12 @@ struct Lease {
     expires: Instant,
     registered: SystemTime,
     renewals: u64,
+    /// The registration stream the endpoint lives with; `None` for a TTL lease.
+    session: Option<session::SessionId>,
+    zone: Option<String>,
+    metadata: BTreeMap<String, String>,
+    /// Asked to leave: DRAINING in EDS until its stream closes.
+    leaving: bool,
 }
 
 /// A registration as the admin API shows it.
@@ -73,12 +89,22 @@ pub struct LeaseView {
     #[serde(with = "crate::util::unix_millis")]
     pub registered_at: SystemTime,
     pub renewals: u64,
+    /// The registration stream holding the endpoint (TTL and expiry are then 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<session::SessionId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Draining before its instance exits (stream registrations only).
+    pub leaving: bool,
 }
 
 #[derive(Default)]
 struct State {
     persistent: Persistent,
     leases: BTreeMap<EndpointKey, Lease>,
+    sessions: session::Sessions,
 }
 
 pub struct Runtime {
@@ -105,7 +131,7 @@ impl Runtime {
             store,
             state: Mutex::new(State {
                 persistent,
-                leases: BTreeMap::new(),
+                ..State::default()
             }),
             leases_changed: Notify::new(),
         });
@@ -128,12 +154,20 @@ impl Runtime {
                 .push(Endpoint {
                     address: key.address,
                     weight: lease.weight,
-                    zone: None,
+                    zone: lease.zone.clone(),
                     priority: 0,
                 });
         }
+        let mut draining = state.persistent.drains.clone();
+        draining.extend(
+            state
+                .leases
+                .iter()
+                .filter(|(_, l)| l.leaving)
+                .map(|(k, _)| k.clone()),
+        );
         self.controller.update_overlay(|o| {
-            o.draining.clone_from(&state.persistent.drains);
+            o.draining = draining;
             o.weights.clone_from(&state.persistent.weights);
             o.registered = registered;
         });
@@ -275,6 +309,12 @@ impl Runtime {
         let mut state = self.lock();
         let now = Instant::now();
         let (new, changed) = match state.leases.get_mut(&key) {
+            Some(lease) if lease.session.is_some() => {
+                return Err(RuntimeError::Taken {
+                    cluster: cluster.to_string(),
+                    address,
+                });
+            }
             Some(lease) => {
                 let changed = lease.weight != weight;
                 lease.weight = weight;
@@ -292,6 +332,10 @@ impl Runtime {
                         expires: now + ttl,
                         registered: SystemTime::now(),
                         renewals: 0,
+                        session: None,
+                        zone: None,
+                        metadata: BTreeMap::new(),
+                        leaving: false,
                     },
                 );
                 (true, true)
@@ -320,8 +364,17 @@ impl Runtime {
         let address = parse_address(address)?;
         let key = EndpointKey::new(cluster, address);
         let mut state = self.lock();
-        if state.leases.remove(&key).is_none() {
-            return Ok(false);
+        match state.leases.get(&key) {
+            None => return Ok(false),
+            Some(lease) if lease.session.is_some() => {
+                return Err(RuntimeError::Taken {
+                    cluster: cluster.to_string(),
+                    address,
+                });
+            }
+            Some(_) => {
+                state.leases.remove(&key);
+            }
         }
         self.apply(&state);
         events::record(
@@ -350,7 +403,13 @@ impl Runtime {
 
     async fn expire_leases(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            let next = self.lock().leases.values().map(|l| l.expires).min();
+            let next = self
+                .lock()
+                .leases
+                .values()
+                .filter(|l| l.session.is_none())
+                .map(|l| l.expires)
+                .min();
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.leases_changed.notified() => continue,
@@ -361,7 +420,7 @@ impl Runtime {
             let expired: Vec<EndpointKey> = state
                 .leases
                 .iter()
-                .filter(|(_, l)| l.expires <= now)
+                .filter(|(_, l)| l.session.is_none() && l.expires <= now)
                 .map(|(k, _)| k.clone())
                 .collect();
             if expired.is_empty() {
@@ -404,6 +463,10 @@ fn view(key: &EndpointKey, lease: &Lease, now: Instant) -> LeaseView {
         expires_in_ms: lease.expires.saturating_duration_since(now).as_millis() as u64,
         registered_at: lease.registered,
         renewals: lease.renewals,
+        stream: lease.session,
+        zone: lease.zone.clone(),
+        metadata: lease.metadata.clone(),
+        leaving: lease.leaving,
     }
 }
 

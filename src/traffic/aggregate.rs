@@ -89,6 +89,8 @@ struct Reporter {
     /// Per cluster, the last per-bucket latency counts and sum (for deltas).
     latency: HashMap<String, (Vec<u64>, f64)>,
     in_progress: HashMap<(String, String), u64>,
+    /// When the last load report arrived.
+    last_load_report: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -248,6 +250,7 @@ impl TrafficAggregate {
             return;
         };
         reporter.in_progress.clear();
+        reporter.last_load_report = Some(now);
         for r in reports {
             let key = (r.cluster.clone(), r.endpoint.clone());
             reporter.in_progress.insert(key.clone(), r.in_progress);
@@ -265,6 +268,24 @@ impl TrafficAggregate {
             metrics.endpoint_requests(&r.cluster, &r.endpoint, r.successful, r.errors);
         }
         forget_idle(inner, now);
+    }
+
+    /// Requests in flight to `endpoints` (cluster, address) summed over every Envoy that
+    /// reports load, or `None` while some of them has not reported since `since` (its last
+    /// numbers may predate a change it has to see, such as a drain).
+    pub fn in_flight_since(&self, endpoints: &[(String, String)], since: Instant) -> Option<u64> {
+        let inner = self.lock();
+        let mut total = 0;
+        for r in inner.reporters.values().filter(|r| !r.stats) {
+            if r.last_load_report.is_none_or(|t| t < since) {
+                return None;
+            }
+            total += endpoints
+                .iter()
+                .filter_map(|e| r.in_progress.get(e))
+                .sum::<u64>();
+        }
+        Some(total)
     }
 
     /// Rates over the last `window` seconds, summed over every reporting Envoy.

@@ -46,6 +46,7 @@ const STATS_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Serves xDS on `listener` until `shutdown` is cancelled; open streams end with UNAVAILABLE
 /// so that Envoys reconnect (to this flotilla once restarted, or to another replica).
+#[allow(clippy::too_many_arguments)] // the server's parts, each passed once from serve::run
 pub async fn serve(
     listener: TcpListener,
     cache: Arc<SnapshotCache>,
@@ -53,6 +54,7 @@ pub async fn serve(
     traffic: Arc<TrafficAggregate>,
     metrics: XdsMetrics,
     keepalive_timeout: Duration,
+    registry: crate::registry::RegistryService,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let shared = stream::Shared {
@@ -78,6 +80,8 @@ pub async fn serve(
             })
             .max_decoding_message_size(STATS_MESSAGE_LIMIT),
         )
+        // Instances register themselves on the same port (flotilla.registry.v1).
+        .add_service(registry.server())
         .add_service(LoadReportingServiceServer::new(LoadReports {
             traffic,
             shutdown: shutdown.clone(),

@@ -20,6 +20,7 @@ mod nack;
 mod operations;
 mod protocol;
 mod quickstart;
+mod registry;
 mod restart;
 mod traffic;
 mod validate;
