@@ -119,6 +119,22 @@ pub(crate) struct ServeArgs {
     /// unanswered before it is closed as dead.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) xds_keepalive_timeout: std::time::Duration,
+    /// An xDS connection that has not begun its first request this long after it was accepted
+    /// is closed (idle or stalled TCP connections do not pile up).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) xds_handshake_timeout: std::time::Duration,
+    /// Open xDS connections at most (one per Envoy); beyond it new ones are closed at once.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) xds_max_connections: u32,
+    /// HTTP/2 streams one xDS connection may have open at once.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) xds_max_streams_per_connection: u32,
+    /// Longest node.id and node.cluster accepted from an Envoy, in bytes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub(crate) xds_max_node_id_bytes: u32,
+    /// Largest node description (metadata included, encoded) accepted, in bytes.
+    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
+    pub(crate) xds_max_node_bytes: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -187,9 +203,12 @@ pub(crate) fn validate(paths: &[PathBuf]) -> ExitCode {
         match config::load(path) {
             Ok(loaded) => {
                 let c = &loaded.config;
+                let shown = config::escape_controls(&path.display().to_string());
+                if let Some(warning) = config::empty::warning(c) {
+                    let _ = writeln!(std::io::stderr(), "{shown}: {warning}");
+                }
                 let line = format!(
-                    "{}: ok ({} clusters, {} listeners, {} fleets)\n",
-                    path.display(),
+                    "{shown}: ok ({} clusters, {} listeners, {} fleets)\n",
                     c.clusters.len(),
                     c.listeners.len(),
                     c.fleets.len()
@@ -317,7 +336,14 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 debounce: args.debounce,
                 admin_token: args.admin_token,
                 state_file: args.state_file,
-                xds_keepalive_timeout: args.xds_keepalive_timeout,
+                xds_limits: flotilla::xds::Limits {
+                    keepalive_timeout: args.xds_keepalive_timeout,
+                    handshake_timeout: args.xds_handshake_timeout,
+                    max_connections: args.xds_max_connections as usize,
+                    max_streams_per_connection: args.xds_max_streams_per_connection,
+                    max_node_id_bytes: args.xds_max_node_id_bytes as usize,
+                    max_node_bytes: args.xds_max_node_bytes as usize,
+                },
             },
             shutdown,
         )

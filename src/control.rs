@@ -2,6 +2,9 @@
 //! (health verdicts, drains, overrides, registrations) go in, snapshots come out.
 //!
 //! Updates are serialised here, so the cache always sees inputs in the order they happened.
+//! Translating and encoding a large config takes seconds; it runs off the async runtime's
+//! workers and outside the lock the admin API reads through, so xDS keepalives, ACKs and the
+//! admin API stay responsive during any reload.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -23,6 +26,9 @@ pub struct Controller {
     state: Mutex<State>,
     /// The inputs of every published snapshot, for those that follow them (the checker).
     inputs: watch::Sender<Option<Inputs>>,
+    /// Held by whoever publishes, for as long as translating and encoding take; `state` is
+    /// only ever held for moments.
+    publishing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -73,6 +79,7 @@ impl Controller {
             metrics,
             state: Mutex::new(State::default()),
             inputs: watch::Sender::new(None),
+            publishing: Mutex::new(()),
         })
     }
 
@@ -116,17 +123,21 @@ impl Controller {
 
     /// Serves a new (valid) config.
     pub fn set_config(&self, config: Arc<Config>) -> UpdateSummary {
-        let mut state = self.lock();
-        state.config = Some(config.clone());
-        let summary = self.publish(Inputs {
-            config,
-            overlay: state.overlay.clone(),
-        });
-        if state.version.as_deref() != Some(&summary.version) {
-            self.metrics.config_version(&summary.version);
-        }
-        state.version = Some(summary.version.clone());
-        summary
+        off_runtime(|| {
+            let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+            let overlay = self.lock().overlay.clone();
+            let summary = self.publish(Inputs {
+                config: config.clone(),
+                overlay,
+            });
+            let mut state = self.lock();
+            state.config = Some(config);
+            if state.version.as_deref() != Some(&summary.version) {
+                self.metrics.config_version(&summary.version);
+            }
+            state.version = Some(summary.version.clone());
+            summary
+        })
     }
 
     /// Applies the outcome of loading the config files: a valid config that differs from the
@@ -177,20 +188,37 @@ impl Controller {
 
     /// Changes the overlay; publishes only if it changed and a config is loaded.
     pub fn update_overlay(&self, change: impl FnOnce(&mut Overlay)) -> Option<UpdateSummary> {
-        let mut state = self.lock();
-        let mut overlay = (*state.overlay).clone();
-        change(&mut overlay);
-        if overlay == *state.overlay {
-            return None;
+        off_runtime(|| {
+            let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+            let inputs = {
+                let mut state = self.lock();
+                let mut overlay = (*state.overlay).clone();
+                change(&mut overlay);
+                if overlay == *state.overlay {
+                    return None;
+                }
+                state.overlay = Arc::new(overlay);
+                Inputs {
+                    config: state.config.clone()?,
+                    overlay: state.overlay.clone(),
+                }
+            };
+            let summary = self.publish(inputs);
+            self.lock().version = Some(summary.version.clone());
+            Some(summary)
+        })
+    }
+}
+
+/// Runs `work`, which may translate a whole config or wait for another publisher to, without
+/// stalling the async runtime: called on a worker of a multi-threaded runtime, the worker's
+/// other tasks move to another thread first (elsewhere it simply runs).
+fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
         }
-        state.overlay = Arc::new(overlay);
-        let config = state.config.clone()?;
-        let summary = self.publish(Inputs {
-            config,
-            overlay: state.overlay.clone(),
-        });
-        state.version = Some(summary.version.clone());
-        Some(summary)
+        _ => work(),
     }
 }
 

@@ -21,8 +21,8 @@
 //! - [`xds`] serves the snapshots: one stream loop for SotW and delta, one response in flight
 //!   per type, make-before-break ordering on ADS, NACKs recorded and never re-sent; responses
 //!   are the snapshot's shared bytes plus a header, never re-encoded per stream.
-//! - [`traffic`] receives what every Envoy reports back (stats sink, load reports) and
-//!   aggregates it for the fleet.
+//! - [`traffic`] receives what every Envoy reports back (stats sink, load reports), keeps
+//!   only names the Envoy was sent, and aggregates it over every Envoy of every fleet.
 //! - [`admin`] reads all of the above over HTTP (JSON API, Prometheus [`metrics`], the
 //!   dashboard) and routes operator changes to [`runtime`]; [`events`] is its recent history.
 //!

@@ -103,7 +103,7 @@ pub async fn run(
         debounce: Duration::from_millis(100),
         admin_token: None,
         state_file: dir.path().join("state.json"),
-        xds_keepalive_timeout: Duration::from_secs(10),
+        xds_limits: crate::xds::Limits::default(),
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 

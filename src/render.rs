@@ -17,8 +17,9 @@ pub fn section(t: ResourceType) -> &'static str {
     }
 }
 
-/// The snapshot `serve` would hand Envoys of `fleet` (every resource when `None` or when the
-/// fleet is not declared), with no health verdicts yet.
+/// The snapshot `serve` would hand Envoys of `fleet` (every resource when `None` or when no
+/// fleets are declared; nothing for an undeclared fleet among declared ones), with no health
+/// verdicts yet.
 pub fn snapshot(config: &Config, fleet: Option<&str>, transport: Transport) -> Snapshot {
     let translation = translate::translate(config, &Overlay::default(), transport);
     let selection = fleet.and_then(|f| translate::select_fleet(config, f));

@@ -32,8 +32,8 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
-    /// An xDS connection that leaves a keepalive PING unanswered this long is closed.
-    pub xds_keepalive_timeout: Duration,
+    /// What one client may cost the xDS port (keepalive timeout included).
+    pub xds_limits: xds::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         },
         shutdown.clone(),
     );
-    reload(&controller, &opts.config, "startup");
+    reload_off_runtime(&controller, &opts.config, "startup", None).await;
     let runtime = crate::runtime::Runtime::start(
         controller.clone(),
         crate::runtime::store::StateFile::new(opts.state_file.clone()),
@@ -96,10 +96,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     } else {
         None
     };
-    let (_watch_guard, changes) = watcher.unzip();
+    let (watcher, changes) = watcher.unzip();
     tokio::spawn(reload_loop(
         controller.clone(),
         opts.config.clone(),
+        watcher.map(Arc::new),
         changes,
         shutdown.clone(),
     ));
@@ -146,7 +147,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         nodes,
         traffic.clone(),
         xds_metrics,
-        opts.xds_keepalive_timeout,
+        opts.xds_limits.clone(),
         crate::registry::RegistryService {
             runtime,
             traffic: traffic.clone(),
@@ -181,10 +182,12 @@ async fn node_gauges(
     }
 }
 
-/// Reloads on every debounced change and on SIGHUP, until shutdown.
+/// Reloads on every debounced change and on SIGHUP (which also re-arms the watch), until
+/// shutdown.
 async fn reload_loop(
     controller: Arc<Controller>,
     path: PathBuf,
+    watcher: Option<Arc<config::watch::ConfigWatcher>>,
     mut changes: Option<mpsc::Receiver<()>>,
     shutdown: CancellationToken,
 ) {
@@ -205,13 +208,48 @@ async fn reload_loop(
                 return;
             }
         };
-        reload(&controller, &path, trigger);
+        let rearm = watcher.clone().filter(|_| trigger == "SIGHUP");
+        reload_off_runtime(&controller, &path, trigger, rearm).await;
     }
 }
 
-/// Loads the config at `path` and serves it if it is valid and differs from what is served.
+/// [`reload`] on a blocking thread: reading, validating, translating and encoding a large
+/// config takes seconds, which must not stall the xDS streams and the admin API.
+async fn reload_off_runtime(
+    controller: &Arc<Controller>,
+    path: &std::path::Path,
+    trigger: &'static str,
+    rearm: Option<Arc<config::watch::ConfigWatcher>>,
+) {
+    let (controller, path) = (controller.clone(), path.to_path_buf());
+    let done = tokio::task::spawn_blocking(move || {
+        if let Some(watcher) = rearm {
+            watcher.rearm();
+        }
+        reload(&controller, &path, trigger);
+    })
+    .await;
+    if let Err(e) = done {
+        error!(trigger, error = %e, "config reload failed; still serving the last good config");
+    }
+}
+
+/// Loads the config at `path` and serves it if it is valid, differs from what is served, and
+/// does not empty a fleet by probable accident (see [`config::empty`]).
 pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
-    let loaded = config::load(path).map(|l| l.config).map_err(|e| e.lines());
+    let loaded = config::load(path)
+        .map(|l| l.config)
+        .map_err(|e| e.lines())
+        .and_then(|config| match controller.config() {
+            Some(served) => match config::empty::refusal(&served, &config) {
+                Some(why) => Err(vec![format!(
+                    "{}: {why}",
+                    config::escape_controls(&path.display().to_string())
+                )]),
+                None => Ok(config),
+            },
+            None => Ok(config),
+        });
     let record = controller.reload(trigger, loaded);
     let version = controller.version().unwrap_or_else(|| "none".to_string());
     match record.result {

@@ -216,10 +216,9 @@ pub async fn events(
     })
 }
 
-/// The window `/api/v1/traffic` reports rates over.
-pub const TRAFFIC_WINDOW_SECONDS: u64 = 10;
-
-/// What every Envoy reports about the traffic it forwards, per cluster and endpoint.
+/// What every Envoy reports about the traffic it forwards, per cluster and endpoint, over the
+/// last [`crate::traffic::WINDOW_SECONDS`]: the view precomputed each second, never computed
+/// per request.
 pub async fn traffic(State(s): State<AdminState>) -> Json<crate::traffic::TrafficView> {
-    Json(s.traffic.view(TRAFFIC_WINDOW_SECONDS))
+    Json(crate::traffic::TrafficView::clone(&s.traffic.latest()))
 }

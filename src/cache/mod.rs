@@ -61,19 +61,35 @@ impl SnapshotCache {
     }
 
     /// Builds new snapshots from `inputs` and wakes the streams whose snapshot changed.
+    ///
+    /// Translating and encoding a large config takes seconds, so it happens outside the lock:
+    /// a stream connecting meanwhile is not held up. Updates themselves are serialised by the
+    /// caller (the controller), so none can land in between.
     pub fn update(&self, inputs: Inputs) -> UpdateSummary {
+        let previous: HashMap<Transport, EncodedSet> = {
+            let state = self.lock();
+            let mut transports: Vec<Transport> = state.channels.keys().map(|(_, t)| *t).collect();
+            transports.push(Transport::Ads);
+            transports
+                .into_iter()
+                .map(|t| (t, state.encoded.get(&t).cloned().unwrap_or_default()))
+                .collect()
+        };
+        let encoded = previous
+            .iter()
+            .map(|(t, previous)| {
+                let translation = translate::translate(&inputs.config, &inputs.overlay, *t);
+                (*t, EncodedSet::encode(&translation, Some(previous)))
+            })
+            .collect();
         let mut state = self.lock();
-        let mut transports: Vec<Transport> = state.channels.keys().map(|(_, t)| *t).collect();
-        transports.push(Transport::Ads);
-        transports.sort();
-        transports.dedup();
-        let mut encoded = HashMap::new();
-        for t in transports {
-            let translation = translate::translate(&inputs.config, &inputs.overlay, t);
-            encoded.insert(t, EncodedSet::encode(&translation, state.encoded.get(&t)));
-        }
         state.encoded = encoded;
         state.inputs = Some(inputs);
+        // A stream of a transport not encoded above may have connected meanwhile.
+        let connected: Vec<Transport> = state.channels.keys().map(|(_, t)| *t).collect();
+        for t in connected {
+            ensure_encoded(&mut state, t);
+        }
         // Fleets nobody is connected to any more are forgotten here, so per-fleet state never
         // outlives its Envoys.
         state.channels.retain(|_, tx| tx.receiver_count() > 0);

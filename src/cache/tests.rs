@@ -24,14 +24,13 @@ listeners:
 
 fn listeners(cache: &SnapshotCache, fleet: &str) -> Vec<String> {
     let rx = cache.watch(fleet, Transport::Ads);
-    let names = rx
-        .borrow()
+    let snapshot = rx.borrow().clone();
+    snapshot
         .get(ResourceType::Listener)
         .resources
         .keys()
         .cloned()
-        .collect();
-    names
+        .collect()
 }
 
 #[test]

@@ -59,6 +59,19 @@ impl Sink {
         self.at(&node.loc, field, message);
     }
 
+    pub(crate) fn push(&mut self, diagnostic: Diagnostic) {
+        self.found.push(diagnostic);
+    }
+
+    /// Whether a problem was already reported at `loc`.
+    pub(crate) fn has_at(&self, loc: &Location) -> bool {
+        self.found.iter().any(|d| d.loc == *loc)
+    }
+
+    pub(crate) fn into_found(self) -> Vec<Diagnostic> {
+        self.found
+    }
+
     pub(crate) fn into_result<T>(mut self, value: T) -> Result<T, Diagnostics> {
         if self.found.is_empty() {
             return Ok(value);

@@ -6,6 +6,7 @@
 mod decode;
 mod diagnostic;
 pub mod duration;
+pub mod empty;
 mod load;
 pub mod model;
 mod reader;
@@ -14,9 +15,12 @@ pub mod yaml;
 
 pub use decode::{MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON};
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use load::{LoadError, Loaded, files_of, load, parse_sources, parse_str};
+pub use load::{
+    LoadError, Loaded, MAX_CONFIG_BYTES, escape_controls, files_of, load, parse_sources, parse_str,
+};
 pub use model::Config;
 pub use reader::parse_socket_address;
+pub use yaml::{ALIAS_NODE_BUDGET, ALIAS_NODES_PER_WRITTEN, MAX_DEPTH};
 
 #[cfg(test)]
 mod tests;

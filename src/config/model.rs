@@ -13,6 +13,9 @@ pub struct Config {
     pub clusters: BTreeMap<String, Cluster>,
     pub listeners: BTreeMap<String, Listener>,
     pub fleets: BTreeMap<String, Fleet>,
+    /// The operator's `allow_empty: true`: serve may apply this config even though it removes
+    /// every listener or cluster (see `config::empty`).
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -354,3 +354,53 @@ fn same_input_in_any_key_order_decodes_equal() {
     .unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn version_is_the_number_one() {
+    let e = errors("version: \"1\"\n");
+    assert_has(
+        &e,
+        "t.yaml:1:10: version: the schema version is the number 1, not the string \"1\"",
+    );
+    assert_has(&errors("version: '1'\n"), "not the string");
+    assert_has(&errors("version: 2\n"), "unsupported schema version");
+}
+
+#[test]
+fn defaults_are_validated_when_nothing_inherits_them() {
+    let e = errors("version: 1\ndefaults:\n  connect_timeout: -1s\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_has(&e, "t.yaml:3:20: defaults.connect_timeout:");
+    // Inherited, it is reported once, where a cluster takes it.
+    let e = errors("version: 1\ndefaults:\n  connect_timeout: -1s\nclusters:\n  api: {}\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_has(&e, "t.yaml:3:20: clusters.api.connect_timeout:");
+}
+
+#[test]
+fn allow_empty_is_a_boolean() {
+    let c = parse_str("t.yaml", "version: 1\nallow_empty: true\n").expect("valid");
+    assert!(c.allow_empty);
+    assert!(
+        !parse_str("t.yaml", "version: 1\n")
+            .expect("valid")
+            .allow_empty
+    );
+    assert_has(
+        &errors("version: 1\nallow_empty: yes\n"),
+        "allow_empty: expected true or false",
+    );
+}
+
+#[test]
+fn many_unknown_references_are_all_reported() {
+    let mut yaml = "version: 1\nclusters:\n  web: {}\nlisteners:\n  l:\n    address: 127.0.0.1:1\n    routes:\n".to_string();
+    for i in 0..300 {
+        yaml.push_str(&format!(
+            "      - {{ match: {{ path: /{i} }}, to: wbe{i} }}\n"
+        ));
+    }
+    let e = errors(&yaml);
+    assert_eq!(e.len(), 300);
+    assert_has(&e, "unknown cluster `wbe0` (did you mean `web`?)");
+}

@@ -6,27 +6,64 @@
 //! symlink. Any change in that directory asks for a reload; reloading an unchanged config is
 //! cheap and pushes nothing. Bursts are debounced: the reload happens once the directory has
 //! been quiet for `debounce`, or after `max_wait` at the latest.
+//!
+//! A watch follows a directory's inode, not its path: after `rm -rf conf && mkdir conf`, or
+//! `mv conf conf.old && mv conf.new conf`, it would keep following the old one. So the
+//! directory *above* is watched too, for changes to the config directory's own name; when it
+//! is replaced the watch is re-armed on the path before the reload. SIGHUP re-arms as well
+//! (for replacements further up, which no watch sees).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::{Notify, mpsc};
-use tracing::{trace, warn};
+use tracing::{debug, trace, warn};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot watch {}: {source}", path.display())]
+#[error("cannot watch {}: {error}", path.display())]
 pub struct WatchError {
     path: PathBuf,
-    #[source]
-    source: notify::Error,
+    error: notify::Error,
 }
 
 /// Keeps the watch alive; dropping it stops watching.
 pub struct ConfigWatcher {
-    _watcher: RecommendedWatcher,
+    armed: Arc<Armed>,
     _debouncer: tokio::task::JoinHandle<()>,
+}
+
+impl ConfigWatcher {
+    /// Watches the config's directory (and the one above) anew, by path: what SIGHUP does.
+    pub fn rearm(&self) {
+        self.armed.rearm();
+    }
+}
+
+/// The watcher and the paths it must follow.
+struct Armed {
+    watcher: Mutex<RecommendedWatcher>,
+    dir: PathBuf,
+    parent: Option<PathBuf>,
+    /// Set when the config directory's name changed in its parent (replaced, moved, deleted).
+    replaced: Arc<AtomicBool>,
+}
+
+impl Armed {
+    fn rearm(&self) {
+        let mut watcher = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        for path in self.parent.iter().chain([&self.dir]) {
+            // The old watch may be gone already (the directory was deleted).
+            let _ = watcher.unwatch(path);
+            match watcher.watch(path, RecursiveMode::NonRecursive) {
+                Ok(()) => debug!(path = %path.display(), "config watch re-armed"),
+                Err(e) => warn!(path = %path.display(), error = %e,
+                    "cannot watch; waiting for the directory to come back (or SIGHUP)"),
+            }
+        }
+    }
 }
 
 /// Starts watching the config at `path`. Each message on the returned channel is one
@@ -44,37 +81,69 @@ pub fn watch(
             _ => PathBuf::from("."),
         }
     };
+    let error = |error| WatchError {
+        path: dir.clone(),
+        error,
+    };
+    // Absolute but not canonical: a symlinked directory is followed by name, like the files.
+    let dir = std::path::absolute(&dir).map_err(|e| error(notify::Error::io(e)))?;
+    let parent = dir.parent().map(Path::to_path_buf);
     let changed = Arc::new(Notify::new());
     let signal = changed.clone();
     let file_name = (!path.is_dir())
         .then(|| path.file_name().map(|n| n.to_os_string()))
         .flatten();
-    let mut watcher =
+    let replaced = Arc::new(AtomicBool::new(false));
+    let (events_dir, events_replaced) = (dir.clone(), replaced.clone());
+    let watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(e) if e.kind.is_access() => {}
             Ok(e) => {
-                if e.paths.iter().any(|p| relevant(p, file_name.as_deref())) {
+                let mut relevant_change = false;
+                for p in &e.paths {
+                    if *p == events_dir {
+                        events_replaced.store(true, Ordering::Release);
+                        relevant_change = true;
+                    } else if p.parent() == Some(&events_dir) {
+                        relevant_change |= relevant(p, file_name.as_deref());
+                    }
+                }
+                if relevant_change {
                     trace!(paths = ?e.paths, kind = ?e.kind, "config changed");
                     signal.notify_one();
                 }
             }
             Err(e) => warn!(error = %e, "config watch error"),
         })
-        .map_err(|source| WatchError {
-            path: dir.clone(),
-            source,
-        })?;
-    watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| WatchError {
-            path: dir.clone(),
-            source,
-        })?;
+        .map_err(&error)?;
+    let armed = Arc::new(Armed {
+        watcher: Mutex::new(watcher),
+        dir: dir.clone(),
+        parent,
+        replaced,
+    });
+    {
+        let mut watcher = armed.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        watcher
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map_err(&error)?;
+        if let Some(parent) = &armed.parent
+            && let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive)
+        {
+            warn!(path = %parent.display(), error = %e,
+                "cannot watch the directory above the config; replacing the config directory will need a SIGHUP");
+        }
+    }
     let (tx, rx) = mpsc::channel(1);
-    let debouncer = tokio::spawn(debounce_loop(changed, tx, debounce, max_wait));
+    let before_reload = armed.clone();
+    let debouncer = tokio::spawn(debounce_loop(changed, tx, debounce, max_wait, move || {
+        if before_reload.replaced.swap(false, Ordering::AcqRel) {
+            before_reload.rearm();
+        }
+    }));
     Ok((
         ConfigWatcher {
-            _watcher: watcher,
+            armed,
             _debouncer: debouncer,
         },
         rx,
@@ -101,11 +170,14 @@ fn relevant(path: &Path, file_name: Option<&std::ffi::OsStr>) -> bool {
     }
 }
 
+/// Signals `tx` once per burst on `changed`, after calling `before_reload` (which re-arms a
+/// replaced directory's watch, so the reload and every later edit see the new directory).
 async fn debounce_loop(
     changed: Arc<Notify>,
     tx: mpsc::Sender<()>,
     quiet: Duration,
     max_wait: Duration,
+    before_reload: impl Fn(),
 ) {
     loop {
         changed.notified().await;
@@ -121,6 +193,7 @@ async fn debounce_loop(
                 () = tokio::time::sleep_until(quiet_until) => break,
             }
         }
+        before_reload();
         // A full channel already holds a pending reload, which will read the newest files.
         if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
             return;
@@ -154,6 +227,7 @@ mod tests {
             tx,
             Duration::from_millis(100),
             Duration::from_secs(2),
+            || {},
         ));
         for _ in 0..50 {
             changed.notify_one();
@@ -175,6 +249,7 @@ mod tests {
             tx,
             Duration::from_millis(100),
             Duration::from_millis(500),
+            || {},
         ));
         let start = tokio::time::Instant::now();
         while rx.try_recv().is_err() {

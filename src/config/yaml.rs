@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,7 +41,7 @@ impl fmt::Display for Location {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub enum Value {
     /// `~`, `null` or an empty value.
     Null,
@@ -64,6 +65,13 @@ pub struct Node {
 impl PartialEq for Node {
     fn eq(&self, other: &Node) -> bool {
         self.value == other.value
+    }
+}
+
+/// Hashes what `eq` compares: the value alone.
+impl Hash for Node {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.value.hash(state);
     }
 }
 
@@ -98,20 +106,43 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// Nodes that aliases may add to a document beyond [`ALIAS_NODES_PER_WRITTEN`] per node
+/// written. A "billion laughs" file of a few hundred bytes is refused after this many copies
+/// (milliseconds, a few MB) instead of expanding into gigabytes.
+pub const ALIAS_NODE_BUDGET: usize = 100_000;
+
+/// Nodes aliases may add per node written in the file, on top of [`ALIAS_NODE_BUDGET`]: an
+/// anchor shared by every cluster of a large config stays well within it.
+pub const ALIAS_NODES_PER_WRITTEN: usize = 4;
+
+/// Deepest nesting of lists and maps. flotilla's schema needs fewer than ten levels; the bound
+/// keeps the recursive reader (and dropping the tree) far from the end of the stack.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses one YAML document read from `file`. An empty file yields `None`.
 pub fn parse(source: &str, file: Arc<PathBuf>) -> Result<Option<Node>, SyntaxError> {
     let mut builder = Builder {
         parser: Parser::new_from_str(source),
         anchors: HashMap::new(),
         file,
+        written: 0,
+        aliased: 0,
+        depth: 0,
+        hasher: RandomState::new(),
     };
     builder.document()
 }
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchor's node and how many nodes it holds (what an alias to it adds).
+    anchors: HashMap<usize, (Node, usize)>,
     file: Arc<PathBuf>,
+    /// Nodes read from the text, and nodes added by expanding aliases.
+    written: usize,
+    aliased: usize,
+    depth: usize,
+    hasher: RandomState,
 }
 
 impl<'a> Builder<'a> {
@@ -160,8 +191,13 @@ impl<'a> Builder<'a> {
         Location::at(&self.file, &span.start)
     }
 
+    fn produced(&self) -> usize {
+        self.written + self.aliased
+    }
+
     fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, SyntaxError> {
         let loc = self.loc(&span);
+        let before = self.produced();
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
@@ -177,13 +213,29 @@ impl<'a> Builder<'a> {
                 (Node { loc, value }, anchor)
             }
             Event::Alias(id) => {
-                let target = self.anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
-                    loc: loc.clone(),
-                    message: "alias refers to an unknown anchor".to_string(),
-                })?;
-                return Ok(Node { loc, ..target });
+                let Some((target, size)) = self.anchors.get(&id) else {
+                    return Err(SyntaxError {
+                        loc,
+                        message: "alias refers to an unknown anchor".to_string(),
+                    });
+                };
+                let budget = ALIAS_NODE_BUDGET + ALIAS_NODES_PER_WRITTEN * self.written;
+                if self.aliased + size > budget {
+                    return Err(SyntaxError {
+                        loc,
+                        message: format!(
+                            "aliases expand this file past {budget} nodes (at most {ALIAS_NODE_BUDGET} plus {ALIAS_NODES_PER_WRITTEN} per node written): refusing a probable alias bomb"
+                        ),
+                    });
+                }
+                self.aliased += size;
+                return Ok(Node {
+                    loc,
+                    value: target.value.clone(),
+                });
             }
             Event::SequenceStart(anchor, _tag) => {
+                self.enter(&loc)?;
                 let mut items = Vec::new();
                 loop {
                     let (event, span) = self.next()?;
@@ -192,6 +244,7 @@ impl<'a> Builder<'a> {
                     }
                     items.push(self.node(event, span)?);
                 }
+                self.depth -= 1;
                 (
                     Node {
                         loc,
@@ -201,7 +254,10 @@ impl<'a> Builder<'a> {
                 )
             }
             Event::MappingStart(anchor, _tag) => {
+                self.enter(&loc)?;
                 let mut entries: Vec<(Node, Node)> = Vec::new();
+                // Keys by hash, to find a duplicate without comparing against every key.
+                let mut seen: HashMap<u64, Vec<usize>> = HashMap::new();
                 loop {
                     let (event, span) = self.next()?;
                     if matches!(event, Event::MappingEnd) {
@@ -210,7 +266,12 @@ impl<'a> Builder<'a> {
                     let key = self.node(event, span)?;
                     let (event, span) = self.next()?;
                     let value = self.node(event, span)?;
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.value == key.value) {
+                    let same_hash = seen.entry(self.hasher.hash_one(&key)).or_default();
+                    if let Some(first) = same_hash
+                        .iter()
+                        .map(|&i| &entries[i].0)
+                        .find(|k| k.value == key.value)
+                    {
                         return Err(SyntaxError {
                             loc: key.loc.clone(),
                             message: format!(
@@ -221,8 +282,10 @@ impl<'a> Builder<'a> {
                             ),
                         });
                     }
+                    same_hash.push(entries.len());
                     entries.push((key, value));
                 }
+                self.depth -= 1;
                 (
                     Node {
                         loc,
@@ -238,10 +301,24 @@ impl<'a> Builder<'a> {
                 });
             }
         };
+        self.written += 1;
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = self.produced() - before;
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         Ok(node)
+    }
+
+    /// Steps into a list or map, refusing nesting deeper than [`MAX_DEPTH`].
+    fn enter(&mut self, loc: &Location) -> Result<(), SyntaxError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(SyntaxError {
+                loc: loc.clone(),
+                message: format!("lists and maps nested more than {MAX_DEPTH} deep"),
+            });
+        }
+        self.depth += 1;
+        Ok(())
     }
 }
 
@@ -333,6 +410,85 @@ mod tests {
             panic!()
         };
         assert_eq!(entries[0].1.value, entries[1].1.value);
+    }
+
+    /// The classic "billion laughs": each level is a list of nine aliases to the one below.
+    pub(crate) fn billion_laughs(levels: u8) -> String {
+        let mut text = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n".to_string();
+        for level in 1..levels {
+            let (name, below) = ((b'a' + level) as char, (b'a' + level - 1) as char);
+            let aliases = vec![format!("*{below}"); 9].join(",");
+            text.push_str(&format!("{name}: &{name} [{aliases}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_the_alias_that_exceeds_the_budget() {
+        for levels in [7, 8, 9] {
+            let bomb = billion_laughs(levels);
+            assert!(bomb.len() < 400, "{} bytes", bomb.len());
+            let err = parse(&bomb).unwrap_err();
+            assert!(
+                err.message.contains("probable alias bomb"),
+                "{}",
+                err.message
+            );
+            assert!(err.loc.line >= 5, "{err:?}");
+            assert!(err.loc.col > 1, "points at the alias: {err:?}");
+        }
+    }
+
+    #[test]
+    fn aliases_within_the_budget_expand() {
+        let root = parse(&billion_laughs(4)).unwrap().unwrap();
+        let Value::Map(entries) = root.value else {
+            panic!()
+        };
+        let Value::Seq(d) = &entries[3].1.value else {
+            panic!()
+        };
+        assert_eq!(d.len(), 9);
+    }
+
+    #[test]
+    fn an_anchor_shared_by_many_items_is_not_a_bomb() {
+        let mut text =
+            "hc: &hc { interval: 1s, timeout: 1s, tcp: {}, jitter: 1ms }\nitems:\n".to_string();
+        for i in 0..30_000 {
+            text.push_str(&format!("  c{i}: {{ health_check: *hc }}\n"));
+        }
+        assert!(parse(&text).is_ok());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!(
+            "a: {}1{}\n",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        let err = parse(&deep).unwrap_err();
+        assert!(err.message.contains("nested more than"), "{}", err.message);
+        let fine = format!(
+            "a: {}1{}\n",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(parse(&fine).is_ok());
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_among_many_and_by_value() {
+        let mut text: String = (0..50_000).map(|i| format!("k{i}: 1\n")).collect();
+        text.push_str("k49999: 2\n'1': a\n1: b\n[x]: c\n[x]: d\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.loc.line, 50_001, "{err:?}");
+        let err = parse("'1': a\n1: b\n[x]: c\n[x]: d\n").unwrap_err();
+        assert_eq!(
+            err.loc.line, 4,
+            "quoted and plain keys differ; lists compare by value"
+        );
     }
 
     #[test]

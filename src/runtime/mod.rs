@@ -58,7 +58,7 @@ pub enum RuntimeError {
     },
     #[error("{0}")]
     Limit(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 

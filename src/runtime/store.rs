@@ -13,21 +13,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::translate::EndpointKey;
 
+/// The underlying error is part of the message rather than a `source`, so that an error chain
+/// (`{:#}`, as the binary prints it) shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("state file {}: {source}", path.display())]
+    #[error("state file {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("state file {}: {source}", path.display())]
+    #[error("state file {}: {error}", path.display())]
     Format {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
+    #[error("state file {}: version {found} is not one this flotilla reads (it reads version {VERSION})", path.display())]
+    Version { path: PathBuf, found: u32 },
 }
+
+/// The state file format this flotilla writes and reads.
+const VERSION: u32 = 1;
 
 /// What is stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,17 +74,23 @@ impl StateFile {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Persistent::default()),
-            Err(source) => {
+            Err(error) => {
                 return Err(StoreError::Io {
                     path: self.path.clone(),
-                    source,
+                    error,
                 });
             }
         };
-        let file: File = serde_json::from_str(&text).map_err(|source| StoreError::Format {
+        let file: File = serde_json::from_str(&text).map_err(|error| StoreError::Format {
             path: self.path.clone(),
-            source,
+            error,
         })?;
+        if file.version != VERSION {
+            return Err(StoreError::Version {
+                path: self.path.clone(),
+                found: file.version,
+            });
+        }
         Ok(Persistent {
             drains: file
                 .drains
@@ -95,12 +106,12 @@ impl StateFile {
     }
 
     pub fn save(&self, state: &Persistent) -> Result<(), StoreError> {
-        let io = |source| StoreError::Io {
+        let io = |error| StoreError::Io {
             path: self.path.clone(),
-            source,
+            error,
         };
         let file = File {
-            version: 1,
+            version: VERSION,
             drains: state
                 .drains
                 .iter()
@@ -120,9 +131,9 @@ impl StateFile {
                 })
                 .collect(),
         };
-        let text = serde_json::to_vec_pretty(&file).map_err(|source| StoreError::Format {
+        let text = serde_json::to_vec_pretty(&file).map_err(|error| StoreError::Format {
             path: self.path.clone(),
-            source,
+            error,
         })?;
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -179,5 +190,29 @@ mod tests {
             StateFile::new(path).load(),
             Err(StoreError::Format { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_from_another_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, r#"{"version": 99, "drains": [], "weights": []}"#).unwrap();
+        let err = StateFile::new(path).load().unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "state.json: version 99 is not one this flotilla reads (it reads version 1)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_error_is_printed_once_in_an_error_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = StateFile::new(path).load().unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(chain.matches("key must be a string").count(), 1, "{chain}");
     }
 }

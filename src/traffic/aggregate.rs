@@ -5,21 +5,49 @@
 //! cumulative buckets (turned into deltas here, per stream), gauges as current values, and
 //! per-endpoint request counts from load reports. Rates live in one-second slots over the last
 //! minute; gauges are summed over the streams that report them and vanish with their stream.
-//! Memory is bounded: at most [`MAX_CLUSTERS`] clusters and [`MAX_ENDPOINTS`] endpoints, and
-//! anything quiet for [`IDLE`] is forgotten.
+//!
+//! Memory and work are bounded: a stream may report only on names its fleet was sent
+//! (`known`), at most [`Limits`] clusters and endpoints per stream and in all, and anything
+//! quiet for [`IDLE`] is forgotten, its Prometheus series with it. Ingesting a report costs
+//! O(its size); the view the admin API serves is computed once a second by [`refresh`]
+//! (O(clusters + endpoints + reported gauges)), off the request path.
+//!
+//! [`refresh`]: TrafficAggregate::refresh
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
+use super::known::{Known, KnownNames};
 use super::metrics::TrafficMetrics;
+use super::view::{self, TrafficView};
 use super::window::{BucketRates, Rate};
+use crate::cache::SnapshotCache;
 
-pub(super) const MAX_CLUSTERS: usize = 10_000;
-pub(super) const MAX_ENDPOINTS: usize = 100_000;
-pub(super) const IDLE: Duration = Duration::from_secs(300);
+/// Clusters, or endpoints, quiet this long are forgotten (and their series removed).
+pub const IDLE: Duration = Duration::from_secs(300);
+/// The window `/api/v1/traffic` reports rates over.
+pub const WINDOW_SECONDS: u64 = 10;
+
+/// How many names reports may bring in.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub clusters: usize,
+    pub endpoints: usize,
+    pub clusters_per_reporter: usize,
+    pub endpoints_per_reporter: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            clusters: 10_000,
+            endpoints: 100_000,
+            clusters_per_reporter: 10_000,
+            endpoints_per_reporter: 100_000,
+        }
+    }
+}
 
 /// Identifies one reporting stream (a metrics sink stream or a load-report stream).
 pub(super) type ReporterId = u64;
@@ -59,45 +87,49 @@ pub struct EndpointReport {
 }
 
 #[derive(Default)]
-struct ClusterAgg {
-    by_class: [Rate; 5],
-    retries: Rate,
-    latency: BucketRates,
+pub(super) struct ClusterAgg {
+    pub(super) by_class: [Rate; 5],
+    pub(super) retries: Rate,
+    pub(super) latency: BucketRates,
     last: Option<Instant>,
 }
 
 #[derive(Default)]
-struct EndpointAgg {
-    successful: Rate,
-    errors: Rate,
+pub(super) struct EndpointAgg {
+    pub(super) successful: Rate,
+    pub(super) errors: Rate,
     last: Option<Instant>,
 }
 
 #[derive(Default, Clone, Copy)]
-struct Gauges {
-    active_requests: f64,
-    active_connections: f64,
-    ejections_active: f64,
+pub(super) struct Gauges {
+    pub(super) active_requests: f64,
+    pub(super) active_connections: f64,
+    pub(super) ejections_active: f64,
 }
 
-#[derive(Default)]
-struct Reporter {
-    node: String,
+pub(super) struct Reporter {
+    pub(super) node: String,
     /// A stats (metrics sink) stream, as opposed to a load-report stream.
-    stats: bool,
-    gauges: HashMap<String, Gauges>,
+    pub(super) stats: bool,
+    /// The names this stream may report on (`None`: any, when not following a cache).
+    known: Option<Known>,
+    /// Per cluster reported on: its gauges (the set of this stream's clusters).
+    pub(super) gauges: HashMap<String, Gauges>,
     /// Per cluster, the last per-bucket latency counts and sum (for deltas).
     latency: HashMap<String, (Vec<u64>, f64)>,
-    in_progress: HashMap<(String, String), u64>,
+    pub(super) in_progress: HashMap<(String, String), u64>,
     /// When the last load report arrived.
     last_load_report: Option<Instant>,
 }
 
 #[derive(Default)]
-struct Inner {
-    clusters: HashMap<String, ClusterAgg>,
-    endpoints: HashMap<(String, String), EndpointAgg>,
-    reporters: HashMap<ReporterId, Reporter>,
+pub(super) struct Inner {
+    pub(super) clusters: HashMap<String, ClusterAgg>,
+    /// Per cluster, its endpoints: a cluster's endpoints are found without a scan.
+    pub(super) endpoints: HashMap<String, HashMap<String, EndpointAgg>>,
+    endpoint_count: usize,
+    pub(super) reporters: HashMap<ReporterId, Reporter>,
     next_id: ReporterId,
 }
 
@@ -105,10 +137,13 @@ struct Inner {
 #[derive(Default)]
 pub struct TrafficAggregate {
     inner: Mutex<Inner>,
+    known: KnownNames,
+    limits: Limits,
+    latest: Mutex<Arc<TrafficView>>,
     metrics: TrafficMetrics,
 }
 
-fn now_second() -> u64 {
+pub(super) fn now_second() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -117,8 +152,8 @@ fn now_second() -> u64 {
 impl TrafficAggregate {
     pub fn new(metrics: TrafficMetrics) -> Arc<TrafficAggregate> {
         Arc::new(TrafficAggregate {
-            inner: Mutex::default(),
             metrics,
+            ..TrafficAggregate::default()
         })
     }
 
@@ -126,12 +161,26 @@ impl TrafficAggregate {
         &self.metrics
     }
 
+    pub fn with_limits(limits: Limits) -> TrafficAggregate {
+        TrafficAggregate {
+            limits,
+            ..TrafficAggregate::default()
+        }
+    }
+
+    /// From now on, reports are accepted only on names in the snapshots of `cache`.
+    pub fn follow(&self, cache: Arc<SnapshotCache>) {
+        self.known.follow(cache);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new reporting stream from Envoy `node`: its stats stream (`stats`) or its load reports.
-    pub fn reporter(&self, node: &str, stats: bool) -> ReporterId {
+    /// A new reporting stream from Envoy `node` of `fleet`: its stats stream (`stats`) or its
+    /// load reports.
+    pub fn reporter(&self, node: &str, fleet: &str, stats: bool) -> ReporterId {
+        let known = self.known.for_fleet(fleet);
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
@@ -140,7 +189,11 @@ impl TrafficAggregate {
             Reporter {
                 node: node.to_string(),
                 stats,
-                ..Reporter::default()
+                known,
+                gauges: HashMap::new(),
+                latency: HashMap::new(),
+                in_progress: HashMap::new(),
+                last_load_report: None,
             },
         );
         id
@@ -151,32 +204,27 @@ impl TrafficAggregate {
         self.lock().reporters.remove(&id);
     }
 
-    /// Envoys currently streaming stats.
-    pub fn reporting_envoys(&self) -> usize {
-        let inner = self.lock();
-        let mut nodes: Vec<&str> = inner
-            .reporters
-            .values()
-            .filter(|r| r.stats)
-            .map(|r| r.node.as_str())
-            .collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        nodes.len()
-    }
-
     pub fn cluster_report(&self, id: ReporterId, report: ClusterReport) {
         let second = now_second();
         let now = Instant::now();
         let metrics = &self.metrics;
         let mut inner = self.lock();
         let inner = &mut *inner;
-        if !inner.clusters.contains_key(&report.cluster) && inner.clusters.len() >= MAX_CLUSTERS {
-            return;
-        }
         let Some(reporter) = inner.reporters.get_mut(&id) else {
             return;
         };
+        if let Some(known) = reporter.known.as_mut()
+            && !known.current(&self.known).cluster(&report.cluster)
+        {
+            return;
+        }
+        let new_here = !reporter.gauges.contains_key(&report.cluster);
+        if (new_here && reporter.gauges.len() >= self.limits.clusters_per_reporter)
+            || (!inner.clusters.contains_key(&report.cluster)
+                && inner.clusters.len() >= self.limits.clusters)
+        {
+            return;
+        }
         let agg = inner
             .clusters
             .entry(report.cluster.clone())
@@ -220,7 +268,7 @@ impl TrafficAggregate {
                 metrics.latency(&report.cluster, &l.bounds, &inc, sum);
             }
         }
-        let g = reporter.gauges.entry(report.cluster.clone()).or_default();
+        let g = reporter.gauges.entry(report.cluster).or_default();
         if let Some(v) = report.active_requests {
             g.active_requests = v;
         }
@@ -230,14 +278,6 @@ impl TrafficAggregate {
         if let Some(v) = report.ejections_active {
             g.ejections_active = v;
         }
-        let sums = sum_gauges(inner.reporters.values(), &report.cluster);
-        metrics.gauges(
-            &report.cluster,
-            sums.active_requests,
-            sums.active_connections,
-            sums.ejections_active,
-        );
-        forget_idle(inner, now);
     }
 
     pub fn endpoint_reports(&self, id: ReporterId, reports: Vec<EndpointReport>) {
@@ -251,13 +291,24 @@ impl TrafficAggregate {
         };
         reporter.in_progress.clear();
         reporter.last_load_report = Some(now);
+        let known = reporter.known.as_mut().map(|k| k.current(&self.known));
         for r in reports {
-            let key = (r.cluster.clone(), r.endpoint.clone());
-            reporter.in_progress.insert(key.clone(), r.in_progress);
-            if !inner.endpoints.contains_key(&key) && inner.endpoints.len() >= MAX_ENDPOINTS {
+            if known.is_some_and(|k| !k.endpoint(&r.cluster, &r.endpoint))
+                || reporter.in_progress.len() >= self.limits.endpoints_per_reporter
+            {
                 continue;
             }
-            let agg = inner.endpoints.entry(key).or_default();
+            let cluster = inner.endpoints.entry(r.cluster.clone()).or_default();
+            if !cluster.contains_key(&r.endpoint) {
+                if inner.endpoint_count >= self.limits.endpoints {
+                    continue;
+                }
+                inner.endpoint_count += 1;
+            }
+            reporter
+                .in_progress
+                .insert((r.cluster.clone(), r.endpoint.clone()), r.in_progress);
+            let agg = cluster.entry(r.endpoint.clone()).or_default();
             agg.last = Some(now);
             if r.successful > 0 {
                 agg.successful.add(second, r.successful);
@@ -267,7 +318,7 @@ impl TrafficAggregate {
             }
             metrics.endpoint_requests(&r.cluster, &r.endpoint, r.successful, r.errors);
         }
-        forget_idle(inner, now);
+        inner.endpoints.retain(|_, e| !e.is_empty());
     }
 
     /// Requests in flight to `endpoints` (cluster, address) summed over every Envoy that
@@ -288,63 +339,45 @@ impl TrafficAggregate {
         Some(total)
     }
 
-    /// Rates over the last `window` seconds, summed over every reporting Envoy.
+    /// Rates over the last `window` seconds, summed over every reporting Envoy, computed now.
     pub fn view(&self, window: u64) -> TrafficView {
-        let second = now_second();
-        let reporting_envoys = self.reporting_envoys();
-        let inner = self.lock();
-        let per_s = |n: u64| n as f64 / window as f64;
-        let mut clusters: Vec<ClusterTraffic> = inner
-            .clusters
-            .iter()
-            .map(|(name, agg)| {
-                let by_class: Vec<u64> =
-                    agg.by_class.iter().map(|r| r.sum(second, window)).collect();
-                let total: u64 = by_class.iter().sum();
-                let gauges = sum_gauges(inner.reporters.values(), name);
-                let mut endpoints: Vec<EndpointTraffic> = inner
-                    .endpoints
-                    .iter()
-                    .filter(|((c, _), _)| c == name)
-                    .map(|((_, e), a)| {
-                        let ok = a.successful.sum(second, window);
-                        let err = a.errors.sum(second, window);
-                        let in_progress: u64 = inner
-                            .reporters
-                            .values()
-                            .filter_map(|r| r.in_progress.get(&(name.clone(), e.clone())))
-                            .sum();
-                        EndpointTraffic {
-                            address: e.clone(),
-                            rps: per_s(ok + err),
-                            success_rate: (ok + err > 0).then(|| ok as f64 / (ok + err) as f64),
-                            active_requests: in_progress,
-                        }
-                    })
-                    .collect();
-                endpoints.sort_by(|a, b| a.address.cmp(&b.address));
-                let ms = |q| agg.latency.quantile(second, window, q);
-                ClusterTraffic {
-                    name: name.clone(),
-                    rps: per_s(total),
-                    success_rate: (total > 0).then(|| 1.0 - by_class[4] as f64 / total as f64),
-                    p50_ms: ms(0.5),
-                    p95_ms: ms(0.95),
-                    p99_ms: ms(0.99),
-                    active_connections: gauges.active_connections,
-                    active_requests: gauges.active_requests,
-                    retries_per_s: per_s(agg.retries.sum(second, window)),
-                    ejections_active: gauges.ejections_active,
-                    endpoints,
-                }
-            })
-            .collect();
-        clusters.sort_by(|a, b| a.name.cmp(&b.name));
-        TrafficView {
-            window_seconds: window,
-            reporting_envoys,
-            clusters,
-        }
+        view::compute(&self.lock(), now_second(), window)
+    }
+
+    /// The view as of the last [`refresh`](TrafficAggregate::refresh) (what the admin API
+    /// serves: reading it costs a clone, however many reports arrive).
+    pub fn latest(&self) -> Arc<TrafficView> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets what went quiet (and its Prometheus series), publishes the summed gauges and
+    /// precomputes the view. Called once a second, off the async runtime's workers.
+    pub fn refresh(&self) {
+        self.refresh_at(Instant::now());
+    }
+
+    fn refresh_at(&self, now: Instant) {
+        let view = {
+            let mut inner = self.lock();
+            forget_idle(&mut inner, &self.metrics, now);
+            let view = view::compute(&inner, now_second(), WINDOW_SECONDS);
+            let metrics = &self.metrics;
+            let gauges = view::gauges(&inner);
+            for cluster in inner.clusters.keys() {
+                let g = gauges.get(cluster.as_str()).copied().unwrap_or_default();
+                metrics.gauges(
+                    cluster,
+                    g.active_requests,
+                    g.active_connections,
+                    g.ejections_active,
+                );
+            }
+            view
+        };
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
     }
 }
 
@@ -360,51 +393,28 @@ fn per_bucket(cumulative: &[u64], total: u64) -> Vec<u64> {
     out
 }
 
-fn sum_gauges<'a>(reporters: impl Iterator<Item = &'a Reporter>, cluster: &str) -> Gauges {
-    reporters
-        .filter_map(|r| r.gauges.get(cluster))
-        .fold(Gauges::default(), |acc, g| Gauges {
-            active_requests: acc.active_requests + g.active_requests,
-            active_connections: acc.active_connections + g.active_connections,
-            ejections_active: acc.ejections_active + g.ejections_active,
-        })
-}
-
-fn forget_idle(inner: &mut Inner, now: Instant) {
+fn forget_idle(inner: &mut Inner, metrics: &TrafficMetrics, now: Instant) {
     let fresh = |last: Option<Instant>| last.is_some_and(|l| now.duration_since(l) < IDLE);
-    inner.clusters.retain(|_, a| fresh(a.last));
-    inner.endpoints.retain(|_, a| fresh(a.last));
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TrafficView {
-    pub window_seconds: u64,
-    pub reporting_envoys: usize,
-    pub clusters: Vec<ClusterTraffic>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ClusterTraffic {
-    pub name: String,
-    pub rps: f64,
-    /// Share of requests that did not end in a 5xx (null without requests).
-    pub success_rate: Option<f64>,
-    pub p50_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub active_connections: f64,
-    pub active_requests: f64,
-    pub retries_per_s: f64,
-    pub ejections_active: f64,
-    pub endpoints: Vec<EndpointTraffic>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EndpointTraffic {
-    pub address: String,
-    pub rps: f64,
-    pub success_rate: Option<f64>,
-    pub active_requests: u64,
+    inner.clusters.retain(|name, a| {
+        let keep = fresh(a.last);
+        if !keep {
+            metrics.cluster_forget(name);
+        }
+        keep
+    });
+    let mut count = 0;
+    inner.endpoints.retain(|cluster, endpoints| {
+        endpoints.retain(|endpoint, a| {
+            let keep = fresh(a.last);
+            if !keep {
+                metrics.endpoint_forget(cluster, endpoint);
+            }
+            keep
+        });
+        count += endpoints.len();
+        !endpoints.is_empty()
+    });
+    inner.endpoint_count = count;
 }
 
 #[cfg(test)]
@@ -430,8 +440,8 @@ mod tests {
     #[test]
     fn sums_over_envoys_and_turns_cumulative_buckets_into_rates() {
         let t = TrafficAggregate::default();
-        let a = t.reporter("edge-1", true);
-        let b = t.reporter("edge-2", true);
+        let a = t.reporter("edge-1", "edge", true);
+        let b = t.reporter("edge-2", "edge", true);
         // Baselines: history before flotilla saw the Envoy is not counted as latency.
         t.cluster_report(a, report("web", 10, 0, vec![100, 100, 100], 100));
         t.cluster_report(b, report("web", 10, 0, vec![0, 0, 0], 0));
@@ -456,7 +466,7 @@ mod tests {
     #[test]
     fn endpoint_reports_give_rates_success_and_in_progress() {
         let t = TrafficAggregate::default();
-        let a = t.reporter("edge-1", true);
+        let a = t.reporter("edge-1", "edge", true);
         t.endpoint_reports(
             a,
             vec![EndpointReport {
@@ -473,6 +483,121 @@ mod tests {
         assert_eq!(e.rps, 2.0);
         assert_eq!(e.success_rate, Some(0.9));
         assert_eq!(e.active_requests, 1);
+    }
+
+    fn fleet_config() -> crate::cache::Inputs {
+        let yaml = "version: 1
+clusters:
+  web: { endpoints: [127.0.0.1:8081] }
+  internal: { endpoints: [127.0.0.1:8082] }
+listeners:
+  public: { address: 127.0.0.1:10000, routes: [ { to: web } ] }
+  private: { address: 127.0.0.1:10001, routes: [ { to: internal } ] }
+fleets:
+  edge: { listeners: [public] }
+";
+        crate::cache::Inputs {
+            config: Arc::new(
+                crate::config::parse_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}")),
+            ),
+            overlay: Arc::new(crate::translate::Overlay::default()),
+        }
+    }
+
+    fn endpoint(cluster: &str, endpoint: &str) -> EndpointReport {
+        EndpointReport {
+            cluster: cluster.into(),
+            endpoint: endpoint.into(),
+            successful: 5,
+            ..EndpointReport::default()
+        }
+    }
+
+    #[test]
+    fn only_names_the_reporters_fleet_was_sent_are_accepted() {
+        let cache = Arc::new(SnapshotCache::new());
+        cache.update(fleet_config());
+        let t = TrafficAggregate::default();
+        t.follow(cache.clone());
+        let edge = t.reporter("edge-1", "edge", true);
+        for name in ["web", "internal", "fake-1", "fake-2"] {
+            t.cluster_report(edge, report(name, 10, 5, vec![0, 0, 0], 0));
+        }
+        t.endpoint_reports(
+            edge,
+            vec![
+                endpoint("web", "127.0.0.1:8081"),
+                endpoint("web", "10.9.9.9:1"),
+                endpoint("internal", "127.0.0.1:8082"),
+            ],
+        );
+        let v = t.view(10);
+        let names: Vec<&str> = v.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["web"], "edge was sent web only");
+        let endpoints: Vec<&str> = v.clusters[0]
+            .endpoints
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect();
+        assert_eq!(endpoints, ["127.0.0.1:8081"]);
+        // An Envoy of an undeclared fleet was sent nothing: all its reports are noise.
+        let rogue = t.reporter("rogue", "typo", true);
+        t.cluster_report(rogue, report("internal", 10, 0, vec![0, 0, 0], 0));
+        assert_eq!(t.view(10).clusters.len(), 1);
+    }
+
+    #[test]
+    fn a_reporter_and_all_reporters_are_held_to_their_limits() {
+        let t = TrafficAggregate::with_limits(Limits {
+            clusters: 5,
+            endpoints: 6,
+            clusters_per_reporter: 3,
+            endpoints_per_reporter: 4,
+        });
+        let a = t.reporter("a", "edge", true);
+        let b = t.reporter("b", "edge", true);
+        for i in 0..10 {
+            t.cluster_report(a, report(&format!("limit-a-{i}"), 1, 0, vec![0, 0, 0], 0));
+            t.cluster_report(b, report(&format!("limit-b-{i}"), 1, 0, vec![0, 0, 0], 0));
+        }
+        // 3 from a, then b's first 2 fill the total of 5.
+        assert_eq!(t.view(10).clusters.len(), 5);
+        t.endpoint_reports(
+            a,
+            (0..10)
+                .map(|i| endpoint("limit-a-0", &format!("10.0.0.{i}:1")))
+                .collect(),
+        );
+        t.endpoint_reports(
+            b,
+            (0..10)
+                .map(|i| endpoint("limit-b-0", &format!("10.0.0.{i}:1")))
+                .collect(),
+        );
+        let endpoints: usize = t.view(10).clusters.iter().map(|c| c.endpoints.len()).sum();
+        assert_eq!(endpoints, 6, "4 from a, 2 from b");
+    }
+
+    #[test]
+    fn quiet_clusters_and_endpoints_are_forgotten_with_their_series() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let t = TrafficAggregate::new(TrafficMetrics::register(&mut registry));
+        let encode = || {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode");
+            out
+        };
+        let a = t.reporter("a", "edge", true);
+        t.cluster_report(a, report("quiet-cluster", 3, 1, vec![0, 0, 0], 0));
+        t.endpoint_reports(a, vec![endpoint("quiet-cluster", "10.7.7.7:80")]);
+        t.refresh();
+        let metrics = encode();
+        assert!(metrics.contains("cluster=\"quiet-cluster\""), "{metrics}");
+        assert_eq!(t.latest().clusters.len(), 1, "the precomputed view");
+        t.refresh_at(Instant::now() + IDLE + Duration::from_secs(1));
+        let metrics = encode();
+        assert!(!metrics.contains("quiet-cluster"), "{metrics}");
+        assert!(t.latest().clusters.is_empty());
     }
 
     #[test]

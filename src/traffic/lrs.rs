@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::info;
 
 use super::aggregate::{EndpointReport, TrafficAggregate};
+use super::sink::identity;
 
 /// How often Envoys report load.
 pub const INTERVAL: Duration = Duration::from_secs(2);
@@ -24,6 +25,8 @@ pub const INTERVAL: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct LoadReports {
     pub traffic: Arc<TrafficAggregate>,
+    /// Longest node id and cluster accepted (as on the xDS streams).
+    pub max_node_id_bytes: usize,
     /// Ends open streams on shutdown (a load-report stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -42,6 +45,7 @@ impl LoadReportingService for LoadReports {
         let (tx, rx) = mpsc::channel(1);
         let traffic = self.traffic.clone();
         let shutdown = self.shutdown.clone();
+        let max_node_id_bytes = self.max_node_id_bytes;
         tokio::spawn(async move {
             let first = match requests.message().await {
                 Ok(Some(r)) => r,
@@ -51,20 +55,15 @@ impl LoadReportingService for LoadReports {
                     return;
                 }
             };
-            let Some(node) = first
-                .node
-                .as_ref()
-                .map(|n| n.id.clone())
-                .filter(|id| !id.is_empty())
-            else {
+            let Some((node, fleet)) = identity(first.node.as_ref(), max_node_id_bytes) else {
                 let _ = tx
-                    .send(Err(Status::invalid_argument(
-                        "the first load report must carry the Envoy node",
-                    )))
+                    .send(Err(Status::invalid_argument(format!(
+                        "the first load report must carry the Envoy node (an id of at most {max_node_id_bytes} bytes)"
+                    ))))
                     .await;
                 return;
             };
-            let reporter = traffic.reporter(&node, false);
+            let reporter = traffic.reporter(&node, &fleet, false);
             info!(node = %node, "Envoy load reports stream opened");
             let ask = LoadStatsResponse {
                 send_all_clusters: true,

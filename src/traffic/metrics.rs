@@ -171,6 +171,35 @@ impl TrafficMetrics {
         }
     }
 
+    /// Drops a quiet cluster's series, so /metrics does not keep every name ever reported.
+    pub(super) fn cluster_forget(&self, cluster: &str) {
+        for class in CLASSES {
+            self.upstream_requests.remove(&ClassLabels {
+                cluster: cluster.to_string(),
+                class,
+            });
+        }
+        let label = ClusterLabel {
+            cluster: cluster.to_string(),
+        };
+        self.upstream_retries.remove(&label);
+        self.upstream_duration.remove(&label);
+        self.upstream_active_requests.remove(&label);
+        self.upstream_active_connections.remove(&label);
+        self.upstream_ejections.remove(&label);
+    }
+
+    /// Drops a quiet endpoint's request series.
+    pub(super) fn endpoint_forget(&self, cluster: &str, endpoint: &str) {
+        for result in ["success", "error"] {
+            self.endpoint_requests.remove(&EndpointResultLabels {
+                cluster: cluster.to_string(),
+                endpoint: endpoint.to_string(),
+                result,
+            });
+        }
+    }
+
     pub(super) fn sink_streams(&self, delta: i64) {
         self.sink_streams.inc_by(delta);
     }

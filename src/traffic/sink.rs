@@ -19,6 +19,8 @@ use super::aggregate::{ClusterReport, Latency, TrafficAggregate};
 #[derive(Clone)]
 pub struct MetricsSink {
     pub traffic: Arc<TrafficAggregate>,
+    /// Longest node id and cluster accepted (as on the xDS streams).
+    pub max_node_id_bytes: usize,
     /// Ends open streams on shutdown (a stats stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -33,16 +35,17 @@ impl MetricsService for MetricsSink {
         let Some(first) = stream.message().await? else {
             return Ok(Response::new(StreamMetricsResponse {}));
         };
-        let node = first
-            .identifier
-            .as_ref()
-            .and_then(|i| i.node.as_ref())
-            .map(|n| n.id.clone())
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| {
-                Status::invalid_argument("the first stats message must identify the Envoy node")
-            })?;
-        let reporter = Reporting::new(self.traffic.clone(), &node);
+        let (node, fleet) = identity(
+            first.identifier.as_ref().and_then(|i| i.node.as_ref()),
+            self.max_node_id_bytes,
+        )
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "the first stats message must identify the Envoy node (an id of at most {} bytes)",
+                self.max_node_id_bytes
+            ))
+        })?;
+        let reporter = Reporting::new(self.traffic.clone(), &node, &fleet);
         info!(node = %node, "Envoy stats stream opened");
         self.absorb(reporter.id, &first);
         let result = loop {
@@ -68,8 +71,8 @@ struct Reporting {
 }
 
 impl Reporting {
-    fn new(traffic: Arc<TrafficAggregate>, node: &str) -> Reporting {
-        let id = traffic.reporter(node, true);
+    fn new(traffic: Arc<TrafficAggregate>, node: &str, fleet: &str) -> Reporting {
+        let id = traffic.reporter(node, fleet, true);
         traffic.metrics().sink_streams(1);
         Reporting { traffic, id }
     }
@@ -90,6 +93,16 @@ impl MetricsSink {
             self.traffic.cluster_report(reporter, report);
         }
     }
+}
+
+/// The node id and fleet (`node.cluster`) of a reporting Envoy, if present and not too long.
+pub(super) fn identity(
+    node: Option<&envoy_types::pb::envoy::config::core::v3::Node>,
+    max: usize,
+) -> Option<(String, String)> {
+    let node = node?;
+    (!node.id.is_empty() && node.id.len() <= max && node.cluster.len() <= max)
+        .then(|| (node.id.clone(), node.cluster.clone()))
 }
 
 const CLUSTER: &str = "envoy.cluster_name";

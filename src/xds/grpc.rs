@@ -9,18 +9,21 @@
 use std::convert::Infallible;
 use std::iter::Peekable;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Frame;
+use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
 use super::delta::Delta;
+use super::limits::{CarriesNode, Limits};
 use super::reader::Requests;
 use super::request::SotwRequest;
 use super::sotw::Sotw;
@@ -29,8 +32,10 @@ use super::wire::{self, Frames};
 use crate::cache::{ResourceType, version_of};
 use crate::translate::Transport;
 
-/// Requests larger than this are refused (Envoy's are far smaller, even listing every name).
-const MAX_REQUEST: usize = 16 * 1024 * 1024;
+/// Requests larger than this are refused. Envoy's are far smaller, even listing every name (a
+/// SotW EDS request naming 100,000 clusters is about 2 MiB); a stream holds at most one
+/// partial request, so a connection buffers at most this times its stream limit.
+const MAX_REQUEST: usize = 4 * 1024 * 1024;
 /// Pieces are copied into chunks of about this size as the connection takes them.
 const CHUNK: usize = 16 * 1024;
 
@@ -45,13 +50,15 @@ enum Method {
 #[derive(Clone)]
 pub(crate) struct Service<N> {
     pub(crate) shared: Shared,
+    limits: Arc<Limits>,
     _name: std::marker::PhantomData<N>,
 }
 
 impl<N> Service<N> {
-    pub(crate) fn new(shared: Shared) -> Service<N> {
+    pub(crate) fn new(shared: Shared, limits: Arc<Limits>) -> Service<N> {
         Service {
             shared,
+            limits,
             _name: std::marker::PhantomData,
         }
     }
@@ -104,7 +111,8 @@ impl<N: Named> tower_service::Service<Request<Body>> for Service<N> {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(handle::<N>(shared, req).await) })
+        let limits = self.limits.clone();
+        Box::pin(async move { Ok(handle::<N>(shared, limits, req).await) })
     }
 }
 
@@ -122,7 +130,20 @@ fn method<N: Named>(path: &str) -> Option<Method> {
     }
 }
 
-async fn handle<N: Named>(shared: Shared, req: Request<Body>) -> Response<Body> {
+/// The requests of a stream, the first one's node checked against `limits`.
+fn requests<M: Message + Default + CarriesNode + 'static>(
+    body: Body,
+    limits: Arc<Limits>,
+) -> Requests<M> {
+    Requests::new(body, MAX_REQUEST)
+        .check_first(move |m: &M| m.node().map_or(Ok(()), |n| limits.check_node(n)))
+}
+
+async fn handle<N: Named>(
+    shared: Shared,
+    limits: Arc<Limits>,
+    req: Request<Body>,
+) -> Response<Body> {
     let kind = match N::TYPE {
         Some(t) => Kind::single(t),
         None => Kind::ADS,
@@ -138,15 +159,15 @@ async fn handle<N: Named>(shared: Shared, req: Request<Body>) -> Response<Body> 
     }
     match method::<N>(req.uri().path()) {
         Some(Method::Sotw) => {
-            let requests = Requests::<SotwRequest>::new(req.into_body(), MAX_REQUEST);
+            let requests = requests::<SotwRequest>(req.into_body(), limits);
             streaming(stream::spawn::<Sotw>(shared, kind, requests))
         }
         Some(Method::Delta) => {
-            let requests = Requests::<DeltaDiscoveryRequest>::new(req.into_body(), MAX_REQUEST);
+            let requests = requests::<DeltaDiscoveryRequest>(req.into_body(), limits);
             streaming(stream::spawn::<Delta>(shared, kind, requests))
         }
         Some(Method::Fetch) => match N::TYPE {
-            Some(t) => fetch(&shared, t, req).await,
+            Some(t) => fetch(&shared, t, limits, req).await,
             None => status_only(Status::unimplemented("ADS has no fetch method")),
         },
         None => status_only(Status::unimplemented(format!(
@@ -157,8 +178,13 @@ async fn handle<N: Named>(shared: Shared, req: Request<Body>) -> Response<Body> 
 }
 
 /// Unary fetch (REST-style polling over gRPC): the current resources of one type.
-async fn fetch(shared: &Shared, t: ResourceType, req: Request<Body>) -> Response<Body> {
-    let mut requests = Requests::<DiscoveryRequest>::new(req.into_body(), MAX_REQUEST);
+async fn fetch(
+    shared: &Shared,
+    t: ResourceType,
+    limits: Arc<Limits>,
+    req: Request<Body>,
+) -> Response<Body> {
+    let mut requests = requests::<DiscoveryRequest>(req.into_body(), limits);
     let request = match requests.message().await {
         Ok(Some(r)) => r,
         Ok(None) => return status_only(Status::invalid_argument("empty fetch request")),

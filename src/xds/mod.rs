@@ -5,13 +5,16 @@
 //! `delta`); `subscription` is what a stream knows about its client per type (what it asked
 //! for, holds (`held`, `names`), has in flight and rejected); `ordering` orders changes
 //! make-before-break and `protocol` decides what to send; `nodes` is the registry of
-//! connected clients that the admin API shows.
+//! connected clients that the admin API shows. `listener` accepts connections within the
+//! `limits` (connections, streams, handshake time, node size).
 
 #[doc(hidden)]
 pub mod bench;
 mod delta;
 mod grpc;
 mod held;
+mod limits;
+mod listener;
 mod metrics;
 mod names;
 pub mod nodes;
@@ -28,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use envoy_types::pb::envoy::service::load_stats::v3::load_reporting_service_server::LoadReportingServiceServer;
@@ -36,6 +38,7 @@ use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::Metric
 
 use crate::cache::SnapshotCache;
 use crate::traffic::{LoadReports, MetricsSink, TrafficAggregate};
+pub use limits::Limits;
 pub use metrics::{MAX_FLEETS, XdsMetrics};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
@@ -46,6 +49,7 @@ const STATS_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Serves xDS on `listener` until `shutdown` is cancelled; open streams end with UNAVAILABLE
 /// so that Envoys reconnect (to this flotilla once restarted, or to another replica).
+/// Clients are held to `limits`.
 #[allow(clippy::too_many_arguments)] // the server's parts, each passed once from serve::run
 pub async fn serve(
     listener: TcpListener,
@@ -53,29 +57,48 @@ pub async fn serve(
     nodes: Arc<NodeRegistry>,
     traffic: Arc<TrafficAggregate>,
     metrics: XdsMetrics,
-    keepalive_timeout: Duration,
+    limits: Limits,
     registry: crate::registry::RegistryService,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    traffic.follow(cache.clone());
+    tokio::spawn(refresh_traffic(traffic.clone(), shutdown.clone()));
+    let max_node_id_bytes = limits.max_node_id_bytes;
     let shared = stream::Shared {
         cache,
         nodes,
         shutdown: shutdown.clone(),
         metrics,
     };
+    let incoming = listener::incoming(listener, &limits, shutdown.clone());
+    let max_streams = limits.max_streams_per_connection;
+    let limits = Arc::new(limits);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(keepalive_timeout))
-        .tcp_nodelay(true)
-        .add_service(grpc::Service::<grpc::Ads>::new(shared.clone()))
-        .add_service(grpc::Service::<grpc::Cds>::new(shared.clone()))
-        .add_service(grpc::Service::<grpc::Eds>::new(shared.clone()))
-        .add_service(grpc::Service::<grpc::Lds>::new(shared.clone()))
-        .add_service(grpc::Service::<grpc::Rds>::new(shared))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(max_streams)
+        .add_service(grpc::Service::<grpc::Ads>::new(
+            shared.clone(),
+            limits.clone(),
+        ))
+        .add_service(grpc::Service::<grpc::Cds>::new(
+            shared.clone(),
+            limits.clone(),
+        ))
+        .add_service(grpc::Service::<grpc::Eds>::new(
+            shared.clone(),
+            limits.clone(),
+        ))
+        .add_service(grpc::Service::<grpc::Lds>::new(
+            shared.clone(),
+            limits.clone(),
+        ))
+        .add_service(grpc::Service::<grpc::Rds>::new(shared, limits))
         // Envoy's stats and load reports share the xDS connection.
         .add_service(
             MetricsServiceServer::new(MetricsSink {
                 traffic: traffic.clone(),
+                max_node_id_bytes,
                 shutdown: shutdown.clone(),
             })
             .max_decoding_message_size(STATS_MESSAGE_LIMIT),
@@ -84,8 +107,24 @@ pub async fn serve(
         .add_service(registry.server())
         .add_service(LoadReportingServiceServer::new(LoadReports {
             traffic,
+            max_node_id_bytes,
             shutdown: shutdown.clone(),
         }))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
+}
+
+/// Precomputes the traffic view every second on a blocking thread, so that neither the admin
+/// API nor the runtime's workers ever wait for it.
+async fn refresh_traffic(traffic: Arc<TrafficAggregate>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let t = traffic.clone();
+        let _ = tokio::task::spawn_blocking(move || t.refresh()).await;
+    }
 }

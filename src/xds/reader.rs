@@ -20,12 +20,16 @@ const KEEP: usize = 4 * 1024;
 /// gRPC's message prefix: compressed flag and length.
 const PREFIX: usize = 5;
 
+/// A check of a stream's first message (the one that says which Envoy it is).
+type FirstCheck<M> = Box<dyn FnOnce(&M) -> Result<(), Status> + Send>;
+
 /// The request messages of one stream, of type `M`.
 pub(crate) struct Requests<M> {
     body: Body,
     buf: BytesMut,
     max: usize,
     ended: bool,
+    check_first: Option<FirstCheck<M>>,
     _message: PhantomData<fn() -> M>,
 }
 
@@ -37,14 +41,27 @@ impl<M: Message + Default> Requests<M> {
             buf: BytesMut::new(),
             max,
             ended: false,
+            check_first: None,
             _message: PhantomData,
         }
+    }
+
+    /// Ends the stream with `check`'s error if the first message fails it.
+    pub(crate) fn check_first(
+        mut self,
+        check: impl FnOnce(&M) -> Result<(), Status> + Send + 'static,
+    ) -> Requests<M> {
+        self.check_first = Some(Box::new(check));
+        self
     }
 
     /// The next message; `None` once the client has closed its side.
     pub(crate) async fn message(&mut self) -> Result<Option<M>, Status> {
         loop {
             if let Some(message) = self.decode()? {
+                if let Some(check) = self.check_first.take() {
+                    check(&message)?;
+                }
                 return Ok(Some(message));
             }
             if self.ended {

@@ -13,7 +13,7 @@ use crate::support::client::{self, Load};
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::wait;
 
-fn config(
+pub(crate) fn config(
     b: &std::collections::BTreeMap<String, crate::support::backend::Backend>,
     l: std::net::SocketAddr,
 ) -> String {

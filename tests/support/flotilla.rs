@@ -15,6 +15,8 @@ pub struct Flotilla {
     /// The config file (or directory) flotilla serves.
     pub config: PathBuf,
     extra_args: Vec<String>,
+    /// A command flotilla is run under (`prlimit --nofile=64`), if any.
+    wrapper: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -32,11 +34,23 @@ impl Flotilla {
 
     /// Serves `config` (inside `dir`, which the harness keeps alive) with extra arguments.
     pub async fn start_with(dir: tempfile::TempDir, config: PathBuf, extra: &[&str]) -> Flotilla {
+        Flotilla::start_under(dir, config, extra, &[]).await
+    }
+
+    /// Like [`Flotilla::start_with`], run under `wrapper` (a command that execs its arguments,
+    /// such as `prlimit --nofile=64`).
+    pub async fn start_under(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Flotilla {
         let mut f = Flotilla {
             xds: free_addr(),
             admin: free_addr(),
             config,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
             child: None,
             log: dir.path().join("flotilla.log"),
             _dir: dir,
@@ -55,7 +69,15 @@ impl Flotilla {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(super::flotilla_bin())
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(super::flotilla_bin());
+                c
+            }
+            None => Command::new(super::flotilla_bin()),
+        };
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
@@ -93,6 +115,10 @@ impl Flotilla {
                 .filter(|r| r.status().is_success())
         })
         .await;
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// Stops flotilla abruptly (SIGKILL).

@@ -47,6 +47,8 @@ impl Flotilla {
             // from running for more than flotilla's default 10 s; flotilla would then close the
             // connection as dead (a real Envoy answers PINGs on its own event loop).
             .args(["--xds-keepalive-timeout", "300s"])
+            // For the same reason a connection's first request may be read late.
+            .args(["--xds-handshake-timeout", "300s"])
             .env(
                 "RUST_LOG",
                 std::env::var("FLOTILLA_LOG").unwrap_or("warn".into()),

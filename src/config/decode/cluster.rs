@@ -1,6 +1,7 @@
 //! `clusters.<name>`: a group of backends and how Envoy balances across them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::diagnostic::Sink;
@@ -8,7 +9,7 @@ use crate::config::model::{Affinity, Cluster, CookieSpec, Endpoint, Policy, Upst
 use crate::config::reader::{self, Fields};
 use crate::config::yaml::{Node, Value};
 
-use super::defaults::{Defaults, is_off};
+use super::defaults::{CONNECT_TIMEOUT, Defaults, is_off};
 use super::{health, resilience};
 
 const KEYS: &[&str] = &[
@@ -70,8 +71,8 @@ pub(crate) fn cluster(
                 sink,
                 &n,
                 &f.path("connect_timeout"),
-                Duration::from_millis(1),
-                Duration::from_secs(600),
+                CONNECT_TIMEOUT.0,
+                CONNECT_TIMEOUT.1,
             )
         });
 
@@ -195,6 +196,7 @@ fn affinity_kind(a: &Affinity) -> &'static str {
 fn endpoints(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<Endpoint>> {
     let items = reader::list(sink, node, path)?;
     let mut out = Vec::with_capacity(items.len());
+    let mut positions: HashMap<SocketAddr, usize> = HashMap::with_capacity(items.len());
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
         let ipath = format!("{path}[{i}]");
@@ -210,13 +212,15 @@ fn endpoints(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<Endpoint>> 
         };
         match endpoint {
             Some(e) => {
-                if let Some(first) = out.iter().position(|o: &Endpoint| o.address == e.address) {
+                if let Some(first) = positions.get(&e.address) {
                     sink.error(
                         item,
                         &ipath,
                         format!("{} is listed twice (also at [{first}])", e.address),
                     );
                     ok = false;
+                } else {
+                    positions.insert(e.address, out.len());
                 }
                 out.push(e);
             }

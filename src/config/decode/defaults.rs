@@ -3,10 +3,24 @@
 //! Layering happens on YAML nodes, before decoding, so a value keeps the location it was written
 //! at: a bad interval inherited from `defaults` is reported where `defaults` says it.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
+use crate::config::diagnostic::Sink;
+use crate::config::reader;
 use crate::config::yaml::{self, Node, Value};
+
+use super::{health, resilience};
+
+/// Range of a cluster's `connect_timeout`.
+pub(crate) const CONNECT_TIMEOUT: (Duration, Duration) =
+    (Duration::from_millis(1), Duration::from_secs(600));
+/// Range of a route's `timeout`.
+pub(crate) const ROUTE_TIMEOUT: (Duration, Duration) =
+    (Duration::ZERO, Duration::from_secs(24 * 3600));
 
 /// What flotilla does when the YAML says nothing. Outlier detection and retries are on so that a
 /// backend dying costs clients nothing (see the README's "Failover defaults"); a health check
@@ -43,22 +57,88 @@ static BUILT_IN: LazyLock<Node> = LazyLock::new(|| {
 });
 
 /// The layers a block inherits from, lowest first.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Defaults {
     user: Option<Node>,
+    /// Built-in ⊕ user for each key, merged once rather than for every cluster and route.
+    inherited: HashMap<&'static str, Node>,
+}
+
+impl Default for Defaults {
+    /// The built-in defaults alone.
+    fn default() -> Defaults {
+        Defaults::new(None)
+    }
 }
 
 impl Defaults {
     pub(crate) fn new(user: Option<Node>) -> Defaults {
-        Defaults { user }
+        let inherited = KEYS
+            .iter()
+            .filter_map(|key| {
+                let built_in = entry(&BUILT_IN, key);
+                let user = user.as_ref().and_then(|u| entry(u, key));
+                Some((
+                    *key,
+                    overlay(key, built_in.as_ref(), user.as_ref())?.into_owned(),
+                ))
+            })
+            .collect();
+        Defaults { user, inherited }
     }
 
-    /// `key` as seen by an item that wrote `own` (or nothing) for it.
-    pub(crate) fn layer(&self, key: &str, own: Option<&Node>) -> Option<Node> {
-        let built_in = entry(&BUILT_IN, key);
-        let user = self.user.as_ref().and_then(|u| entry(u, key));
-        let inherited = overlay(key, built_in.as_ref(), user.as_ref());
-        overlay(key, inherited.as_ref(), own)
+    /// `key` as seen by an item that wrote `own` (or nothing) for it. Borrowed unless the two
+    /// had to be merged: decoding 100,000 clusters must not copy the defaults 100,000 times.
+    pub(crate) fn layer<'a>(&'a self, key: &str, own: Option<&'a Node>) -> Option<Cow<'a, Node>> {
+        let inherited = self.inherited.get(key);
+        match (inherited, own) {
+            (inherited, None) => inherited.map(Cow::Borrowed),
+            (None, Some(own)) => Some(Cow::Borrowed(own)),
+            (Some(inherited), Some(own)) => overlay(key, Some(inherited), Some(own)),
+        }
+    }
+}
+
+/// Checks the `defaults` block on its own, so a bad value is an error even while no cluster or
+/// route inherits it (it would break the first one that does). A mistake an inheriting item
+/// already reported at the same place is not reported twice.
+pub(crate) fn check_unused(sink: &mut Sink, defaults: &Defaults) {
+    if defaults.user.is_none() {
+        return;
+    }
+    let mut own = Sink::default();
+    for key in KEYS {
+        let Some(node) = defaults.layer(key, None) else {
+            continue;
+        };
+        let path = format!("defaults.{key}");
+        let (own, node, path) = (&mut own, &node, path.as_str());
+        match *key {
+            "connect_timeout" => {
+                reader::duration_in(own, node, path, CONNECT_TIMEOUT.0, CONNECT_TIMEOUT.1);
+            }
+            "timeout" => {
+                reader::duration_in(own, node, path, ROUTE_TIMEOUT.0, ROUTE_TIMEOUT.1);
+            }
+            "health_check" if !is_off(node) => {
+                health::health_check(own, node, path, false);
+            }
+            "outlier_detection" => {
+                resilience::outlier_detection(own, node, path);
+            }
+            "circuit_breakers" => {
+                resilience::circuit_breakers(own, node, path);
+            }
+            "retries" => {
+                resilience::retries(own, node, path);
+            }
+            _ => {}
+        }
+    }
+    for d in own.into_found() {
+        if !sink.has_at(&d.loc) {
+            sink.push(d);
+        }
     }
 }
 
@@ -81,41 +161,52 @@ fn is_on(node: &Node) -> bool {
     matches!(&node.value, Value::Scalar { text, quoted: false } if text == "true" || text == "on")
 }
 
-fn overlay(key: &str, lower: Option<&Node>, upper: Option<&Node>) -> Option<Node> {
+fn overlay<'a>(
+    key: &str,
+    lower: Option<&'a Node>,
+    upper: Option<&'a Node>,
+) -> Option<Cow<'a, Node>> {
     let Some(upper) = upper else {
-        return lower.cloned();
+        return lower.map(Cow::Borrowed);
     };
     if is_on(upper) {
-        return Some(lower.filter(|l| !is_off(l)).cloned().unwrap_or(Node {
-            loc: upper.loc.clone(),
-            value: Value::Map(Vec::new()),
-        }));
+        return Some(match lower.filter(|l| !is_off(l)) {
+            Some(lower) => Cow::Borrowed(lower),
+            None => Cow::Owned(Node {
+                loc: upper.loc.clone(),
+                value: Value::Map(Vec::new()),
+            }),
+        });
     }
     let (Some(lower), Value::Map(upper_entries)) = (lower, &upper.value) else {
-        return Some(upper.clone());
+        return Some(Cow::Borrowed(upper));
     };
     let Value::Map(lower_entries) = &lower.value else {
-        return Some(upper.clone());
+        return Some(Cow::Borrowed(upper));
     };
     let replaces_probe = key == "health_check"
         && upper_entries
             .iter()
             .any(|(k, _)| k.as_str().is_some_and(|k| PROBE_KINDS.contains(&k)));
+    let upper_names: HashSet<&str> = upper_entries
+        .iter()
+        .filter_map(|(u, _)| u.as_str())
+        .collect();
     let mut merged: Vec<(Node, Node)> = lower_entries
         .iter()
         .filter(|(k, _)| {
             let name = k.as_str().unwrap_or_default();
-            let overridden = upper_entries.iter().any(|(u, _)| u.as_str() == Some(name));
+            let overridden = upper_names.contains(name);
             let replaced_probe = replaces_probe && PROBE_KINDS.contains(&name);
             !overridden && !replaced_probe
         })
         .cloned()
         .collect();
     merged.extend(upper_entries.iter().cloned());
-    Some(Node {
+    Some(Cow::Owned(Node {
         loc: upper.loc.clone(),
         value: Value::Map(merged),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -168,12 +259,47 @@ mod tests {
         assert!(!k.iter().any(|k| k.starts_with("http")), "{k:?}");
     }
 
+    fn check(text: &str) -> Vec<String> {
+        let mut sink = Sink::default();
+        check_unused(&mut sink, &Defaults::new(Some(node(text))));
+        sink.into_found().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn defaults_are_checked_without_an_inheriting_item() {
+        let errors = check("connect_timeout: -1s\nretries: { attempts: 99 }\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("t.yaml:1:18: defaults.connect_timeout: "),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("defaults.retries.attempts"),
+            "{errors:?}"
+        );
+        assert!(
+            check("connect_timeout: 2s\nhealth_check: { interval: 3s }\nretries: false\n")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_error_already_reported_by_an_inheriting_item_is_not_repeated() {
+        let defaults = Defaults::new(Some(node("connect_timeout: -1s\n")));
+        let mut sink = Sink::default();
+        let inherited = defaults.layer("connect_timeout", None).unwrap();
+        sink.error(&inherited, "clusters.api.connect_timeout", "bad");
+        check_unused(&mut sink, &defaults);
+        assert_eq!(sink.into_found().len(), 1);
+    }
+
     #[test]
     fn false_switches_a_block_off_and_true_inherits() {
         let defaults = Defaults::new(Some(node("retries: false")));
         assert!(is_off(&defaults.layer("retries", None).unwrap()));
         let on = node("true");
-        let merged = Defaults::default().layer("retries", Some(&on)).unwrap();
+        let built_in = Defaults::default();
+        let merged = built_in.layer("retries", Some(&on)).unwrap();
         assert!(keys(&merged).contains(&"attempts=2".to_string()));
     }
 }

@@ -1,7 +1,5 @@
 //! `listeners.<name>`: an address Envoy listens on and the routes that pick a cluster.
 
-use std::time::Duration;
-
 use crate::config::diagnostic::Sink;
 use crate::config::model::{
     HeaderMatch, HeaderRule, Listener, PathMatch, Route, RouteAction, RouteMatch,
@@ -9,7 +7,7 @@ use crate::config::model::{
 use crate::config::reader::{self, Fields};
 use crate::config::yaml::{Location, Node};
 
-use super::defaults::Defaults;
+use super::defaults::{Defaults, ROUTE_TIMEOUT};
 use super::resilience;
 
 /// A cluster named somewhere other than `clusters`, checked once every file is read.
@@ -124,8 +122,8 @@ fn route(
             sink,
             &n,
             &f.path("timeout"),
-            Duration::ZERO,
-            Duration::from_secs(24 * 3600),
+            ROUTE_TIMEOUT.0,
+            ROUTE_TIMEOUT.1,
         )
         .map(Some),
         None => Some(None),

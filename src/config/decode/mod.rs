@@ -10,20 +10,31 @@ mod health;
 mod listener;
 mod resilience;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 
 use super::diagnostic::{Diagnostics, Sink};
 use super::model::{Config, Fleet};
 use super::reader::{self, Fields};
-use super::yaml::{Location, Node};
+use super::yaml::{Location, Node, Value};
 use defaults::Defaults;
 use listener::ClusterRef;
 
 pub use cluster::MAX_WEIGHT;
 pub use resilience::RETRY_ON;
 
-const TOP_KEYS: &[&str] = &["version", "defaults", "clusters", "listeners", "fleets"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "allow_empty",
+    "defaults",
+    "clusters",
+    "listeners",
+    "fleets",
+];
+
+/// Unknown names that get a "did you mean" suggestion; each one compares against every known
+/// name, so a config with thousands of broken references stays linear past the first few.
+const SUGGESTIONS: usize = 100;
 
 /// Names flotilla gives its own clusters in the bootstrap it writes (`flotilla_xds`, …).
 pub const RESERVED_PREFIX: &str = "flotilla_";
@@ -38,6 +49,7 @@ struct Named<'n> {
 #[derive(Default)]
 struct Sections<'n> {
     defaults: Option<&'n Node>,
+    allow_empty: bool,
     clusters: Vec<Named<'n>>,
     listeners: Vec<Named<'n>>,
     fleets: Vec<Named<'n>>,
@@ -59,7 +71,10 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
         d.clone()
     }));
 
-    let mut config = Config::default();
+    let mut config = Config {
+        allow_empty: sections.allow_empty,
+        ..Config::default()
+    };
     let mut refs: Vec<ClusterRef> = Vec::new();
     for item in unique(&mut sink, "clusters", &sections.clusters) {
         if let Some(c) = cluster::cluster(&mut sink, &item.name, item.value, &defaults) {
@@ -86,48 +101,88 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
         }
         config.listeners.insert(item.name.clone(), l);
     }
-    let declared_listeners: Vec<&str> =
-        sections.listeners.iter().map(|l| l.name.as_str()).collect();
+    let mut suggester = Suggester::default();
+    let declared_listeners = Declared::new(&sections.listeners);
     for item in unique(&mut sink, "fleets", &sections.fleets) {
-        if let Some(f) = fleet(&mut sink, item, &declared_listeners) {
+        if let Some(f) = fleet(&mut sink, item, &declared_listeners, &mut suggester) {
             config.fleets.insert(item.name.clone(), f);
         }
     }
 
-    let declared_clusters: Vec<&str> = sections.clusters.iter().map(|c| c.name.as_str()).collect();
+    let declared_clusters = Declared::new(&sections.clusters);
     for r in refs {
-        if !declared_clusters.contains(&r.cluster.as_str()) {
+        if !declared_clusters.contains(&r.cluster) {
+            let hint = suggester.suggest(&r.cluster, &declared_clusters);
             sink.at(
                 &r.loc,
                 &r.field,
-                format!(
-                    "unknown cluster `{}`{}",
-                    r.cluster,
-                    suggest(&r.cluster, &declared_clusters)
-                ),
+                format!("unknown cluster `{}`{hint}", r.cluster),
             );
         }
     }
+    defaults::check_unused(&mut sink, &defaults);
     sink.into_result(config)
 }
 
-fn suggest(name: &str, known: &[&str]) -> String {
-    known
-        .iter()
-        .map(|k| (strsim::levenshtein(name, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min()
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
+/// The names of one section, for lookups by name and for suggestions in the order written.
+struct Declared<'a> {
+    names: Vec<&'a str>,
+    set: HashSet<&'a str>,
+}
+
+impl<'a> Declared<'a> {
+    fn new(items: &'a [Named<'_>]) -> Declared<'a> {
+        let names: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
+        let set = names.iter().copied().collect();
+        Declared { names, set }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.set.contains(name)
+    }
+}
+
+/// "Did you mean" hints, for the first [`SUGGESTIONS`] unknown names.
+#[derive(Default)]
+struct Suggester {
+    given: usize,
+}
+
+impl Suggester {
+    fn suggest(&mut self, name: &str, known: &Declared<'_>) -> String {
+        if self.given >= SUGGESTIONS {
+            return String::new();
+        }
+        self.given += 1;
+        known
+            .names
+            .iter()
+            .map(|k| (strsim::levenshtein(name, k), *k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+            .min()
+            .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default()
+    }
 }
 
 fn collect<'n>(sink: &mut Sink, root: &'n Node, sections: &mut Sections<'n>) {
     let Some(f) = Fields::read(sink, root, "", TOP_KEYS) else {
         return;
     };
-    match f.get("version") {
-        Some(n) if n.as_str() == Some("1") => {}
-        Some(n) => sink.error(
+    match f.get("version").map(|n| (n, &n.value)) {
+        Some((
+            _,
+            Value::Scalar {
+                text,
+                quoted: false,
+            },
+        )) if text == "1" => {}
+        Some((n, Value::Scalar { text, quoted: true })) if text == "1" => sink.error(
+            n,
+            "version",
+            "the schema version is the number 1, not the string \"1\" (remove the quotes)",
+        ),
+        Some((n, _)) => sink.error(
             n,
             "version",
             "unsupported schema version (this flotilla reads version 1)",
@@ -137,6 +192,9 @@ fn collect<'n>(sink: &mut Sink, root: &'n Node, sections: &mut Sections<'n>) {
             "version",
             "missing `version: 1` at the top of the file",
         ),
+    }
+    if let Some(n) = f.get("allow_empty") {
+        sections.allow_empty |= reader::boolean(sink, n, "allow_empty").unwrap_or(false);
     }
     if let Some(d) = f.get("defaults") {
         match sections.defaults {
@@ -210,7 +268,12 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn fleet(sink: &mut Sink, item: &Named<'_>, declared_listeners: &[&str]) -> Option<Fleet> {
+fn fleet(
+    sink: &mut Sink,
+    item: &Named<'_>,
+    declared_listeners: &Declared<'_>,
+    suggester: &mut Suggester,
+) -> Option<Fleet> {
     let path = format!("fleets.{}", item.name);
     let f = Fields::read(sink, item.value, &path, &["listeners"])?;
     let Some(list_node) = f.get("listeners") else {
@@ -219,6 +282,7 @@ fn fleet(sink: &mut Sink, item: &Named<'_>, declared_listeners: &[&str]) -> Opti
     };
     let items = reader::list(sink, list_node, &f.path("listeners"))?;
     let mut listeners = Vec::new();
+    let mut listed = HashSet::new();
     let mut ok = true;
     for (i, n) in items.iter().enumerate() {
         let ipath = format!("{}[{i}]", f.path("listeners"));
@@ -226,17 +290,11 @@ fn fleet(sink: &mut Sink, item: &Named<'_>, declared_listeners: &[&str]) -> Opti
             ok = false;
             continue;
         };
-        if !declared_listeners.contains(&name.as_str()) {
-            sink.error(
-                n,
-                &ipath,
-                format!(
-                    "unknown listener `{name}`{}",
-                    suggest(&name, declared_listeners)
-                ),
-            );
+        if !declared_listeners.contains(&name) {
+            let hint = suggester.suggest(&name, declared_listeners);
+            sink.error(n, &ipath, format!("unknown listener `{name}`{hint}"));
             ok = false;
-        } else if !listeners.contains(&name) {
+        } else if listed.insert(name.clone()) {
             listeners.push(name);
         }
     }

@@ -1,0 +1,123 @@
+//! The config directory replaced wholesale, as deploy tools do (`rm -rf conf` and recreate it,
+//! or `mv conf conf.old && mv conf.new conf`): flotilla follows the path, not the directory it
+//! first saw, and SIGHUP re-arms the watch when a replacement happened further up.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::configs::web;
+use crate::support::flotilla::Flotilla;
+use crate::support::{free_addr, wait};
+
+const RELOADS: [&str; 3] = [
+    "flotilla_config_reloads_total{result=\"applied\"}",
+    "flotilla_config_reloads_total{result=\"unchanged\"}",
+    "flotilla_config_reloads_total{result=\"invalid\"}",
+];
+
+async fn reloads(f: &Flotilla) -> u64 {
+    let text = f.get("/metrics").await.text().await.expect("metrics");
+    RELOADS
+        .iter()
+        .filter_map(|series| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        })
+        .sum::<f64>() as u64
+}
+
+/// The endpoint flotilla serves for `web`, as its state API shows it.
+async fn served_endpoint(f: &Flotilla) -> String {
+    let state = f.json("/api/v1/state").await;
+    state["clusters"][0]["endpoints"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn wait_endpoint(f: &Flotilla, address: &str) {
+    wait::until(
+        &format!("flotilla to serve {address}"),
+        Duration::from_secs(10),
+        || async { (served_endpoint(f).await == address).then_some(()) },
+    )
+    .await;
+}
+
+/// A flotilla serving `<tmp>/<parent>/conf/flotilla.yaml`, and that file's directory.
+async fn serving(parent: &str, extra: &[&str]) -> (Flotilla, PathBuf) {
+    let dir = tempfile::tempdir().expect("dir");
+    let conf = dir.path().join(parent).join("conf");
+    std::fs::create_dir_all(&conf).expect("conf dir");
+    let config = conf.join("flotilla.yaml");
+    std::fs::write(&config, web(free_addr(), "127.0.0.1:1001")).expect("write");
+    let f = Flotilla::start_with(dir, config, extra).await;
+    wait_endpoint(&f, "127.0.0.1:1001").await;
+    (f, conf)
+}
+
+fn write(dir: &Path, endpoint: &str) {
+    std::fs::write(dir.join("flotilla.yaml"), web(free_addr(), endpoint)).expect("write");
+}
+
+/// Edits the moved-away directory: nothing may reload.
+async fn edits_to_the_old_directory_are_ignored(f: &Flotilla, old: &Path) {
+    let before = reloads(f).await;
+    write(old, "127.0.0.1:1999");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        reloads(f).await,
+        before,
+        "an edit to the old directory reloaded"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_deleted_and_recreated_is_followed() {
+    let (f, conf) = serving("etc", &[]).await;
+    std::fs::remove_dir_all(&conf).expect("rm -rf");
+    std::fs::create_dir(&conf).expect("mkdir");
+    write(&conf, "127.0.0.1:1002");
+    wait_endpoint(&f, "127.0.0.1:1002").await;
+    // Later edits in the new directory are seen too.
+    write(&conf, "127.0.0.1:1003");
+    wait_endpoint(&f, "127.0.0.1:1003").await;
+}
+
+#[tokio::test]
+async fn a_directory_swapped_by_renames_is_followed() {
+    let (f, conf) = serving("etc", &[]).await;
+    let (old, new) = (
+        conf.with_file_name("conf.old"),
+        conf.with_file_name("conf.new"),
+    );
+    std::fs::create_dir(&new).expect("mkdir new");
+    write(&new, "127.0.0.1:1002");
+    std::fs::rename(&conf, &old).expect("mv conf conf.old");
+    std::fs::rename(&new, &conf).expect("mv conf.new conf");
+    wait_endpoint(&f, "127.0.0.1:1002").await;
+    write(&conf, "127.0.0.1:1003");
+    wait_endpoint(&f, "127.0.0.1:1003").await;
+    edits_to_the_old_directory_are_ignored(&f, &old).await;
+    assert_eq!(served_endpoint(&f).await, "127.0.0.1:1003");
+}
+
+#[tokio::test]
+async fn sighup_rearms_the_watch_after_a_replacement_no_watch_sees() {
+    // The directory above the config directory is replaced: neither watch sees the name change.
+    let (f, conf) = serving("site", &[]).await;
+    let site = conf.parent().expect("site").to_path_buf();
+    let (old, new) = (
+        site.with_file_name("site.old"),
+        site.with_file_name("site.new"),
+    );
+    std::fs::create_dir_all(new.join("conf")).expect("mkdir new");
+    write(&new.join("conf"), "127.0.0.1:1002");
+    std::fs::rename(&site, &old).expect("mv site site.old");
+    std::fs::rename(&new, &site).expect("mv site.new site");
+    f.signal("HUP");
+    wait_endpoint(&f, "127.0.0.1:1002").await;
+    write(&conf, "127.0.0.1:1003");
+    wait_endpoint(&f, "127.0.0.1:1003").await;
+    edits_to_the_old_directory_are_ignored(&f, &old.join("conf")).await;
+}
