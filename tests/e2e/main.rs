@@ -21,6 +21,7 @@ mod nack;
 mod operations;
 mod protocol;
 mod quickstart;
+mod reference_bootstraps;
 mod registry;
 mod reload_guard;
 mod restart;
