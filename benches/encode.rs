@@ -7,7 +7,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use flotilla::cache::EncodedSet;
-use flotilla::translate::{Overlay, Transport, select_fleet, translate};
+use flotilla::overlay::Overlay;
+use flotilla::translate::{Transport, select_fleet, translate};
 
 fn bench(c: &mut Criterion) {
     let (before, after) = common::configs(common::ChangeKind::Endpoint);

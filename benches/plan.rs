@@ -9,7 +9,8 @@ use std::hint::black_box;
 use common::ChangeKind;
 use criterion::{Criterion, criterion_group, criterion_main};
 use flotilla::cache::{EncodedSet, Snapshot};
-use flotilla::translate::{Overlay, Transport, select_fleet, translate};
+use flotilla::overlay::Overlay;
+use flotilla::translate::{Transport, select_fleet, translate};
 use flotilla::xds::Mode;
 use flotilla::xds::bench::PlanBench;
 

@@ -6,7 +6,8 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use flotilla::translate::{Overlay, Transport, translate};
+use flotilla::overlay::Overlay;
+use flotilla::translate::{Transport, translate};
 
 fn bench(c: &mut Criterion) {
     let (config, _) = common::configs(common::ChangeKind::Endpoint);

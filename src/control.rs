@@ -15,10 +15,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+use tracing::{debug, error, info};
 
 use crate::cache::{Inputs, SnapshotCache, UpdateSummary};
 use crate::config::Config;
-use crate::translate::Overlay;
+use crate::overlay::{EndpointKey, EndpointState, Overlay};
 
 pub struct Controller {
     cache: Arc<SnapshotCache>,
@@ -87,10 +88,6 @@ impl Controller {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn cache(&self) -> &Arc<SnapshotCache> {
-        &self.cache
-    }
-
     /// The config being served, if one was ever loaded.
     pub fn config(&self) -> Option<Arc<Config>> {
         self.lock().config.clone()
@@ -121,6 +118,15 @@ impl Controller {
         summary
     }
 
+    /// Records the version now served: the version and its metric change together, so that
+    /// `/metrics`, the API and the dashboard never disagree on what is served.
+    fn served(&self, state: &mut State, summary: &UpdateSummary) {
+        if state.version.as_deref() != Some(&summary.version) {
+            self.metrics.config_version(&summary.version);
+            state.version = Some(summary.version.clone());
+        }
+    }
+
     /// Serves a new (valid) config.
     pub fn set_config(&self, config: Arc<Config>) -> UpdateSummary {
         off_runtime(|| {
@@ -132,10 +138,7 @@ impl Controller {
             });
             let mut state = self.lock();
             state.config = Some(config);
-            if state.version.as_deref() != Some(&summary.version) {
-                self.metrics.config_version(&summary.version);
-            }
-            state.version = Some(summary.version.clone());
+            self.served(&mut state, &summary);
             summary
         })
     }
@@ -160,30 +163,46 @@ impl Controller {
             result,
             errors,
         };
-        self.metrics.config_reloads(result);
         let version = {
             let mut state = self.lock();
             state.last_reload = Some(record.clone());
             state.version.clone().unwrap_or_else(|| "none".to_string())
         };
-        let message = match result {
-            ReloadResult::Applied => format!("config applied ({trigger}): version {version}"),
-            ReloadResult::Unchanged => {
-                format!("config reloaded ({trigger}): unchanged, nothing pushed")
-            }
-            ReloadResult::Invalid => format!(
-                "config rejected ({trigger}): {} error(s), first: {}; still serving {version}",
-                record.errors.len(),
-                record.errors.first().map(String::as_str).unwrap_or("?")
-            ),
-        };
-        if result != ReloadResult::Unchanged {
-            crate::events::record(crate::events::NewEvent::new(
-                crate::events::Kind::Reload,
-                message,
-            ));
-        }
+        self.report(&record, &version);
         record
+    }
+
+    /// Tells everyone how a reload went, in one place: the log, the event history and the
+    /// metrics.
+    fn report(&self, record: &Reload, version: &str) {
+        let trigger = record.trigger;
+        self.metrics.config_reloads(record.result);
+        let message = match record.result {
+            ReloadResult::Applied => {
+                info!(trigger, %version, "config applied");
+                format!("config applied ({trigger}): version {version}")
+            }
+            ReloadResult::Unchanged => {
+                debug!(trigger, %version, "config unchanged; nothing to push");
+                return;
+            }
+            ReloadResult::Invalid => {
+                for line in &record.errors {
+                    error!(trigger, "{line}");
+                }
+                error!(trigger, live_version = %version,
+                    "config rejected; still serving the last good config");
+                format!(
+                    "config rejected ({trigger}): {} error(s), first: {}; still serving {version}",
+                    record.errors.len(),
+                    record.errors.first().map(String::as_str).unwrap_or("?")
+                )
+            }
+        };
+        crate::events::record(crate::events::NewEvent::new(
+            crate::events::Kind::Reload,
+            message,
+        ));
     }
 
     /// Changes the overlay; publishes only if it changed and a config is loaded.
@@ -204,7 +223,7 @@ impl Controller {
                 }
             };
             let summary = self.publish(inputs);
-            self.lock().version = Some(summary.version.clone());
+            self.served(&mut self.lock(), &summary);
             Some(summary)
         })
     }
@@ -295,39 +314,86 @@ impl ControlMetrics {
 
     /// Recomputes the endpoint gauges from what is being served.
     fn endpoints(&self, config: &Config, overlay: &Overlay) {
-        use crate::translate::{EndpointKey, Verdict};
         self.endpoints.clear();
         for c in config.clusters.values() {
-            let registered = overlay
-                .registered
-                .get(&c.name)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let mut counts = [0i64; 4];
-            for e in c.endpoints.iter().chain(registered) {
+            let mut counts = [0i64; EndpointState::ALL.len()];
+            for (e, _) in overlay.endpoints(c) {
                 let key = EndpointKey::new(c.name.clone(), e.address);
-                let i = if overlay.draining.contains(&key) {
-                    3
-                } else {
-                    match overlay.verdicts.get(&key) {
-                        Some(Verdict::Healthy) => 0,
-                        Some(Verdict::Unhealthy) => 1,
-                        None => 2,
-                    }
-                };
-                counts[i] += 1;
+                counts[overlay.state(&key) as usize] += 1;
             }
-            for (state, n) in ["healthy", "unhealthy", "unknown", "draining"]
-                .into_iter()
-                .zip(counts)
-            {
+            for (state, n) in EndpointState::ALL.into_iter().zip(counts) {
                 self.endpoints
                     .get_or_create(&EndpointLabels {
                         cluster: c.name.clone(),
-                        state,
+                        state: state.name(),
                     })
                     .set(n);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Endpoint;
+    use crate::metrics::Exposition;
+
+    fn controller() -> (Arc<Controller>, Exposition) {
+        let mut registry = crate::metrics::registry();
+        let metrics = ControlMetrics::register(&mut registry);
+        let controller = Controller::new(Arc::new(SnapshotCache::new()), metrics);
+        (controller, Exposition::new(registry))
+    }
+
+    fn config(endpoints: &str) -> Arc<Config> {
+        let yaml = format!("version: 1\nclusters:\n  web: {{ endpoints: [{endpoints}] }}\n");
+        Arc::new(crate::config::parse_str("t.yaml", &yaml).unwrap())
+    }
+
+    fn version_series(metrics: &Exposition) -> Vec<String> {
+        metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("flotilla_config_version_info{"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_version_metric_follows_an_overlay_change() {
+        let (controller, metrics) = controller();
+        controller.set_config(config("127.0.0.1:8081"));
+        let before = controller.version().unwrap();
+        controller.update_overlay(|o| {
+            o.draining
+                .insert(EndpointKey::new("web", "127.0.0.1:8081".parse().unwrap()));
+        });
+        let after = controller.version().unwrap();
+        assert_ne!(before, after, "a drain changes the served version");
+        assert_eq!(
+            version_series(&metrics),
+            [format!(
+                "flotilla_config_version_info{{version=\"{after}\"}} 1"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_registration_git_adds_to_the_cluster_is_counted_once() {
+        let (controller, metrics) = controller();
+        controller.set_config(config("127.0.0.1:8081"));
+        controller.update_overlay(|o| {
+            o.registered.insert(
+                "web".into(),
+                vec![Endpoint::registered("127.0.0.1:9000".parse().unwrap(), 1)],
+            );
+        });
+        controller.set_config(config("127.0.0.1:8081, 127.0.0.1:9000"));
+        let text = metrics.encode();
+        assert!(
+            text.contains("flotilla_endpoints{cluster=\"web\",state=\"unknown\"} 2\n"),
+            "{text}"
+        );
     }
 }

@@ -11,7 +11,8 @@
 //! - [`health`] probes endpoints (HTTP, TCP, gRPC) and turns results into verdicts and
 //!   least_response_time weights; [`runtime`] holds what operators change without git
 //!   (drains, weight overrides, leased registrations, and the stream-bound ones [`registry`]
-//!   serves). Both feed the overlay.
+//!   serves). Both feed the [`overlay`], which also answers which endpoints a cluster has and
+//!   what state each is in.
 //! - [`control`] is the one place that combines the newest valid config with the overlay
 //!   and publishes it.
 //! - [`translate`] is a pure function: config + overlay → Envoy protos, per transport.
@@ -37,6 +38,7 @@ pub mod envoy;
 pub mod events;
 pub mod health;
 pub mod metrics;
+pub mod overlay;
 pub mod quickstart;
 pub mod registry;
 pub mod render;

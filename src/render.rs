@@ -5,7 +5,8 @@ use serde_json::{Map, Value};
 use crate::cache::{EncodedSet, ResourceType, Snapshot};
 use crate::config::Config;
 use crate::envoy::json::{self, JsonError};
-use crate::translate::{self, Overlay, Transport};
+use crate::overlay::Overlay;
+use crate::translate::{self, Transport};
 
 /// The key each resource type is listed under in `render` output.
 pub fn section(t: ResourceType) -> &'static str {

@@ -11,12 +11,12 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
-use crate::control::{ControlMetrics, Controller, Reload, ReloadResult};
+use crate::control::{ControlMetrics, Controller, Reload};
 use crate::xds::{self, NodeRegistry};
 
 #[derive(Debug, Clone)]
@@ -117,8 +117,8 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         admin = %admin_listener.local_addr().unwrap_or(opts.admin_listen),
         "listening"
     );
-    let xds_listening = Arc::new(AtomicBool::new(true));
-    xds_listening.store(true, Ordering::Release);
+    // True exactly while the xDS server runs: /readyz turns unready if it ever stops.
+    let xds_listening = Arc::new(AtomicBool::new(false));
 
     let traffic = crate::traffic::TrafficAggregate::new(traffic_metrics);
     let admin_state = AdminState {
@@ -126,21 +126,22 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         config_path: opts.config.clone(),
         health,
         runtime: runtime.clone(),
-        mutations: crate::admin::runtime::Mutations::new(
+        mutations: crate::admin::mutations::Mutations::new(
             opts.admin_token.clone(),
             opts.admin_listen,
         ),
         controller: controller.clone(),
         nodes: nodes.clone(),
-        xds_listening,
+        xds_listening: xds_listening.clone(),
         metrics: exposition,
     };
-    tokio::spawn(node_gauges(
+    tokio::spawn(xds::node_gauges(
         nodes.clone(),
         xds_metrics.clone(),
         shutdown.clone(),
     ));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    xds_listening.store(true, Ordering::Release);
     let xds_result = xds::serve(
         xds_listener,
         cache,
@@ -156,29 +157,13 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     )
     .await;
+    xds_listening.store(false, Ordering::Release);
     shutdown.cancel();
     let admin_result = admin.await;
     xds_result?;
     match admin_result {
         Ok(r) => r.map_err(ServeError::Admin),
         Err(join) => Err(ServeError::Admin(std::io::Error::other(join))),
-    }
-}
-
-/// Keeps the per-fleet node gauges current (once a second: they feed alerts, not latency).
-async fn node_gauges(
-    nodes: Arc<NodeRegistry>,
-    metrics: xds::XdsMetrics,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let views = crate::admin::api::node_views(nodes.streams());
-        metrics.nodes(views.iter().map(|n| (n.fleet.as_str(), n.in_sync)));
     }
 }
 
@@ -250,18 +235,6 @@ pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static
             },
             None => Ok(config),
         });
-    let record = controller.reload(trigger, loaded);
-    let version = controller.version().unwrap_or_else(|| "none".to_string());
-    match record.result {
-        ReloadResult::Applied => info!(trigger, %version, "config applied"),
-        ReloadResult::Unchanged => debug!(trigger, %version, "config unchanged; nothing to push"),
-        ReloadResult::Invalid => {
-            for line in &record.errors {
-                error!(trigger, "{line}");
-            }
-            error!(trigger, path = %path.display(), live_version = %version,
-                "config rejected; still serving the last good config");
-        }
-    }
-    record
+    // The controller reports the outcome (log, event, metric).
+    controller.reload(trigger, loaded)
 }

@@ -12,8 +12,8 @@ use crate::cache::ResourceType;
 use crate::config::model::{Affinity, Probe};
 use crate::control::Reload;
 use crate::health::ProbeStatus;
+use crate::overlay::EndpointKey;
 use crate::runtime::LeaseView;
-use crate::translate::{EndpointKey, Verdict};
 use crate::xds::Mode;
 use crate::xds::nodes::{StreamInfo, TypeStatus};
 
@@ -79,12 +79,8 @@ pub fn state_view(s: &AdminState) -> StateView {
     let mut listeners = Vec::new();
     if let Some(config) = &config {
         for c in config.clusters.values() {
-            let registered = overlay.registered.get(&c.name).cloned().unwrap_or_default();
-            let endpoints = c
-                .endpoints
-                .iter()
-                .map(|e| (e, "config"))
-                .chain(registered.iter().map(|e| (e, "registration")))
+            let endpoints = overlay
+                .endpoints(c)
                 .map(|(e, source)| {
                     let key = EndpointKey::new(c.name.clone(), e.address);
                     EndpointView {
@@ -93,13 +89,9 @@ pub fn state_view(s: &AdminState) -> StateView {
                         configured_weight: e.weight,
                         zone: e.zone.clone(),
                         priority: e.priority,
-                        health: match overlay.verdicts.get(&key) {
-                            Some(Verdict::Healthy) => "healthy",
-                            Some(Verdict::Unhealthy) => "unhealthy",
-                            None => "unknown",
-                        },
+                        health: overlay.health(&key).name(),
                         draining: overlay.draining.contains(&key),
-                        source,
+                        source: source.name(),
                         probe: s.health.get(&key),
                     }
                 })

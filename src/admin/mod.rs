@@ -6,7 +6,7 @@
 
 pub mod api;
 pub mod dashboard;
-pub mod runtime;
+pub mod mutations;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,10 +29,10 @@ pub struct AdminState {
     pub health: crate::health::HealthTable,
     pub traffic: Arc<crate::traffic::TrafficAggregate>,
     pub runtime: Arc<crate::runtime::Runtime>,
-    pub mutations: runtime::Mutations,
+    pub mutations: mutations::Mutations,
     pub controller: Arc<Controller>,
     pub nodes: Arc<NodeRegistry>,
-    /// Set once the xDS port is open.
+    /// True while the xDS server is serving (set when it starts, cleared when it stops).
     pub xds_listening: Arc<AtomicBool>,
     /// Every subsystem's metrics, for `/metrics`.
     pub metrics: crate::metrics::Exposition,
@@ -43,27 +43,27 @@ pub fn router(state: AdminState) -> Router {
     let mutating = Router::new()
         .route(
             &format!("{endpoint}/drain"),
-            post(runtime::drain).delete(runtime::undrain),
+            post(mutations::drain).delete(mutations::undrain),
         )
         .route(
             &format!("{endpoint}/weight"),
-            put(runtime::set_weight).delete(runtime::clear_weight),
+            put(mutations::set_weight).delete(mutations::clear_weight),
         )
         .route(
             "/api/v1/clusters/{cluster}/registrations",
-            post(runtime::register),
+            post(mutations::register),
         )
         .route(
             "/api/v1/clusters/{cluster}/registrations/{address}",
-            delete(runtime::deregister),
+            delete(mutations::deregister),
         )
         .route(
             "/api/v1/clusters/{cluster}/registrations/{address}/leave",
-            post(runtime::ask_to_leave),
+            post(mutations::ask_to_leave),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            runtime::authorize,
+            mutations::authorize,
         ));
     Router::new()
         .merge(mutating)

@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::runtime::Mutations;
+use super::mutations::Mutations;
 use super::{AdminState, router};
 use crate::cache::SnapshotCache;
 use crate::control::Controller;
@@ -42,20 +42,20 @@ fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
     }
 }
 
-async fn drain(state: AdminState) -> (StatusCode, String) {
-    let resp = router(state)
-        .oneshot(
-            Request::post("/api/v1/clusters/web/endpoints/127.0.0.1:8081/drain")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+async fn call(state: AdminState, request: Request<Body>) -> (StatusCode, String) {
+    let resp = router(state).oneshot(request).await.unwrap();
     let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn drain(state: AdminState) -> (StatusCode, String) {
+    let request = Request::post("/api/v1/clusters/web/endpoints/127.0.0.1:8081/drain")
+        .body(Body::empty())
+        .unwrap();
+    call(state, request).await
 }
 
 #[test]
@@ -101,4 +101,50 @@ async fn on_loopback_without_a_token_changes_are_accepted() {
     let (status, body) = drain(s).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(controller.overlay().draining.len(), 1);
+}
+
+async fn get(state: AdminState, path: &str) -> (StatusCode, String) {
+    call(state, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+#[tokio::test]
+async fn readyz_is_unready_while_the_xds_server_is_not_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(Mutations::Loopback, dir.path());
+    let flag = s.xds_listening.clone();
+    assert_eq!(get(s.clone(), "/readyz").await.0, StatusCode::OK);
+    flag.store(false, std::sync::atomic::Ordering::Release);
+    let (status, body) = get(s, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("xDS"), "{body}");
+}
+
+#[tokio::test]
+async fn a_registration_git_adds_to_the_cluster_is_listed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(Mutations::Loopback, dir.path());
+    s.runtime
+        .register(
+            "web",
+            "127.0.0.1:9000",
+            1,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    let config = crate::config::parse_str(
+        "t.yaml",
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081, 127.0.0.1:9000] }\n",
+    )
+    .unwrap();
+    s.controller.set_config(Arc::new(config));
+    let view = super::api::state_view(&s);
+    let endpoints: Vec<(&str, &str)> = view.clusters[0]
+        .endpoints
+        .iter()
+        .map(|e| (e.address.as_str(), e.source))
+        .collect();
+    assert_eq!(
+        endpoints,
+        [("127.0.0.1:8081", "config"), ("127.0.0.1:9000", "config")]
+    );
 }

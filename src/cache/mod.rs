@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::translate::{self, Overlay, Transport};
+use crate::overlay::Overlay;
+use crate::translate::{self, Transport};
 
 pub use resource::{Resource, ResourceType, content_hash};
 pub use snapshot::{Changes, EncodedSet, Snapshot, TypeSet, version_of};
@@ -168,16 +169,6 @@ impl SnapshotCache {
         let config = &state.inputs.as_ref()?.config;
         let selection = fleet.and_then(|f| translate::select_fleet(config, f));
         Some(Arc::new(encoded.snapshot(selection.as_ref())))
-    }
-
-    /// The inputs of the current snapshots.
-    pub fn inputs(&self) -> Option<Inputs> {
-        self.lock().inputs.clone()
-    }
-
-    /// Number of (fleet, transport) channels held, for metrics and leak tests.
-    pub fn channel_count(&self) -> usize {
-        self.lock().channels.len()
     }
 }
 

@@ -4,8 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route, route_action};
-
 use super::resource::{Resource, ResourceType, content_hash};
 use crate::envoy::pack as any;
 use crate::translate::{FleetSelection, Translation};
@@ -148,7 +146,8 @@ impl Snapshot {
 
     /// Whether every route's clusters, and every cluster's endpoints, are in the snapshot.
     /// go-control-plane's `Snapshot.Consistent()` checks the same before serving.
-    pub fn is_consistent(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_consistent(&self) -> bool {
         let clusters = &self.get(ResourceType::Cluster).resources;
         let endpoints = &self.get(ResourceType::Endpoint).resources;
         let routes = &self.get(ResourceType::Route).resources;
@@ -201,7 +200,11 @@ impl EncodedSet {
         for (name, r) in &t.routes {
             put(
                 ResourceType::Route,
-                Resource::new(name.clone(), any(r), route_clusters(r)),
+                Resource::new(
+                    name.clone(),
+                    any(r),
+                    t.route_clusters.get(name).cloned().unwrap_or_default(),
+                ),
             );
         }
         set
@@ -227,25 +230,4 @@ impl EncodedSet {
             pick(ResourceType::Route, &listener),
         ])
     }
-}
-
-fn route_clusters(r: &RouteConfiguration) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for vh in &r.virtual_hosts {
-        for route in &vh.routes {
-            let Some(route::Action::Route(action)) = &route.action else {
-                continue;
-            };
-            match &action.cluster_specifier {
-                Some(route_action::ClusterSpecifier::Cluster(c)) => out.push(c.clone()),
-                Some(route_action::ClusterSpecifier::WeightedClusters(w)) => {
-                    out.extend(w.clusters.iter().map(|c| c.name.clone()));
-                }
-                _ => {}
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
 }

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use super::{Inputs, SnapshotCache};
 use crate::cache::ResourceType;
 use crate::config::parse_str;
-use crate::translate::{Overlay, Transport};
+use crate::overlay::Overlay;
+use crate::translate::Transport;
 
 fn inputs(fleets: &str) -> Inputs {
     let yaml = format!(
@@ -24,8 +25,7 @@ listeners:
 
 fn listeners(cache: &SnapshotCache, fleet: &str) -> Vec<String> {
     let rx = cache.watch(fleet, Transport::Ads);
-    let snapshot = rx.borrow().clone();
-    snapshot
+    rx.borrow()
         .get(ResourceType::Listener)
         .resources
         .keys()

@@ -98,6 +98,18 @@ pub struct Endpoint {
     pub priority: u32,
 }
 
+impl Endpoint {
+    /// An endpoint in no zone at priority 0: what a runtime registration adds.
+    pub fn registered(address: SocketAddr, weight: u32) -> Endpoint {
+        Endpoint {
+            address,
+            weight,
+            zone: None,
+            priority: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
     pub probe: Probe,

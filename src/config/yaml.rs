@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Span};
@@ -27,11 +27,6 @@ impl Location {
 
     fn at(file: &Arc<PathBuf>, marker: &Marker) -> Location {
         Location::new(file.clone(), marker.line(), marker.col() + 1)
-    }
-
-    /// A location that names a file but no place in it (I/O errors, empty files).
-    pub fn file_only(file: &Path) -> Location {
-        Location::new(Arc::new(file.to_path_buf()), 1, 1)
     }
 }
 

@@ -29,8 +29,8 @@ use envoy_types::pb::envoy::config::metrics::v3::{
 };
 use envoy_types::pb::google::protobuf as pbwk;
 
+use super::xds_source::{Transport, XDS_CLUSTER, xds_api_source, xds_grpc_service};
 use super::{duration, named_address, pack};
-use crate::translate::{Transport, XDS_CLUSTER, xds_api_source, xds_grpc_service};
 
 /// What `flotilla bootstrap` asks for.
 #[derive(Debug, Clone)]

@@ -1,8 +1,10 @@
 //! Envoy's own formats: packing protos into `Any`, proto3 JSON (the form of `/config_dump`),
-//! and the bootstrap that points an Envoy at flotilla.
+//! the bootstrap that points an Envoy at flotilla, and the xDS config sources that lead back
+//! to it (`xds_source`).
 
 pub mod bootstrap;
 pub mod json;
+pub mod xds_source;
 pub mod yaml;
 
 use std::net::SocketAddr;

@@ -20,12 +20,12 @@ use tracing::{info, warn};
 use super::latency::{self, Smoothed};
 use super::metrics::HealthMetrics;
 use super::probe::{ProbeError, Prober};
+use super::targets::{probes_change, targets};
 use super::verdict::Tracker;
 use crate::cache::Inputs;
-use crate::config::Config;
-use crate::config::model::{HealthCheck, Policy};
+use crate::config::model::HealthCheck;
 use crate::control::Controller;
-use crate::translate::{EndpointKey, Overlay, Verdict};
+use crate::overlay::{EndpointKey, Verdict};
 
 /// What the admin API shows for a probed endpoint.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -52,14 +52,6 @@ impl HealthTable {
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
             .cloned()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -148,8 +140,10 @@ struct Changes {
 impl Aggregator {
     async fn run(mut self, mut reports: mpsc::Receiver<Report>, shutdown: CancellationToken) {
         let mut inputs = self.controller.watch_inputs();
+        let mut reconciled: Option<Inputs> = None;
         if let Some(current) = inputs.borrow_and_update().clone() {
             self.reconcile(&current);
+            reconciled = Some(current);
         }
         let mut batch = Vec::with_capacity(256);
         loop {
@@ -160,8 +154,11 @@ impl Aggregator {
                         break;
                     }
                     let current = inputs.borrow_and_update().clone();
-                    if let Some(current) = current {
+                    if let Some(current) = current
+                        && probes_change(reconciled.as_ref(), &current)
+                    {
                         self.reconcile(&current);
+                        reconciled = Some(current);
                     }
                 }
                 n = reports.recv_many(&mut batch, 1024) => {
@@ -375,32 +372,6 @@ impl Aggregator {
             }
         });
     }
-}
-
-/// Every endpoint that should be probed, with its check, whether its weight is measured
-/// (least_response_time), and its configured weight.
-fn targets(
-    config: &Config,
-    overlay: &Overlay,
-) -> BTreeMap<EndpointKey, (Arc<HealthCheck>, bool, u32)> {
-    let mut out = BTreeMap::new();
-    for c in config.clusters.values() {
-        let Some(spec) = &c.health_check else {
-            continue;
-        };
-        let spec = Arc::new(spec.clone());
-        let measured = c.policy == Policy::LeastResponseTime;
-        let registered = overlay
-            .registered
-            .get(&c.name)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for e in c.endpoints.iter().chain(registered) {
-            out.entry(EndpointKey::new(c.name.clone(), e.address))
-                .or_insert_with(|| (spec.clone(), measured, e.weight));
-        }
-    }
-    out
 }
 
 async fn probe_loop(

@@ -10,6 +10,7 @@ mod checker;
 pub mod latency;
 mod metrics;
 mod probe;
+mod targets;
 pub mod verdict;
 
 pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn};

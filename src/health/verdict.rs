@@ -6,7 +6,7 @@
 //! takes a healthy endpoint out. An unhealthy endpoint needs `healthy_threshold` successes in a
 //! row to come back. Only a change of verdict is reported, so flapping probes cost no pushes.
 
-use crate::translate::Verdict;
+use crate::overlay::Verdict;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tracker {

@@ -23,7 +23,7 @@ use super::proto::{
 use crate::runtime::session::{BoundRegistration, Session};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::traffic::TrafficAggregate;
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 
 /// Largest request message accepted (a registration with its metadata is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

@@ -10,7 +10,7 @@
 pub mod session;
 pub mod store;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -24,7 +24,7 @@ use tracing::info;
 use crate::config::model::Endpoint;
 use crate::control::Controller;
 use crate::events::{self, Kind, NewEvent};
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 use store::{Persistent, StateFile, StoreError};
 
 /// Shortest and longest lease a registration may ask for.
@@ -152,10 +152,8 @@ impl Runtime {
                 .entry(key.cluster.clone())
                 .or_default()
                 .push(Endpoint {
-                    address: key.address,
-                    weight: lease.weight,
                     zone: lease.zone.clone(),
-                    priority: 0,
+                    ..Endpoint::registered(key.address, lease.weight)
                 });
         }
         let mut draining = state.persistent.drains.clone();
@@ -395,10 +393,6 @@ impl Runtime {
             .iter()
             .map(|(k, l)| view(k, l, now))
             .collect()
-    }
-
-    pub fn drains(&self) -> BTreeSet<EndpointKey> {
-        self.lock().persistent.drains.clone()
     }
 
     async fn expire_leases(self: Arc<Self>, shutdown: CancellationToken) {

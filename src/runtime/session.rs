@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::{Lease, Runtime, RuntimeError, parse_address};
 use crate::events::{self, Kind, NewEvent};
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 
 /// Identifies one registration stream.
 pub type SessionId = u64;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 
 /// The underlying error is part of the message rather than a `source`, so that an error chain
 /// (`{:#}`, as the binary prints it) shows it once.

@@ -10,7 +10,7 @@ use super::{Runtime, RuntimeError};
 use crate::cache::SnapshotCache;
 use crate::config::parse_str;
 use crate::control::Controller;
-use crate::translate::EndpointKey;
+use crate::overlay::EndpointKey;
 
 fn controller() -> Arc<Controller> {
     let c = Controller::new(Arc::new(SnapshotCache::new()), Default::default());

@@ -500,7 +500,7 @@ fleets:
             config: Arc::new(
                 crate::config::parse_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}")),
             ),
-            overlay: Arc::new(crate::translate::Overlay::default()),
+            overlay: Arc::new(crate::overlay::Overlay::default()),
         }
     }
 

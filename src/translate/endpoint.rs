@@ -7,26 +7,13 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 
-use super::overlay::{EndpointKey, Overlay, Verdict};
 use super::u32_value;
 use crate::config::model;
 use crate::envoy::socket_address;
+use crate::overlay::{EndpointKey, EndpointState, Overlay};
 
 pub(super) fn load_assignment(c: &model::Cluster, overlay: &Overlay) -> ClusterLoadAssignment {
-    let registered = overlay
-        .registered
-        .get(&c.name)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let endpoints: Vec<&model::Endpoint> = c
-        .endpoints
-        .iter()
-        .chain(
-            registered
-                .iter()
-                .filter(|r| !c.endpoints.iter().any(|e| e.address == r.address)),
-        )
-        .collect();
+    let endpoints: Vec<&model::Endpoint> = overlay.endpoints(c).map(|(e, _)| e).collect();
 
     // If the checker finds every endpoint down, it is likelier that the checker cannot reach
     // them than that all of them died: fail open and publish them as unknown (served), leaving
@@ -36,21 +23,17 @@ pub(super) fn load_assignment(c: &model::Cluster, overlay: &Overlay) -> ClusterL
         && !endpoints.is_empty()
         && endpoints
             .iter()
-            .all(|e| overlay.verdicts.get(&key(e)) == Some(&Verdict::Unhealthy));
+            .all(|e| overlay.health(&key(e)) == EndpointState::Unhealthy);
 
     let mut groups: BTreeMap<(u32, Option<&str>), Vec<LbEndpoint>> = BTreeMap::new();
     for e in endpoints {
         let k = key(e);
-        let health = if overlay.draining.contains(&k) {
-            HealthStatus::Draining
-        } else if all_down {
-            HealthStatus::Unknown
-        } else {
-            match overlay.verdicts.get(&k) {
-                Some(Verdict::Healthy) => HealthStatus::Healthy,
-                Some(Verdict::Unhealthy) => HealthStatus::Unhealthy,
-                None => HealthStatus::Unknown,
-            }
+        let health = match overlay.state(&k) {
+            EndpointState::Draining => HealthStatus::Draining,
+            _ if all_down => HealthStatus::Unknown,
+            EndpointState::Healthy => HealthStatus::Healthy,
+            EndpointState::Unhealthy => HealthStatus::Unhealthy,
+            EndpointState::Unknown => HealthStatus::Unknown,
         };
         let weight = overlay.weight(&k, e.weight);
         groups

@@ -48,6 +48,13 @@ pub(super) fn route_configuration(l: &model::Listener, config: &Config) -> Route
     }
 }
 
+/// The clusters a listener's routes send to, sorted and unique.
+pub(super) fn clusters(l: &model::Listener) -> Vec<String> {
+    let set: std::collections::BTreeSet<&str> =
+        l.routes.iter().flat_map(|r| r.action.clusters()).collect();
+    set.into_iter().map(str::to_string).collect()
+}
+
 fn route(name: &str, r: &model::Route, config: &Config) -> Route {
     let cluster_specifier = match &r.action {
         model::RouteAction::To(cluster) => route_action::ClusterSpecifier::Cluster(cluster.clone()),

@@ -8,13 +8,12 @@ use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::route::v3::{route, route_action};
 use proptest::prelude::*;
 
-use super::{
-    EndpointKey, FleetSelection, Overlay, Translation, Transport, Verdict, select_fleet, translate,
-};
+use super::{FleetSelection, Translation, Transport, select_fleet, translate};
 use crate::cache::EncodedSet;
 use crate::config::Config;
 use crate::config::model::Endpoint;
 use crate::config::parse_str;
+use crate::overlay::{EndpointKey, Overlay, Verdict};
 
 fn config(yaml: &str) -> Config {
     parse_str("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
@@ -390,5 +389,33 @@ proptest! {
         // Translating twice gives the same bytes too.
         let again = EncodedSet::encode(&translate(&ca, &Overlay::default(), Transport::Ads), None).snapshot(None);
         prop_assert_eq!(&ta, &again);
+    }
+
+    /// The route → clusters relation carried in the translation is exactly the clusters the
+    /// encoded RouteConfigurations send to.
+    #[test]
+    fn route_clusters_are_the_clusters_routes_name((a, _) in arbitrary_config()) {
+        let t = translate(&config(&a), &Overlay::default(), Transport::Ads);
+        for (name, r) in &t.routes {
+            let mut named: Vec<String> = r
+                .virtual_hosts
+                .iter()
+                .flat_map(|vh| &vh.routes)
+                .filter_map(|route| match &route.action {
+                    Some(route::Action::Route(a)) => a.cluster_specifier.clone(),
+                    _ => None,
+                })
+                .flat_map(|c| match c {
+                    route_action::ClusterSpecifier::Cluster(c) => vec![c],
+                    route_action::ClusterSpecifier::WeightedClusters(w) => {
+                        w.clusters.into_iter().map(|c| c.name).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect();
+            named.sort();
+            named.dedup();
+            prop_assert_eq!(&t.route_clusters[name], &named);
+        }
     }
 }

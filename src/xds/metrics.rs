@@ -12,6 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use tokio_util::sync::CancellationToken;
+
+use super::nodes::{NodeRegistry, StreamInfo};
 use crate::cache::ResourceType;
 
 /// Fleets remembered for the node gauges (fleet names come from Envoys: bounded on purpose).
@@ -164,11 +167,17 @@ impl XdsMetrics {
             .inc();
     }
 
-    /// Sets the per-fleet node gauges from (fleet, in sync) of every connected Envoy. A fleet
-    /// whose Envoys have all gone reads 0 (not absent), up to [`MAX_FLEETS`] fleets.
-    pub fn nodes<'a>(&self, nodes: impl IntoIterator<Item = (&'a str, bool)>) {
+    /// Sets the per-fleet node gauges from every open stream: an Envoy (a node id) is in sync
+    /// when all its streams are. A fleet whose Envoys have all gone reads 0 (not absent), up
+    /// to [`MAX_FLEETS`] fleets.
+    fn nodes(&self, streams: &[StreamInfo]) {
+        let mut by_node: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
+        for s in streams {
+            let node = by_node.entry(&s.node_id).or_insert((&s.fleet, true));
+            node.1 &= s.in_sync;
+        }
         let mut counts: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        for (fleet, in_sync) in nodes {
+        for (fleet, in_sync) in by_node.into_values() {
             let c = counts.entry(fleet.to_string()).or_default();
             c.0 += 1;
             c.1 += i64::from(!in_sync);
@@ -194,6 +203,22 @@ impl XdsMetrics {
     }
 }
 
+/// Keeps the per-fleet node gauges current (once a second: they feed alerts, not latency).
+pub async fn node_gauges(
+    nodes: Arc<NodeRegistry>,
+    metrics: XdsMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        metrics.nodes(&nodes.streams());
+    }
+}
+
 /// Decrements the open-stream gauge when a stream ends.
 pub(crate) struct StreamGauge {
     streams: Family<StreamLabels, Gauge>,
@@ -203,5 +228,56 @@ pub(crate) struct StreamGauge {
 impl Drop for StreamGauge {
     fn drop(&mut self) {
         self.streams.get_or_create(&self.labels).dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::Mode;
+
+    fn stream(node: &str, fleet: &str, in_sync: bool) -> StreamInfo {
+        StreamInfo {
+            node_id: node.into(),
+            fleet: fleet.into(),
+            envoy_version: String::new(),
+            mode: Mode::Sotw,
+            ads: false,
+            connected_at: std::time::SystemTime::now(),
+            snapshot_version: String::new(),
+            in_sync,
+            types: Default::default(),
+        }
+    }
+
+    fn gauges(metrics: &XdsMetrics, streams: &[StreamInfo]) -> Vec<String> {
+        let mut registry = Registry::default();
+        registry.register("n", "", metrics.nodes.clone());
+        registry.register("o", "", metrics.nodes_out_of_sync.clone());
+        metrics.nodes(streams);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn an_envoy_is_in_sync_only_when_all_its_streams_are() {
+        let m = XdsMetrics::default();
+        let got = gauges(
+            &m,
+            &[stream("e1", "edge", true), stream("e1", "edge", false)],
+        );
+        assert_eq!(got, ["n{fleet=\"edge\"} 1", "o{fleet=\"edge\"} 1"]);
+    }
+
+    #[test]
+    fn a_fleet_whose_envoys_left_reads_zero() {
+        let m = XdsMetrics::default();
+        gauges(&m, &[stream("e1", "edge", true)]);
+        let got = gauges(&m, &[]);
+        assert_eq!(got, ["n{fleet=\"edge\"} 0", "o{fleet=\"edge\"} 0"]);
     }
 }

@@ -39,7 +39,7 @@ use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::Metric
 use crate::cache::SnapshotCache;
 use crate::traffic::{LoadReports, MetricsSink, TrafficAggregate};
 pub use limits::Limits;
-pub use metrics::{MAX_FLEETS, XdsMetrics};
+pub use metrics::{MAX_FLEETS, XdsMetrics, node_gauges};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
 

@@ -81,14 +81,6 @@ impl NodeRegistry {
         out.sort_by(|a, b| (&a.node_id, a.connected_at).cmp(&(&b.node_id, b.connected_at)));
         out
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
 }
 
 /// A stream's handle on its registry entry.

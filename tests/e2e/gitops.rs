@@ -232,8 +232,24 @@ async fn one_invalid_file_in_a_directory_holds_back_the_whole_change() {
         (metric(&flotilla, INVALID).await > invalid_before).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(live_version(&flotilla).await, good);
+    wait::holds_for(
+        "the last good version stays live",
+        Duration::from_millis(300),
+        || async { live_version(&flotilla).await == good },
+    )
+    .await;
+    // The log tells the same story as the metric.
+    wait::until(
+        "the rejection in the log",
+        Duration::from_secs(10),
+        || async {
+            flotilla
+                .log()
+                .contains("config rejected; still serving the last good config")
+                .then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         client::spread(&format!("http://{listen}/"), 5)
             .await
@@ -283,7 +299,12 @@ async fn a_burst_of_fifty_writes_is_one_reload_and_ends_in_the_last_state() {
         flotilla.write_config(&web(listen, &eps(w)));
     }
     wait_version(&flotilla, &rendered_version(&flotilla.config)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait::holds_for(
+        "at most 3 reloads for one burst",
+        Duration::from_millis(500),
+        || async { metric(&flotilla, APPLIED).await - applied_before <= 3 },
+    )
+    .await;
     let reloads = metric(&flotilla, APPLIED).await - applied_before;
     assert!(
         (1..=3).contains(&reloads),
@@ -376,14 +397,16 @@ async fn sighup_reloads_when_watching_is_off() {
     let config = dir.path().join("config/flotilla.yaml");
     std::fs::write(&config, web(listen, &a.address())).expect("write");
     let flotilla = Flotilla::start_with(dir, config.clone(), &["--no-watch"]).await;
+    // Ready: a valid config is loaded and the xDS server is serving.
+    flotilla.wait_ready().await;
     let before = live_version(&flotilla).await;
     flotilla.write_config(&web(listen, &b.address()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        live_version(&flotilla).await,
-        before,
-        "--no-watch: the edit is not picked up"
-    );
+    wait::holds_for(
+        "--no-watch: the edit is not picked up",
+        Duration::from_millis(500),
+        || async { live_version(&flotilla).await == before },
+    )
+    .await;
     flotilla.signal("HUP");
     wait_version(&flotilla, &rendered_version(&config)).await;
     assert_eq!(

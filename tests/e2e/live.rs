@@ -130,7 +130,7 @@ async fn live_changes_fail_no_request(xds: Xds) {
     // 4. The route and its cluster go. The cluster may only go once no route uses it: a
     //    client polling the route sees 200, then 404, never a 503.
     let trace = Trace::start(&api);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    trace.until_seen("200").await;
     flotilla.write_config(&config(listen, &two, None));
     wait::until(
         "the api cluster to leave Envoy",
@@ -145,7 +145,7 @@ async fn live_changes_fail_no_request(xds: Xds) {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    trace.until_seen("404").await;
     let seen = trace.stop().await;
     assert_eq!(
         seen,

@@ -53,13 +53,13 @@ async fn a_rejected_config_is_recorded_and_the_last_good_one_keeps_serving(xds: 
     let responses =
         |v: serde_json::Value| v[0]["types"]["lds"]["responses"].as_u64().expect("count");
     let before = responses(s.flotilla.json("/api/v1/nodes").await);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait::holds_for(
+        "LDS is not re-sent after the NACK",
+        Duration::from_secs(2),
+        || async { responses(s.flotilla.json("/api/v1/nodes").await) == before },
+    )
+    .await;
     let nodes = s.flotilla.json("/api/v1/nodes").await;
-    assert_eq!(
-        responses(nodes.clone()),
-        before,
-        "LDS was re-sent after the NACK: {nodes}"
-    );
     assert_eq!(nodes[0]["types"]["lds"]["nacks"], 1, "{nodes}");
     assert_eq!(
         nodes[0]["in_sync"], false,

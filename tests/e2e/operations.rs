@@ -196,13 +196,14 @@ async fn a_registration_joins_while_it_heartbeats_and_leaves_after_its_ttl() {
     .await;
     // Heartbeats keep it in for longer than one TTL.
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        wait::holds_for(
+            "a heartbeating registration stays in Envoy",
+            Duration::from_secs(1),
+            || async { s.envoy.health_flags("web", &c).await.is_some() },
+        )
+        .await;
         assert_eq!(register().await.0, 200);
     }
-    assert!(
-        s.envoy.health_flags("web", &c).await.is_some(),
-        "renewed registration still in Envoy"
-    );
     // Heartbeats stop: it leaves within its TTL.
     let stopped = std::time::Instant::now();
     wait::until("c to leave Envoy", Duration::from_secs(10), || async {

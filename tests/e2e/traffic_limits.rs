@@ -155,13 +155,7 @@ async fn fake_cluster_and_endpoint_names_are_dropped_and_real_failures_stay_visi
     real.sort();
     assert_eq!(endpoints, real, "{traffic}");
 
-    let metrics = s
-        .flotilla
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = s.flotilla.text("/metrics").await;
     assert!(!metrics.contains("fake-"), "fake series in /metrics");
     assert!(
         !metrics.contains("endpoint=\"10."),

@@ -92,10 +92,6 @@ impl Backend {
         self.state.hits.load(Ordering::Relaxed)
     }
 
-    pub fn in_flight(&self) -> u64 {
-        self.state.in_flight.load(Ordering::Relaxed)
-    }
-
     pub fn set_delay(&self, d: Duration) {
         self.state
             .delay_ms

@@ -60,10 +60,6 @@ pub async fn get_with(
     })
 }
 
-pub async fn get(url: &str) -> Result<Reply, String> {
-    get_with(&http(), url, &[]).await
-}
-
 /// Sends `n` requests one after another; counts answers per backend (non-200s count as
 /// `status:<code>`).
 pub async fn spread(url: &str, n: usize) -> BTreeMap<String, usize> {
@@ -165,7 +161,8 @@ impl Load {
 /// client saw while a route appeared or disappeared.
 pub struct Trace {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<String>>,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Trace {
@@ -173,28 +170,45 @@ impl Trace {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let url = url.to_string();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let record = seen.clone();
         let task = tokio::spawn(async move {
             let client = http();
-            let mut seen: Vec<String> = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 let outcome = match get_with(&client, &url, &[]).await {
                     Ok(r) => r.status.to_string(),
                     Err(e) => format!("error {e}"),
                 };
                 // Keep transitions only: "404 ×120, 200 ×300" reads as ["404", "200"].
-                if seen.last() != Some(&outcome) {
-                    seen.push(outcome);
+                {
+                    let mut seen = record.lock().expect("trace");
+                    if seen.last() != Some(&outcome) {
+                        seen.push(outcome);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            seen
         });
-        Trace { stop, task }
+        Trace { stop, seen, task }
+    }
+
+    /// Waits until the latest outcome the client saw is `outcome`.
+    pub async fn until_seen(&self, outcome: &str) {
+        super::wait::until(
+            &format!("a traced request to end {outcome}"),
+            Duration::from_secs(10),
+            || async {
+                (self.seen.lock().expect("trace").last().map(String::as_str) == Some(outcome))
+                    .then_some(())
+            },
+        )
+        .await;
     }
 
     /// The distinct outcomes, in the order they were first seen after each change.
     pub async fn stop(self) -> Vec<String> {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.expect("trace task")
+        self.task.await.expect("trace task");
+        self.seen.lock().expect("trace").clone()
     }
 }

@@ -65,12 +65,6 @@ pub enum Xds {
 }
 
 impl Xds {
-    pub const ADS_BOTH: [Xds; 2] = [Xds::Sotw, Xds::Delta];
-
-    pub fn is_delta(self) -> bool {
-        matches!(self, Xds::Delta | Xds::DeltaNoAds)
-    }
-
     fn flags(self) -> &'static [&'static str] {
         match self {
             Xds::Sotw => &[],
@@ -93,7 +87,8 @@ impl Xds {
 pub struct Envoy {
     pub node_id: String,
     pub admin: SocketAddr,
-    child: Child,
+    /// Killed on drop.
+    _child: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -150,7 +145,7 @@ impl Envoy {
         Envoy {
             node_id: node_id.to_string(),
             admin,
-            child,
+            _child: child,
             log,
             _dir: dir,
         }
@@ -203,14 +198,6 @@ impl Envoy {
             || async { tokio::net::TcpStream::connect(addr).await.ok() },
         )
         .await;
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
     }
 }
 

@@ -182,6 +182,11 @@ impl Flotilla {
         self.get(path).await.json().await.expect("admin JSON")
     }
 
+    /// The body of an admin endpoint as text (`/metrics`).
+    pub async fn text(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("admin text")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -3,7 +3,7 @@
 //! Every server binds port 0 or a port picked free on loopback, every child process is killed
 //! on drop, every wait polls with a deadline, and a failing test prints the logs of the Envoys
 //! and flotilla it started.
-#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+#![allow(unreachable_pub, clippy::print_stderr)]
 
 pub mod backend;
 pub mod browser;

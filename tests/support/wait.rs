@@ -20,3 +20,23 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Polls `holds` every 50 ms for `duration` and panics with `what` the first time it is false:
+/// how tests check that nothing changes for a while (no push, no probe, no reload), failing as
+/// soon as something does rather than sleeping and looking once.
+pub async fn holds_for<F, Fut>(what: &str, duration: Duration, mut holds: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if !holds().await {
+            panic!("{what} stopped holding after {:?}", start.elapsed());
+        }
+        if start.elapsed() >= duration {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -10,7 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use anyhow::Result;
 use flotilla::cache::{EncodedSet, ResourceType};
-use flotilla::translate::{self, Overlay, Transport};
+use flotilla::overlay::Overlay;
+use flotilla::translate::{self, Transport};
 
 /// Every resource name that appears in any state of the scenario, per type, numbered.
 #[derive(Debug, Default)]

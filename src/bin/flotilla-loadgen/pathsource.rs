@@ -11,7 +11,8 @@ use envoy_types::pb::envoy::config::core::v3::{
     ApiVersion, ConfigSource, PathConfigSource, config_source::ConfigSourceSpecifier,
 };
 use flotilla::envoy::json::any_to_json;
-use flotilla::translate::{Overlay, Transport, translate};
+use flotilla::overlay::Overlay;
+use flotilla::translate::{Transport, translate};
 use serde_json::json;
 
 use crate::envoy::{self, Envoy};
