@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::traffic::TrafficAggregate;
 use crate::overlay::EndpointKey;
+use crate::traffic::TrafficAggregate;
 
 /// How long an Envoy is given to receive the DRAINING endpoint before its load reports count:
 /// a report must arrive this long after the drain began, so that no request can reach the

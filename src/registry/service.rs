@@ -20,10 +20,10 @@ use super::proto::registry_server::Registry;
 use super::proto::{
     Draining, EndpointRef, Leave, MayExit, RegisterRequest, RegisterResponse, Registered, Rejected,
 };
+use crate::overlay::EndpointKey;
 use crate::runtime::session::{BoundRegistration, Session};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::traffic::TrafficAggregate;
-use crate::overlay::EndpointKey;
 
 /// Largest request message accepted (a registration with its metadata is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

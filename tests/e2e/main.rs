@@ -9,6 +9,7 @@ mod alerts;
 mod balancing;
 mod dashboard;
 mod dashboard_fixture;
+mod deploy;
 mod fleet_traffic;
 mod gitops;
 mod golden;
