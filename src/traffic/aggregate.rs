@@ -421,6 +421,66 @@ fn forget_idle(inner: &mut Inner, metrics: &TrafficMetrics, now: Instant) {
 mod tests {
     use super::*;
 
+    fn in_flight(cluster: &str, endpoint: &str, n: u64) -> EndpointReport {
+        EndpointReport {
+            cluster: cluster.into(),
+            endpoint: endpoint.into(),
+            in_progress: n,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn in_flight_since_waits_for_every_load_reporter_and_sums_them() {
+        let t = TrafficAggregate::default();
+        let key = [("web".to_string(), "127.0.0.1:1".to_string())];
+        let before = Instant::now();
+        assert_eq!(
+            t.in_flight_since(&key, before),
+            Some(0),
+            "no reporter: nothing to wait for"
+        );
+        let _stats = t.reporter("edge-1", "edge", true);
+        assert_eq!(
+            t.in_flight_since(&key, before),
+            Some(0),
+            "stats streams carry no in-flight counts"
+        );
+        let a = t.reporter("edge-1", "edge", false);
+        let b = t.reporter("edge-2", "edge", false);
+        assert_eq!(t.in_flight_since(&key, before), None, "no report yet");
+        t.endpoint_reports(a, vec![in_flight("web", "127.0.0.1:1", 2)]);
+        assert_eq!(t.in_flight_since(&key, before), None, "b has not reported");
+        t.endpoint_reports(
+            b,
+            vec![
+                in_flight("web", "127.0.0.1:1", 3),
+                in_flight("web", "127.0.0.1:2", 9),
+            ],
+        );
+        assert_eq!(t.in_flight_since(&key, before), Some(5));
+        t.endpoint_reports(a, vec![]);
+        t.endpoint_reports(b, vec![in_flight("web", "127.0.0.1:2", 9)]);
+        assert_eq!(
+            t.in_flight_since(&key, before),
+            Some(0),
+            "absent from a report: idle"
+        );
+        let later = Instant::now() + Duration::from_secs(1);
+        assert_eq!(
+            t.in_flight_since(&key, later),
+            None,
+            "reports older than `since` do not count"
+        );
+        t.reporter_gone(a);
+        t.reporter_gone(b);
+        assert_eq!(
+            t.in_flight_since(&key, later),
+            Some(0),
+            "gone Envoys are not waited for"
+        );
+    }
+
     fn report(cluster: &str, ok: u64, err: u64, cumulative: Vec<u64>, total: u64) -> ClusterReport {
         ClusterReport {
             cluster: cluster.into(),
