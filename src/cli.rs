@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use flotilla::config;
 use flotilla::envoy::bootstrap::{self, BootstrapOptions};
 use flotilla::envoy::{json, yaml};
+use flotilla::grpc_bootstrap;
 use flotilla::render;
 use flotilla::serve::ServeOptions;
 use flotilla::translate::Transport;
@@ -79,7 +80,8 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = XdsTransport::Ads)]
         transport: XdsTransport,
     },
-    /// Print an Envoy bootstrap (YAML) that connects an Envoy to flotilla.
+    /// Print an Envoy bootstrap (YAML) that connects an Envoy to flotilla; with --grpc, the
+    /// JSON bootstrap a proxyless gRPC client reads from GRPC_XDS_BOOTSTRAP.
     Bootstrap(BootstrapArgs),
     /// Serve xDS to Envoys from a configuration file or directory.
     Serve(ServeArgs),
@@ -263,6 +265,9 @@ pub(crate) struct BootstrapArgs {
     /// flotilla's xDS address (host:port).
     #[arg(long, default_value = "127.0.0.1:18000")]
     xds: String,
+    /// The bootstrap of a proxyless gRPC client (JSON, for GRPC_XDS_BOOTSTRAP), not Envoy's.
+    #[arg(long, conflicts_with_all = ["delta", "no_ads", "admin_port", "admin_address", "stats_flush_interval", "no_stats_sink"])]
+    grpc: bool,
     /// Use the incremental (delta) xDS protocol.
     #[arg(long)]
     delta: bool,
@@ -286,6 +291,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         node_id,
         fleet,
         xds,
+        grpc,
         delta,
         no_ads,
         admin_address,
@@ -295,6 +301,12 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
     } = a;
     let stats_flush = (!no_stats_sink).then_some(stats_flush_interval);
     let (xds_host, xds_port) = bootstrap::split_host_port(&xds)?;
+    if grpc {
+        let b = grpc_bootstrap::grpc_bootstrap(&node_id, &fleet, &xds);
+        let value = serde_json::to_value(&b).context("render gRPC bootstrap")?;
+        print_document(&value, Format::Json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let b = bootstrap::bootstrap(&BootstrapOptions {
         node_id,
         fleet,

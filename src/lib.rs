@@ -27,7 +27,8 @@
 //! - [`admin`] reads all of the above over HTTP (JSON API, Prometheus [`metrics`], the
 //!   dashboard) and routes operator changes to [`runtime`]; [`events`] is its recent history.
 //!
-//! [`envoy`] holds Envoy's own formats (proto3 JSON, YAML, the bootstrap), [`serve`] wires
+//! [`envoy`] holds Envoy's own formats (proto3 JSON, YAML, the bootstrap), [`grpc_bootstrap`]
+//! the bootstrap of proxyless gRPC clients, [`serve`] wires
 //! the server together, [`quickstart`] runs the demo, [`render`] prints what a fleet receives.
 
 pub mod admin;
@@ -36,6 +37,7 @@ pub mod config;
 pub mod control;
 pub mod envoy;
 pub mod events;
+pub mod grpc_bootstrap;
 pub mod health;
 pub mod metrics;
 pub mod overlay;

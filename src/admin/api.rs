@@ -116,7 +116,9 @@ pub fn state_view(s: &AdminState) -> StateView {
         for l in config.listeners.values() {
             listeners.push(ListenerView {
                 name: l.name.clone(),
-                address: l.address.to_string(),
+                address: l
+                    .address()
+                    .map_or_else(|| format!("xds:///{}", l.name), |a| a.to_string()),
                 routes: l.routes.len(),
             });
         }

@@ -22,7 +22,7 @@ pub fn refusal(served: &Config, new: &Config) -> Option<String> {
             served.clusters.len()
         )
     } else if let Some(fleet) = emptied_fleet(served, new) {
-        format!("fleet `{fleet}` has no listeners left; the served config gives it some")
+        format!("fleet `{fleet}` would receive no listeners; the served config gives it some")
     } else {
         return None;
     };
@@ -31,16 +31,17 @@ pub fn refusal(served: &Config, new: &Config) -> Option<String> {
     ))
 }
 
-/// A fleet declared with listeners in `served` and declared with none in `new`.
-fn emptied_fleet<'a>(served: &Config, new: &'a Config) -> Option<&'a str> {
-    new.fleets
+/// A fleet declared with listeners in `served` that `new` leaves with none: declared with an
+/// empty list, or no longer declared while other fleets are (an undeclared fleet then
+/// receives nothing).
+fn emptied_fleet<'a>(served: &'a Config, new: &Config) -> Option<&'a str> {
+    served
+        .fleets
         .iter()
-        .find(|(name, fleet)| {
-            fleet.listeners.is_empty()
-                && served
-                    .fleets
-                    .get(*name)
-                    .is_some_and(|f| !f.listeners.is_empty())
+        .filter(|(_, fleet)| !fleet.listeners.is_empty())
+        .find(|(name, _)| match new.fleets.get(*name) {
+            Some(fleet) => fleet.listeners.is_empty(),
+            None => !new.fleets.is_empty(),
         })
         .map(|(name, _)| name.as_str())
 }
@@ -102,6 +103,20 @@ fleets:
         let new = config(&FULL.replace("listeners: [public]", "listeners: []"));
         let why = refusal(&config(FULL), &new).expect("refused");
         assert!(why.contains("fleet `edge`"), "{why}");
+    }
+
+    #[test]
+    fn undeclaring_a_fleet_while_others_remain_is_refused() {
+        let two = FULL.replace(
+            "  edge: { listeners: [public] }\n",
+            "  edge: { listeners: [public] }\n  core: { listeners: [public] }\n",
+        );
+        let without_edge = FULL.replace("  edge:", "  core:");
+        let why = refusal(&config(&two), &config(&without_edge)).expect("refused");
+        assert!(why.contains("fleet `edge`"), "{why}");
+        // With no fleets declared any more, every Envoy receives every listener.
+        let no_fleets = FULL.replace("fleets:\n  edge: { listeners: [public] }\n", "");
+        assert_eq!(refusal(&config(FULL), &config(&no_fleets)), None);
     }
 
     #[test]

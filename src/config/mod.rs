@@ -13,7 +13,7 @@ mod reader;
 pub mod watch;
 pub mod yaml;
 
-pub use decode::{MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON};
+pub use decode::{GRPC_RETRY_ON, MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{
     LoadError, Loaded, MAX_CONFIG_BYTES, escape_controls, files_of, load, parse_sources, parse_str,

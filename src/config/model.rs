@@ -196,8 +196,30 @@ pub struct CookieSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
     pub name: String,
-    pub address: SocketAddr,
+    pub kind: ListenerKind,
     pub routes: Vec<Route>,
+}
+
+/// Who runs a listener: an Envoy listening on an address, or gRPC clients that take their
+/// routing from xDS themselves (`xds:///<name>`), with no proxy and no address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Envoy(SocketAddr),
+    ProxylessGrpc,
+}
+
+impl Listener {
+    /// The address Envoy listens on; `None` for a proxyless gRPC listener.
+    pub fn address(&self) -> Option<SocketAddr> {
+        match self.kind {
+            ListenerKind::Envoy(a) => Some(a),
+            ListenerKind::ProxylessGrpc => None,
+        }
+    }
+
+    pub fn is_proxyless_grpc(&self) -> bool {
+        self.kind == ListenerKind::ProxylessGrpc
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,4 +1,12 @@
 //! `ClusterLoadAssignment`: a cluster's endpoints with weight, zone, priority and health.
+//!
+//! Every locality carries a `locality` (empty without a zone) and a `load_balancing_weight`:
+//! gRPC clients reject EDS without them. Envoy ignores locality weights unless a cluster asks
+//! for locality-weighted balancing (flotilla's never do); gRPC picks a locality by them first
+//! (round_robin: weighted_target over localities, then round robin inside), so the weight is
+//! the summed weight of the locality's serving endpoints, which shares traffic among zones as
+//! Envoy does. Under ring_hash gRPC multiplies each endpoint's weight by its locality's
+//! (gRFC A42) where Envoy does not, so there every locality weighs 1.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +16,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 };
 
 use super::u32_value;
-use crate::config::model;
+use crate::config::model::{self, Policy};
 use crate::envoy::socket_address;
 use crate::overlay::{EndpointKey, EndpointState, Overlay};
 
@@ -55,10 +63,11 @@ pub(super) fn load_assignment(c: &model::Cluster, overlay: &Overlay) -> ClusterL
         endpoints: groups
             .into_iter()
             .map(|((priority, zone), lb_endpoints)| LocalityLbEndpoints {
-                locality: zone.map(|z| Locality {
-                    zone: z.to_string(),
+                locality: Some(Locality {
+                    zone: zone.unwrap_or_default().to_string(),
                     ..Default::default()
                 }),
+                load_balancing_weight: Some(u32_value(locality_weight(c.policy, &lb_endpoints))),
                 priority,
                 lb_endpoints,
                 ..Default::default()
@@ -66,4 +75,21 @@ pub(super) fn load_assignment(c: &model::Cluster, overlay: &Overlay) -> ClusterL
             .collect(),
         ..Default::default()
     }
+}
+
+/// See the module comment: the serving endpoints' summed weight, or 1 under ring_hash.
+fn locality_weight(policy: Policy, endpoints: &[LbEndpoint]) -> u32 {
+    if policy == Policy::RingHash {
+        return 1;
+    }
+    let serving = |e: &&LbEndpoint| {
+        e.health_status == HealthStatus::Healthy as i32
+            || e.health_status == HealthStatus::Unknown as i32
+    };
+    endpoints
+        .iter()
+        .filter(serving)
+        .filter_map(|e| e.load_balancing_weight.as_ref())
+        .fold(0u32, |sum, w| sum.saturating_add(w.value))
+        .max(1)
 }

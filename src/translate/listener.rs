@@ -1,16 +1,19 @@
-//! `Listener`: an HTTP connection manager on the configured address, routes fetched by RDS.
+//! `Listener`: an HTTP connection manager on the configured address, routes fetched by RDS;
+//! for proxyless gRPC clients the same manager as an `api_listener`, with no address.
 
 use envoy_types::pb::envoy::config::core::v3::ConfigSource;
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::listener::v3::{
+    ApiListener, Filter, FilterChain, Listener, filter,
+};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::http::stateful_session::v3::StatefulSession;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
 };
 
-use super::any;
+use super::{Transport, any};
 use crate::config::Config;
-use crate::config::model::{self, Affinity};
+use crate::config::model::{self, Affinity, ListenerKind};
 use crate::envoy::socket_address;
 
 pub(super) const STATEFUL_SESSION_FILTER: &str = "envoy.filters.http.stateful_session";
@@ -23,7 +26,9 @@ pub(super) fn listener(
     rds_source: &ConfigSource,
 ) -> Listener {
     let mut http_filters = Vec::new();
-    if uses_sticky_sessions(l, config) {
+    // gRPC clients run only the filters they know; validation keeps sticky sessions (the one
+    // optional filter) away from gRPC listeners.
+    if !l.is_proxyless_grpc() && uses_sticky_sessions(l, config) {
         // Present but empty: a no-op until a route to a sticky cluster enables it with its own
         // cookie (see `route`). One listener can front sticky and non-sticky clusters.
         http_filters.push(HttpFilter {
@@ -41,18 +46,24 @@ pub(super) fn listener(
         )),
         ..Default::default()
     });
-    let hcm = HttpConnectionManager {
-        stat_prefix: l.name.clone(),
-        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
-            config_source: Some(rds_source.clone()),
-            route_config_name: l.name.clone(),
-        })),
-        http_filters,
-        ..Default::default()
+    let address = match l.kind {
+        ListenerKind::Envoy(address) => address,
+        ListenerKind::ProxylessGrpc => {
+            // gRPC clients speak ADS only and reject an RDS source that is not `ads`.
+            let hcm = connection_manager(l, http_filters, &Transport::Ads.config_source());
+            return Listener {
+                name: l.name.clone(),
+                api_listener: Some(ApiListener {
+                    api_listener: Some(any(&hcm)),
+                }),
+                ..Default::default()
+            };
+        }
     };
+    let hcm = connection_manager(l, http_filters, rds_source);
     Listener {
         name: l.name.clone(),
-        address: Some(socket_address(l.address)),
+        address: Some(socket_address(address)),
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
                 name: HCM_FILTER.to_string(),
@@ -60,6 +71,22 @@ pub(super) fn listener(
             }],
             ..Default::default()
         }],
+        ..Default::default()
+    }
+}
+
+fn connection_manager(
+    l: &model::Listener,
+    http_filters: Vec<HttpFilter>,
+    rds_source: &ConfigSource,
+) -> HttpConnectionManager {
+    HttpConnectionManager {
+        stat_prefix: l.name.clone(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(rds_source.clone()),
+            route_config_name: l.name.clone(),
+        })),
+        http_filters,
         ..Default::default()
     }
 }

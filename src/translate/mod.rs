@@ -67,4 +67,6 @@ fn u32_value(value: u32) -> pbwk::UInt32Value {
 use crate::envoy::{duration, pack as any};
 
 #[cfg(test)]
+mod grpc_tests;
+#[cfg(test)]
 mod tests;

@@ -40,7 +40,14 @@ pub(super) fn route_configuration(l: &model::Listener, config: &Config) -> Route
                 .routes
                 .iter()
                 .enumerate()
-                .map(|(i, r)| route(&format!("{}.routes[{i}]", l.name), r, config))
+                .map(|(i, r)| {
+                    route(
+                        &format!("{}.routes[{i}]", l.name),
+                        r,
+                        config,
+                        l.is_proxyless_grpc(),
+                    )
+                })
                 .collect(),
             ..Default::default()
         }],
@@ -55,7 +62,9 @@ pub(super) fn clusters(l: &model::Listener) -> Vec<String> {
     set.into_iter().map(str::to_string).collect()
 }
 
-fn route(name: &str, r: &model::Route, config: &Config) -> Route {
+/// `grpc`: the route is for proxyless gRPC clients, which bound a call by
+/// `max_stream_duration` and ignore the route `timeout` (gRFC A31).
+fn route(name: &str, r: &model::Route, config: &Config, grpc: bool) -> Route {
     let cluster_specifier = match &r.action {
         model::RouteAction::To(cluster) => route_action::ClusterSpecifier::Cluster(cluster.clone()),
         model::RouteAction::Split(split) => {
@@ -91,7 +100,13 @@ fn route(name: &str, r: &model::Route, config: &Config) -> Route {
         r#match: Some(route_match(&r.matcher)),
         action: Some(route::Action::Route(RouteAction {
             cluster_specifier: Some(cluster_specifier),
-            timeout: r.timeout.map(duration),
+            timeout: r.timeout.filter(|_| !grpc).map(duration),
+            max_stream_duration: r.timeout.filter(|_| grpc).map(|t| {
+                route_action::MaxStreamDuration {
+                    max_stream_duration: Some(duration(t)),
+                    ..Default::default()
+                }
+            }),
             retry_policy: r.retries.as_ref().map(retry_policy),
             hash_policy,
             ..Default::default()

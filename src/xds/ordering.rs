@@ -5,7 +5,10 @@
 //! 1. clusters are added or updated first (removed ones are kept, see 4);
 //! 2. their endpoints follow as Envoy subscribes to them;
 //! 3. listeners and routes change only once every cluster the new routes use is known to the
-//!    client *and* has acknowledged endpoints, i.e. is warm: no request meets a missing cluster;
+//!    client *and* has acknowledged endpoints, i.e. is warm: no request meets a missing cluster.
+//!    Only clusters the client subscribes to count: a client that has not subscribed to a
+//!    cluster (yet) cannot warm it before it has the route naming it (proxyless gRPC asks for
+//!    LDS, then RDS, then the clusters the routes name), so ordering never starves it;
 //! 4. a cluster that left the config is removed only once no route the client holds (or is
 //!    being sent) still points at it.
 //!
@@ -120,14 +123,18 @@ pub(crate) fn inputs(t: ResourceType, ordered: bool) -> &'static [ResourceType] 
     }
 }
 
-/// Whether every cluster the snapshot's routes use is known to the client with endpoints.
+/// Whether every cluster the snapshot's routes use that the client can warm first is warm:
+/// known to the client and, once it asks for endpoints at all, with endpoints. A cluster the
+/// client does not subscribe to is not waited for (it subscribes once it has the route).
+/// Endpoints are not waited for before a client's first EDS request: Envoy's own start-up
+/// keeps listeners back until its first clusters are warm.
 pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
-    let clusters = &client.get(ResourceType::Cluster).known;
-    let endpoints = &client.get(ResourceType::Endpoint).known;
+    let cds = client.get(ResourceType::Cluster);
+    let eds = client.get(ResourceType::Endpoint);
     // A client holding exactly this snapshot's clusters and endpoints holds every cluster its
     // routes use: snapshots are consistent.
-    if clusters.is(snapshot.set(ResourceType::Cluster))
-        && endpoints.is(snapshot.set(ResourceType::Endpoint))
+    if cds.known.is(snapshot.set(ResourceType::Cluster))
+        && eds.known.is(snapshot.set(ResourceType::Endpoint))
     {
         return true;
     }
@@ -136,7 +143,10 @@ pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
         .resources
         .values()
         .flat_map(|r| r.clusters.iter())
-        .all(|c| clusters.contains(c) && endpoints.contains(c))
+        .all(|c| {
+            !cds.subscribed(c)
+                || (cds.known.contains(c) && (!eds.requested || eds.known.contains(c)))
+        })
 }
 
 /// Clusters the client holds that the snapshot dropped but a route the client holds (or is

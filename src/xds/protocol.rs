@@ -307,11 +307,12 @@ fn ordering_allows(t: ResourceType, snapshot: &Snapshot, client: &ClientState) -
     match t {
         ResourceType::Cluster | ResourceType::Endpoint => no_cluster_leaves(),
         ResourceType::Listener | ResourceType::Route => {
-            clusters.is(snapshot.set(ResourceType::Cluster))
-                && client
-                    .get(ResourceType::Endpoint)
-                    .known
-                    .is(snapshot.set(ResourceType::Endpoint))
+            !client.get(ResourceType::Cluster).requested
+                || clusters.is(snapshot.set(ResourceType::Cluster))
+                    && client
+                        .get(ResourceType::Endpoint)
+                        .known
+                        .is(snapshot.set(ResourceType::Endpoint))
         }
     }
 }

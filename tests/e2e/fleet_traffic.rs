@@ -54,6 +54,7 @@ async fn every_envoy_reports_traffic_per_cluster_and_endpoint() {
             let endpoints = web["endpoints"].as_array()?;
             (t["reporting_envoys"] == 2
                 && web["rps"].as_f64()? > 10.0
+                && web["p95_ms"].as_f64().is_some()
                 && endpoints.len() == 2
                 && endpoints
                     .iter()

@@ -21,6 +21,7 @@ mod loadgen;
 mod nack;
 mod operations;
 mod protocol;
+mod proxyless_grpc;
 mod quickstart;
 mod reference_bootstraps;
 mod registry;

@@ -7,27 +7,19 @@ use std::time::Duration;
 use bytes::{Buf, BufMut};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::{Code, Status, Streaming};
+use tonic::{Code, Status};
 
 use crate::balancing::Setup;
 use crate::support::client;
 use crate::support::envoy::Xds;
 use crate::support::wait;
-
-const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+use crate::support::xds_client::{CDS, EDS, LDS, RDS, SotwClient, sotw_names};
 
 fn node(id: &str) -> Option<Node> {
-    Some(Node {
-        id: id.to_string(),
-        cluster: "edge".to_string(),
-        ..Default::default()
-    })
+    Some(crate::support::xds_client::node(id, "edge"))
 }
 
 async fn setup() -> Setup {
@@ -47,30 +39,6 @@ listeners:
     )
 }
 
-/// An ADS stream from a raw client: a sender for requests and the response stream.
-async fn open(s: &Setup) -> (mpsc::Sender<DiscoveryRequest>, Streaming<DiscoveryResponse>) {
-    let mut client =
-        AggregatedDiscoveryServiceClient::connect(format!("http://{}", s.flotilla.xds))
-            .await
-            .expect("connect to flotilla");
-    let (tx, rx) = mpsc::channel(16);
-    let responses = client
-        .stream_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("open ADS stream")
-        .into_inner();
-    (tx, responses)
-}
-
-async fn next(responses: &mut Streaming<DiscoveryResponse>) -> Result<DiscoveryResponse, Status> {
-    match tokio::time::timeout(Duration::from_secs(10), responses.message()).await {
-        Ok(Ok(Some(r))) => Ok(r),
-        Ok(Ok(None)) => Err(Status::cancelled("stream ended")),
-        Ok(Err(status)) => Err(status),
-        Err(_) => panic!("no response within 10s"),
-    }
-}
-
 /// The real Envoy keeps working: traffic flows and it is still listed as connected.
 async fn envoy_unaffected(s: &Setup) {
     assert_eq!(client::spread(&s.url("/"), 5).await.get("a"), Some(&5));
@@ -88,14 +56,13 @@ async fn envoy_unaffected(s: &Setup) {
 #[tokio::test]
 async fn a_first_request_without_node_is_refused_with_a_clear_error() {
     let s = setup().await;
-    let (tx, mut responses) = open(&s).await;
-    tx.send(DiscoveryRequest {
+    let mut ads = SotwClient::open(s.flotilla.xds, None).await;
+    ads.send(DiscoveryRequest {
         type_url: CDS.into(),
         ..Default::default()
     })
-    .await
-    .expect("send");
-    let status = next(&mut responses).await.expect_err("refused");
+    .await;
+    let status = ads.recv().await.expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("node"), "{status:?}");
     envoy_unaffected(&s).await;
@@ -104,15 +71,14 @@ async fn a_first_request_without_node_is_refused_with_a_clear_error() {
 #[tokio::test]
 async fn an_unknown_type_url_is_refused_and_other_streams_carry_on() {
     let s = setup().await;
-    let (tx, mut responses) = open(&s).await;
-    tx.send(DiscoveryRequest {
+    let mut ads = SotwClient::open(s.flotilla.xds, None).await;
+    ads.send(DiscoveryRequest {
         node: node("raw-1"),
         type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
         ..Default::default()
     })
-    .await
-    .expect("send");
-    let status = next(&mut responses).await.expect_err("refused");
+    .await;
+    let status = ads.recv().await.expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("unknown type_url"), "{status:?}");
     envoy_unaffected(&s).await;
@@ -196,15 +162,14 @@ async fn an_undecodable_request_is_refused_and_other_streams_carry_on() {
 #[tokio::test]
 async fn a_client_that_falls_behind_gets_only_the_newest_state() {
     let s = setup().await;
-    let (tx, mut responses) = open(&s).await;
-    tx.send(DiscoveryRequest {
+    let mut ads = SotwClient::open(s.flotilla.xds, None).await;
+    ads.send(DiscoveryRequest {
         node: node("slow-1"),
         type_url: CDS.into(),
         ..Default::default()
     })
-    .await
-    .expect("send");
-    let first = next(&mut responses).await.expect("first response");
+    .await;
+    let first = ads.recv().await.expect("first response");
 
     // Five config changes while the client does not acknowledge.
     for seconds in 2..=6 {
@@ -218,22 +183,19 @@ async fn a_client_that_falls_behind_gets_only_the_newest_state() {
     }
     // Nothing was queued for it meanwhile.
     assert!(
-        tokio::time::timeout(Duration::from_millis(300), responses.message())
-            .await
-            .is_err(),
+        ads.recv_within(Duration::from_millis(300)).await.is_none(),
         "a response arrived before the first was acknowledged"
     );
 
-    tx.send(DiscoveryRequest {
+    ads.send(DiscoveryRequest {
         node: node("slow-1"),
         type_url: CDS.into(),
         version_info: first.version_info.clone(),
         response_nonce: first.nonce.clone(),
         ..Default::default()
     })
-    .await
-    .expect("ack");
-    let newest = next(&mut responses).await.expect("newest state");
+    .await;
+    let newest = ads.recv().await.expect("newest state");
     let cluster = Cluster::decode(newest.resources[0].value.as_slice()).expect("cluster");
     assert_eq!(
         cluster.connect_timeout.expect("timeout").seconds,
@@ -241,9 +203,7 @@ async fn a_client_that_falls_behind_gets_only_the_newest_state() {
         "the newest state, not the next one"
     );
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), responses.message())
-            .await
-            .is_err(),
+        ads.recv_within(Duration::from_millis(500)).await.is_none(),
         "the intermediate states were not queued behind it"
     );
     envoy_unaffected(&s).await;
@@ -252,18 +212,17 @@ async fn a_client_that_falls_behind_gets_only_the_newest_state() {
 #[tokio::test]
 async fn sigterm_ends_streams_and_exits_cleanly() {
     let mut s = setup().await;
-    let (tx, mut responses) = open(&s).await;
-    tx.send(DiscoveryRequest {
+    let mut ads = SotwClient::open(s.flotilla.xds, None).await;
+    ads.send(DiscoveryRequest {
         node: node("raw-1"),
         type_url: CDS.into(),
         ..Default::default()
     })
-    .await
-    .expect("send");
-    next(&mut responses).await.expect("first response");
+    .await;
+    ads.recv().await.expect("first response");
     let status = s.flotilla.terminate().await;
     assert!(status.success(), "exit status {status}");
-    let ended = next(&mut responses).await.expect_err("stream ends");
+    let ended = ads.recv().await.expect_err("stream ends");
     assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
     wait::until(
         "Envoy to see the control plane go",
@@ -337,5 +296,46 @@ async fn fetch_returns_the_current_clusters_and_wrong_calls_get_clear_errors() {
         .await
         .expect_err("no node");
     assert_eq!(nameless.code(), Code::InvalidArgument);
+    envoy_unaffected(&s).await;
+}
+
+/// Issue 11, point 1. Proxyless gRPC asks for LDS, then RDS, then the clusters its routes
+/// name, then their endpoints: it cannot hold a cluster before it has the listener, so
+/// make-before-break must not keep the listener back (the spec: a SotW LDS/CDS response
+/// carries every resource the client asked for).
+#[tokio::test]
+async fn a_client_that_asks_for_listeners_before_clusters_gets_them_at_once() {
+    let s = setup().await;
+    let mut ads = SotwClient::open(s.flotilla.xds, node("grpc-like-1")).await;
+    ads.request(LDS, &[], None).await;
+    let listeners = ads.recv().await.expect("listeners");
+    assert_eq!(listeners.type_url, LDS);
+    assert_eq!(sotw_names(&listeners), ["public"], "the listener at once");
+    ads.request(LDS, &[], Some(&listeners)).await;
+    ads.request(RDS, &["public"], None).await;
+    let routes = ads.recv().await.expect("routes");
+    assert_eq!(
+        (routes.type_url.as_str(), sotw_names(&routes)),
+        (RDS, vec!["public".to_string()])
+    );
+    ads.request(RDS, &["public"], Some(&routes)).await;
+    ads.request(CDS, &["web"], None).await;
+    let clusters = ads.recv().await.expect("clusters");
+    assert_eq!(sotw_names(&clusters), ["web"]);
+    ads.request(CDS, &["web"], Some(&clusters)).await;
+    ads.request(EDS, &["web"], None).await;
+    let endpoints = ads.recv().await.expect("endpoints");
+    assert_eq!(sotw_names(&endpoints), ["web"]);
+    ads.request(EDS, &["web"], Some(&endpoints)).await;
+    wait::until("the client in sync", Duration::from_secs(10), || async {
+        let nodes = s.flotilla.json("/api/v1/nodes").await;
+        let me = nodes
+            .as_array()?
+            .iter()
+            .find(|n| n["node_id"] == "grpc-like-1")?
+            .clone();
+        (me["in_sync"] == true).then_some(())
+    })
+    .await;
     envoy_unaffected(&s).await;
 }

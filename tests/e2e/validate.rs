@@ -88,15 +88,32 @@ fn static_bootstrap(rendered: &Value) -> String {
         .iter()
         .map(|l| {
             let mut l = without_type(l);
+            let inline = |hcm: &mut Value| {
+                let hcm = hcm.as_object_mut().expect("hcm");
+                let rds = hcm.remove("rds").expect("hcm uses rds");
+                let route = routes
+                    .iter()
+                    .find(|r| r["name"] == rds["route_config_name"])
+                    .expect("route config exists");
+                hcm.insert("route_config".into(), without_type(route));
+            };
+            // A proxyless gRPC listener: Envoy's server build has no api_listener extension
+            // (it ignores one sent over LDS), so its connection manager and routes are checked
+            // on a regular listener instead.
+            if let Some(mut api) = l.as_object_mut().and_then(|o| o.remove("api_listener")) {
+                let mut hcm = api["api_listener"].take();
+                inline(&mut hcm);
+                l["address"] =
+                    json!({ "socket_address": { "address": "127.0.0.1", "port_value": 0 } });
+                l["filter_chains"] = json!([{ "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": hcm,
+                }] }]);
+                return l;
+            }
             for chain in l["filter_chains"].as_array_mut().expect("filter chains") {
                 for filter in chain["filters"].as_array_mut().expect("filters") {
-                    let hcm = filter["typed_config"].as_object_mut().expect("hcm");
-                    let rds = hcm.remove("rds").expect("hcm uses rds");
-                    let route = routes
-                        .iter()
-                        .find(|r| r["name"] == rds["route_config_name"])
-                        .expect("route config exists");
-                    hcm.insert("route_config".into(), without_type(route));
+                    inline(&mut filter["typed_config"]);
                 }
             }
             l

@@ -64,12 +64,12 @@ fn write(dir: &Path, endpoint: &str) {
 async fn edits_to_the_old_directory_are_ignored(f: &Flotilla, old: &Path) {
     let before = reloads(f).await;
     write(old, "127.0.0.1:1999");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        reloads(f).await,
-        before,
-        "an edit to the old directory reloaded"
-    );
+    wait::holds_for(
+        "an edit to the old directory reloads nothing",
+        Duration::from_millis(500),
+        || async { reloads(f).await == before },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ pub mod client;
 pub mod configs;
 pub mod envoy;
 pub mod flotilla;
+pub mod grpc;
 pub mod monitoring;
 pub mod servers;
 pub mod wait;

@@ -130,7 +130,8 @@ pub(crate) fn check_unused(sink: &mut Sink, defaults: &Defaults) {
                 resilience::circuit_breakers(own, node, path);
             }
             "retries" => {
-                resilience::retries(own, node, path);
+                // `defaults.retries` applies to Envoy routes only (gRPC routes have their own).
+                resilience::retries(own, node, path, false);
             }
             _ => {}
         }

@@ -1,8 +1,9 @@
-//! `listeners.<name>`: an address Envoy listens on and the routes that pick a cluster.
+//! `listeners.<name>`: an address Envoy listens on (or, with `proxyless_grpc: true`, a target
+//! gRPC clients dial as `xds:///<name>`) and the routes that pick a cluster.
 
 use crate::config::diagnostic::Sink;
 use crate::config::model::{
-    HeaderMatch, HeaderRule, Listener, PathMatch, Route, RouteAction, RouteMatch,
+    HeaderMatch, HeaderRule, Listener, ListenerKind, PathMatch, Route, RouteAction, RouteMatch,
 };
 use crate::config::reader::{self, Fields};
 use crate::config::yaml::{Location, Node};
@@ -16,6 +17,9 @@ pub(crate) struct ClusterRef {
     pub(crate) cluster: String,
     pub(crate) loc: Location,
     pub(crate) field: String,
+    /// The proxyless gRPC listener whose route names the cluster, if it is one: gRPC clients
+    /// then run the cluster, and it must be something they can run.
+    pub(crate) grpc_listener: Option<String>,
 }
 
 pub(crate) fn listener(
@@ -26,16 +30,46 @@ pub(crate) fn listener(
     refs: &mut Vec<ClusterRef>,
 ) -> Option<Listener> {
     let path = format!("listeners.{name}");
-    let f = Fields::read(sink, node, &path, &["address", "routes"])?;
-    let address = match f.get("address") {
-        Some(n) => reader::socket_address(sink, n, &f.path("address")),
-        None => {
-            sink.error(node, &path, "missing field `address`");
+    let f = Fields::read(sink, node, &path, &["address", "routes", "proxyless_grpc"])?;
+    let grpc = match f.get("proxyless_grpc") {
+        Some(n) => reader::boolean(sink, n, &f.path("proxyless_grpc"))?,
+        None => false,
+    };
+    let kind = match (grpc, f.get("address")) {
+        (true, None) => Some(ListenerKind::ProxylessGrpc),
+        (true, Some(n)) => {
+            sink.error(
+                n,
+                &f.path("address"),
+                "a proxyless_grpc listener has no address: gRPC clients dial xds:///<listener name>",
+            );
+            None
+        }
+        (false, Some(n)) => {
+            let address = reader::socket_address(sink, n, &f.path("address"));
+            if name.contains(':') {
+                sink.error(
+                    node,
+                    &path,
+                    "only proxyless_grpc listeners may have `:port` in their name",
+                );
+                None
+            } else {
+                address.map(ListenerKind::Envoy)
+            }
+        }
+        (false, None) => {
+            sink.error(
+                node,
+                &path,
+                "missing field `address` (or `proxyless_grpc: true` for gRPC clients)",
+            );
             None
         }
     };
+    let grpc_listener = grpc.then(|| name.to_string());
     let routes = match f.get("routes") {
-        Some(n) => routes(sink, n, &f.path("routes"), defaults, refs),
+        Some(n) => routes(sink, n, &f.path("routes"), defaults, refs, &grpc_listener),
         None => {
             sink.error(node, &path, "missing field `routes`");
             None
@@ -43,7 +77,7 @@ pub(crate) fn listener(
     };
     Some(Listener {
         name: name.to_string(),
-        address: address?,
+        kind: kind?,
         routes: routes?,
     })
 }
@@ -54,6 +88,7 @@ fn routes(
     path: &str,
     defaults: &Defaults,
     refs: &mut Vec<ClusterRef>,
+    grpc_listener: &Option<String>,
 ) -> Option<Vec<Route>> {
     let items = reader::list(sink, node, path)?;
     if items.is_empty() {
@@ -63,7 +98,14 @@ fn routes(
     let mut out = Vec::new();
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
-        match route(sink, item, &format!("{path}[{i}]"), defaults, refs) {
+        match route(
+            sink,
+            item,
+            &format!("{path}[{i}]"),
+            defaults,
+            refs,
+            grpc_listener,
+        ) {
             Some(r) => out.push(r),
             None => ok = false,
         }
@@ -77,6 +119,7 @@ fn route(
     path: &str,
     defaults: &Defaults,
     refs: &mut Vec<ClusterRef>,
+    grpc_listener: &Option<String>,
 ) -> Option<Route> {
     let f = Fields::read(
         sink,
@@ -99,11 +142,12 @@ fn route(
                     cluster: c.clone(),
                     loc: to.loc.clone(),
                     field: f.path("to"),
+                    grpc_listener: grpc_listener.clone(),
                 });
             }
             cluster.map(RouteAction::To)
         }
-        (None, Some(split)) => weighted_split(sink, split, &f.path("split"), refs),
+        (None, Some(split)) => weighted_split(sink, split, &f.path("split"), refs, grpc_listener),
         (Some(_), Some(_)) => {
             sink.error(node, path, "give either `to` or `split`, not both");
             None
@@ -128,9 +172,14 @@ fn route(
         .map(Some),
         None => Some(None),
     };
-    let retries = match defaults.layer("retries", f.get("retries")) {
-        Some(n) => resilience::retries(sink, &n, &f.path("retries")),
-        None => Some(None),
+    // `defaults.retries` speaks Envoy's conditions; gRPC routes get gRPC's own default.
+    let retries = match (grpc_listener, f.get("retries")) {
+        (Some(_), Some(n)) => resilience::retries(sink, n, &f.path("retries"), true),
+        (Some(_), None) => Some(Some(resilience::grpc_default())),
+        (None, own) => match defaults.layer("retries", own) {
+            Some(n) => resilience::retries(sink, &n, &f.path("retries"), false),
+            None => Some(None),
+        },
     };
     Some(Route {
         matcher: matcher?,
@@ -145,6 +194,7 @@ fn weighted_split(
     node: &Node,
     path: &str,
     refs: &mut Vec<ClusterRef>,
+    grpc_listener: &Option<String>,
 ) -> Option<RouteAction> {
     let entries = reader::named_entries(sink, node, path)?;
     if entries.is_empty() {
@@ -163,6 +213,7 @@ fn weighted_split(
             cluster: cluster.clone(),
             loc: k.loc.clone(),
             field: wpath.clone(),
+            grpc_listener: grpc_listener.clone(),
         });
         let Some(weight) = reader::integer(sink, v, &wpath, 0, u64::from(u32::MAX)) else {
             ok = false;

@@ -6,6 +6,7 @@
 
 mod cluster;
 pub(crate) mod defaults;
+mod grpc;
 mod health;
 mod listener;
 mod resilience;
@@ -21,7 +22,7 @@ use defaults::Defaults;
 use listener::ClusterRef;
 
 pub use cluster::MAX_WEIGHT;
-pub use resilience::RETRY_ON;
+pub use resilience::{GRPC_RETRY_ON, RETRY_ON};
 
 const TOP_KEYS: &[&str] = &[
     "version",
@@ -76,9 +77,11 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
         ..Config::default()
     };
     let mut refs: Vec<ClusterRef> = Vec::new();
+    let mut cluster_nodes: BTreeMap<&str, &Node> = BTreeMap::new();
     for item in unique(&mut sink, "clusters", &sections.clusters) {
         if let Some(c) = cluster::cluster(&mut sink, &item.name, item.value, &defaults) {
             config.clusters.insert(item.name.clone(), c);
+            cluster_nodes.insert(&item.name, item.value);
         }
     }
     let mut addresses: BTreeMap<SocketAddr, &Named<'_>> = BTreeMap::new();
@@ -87,17 +90,19 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
         else {
             continue;
         };
-        if let Some(first) = addresses.get(&l.address) {
-            sink.error(
-                item.key,
-                &format!("listeners.{}.address", item.name),
-                format!(
-                    "{} is already used by listener `{}` ({})",
-                    l.address, first.name, first.key.loc
-                ),
-            );
-        } else {
-            addresses.insert(l.address, item);
+        if let Some(address) = l.address() {
+            if let Some(first) = addresses.get(&address) {
+                sink.error(
+                    item.key,
+                    &format!("listeners.{}.address", item.name),
+                    format!(
+                        "{address} is already used by listener `{}` ({})",
+                        first.name, first.key.loc
+                    ),
+                );
+            } else {
+                addresses.insert(address, item);
+            }
         }
         config.listeners.insert(item.name.clone(), l);
     }
@@ -110,6 +115,7 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
     }
 
     let declared_clusters = Declared::new(&sections.clusters);
+    grpc::check_clusters(&mut sink, &refs, &config.clusters, &cluster_nodes);
     for r in refs {
         if !declared_clusters.contains(&r.cluster) {
             let hint = suggester.suggest(&r.cluster, &declared_clusters);
@@ -239,7 +245,25 @@ fn unique<'a, 'n>(sink: &mut Sink, section: &str, items: &'a [Named<'n>]) -> Vec
             continue;
         }
         seen.insert(&item.name, item);
-        if let Err(e) = check_name(&item.name) {
+        // gRPC clients name a listener by the target they dial, which may end in `:port`.
+        let name = match item.name.rsplit_once(':') {
+            Some((host, port)) if section == "listeners" => match port.parse::<u16>() {
+                Ok(p) if p > 0 => host,
+                _ => {
+                    sink.error(
+                        item.key,
+                        &path,
+                        format!(
+                            "`{}`: the part after `:` must be a port (1-65535)",
+                            item.name
+                        ),
+                    );
+                    continue;
+                }
+            },
+            _ => &item.name,
+        };
+        if let Err(e) = check_name(name) {
             sink.error(item.key, &path, e);
             continue;
         }

@@ -29,6 +29,26 @@ pub const RETRY_ON: &[&str] = &[
     "unavailable",
 ];
 
+/// The `retry_on` conditions gRPC clients run (gRFC A44): gRPC status names only.
+pub const GRPC_RETRY_ON: &[&str] = &[
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+/// What a proxyless gRPC route retries when it says nothing: the gRPC counterpart of the
+/// built-in Envoy default (a call that never reached a backend, UNAVAILABLE, is tried again).
+pub(crate) fn grpc_default() -> Retries {
+    Retries {
+        attempts: 2,
+        on: vec!["unavailable".to_string()],
+        previous_hosts: false,
+        per_try_timeout: None,
+    }
+}
+
 pub(crate) fn outlier_detection(
     sink: &mut Sink,
     node: &Node,
@@ -120,7 +140,15 @@ pub(crate) fn circuit_breakers(
     }))
 }
 
-pub(crate) fn retries(sink: &mut Sink, node: &Node, path: &str) -> Option<Option<Retries>> {
+/// `grpc`: the route belongs to a proxyless gRPC listener, whose clients know fewer retry
+/// settings than Envoy (conditions are gRPC status names; no per-try timeout, no host
+/// predicate).
+pub(crate) fn retries(
+    sink: &mut Sink,
+    node: &Node,
+    path: &str,
+    grpc: bool,
+) -> Option<Option<Retries>> {
     if is_off(node) {
         return Some(None);
     }
@@ -134,10 +162,22 @@ pub(crate) fn retries(sink: &mut Sink, node: &Node, path: &str) -> Option<Option
         Some(n) => reader::u32_in(sink, n, &f.path("attempts"), 0, 10),
         None => Some(1),
     };
-    let on = match f.get("on") {
-        Some(n) => retry_on(sink, n, &f.path("on")),
-        None => Some(vec!["connect-failure".to_string(), "reset".to_string()]),
+    let on = match (f.get("on"), grpc) {
+        (Some(n), _) => retry_on(sink, n, &f.path("on"), grpc),
+        (None, false) => Some(vec!["connect-failure".to_string(), "reset".to_string()]),
+        (None, true) => Some(vec!["unavailable".to_string()]),
     };
+    if grpc {
+        for key in ["per_try_timeout", "previous_hosts"] {
+            if let Some(n) = f.get(key) {
+                sink.error(
+                    n,
+                    &f.path(key),
+                    "gRPC clients do not run this (they retry on `on` with `attempts` only): remove it from this proxyless_grpc route",
+                );
+            }
+        }
+    }
     let previous_hosts = match f.get("previous_hosts") {
         Some(n) => reader::boolean(sink, n, &f.path("previous_hosts")),
         None => Some(false),
@@ -165,7 +205,12 @@ pub(crate) fn retries(sink: &mut Sink, node: &Node, path: &str) -> Option<Option
     }))
 }
 
-fn retry_on(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<String>> {
+fn retry_on(sink: &mut Sink, node: &Node, path: &str, grpc: bool) -> Option<Vec<String>> {
+    let (known, who) = if grpc {
+        (GRPC_RETRY_ON, "gRPC clients know")
+    } else {
+        (RETRY_ON, "Envoy knows")
+    };
     let items = reader::list(sink, node, path)?;
     if items.is_empty() {
         sink.error(node, path, "list at least one condition");
@@ -179,16 +224,23 @@ fn retry_on(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<String>> {
             ok = false;
             continue;
         };
-        if !RETRY_ON.contains(&text.as_str()) {
-            let hint = RETRY_ON
-                .iter()
-                .min_by_key(|c| strsim::levenshtein(c, &text))
-                .map(|c| format!(" (did you mean `{c}`?)"))
-                .unwrap_or_default();
+        if !known.contains(&text.as_str()) {
+            let hint = if grpc {
+                format!(
+                    " (gRPC routes take gRPC status names: {})",
+                    known.join(", ")
+                )
+            } else {
+                known
+                    .iter()
+                    .min_by_key(|c| strsim::levenshtein(c, &text))
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default()
+            };
             sink.error(
                 item,
                 &ipath,
-                format!("`{text}` is not a retry condition Envoy knows{hint}"),
+                format!("`{text}` is not a retry condition {who}{hint}"),
             );
             ok = false;
         } else if !out.contains(&text) {
