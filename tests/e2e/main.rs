@@ -25,6 +25,7 @@ mod proxyless_grpc;
 mod quickstart;
 mod reference_bootstraps;
 mod registry;
+mod registry_python;
 mod reload_guard;
 mod restart;
 mod traffic;
