@@ -100,6 +100,15 @@ impl Snapshot {
         self.changes[t.index()].as_deref()
     }
 
+    /// A snapshot of the given resources per type (in `ResourceType::ALL` order), for tests
+    /// of the xDS state machine.
+    #[cfg(test)]
+    pub(crate) fn of(types: [Vec<Arc<Resource>>; 4]) -> Snapshot {
+        Snapshot::from_types(
+            types.map(|rs| TypeSet::new(rs.into_iter().map(|r| (r.name.clone(), r)).collect())),
+        )
+    }
+
     fn from_types(types: [TypeSet; 4]) -> Snapshot {
         let versions: Vec<&[u8]> = types.iter().map(|t| t.version.as_bytes()).collect();
         Snapshot {

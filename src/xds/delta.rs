@@ -26,9 +26,14 @@ impl Protocol for Delta {
         }
     }
 
+    /// `system_version_info`: the snapshot's version (the spec leaves it to debugging).
+    fn wire_version<'a>(_plan: &'a Plan, snapshot: &'a Snapshot) -> &'a str {
+        &snapshot.version
+    }
+
     fn response(plan: &Plan, nonce: &str, snapshot: &Snapshot) -> Frames {
         wire::delta_response(
-            &snapshot.version,
+            Self::wire_version(plan, snapshot),
             plan.resources.iter().map(|r| r.delta.clone()),
             plan.t.type_url(),
             &plan.removed,

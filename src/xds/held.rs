@@ -19,6 +19,9 @@ static EMPTY: LazyLock<Arc<TypeSet>> = LazyLock::new(|| {
     })
 });
 
+/// The version of a resource whose state on the client is unknown: no content hash is empty.
+pub(crate) const UNKNOWN: &str = "";
+
 /// A resource held where it differs from the base. The content is known when flotilla sent
 /// it; a delta client reconnecting after a config change may report a version flotilla
 /// never saw.
@@ -68,6 +71,24 @@ impl Held {
 
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
+    }
+
+    /// Whether the client is known to hold some version of `name` (not merely perhaps).
+    pub(crate) fn surely_contains(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|h| h.version != UNKNOWN)
+    }
+
+    /// The client may or may not hold `name`, at any version (it rejected a response that
+    /// changed it, and applies what it can of a rejected response). Matches no resource, so
+    /// the next response that covers `name` carries it.
+    pub(crate) fn forget_version(&mut self, name: &str) {
+        self.diff.insert(
+            name.to_string(),
+            Some(Known {
+                version: UNKNOWN.to_string(),
+                resource: None,
+            }),
+        );
     }
 
     /// The client now holds `r`.

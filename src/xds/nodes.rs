@@ -23,10 +23,15 @@ pub struct Nack {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TypeStatus {
-    /// Version of what the last response would leave the client holding.
+    /// The version the last response carried: its `version_info` (SotW) or
+    /// `system_version_info` (delta), exactly as sent.
     pub sent_version: Option<String>,
-    /// Version of what the client holds, as of its last acknowledgement.
+    /// The version of the last response the client acknowledged, exactly as sent. Whether the
+    /// client holds the current config is the stream's `in_sync`, judged separately.
     pub acked_version: Option<String>,
+    /// Since when the last response has waited for an ACK or NACK (none: not waiting).
+    #[serde(with = "crate::util::unix_millis_opt")]
+    pub awaiting_ack_since: Option<SystemTime>,
     pub responses: u64,
     pub acks: u64,
     pub nacks: u64,

@@ -145,7 +145,8 @@ pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
         .flat_map(|r| r.clusters.iter())
         .all(|c| {
             !cds.subscribed(c)
-                || (cds.known.contains(c) && (!eds.requested || eds.known.contains(c)))
+                || (cds.known.surely_contains(c)
+                    && (!eds.requested || eds.known.surely_contains(c)))
         })
 }
 

@@ -84,6 +84,8 @@ pub(crate) trait Protocol: Send + 'static {
     const MODE: Mode;
 
     fn request(req: Self::Req) -> Request;
+    /// The version a response carries on the wire: what `/api/v1/nodes` shows.
+    fn wire_version<'a>(plan: &'a Plan, snapshot: &'a Snapshot) -> &'a str;
     /// The response, assembled from the resources' pre-encoded entries.
     fn response(plan: &Plan, nonce: &str, snapshot: &Snapshot) -> Frames;
 }
@@ -107,8 +109,17 @@ pub(crate) fn subscribe(
             // the list it sent last time, there is nothing to look at.
             let fingerprint = names.fingerprint();
             if state.names_seen != Some(fingerprint) {
-                state.wildcard =
-                    t.is_wildcard() && names.is_empty() || names.iter().any(|n| n == "*");
+                // Only a client that never named a resource asks for everything with an
+                // empty list (the legacy wildcard); once it has, an empty list means nothing.
+                let explicit = !names.is_empty();
+                let wildcard = names.iter().any(|n| n == "*")
+                    || (t.is_wildcard() && !explicit && !state.named);
+                let leaves_wildcard = state.wildcard && !wildcard;
+                state.named |= explicit;
+                if wildcard && !state.wildcard && !first {
+                    state.enter_wildcard();
+                }
+                state.wildcard = wildcard;
                 if !names.iter().eq(state.names.iter().map(String::as_str)) {
                     state.set_names(
                         names
@@ -117,6 +128,9 @@ pub(crate) fn subscribe(
                             .map(str::to_string)
                             .collect(),
                     );
+                }
+                if leaves_wildcard {
+                    state.forget_unsubscribed();
                 }
                 state.names_seen = Some(fingerprint);
             }
@@ -157,33 +171,57 @@ pub(crate) fn subscribe(
             if first && subscribe.is_empty() && t.is_wildcard() {
                 state.wildcard = true;
             }
+            let was_wildcard = state.wildcard;
             let mut names: Option<BTreeSet<String>> = None;
             for name in subscribe {
                 if name == "*" {
+                    if !state.wildcard && !first {
+                        state.enter_wildcard();
+                    }
                     state.wildcard = true;
-                } else if !state.names.contains(name) {
+                    continue;
+                }
+                if !state.names.contains(name) {
                     names
                         .get_or_insert_with(|| (*state.names).clone())
                         .insert(name.clone());
                 }
+                // The client may have forgotten a resource it still seems subscribed to: a
+                // subscription is always answered, with the resource or its absence.
+                state.known.remove(name);
+                state.rejected.remove(name);
+                state.unanswered.insert(name.clone());
             }
             for name in unsubscribe {
                 if name == "*" {
                     state.wildcard = false;
-                } else if state.names.contains(name)
-                    || names.as_ref().is_some_and(|n| n.contains(name))
-                {
+                    continue;
+                }
+                let was_named =
+                    state.names.contains(name) || names.as_ref().is_some_and(|n| n.contains(name));
+                if was_named {
                     names
                         .get_or_insert_with(|| (*state.names).clone())
                         .remove(name);
                 }
-                if !state.wildcard {
+                if state.wildcard {
+                    // Still wildcard-subscribed, the client cannot tell whether the name is
+                    // covered by the wildcard: tell it, with the resource or its removal.
+                    if was_named {
+                        state.known.remove(name);
+                        state.unanswered.insert(name.clone());
+                    }
+                } else {
                     state.known.remove(name);
                     state.rejected.remove(name);
+                    state.unanswered.remove(name);
                 }
             }
             if let Some(names) = names {
                 state.set_names(names);
+            }
+            if was_wildcard && !state.wildcard {
+                state.forget_unsubscribed();
             }
             if first && !initial_versions.is_empty() {
                 let set = snapshot.get(t);
@@ -238,7 +276,7 @@ fn from_changes(
     ordered: bool,
 ) -> Option<Option<Plan>> {
     let set = snapshot.set(t);
-    if !client.get(t).answered {
+    if !client.get(t).answered || !client.get(t).unanswered.is_empty() {
         return None;
     }
     if client.get(t).known.is(set) {
@@ -389,14 +427,23 @@ fn general(
             })
         }
         Mode::Delta => {
-            let removed: Vec<String> = state
+            let mut removed: Vec<String> = state
                 .known
                 .iter()
                 .map(|(name, _)| name)
                 .filter(|name| state.subscribed(name))
-                .filter(|name| !view.contains_key(name))
+                .filter(|name| !view.contains_key(name) && !state.rejected_removals.contains(*name))
                 .map(str::to_string)
                 .collect();
+            // Subscribed to and not in the snapshot: the answer is that it does not exist.
+            let absent: Vec<String> = state
+                .unanswered
+                .iter()
+                .filter(|n| !all.resources.contains_key(*n) && !view.contains_key(n.as_str()))
+                .filter(|n| !removed.contains(n))
+                .cloned()
+                .collect();
+            removed.extend(absent);
             if changed.is_empty()
                 && removed.is_empty()
                 && (state.answered || !state.known.is_empty())
@@ -437,3 +484,11 @@ fn held_elsewhere<'a>(
         held.is_none_or(|k| k.version != r.version).then_some(*r)
     })
 }
+
+#[cfg(test)]
+#[path = "spec_tests.rs"]
+mod spec_tests;
+
+#[cfg(test)]
+#[path = "spec_model.rs"]
+mod spec_model;

@@ -64,6 +64,16 @@ impl NameList {
         h.finish()
     }
 
+    /// A list of `names`, as if decoded from a request (for tests of the state machine).
+    #[cfg(test)]
+    pub(crate) fn from_names(names: &[&str]) -> NameList {
+        let mut list = NameList::default();
+        for name in names {
+            list.push(name);
+        }
+        list
+    }
+
     fn push(&mut self, name: &str) {
         encode_varint(name.len() as u64, &mut self.raw);
         self.raw.extend_from_slice(name.as_bytes());

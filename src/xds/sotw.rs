@@ -24,9 +24,13 @@ impl Protocol for Sotw {
         }
     }
 
-    fn response(plan: &Plan, nonce: &str, _snapshot: &Snapshot) -> Frames {
+    fn wire_version<'a>(plan: &'a Plan, _snapshot: &'a Snapshot) -> &'a str {
+        &plan.version_info
+    }
+
+    fn response(plan: &Plan, nonce: &str, snapshot: &Snapshot) -> Frames {
         wire::sotw_response(
-            &plan.version_info,
+            Self::wire_version(plan, snapshot),
             plan.resources.iter().map(|r| r.sotw.clone()),
             plan.t.type_url(),
             nonce,

@@ -137,6 +137,7 @@ async fn run<P: Protocol>(
         settled: Default::default(),
         dirty: true,
         in_sync: false,
+        is_envoy: node.user_agent_name == "envoy",
         nonce: 0,
         _protocol: std::marker::PhantomData,
     };
@@ -172,6 +173,8 @@ struct StreamLoop<P: Protocol> {
     /// Something may need sending.
     dirty: bool,
     in_sync: bool,
+    /// The node says it is an Envoy (`user_agent_name`): logs and events name the client.
+    is_envoy: bool,
     nonce: u64,
     _protocol: std::marker::PhantomData<P>,
 }
@@ -295,47 +298,73 @@ impl<P: Protocol> StreamLoop<P> {
     }
 
     fn handle(&mut self, req: Request) -> Result<(), Status> {
-        let t = self.resource_type(&req.type_url)?;
-        let state = self.client.get_mut(t);
-        match state.reply(&req.nonce, req.error.clone()) {
-            Reply::Ack(flight) => {
-                let held = held_version(&self.client, t);
-                debug!(r#type = %t, version = %flight.version_info, nonce = %flight.nonce,
-                    elapsed_ms = flight.at.elapsed().as_millis() as u64, "ACK");
-                self.metrics.ack(t, P::MODE.name(), flight.since.elapsed());
-                self.entry.update_type(t, |s| {
-                    s.acks += 1;
-                    s.acked_version = Some(held);
-                });
-            }
-            Reply::Nack(flight, message) => {
-                self.metrics.nack(t, P::MODE.name());
+        let t = match self.resource_type(&req.type_url) {
+            Ok(t) => t,
+            Err(status) => {
+                warn!(type_url = %req.type_url, error = %status.message(), "request refused; stream closed");
                 crate::events::record(
                     crate::events::NewEvent::new(
-                        crate::events::Kind::Nack,
+                        crate::events::Kind::Node,
                         format!(
-                            "{} rejected {t} {}: {message}",
-                            self.node_id, flight.version_info
+                            "{}: request refused, stream closed: {}",
+                            self.node_id,
+                            status.message()
                         ),
                     )
                     .node(self.node_id.clone()),
                 );
-                warn!(r#type = %t, version = %flight.version_info, nonce = %flight.nonce,
-                    error = %message, "Envoy rejected config (NACK); keeping it from this Envoy until the config changes");
+                return Err(status);
+            }
+        };
+        let state = self.client.get_mut(t);
+        match state.reply(&req.nonce, req.error.clone()) {
+            Reply::Ack(flight) => {
+                debug!(r#type = %t, version = %flight.sent_version, nonce = %flight.nonce,
+                    elapsed_ms = flight.at.elapsed().as_millis() as u64, "ACK");
+                self.metrics.ack(t, P::MODE.name(), flight.since.elapsed());
                 self.entry.update_type(t, |s| {
-                    s.nacks += 1;
-                    s.last_nack = Some(Nack {
-                        version: flight.version_info.clone(),
-                        message,
-                        at: std::time::SystemTime::now(),
-                    });
+                    s.acks += 1;
+                    s.acked_version = Some(flight.sent_version);
+                    s.awaiting_ack_since = None;
                 });
             }
+            Reply::Nack(flight, message) => self.nacked(t, flight, message),
             Reply::None => {}
         }
         protocol::subscribe(t, self.client.get_mut(t), &req.subscription, &self.snapshot);
         self.dirty = true;
         Ok(())
+    }
+
+    fn nacked(&mut self, t: ResourceType, flight: InFlight, message: String) {
+        self.metrics.nack(t, P::MODE.name());
+        let who = if self.is_envoy { "Envoy" } else { "client" };
+        crate::events::record(
+            crate::events::NewEvent::new(
+                crate::events::Kind::Nack,
+                format!(
+                    "{who} {} rejected {t} {}: {message}",
+                    self.node_id, flight.sent_version
+                ),
+            )
+            .node(self.node_id.clone()),
+        );
+        if self.is_envoy {
+            warn!(r#type = %t, version = %flight.sent_version, nonce = %flight.nonce,
+                error = %message, "Envoy rejected config (NACK); not re-sent until the config changes");
+        } else {
+            warn!(r#type = %t, version = %flight.sent_version, nonce = %flight.nonce,
+                error = %message, "client rejected config (NACK); not re-sent until the config changes");
+        }
+        self.entry.update_type(t, |s| {
+            s.nacks += 1;
+            s.awaiting_ack_since = None;
+            s.last_nack = Some(Nack {
+                version: flight.sent_version,
+                message,
+                at: std::time::SystemTime::now(),
+            });
+        });
     }
 
     fn next_plan(&mut self) -> Option<Plan> {
@@ -392,25 +421,20 @@ impl<P: Protocol> StreamLoop<P> {
         debug!(r#type = %plan.t, version = %plan.version_info, nonce = %nonce,
             resources = plan.resources.len(), removed = plan.removed.len(), "sending");
         self.metrics.response_sent(plan.t, P::MODE.name());
+        let sent_version = P::wire_version(&plan, &self.snapshot).to_string();
         self.entry.update_type(plan.t, |s| {
             s.responses += 1;
-            s.sent_version = Some(plan.version_info.clone());
+            s.sent_version = Some(sent_version.clone());
+            s.awaiting_ack_since = Some(std::time::SystemTime::now());
         });
-        let state = self.client.get_mut(plan.t);
-        state.answered = true;
-        state.in_flight = Some(InFlight {
-            nonce,
-            version_info: plan.version_info,
-            sent: plan.resources,
-            removed: plan.removed,
-            complete: plan.complete,
-            reaches: plan.reaches,
-            at: std::time::Instant::now(),
-            since: self
-                .snapshot
-                .created
-                .map_or(self.opened, |c| c.max(self.opened)),
-        });
+        let since = self
+            .snapshot
+            .created
+            .map_or(self.opened, |c| c.max(self.opened));
+        let t = plan.t;
+        self.client
+            .get_mut(t)
+            .record_sent(plan, nonce, sent_version, since);
         if self.in_sync {
             self.in_sync = false;
             self.entry.update(|i| i.in_sync = false);
@@ -434,6 +458,11 @@ impl<P: Protocol> StreamLoop<P> {
             // Rejections of resources the config no longer has are history.
             if !state.rejected.is_empty() {
                 state.rejected.retain(|name, _| wanted.contains_key(name));
+            }
+            if !state.rejected_removals.is_empty() {
+                state
+                    .rejected_removals
+                    .retain(|name| !wanted.contains_key(name));
             }
             if !state.requested {
                 continue;
@@ -488,8 +517,4 @@ impl PartialEq for Settled {
     fn eq(&self, other: &Settled) -> bool {
         Arc::ptr_eq(&self.snapshot, &other.snapshot) && self.generations == other.generations
     }
-}
-
-fn held_version(client: &ClientState, t: ResourceType) -> String {
-    client.get(t).known.version().into_owned()
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::held::Held;
 use super::names::{self, Names};
+use super::protocol::Plan;
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
 
 /// A response sent and not yet acknowledged. At most one per type: new state waiting behind
@@ -17,7 +18,10 @@ use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
 #[derive(Debug, Clone)]
 pub(crate) struct InFlight {
     pub(crate) nonce: String,
+    /// What the client holds once it applies this response (planning's version).
     pub(crate) version_info: String,
+    /// The version on the wire: SotW `version_info`, delta `system_version_info`.
+    pub(crate) sent_version: String,
     pub(crate) sent: Vec<Arc<Resource>>,
     pub(crate) removed: Vec<String>,
     /// SotW CDS/LDS responses carry the complete set: what is not in it is gone once ACKed.
@@ -37,6 +41,12 @@ pub(crate) struct TypeState {
     /// At least one response has been sent (an initial request always gets one).
     pub(crate) answered: bool,
     pub(crate) wildcard: bool,
+    /// The client has subscribed to a name explicitly (`*` included): from then on an empty
+    /// subscription means none, not the legacy wildcard.
+    pub(crate) named: bool,
+    /// Delta: names subscribed to since the last response, which the next response must
+    /// answer, as a resource or (when it does not exist) in `removed_resources`.
+    pub(crate) unanswered: BTreeSet<String>,
     /// The names subscribed to (shared with every stream that has the same subscription).
     pub(crate) names: Names,
     /// Fingerprint of the last SotW name list received, which set `wildcard` and `names`.
@@ -50,6 +60,8 @@ pub(crate) struct TypeState {
     pub(crate) rejected: BTreeMap<String, String>,
     /// For complete-set responses: the rejected set's version_info.
     pub(crate) rejected_set: Option<String>,
+    /// Names whose removal the client rejected: not removed again until they come back.
+    pub(crate) rejected_removals: BTreeSet<String>,
 }
 
 impl Default for TypeState {
@@ -58,6 +70,8 @@ impl Default for TypeState {
             requested: false,
             answered: false,
             wildcard: false,
+            named: false,
+            unanswered: BTreeSet::new(),
             names: names::empty(),
             names_seen: None,
             known: Held::default(),
@@ -65,6 +79,7 @@ impl Default for TypeState {
             in_flight: None,
             rejected: BTreeMap::new(),
             rejected_set: None,
+            rejected_removals: BTreeSet::new(),
         }
     }
 }
@@ -100,6 +115,10 @@ impl TypeState {
                 }
                 for r in &flight.sent {
                     self.rejected.remove(&r.name);
+                    self.rejected_removals.remove(&r.name);
+                }
+                for name in &flight.removed {
+                    self.rejected_removals.remove(name);
                 }
                 match &flight.reaches {
                     Some(set) => self.known.rebase(set),
@@ -118,17 +137,96 @@ impl TypeState {
                 Reply::Ack(flight)
             }
             Some(message) => {
-                // A complete set is refused as a whole (its unchanged members included); other
-                // responses carry only what changed, refused resource by resource.
-                if flight.complete {
-                    self.rejected_set = Some(flight.version_info.clone());
-                } else {
-                    for r in &flight.sent {
-                        self.rejected.insert(r.name.clone(), r.version.clone());
-                    }
-                }
+                self.rejected_in_part(&flight);
                 Reply::Nack(flight, message)
             }
+        }
+    }
+
+    /// Records that `plan` went out with `nonce`, carrying `sent_version` on the wire.
+    pub(crate) fn record_sent(
+        &mut self,
+        plan: Plan,
+        nonce: String,
+        sent_version: String,
+        since: Instant,
+    ) {
+        self.answered = true;
+        self.unanswered.clear();
+        self.in_flight = Some(InFlight {
+            nonce,
+            version_info: plan.version_info,
+            sent_version,
+            sent: plan.resources,
+            removed: plan.removed,
+            complete: plan.complete,
+            reaches: plan.reaches,
+            at: Instant::now(),
+            since,
+        });
+    }
+
+    /// A NACK says that the client refused *some* of a response, not which part: Envoy and
+    /// gRPC apply resources one by one and keep the valid ones of a rejected response. What
+    /// the response changed is therefore unknown on the client until a later response settles
+    /// it (a revert included, which is then sent, not taken as a no-op). The rejected content
+    /// itself is remembered so that it is not sent again until it changes: a NACK never turns
+    /// into a resend loop.
+    fn rejected_in_part(&mut self, flight: &InFlight) {
+        if flight.complete {
+            // A complete set is refused as a whole: what was sent changed, what was held and
+            // left out may have been removed.
+            self.rejected_set = Some(flight.version_info.clone());
+            let sent: BTreeSet<&str> = flight.sent.iter().map(|r| r.name.as_str()).collect();
+            let mut unsure: Vec<String> = flight
+                .sent
+                .iter()
+                .filter(|r| {
+                    self.known
+                        .get(&r.name)
+                        .is_none_or(|k| k.version != r.version)
+                })
+                .map(|r| r.name.clone())
+                .collect();
+            unsure.extend(
+                self.known
+                    .iter()
+                    .filter(|(n, _)| !sent.contains(n))
+                    .map(|(n, _)| n.to_string()),
+            );
+            for name in unsure {
+                self.known.forget_version(&name);
+            }
+        } else {
+            for r in &flight.sent {
+                self.rejected.insert(r.name.clone(), r.version.clone());
+                self.known.forget_version(&r.name);
+            }
+            for name in &flight.removed {
+                self.rejected_removals.insert(name.clone());
+                self.known.forget_version(name);
+            }
+        }
+    }
+
+    /// Entering the wildcard is a new request for everything: all of it is (re)sent.
+    pub(crate) fn enter_wildcard(&mut self) {
+        self.wildcard = true;
+        self.known.clear();
+    }
+
+    /// The client no longer holds what it does not subscribe to (after leaving the wildcard).
+    pub(crate) fn forget_unsubscribed(&mut self) {
+        let gone: Vec<String> = self
+            .known
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| !self.subscribed(n))
+            .map(str::to_string)
+            .collect();
+        for name in gone {
+            self.known.remove(&name);
+            self.rejected.remove(&name);
         }
     }
 
@@ -141,6 +239,11 @@ impl TypeState {
             for gone in self.names.difference(&wanted) {
                 self.known.remove(gone);
                 self.rejected.remove(gone);
+            }
+            // "the server must resend any newly requested resources, even if it previously
+            // sent those resources" (an ACK that crossed an unsubscription recorded them).
+            for new in wanted.difference(&self.names) {
+                self.known.remove(new);
             }
         }
         self.names = names::intern(wanted);
@@ -214,6 +317,7 @@ mod tests {
         InFlight {
             nonce: nonce.into(),
             version_info: "v".into(),
+            sent_version: "v".into(),
             sent,
             removed: Vec::new(),
             complete,
@@ -258,7 +362,10 @@ mod tests {
         };
         assert!(matches!(s.reply("1", Some("no".into())), Reply::Nack(_, _)));
         assert_eq!(s.rejected.get("a"), Some(&bad.version));
-        assert!(s.known.is_empty());
+        assert!(
+            !s.known.surely_contains("a"),
+            "the client may or may not hold it"
+        );
         s.in_flight = Some(flight("2", vec![res("a", 2)], false));
         assert!(matches!(s.reply("2", None), Reply::Ack(_)));
         assert!(s.rejected.is_empty());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::balancing::{Setup, both_protocols};
 use crate::support::client;
 use crate::support::envoy::Xds;
-use crate::support::{configs, wait};
+use crate::support::{configs, free_addr, wait};
 use crate::traffic::assert_envoy_runs_rendered;
 
 fn config(listen: std::net::SocketAddr, endpoints: &str, bad_listener: bool) -> String {
@@ -88,4 +88,50 @@ async fn a_rejected_config_is_recorded_and_the_last_good_one_keeps_serving(xds: 
     .await;
 }
 
-both_protocols!(a_rejected_config_is_recorded_and_the_last_good_one_keeps_serving);
+/// Issue 11, point 2. A response that Envoy rejects in part: it adds the valid new listener
+/// and refuses the other. flotilla cannot know which part was applied, so it must not think
+/// that Envoy still holds the previous listeners: the revert is sent, which removes the
+/// listener Envoy kept, and the node is in sync only once Envoy ACKs it.
+async fn a_revert_after_a_partly_applied_rejection_reaches_envoy(xds: Xds) {
+    let s = Setup::new(&["a"], xds, |b, l| config(l, &b["a"].address(), false)).await;
+    let good = config(s.listen, &s.addr("a"), false);
+    let second = free_addr();
+    let mut half_bad = config(s.listen, &s.addr("a"), true);
+    half_bad.push_str(&format!(
+        "  second:\n    address: {second}\n    routes: [ {{ to: web }} ]\n"
+    ));
+    s.flotilla.write_config(&half_bad);
+    wait::until("Envoy's NACK", Duration::from_secs(10), || lds_nack(&s)).await;
+    wait::until(
+        "Envoy to keep the valid listener of the rejected response",
+        Duration::from_secs(10),
+        || async {
+            s.envoy
+                .admin_get("/listeners")
+                .await
+                .contains("second")
+                .then_some(())
+        },
+    )
+    .await;
+    let nodes = s.flotilla.json("/api/v1/nodes").await;
+    assert_eq!(nodes[0]["in_sync"], false, "{nodes}");
+
+    s.flotilla.write_config(&good);
+    wait::until(
+        "the revert to remove the listener Envoy kept",
+        Duration::from_secs(10),
+        || async { (!s.envoy.admin_get("/listeners").await.contains("second")).then_some(()) },
+    )
+    .await;
+    wait::until("the node back in sync", Duration::from_secs(10), || async {
+        (s.flotilla.json("/api/v1/nodes").await[0]["in_sync"] == true).then_some(())
+    })
+    .await;
+    assert_eq!(client::spread(&s.url("/"), 5).await.get("a"), Some(&5));
+}
+
+both_protocols!(
+    a_rejected_config_is_recorded_and_the_last_good_one_keeps_serving,
+    a_revert_after_a_partly_applied_rejection_reaches_envoy
+);

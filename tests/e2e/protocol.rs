@@ -16,7 +16,8 @@ use crate::balancing::Setup;
 use crate::support::client;
 use crate::support::envoy::Xds;
 use crate::support::wait;
-use crate::support::xds_client::{CDS, EDS, LDS, RDS, SotwClient, sotw_names};
+use crate::support::xds_client::{CDS, DeltaClient, EDS, LDS, RDS, SotwClient, sotw_names};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 fn node(id: &str) -> Option<Node> {
     Some(crate::support::xds_client::node(id, "edge"))
@@ -81,6 +82,11 @@ async fn an_unknown_type_url_is_refused_and_other_streams_carry_on() {
     let status = ads.recv().await.expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("unknown type_url"), "{status:?}");
+    let events = s.flotilla.json("/api/v1/events").await.to_string();
+    assert!(
+        events.contains("raw-1: request refused") && events.contains("unknown type_url"),
+        "{events}"
+    );
     envoy_unaffected(&s).await;
 }
 
@@ -337,5 +343,254 @@ async fn a_client_that_asks_for_listeners_before_clusters_gets_them_at_once() {
         (me["in_sync"] == true).then_some(())
     })
     .await;
+    envoy_unaffected(&s).await;
+}
+
+/// The node `id` in `/api/v1/nodes`, once present.
+async fn node_status(s: &Setup, id: &str) -> serde_json::Value {
+    wait::until(
+        &format!("{id} in /api/v1/nodes"),
+        Duration::from_secs(10),
+        || async {
+            let nodes = s.flotilla.json("/api/v1/nodes").await;
+            nodes
+                .as_array()?
+                .iter()
+                .find(|n| n["node_id"] == id)
+                .cloned()
+        },
+    )
+    .await
+}
+
+/// Writes `config` with `connect_timeout` and waits until flotilla has loaded it.
+async fn reload(s: &Setup, connect_timeout: &str) {
+    let before = s.flotilla.json("/api/v1/state").await["config"]["version"].clone();
+    s.flotilla
+        .write_config(&config(s.listen, &s.addr("a"), connect_timeout));
+    wait::until("the config reload", Duration::from_secs(10), || async {
+        (s.flotilla.json("/api/v1/state").await["config"]["version"] != before).then_some(())
+    })
+    .await;
+}
+
+fn rejection() -> Option<envoy_types::pb::google::rpc::Status> {
+    Some(envoy_types::pb::google::rpc::Status {
+        code: 3,
+        message: "test client refuses this".into(),
+        ..Default::default()
+    })
+}
+
+/// Issue 11, points 2 and 5 (SotW). `/api/v1/nodes` shows the `version_info` exactly as sent
+/// and as acknowledged; a NACK is reported as the client's (not "Envoy"'s); after a NACK the
+/// client's state is unknown, so a revert to what it held before is sent, and the node is
+/// in sync only once it ACKs.
+#[tokio::test]
+async fn sotw_versions_are_shown_as_sent_and_a_revert_after_a_nack_is_sent() {
+    let s = setup().await;
+    let mut ads = SotwClient::open(s.flotilla.xds, node("raw-sotw")).await;
+    ads.request(CDS, &[], None).await;
+    let first = ads.recv().await.expect("clusters");
+    ads.request(CDS, &[], Some(&first)).await;
+    let acked = wait::until("the ACK recorded", Duration::from_secs(10), || async {
+        let n = node_status(&s, "raw-sotw").await;
+        (n["in_sync"] == true).then_some(n)
+    })
+    .await;
+    let cds = &acked["types"]["cds"];
+    assert_eq!(cds["sent_version"], first.version_info.as_str(), "{acked}");
+    assert_eq!(cds["acked_version"], first.version_info.as_str(), "{acked}");
+
+    reload(&s, "2s").await;
+    let changed = ads.recv().await.expect("the change");
+    assert_ne!(changed.version_info, first.version_info);
+    ads.send(DiscoveryRequest {
+        type_url: CDS.into(),
+        version_info: first.version_info.clone(),
+        response_nonce: changed.nonce.clone(),
+        error_detail: rejection(),
+        ..Default::default()
+    })
+    .await;
+    let nacked = wait::until("the NACK recorded", Duration::from_secs(10), || async {
+        let n = node_status(&s, "raw-sotw").await;
+        (n["types"]["cds"]["nacks"] == 1).then_some(n)
+    })
+    .await;
+    let cds = &nacked["types"]["cds"];
+    assert_eq!(
+        cds["sent_version"],
+        changed.version_info.as_str(),
+        "{nacked}"
+    );
+    assert_eq!(
+        cds["acked_version"],
+        first.version_info.as_str(),
+        "{nacked}"
+    );
+    assert_eq!(
+        cds["last_nack"]["version"],
+        changed.version_info.as_str(),
+        "{nacked}"
+    );
+    assert_eq!(nacked["in_sync"], false, "{nacked}");
+    let events = s.flotilla.json("/api/v1/events").await.to_string();
+    assert!(
+        events.contains("client raw-sotw rejected cds") && !events.contains("Envoy raw-sotw"),
+        "{events}"
+    );
+    // Not sent again while the config stays as rejected.
+    assert!(ads.recv_within(Duration::from_millis(500)).await.is_none());
+
+    // The revert: the client may hold part of the rejected response, so it is sent.
+    reload(&s, "1s").await;
+    let reverted = ads.recv().await.expect("the revert, sent in full");
+    assert_eq!(reverted.version_info, first.version_info);
+    assert_eq!(sotw_names(&reverted), ["web"]);
+    let n = node_status(&s, "raw-sotw").await;
+    assert_eq!(n["in_sync"], false, "in sync only once ACKed: {n}");
+    ads.request(CDS, &[], Some(&reverted)).await;
+    wait::until("back in sync", Duration::from_secs(10), || async {
+        (node_status(&s, "raw-sotw").await["in_sync"] == true).then_some(())
+    })
+    .await;
+    envoy_unaffected(&s).await;
+}
+
+/// Issue 11, points 2 and 5 (delta): `system_version_info` as sent and acknowledged, and a
+/// revert after a NACK is sent again.
+#[tokio::test]
+async fn delta_versions_are_shown_as_sent_and_a_revert_after_a_nack_is_sent() {
+    let s = setup().await;
+    let mut ads = DeltaClient::open(s.flotilla.xds, node("raw-delta")).await;
+    ads.send(DeltaDiscoveryRequest {
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await;
+    let first = ads.next().await.expect("clusters (acknowledged)");
+    let acked = wait::until("the ACK recorded", Duration::from_secs(10), || async {
+        let n = node_status(&s, "raw-delta").await;
+        (n["in_sync"] == true).then_some(n)
+    })
+    .await;
+    let cds = &acked["types"]["cds"];
+    assert_eq!(
+        cds["sent_version"],
+        first.system_version_info.as_str(),
+        "{acked}"
+    );
+    assert_eq!(
+        cds["acked_version"],
+        first.system_version_info.as_str(),
+        "{acked}"
+    );
+
+    reload(&s, "2s").await;
+    let changed = ads.recv().await.expect("the change");
+    assert_eq!(changed.resources.len(), 1);
+    ads.send(DeltaDiscoveryRequest {
+        type_url: CDS.into(),
+        response_nonce: changed.nonce.clone(),
+        error_detail: rejection(),
+        ..Default::default()
+    })
+    .await;
+    let nacked = wait::until("the NACK recorded", Duration::from_secs(10), || async {
+        let n = node_status(&s, "raw-delta").await;
+        (n["types"]["cds"]["nacks"] == 1).then_some(n)
+    })
+    .await;
+    let cds = &nacked["types"]["cds"];
+    assert_eq!(
+        cds["sent_version"],
+        changed.system_version_info.as_str(),
+        "{nacked}"
+    );
+    assert_eq!(
+        cds["acked_version"],
+        first.system_version_info.as_str(),
+        "{nacked}"
+    );
+    assert_eq!(nacked["in_sync"], false, "{nacked}");
+    assert!(ads.recv_within(Duration::from_millis(500)).await.is_none());
+
+    reload(&s, "1s").await;
+    let reverted = ads.next().await.expect("the revert");
+    assert_eq!(reverted.names.iter().collect::<Vec<_>>(), ["web"]);
+    wait::until("back in sync", Duration::from_secs(10), || async {
+        (node_status(&s, "raw-delta").await["in_sync"] == true).then_some(())
+    })
+    .await;
+    envoy_unaffected(&s).await;
+}
+
+/// Issue 11, point 3: only a first request with no names (or `*`) is a wildcard; a client
+/// that named resources and then sends an empty list has unsubscribed from everything.
+#[tokio::test]
+async fn a_sotw_client_that_clears_its_names_gets_nothing_more() {
+    let s = setup().await;
+    let mut ads = SotwClient::open(s.flotilla.xds, node("raw-named")).await;
+    ads.request(CDS, &["web"], None).await;
+    let named = ads.recv().await.expect("the named cluster");
+    assert_eq!(sotw_names(&named), ["web"]);
+    ads.request(CDS, &[], Some(&named)).await;
+    reload(&s, "2s").await;
+    assert!(
+        ads.recv_within(Duration::from_millis(500)).await.is_none(),
+        "a change to a cluster the client no longer subscribes to is not sent"
+    );
+    envoy_unaffected(&s).await;
+}
+
+/// Issue 11, point 4 (delta): a subscription to a missing name is answered in
+/// `removed_resources`; re-subscribing to a held resource re-sends it; unsubscribing from a
+/// name while wildcard-subscribed is answered with the resource (it is in the wildcard).
+#[tokio::test]
+async fn a_delta_client_gets_an_answer_to_every_subscription() {
+    let s = setup().await;
+    let subscribe = |names: &[&str]| DeltaDiscoveryRequest {
+        type_url: CDS.into(),
+        resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut named = DeltaClient::open(s.flotilla.xds, node("raw-delta-named")).await;
+    named.send(subscribe(&["web", "missing"])).await;
+    let got = named.next().await.expect("an answer");
+    assert_eq!(got.names.iter().collect::<Vec<_>>(), ["web"]);
+    assert_eq!(
+        got.removed.iter().collect::<Vec<_>>(),
+        ["missing"],
+        "a name that does not exist is answered, not left to the client's timer"
+    );
+    named.send(subscribe(&["web"])).await;
+    let again = named.next().await.expect("the held resource again");
+    assert_eq!(again.names.iter().collect::<Vec<_>>(), ["web"]);
+
+    let mut wildcard = DeltaClient::open(s.flotilla.xds, node("raw-delta-wildcard")).await;
+    wildcard.send(subscribe(&[])).await;
+    assert_eq!(wildcard.next().await.expect("all").names.len(), 1);
+    wildcard.send(subscribe(&["web"])).await;
+    wildcard.next().await.expect("web, subscribed by name");
+    wildcard
+        .send(DeltaDiscoveryRequest {
+            type_url: CDS.into(),
+            resource_names_unsubscribe: vec!["web".into()],
+            ..Default::default()
+        })
+        .await;
+    let answer = wildcard
+        .next()
+        .await
+        .expect("the answer to the unsubscribe");
+    assert_eq!(
+        (
+            answer.names.iter().map(String::as_str).collect::<Vec<_>>(),
+            answer.removed.len()
+        ),
+        (vec!["web"], 0),
+        "still in the wildcard: sent, not removed"
+    );
     envoy_unaffected(&s).await;
 }

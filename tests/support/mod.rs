@@ -26,9 +26,12 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The `flotilla` binary built for this test run.
+/// The `flotilla` binary built for this test run, or `FLOTILLA_BIN` when set (a copy taken
+/// right after the build, for worktrees that share one target directory).
 pub fn flotilla_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_flotilla"))
+    std::env::var_os("FLOTILLA_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_flotilla")))
 }
 
 /// A loopback address with a port free right now (for processes that must be told a port).
