@@ -114,6 +114,10 @@ pub(crate) struct ServeArgs {
     /// they are accepted only while the admin server listens on loopback.
     #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
+    /// A `Host` name the admin API answers to besides loopback names and --admin-listen
+    /// (repeatable; `*` for any). Other names are refused, against DNS rebinding.
+    #[arg(long = "admin-allowed-host", value_name = "HOST")]
+    pub(crate) admin_allowed_hosts: Vec<String>,
     /// Where drains and weight overrides are stored to survive restarts.
     #[arg(long, default_value = "flotilla-state.json")]
     pub(crate) state_file: PathBuf,
@@ -347,6 +351,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 watch: !args.no_watch,
                 debounce: args.debounce,
                 admin_token: args.admin_token,
+                admin_allowed_hosts: args.admin_allowed_hosts,
                 state_file: args.state_file,
                 xds_limits: flotilla::xds::Limits {
                     keepalive_timeout: args.xds_keepalive_timeout,

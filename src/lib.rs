@@ -37,6 +37,8 @@ pub mod config;
 pub mod control;
 pub mod envoy;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc_bootstrap;
 pub mod health;
 pub mod metrics;

@@ -102,6 +102,7 @@ pub async fn run(
         watch: true,
         debounce: Duration::from_millis(100),
         admin_token: None,
+        admin_allowed_hosts: Vec::new(),
         state_file: dir.path().join("state.json"),
         xds_limits: crate::xds::Limits::default(),
     };

@@ -30,6 +30,8 @@ pub struct ServeOptions {
     pub debounce: Duration,
     /// Bearer token required by the mutating admin calls.
     pub admin_token: Option<String>,
+    /// `Host` names the admin server answers to besides loopback and its listen address.
+    pub admin_allowed_hosts: Vec<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
     /// What one client may cost the xDS port (keepalive timeout included).
@@ -51,6 +53,8 @@ pub enum ServeError {
     Admin(#[source] std::io::Error),
     #[error(transparent)]
     Watch(#[from] config::watch::WatchError),
+    #[error(transparent)]
+    AllowedHosts(#[from] crate::admin::guard::HostsError),
     #[error(transparent)]
     State(#[from] crate::runtime::store::StoreError),
 }
@@ -132,6 +136,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         ),
         controller: controller.clone(),
         nodes: nodes.clone(),
+        hosts: crate::admin::guard::Hosts::new(opts.admin_listen, &opts.admin_allowed_hosts)?,
         xds_listening: xds_listening.clone(),
         metrics: exposition,
     };

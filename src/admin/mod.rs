@@ -6,7 +6,11 @@
 
 pub mod api;
 pub mod dashboard;
+mod errors;
+pub mod guard;
 pub mod mutations;
+
+pub use errors::MAX_URL;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +36,8 @@ pub struct AdminState {
     pub mutations: mutations::Mutations,
     pub controller: Arc<Controller>,
     pub nodes: Arc<NodeRegistry>,
+    /// The `Host` values this server answers to.
+    pub hosts: guard::Hosts,
     /// True while the xDS server is serving (set when it starts, cleared when it stops).
     pub xds_listening: Arc<AtomicBool>,
     /// Every subsystem's metrics, for `/metrics`.
@@ -75,6 +81,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/traffic", get(api::traffic))
         .merge(dashboard::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .layer(axum::middleware::from_fn(errors::json_errors))
         .with_state(state)
 }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AdminState;
+use super::errors::error;
 use crate::runtime::RuntimeError;
 
 /// Who may call the mutating endpoints.
@@ -34,10 +35,6 @@ impl Mutations {
             None => Mutations::Refused,
         }
     }
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 /// Middleware in front of every mutating route.
@@ -83,7 +80,7 @@ impl IntoResponse for RuntimeError {
             }
             RuntimeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RuntimeError::Configured { .. } | RuntimeError::Taken { .. } => StatusCode::CONFLICT,
-            RuntimeError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
+            RuntimeError::Full { .. } | RuntimeError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             RuntimeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         error(status, self.to_string())

@@ -32,6 +32,35 @@ pub struct Cluster {
     /// Envoy's healthy-panic threshold, in percent. See `translate::cluster` for why the
     /// default is 0.
     pub panic_threshold: u32,
+    pub registrations: Registrations,
+}
+
+/// What endpoints may add to a cluster by registering themselves (the admin API's
+/// `POST .../registrations`), which anyone holding the admin token can call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registrations {
+    /// Live registrations at most; one more is refused until a lease ends.
+    pub max: usize,
+    /// Ranges of addresses refused by default (unspecified, link-local, cloud metadata
+    /// services) that this cluster accepts anyway.
+    pub allow_addresses: Vec<ipnet::IpNet>,
+}
+
+impl Registrations {
+    pub const DEFAULT_MAX: usize = 1_000;
+    /// The highest `max` a cluster may set.
+    pub const MAX: usize = 10_000;
+    /// `allow_addresses` entries at most.
+    pub const MAX_ALLOWED: usize = 64;
+}
+
+impl Default for Registrations {
+    fn default() -> Registrations {
+        Registrations {
+            max: Registrations::DEFAULT_MAX,
+            allow_addresses: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

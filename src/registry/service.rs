@@ -153,9 +153,13 @@ impl InstanceStream {
                     metadata: e.metadata.into_iter().collect(),
                 };
                 let reply = match self.session.register(&registration) {
-                    Ok(key) => Resp::Registered(Registered {
-                        endpoint: Some(reference(&key)),
-                    }),
+                    Ok(key) => {
+                        // Registered means Envoy's next EDS response carries it.
+                        self.session.published().await;
+                        Resp::Registered(Registered {
+                            endpoint: Some(reference(&key)),
+                        })
+                    }
                     Err(err) => rejected(Some(endpoint), &err),
                 };
                 self.send(reply).await
@@ -201,6 +205,7 @@ impl InstanceStream {
             Ok(keys) => keys,
             Err(err) => return self.send(rejected(None, &err)).await,
         };
+        self.session.published().await;
         let reply = Resp::Draining(Draining {
             endpoints: keys.iter().map(reference).collect(),
         });
@@ -248,7 +253,7 @@ fn code(err: &RuntimeError) -> Code {
         RuntimeError::UnknownCluster(_) | RuntimeError::UnknownEndpoint { .. } => Code::NotFound,
         RuntimeError::BadRequest(_) => Code::InvalidArgument,
         RuntimeError::Configured { .. } | RuntimeError::Taken { .. } => Code::AlreadyExists,
-        RuntimeError::Limit(_) => Code::ResourceExhausted,
+        RuntimeError::Limit(_) | RuntimeError::Full { .. } => Code::ResourceExhausted,
         RuntimeError::Store(_) => Code::Internal,
     }
 }

@@ -7,6 +7,8 @@
 //! whose stream breaks leaves at once. All of them reach Envoy through the controller's
 //! overlay, like health verdicts.
 
+mod admission;
+mod leases;
 pub mod session;
 pub mod store;
 
@@ -16,15 +18,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::model::Endpoint;
 use crate::control::Controller;
 use crate::events::{self, Kind, NewEvent};
 use crate::overlay::EndpointKey;
+use leases::{Lease, Leases, Registered};
 use store::{Persistent, StateFile, StoreError};
 
 /// Shortest and longest lease a registration may ask for.
@@ -56,25 +58,15 @@ pub enum RuntimeError {
         cluster: String,
         address: SocketAddr,
     },
+    /// A per-stream or per-peer limit of stream registrations.
     #[error("{0}")]
     Limit(String),
+    #[error(
+        "cluster `{cluster}` has {max} registrations, its limit (clusters.{cluster}.registrations.max): refused until one ends"
+    )]
+    Full { cluster: String, max: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-#[derive(Debug, Clone)]
-struct Lease {
-    weight: u32,
-    ttl: Duration,
-    expires: Instant,
-    registered: SystemTime,
-    renewals: u64,
-    /// The registration stream the endpoint lives with; `None` for a TTL lease.
-    session: Option<session::SessionId>,
-    zone: Option<String>,
-    metadata: BTreeMap<String, String>,
-    /// Asked to leave: DRAINING in EDS until its stream closes.
-    leaving: bool,
 }
 
 /// A registration as the admin API shows it.
@@ -103,15 +95,22 @@ pub struct LeaseView {
 #[derive(Default)]
 struct State {
     persistent: Persistent,
-    leases: BTreeMap<EndpointKey, Lease>,
+    leases: Leases,
     sessions: session::Sessions,
+    /// Bumped by every change to the registered endpoints (not by a plain renewal).
+    registry_version: u64,
 }
 
 pub struct Runtime {
     controller: Arc<Controller>,
     store: StateFile,
     state: Mutex<State>,
+    /// Wakes the lease task: a lease was added or renewed, or the registry changed.
     leases_changed: Notify,
+    /// The registry version the overlay holds.
+    published: watch::Sender<u64>,
+    /// Ends the lease task; nothing is published after it.
+    shutdown: CancellationToken,
 }
 
 impl Runtime {
@@ -134,9 +133,11 @@ impl Runtime {
                 ..State::default()
             }),
             leases_changed: Notify::new(),
+            published: watch::Sender::new(0),
+            shutdown: shutdown.clone(),
         });
         runtime.apply(&runtime.lock());
-        tokio::spawn(runtime.clone().expire_leases(shutdown));
+        tokio::spawn(runtime.clone().maintain_leases(shutdown));
         Ok(runtime)
     }
 
@@ -144,31 +145,48 @@ impl Runtime {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes the runtime state into the overlay.
+    /// Publishes drains and weight overrides into the overlay, at once: an operator who
+    /// drains an endpoint sees it drained when the call returns.
     fn apply(&self, state: &State) {
-        let mut registered: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
-        for (key, lease) in &state.leases {
-            registered
-                .entry(key.cluster.clone())
-                .or_default()
-                .push(Endpoint {
-                    zone: lease.zone.clone(),
-                    ..Endpoint::registered(key.address, lease.weight)
-                });
-        }
-        let mut draining = state.persistent.drains.clone();
-        draining.extend(
-            state
-                .leases
-                .iter()
-                .filter(|(_, l)| l.leaving)
-                .map(|(k, _)| k.clone()),
-        );
         self.controller.update_overlay(|o| {
-            o.draining = draining;
+            o.draining.clone_from(&state.persistent.drains);
             o.weights.clone_from(&state.persistent.weights);
-            o.registered = registered;
         });
+    }
+
+    /// Publishes the registered endpoints into the overlay. Registrations arrive in bursts
+    /// (an autoscaling group starting); each publish costs as much as the cluster has
+    /// endpoints, so the lease task publishes once for everything that arrived meanwhile,
+    /// never once per registration.
+    fn publish_registrations(&self) {
+        let (version, registered, leaving) = {
+            let state = self.lock();
+            if *self.published.borrow() == state.registry_version {
+                return;
+            }
+            (
+                state.registry_version,
+                state.leases.endpoints(),
+                state.leases.leaving().clone(),
+            )
+        };
+        self.controller.update_overlay(|o| {
+            o.registered = registered;
+            o.leaving = leaving;
+        });
+        self.published.send_replace(version);
+    }
+
+    /// Returns once the overlay holds every registration change made before the call.
+    pub async fn registrations_published(&self) {
+        let version = self.lock().registry_version;
+        let mut published = self.published.subscribe();
+        // After shutdown the lease task publishes nothing more: waiting would never end.
+        tokio::select! {
+            // The sender lives as long as `self`.
+            _ = published.wait_for(|v| *v >= version) => {}
+            () = self.shutdown.cancelled() => {}
+        }
     }
 
     /// The endpoint `address` of `cluster`, which must exist (in the config or registered).
@@ -185,7 +203,7 @@ impl Runtime {
             .get(cluster)
             .ok_or_else(|| RuntimeError::UnknownCluster(cluster.to_string()))?;
         let key = EndpointKey::new(cluster, address);
-        if !c.endpoints.iter().any(|e| e.address == address) && !state.leases.contains_key(&key) {
+        if !c.endpoints.iter().any(|e| e.address == address) && !state.leases.contains(&key) {
             return Err(RuntimeError::UnknownEndpoint {
                 cluster: cluster.to_string(),
                 address,
@@ -303,46 +321,28 @@ impl Runtime {
                 address,
             });
         }
+        admission::check(address.ip(), &c.registrations).map_err(RuntimeError::BadRequest)?;
         let key = EndpointKey::new(cluster, address);
         let mut state = self.lock();
-        let now = Instant::now();
-        let (new, changed) = match state.leases.get_mut(&key) {
-            Some(lease) if lease.session.is_some() => {
-                return Err(RuntimeError::Taken {
-                    cluster: cluster.to_string(),
-                    address,
-                });
-            }
-            Some(lease) => {
-                let changed = lease.weight != weight;
-                lease.weight = weight;
-                lease.ttl = ttl;
-                lease.expires = now + ttl;
-                lease.renewals += 1;
-                (false, changed)
-            }
-            None => {
-                state.leases.insert(
-                    key.clone(),
-                    Lease {
-                        weight,
-                        ttl,
-                        expires: now + ttl,
-                        registered: SystemTime::now(),
-                        renewals: 0,
-                        session: None,
-                        zone: None,
-                        metadata: BTreeMap::new(),
-                        leaving: false,
-                    },
-                );
-                (true, true)
-            }
-        };
-        if changed {
-            self.apply(&state);
+        if state.leases.get(&key).is_some_and(|l| l.session.is_some()) {
+            return Err(RuntimeError::Taken {
+                cluster: cluster.to_string(),
+                address,
+            });
         }
-        if new {
+        let max = c.registrations.max;
+        if !state.leases.contains(&key) && state.leases.count(cluster) >= max {
+            return Err(RuntimeError::Full {
+                cluster: cluster.to_string(),
+                max,
+            });
+        }
+        let now = Instant::now();
+        let registered = state.leases.register(&key, weight, ttl, now);
+        if registered != (Registered::Renewed { changed: false }) {
+            state.registry_version += 1;
+        }
+        if registered == Registered::New {
             info!(cluster, endpoint = %address, ttl = ?ttl, "endpoint registered");
             events::record(
                 NewEvent::new(
@@ -354,7 +354,8 @@ impl Runtime {
             );
         }
         self.leases_changed.notify_one();
-        Ok(view(&key, &state.leases[&key], now))
+        let lease = state.leases.get(&key).expect("just registered");
+        Ok(view(&key, lease, now))
     }
 
     /// Ends a lease now (an instance leaving cleanly).
@@ -374,7 +375,8 @@ impl Runtime {
                 state.leases.remove(&key);
             }
         }
-        self.apply(&state);
+        state.registry_version += 1;
+        self.leases_changed.notify_one();
         events::record(
             NewEvent::new(
                 Kind::Registration,
@@ -395,33 +397,23 @@ impl Runtime {
             .collect()
     }
 
-    async fn expire_leases(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Ends leases as they run out, and publishes the registry whenever it changed.
+    async fn maintain_leases(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            let next = self
-                .lock()
-                .leases
-                .values()
-                .filter(|l| l.session.is_none())
-                .map(|l| l.expires)
-                .min();
+            self.publish_registrations();
+            let next = self.lock().leases.next_expiry();
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.leases_changed.notified() => continue,
                 () = sleep_until(next) => {}
             }
-            let now = Instant::now();
             let mut state = self.lock();
-            let expired: Vec<EndpointKey> = state
-                .leases
-                .iter()
-                .filter(|(_, l)| l.session.is_none() && l.expires <= now)
-                .map(|(k, _)| k.clone())
-                .collect();
+            let expired = state.leases.expire(Instant::now());
             if expired.is_empty() {
                 continue;
             }
+            state.registry_version += 1;
             for key in &expired {
-                state.leases.remove(key);
                 info!(cluster = %key.cluster, endpoint = %key.address, "registration expired");
                 events::record(
                     NewEvent::new(
@@ -432,7 +424,6 @@ impl Runtime {
                     .endpoint(key.address),
                 );
             }
-            self.apply(&state);
         }
     }
 }

@@ -9,13 +9,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{Lease, Runtime, RuntimeError, parse_address};
+use super::leases::{Binding, Registered};
+use super::{Runtime, RuntimeError, admission, parse_address};
 use crate::events::{self, Kind, NewEvent};
 use crate::overlay::EndpointKey;
 
@@ -52,10 +52,39 @@ struct Open {
     leave: mpsc::UnboundedSender<EndpointKey>,
 }
 
+/// What the streams of one peer IP hold together.
+#[derive(Default)]
+struct PeerUse {
+    streams: usize,
+    endpoints: usize,
+}
+
 #[derive(Default)]
 pub(super) struct Sessions {
     open: HashMap<SessionId, Open>,
+    /// Kept as streams open, register and end, so that no limit check scans the streams.
+    per_peer: HashMap<IpAddr, PeerUse>,
     next: SessionId,
+}
+
+impl Sessions {
+    fn peer_use(&mut self, id: SessionId) -> Option<&mut PeerUse> {
+        let peer = self.open.get(&id)?.peer?;
+        self.per_peer.get_mut(&peer)
+    }
+
+    fn close(&mut self, id: SessionId, endpoints: usize) {
+        let Some(peer) = self.open.remove(&id).and_then(|o| o.peer) else {
+            return;
+        };
+        if let Some(u) = self.per_peer.get_mut(&peer) {
+            u.streams -= 1;
+            u.endpoints -= endpoints;
+            if u.streams == 0 {
+                self.per_peer.remove(&peer);
+            }
+        }
+    }
 }
 
 /// One open registration stream; dropping it removes every endpoint it registered.
@@ -76,11 +105,14 @@ impl Runtime {
                 "{MAX_STREAMS} registration streams are open; no more are accepted"
             )));
         }
-        let from_peer = sessions.open.values().filter(|o| o.peer == peer).count();
-        if peer.is_some() && from_peer >= MAX_STREAMS_PER_PEER {
-            return Err(RuntimeError::Limit(format!(
-                "{MAX_STREAMS_PER_PEER} registration streams are open from this address already"
-            )));
+        if let Some(ip) = peer {
+            let from_peer = sessions.per_peer.entry(ip).or_default();
+            if from_peer.streams >= MAX_STREAMS_PER_PEER {
+                return Err(RuntimeError::Limit(format!(
+                    "{MAX_STREAMS_PER_PEER} registration streams are open from this address already"
+                )));
+            }
+            from_peer.streams += 1;
         }
         sessions.next += 1;
         let id = sessions.next;
@@ -119,18 +151,14 @@ impl Runtime {
 
     fn end_session(&self, id: SessionId) {
         let mut state = self.lock();
-        state.sessions.open.remove(&id);
-        let gone: Vec<EndpointKey> = state
-            .leases
-            .iter()
-            .filter(|(_, l)| l.session == Some(id))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let gone = state.leases.end_session(id);
+        state.sessions.close(id, gone.len());
         if gone.is_empty() {
             return;
         }
+        state.registry_version += 1;
+        self.leases_changed.notify_one();
         for key in &gone {
-            state.leases.remove(key);
             info!(cluster = %key.cluster, endpoint = %key.address, stream = id,
                 "registration ended with its stream");
             events::record(
@@ -142,7 +170,6 @@ impl Runtime {
                 .endpoint(key.address),
             );
         }
-        self.apply(&state);
     }
 }
 
@@ -168,6 +195,7 @@ impl Session {
                 address,
             });
         }
+        admission::check(address.ip(), &cluster.registrations).map_err(RuntimeError::BadRequest)?;
         let key = EndpointKey::new(&r.cluster, address);
         let mut state = rt.lock();
         match state.leases.get(&key) {
@@ -179,56 +207,41 @@ impl Session {
             }
             Some(_) => {}
             None => {
-                let mine = state
-                    .leases
-                    .values()
-                    .filter(|l| l.session == Some(self.id))
-                    .count();
+                let mine = state.leases.of_session(self.id).map_or(0, |k| k.len());
                 if mine >= MAX_ENDPOINTS_PER_STREAM {
                     return Err(RuntimeError::Limit(format!(
                         "a stream may register at most {MAX_ENDPOINTS_PER_STREAM} endpoints"
                     )));
                 }
-                let peer = state.sessions.open.get(&self.id).and_then(|o| o.peer);
-                let peers_sessions: Vec<SessionId> = state
-                    .sessions
-                    .open
-                    .iter()
-                    .filter(|(_, o)| peer.is_some() && o.peer == peer)
-                    .map(|(id, _)| *id)
-                    .collect();
-                let from_peer = state
-                    .leases
-                    .values()
-                    .filter(|l| l.session.is_some_and(|s| peers_sessions.contains(&s)))
-                    .count();
+                let from_peer = state.sessions.peer_use(self.id).map_or(0, |u| u.endpoints);
                 if from_peer >= MAX_ENDPOINTS_PER_PEER {
                     return Err(RuntimeError::Limit(format!(
                         "streams from one address may register at most {MAX_ENDPOINTS_PER_PEER} endpoints"
                     )));
                 }
+                let max = cluster.registrations.max;
+                if state.leases.count(&r.cluster) >= max {
+                    return Err(RuntimeError::Full {
+                        cluster: r.cluster.clone(),
+                        max,
+                    });
+                }
             }
         }
-        let previous = state.leases.get(&key);
-        let new = previous.is_none();
-        let registered = previous.map_or_else(SystemTime::now, |l| l.registered);
-        let leaving = previous.is_some_and(|l| l.leaving);
-        state.leases.insert(
-            key.clone(),
-            Lease {
-                weight,
-                ttl: Duration::ZERO,
-                expires: Instant::now(),
-                registered,
-                renewals: 0,
-                session: Some(self.id),
-                zone: r.zone.clone(),
-                metadata: r.metadata.clone(),
-                leaving,
-            },
-        );
-        rt.apply(&state);
-        if new {
+        let binding = Binding {
+            weight,
+            zone: r.zone.clone(),
+            metadata: r.metadata.clone(),
+        };
+        let registered = state.leases.bind(&key, self.id, binding, Instant::now());
+        if registered != (Registered::Renewed { changed: false }) {
+            state.registry_version += 1;
+            rt.leases_changed.notify_one();
+        }
+        if registered == Registered::New {
+            if let Some(u) = state.sessions.peer_use(self.id) {
+                u.endpoints += 1;
+            }
             info!(cluster = %key.cluster, endpoint = %key.address, stream = self.id,
                 "endpoint registered on a stream");
             events::record(
@@ -251,23 +264,25 @@ impl Session {
             wanted.push(EndpointKey::new(cluster, parse_address(address)?));
         }
         let mut state = rt.lock();
-        let mine: Vec<EndpointKey> = state
-            .leases
-            .iter()
-            .filter(|(_, l)| l.session == Some(self.id))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if let Some(k) = wanted.iter().find(|k| !mine.contains(k)) {
+        let mine = state.leases.of_session(self.id);
+        if let Some(k) = wanted.iter().find(|k| !mine.is_some_and(|m| m.contains(k))) {
             return Err(RuntimeError::UnknownEndpoint {
                 cluster: k.cluster.clone(),
                 address: k.address,
             });
         }
-        let keys = if wanted.is_empty() { mine } else { wanted };
+        let keys = if wanted.is_empty() {
+            mine.map(|m| m.iter().cloned().collect())
+                .unwrap_or_default()
+        } else {
+            wanted
+        };
+        let mut changed = false;
         for k in &keys {
-            if let Some(l) = state.leases.get_mut(k) {
-                l.leaving = true;
+            if !state.leases.set_leaving(k) {
+                continue;
             }
+            changed = true;
             info!(cluster = %k.cluster, endpoint = %k.address, stream = self.id, "endpoint leaving: draining");
             events::record(
                 NewEvent::new(
@@ -278,8 +293,16 @@ impl Session {
                 .endpoint(k.address),
             );
         }
-        rt.apply(&state);
+        if changed {
+            state.registry_version += 1;
+            rt.leases_changed.notify_one();
+        }
         Ok(keys)
+    }
+
+    /// Returns once the overlay (and so Envoy's next EDS) holds what this stream changed.
+    pub async fn published(&self) {
+        self.runtime.registrations_published().await;
     }
 }
 

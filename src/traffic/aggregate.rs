@@ -498,6 +498,35 @@ mod tests {
     }
 
     #[test]
+    fn absurd_counts_do_not_overflow_the_view() {
+        // Found by the stats_sink fuzz target: counts of u64::MAX in several classes
+        // overflowed the cluster's total.
+        let t = TrafficAggregate::default();
+        let a = t.reporter("edge-1", "edge", true);
+        let b = t.reporter("edge-1", "edge", false);
+        for _ in 0..2 {
+            t.cluster_report(
+                a,
+                ClusterReport {
+                    cluster: "web".into(),
+                    by_class: [u64::MAX; 5],
+                    ..ClusterReport::default()
+                },
+            );
+            let endpoint = EndpointReport {
+                cluster: "web".into(),
+                endpoint: "10.0.0.1:80".into(),
+                successful: u64::MAX,
+                errors: u64::MAX,
+                in_progress: u64::MAX,
+            };
+            t.endpoint_reports(b, vec![endpoint]);
+        }
+        let v = t.view(10);
+        assert_eq!(v.clusters.len(), 1);
+    }
+
+    #[test]
     fn sums_over_envoys_and_turns_cumulative_buckets_into_rates() {
         let t = TrafficAggregate::default();
         let a = t.reporter("edge-1", "edge", true);

@@ -18,6 +18,7 @@ use tracing::info;
 
 use super::aggregate::{EndpointReport, TrafficAggregate};
 use super::sink::identity;
+use super::window::MAX_COUNT;
 
 /// How often Envoys report load.
 pub const INTERVAL: Duration = Duration::from_secs(2);
@@ -120,9 +121,9 @@ pub fn endpoint_reports(req: &LoadStatsRequest) -> Vec<EndpointReport> {
                 out.push(EndpointReport {
                     cluster: cluster.cluster_name.clone(),
                     endpoint,
-                    successful: e.total_successful_requests,
-                    errors: e.total_error_requests,
-                    in_progress: e.total_requests_in_progress,
+                    successful: e.total_successful_requests.min(MAX_COUNT),
+                    errors: e.total_error_requests.min(MAX_COUNT),
+                    in_progress: e.total_requests_in_progress.min(MAX_COUNT),
                 });
             }
         }

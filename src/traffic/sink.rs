@@ -120,10 +120,12 @@ pub fn cluster_reports(families: &[MetricFamily]) -> Vec<ClusterReport> {
             "cluster.upstream_rq_xx" => |r, m| {
                 let class = label(m, CLASS).and_then(|c| c.parse::<usize>().ok());
                 if let (Some(c @ 1..=5), Some(v)) = (class, counter(m)) {
-                    r.by_class[c - 1] += v;
+                    r.by_class[c - 1] = r.by_class[c - 1].saturating_add(v);
                 }
             },
-            "cluster.upstream_rq_retry" => |r, m| r.retries += counter(m).unwrap_or(0),
+            "cluster.upstream_rq_retry" => {
+                |r, m| r.retries = r.retries.saturating_add(counter(m).unwrap_or(0))
+            }
             "cluster.upstream_rq_active" => |r, m| r.active_requests = gauge(m),
             "cluster.upstream_cx_active" => |r, m| r.active_connections = gauge(m),
             "cluster.outlier_detection.ejections_active" => |r, m| r.ejections_active = gauge(m),
@@ -161,7 +163,9 @@ pub fn cluster_reports(families: &[MetricFamily]) -> Vec<ClusterReport> {
 }
 
 fn counter(m: &Metric) -> Option<u64> {
-    m.counter.as_ref().map(|c| c.value().max(0.0) as u64)
+    m.counter
+        .as_ref()
+        .map(|c| (c.value().max(0.0) as u64).min(super::window::MAX_COUNT))
 }
 
 fn gauge(m: &Metric) -> Option<f64> {

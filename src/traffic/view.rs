@@ -65,7 +65,8 @@ pub(super) fn compute(inner: &Inner, second: u64, window: u64) -> TrafficView {
     let mut in_progress: HashMap<(&str, &str), u64> = HashMap::new();
     for r in inner.reporters.values() {
         for ((c, e), n) in &r.in_progress {
-            *in_progress.entry((c.as_str(), e.as_str())).or_default() += n;
+            let sum = in_progress.entry((c.as_str(), e.as_str())).or_default();
+            *sum = sum.saturating_add(*n);
         }
     }
     let per_s = |n: u64| n as f64 / window as f64;
@@ -74,7 +75,7 @@ pub(super) fn compute(inner: &Inner, second: u64, window: u64) -> TrafficView {
         .iter()
         .map(|(name, agg)| {
             let by_class: Vec<u64> = agg.by_class.iter().map(|r| r.sum(second, window)).collect();
-            let total: u64 = by_class.iter().sum();
+            let total = by_class.iter().fold(0u64, |a, n| a.saturating_add(*n));
             let g = gauges.get(name.as_str()).copied().unwrap_or_default();
             let mut endpoints: Vec<EndpointTraffic> = inner
                 .endpoints
@@ -86,8 +87,9 @@ pub(super) fn compute(inner: &Inner, second: u64, window: u64) -> TrafficView {
                     let err = a.errors.sum(second, window);
                     EndpointTraffic {
                         address: e.clone(),
-                        rps: per_s(ok + err),
-                        success_rate: (ok + err > 0).then(|| ok as f64 / (ok + err) as f64),
+                        rps: per_s(ok.saturating_add(err)),
+                        success_rate: (ok.saturating_add(err) > 0)
+                            .then(|| ok as f64 / ok.saturating_add(err) as f64),
                         active_requests: in_progress
                             .get(&(name.as_str(), e.as_str()))
                             .copied()

@@ -3,6 +3,10 @@
 /// Slots kept: rates can be read over any window up to this many seconds.
 pub const SLOTS: u64 = 60;
 
+/// The most one report may add to a count: no Envoy completes 2^40 requests between two
+/// flushes, and with this bound no sum over reporters and slots comes near `u64::MAX`.
+pub const MAX_COUNT: u64 = 1 << 40;
+
 /// A counter's increments, per second, over the last [`SLOTS`] seconds.
 #[derive(Debug, Clone, Default)]
 pub struct Rate {
@@ -18,16 +22,16 @@ impl Rate {
         if slot.0 != second {
             *slot = (second, 0);
         }
-        slot.1 += n;
+        // A fake Envoy may report anything: counts saturate rather than overflow.
+        slot.1 = slot.1.saturating_add(n);
     }
 
     /// Increments in the `window` seconds ending with `now` (inclusive).
     pub fn sum(&self, now: u64, window: u64) -> u64 {
         self.slots
             .iter()
-            .filter(|(s, _)| *s <= now && *s + window > now)
-            .map(|(_, n)| n)
-            .sum()
+            .filter(|(s, _)| *s <= now && s.saturating_add(window) > now)
+            .fold(0u64, |acc, (_, n)| acc.saturating_add(*n))
     }
 }
 
@@ -63,14 +67,14 @@ impl BucketRates {
 
 /// Quantile from per-bucket counts (`counts.len() == bounds.len() + 1`).
 pub fn quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
-    let total: u64 = counts.iter().sum();
+    let total = counts.iter().fold(0u64, |acc, n| acc.saturating_add(*n));
     if total == 0 {
         return None;
     }
     let rank = q * total as f64;
     let mut below = 0u64;
     for (i, &n) in counts.iter().enumerate() {
-        if n > 0 && (below + n) as f64 >= rank {
+        if n > 0 && below.saturating_add(n) as f64 >= rank {
             let lower = if i == 0 { 0.0 } else { bounds[i - 1] };
             let Some(&upper) = bounds.get(i) else {
                 return Some(lower); // open-ended last bucket: its lower bound
@@ -78,7 +82,7 @@ pub fn quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
             let within = (rank - below as f64) / n as f64;
             return Some(lower + (upper - lower) * within.clamp(0.0, 1.0));
         }
-        below += n;
+        below = below.saturating_add(n);
     }
     bounds.last().copied()
 }
@@ -98,6 +102,19 @@ mod tests {
         assert_eq!(r.sum(109, 1), 1);
         r.add(160, 2); // takes slot 100's place: 100 is more than a minute old
         assert_eq!(r.sum(160, 60), 7 + 1 + 2);
+    }
+
+    #[test]
+    fn counts_saturate_instead_of_overflowing() {
+        // Found by the stats_sink fuzz target: a counter of 1e20 overflowed a slot.
+        let mut r = Rate::default();
+        r.add(100, u64::MAX);
+        r.add(100, 5);
+        r.add(101, u64::MAX);
+        assert_eq!(r.sum(101, 10), u64::MAX);
+        assert_eq!(r.sum(u64::MAX, u64::MAX), 0);
+        let q = quantile(&[1.0], &[u64::MAX, u64::MAX], 0.5);
+        assert_eq!(q, Some(0.5));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 #[doc(hidden)]
 pub mod bench;
 mod delta;
+#[doc(hidden)]
+pub mod fuzz;
 mod grpc;
 mod held;
 mod limits;

@@ -109,6 +109,7 @@ pub(crate) fn subscribe(
             // the list it sent last time, there is nothing to look at.
             let fingerprint = names.fingerprint();
             if state.names_seen != Some(fingerprint) {
+                state.subscription_changed();
                 // Only a client that never named a resource asks for everything with an
                 // empty list (the legacy wildcard); once it has, an empty list means nothing.
                 let explicit = !names.is_empty();
@@ -171,6 +172,9 @@ pub(crate) fn subscribe(
             if first && subscribe.is_empty() && t.is_wildcard() {
                 state.wildcard = true;
             }
+            if !subscribe.is_empty() || !unsubscribe.is_empty() {
+                state.subscription_changed();
+            }
             let was_wildcard = state.wildcard;
             let mut names: Option<BTreeSet<String>> = None;
             for name in subscribe {
@@ -207,8 +211,9 @@ pub(crate) fn subscribe(
                 if state.wildcard {
                     // Still wildcard-subscribed, the client cannot tell whether the name is
                     // covered by the wildcard: tell it, with the resource or its removal.
+                    // It may still hold the resource, at a version flotilla no longer knows.
                     if was_named {
-                        state.known.remove(name);
+                        state.known.forget_version(name);
                         state.unanswered.insert(name.clone());
                     }
                 } else {

@@ -209,10 +209,24 @@ impl TypeState {
         }
     }
 
-    /// Entering the wildcard is a new request for everything: all of it is (re)sent.
+    /// The subscription changed while a response may be in flight: what that response would
+    /// leave the client holding was computed for the old subscription (the client may have
+    /// dropped, or asked again for, names since), so its ACK must record only what it carried.
+    pub(crate) fn subscription_changed(&mut self) {
+        if let Some(flight) = self.in_flight.as_mut() {
+            flight.reaches = None;
+        }
+    }
+
+    /// Entering the wildcard is a new request for everything: all of it is (re)sent. What the
+    /// client may hold stays recorded, as of unknown version: a name it holds that the
+    /// snapshot no longer has must still be removed.
     pub(crate) fn enter_wildcard(&mut self) {
         self.wildcard = true;
-        self.known.clear();
+        let held: Vec<String> = self.known.iter().map(|(n, _)| n.to_string()).collect();
+        for name in held {
+            self.known.forget_version(&name);
+        }
     }
 
     /// The client no longer holds what it does not subscribe to (after leaving the wildcard).

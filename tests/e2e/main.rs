@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_guard;
 mod affinity;
 mod alerts;
 mod balancing;

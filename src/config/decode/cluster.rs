@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{Affinity, Cluster, CookieSpec, Endpoint, Policy, UpstreamProtocol};
+use crate::config::model::{
+    Affinity, Cluster, CookieSpec, Endpoint, Policy, Registrations, UpstreamProtocol,
+};
 use crate::config::reader::{self, Fields};
 use crate::config::yaml::{Node, Value};
 
 use super::defaults::{CONNECT_TIMEOUT, Defaults, is_off};
-use super::{health, resilience};
+use super::{health, registrations, resilience};
 
 const KEYS: &[&str] = &[
     "policy",
@@ -22,6 +24,7 @@ const KEYS: &[&str] = &[
     "circuit_breakers",
     "affinity",
     "panic_threshold",
+    "registrations",
 ];
 
 /// Highest endpoint weight accepted. Envoy caps the sum of weights in a locality at 2^32-1;
@@ -124,6 +127,11 @@ pub(crate) fn cluster(
         None => Some(0),
     };
 
+    let registrations = match f.get("registrations") {
+        Some(n) => registrations::registrations(sink, n, &f.path("registrations")),
+        None => Some(Registrations::default()),
+    };
+
     let affinity = affinity?;
     let policy = match (explicit_policy, &affinity) {
         (Some((policy, policy_node)), Some(a)) if a.needs_consistent_hash() => {
@@ -181,6 +189,7 @@ pub(crate) fn cluster(
         circuit_breakers: circuit_breakers?,
         affinity,
         panic_threshold: panic_threshold?,
+        registrations: registrations?,
     })
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod defaults;
 mod grpc;
 mod health;
 mod listener;
+mod registrations;
 mod resilience;
 
 use std::collections::{BTreeMap, HashSet};

@@ -56,9 +56,11 @@ async fn endpoints_live_while_the_session_lives() {
     let s = rt.open_session(PEER).unwrap();
     s.register(&reg("10.0.0.1:80")).unwrap();
     s.register(&reg("10.0.0.2:80")).unwrap();
+    s.published().await;
     assert_eq!(registered(&c), ["10.0.0.1:80", "10.0.0.2:80"]);
     assert_eq!(c.overlay().registered["web"][0].zone.as_deref(), Some("z1"));
     drop(s);
+    rt.registrations_published().await;
     assert!(registered(&c).is_empty());
     assert!(rt.leases().is_empty());
 }
@@ -117,14 +119,23 @@ async fn leaving_marks_draining_until_the_session_ends() {
     s.register(&reg("10.0.0.2:80")).unwrap();
     let left = s.leave(&[("web".into(), "10.0.0.1:80".into())]).unwrap();
     assert_eq!(left, std::slice::from_ref(&key));
-    assert!(c.overlay().draining.contains(&key));
-    assert_eq!(c.overlay().draining.len(), 1);
+    s.published().await;
+    assert_eq!(
+        c.overlay().state(&key),
+        crate::overlay::EndpointState::Draining
+    );
+    assert_eq!(c.overlay().leaving.len(), 1);
+    assert!(
+        c.overlay().draining.is_empty(),
+        "an operator's drains stay apart"
+    );
     assert!(matches!(
         s.leave(&[("web".into(), "10.0.0.9:80".into())]),
         Err(RuntimeError::UnknownEndpoint { .. })
     ));
     drop(s);
-    assert!(c.overlay().draining.is_empty());
+    rt.registrations_published().await;
+    assert!(c.overlay().leaving.is_empty());
 }
 
 #[tokio::test]
@@ -190,4 +201,55 @@ async fn bad_metadata_and_weight_are_refused() {
         .collect();
     assert!(matches!(s.register(&r), Err(RuntimeError::BadRequest(_))));
     assert!(rt.leases().is_empty());
+}
+
+#[tokio::test]
+async fn the_cluster_admission_rules_apply_to_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, rt) = runtime(&dir);
+    let s = rt.open_session(PEER).unwrap();
+    for refused in ["169.254.169.254:80", "0.0.0.0:80", "[fe80::1]:80"] {
+        let err = s.register(&reg(refused)).unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::BadRequest(m) if m.contains("allow_addresses")),
+            "{refused}: {err}"
+        );
+    }
+    assert!(rt.leases().is_empty());
+}
+
+#[tokio::test]
+async fn streams_and_ttl_leases_share_the_cluster_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
+    let config = parse_str(
+        "t.yaml",
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081], registrations: { max: 2 } }\n",
+    )
+    .unwrap();
+    c.set_config(Arc::new(config));
+    let rt = Runtime::start(
+        c.clone(),
+        StateFile::new(dir.path().join("s.json")),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    rt.register("web", "10.0.0.1:80", 1, std::time::Duration::from_secs(60))
+        .unwrap();
+    let s = rt.open_session(PEER).unwrap();
+    s.register(&reg("10.0.0.2:80")).unwrap();
+    assert!(matches!(
+        s.register(&reg("10.0.0.3:80")),
+        Err(RuntimeError::Full { max: 2, .. })
+    ));
+    assert!(matches!(
+        rt.register("web", "10.0.0.3:80", 1, std::time::Duration::from_secs(60)),
+        Err(RuntimeError::Full { max: 2, .. })
+    ));
+    s.register(&reg("10.0.0.2:80")).unwrap();
+    drop(s);
+    rt.register("web", "10.0.0.3:80", 1, std::time::Duration::from_secs(60))
+        .unwrap();
+    rt.registrations_published().await;
+    assert_eq!(registered(&c), ["10.0.0.1:80", "10.0.0.3:80"]);
 }
