@@ -191,6 +191,13 @@ async fn bad_registrations_are_refused_on_the_stream_and_leave_nothing_behind() 
             .unwrap_err(),
     );
     assert_eq!(code, "INVALID_ARGUMENT");
+    // The cluster's admission rules hold on the stream as over HTTP.
+    let code = rejected_code(
+        c.register(endpoint("pool", "169.254.169.254:80"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, "INVALID_ARGUMENT", "a metadata service address");
 
     // 10,000 registrations from one stream: the first ones up to the limit, then refusals.
     let mut accepted = 0;
