@@ -5,11 +5,15 @@
 //! print resources in Envoy's own proto3 JSON form (the form of `/config_dump`) and to read JSON
 //! back, so this script copies that exact file into OUT_DIR: the descriptors can never drift from
 //! the Rust types they describe.
+//!
+//! It also compiles flotilla's own gRPC API (`proto/`) with protox, a protobuf compiler in
+//! Rust, so that a fresh machine needs no `protoc` binary.
 
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    compile_own_protos();
     println!("cargo:rerun-if-changed=Cargo.lock");
     let target = std::env::var("TARGET").expect("cargo sets TARGET");
     // Offline first: everything a build needs is already downloaded. `cargo metadata` also wants
@@ -44,4 +48,15 @@ fn main() {
     std::fs::copy(&source, &out)
         .unwrap_or_else(|e| panic!("copy {} to {}: {e}", source.display(), out.display()));
     println!("cargo:rerun-if-changed={}", source.display());
+}
+
+fn compile_own_protos() {
+    println!("cargo:rerun-if-changed=proto");
+    let files = ["proto/flotilla/registry/v1/registry.proto"];
+    let descriptors = protox::compile(files, ["proto"]).unwrap_or_else(|e| panic!("{e}"));
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)
+        .unwrap_or_else(|e| panic!("generate code for proto/: {e}"));
 }

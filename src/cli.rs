@@ -85,6 +85,9 @@ pub(crate) enum Command {
     Bootstrap(BootstrapArgs),
     /// Serve xDS to Envoys from a configuration file or directory.
     Serve(ServeArgs),
+    /// Run COMMAND and keep it registered in a cluster while it runs; on SIGTERM drain it from
+    /// every Envoy first, then pass the signal on. Exits with COMMAND's status.
+    Register(RegisterArgs),
     /// Run the quickstart: flotilla, three demo backends and an Envoy (Ctrl-C stops all).
     Quickstart {
         /// The Envoy binary (scripts/quickstart installs one into tools/).
@@ -138,6 +141,62 @@ pub(crate) struct ServeArgs {
     /// Largest node description (metadata included, encoded) accepted, in bytes.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub(crate) xds_max_node_bytes: u32,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RegisterArgs {
+    /// flotilla's xDS address (host:port), where the registration API is served.
+    #[arg(long, default_value = "127.0.0.1:18000")]
+    registry: String,
+    /// The cluster to join (a cluster of flotilla's config).
+    #[arg(long)]
+    cluster: String,
+    /// The address (ip:port) COMMAND serves on.
+    #[arg(long)]
+    address: String,
+    #[arg(long, default_value_t = 1)]
+    weight: u32,
+    /// Locality zone of the instance.
+    #[arg(long)]
+    zone: Option<String>,
+    /// A label shown by the admin API (KEY=VALUE; repeatable).
+    #[arg(long = "metadata", value_parser = parse_label)]
+    metadata: Vec<(String, String)>,
+    /// Longest wait for requests in flight to finish before COMMAND gets the signal.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    drain_deadline: std::time::Duration,
+    /// Longest wait for COMMAND to accept connections on ADDRESS before registering anyway.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    ready_timeout: std::time::Duration,
+    /// The instance to run.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
+    use flotilla::registry::command::{self, RegisterOptions};
+    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    let code = runtime.block_on(command::run(RegisterOptions {
+        registry: a.registry,
+        endpoint: flotilla::registry::proto::Endpoint {
+            cluster: a.cluster,
+            address: a.address,
+            weight: a.weight,
+            zone: a.zone.unwrap_or_default(),
+            metadata: a.metadata.into_iter().collect(),
+        },
+        drain_deadline: a.drain_deadline,
+        ready_timeout: a.ready_timeout,
+        command: a.command,
+    }))?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

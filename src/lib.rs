@@ -10,8 +10,9 @@
 //!   [`config::Config`], reporting every mistake as `path:line:col: field: message`.
 //! - [`health`] probes endpoints (HTTP, TCP, gRPC) and turns results into verdicts and
 //!   least_response_time weights; [`runtime`] holds what operators change without git
-//!   (drains, weight overrides, leased registrations). Both feed the [`overlay`], which
-//!   also answers which endpoints a cluster has and what state each is in.
+//!   (drains, weight overrides, leased registrations, and the stream-bound ones [`registry`]
+//!   serves). Both feed the [`overlay`], which also answers which endpoints a cluster has and
+//!   what state each is in.
 //! - [`control`] is the one place that combines the newest valid config with the overlay
 //!   and publishes it.
 //! - [`translate`] is a pure function: config + overlay → Envoy protos, per transport.
@@ -43,6 +44,7 @@ pub mod health;
 pub mod metrics;
 pub mod overlay;
 pub mod quickstart;
+pub mod registry;
 pub mod render;
 pub mod runtime;
 pub mod serve;

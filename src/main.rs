@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         } => cli::render(&path, fleet.as_deref(), format, transport),
         Command::Bootstrap(args) => cli::bootstrap(args),
         Command::Serve(args) => cli::serve(args),
+        Command::Register(args) => cli::register(args),
         Command::Quickstart { envoy } => cli::quickstart(envoy),
     };
     result.unwrap_or_else(|e| {

@@ -99,6 +99,9 @@ pub struct Overlay {
     pub measured_weights: BTreeMap<EndpointKey, u32>,
     /// Endpoints that registered themselves at runtime, per cluster.
     pub registered: BTreeMap<String, Vec<Endpoint>>,
+    /// Stream registrations leaving (the drain handshake): drained like `draining`, but
+    /// published with `registered`, as they end with their registration.
+    pub leaving: BTreeSet<EndpointKey>,
 }
 
 impl Overlay {
@@ -140,9 +143,14 @@ impl Overlay {
         }
     }
 
+    /// Drained by an operator, or leaving with its registration stream.
+    pub fn is_draining(&self, key: &EndpointKey) -> bool {
+        self.draining.contains(key) || self.leaving.contains(key)
+    }
+
     /// The endpoint's state: a drain wins over any verdict.
     pub fn state(&self, key: &EndpointKey) -> EndpointState {
-        if self.draining.contains(key) {
+        if self.is_draining(key) {
             EndpointState::Draining
         } else {
             self.health(key)

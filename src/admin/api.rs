@@ -90,7 +90,7 @@ pub fn state_view(s: &AdminState) -> StateView {
                         zone: e.zone.clone(),
                         priority: e.priority,
                         health: overlay.health(&key).name(),
-                        draining: overlay.draining.contains(&key),
+                        draining: overlay.is_draining(&key),
                         source: source.name(),
                         probe: s.health.get(&key),
                     }

@@ -63,6 +63,10 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/clusters/{cluster}/registrations/{address}",
             delete(mutations::deregister),
         )
+        .route(
+            "/api/v1/clusters/{cluster}/registrations/{address}/leave",
+            post(mutations::ask_to_leave),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             mutations::authorize,

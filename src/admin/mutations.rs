@@ -79,8 +79,8 @@ impl IntoResponse for RuntimeError {
                 StatusCode::NOT_FOUND
             }
             RuntimeError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            RuntimeError::Configured { .. } => StatusCode::CONFLICT,
-            RuntimeError::Full { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RuntimeError::Configured { .. } | RuntimeError::Taken { .. } => StatusCode::CONFLICT,
+            RuntimeError::Full { .. } | RuntimeError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             RuntimeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         error(status, self.to_string())
@@ -200,6 +200,21 @@ pub async fn deregister(
             StatusCode::NOT_FOUND,
             format!("{address} has no registration in `{cluster}`"),
         ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Asks the instance holding a stream registration to leave: its stream runs the drain
+/// handshake (DRAINING, wait for requests in flight, then the instance is told to exit).
+pub async fn ask_to_leave(
+    State(s): State<AdminState>,
+    Path((cluster, address)): Path<(String, String)>,
+) -> Response {
+    match s.runtime.ask_to_leave(&cluster, &address) {
+        Ok(asked) => Json(
+            json!({ "cluster": cluster, "address": address, "leaving": true, "changed": asked }),
+        )
+        .into_response(),
         Err(e) => e.into_response(),
     }
 }

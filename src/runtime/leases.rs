@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use super::session::SessionId;
 use crate::config::model::Endpoint;
 use crate::overlay::EndpointKey;
 
@@ -17,6 +18,21 @@ pub(super) struct Lease {
     pub(super) expires: Instant,
     pub(super) registered: SystemTime,
     pub(super) renewals: u64,
+    /// The registration stream the endpoint lives with; `None` for a TTL lease, the only
+    /// kind that expires.
+    pub(super) session: Option<SessionId>,
+    pub(super) zone: Option<String>,
+    pub(super) metadata: BTreeMap<String, String>,
+    /// Asked to leave: DRAINING in EDS until its stream closes.
+    pub(super) leaving: bool,
+}
+
+/// What a stream registers for one endpoint.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Binding {
+    pub(super) weight: u32,
+    pub(super) zone: Option<String>,
+    pub(super) metadata: BTreeMap<String, String>,
 }
 
 /// What a registration did.
@@ -32,9 +48,14 @@ pub(super) enum Registered {
 #[derive(Debug, Default)]
 pub(super) struct Leases {
     by_key: BTreeMap<EndpointKey, Lease>,
-    /// The same leases in the order they run out.
+    /// The TTL leases in the order they run out (stream registrations do not expire).
     by_expiry: BTreeSet<(Instant, EndpointKey)>,
     per_cluster: HashMap<String, usize>,
+    /// The endpoints each registration stream holds, so that a stream's end or a per-stream
+    /// limit costs as much as that stream has endpoints.
+    by_session: HashMap<SessionId, BTreeSet<EndpointKey>>,
+    /// Stream registrations asked to leave.
+    leaving: BTreeSet<EndpointKey>,
 }
 
 impl Leases {
@@ -50,11 +71,21 @@ impl Leases {
         self.per_cluster.get(cluster).copied().unwrap_or(0)
     }
 
+    /// The endpoints registration stream `id` holds.
+    pub(super) fn of_session(&self, id: SessionId) -> Option<&BTreeSet<EndpointKey>> {
+        self.by_session.get(&id)
+    }
+
+    pub(super) fn leaving(&self) -> &BTreeSet<EndpointKey> {
+        &self.leaving
+    }
+
     pub(super) fn iter(&self) -> impl Iterator<Item = (&EndpointKey, &Lease)> {
         self.by_key.iter()
     }
 
-    /// Registers `key` or renews its lease until `now + ttl`.
+    /// Registers `key` or renews its lease until `now + ttl`. The caller checks that no
+    /// registration stream holds `key`.
     pub(super) fn register(
         &mut self,
         key: &EndpointKey,
@@ -81,6 +112,10 @@ impl Leases {
                 expires,
                 registered: SystemTime::now(),
                 renewals: 0,
+                session: None,
+                zone: None,
+                metadata: BTreeMap::new(),
+                leaving: false,
             },
         );
         self.by_expiry.insert((expires, key.clone()));
@@ -88,11 +123,89 @@ impl Leases {
         Registered::New
     }
 
+    /// Registers `key` for stream `session`, or updates what that stream registered for it.
+    /// The caller checks that no TTL lease or other stream holds `key`.
+    pub(super) fn bind(
+        &mut self,
+        key: &EndpointKey,
+        session: SessionId,
+        binding: Binding,
+        now: Instant,
+    ) -> Registered {
+        if let Some(lease) = self.by_key.get_mut(key) {
+            debug_assert_eq!(lease.session, Some(session));
+            let changed = lease.weight != binding.weight || lease.zone != binding.zone;
+            lease.weight = binding.weight;
+            lease.zone = binding.zone;
+            lease.metadata = binding.metadata;
+            lease.renewals += 1;
+            return Registered::Renewed { changed };
+        }
+        self.by_key.insert(
+            key.clone(),
+            Lease {
+                weight: binding.weight,
+                ttl: Duration::ZERO,
+                expires: now,
+                registered: SystemTime::now(),
+                renewals: 0,
+                session: Some(session),
+                zone: binding.zone,
+                metadata: binding.metadata,
+                leaving: false,
+            },
+        );
+        self.by_session
+            .entry(session)
+            .or_default()
+            .insert(key.clone());
+        *self.per_cluster.entry(key.cluster.clone()).or_default() += 1;
+        Registered::New
+    }
+
+    /// Marks a stream registration DRAINING; false when it was already, or is no stream's.
+    pub(super) fn set_leaving(&mut self, key: &EndpointKey) -> bool {
+        match self.by_key.get_mut(key) {
+            Some(lease) if lease.session.is_some() && !lease.leaving => {
+                lease.leaving = true;
+                self.leaving.insert(key.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes every endpoint of stream `session` and returns them.
+    pub(super) fn end_session(&mut self, session: SessionId) -> Vec<EndpointKey> {
+        let gone: Vec<EndpointKey> = self
+            .by_session
+            .remove(&session)
+            .map(|keys| keys.into_iter().collect())
+            .unwrap_or_default();
+        for key in &gone {
+            self.remove(key);
+        }
+        gone
+    }
+
     pub(super) fn remove(&mut self, key: &EndpointKey) -> bool {
         let Some(lease) = self.by_key.remove(key) else {
             return false;
         };
-        self.by_expiry.remove(&(lease.expires, key.clone()));
+        match lease.session {
+            None => {
+                self.by_expiry.remove(&(lease.expires, key.clone()));
+            }
+            Some(id) => {
+                if let Some(keys) = self.by_session.get_mut(&id) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        self.by_session.remove(&id);
+                    }
+                }
+                self.leaving.remove(key);
+            }
+        }
         if let Some(n) = self.per_cluster.get_mut(&key.cluster) {
             *n -= 1;
             if *n == 0 {
@@ -124,7 +237,10 @@ impl Leases {
     pub(super) fn endpoints(&self) -> BTreeMap<String, Vec<Endpoint>> {
         let mut out: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
         for (key, lease) in &self.by_key {
-            let endpoint = Endpoint::registered(key.address, lease.weight);
+            let endpoint = Endpoint {
+                zone: lease.zone.clone(),
+                ..Endpoint::registered(key.address, lease.weight)
+            };
             // Keys are ordered by cluster: the entry is the last one or a new one.
             match out.last_entry() {
                 Some(mut last) if *last.key() == key.cluster => last.get_mut().push(endpoint),
@@ -204,25 +320,76 @@ mod tests {
         assert_eq!(e["b"].len(), 1);
     }
 
+    fn binding(weight: u32) -> Binding {
+        Binding {
+            weight,
+            ..Binding::default()
+        }
+    }
+
+    #[test]
+    fn a_stream_registration_counts_but_never_expires() {
+        let now = Instant::now();
+        let mut l = Leases::default();
+        assert_eq!(l.bind(&key("a", 1), 7, binding(1), now), Registered::New);
+        assert_eq!(
+            l.bind(&key("a", 1), 7, binding(2), now),
+            Registered::Renewed { changed: true }
+        );
+        assert_eq!(l.count("a"), 1);
+        assert_eq!(l.next_expiry(), None);
+        assert!(l.expire(now + 100 * S).is_empty());
+        assert_eq!(l.of_session(7).map(BTreeSet::len), Some(1));
+    }
+
+    #[test]
+    fn a_stream_end_removes_its_endpoints_only() {
+        let now = Instant::now();
+        let mut l = Leases::default();
+        l.bind(&key("a", 1), 7, binding(1), now);
+        l.bind(&key("a", 2), 7, binding(1), now);
+        l.bind(&key("a", 3), 8, binding(1), now);
+        l.register(&key("a", 4), 1, S, now);
+        assert!(l.set_leaving(&key("a", 1)));
+        assert!(!l.set_leaving(&key("a", 1)), "leaving already");
+        assert!(!l.set_leaving(&key("a", 4)), "a TTL lease does not leave");
+        assert_eq!(l.end_session(7), vec![key("a", 1), key("a", 2)]);
+        assert!(l.leaving().is_empty());
+        assert_eq!((l.count("a"), l.of_session(7)), (2, None));
+    }
+
     proptest! {
         /// Whatever the operations, the indexes agree with the leases.
         #[test]
-        fn indexes_follow_the_leases(ops in prop::collection::vec((0u8..3, 0u8..2, 0u16..6, 1u64..5), 0..60)) {
+        fn indexes_follow_the_leases(ops in prop::collection::vec((0u8..6, 0u8..2, 0u16..6, 1u64..5), 0..60)) {
             let start = Instant::now();
             let mut l = Leases::default();
             let mut now = start;
             for (op, cluster, port, secs) in ops {
                 let k = key(if cluster == 0 { "a" } else { "b" }, port);
+                let held_by = l.get(&k).map(|lease| lease.session);
                 match op {
-                    0 => { l.register(&k, 1, Duration::from_secs(secs), now); }
+                    // As the runtime does: a key held one way is refused the other way.
+                    0 if held_by.is_none_or(|s| s.is_none()) => { l.register(&k, 1, Duration::from_secs(secs), now); }
+                    3 if held_by.is_none_or(|s| s == Some(secs)) => { l.bind(&k, secs, binding(1), now); }
+                    4 => { l.end_session(secs); }
+                    5 => { l.set_leaving(&k); }
                     1 => { l.remove(&k); }
-                    _ => { now += Duration::from_secs(secs); l.expire(now); }
+                    2 => { now += Duration::from_secs(secs); l.expire(now); }
+                    _ => {}
                 }
                 for c in ["a", "b"] {
                     prop_assert_eq!(l.count(c), l.iter().filter(|(k, _)| k.cluster == c).count());
                 }
-                prop_assert_eq!(l.by_expiry.len(), l.by_key.len());
-                prop_assert!(l.by_key.iter().all(|(k, v)| l.by_expiry.contains(&(v.expires, k.clone()))));
+                let ttl = l.by_key.values().filter(|v| v.session.is_none()).count();
+                prop_assert_eq!(l.by_expiry.len(), ttl);
+                let bound: usize = l.by_session.values().map(BTreeSet::len).sum();
+                prop_assert_eq!(bound, l.by_key.len() - ttl);
+                prop_assert!(l.by_session.iter().all(|(id, keys)| !keys.is_empty()
+                    && keys.iter().all(|k| l.by_key[k].session == Some(*id))));
+                prop_assert!(l.leaving.iter().all(|k| l.by_key[k].leaving));
+                prop_assert_eq!(l.leaving.len(), l.by_key.values().filter(|v| v.leaving).count());
+                prop_assert!(l.by_key.iter().filter(|(_, v)| v.session.is_none()).all(|(k, v)| l.by_expiry.contains(&(v.expires, k.clone()))));
                 prop_assert!(l.next_expiry().is_none_or(|at| at > now));
             }
         }

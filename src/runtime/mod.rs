@@ -1,14 +1,18 @@
 //! Runtime operations that do not go through git: draining an endpoint, overriding its weight,
-//! and endpoints registering themselves with a lease (autoscaled instances).
+//! and endpoints registering themselves (autoscaled instances), either with a lease renewed
+//! over HTTP or bound to a registration stream (`session`).
 //!
 //! Drains and overrides are operator decisions and survive restarts (`store`); registrations
-//! are leases by design: an instance that stops heartbeating leaves within its TTL. All three
-//! reach Envoy through the controller's overlay, like health verdicts.
+//! are not stored by design: an instance that stops heartbeating leaves within its TTL, one
+//! whose stream breaks leaves at once. All of them reach Envoy through the controller's
+//! overlay, like health verdicts.
 
 mod admission;
 mod leases;
+pub mod session;
 pub mod store;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -49,6 +53,14 @@ pub enum RuntimeError {
         cluster: String,
         address: SocketAddr,
     },
+    #[error("{address} in cluster `{cluster}` is registered by another instance")]
+    Taken {
+        cluster: String,
+        address: SocketAddr,
+    },
+    /// A per-stream or per-peer limit of stream registrations.
+    #[error("{0}")]
+    Limit(String),
     #[error(
         "cluster `{cluster}` has {max} registrations, its limit (clusters.{cluster}.registrations.max): refused until one ends"
     )]
@@ -69,12 +81,22 @@ pub struct LeaseView {
     #[serde(with = "crate::util::unix_millis")]
     pub registered_at: SystemTime,
     pub renewals: u64,
+    /// The registration stream holding the endpoint (TTL and expiry are then 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<session::SessionId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Draining before its instance exits (stream registrations only).
+    pub leaving: bool,
 }
 
 #[derive(Default)]
 struct State {
     persistent: Persistent,
     leases: Leases,
+    sessions: session::Sessions,
     /// Bumped by every change to the registered endpoints (not by a plain renewal).
     registry_version: u64,
 }
@@ -87,6 +109,8 @@ pub struct Runtime {
     leases_changed: Notify,
     /// The registry version the overlay holds.
     published: watch::Sender<u64>,
+    /// Ends the lease task; nothing is published after it.
+    shutdown: CancellationToken,
 }
 
 impl Runtime {
@@ -110,6 +134,7 @@ impl Runtime {
             }),
             leases_changed: Notify::new(),
             published: watch::Sender::new(0),
+            shutdown: shutdown.clone(),
         });
         runtime.apply(&runtime.lock());
         tokio::spawn(runtime.clone().maintain_leases(shutdown));
@@ -134,15 +159,21 @@ impl Runtime {
     /// endpoints, so the lease task publishes once for everything that arrived meanwhile,
     /// never once per registration.
     fn publish_registrations(&self) {
-        let (version, registered) = {
+        let (version, registered, leaving) = {
             let state = self.lock();
-            (state.registry_version, state.leases.endpoints())
+            if *self.published.borrow() == state.registry_version {
+                return;
+            }
+            (
+                state.registry_version,
+                state.leases.endpoints(),
+                state.leases.leaving().clone(),
+            )
         };
-        if *self.published.borrow() == version {
-            return;
-        }
-        self.controller
-            .update_overlay(|o| o.registered = registered);
+        self.controller.update_overlay(|o| {
+            o.registered = registered;
+            o.leaving = leaving;
+        });
         self.published.send_replace(version);
     }
 
@@ -150,8 +181,12 @@ impl Runtime {
     pub async fn registrations_published(&self) {
         let version = self.lock().registry_version;
         let mut published = self.published.subscribe();
-        // The sender lives as long as `self`.
-        let _ = published.wait_for(|v| *v >= version).await;
+        // After shutdown the lease task publishes nothing more: waiting would never end.
+        tokio::select! {
+            // The sender lives as long as `self`.
+            _ = published.wait_for(|v| *v >= version) => {}
+            () = self.shutdown.cancelled() => {}
+        }
     }
 
     /// The endpoint `address` of `cluster`, which must exist (in the config or registered).
@@ -289,6 +324,12 @@ impl Runtime {
         admission::check(address.ip(), &c.registrations).map_err(RuntimeError::BadRequest)?;
         let key = EndpointKey::new(cluster, address);
         let mut state = self.lock();
+        if state.leases.get(&key).is_some_and(|l| l.session.is_some()) {
+            return Err(RuntimeError::Taken {
+                cluster: cluster.to_string(),
+                address,
+            });
+        }
         let max = c.registrations.max;
         if !state.leases.contains(&key) && state.leases.count(cluster) >= max {
             return Err(RuntimeError::Full {
@@ -322,8 +363,17 @@ impl Runtime {
         let address = parse_address(address)?;
         let key = EndpointKey::new(cluster, address);
         let mut state = self.lock();
-        if !state.leases.remove(&key) {
-            return Ok(false);
+        match state.leases.get(&key) {
+            None => return Ok(false),
+            Some(lease) if lease.session.is_some() => {
+                return Err(RuntimeError::Taken {
+                    cluster: cluster.to_string(),
+                    address,
+                });
+            }
+            Some(_) => {
+                state.leases.remove(&key);
+            }
         }
         state.registry_version += 1;
         self.leases_changed.notify_one();
@@ -398,6 +448,10 @@ fn view(key: &EndpointKey, lease: &Lease, now: Instant) -> LeaseView {
         expires_in_ms: lease.expires.saturating_duration_since(now).as_millis() as u64,
         registered_at: lease.registered,
         renewals: lease.renewals,
+        stream: lease.session,
+        zone: lease.zone.clone(),
+        metadata: lease.metadata.clone(),
+        leaving: lease.leaving,
     }
 }
 

@@ -119,6 +119,8 @@ pub(super) struct Reporter {
     /// Per cluster, the last per-bucket latency counts and sum (for deltas).
     latency: HashMap<String, (Vec<u64>, f64)>,
     pub(super) in_progress: HashMap<(String, String), u64>,
+    /// When the last load report arrived.
+    last_load_report: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -191,6 +193,7 @@ impl TrafficAggregate {
                 gauges: HashMap::new(),
                 latency: HashMap::new(),
                 in_progress: HashMap::new(),
+                last_load_report: None,
             },
         );
         id
@@ -287,6 +290,7 @@ impl TrafficAggregate {
             return;
         };
         reporter.in_progress.clear();
+        reporter.last_load_report = Some(now);
         let known = reporter.known.as_mut().map(|k| k.current(&self.known));
         for r in reports {
             if known.is_some_and(|k| !k.endpoint(&r.cluster, &r.endpoint))
@@ -315,6 +319,24 @@ impl TrafficAggregate {
             metrics.endpoint_requests(&r.cluster, &r.endpoint, r.successful, r.errors);
         }
         inner.endpoints.retain(|_, e| !e.is_empty());
+    }
+
+    /// Requests in flight to `endpoints` (cluster, address) summed over every Envoy that
+    /// reports load, or `None` while some of them has not reported since `since` (its last
+    /// numbers may predate a change it has to see, such as a drain).
+    pub fn in_flight_since(&self, endpoints: &[(String, String)], since: Instant) -> Option<u64> {
+        let inner = self.lock();
+        let mut total = 0;
+        for r in inner.reporters.values().filter(|r| !r.stats) {
+            if r.last_load_report.is_none_or(|t| t < since) {
+                return None;
+            }
+            total += endpoints
+                .iter()
+                .filter_map(|e| r.in_progress.get(e))
+                .sum::<u64>();
+        }
+        Some(total)
     }
 
     /// Rates over the last `window` seconds, summed over every reporting Envoy, computed now.
@@ -398,6 +420,66 @@ fn forget_idle(inner: &mut Inner, metrics: &TrafficMetrics, now: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn in_flight(cluster: &str, endpoint: &str, n: u64) -> EndpointReport {
+        EndpointReport {
+            cluster: cluster.into(),
+            endpoint: endpoint.into(),
+            in_progress: n,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn in_flight_since_waits_for_every_load_reporter_and_sums_them() {
+        let t = TrafficAggregate::default();
+        let key = [("web".to_string(), "127.0.0.1:1".to_string())];
+        let before = Instant::now();
+        assert_eq!(
+            t.in_flight_since(&key, before),
+            Some(0),
+            "no reporter: nothing to wait for"
+        );
+        let _stats = t.reporter("edge-1", "edge", true);
+        assert_eq!(
+            t.in_flight_since(&key, before),
+            Some(0),
+            "stats streams carry no in-flight counts"
+        );
+        let a = t.reporter("edge-1", "edge", false);
+        let b = t.reporter("edge-2", "edge", false);
+        assert_eq!(t.in_flight_since(&key, before), None, "no report yet");
+        t.endpoint_reports(a, vec![in_flight("web", "127.0.0.1:1", 2)]);
+        assert_eq!(t.in_flight_since(&key, before), None, "b has not reported");
+        t.endpoint_reports(
+            b,
+            vec![
+                in_flight("web", "127.0.0.1:1", 3),
+                in_flight("web", "127.0.0.1:2", 9),
+            ],
+        );
+        assert_eq!(t.in_flight_since(&key, before), Some(5));
+        t.endpoint_reports(a, vec![]);
+        t.endpoint_reports(b, vec![in_flight("web", "127.0.0.1:2", 9)]);
+        assert_eq!(
+            t.in_flight_since(&key, before),
+            Some(0),
+            "absent from a report: idle"
+        );
+        let later = Instant::now() + Duration::from_secs(1);
+        assert_eq!(
+            t.in_flight_since(&key, later),
+            None,
+            "reports older than `since` do not count"
+        );
+        t.reporter_gone(a);
+        t.reporter_gone(b);
+        assert_eq!(
+            t.in_flight_since(&key, later),
+            Some(0),
+            "gone Envoys are not waited for"
+        );
+    }
 
     fn report(cluster: &str, ok: u64, err: u64, cumulative: Vec<u64>, total: u64) -> ClusterReport {
         ClusterReport {

@@ -53,6 +53,7 @@ const STATS_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
 /// Serves xDS on `listener` until `shutdown` is cancelled; open streams end with UNAVAILABLE
 /// so that Envoys reconnect (to this flotilla once restarted, or to another replica).
 /// Clients are held to `limits`.
+#[allow(clippy::too_many_arguments)] // the server's parts, each passed once from serve::run
 pub async fn serve(
     listener: TcpListener,
     cache: Arc<SnapshotCache>,
@@ -60,6 +61,7 @@ pub async fn serve(
     traffic: Arc<TrafficAggregate>,
     metrics: XdsMetrics,
     limits: Limits,
+    registry: crate::registry::RegistryService,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     traffic.follow(cache.clone());
@@ -104,6 +106,8 @@ pub async fn serve(
             })
             .max_decoding_message_size(STATS_MESSAGE_LIMIT),
         )
+        // Instances register themselves on the same port (flotilla.registry.v1).
+        .add_service(registry.server())
         .add_service(LoadReportingServiceServer::new(LoadReports {
             traffic,
             max_node_id_bytes,

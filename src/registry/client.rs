@@ -1,0 +1,139 @@
+//! The instance's end of a registration stream (used by `flotilla register` and the tests).
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+use super::proto::register_request::Request as Req;
+use super::proto::register_response::Response as Resp;
+use super::proto::registry_client::RegistryClient;
+use super::proto::{Endpoint, Leave, MayExit, RegisterRequest, RegisterResponse};
+
+/// HTTP/2 PINGs from the instance's side: flotilla's end of a lost connection is found by
+/// flotilla's own keepalive; this finds the instance's end, so that it reconnects.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("bad registry address `{0}`")]
+    Address(String),
+    #[error("cannot reach the registry: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("registry stream: {}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    #[error("registration rejected ({code}): {message}")]
+    Rejected { code: String, message: String },
+    #[error("the registry closed the stream")]
+    Closed,
+    #[error("unexpected answer from the registry: {0}")]
+    Unexpected(String),
+}
+
+impl ClientError {
+    /// flotilla is there but cannot take the registration yet (no config loaded).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ClientError::Rejected { code, .. } if code == "UNAVAILABLE")
+    }
+}
+
+/// One open registration stream.
+pub struct Client {
+    requests: mpsc::Sender<RegisterRequest>,
+    responses: Streaming<RegisterResponse>,
+}
+
+impl Client {
+    /// Opens a stream to the registry at `registry` (`host:port` or an `http://` URL).
+    pub async fn connect(registry: &str) -> Result<Client, ClientError> {
+        let url = if registry.contains("://") {
+            registry.to_string()
+        } else {
+            format!("http://{registry}")
+        };
+        let endpoint = tonic::transport::Endpoint::from_shared(url)
+            .map_err(|_| ClientError::Address(registry.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect().await?;
+        let (requests, rx) = mpsc::channel(16);
+        let responses = RegistryClient::new(channel)
+            .register(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        Ok(Client {
+            requests,
+            responses,
+        })
+    }
+
+    async fn send(&self, request: Req) -> Result<(), ClientError> {
+        self.requests
+            .send(RegisterRequest {
+                request: Some(request),
+            })
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// The next answer; an error when the stream ends.
+    pub async fn next(&mut self) -> Result<Resp, ClientError> {
+        match self.responses.message().await? {
+            Some(RegisterResponse {
+                response: Some(r), ..
+            }) => Ok(r),
+            Some(_) => Err(ClientError::Unexpected("an empty response".into())),
+            None => Err(ClientError::Closed),
+        }
+    }
+
+    /// Registers `endpoint` and waits for the answer.
+    pub async fn register(&mut self, endpoint: Endpoint) -> Result<(), ClientError> {
+        self.send(Req::Register(endpoint)).await?;
+        match self.next().await? {
+            Resp::Registered(_) => Ok(()),
+            Resp::Rejected(r) => Err(ClientError::Rejected {
+                code: r.code,
+                message: r.message,
+            }),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Runs the drain handshake for every endpoint of the stream: returns once flotilla says
+    /// the instance may exit.
+    pub async fn leave(&mut self, deadline: Duration) -> Result<MayExit, ClientError> {
+        let deadline_ms = u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX);
+        self.send(Req::Leave(Leave {
+            endpoints: Vec::new(),
+            deadline_ms,
+        }))
+        .await?;
+        loop {
+            match self.next().await? {
+                Resp::Draining(_) => {}
+                Resp::MayExit(m) => return Ok(m),
+                Resp::Rejected(r) => {
+                    return Err(ClientError::Rejected {
+                        code: r.code,
+                        message: r.message,
+                    });
+                }
+                Resp::Registered(_) => {}
+            }
+        }
+    }
+
+    /// Waits for something the instance must act on: the stream ending, or an operator's
+    /// drain finishing (MayExit, returned).
+    pub async fn watch(&mut self) -> Result<MayExit, ClientError> {
+        loop {
+            if let Resp::MayExit(m) = self.next().await? {
+                return Ok(m);
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Stream-bound registrations against a real controller: one rule per test.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{BoundRegistration, MAX_ENDPOINTS_PER_PEER, MAX_ENDPOINTS_PER_STREAM};
+use crate::cache::SnapshotCache;
+use crate::config::parse_str;
+use crate::control::Controller;
+use crate::runtime::store::StateFile;
+use crate::runtime::{Runtime, RuntimeError};
+
+fn runtime(dir: &tempfile::TempDir) -> (Arc<Controller>, Arc<Runtime>) {
+    let c = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
+    let config = parse_str(
+        "t.yaml",
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081] }\n",
+    )
+    .unwrap();
+    c.set_config(Arc::new(config));
+    let rt = Runtime::start(
+        c.clone(),
+        StateFile::new(dir.path().join("s.json")),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    (c, rt)
+}
+
+fn reg(address: &str) -> BoundRegistration {
+    BoundRegistration {
+        cluster: "web".into(),
+        address: address.into(),
+        weight: 3,
+        zone: Some("z1".into()),
+        ..Default::default()
+    }
+}
+
+const PEER: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+
+fn registered(c: &Controller) -> Vec<String> {
+    c.overlay()
+        .registered
+        .get("web")
+        .map(|v| v.iter().map(|e| e.address.to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn endpoints_live_while_the_session_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, rt) = runtime(&dir);
+    let s = rt.open_session(PEER).unwrap();
+    s.register(&reg("10.0.0.1:80")).unwrap();
+    s.register(&reg("10.0.0.2:80")).unwrap();
+    s.published().await;
+    assert_eq!(registered(&c), ["10.0.0.1:80", "10.0.0.2:80"]);
+    assert_eq!(c.overlay().registered["web"][0].zone.as_deref(), Some("z1"));
+    drop(s);
+    rt.registrations_published().await;
+    assert!(registered(&c).is_empty());
+    assert!(rt.leases().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_cluster_or_configured_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, rt) = runtime(&dir);
+    let s = rt.open_session(PEER).unwrap();
+    let mut r = reg("10.0.0.1:80");
+    r.cluster = "nope".into();
+    assert!(matches!(
+        s.register(&r),
+        Err(RuntimeError::UnknownCluster(_))
+    ));
+    assert!(matches!(
+        s.register(&reg("127.0.0.1:8081")),
+        Err(RuntimeError::Configured { .. })
+    ));
+    assert!(matches!(
+        s.register(&reg("not an address")),
+        Err(RuntimeError::BadRequest(_))
+    ));
+    assert!(registered(&c).is_empty());
+}
+
+#[tokio::test]
+async fn an_address_belongs_to_one_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, rt) = runtime(&dir);
+    let a = rt.open_session(PEER).unwrap();
+    let b = rt.open_session(PEER).unwrap();
+    a.register(&reg("10.0.0.1:80")).unwrap();
+    assert!(matches!(
+        b.register(&reg("10.0.0.1:80")),
+        Err(RuntimeError::Taken { .. })
+    ));
+    assert!(matches!(
+        rt.register("web", "10.0.0.1:80", 1, std::time::Duration::from_secs(5)),
+        Err(RuntimeError::Taken { .. })
+    ));
+    assert!(matches!(
+        rt.deregister("web", "10.0.0.1:80"),
+        Err(RuntimeError::Taken { .. })
+    ));
+    drop(b);
+    assert_eq!(rt.leases().len(), 1, "b's end does not touch a's endpoint");
+}
+
+#[tokio::test]
+async fn leaving_marks_draining_until_the_session_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, rt) = runtime(&dir);
+    let s = rt.open_session(PEER).unwrap();
+    let key = s.register(&reg("10.0.0.1:80")).unwrap();
+    s.register(&reg("10.0.0.2:80")).unwrap();
+    let left = s.leave(&[("web".into(), "10.0.0.1:80".into())]).unwrap();
+    assert_eq!(left, std::slice::from_ref(&key));
+    s.published().await;
+    assert_eq!(
+        c.overlay().state(&key),
+        crate::overlay::EndpointState::Draining
+    );
+    assert_eq!(c.overlay().leaving.len(), 1);
+    assert!(
+        c.overlay().draining.is_empty(),
+        "an operator's drains stay apart"
+    );
+    assert!(matches!(
+        s.leave(&[("web".into(), "10.0.0.9:80".into())]),
+        Err(RuntimeError::UnknownEndpoint { .. })
+    ));
+    drop(s);
+    rt.registrations_published().await;
+    assert!(c.overlay().leaving.is_empty());
+}
+
+#[tokio::test]
+async fn an_operator_asks_the_owning_stream_to_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, rt) = runtime(&dir);
+    let mut s = rt.open_session(PEER).unwrap();
+    let key = s.register(&reg("10.0.0.1:80")).unwrap();
+    assert!(rt.ask_to_leave("web", "10.0.0.1:80").unwrap());
+    assert_eq!(s.leave_requests.recv().await, Some(key));
+    assert!(matches!(
+        rt.ask_to_leave("web", "127.0.0.1:8081"),
+        Err(RuntimeError::UnknownEndpoint { .. })
+    ));
+}
+
+#[tokio::test]
+async fn limits_per_stream_and_per_peer_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, rt) = runtime(&dir);
+    let s = rt.open_session(PEER).unwrap();
+    for i in 0..MAX_ENDPOINTS_PER_STREAM {
+        s.register(&reg(&format!("10.0.0.1:{}", 1000 + i))).unwrap();
+    }
+    assert!(matches!(
+        s.register(&reg("10.0.0.1:9999")),
+        Err(RuntimeError::Limit(_))
+    ));
+    let mut sessions = vec![s];
+    let mut n = MAX_ENDPOINTS_PER_STREAM;
+    while n < MAX_ENDPOINTS_PER_PEER {
+        let s = rt.open_session(PEER).unwrap();
+        for _ in 0..MAX_ENDPOINTS_PER_STREAM.min(MAX_ENDPOINTS_PER_PEER - n) {
+            s.register(&reg(&format!("10.0.1.1:{}", 1000 + n))).unwrap();
+            n += 1;
+        }
+        sessions.push(s);
+    }
+    let s = rt.open_session(PEER).unwrap();
+    assert!(matches!(
+        s.register(&reg("10.0.2.1:80")),
+        Err(RuntimeError::Limit(_))
+    ));
+    let other = rt
+        .open_session(Some(IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9))))
+        .unwrap();
+    other.register(&reg("10.0.2.1:80")).unwrap();
+    drop(sessions);
+    assert_eq!(rt.leases().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_metadata_and_weight_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, rt) = runtime(&dir);
+    let s = rt.open_session(PEER).unwrap();
+    let mut r = reg("10.0.0.1:80");
+    r.weight = crate::config::MAX_WEIGHT + 1;
+    assert!(matches!(s.register(&r), Err(RuntimeError::BadRequest(_))));
+    let mut r = reg("10.0.0.1:80");
+    r.metadata = (0..=super::MAX_METADATA_ENTRIES)
+        .map(|i| (i.to_string(), String::new()))
+        .collect();
+    assert!(matches!(s.register(&r), Err(RuntimeError::BadRequest(_))));
+    assert!(rt.leases().is_empty());
+}
+
+#[tokio::test]
+async fn the_cluster_admission_rules_apply_to_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, rt) = runtime(&dir);
+    let s = rt.open_session(PEER).unwrap();
+    for refused in ["169.254.169.254:80", "0.0.0.0:80", "[fe80::1]:80"] {
+        let err = s.register(&reg(refused)).unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::BadRequest(m) if m.contains("allow_addresses")),
+            "{refused}: {err}"
+        );
+    }
+    assert!(rt.leases().is_empty());
+}
+
+#[tokio::test]
+async fn streams_and_ttl_leases_share_the_cluster_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
+    let config = parse_str(
+        "t.yaml",
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081], registrations: { max: 2 } }\n",
+    )
+    .unwrap();
+    c.set_config(Arc::new(config));
+    let rt = Runtime::start(
+        c.clone(),
+        StateFile::new(dir.path().join("s.json")),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    rt.register("web", "10.0.0.1:80", 1, std::time::Duration::from_secs(60))
+        .unwrap();
+    let s = rt.open_session(PEER).unwrap();
+    s.register(&reg("10.0.0.2:80")).unwrap();
+    assert!(matches!(
+        s.register(&reg("10.0.0.3:80")),
+        Err(RuntimeError::Full { max: 2, .. })
+    ));
+    assert!(matches!(
+        rt.register("web", "10.0.0.3:80", 1, std::time::Duration::from_secs(60)),
+        Err(RuntimeError::Full { max: 2, .. })
+    ));
+    s.register(&reg("10.0.0.2:80")).unwrap();
+    drop(s);
+    rt.register("web", "10.0.0.3:80", 1, std::time::Duration::from_secs(60))
+        .unwrap();
+    rt.registrations_published().await;
+    assert_eq!(registered(&c), ["10.0.0.1:80", "10.0.0.3:80"]);
+}
