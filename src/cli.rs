@@ -1,5 +1,8 @@
 //! The command line: argument parsing and the small commands that are not the server.
 
+pub(crate) mod certs;
+mod tls_args;
+
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -88,6 +91,9 @@ pub(crate) enum Command {
     /// Run COMMAND and keep it registered in a cluster while it runs; on SIGTERM drain it from
     /// every Envoy first, then pass the signal on. Exits with COMMAND's status.
     Register(RegisterArgs),
+    /// Create a local CA and certificates for the xDS port and its clients (mTLS).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Run the quickstart: flotilla, three demo backends and an Envoy (Ctrl-C stops all).
     Quickstart {
         /// The Envoy binary (scripts/quickstart installs one into tools/).
@@ -141,6 +147,8 @@ pub(crate) struct ServeArgs {
     /// Largest node description (metadata included, encoded) accepted, in bytes.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub(crate) xds_max_node_bytes: u32,
+    #[command(flatten)]
+    pub(crate) xds_tls: tls_args::XdsTlsArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -288,6 +296,15 @@ pub(crate) struct BootstrapArgs {
     /// Do not stream Envoy's stats (and load reports) to flotilla.
     #[arg(long)]
     no_stats_sink: bool,
+    /// Connect to flotilla over TLS, trusting this CA (PEM; the path as the client sees it).
+    #[arg(long, value_name = "FILE")]
+    xds_ca: Option<String>,
+    /// The client certificate (mTLS) whose SPIFFE ID allows this node and fleet.
+    #[arg(long, value_name = "FILE", requires_all = ["xds_ca", "xds_key"])]
+    xds_cert: Option<String>,
+    /// The client certificate's private key.
+    #[arg(long, value_name = "FILE", requires = "xds_cert")]
+    xds_key: Option<String>,
 }
 
 pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
@@ -302,11 +319,18 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         admin_port,
         stats_flush_interval,
         no_stats_sink,
+        xds_ca,
+        xds_cert,
+        xds_key,
     } = a;
+    let xds_tls = xds_ca.map(|ca| flotilla::envoy::xds_tls::XdsClientTls {
+        ca,
+        cert_and_key: xds_cert.zip(xds_key),
+    });
     let stats_flush = (!no_stats_sink).then_some(stats_flush_interval);
     let (xds_host, xds_port) = bootstrap::split_host_port(&xds)?;
     if grpc {
-        let b = grpc_bootstrap::grpc_bootstrap(&node_id, &fleet, &xds);
+        let b = grpc_bootstrap::grpc_bootstrap(&node_id, &fleet, &xds, xds_tls.as_ref());
         let value = serde_json::to_value(&b).context("render gRPC bootstrap")?;
         print_document(&value, Format::Json)?;
         return Ok(ExitCode::SUCCESS);
@@ -321,6 +345,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         admin_address,
         admin_port,
         stats_flush,
+        xds_tls,
     });
     let value = json::message_to_json(&b).context("render bootstrap")?;
     print_document(&value, Format::Yaml)?;
@@ -361,6 +386,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     max_node_id_bytes: args.xds_max_node_id_bytes as usize,
                     max_node_bytes: args.xds_max_node_bytes as usize,
                 },
+                xds_tls: args.xds_tls.options(),
             },
             shutdown,
         )

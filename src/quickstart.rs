@@ -105,6 +105,7 @@ pub async fn run(
         admin_allowed_hosts: Vec::new(),
         state_file: dir.path().join("state.json"),
         xds_limits: crate::xds::Limits::default(),
+        xds_tls: None,
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 
@@ -118,6 +119,7 @@ pub async fn run(
         admin_address: [127, 0, 0, 1].into(),
         admin_port: ENVOY_ADMIN_PORT,
         stats_flush: Some(Duration::from_secs(2)),
+        xds_tls: None,
     });
     let bootstrap_path = dir.path().join("envoy.yaml");
     std::fs::write(

@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub state_file: PathBuf,
     /// What one client may cost the xDS port (keepalive timeout included).
     pub xds_limits: xds::Limits,
+    /// TLS (and with a client CA, mTLS with identities) on the xDS port; None: plaintext.
+    pub xds_tls: Option<xds::tls::XdsTlsOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,8 @@ pub enum ServeError {
     AllowedHosts(#[from] crate::admin::guard::HostsError),
     #[error(transparent)]
     State(#[from] crate::runtime::store::StoreError),
+    #[error("xDS TLS: {0}")]
+    XdsTls(#[from] xds::tls::TlsError),
 }
 
 /// The longest a continuous stream of file changes can delay a reload.
@@ -109,6 +113,21 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     ));
 
+    let xds_tls = match &opts.xds_tls {
+        Some(t) => Some((
+            xds::tls::ServerTls::load(t.files.clone())?,
+            t.trust_domain.clone(),
+        )),
+        None => None,
+    };
+    let authorizer = match &opts.xds_tls {
+        Some(t) => xds::Authorizer::new(
+            t.files.client_ca.is_some(),
+            &t.trust_domain,
+            xds_metrics.clone(),
+        ),
+        None => xds::Authorizer::open(xds_metrics.clone()),
+    };
     let bind = |what, addr| async move {
         TcpListener::bind(addr)
             .await
@@ -154,10 +173,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         traffic.clone(),
         xds_metrics,
         opts.xds_limits.clone(),
+        xds_tls,
         crate::registry::RegistryService {
             runtime,
             traffic: traffic.clone(),
             shutdown: shutdown.clone(),
+            authorizer,
         },
         shutdown.clone(),
     )

@@ -48,6 +48,8 @@ pub struct BootstrapOptions {
     pub admin_port: u16,
     /// How often Envoy flushes its stats to flotilla's metrics sink; `None`: no sink.
     pub stats_flush: Option<std::time::Duration>,
+    /// TLS (mTLS with a client certificate) for the connection to flotilla; None: plaintext.
+    pub xds_tls: Option<super::xds_tls::XdsClientTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +111,7 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
             ..Default::default()
         }),
         static_resources: Some(StaticResources {
-            clusters: vec![xds_cluster(&o.xds_host, o.xds_port)],
+            clusters: vec![xds_cluster(&o.xds_host, o.xds_port, o.xds_tls.as_ref())],
             ..Default::default()
         }),
         dynamic_resources: Some(dynamic_resources),
@@ -141,7 +143,7 @@ fn metrics_sink() -> StatsSink {
 
 /// The static cluster for flotilla itself: HTTP/2 (gRPC) with keepalives, so a dead control
 /// plane connection is noticed and re-established promptly.
-fn xds_cluster(host: &str, port: u16) -> Cluster {
+fn xds_cluster(host: &str, port: u16, tls: Option<&super::xds_tls::XdsClientTls>) -> Cluster {
     let discovery = if host.parse::<IpAddr>().is_ok() {
         DiscoveryType::Static
     } else {
@@ -166,6 +168,7 @@ fn xds_cluster(host: &str, port: u16) -> Cluster {
         name: XDS_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
         connect_timeout: Some(duration(Duration::from_secs(1))),
+        transport_socket: tls.map(|t| super::xds_tls::transport_socket(t, host)),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: XDS_CLUSTER.to_string(),
             endpoints: vec![LocalityLbEndpoints {

@@ -23,6 +23,8 @@ pub struct MetricsSink {
     pub max_node_id_bytes: usize,
     /// Ends open streams on shutdown (a stats stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Binds the reporting node to the connection's client certificate.
+    pub authorizer: crate::xds::Authorizer,
 }
 
 #[tonic::async_trait]
@@ -31,6 +33,7 @@ impl MetricsService for MetricsSink {
         &self,
         req: Request<Streaming<StreamMetricsMessage>>,
     ) -> Result<Response<StreamMetricsResponse>, Status> {
+        let peer = req.extensions().get::<crate::xds::tls::XdsPeer>().cloned();
         let mut stream = req.into_inner();
         let Some(first) = stream.message().await? else {
             return Ok(Response::new(StreamMetricsResponse {}));
@@ -45,6 +48,8 @@ impl MetricsService for MetricsSink {
                 self.max_node_id_bytes
             ))
         })?;
+        self.authorizer
+            .check(peer.as_ref(), "stats sink", &fleet, &node)?;
         let reporter = Reporting::new(self.traffic.clone(), &node, &fleet);
         info!(node = %node, "Envoy stats stream opened");
         self.absorb(reporter.id, &first);

@@ -37,3 +37,4 @@ mod traffic_limits;
 mod validate;
 mod watch_replace;
 mod xds_limits;
+mod xds_mtls;

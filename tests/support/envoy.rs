@@ -96,6 +96,17 @@ pub struct Envoy {
 impl Envoy {
     /// Starts an Envoy with the bootstrap `flotilla bootstrap` writes for it.
     pub async fn start(flotilla: &Flotilla, node_id: &str, fleet: &str, xds: Xds) -> Envoy {
+        Envoy::start_with(flotilla, node_id, fleet, xds, &[]).await
+    }
+
+    /// Like [`Envoy::start`], with extra `flotilla bootstrap` flags (`--xds-ca …` for mTLS).
+    pub async fn start_with(
+        flotilla: &Flotilla,
+        node_id: &str,
+        fleet: &str,
+        xds: Xds,
+        bootstrap_flags: &[String],
+    ) -> Envoy {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args = vec![
             "bootstrap".to_string(),
@@ -109,6 +120,7 @@ impl Envoy {
             "0".into(),
         ];
         args.extend(xds.flags().iter().map(|s| s.to_string()));
+        args.extend(bootstrap_flags.iter().cloned());
         let out = StdCommand::new(super::flotilla_bin())
             .args(&args)
             .output()

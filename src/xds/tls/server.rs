@@ -1,0 +1,190 @@
+//! The xDS port's rustls configuration, read from PEM files and read again when they change:
+//! new connections get the new certificate and client CA, open streams keep theirs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// How often the files are compared with what was loaded.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+/// Largest certificate, key or CA file read (a chain of a few certificates is a few KiB).
+pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// Where the xDS port's TLS material lives (`serve --xds-tls-cert/--xds-tls-key/--xds-client-ca`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// With a client CA every connection must present a certificate chaining to it (mTLS),
+    /// and its SPIFFE ID bounds what the streams on it may claim.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(String),
+}
+
+fn file_error(path: &Path, message: impl ToString) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| file_error(path, e))?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(file_error(
+            path,
+            format!("larger than the {MAX_PEM_BYTES} bytes allowed"),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "no CERTIFICATE in the file"));
+    }
+    Ok(certs)
+}
+
+/// The contents the current configuration was built from.
+type Loaded = [Vec<u8>; 3];
+
+fn contents(files: &TlsFiles) -> Result<Loaded, TlsError> {
+    Ok([
+        read(&files.cert)?,
+        read(&files.key)?,
+        match &files.client_ca {
+            Some(ca) => read(ca)?,
+            None => Vec::new(),
+        },
+    ])
+}
+
+fn build(files: &TlsFiles, loaded: &Loaded) -> Result<ServerConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = certificates(&files.cert, &loaded[0])?;
+    let key = PrivateKeyDer::from_pem_slice(&loaded[1])
+        .map_err(|e| file_error(&files.key, format!("no usable PRIVATE KEY: {e}")))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = match &files.client_ca {
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(path, &loaded[2])? {
+                roots
+                    .add(cert)
+                    .map_err(|e| file_error(path, format!("not a usable CA: {e}")))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| file_error(path, e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| file_error(&files.key, format!("does not match the certificate: {e}")))?;
+    // gRPC is HTTP/2 only.
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// The configuration new connections are accepted with.
+pub struct ServerTls {
+    files: TlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+    loaded: Mutex<Loaded>,
+}
+
+impl ServerTls {
+    /// Reads the files; an error here stops `serve` from starting.
+    pub fn load(files: TlsFiles) -> Result<Arc<ServerTls>, TlsError> {
+        let loaded = contents(&files)?;
+        let config = build(&files, &loaded)?;
+        Ok(Arc::new(ServerTls {
+            files,
+            current: RwLock::new(Arc::new(config)),
+            loaded: Mutex::new(loaded),
+        }))
+    }
+
+    /// Whether client certificates are required (and bound to identities).
+    pub fn mutual(&self) -> bool {
+        self.files.client_ca.is_some()
+    }
+
+    pub(crate) fn config(&self) -> Arc<ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Rebuilds the configuration if a file changed. A broken file (half-written, mismatched
+    /// key) is reported and the last good configuration stays in use. Returns whether the
+    /// configuration was replaced.
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        let now = contents(&self.files)?;
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if *loaded == now {
+            return Ok(false);
+        }
+        let config = build(&self.files, &now)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        *loaded = now;
+        Ok(true)
+    }
+
+    /// Checks the files every second until shutdown.
+    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(RELOAD_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let this = self.clone();
+            let result = tokio::task::spawn_blocking(move || this.reload_if_changed()).await;
+            match result {
+                Ok(Ok(true)) => {
+                    failing = false;
+                    info!(cert = %self.files.cert.display(), "xDS TLS certificate or client CA changed: new connections use it");
+                }
+                Ok(Ok(false)) => failing = false,
+                Ok(Err(e)) => {
+                    if !failing {
+                        error!(error = %e, "cannot reload the xDS TLS files; still using the last good ones");
+                    }
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
