@@ -188,3 +188,70 @@ impl ServerTls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CA, and a server certificate for `name` signed by it, written to `dir`.
+    fn write_pki(dir: &Path, name: &str) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    }
+
+    fn files(dir: &Path) -> TlsFiles {
+        TlsFiles {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            client_ca: Some(dir.join("ca.pem")),
+        }
+    }
+
+    #[test]
+    fn changed_files_replace_the_configuration_and_broken_ones_keep_the_last_good() {
+        let dir = tempfile::tempdir().unwrap();
+        write_pki(dir.path(), "one.example");
+        let tls = ServerTls::load(files(dir.path())).unwrap();
+        assert!(tls.mutual());
+        let first = tls.config();
+        assert!(!tls.reload_if_changed().unwrap(), "nothing changed");
+        assert!(Arc::ptr_eq(&first, &tls.config()));
+
+        write_pki(dir.path(), "two.example");
+        assert!(tls.reload_if_changed().unwrap());
+        let second = tls.config();
+        assert!(!Arc::ptr_eq(&first, &second));
+
+        // A key that does not match the certificate (a half-done rotation) is refused.
+        std::fs::write(
+            dir.path().join("server.key"),
+            rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        )
+        .unwrap();
+        let e = tls.reload_if_changed().unwrap_err().to_string();
+        assert!(e.contains("server.key"), "{e}");
+        assert!(Arc::ptr_eq(&second, &tls.config()));
+    }
+
+    #[test]
+    fn unreadable_material_is_named_by_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write_pki(dir.path(), "one.example");
+        std::fs::write(dir.path().join("ca.pem"), "not pem").unwrap();
+        let e = ServerTls::load(files(dir.path())).err().unwrap().to_string();
+        assert!(e.contains("ca.pem") && e.contains("no CERTIFICATE"), "{e}");
+        std::fs::write(dir.path().join("server.pem"), vec![b'a'; 2 * 1024 * 1024]).unwrap();
+        let e = ServerTls::load(files(dir.path())).err().unwrap().to_string();
+        assert!(e.contains("larger than"), "{e}");
+    }
+}
