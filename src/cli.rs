@@ -149,6 +149,8 @@ pub(crate) struct ServeArgs {
     pub(crate) xds_max_node_bytes: u32,
     #[command(flatten)]
     pub(crate) xds_tls: tls_args::XdsTlsArgs,
+    #[command(flatten)]
+    pub(crate) admin_tls: tls_args::AdminTlsArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -387,6 +389,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     max_node_bytes: args.xds_max_node_bytes as usize,
                 },
                 xds_tls: args.xds_tls.options(),
+                admin_tls: args.admin_tls.files(),
+                admin_public_read: args.admin_tls.admin_public_read,
             },
             shutdown,
         )

@@ -106,6 +106,8 @@ pub async fn run(
         state_file: dir.path().join("state.json"),
         xds_limits: crate::xds::Limits::default(),
         xds_tls: None,
+        admin_tls: None,
+        admin_public_read: false,
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 

@@ -38,6 +38,10 @@ pub struct ServeOptions {
     pub xds_limits: xds::Limits,
     /// TLS (and with a client CA, mTLS with identities) on the xDS port; None: plaintext.
     pub xds_tls: Option<xds::tls::XdsTlsOptions>,
+    /// TLS for the admin API; None: plain HTTP.
+    pub admin_tls: Option<xds::tls::TlsFiles>,
+    /// Reads of the admin API need no token even beyond loopback.
+    pub admin_public_read: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +119,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
 
     let xds_tls = match &opts.xds_tls {
         Some(t) => Some((
-            xds::tls::ServerTls::load(t.files.clone())?,
+            xds::tls::ServerTls::load(t.files.clone(), &[b"h2"])?,
             t.trust_domain.clone(),
         )),
         None => None,
@@ -128,6 +132,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         ),
         None => xds::Authorizer::open(xds_metrics.clone()),
     };
+    let admin_tls = match &opts.admin_tls {
+        Some(files) => Some(xds::tls::ServerTls::load(files.clone(), &[b"http/1.1"])?),
+        None => None,
+    };
+    warn_if_exposed(&opts);
     let bind = |what, addr| async move {
         TcpListener::bind(addr)
             .await
@@ -153,6 +162,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
             opts.admin_token.clone(),
             opts.admin_listen,
         ),
+        reads: crate::admin::reads::Reads::new(
+            opts.admin_token.clone(),
+            opts.admin_listen,
+            opts.admin_public_read,
+        ),
         controller: controller.clone(),
         nodes: nodes.clone(),
         hosts: crate::admin::guard::Hosts::new(opts.admin_listen, &opts.admin_allowed_hosts)?,
@@ -164,7 +178,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         xds_metrics.clone(),
         shutdown.clone(),
     ));
-    let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state,
+        admin_tls,
+        shutdown.clone(),
+    ));
     xds_listening.store(true, Ordering::Release);
     let xds_result = xds::serve(
         xds_listener,
@@ -190,6 +209,35 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     match admin_result {
         Ok(r) => r.map_err(ServeError::Admin),
         Err(join) => Err(ServeError::Admin(std::io::Error::other(join))),
+    }
+}
+
+/// Warns when a port listens beyond loopback without TLS: whoever reaches the xDS port can
+/// read every fleet's configuration and claim any node; the admin API's token crosses the
+/// network in clear.
+fn warn_if_exposed(opts: &ServeOptions) {
+    if !opts.xds_listen.ip().is_loopback() {
+        match &opts.xds_tls {
+            None => warn!(
+                xds = %opts.xds_listen,
+                "the xDS port listens beyond loopback without TLS: anyone who reaches it can read \
+                 every fleet's configuration and claim any node (--xds-tls-cert, --xds-tls-key, \
+                 --xds-client-ca)"
+            ),
+            Some(t) if t.files.client_ca.is_none() => warn!(
+                xds = %opts.xds_listen,
+                "the xDS port listens beyond loopback with TLS but without --xds-client-ca: \
+                 clients are not authenticated and may claim any fleet and node"
+            ),
+            Some(_) => {}
+        }
+    }
+    if !opts.admin_listen.ip().is_loopback() && opts.admin_tls.is_none() {
+        warn!(
+            admin = %opts.admin_listen,
+            "the admin API listens beyond loopback without TLS: its token and data cross the \
+             network in clear (--admin-tls-cert, --admin-tls-key)"
+        );
     }
 }
 

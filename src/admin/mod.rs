@@ -9,6 +9,8 @@ pub mod dashboard;
 mod errors;
 pub mod guard;
 pub mod mutations;
+pub mod reads;
+mod tls_listener;
 
 pub use errors::MAX_URL;
 
@@ -34,6 +36,8 @@ pub struct AdminState {
     pub traffic: Arc<crate::traffic::TrafficAggregate>,
     pub runtime: Arc<crate::runtime::Runtime>,
     pub mutations: mutations::Mutations,
+    /// Who may read (everything but the probes).
+    pub reads: reads::Reads,
     pub controller: Arc<Controller>,
     pub nodes: Arc<NodeRegistry>,
     /// The `Host` values this server answers to.
@@ -71,16 +75,22 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             mutations::authorize,
         ));
-    Router::new()
-        .merge(mutating)
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+    let reading = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/state", get(api::state))
         .route("/api/v1/nodes", get(api::nodes))
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/traffic", get(api::traffic))
         .merge(dashboard::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            reads::authorize,
+        ));
+    Router::new()
+        .merge(mutating)
+        .merge(reading)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
@@ -112,14 +122,29 @@ async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoRe
     )
 }
 
+/// Serves the admin API on `listener`, over TLS when `tls` is given (its files re-read when
+/// they change, as the xDS port's).
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
+    tls: Option<Arc<crate::xds::tls::ServerTls>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let app = router(state);
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+        Some(tls) => {
+            tokio::spawn(tls.clone().watch(shutdown.clone()));
+            let listener = tls_listener::TlsListener::new(listener, tls, shutdown.clone());
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,40 @@ impl XdsTlsArgs {
     }
 }
 
+#[derive(clap::Args, Debug)]
+pub(crate) struct AdminTlsArgs {
+    /// Serve the admin API over TLS with this certificate (PEM chain); re-read when it changes.
+    #[arg(
+        long,
+        env = "FLOTILLA_ADMIN_TLS_CERT",
+        requires = "admin_tls_key",
+        value_name = "FILE"
+    )]
+    pub(crate) admin_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --admin-tls-cert.
+    #[arg(
+        long,
+        env = "FLOTILLA_ADMIN_TLS_KEY",
+        requires = "admin_tls_cert",
+        value_name = "FILE"
+    )]
+    pub(crate) admin_tls_key: Option<PathBuf>,
+    /// Let anyone read the admin API (state, nodes, events, traffic, metrics, dashboard) when it
+    /// listens beyond loopback; otherwise reads need --admin-token as mutations do.
+    #[arg(long)]
+    pub(crate) admin_public_read: bool,
+}
+
+impl AdminTlsArgs {
+    pub(crate) fn files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.admin_tls_cert.clone()?,
+            key: self.admin_tls_key.clone()?,
+            client_ca: None,
+        })
+    }
+}
+
 /// Longest trust domain accepted (SPIFFE allows 255 bytes).
 const MAX_TRUST_DOMAIN: usize = 255;
 

@@ -237,3 +237,72 @@ async fn only_clients_whose_certificates_allow_their_node_are_served() {
         "refusals are logged with their reason"
     );
 }
+
+#[tokio::test]
+async fn the_admin_api_beyond_loopback_speaks_tls_and_reads_need_the_token() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("flotilla.yaml");
+    std::fs::write(&config, configs::web(free_addr(), "127.0.0.1:8081")).expect("config");
+    let log_path = dir.path().join("flotilla.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    // Beyond loopback: every address of the machine, reached here through 127.0.0.1.
+    let port = free_addr().port();
+    let xds_port = free_addr().port();
+    let _flotilla = tokio::process::Command::new(crate::support::flotilla_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .args(["--xds-listen", &format!("0.0.0.0:{xds_port}")])
+        .args(["--admin-listen", &format!("0.0.0.0:{port}")])
+        .args(["--admin-tls-cert", &pki.path("server.pem")])
+        .args(["--admin-tls-key", &pki.path("server.key")])
+        .args(["--admin-token", "s3cret"])
+        .arg("--state-file")
+        .arg(dir.path().join("state.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn flotilla");
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ca = pki.path("ca.pem");
+    wait::until("admin over TLS", Duration::from_secs(20), || async {
+        crate::support::mtls::https_get(admin, &ca, "/readyz", None)
+            .await
+            .ok()
+            .filter(|(status, _)| *status == 200)
+    })
+    .await;
+
+    let get = |path: &'static str, token: Option<&'static str>| {
+        let ca = ca.clone();
+        async move {
+            crate::support::mtls::https_get(admin, &ca, path, token)
+                .await
+                .expect("https")
+        }
+    };
+    assert_eq!(get("/healthz", None).await.0, 200, "probes stay open");
+    let (status, body) = get("/api/v1/state", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("--admin-public-read"), "{body}");
+    assert_eq!(get("/metrics", Some("wrong")).await.0, 401);
+    let (status, body) = get("/api/v1/state", Some("s3cret")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"web\""), "{body}");
+
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = reqwest::get(format!("http://{admin}/healthz")).await;
+    assert!(plain.is_err(), "{plain:?}");
+
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        log.contains("the xDS port listens beyond loopback without TLS"),
+        "a warning for the plaintext xDS port: {log}"
+    );
+    assert!(
+        !log.contains("the admin API listens beyond loopback without TLS"),
+        "no warning for the TLS admin port: {log}"
+    );
+}

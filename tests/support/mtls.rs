@@ -191,3 +191,59 @@ fn write_pair(dir: &Path, name: &str, cert: &str, key: &str) -> (String, String)
         k.to_str().expect("utf-8").to_string(),
     )
 }
+
+/// GET `path` over HTTPS (trusting `ca`), with a bearer `token` if given: status and body.
+pub async fn https_get(
+    addr: SocketAddr,
+    ca: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(u16, String), String> {
+    use http_body_util::BodyExt;
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).expect("ca") {
+        roots.add(c.expect("ca cert")).expect("root");
+    }
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let attempt = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("127.0.0.1").expect("name");
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let mut req = http::Request::get(path).header("host", addr.to_string());
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = sender
+            .send_request(
+                req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .expect("request"),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((
+            status,
+            String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}

@@ -17,7 +17,8 @@ const RELOAD_CHECK: Duration = Duration::from_secs(1);
 /// Largest certificate, key or CA file read (a chain of a few certificates is a few KiB).
 pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
-/// Where the xDS port's TLS material lives (`serve --xds-tls-cert/--xds-tls-key/--xds-client-ca`).
+/// Where a port's TLS material lives (`serve --xds-tls-cert/--xds-tls-key/--xds-client-ca`,
+/// `--admin-tls-cert/--admin-tls-key`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     pub cert: PathBuf,
@@ -82,7 +83,7 @@ fn contents(files: &TlsFiles) -> Result<Loaded, TlsError> {
     ])
 }
 
-fn build(files: &TlsFiles, loaded: &Loaded) -> Result<ServerConfig, TlsError> {
+fn build(files: &TlsFiles, alpn: &[Vec<u8>], loaded: &Loaded) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certificates(&files.cert, &loaded[0])?;
     let key = PrivateKeyDer::from_pem_slice(&loaded[1])
@@ -108,25 +109,28 @@ fn build(files: &TlsFiles, loaded: &Loaded) -> Result<ServerConfig, TlsError> {
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| file_error(&files.key, format!("does not match the certificate: {e}")))?;
-    // gRPC is HTTP/2 only.
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.to_vec();
     Ok(config)
 }
 
 /// The configuration new connections are accepted with.
 pub struct ServerTls {
     files: TlsFiles,
+    alpn: Vec<Vec<u8>>,
     current: RwLock<Arc<ServerConfig>>,
     loaded: Mutex<Loaded>,
 }
 
 impl ServerTls {
-    /// Reads the files; an error here stops `serve` from starting.
-    pub fn load(files: TlsFiles) -> Result<Arc<ServerTls>, TlsError> {
+    /// Reads the files; an error here stops `serve` from starting. `alpn`: the protocols
+    /// offered (`h2` for gRPC, `http/1.1` for the admin API).
+    pub fn load(files: TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerTls>, TlsError> {
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
         let loaded = contents(&files)?;
-        let config = build(&files, &loaded)?;
+        let config = build(&files, &alpn, &loaded)?;
         Ok(Arc::new(ServerTls {
             files,
+            alpn,
             current: RwLock::new(Arc::new(config)),
             loaded: Mutex::new(loaded),
         }))
@@ -153,7 +157,7 @@ impl ServerTls {
         if *loaded == now {
             return Ok(false);
         }
-        let config = build(&self.files, &now)?;
+        let config = build(&self.files, &self.alpn, &now)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         *loaded = now;
         Ok(true)
@@ -174,12 +178,12 @@ impl ServerTls {
             match result {
                 Ok(Ok(true)) => {
                     failing = false;
-                    info!(cert = %self.files.cert.display(), "xDS TLS certificate or client CA changed: new connections use it");
+                    info!(cert = %self.files.cert.display(), "TLS certificate or client CA changed: new connections use it");
                 }
                 Ok(Ok(false)) => failing = false,
                 Ok(Err(e)) => {
                     if !failing {
-                        error!(error = %e, "cannot reload the xDS TLS files; still using the last good ones");
+                        error!(error = %e, "cannot reload the TLS files; still using the last good ones");
                     }
                     failing = true;
                 }
@@ -221,7 +225,7 @@ mod tests {
     fn changed_files_replace_the_configuration_and_broken_ones_keep_the_last_good() {
         let dir = tempfile::tempdir().unwrap();
         write_pki(dir.path(), "one.example");
-        let tls = ServerTls::load(files(dir.path())).unwrap();
+        let tls = ServerTls::load(files(dir.path()), &[b"h2"]).unwrap();
         assert!(tls.mutual());
         let first = tls.config();
         assert!(!tls.reload_if_changed().unwrap(), "nothing changed");
@@ -248,10 +252,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_pki(dir.path(), "one.example");
         std::fs::write(dir.path().join("ca.pem"), "not pem").unwrap();
-        let e = ServerTls::load(files(dir.path())).err().unwrap().to_string();
+        let e = ServerTls::load(files(dir.path()), &[b"h2"])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("ca.pem") && e.contains("no CERTIFICATE"), "{e}");
         std::fs::write(dir.path().join("server.pem"), vec![b'a'; 2 * 1024 * 1024]).unwrap();
-        let e = ServerTls::load(files(dir.path())).err().unwrap().to_string();
+        let e = ServerTls::load(files(dir.path()), &[b"h2"])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("larger than"), "{e}");
     }
 }
