@@ -81,18 +81,21 @@ impl LoadReportingService for LoadReports {
                 ..Default::default()
             };
             if tx.send(Ok(ask)).await.is_ok() {
-                traffic.endpoint_reports(reporter, endpoint_reports(&first));
-                loop {
+                let mut absorbed = traffic.endpoint_reports(reporter, endpoint_reports(&first));
+                while absorbed.is_ok() {
                     tokio::select! {
                         () = shutdown.cancelled() => {
                             let _ = tx.send(Err(Status::unavailable("flotilla is shutting down"))).await;
                             break;
                         }
                         report = requests.message() => match report {
-                            Ok(Some(report)) => traffic.endpoint_reports(reporter, endpoint_reports(&report)),
+                            Ok(Some(report)) => absorbed = traffic.endpoint_reports(reporter, endpoint_reports(&report)),
                             _ => break,
                         },
                     }
+                }
+                if let Err(why) = absorbed {
+                    let _ = tx.send(Err(super::sink::cut_off(why))).await;
                 }
             }
             traffic.reporter_gone(reporter);
