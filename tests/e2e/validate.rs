@@ -61,7 +61,7 @@ fn without_type(v: &Value) -> Value {
 /// A static bootstrap holding the rendered resources, with EDS and RDS inlined (a static
 /// bootstrap cannot fetch them): clusters become STATIC with their load assignment, HTTP
 /// connection managers carry their route configuration (TCP proxies need nothing inlined).
-fn static_bootstrap(rendered: &Value) -> String {
+pub fn static_bootstrap(rendered: &Value) -> String {
     let endpoints = rendered["endpoints"].as_array().expect("endpoints");
     let routes = rendered["routes"].as_array().expect("routes");
     let clusters: Vec<Value> = rendered["clusters"]
