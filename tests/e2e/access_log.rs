@@ -238,3 +238,79 @@ fn envoy_accepts_every_operator_flotilla_accepts() {
         panic!("{} operators: {e}", operators.len());
     }
 }
+
+/// A format with a mistake is refused with its place and Envoy keeps logging with the last good
+/// one; a corrected format reaches Envoy and changes the lines it writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_format_keeps_the_last_good_one() {
+    let web = Backend::start("web").await;
+    let logs = tempfile::tempdir().expect("log dir");
+    let log = logs.path().join("l.json");
+    let addr = free_addr();
+    let config = |format: &str| {
+        format!(
+            "version: 1
+clusters:
+  web: {{ endpoints: [{}] }}
+listeners:
+  l:
+    address: {addr}
+    access_log: {{ path: {}, format: {{ {format} }} }}
+    routes: [ {{ to: web }} ]
+",
+            web.address(),
+            log.display()
+        )
+    };
+    let flotilla = Flotilla::start(&config("code: \"%RESPONSE_CODE%\"")).await;
+    let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
+    envoy.wait_listener(addr).await;
+    // A fresh connection per request: a listener update drains the old ones.
+    let get = || async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        let r = client
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+    };
+    get().await;
+    assert_eq!(keys(&lines(&log, 1).await[0]), ["code"]);
+
+    flotilla.write_config(&config("code: \"%RESPONSE_COD%\""));
+    let error = wait::until("the refusal", Duration::from_secs(10), || async {
+        let state = flotilla.json("/api/v1/state").await;
+        let errors = &state["config"]["last_reload"]["errors"];
+        errors.get(0).map(ToString::to_string)
+    })
+    .await;
+    assert!(
+        error.contains("flotilla.yaml:7:65: listeners.l.access_log.format.code:"),
+        "{error}"
+    );
+    assert!(error.contains("did you mean `%RESPONSE_CODE%`"), "{error}");
+    get().await;
+    let written = lines(&log, 2).await;
+    assert_eq!(keys(&written[1]), ["code"], "the last good format");
+    assert_eq!(written[1]["code"], 200);
+
+    flotilla.write_config(&config("status: \"%RESPONSE_CODE%\", via: edge"));
+    let line = wait::until(
+        "a line in the new format",
+        Duration::from_secs(15),
+        || async {
+            get().await;
+            let text = std::fs::read_to_string(&log).ok()?;
+            let last: Value = serde_json::from_str(text.lines().last()?).ok()?;
+            last.get("status").is_some().then_some(last)
+        },
+    )
+    .await;
+    assert_eq!(keys(&line), ["status", "via"]);
+    assert_eq!(line["via"], "edge");
+}
