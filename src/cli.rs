@@ -178,6 +178,14 @@ pub(crate) struct RegisterArgs {
     /// Longest wait for COMMAND to accept connections on ADDRESS before registering anyway.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     ready_timeout: std::time::Duration,
+    /// flotilla's xDS port serves TLS: trust this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    registry_ca: Option<PathBuf>,
+    /// The client certificate (mTLS; a spiffe://<trust-domain>/fleet/… identity).
+    #[arg(long, value_name = "FILE", requires_all = ["registry_ca", "registry_key"])]
+    registry_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "registry_cert")]
+    registry_key: Option<PathBuf>,
     /// The instance to run.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -205,6 +213,10 @@ pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
         drain_deadline: a.drain_deadline,
         ready_timeout: a.ready_timeout,
         command: a.command,
+        tls: a.registry_ca.map(|ca| flotilla::xds::tls::ClientTls {
+            ca,
+            cert_and_key: a.registry_cert.zip(a.registry_key),
+        }),
     }))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

@@ -306,3 +306,68 @@ async fn the_admin_api_beyond_loopback_speaks_tls_and_reads_need_the_token() {
         "no warning for the TLS admin port: {log}"
     );
 }
+
+#[tokio::test]
+async fn registrations_over_mtls_need_an_identity_of_the_trust_domain() {
+    use flotilla::registry::client::{Client, ClientError};
+    use flotilla::registry::proto::Endpoint;
+    use flotilla::xds::tls::ClientTls;
+
+    let pki = Pki::new();
+    let backend = Backend::start("instance").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("flotilla.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nclusters:\n  pool: {{ endpoints: [] }}\nlisteners:\n  public:\n    address: {}\n    routes: [ {{ to: pool }} ]\n",
+            free_addr()
+        ),
+    )
+    .expect("config");
+    let flags = pki.serve_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let f = Flotilla::start_with(dir, config, &flags).await;
+    f.wait_ready().await;
+
+    let tls = |pair: (String, String)| ClientTls {
+        ca: pki.path("ca.pem").into(),
+        cert_and_key: Some((pair.0.into(), pair.1.into())),
+    };
+    let instance = Endpoint {
+        cluster: "pool".into(),
+        address: backend.address(),
+        weight: 1,
+        ..Default::default()
+    };
+    let mut client = Client::connect_with(&f.xds.to_string(), Some(&tls(pki.issue("edge", None))))
+        .await
+        .expect("a fleet identity may register");
+    client.register(instance.clone()).await.expect("registered");
+    wait::until(
+        "the registration is served",
+        Duration::from_secs(10),
+        || async {
+            let state = f.json("/api/v1/state").await.to_string();
+            state.contains(&backend.address()).then_some(())
+        },
+    )
+    .await;
+
+    let refused =
+        Client::connect_with(&f.xds.to_string(), Some(&tls(pki.issue_without_identity())))
+            .await
+            .err()
+            .expect("a certificate without an identity may not register");
+    let ClientError::Status(status) = &refused else {
+        panic!("{refused}");
+    };
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains(
+            "registration needs a client certificate with a spiffe://flotilla.local/fleet/"
+        ),
+        "{status:?}"
+    );
+    assert!(rejected(&f, "no_identity").await >= 1);
+}

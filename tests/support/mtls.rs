@@ -110,6 +110,23 @@ impl Pki {
         write_pair(&self.dir, "expired", &cert.pem(), &key.serialize_pem())
     }
 
+    /// A client certificate from this CA carrying no SPIFFE ID (a DNS name only).
+    pub fn issue_without_identity(&self) -> (String, String) {
+        let ca_key = KeyPair::from_pem(&std::fs::read_to_string(self.dir.join("ca.key")).unwrap())
+            .expect("ca key");
+        let ca_params = CertificateParams::from_ca_cert_pem(
+            &std::fs::read_to_string(self.dir.join("ca.pem")).unwrap(),
+        )
+        .expect("ca pem");
+        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let mut params =
+            CertificateParams::new(vec!["instance.example".to_string()]).expect("params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
+        write_pair(&self.dir, "anonymous", &cert.pem(), &key.serialize_pem())
+    }
+
     /// A client certificate for `fleet` from a CA flotilla does not trust.
     pub fn issue_foreign(&self, fleet: &str) -> (String, String) {
         let ca_key = KeyPair::generate().expect("key");

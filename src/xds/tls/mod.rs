@@ -6,10 +6,12 @@
 //! loop (`xds::listener`), within the handshake timeout.
 
 pub mod authorize;
+pub mod client;
 pub mod identity;
 pub mod server;
 
 pub use authorize::{Authorizer, Rejection, XdsPeer};
+pub use client::ClientTls;
 pub use identity::{Identity, PeerCert, parse_spiffe, spiffe_id};
 pub use server::{ServerTls, TlsError, TlsFiles};
 
