@@ -12,7 +12,7 @@ use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair, SanType};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tonic::transport::{Channel, Endpoint};
 
@@ -93,15 +93,17 @@ impl Pki {
         ]
     }
 
+    /// The CA, ready to sign.
+    fn ca(&self) -> (rcgen::Certificate, KeyPair) {
+        let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).expect("read CA");
+        let key = KeyPair::from_pem(&read("ca.key")).expect("ca key");
+        let params = CertificateParams::from_ca_cert_pem(&read("ca.pem")).expect("ca pem");
+        (params.self_signed(&key).expect("ca"), key)
+    }
+
     /// A client certificate for `fleet` signed by this CA but expired a year ago.
     pub fn issue_expired(&self, fleet: &str) -> (String, String) {
-        let ca_key = KeyPair::from_pem(&std::fs::read_to_string(self.dir.join("ca.key")).unwrap())
-            .expect("ca key");
-        let ca_params = CertificateParams::from_ca_cert_pem(
-            &std::fs::read_to_string(self.dir.join("ca.pem")).unwrap(),
-        )
-        .expect("ca pem");
-        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let (ca, ca_key) = self.ca();
         let mut params = client_params(fleet);
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
@@ -112,13 +114,7 @@ impl Pki {
 
     /// A client certificate from this CA carrying no SPIFFE ID (a DNS name only).
     pub fn issue_without_identity(&self) -> (String, String) {
-        let ca_key = KeyPair::from_pem(&std::fs::read_to_string(self.dir.join("ca.key")).unwrap())
-            .expect("ca key");
-        let ca_params = CertificateParams::from_ca_cert_pem(
-            &std::fs::read_to_string(self.dir.join("ca.pem")).unwrap(),
-        )
-        .expect("ca pem");
-        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let (ca, ca_key) = self.ca();
         let mut params =
             CertificateParams::new(vec!["instance.example".to_string()]).expect("params");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -147,41 +143,17 @@ impl Pki {
         xds: SocketAddr,
         client: Option<&(String, String)>,
     ) -> Result<Channel, String> {
-        let mut roots = RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(self.dir.join("ca.pem")).expect("ca") {
-            roots.add(c.expect("ca cert")).expect("root");
-        }
-        let builder =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("versions")
-                .with_root_certificates(roots);
-        let mut config = match client {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(
-                    CertificateDer::pem_file_iter(cert)
-                        .expect("cert")
-                        .map(|c| c.expect("cert"))
-                        .collect(),
-                    PrivateKeyDer::from_pem_file(key).expect("key"),
-                )
-                .expect("client cert"),
-            None => builder.with_no_client_auth(),
+        let tls = flotilla::xds::tls::ClientTls {
+            ca: self.dir.join("ca.pem"),
+            cert_and_key: client.map(|(c, k)| (c.into(), k.into())),
         };
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let connector = TlsConnector::from(Arc::new(config));
+        let connector = tls
+            .connector(&xds.ip().to_string(), xds.port())
+            .map_err(|e| e.to_string())?;
         Endpoint::from_shared(format!("http://{xds}"))
             .expect("endpoint")
             .connect_timeout(Duration::from_secs(5))
-            .connect_with_connector(tower::service_fn(move |_| {
-                let connector = connector.clone();
-                async move {
-                    let tcp = TcpStream::connect(xds).await?;
-                    let name = ServerName::try_from("127.0.0.1").expect("name");
-                    let tls = connector.connect(name, tcp).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(tls))
-                }
-            }))
+            .connect_with_connector(connector)
             .await
             .map_err(|e| format!("{e:?}"))
     }
