@@ -371,3 +371,43 @@ async fn registrations_over_mtls_need_an_identity_of_the_trust_domain() {
     );
     assert!(rejected(&f, "no_identity").await >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxyless_grpc_client_takes_its_config_over_mtls() {
+    use crate::support::grpc::{GrpcBackends, GrpcClient};
+    let pki = Pki::new();
+    let backends = GrpcBackends::start(&["a", "b"]).await;
+    let target = "greeter.test:50051";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("flotilla.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nclusters:\n  greeter: {{ endpoints: [{}, {}] }}\nlisteners:\n  \"{target}\":\n    proxyless_grpc: true\n    routes:\n      - {{ match: {{ prefix: / }}, to: greeter, timeout: 5s }}\n",
+            backends.address("a"),
+            backends.address("b"),
+        ),
+    )
+    .expect("config");
+    let flags = pki.serve_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let f = Flotilla::start_with(dir, config, &flags).await;
+    f.wait_ready().await;
+    // gRFC A65 `tls` channel credentials from `bootstrap --grpc --xds-ca/--xds-cert/--xds-key`.
+    let mut client = GrpcClient::start_with(
+        &f,
+        "grpc-client-1",
+        target,
+        &pki.bootstrap_flags("default", "grpc-client-1"),
+    )
+    .await;
+    client.wait_ready().await;
+    let calls = client.calls(20, &[]).await;
+    assert_eq!(calls.failures, 0, "{calls:?}");
+    assert_eq!(calls.to("a") + calls.to("b"), 20, "{calls:?}");
+    let nodes = f.json("/api/v1/nodes").await.to_string();
+    assert!(
+        nodes.contains("spiffe://flotilla.local/fleet/default/node/grpc-client-1"),
+        "the client's node is bound to its certificate: {nodes}"
+    );
+}
