@@ -192,4 +192,19 @@ mod tests {
             none.describe()
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn issued_ids_read_back_and_no_uri_panics(
+            fleet in "[a-z0-9._-]{1,20}",
+            node in proptest::option::of("[a-zA-Z0-9._-]{1,20}"),
+            junk in ".{0,80}",
+        ) {
+            let id = spiffe_id(TD, &fleet, node.as_deref());
+            let want = Identity { fleet: fleet.clone(), node: node.clone() };
+            proptest::prop_assert_eq!(parse_spiffe(&id, TD), Some(want));
+            proptest::prop_assert_eq!(parse_spiffe(&id, "other.domain"), None);
+            let _ = parse_spiffe(&junk, TD);
+        }
+    }
 }
