@@ -88,6 +88,9 @@ pub(crate) enum Command {
     /// Run COMMAND and keep it registered in a cluster while it runs; on SIGTERM drain it from
     /// every Envoy first, then pass the signal on. Exits with COMMAND's status.
     Register(RegisterArgs),
+    /// Print the JSON Schema (draft 2020-12) of the YAML configuration, for editors
+    /// (`# yaml-language-server: $schema=<file>` at the top of a config file).
+    Schema,
     /// Run the quickstart: flotilla, three demo backends and an Envoy (Ctrl-C stops all).
     Quickstart {
         /// The Envoy binary (scripts/quickstart installs one into tools/).
@@ -336,6 +339,11 @@ fn print_document(value: &serde_json::Value, format: Format) -> anyhow::Result<(
         .write_all(text.as_bytes())
         .context("write to stdout")?;
     Ok(())
+}
+
+pub(crate) fn schema() -> anyhow::Result<ExitCode> {
+    print_document(&config::schema::json_schema(), Format::Json)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
