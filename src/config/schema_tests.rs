@@ -43,6 +43,7 @@ clusters:
 listeners:
   public:
     address: 127.0.0.1:10000
+    access_log: { path: /var/log/envoy/public.json, format: { status: "%RESPONSE_CODE%" } }
     hosts:
       site:
         domains: [example.com]
@@ -72,6 +73,7 @@ listeners:
     address: 127.0.0.1:15432
     protocol: tcp
     to: api
+    access_log: stdout
 fleets:
   edge: { listeners: [public, tcp] }
 "#;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{HeaderChanges, Listener, ListenerKind, VirtualHost};
+use crate::config::model::{AccessLog, HeaderChanges, Listener, ListenerKind, VirtualHost};
 use crate::config::reader::{self, Fields};
 use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::{Location, Node};
@@ -53,6 +53,11 @@ pub(crate) const LISTENER: Object = object(
             "sni",
             Kind::Map(&Kind::NonEmpty),
             "protocol: tls_passthrough: server name → cluster.",
+        ),
+        optional(
+            "access_log",
+            Kind::AnyOf(&[Kind::NonEmpty, Kind::Object(&super::access_log::ACCESS_LOG)]),
+            "`stdout`, an absolute file path, or { path, format }.",
         ),
     ],
 );
@@ -105,6 +110,7 @@ pub(crate) fn listener(
     };
     let kind = kind(sink, name, node, &f, grpc);
     let tcp = super::tcp::forward(sink, node, &path, &f, grpc, refs);
+    let access_log = access_log(sink, &f, grpc);
     let mut ctx = RouteContext {
         defaults,
         refs,
@@ -140,7 +146,29 @@ pub(crate) fn listener(
         kind: kind?,
         hosts: hosts?,
         tcp: tcp?,
+        access_log: access_log?,
     })
+}
+
+/// `Some(None)` when the listener has no access log, `None` after reporting an error.
+fn access_log(sink: &mut Sink, f: &Fields<'_>, grpc: bool) -> Option<Option<AccessLog>> {
+    let Some(n) = f.get("access_log") else {
+        return Some(None);
+    };
+    let path = f.path("access_log");
+    if grpc {
+        sink.error(
+            n,
+            &path,
+            "gRPC clients have no Envoy to write an access log: no `access_log` here",
+        );
+        return None;
+    }
+    let tcp = f
+        .get("protocol")
+        .and_then(Node::as_str)
+        .is_some_and(|p| p != "http");
+    super::access_log::access_log(sink, n, &path, tcp).map(Some)
 }
 
 fn kind(
