@@ -13,9 +13,6 @@ use super::decode::ROOT;
 use super::duration;
 use super::shape::{Kind, Object};
 
-/// Where the schema is published; `$id` of the document.
-pub const SCHEMA_ID: &str = "https://flotilla.dev/schema/v1.json";
-
 /// `500ms`, `1s`, `1.5s`, `2m30s`, `1h`: what [`duration::parse`] reads.
 const DURATION_PATTERN: &str = r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h))+\s*$";
 /// `ip:port` or `[ipv6]:port`; the decoder checks the numbers.
@@ -31,7 +28,6 @@ pub fn json_schema() -> Value {
         "$schema".into(),
         json!("https://json-schema.org/draft/2020-12/schema"),
     );
-    head.insert("$id".into(), json!(SCHEMA_ID));
     head.insert("title".into(), json!("flotilla configuration (version 1)"));
     head.append(root_map);
     defs.remove(ROOT.name);
