@@ -18,7 +18,7 @@ use crate::support::{free_addr, wait};
 const INTERVAL: Duration = Duration::from_secs(1);
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// Scheduling on a loaded 2-core machine, and the 50 ms polls of the admin API and Envoy.
-const MARGIN: Duration = Duration::from_millis(1500);
+const MARGIN: Duration = Duration::from_secs(2);
 
 async fn nodes(flotilla: &Flotilla) -> Vec<String> {
     flotilla
