@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve(args),
         Command::Register(args) => cli::register(args),
         Command::Certs(command) => cli::certs::run(command),
+        Command::Schema => cli::schema(),
         Command::Quickstart { envoy } => cli::quickstart(envoy),
     };
     result.unwrap_or_else(|e| {
