@@ -254,7 +254,7 @@ pub(crate) fn render(
         }
     };
     let snapshot = render::snapshot(&loaded.config, fleet, transport.into());
-    let value = render::to_json(&snapshot, fleet)?;
+    let value = render::to_json(&snapshot, fleet, &loaded.config.secrets)?;
     print_document(&value, format)?;
     Ok(ExitCode::SUCCESS)
 }

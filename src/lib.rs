@@ -48,6 +48,7 @@ pub mod registry;
 pub mod render;
 pub mod runtime;
 pub mod serve;
+pub mod tls;
 pub mod traffic;
 pub mod translate;
 pub mod util;

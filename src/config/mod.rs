@@ -11,11 +11,13 @@ mod load;
 pub mod model;
 mod reader;
 pub mod watch;
+pub mod watch_files;
 pub mod yaml;
 
 pub use decode::{
-    GRPC_RETRY_ON, MAX_BODY_BYTES, MAX_DOMAINS, MAX_HEADER_EDITS, MAX_HEADER_VALUE, MAX_HOSTS,
-    MAX_RATE, MAX_REGEX_LEN, MAX_ROUTES, MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON,
+    GRPC_RETRY_ON, MAX_BODY_BYTES, MAX_CERTIFICATES, MAX_DOMAINS, MAX_HEADER_EDITS,
+    MAX_HEADER_VALUE, MAX_HOSTS, MAX_PEM_BYTES, MAX_RATE, MAX_REGEX_LEN, MAX_ROUTES, MAX_WEIGHT,
+    RESERVED_PREFIX, RETRY_ON,
 };
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{

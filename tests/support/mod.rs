@@ -13,6 +13,7 @@ pub mod envoy;
 pub mod flotilla;
 pub mod grpc;
 pub mod monitoring;
+pub mod pki;
 pub mod servers;
 pub mod tcp;
 pub mod tls;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::config::diagnostic::Sink;
 use crate::config::model::{
-    Affinity, Cluster, CookieSpec, Endpoint, Policy, Registrations, UpstreamProtocol,
+    Affinity, Cluster, CookieSpec, Endpoint, Policy, ProbeTls, Registrations, Secrets,
+    UpstreamProtocol,
 };
 use crate::config::reader::{self, Fields};
 use crate::config::yaml::{Node, Value};
@@ -25,6 +26,7 @@ const KEYS: &[&str] = &[
     "affinity",
     "panic_threshold",
     "registrations",
+    "tls",
 ];
 
 /// Highest endpoint weight accepted. Envoy caps the sum of weights in a locality at 2^32-1;
@@ -36,9 +38,14 @@ pub(crate) fn cluster(
     name: &str,
     node: &Node,
     defaults: &Defaults,
+    secrets: &mut Secrets,
 ) -> Option<Cluster> {
     let path = format!("clusters.{name}");
     let f = Fields::read(sink, node, &path, KEYS)?;
+    let tls = match f.get("tls") {
+        Some(n) => super::tls::upstream_tls(sink, n, &f.path("tls"), secrets).map(Some),
+        None => Some(None),
+    };
 
     let explicit_policy = match f.get("policy") {
         Some(n) => {
@@ -160,7 +167,10 @@ pub(crate) fn cluster(
     };
 
     let endpoints = endpoints?;
-    let health_check = health_check?;
+    let (mut health_check, tls) = (health_check?, tls?);
+    if let (Some(check), Some(t)) = (&mut health_check, &tls) {
+        check.tls = Some(ProbeTls::new(t, secrets));
+    }
     if health_check.is_some() && endpoints.is_empty() {
         let at = f.get("endpoints").unwrap_or(node);
         sink.error(
@@ -190,6 +200,7 @@ pub(crate) fn cluster(
         affinity,
         panic_threshold: panic_threshold?,
         registrations: registrations?,
+        tls,
     })
 }
 

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{HeaderChanges, Listener, ListenerKind, VirtualHost};
+use crate::config::model::{
+    HeaderChanges, Listener, ListenerKind, PathMatch, Redirect, Route, RouteAction, RouteMatch,
+    Secrets, VirtualHost,
+};
 use crate::config::reader::{self, Fields};
 use crate::config::yaml::{Location, Node};
 
@@ -35,6 +38,7 @@ pub(crate) fn listener(
     node: &Node,
     defaults: &Defaults,
     refs: &mut Vec<ClusterRef>,
+    secrets: &mut Secrets,
 ) -> Option<Listener> {
     let path = format!("listeners.{name}");
     let f = Fields::read(
@@ -49,6 +53,8 @@ pub(crate) fn listener(
             "protocol",
             "to",
             "sni",
+            "tls",
+            "https_redirect",
         ],
     )?;
     let grpc = match f.get("proxyless_grpc") {
@@ -62,9 +68,34 @@ pub(crate) fn listener(
         refs,
         grpc_listener: grpc.then(|| name.to_string()),
     };
+    let redirect = match f.get("https_redirect") {
+        Some(n) => reader::boolean(sink, n, &f.path("https_redirect")),
+        None => Some(false),
+    };
+    let tls = match f.get("tls") {
+        Some(n) if grpc || matches!(tcp, Some(Some(_))) || redirect == Some(true) => {
+            sink.error(
+                n,
+                &f.path("tls"),
+                "TLS is terminated on HTTP listeners with routes or hosts (not with proxyless_grpc, protocol tcp | tls_passthrough or https_redirect)",
+            );
+            None
+        }
+        Some(n) => super::tls::listener_tls(sink, n, &f.path("tls"), secrets).map(Some),
+        None => Some(None),
+    };
     let hosts = match (f.get("routes"), f.get("hosts")) {
         // TCP listeners forward connections; `tcp::forward` refused any routes or hosts.
         _ if matches!(tcp, Some(Some(_))) => Some(Vec::new()),
+        (None, None) if redirect == Some(true) && !grpc => Some(vec![https_redirect(name)]),
+        (Some(n), _) | (_, Some(n)) if redirect == Some(true) => {
+            sink.error(
+                n,
+                &path,
+                "`https_redirect: true` redirects every request: give no `routes` or `hosts`",
+            );
+            None
+        }
         (Some(n), None) => route::routes(sink, n, &f.path("routes"), &mut ctx).map(|routes| {
             vec![VirtualHost {
                 name: name.to_string(),
@@ -87,12 +118,50 @@ pub(crate) fn listener(
             None
         }
     };
+    let (hosts, tls) = (hosts?, tls?);
+    if let (Some(t), Some(n)) = (&tls, f.get("tls")) {
+        super::tls::check_coverage(sink, n, &f.path("tls"), t, &hosts, secrets);
+    }
     Some(Listener {
         name: name.to_string(),
         kind: kind?,
-        hosts: hosts?,
+        hosts,
         tcp: tcp?,
+        tls,
     })
+}
+
+/// `https_redirect: true`: one host for every domain whose one route answers every request
+/// with a 301 to the same host and path over https.
+fn https_redirect(name: &str) -> VirtualHost {
+    VirtualHost {
+        name: name.to_string(),
+        domains: vec!["*".to_string()],
+        routes: vec![Route {
+            matcher: RouteMatch {
+                path: PathMatch::Prefix("/".to_string()),
+                headers: Vec::new(),
+                query: Vec::new(),
+                methods: Vec::new(),
+            },
+            action: RouteAction::Redirect(Redirect {
+                scheme: Some("https".to_string()),
+                host: None,
+                port: None,
+                path: None,
+                code: 301,
+            }),
+            timeout: None,
+            retries: None,
+            rewrite: None,
+            headers: HeaderChanges::default(),
+            rate_limit: None,
+            mirror: None,
+            websocket: false,
+            cors: None,
+        }],
+        headers: HeaderChanges::default(),
+    }
 }
 
 fn kind(
