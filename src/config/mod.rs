@@ -17,7 +17,7 @@ pub mod yaml;
 pub use decode::{
     GRPC_RETRY_ON, MAX_BODY_BYTES, MAX_CERTIFICATES, MAX_DOMAINS, MAX_HEADER_EDITS,
     MAX_HEADER_VALUE, MAX_HOSTS, MAX_PEM_BYTES, MAX_RATE, MAX_REGEX_LEN, MAX_ROUTES, MAX_WEIGHT,
-    RESERVED_PREFIX, RETRY_ON,
+    RESERVED_PREFIX, RETRY_ON, format_timestamp,
 };
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{

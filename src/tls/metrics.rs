@@ -40,12 +40,10 @@ impl CertificateMetrics {
     }
 
     /// Recomputes the series from the config being served, and warns about certificates
-    /// that expire soon (the alert rules warn too; the log says it at the moment of loading).
+    /// that expire soon, in the log and the events (the alert rules warn too; this says it
+    /// at the moment of loading).
     pub fn observe(&self, config: &Config) {
         self.expiry.clear();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
         for (name, s) in &config.secrets {
             let Some(leaf) = s.certificates.first() else {
                 continue;
@@ -57,16 +55,83 @@ impl CertificateMetrics {
                     subject: leaf.subject.clone(),
                 })
                 .set(leaf.not_after);
-            let left = leaf.not_after - now;
-            if left < EXPIRY_WARNING_SECS {
-                warn!(
-                    secret = %name,
-                    file = %s.cert_path.display(),
-                    subject = %leaf.subject,
-                    days_left = left / 86_400,
-                    "certificate expires within 14 days"
-                );
-            }
         }
+        for warning in expiring(config, unix_now()) {
+            warn!("{warning}");
+            crate::events::record(crate::events::NewEvent::new(
+                crate::events::Kind::Reload,
+                warning,
+            ));
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A warning for each certificate of `config` that expires within 14 days of `now` (Unix
+/// seconds): what `validate` prints and `serve` logs.
+pub fn expiring(config: &Config, now: i64) -> Vec<String> {
+    config
+        .secrets
+        .values()
+        .filter_map(|s| {
+            let leaf = s.certificates.first()?;
+            let left = leaf.not_after - now;
+            (left < EXPIRY_WARNING_SECS).then(|| {
+                format!(
+                    "warning: certificate {} ({}) expires in {} days, on {}",
+                    s.cert_path.display(),
+                    leaf.subject,
+                    left.max(0) / 86_400,
+                    crate::config::format_timestamp(leaf.not_after)
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_close_to_expiry_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, key, _) = crate::tls::tests::issued(&["a.example.com"]);
+        std::fs::write(dir.path().join("a.pem"), chain).unwrap();
+        std::fs::write(dir.path().join("a.key"), key).unwrap();
+        let yaml = "version: 1\nclusters: { web: { endpoints: [127.0.0.1:1] } }\nlisteners:\n  l: { address: 127.0.0.1:2, tls: { certificates: [{ cert: a.pem, key: a.key }] }, routes: [{ to: web }] }\n";
+        std::fs::write(dir.path().join("f.yaml"), yaml).unwrap();
+        let config = crate::config::load(&dir.path().join("f.yaml"))
+            .unwrap()
+            .config;
+        let not_after = config.secrets.values().next().unwrap().certificates[0].not_after;
+        assert_eq!(
+            expiring(&config, not_after - 15 * 86_400),
+            Vec::<String>::new()
+        );
+        let warnings = expiring(&config, not_after - 5 * 86_400 - 60);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("a.pem ("), "{warnings:?}");
+        assert!(warnings[0].contains("expires in 5 days"), "{warnings:?}");
+        let metrics = CertificateMetrics::default();
+        metrics.observe(&config);
+        assert_eq!(
+            metrics
+                .expiry
+                .get_or_create(&CertificateLabels {
+                    secret: config.secrets.keys().next().unwrap().clone(),
+                    kind: "certificate",
+                    subject: config.secrets.values().next().unwrap().certificates[0]
+                        .subject
+                        .clone(),
+                })
+                .get(),
+            not_after
+        );
     }
 }

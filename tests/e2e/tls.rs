@@ -492,3 +492,114 @@ fn envoy_accepts_the_rendered_tls_example() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_health_probes_of_a_tls_cluster_speak_tls() {
+    use tonic::transport::{Identity, Server, ServerTlsConfig};
+    use tonic_health::ServingStatus;
+
+    let pki = Pki::new();
+    let issued = pki.issue(&["grpc.internal"]);
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let backend = free_addr();
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(&issued.chain, &issued.key));
+    let server = tokio::spawn(
+        Server::builder()
+            .tls_config(tls)
+            .expect("server tls")
+            .add_service(service)
+            .serve(backend),
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    pki.write_ca(&certs_dir(&dir), "ca");
+    let flotilla = serve(
+        dir,
+        &format!(
+            "version: 1
+clusters:
+  greeter:
+    endpoints: [{backend}]
+    upstream_protocol: http2
+    tls: {{ sni: grpc.internal, ca: certs/ca.pem }}
+    health_check: {{ grpc: {{}}, interval: 200ms, timeout: 150ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
+listeners:
+  public: {{ address: {}, routes: [{{ to: greeter }}] }}
+",
+            free_addr()
+        ),
+    )
+    .await;
+    let health = || async {
+        let state = flotilla.json("/api/v1/state").await;
+        state["clusters"][0]["endpoints"][0]["health"]
+            .as_str()
+            .map(str::to_string)
+    };
+    wait::until(
+        "healthy by gRPC over TLS",
+        Duration::from_secs(10),
+        || async { (health().await.as_deref() == Some("healthy")).then_some(()) },
+    )
+    .await;
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    wait::until(
+        "unhealthy once it says so",
+        Duration::from_secs(10),
+        || async { (health().await.as_deref() == Some("unhealthy")).then_some(()) },
+    )
+    .await;
+    server.abort();
+}
+
+#[test]
+fn validate_names_bad_certificates_and_warns_before_expiry() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = certs_dir(&dir);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    pki.issue_until(&["a.example.com"], Some(now + 5 * 86_400 + 3_600))
+        .write(&certs, "soon");
+    pki.issue(&["a.example.com"]).write(&certs, "other");
+    let config = dir.path().join("flotilla.yaml");
+    let yaml = |key: &str| {
+        format!(
+            "version: 1
+clusters: {{ web: {{ endpoints: [127.0.0.1:1] }} }}
+listeners:
+  public:
+    address: 127.0.0.1:2
+    tls: {{ certificates: [{{ cert: certs/soon.pem, key: certs/{key}.key }}] }}
+    hosts: {{ a: {{ domains: [a.example.com], routes: [{{ to: web }}] }} }}
+"
+        )
+    };
+    let run = |yaml: String| {
+        std::fs::write(&config, yaml).expect("write");
+        std::process::Command::new(crate::support::flotilla_bin())
+            .arg("validate")
+            .arg(&config)
+            .output()
+            .expect("flotilla validate")
+    };
+    let out = run(yaml("soon"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("soon.pem (CN=a.example.com) expires in 5 days"),
+        "{stderr}"
+    );
+    let out = run(yaml("other"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(":6:35: listeners.public.tls.certificates[0].cert: ")
+            && stderr.contains("other.key): the private key does not match the certificate"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+}

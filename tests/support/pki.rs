@@ -63,6 +63,11 @@ impl Pki {
 
     /// A certificate for `names` (DNS names or IP addresses), signed by this CA.
     pub fn issue(&self, names: &[&str]) -> Issued {
+        self.issue_until(names, None)
+    }
+
+    /// [`Pki::issue`], valid until `not_after` (Unix seconds) when given.
+    pub fn issue_until(&self, names: &[&str], not_after: Option<i64>) -> Issued {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("leaf params");
@@ -70,6 +75,10 @@ impl Pki {
             DnType::CommonName,
             names.first().copied().unwrap_or("client"),
         );
+        if let Some(t) = not_after {
+            let at = x509_parser::time::ASN1Time::from_timestamp(t).expect("timestamp");
+            params.not_after = at.to_datetime();
+        }
         let key = KeyPair::generate().expect("leaf key");
         let cert = params
             .signed_by(&key, &self.ca, &self.key)

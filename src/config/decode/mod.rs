@@ -39,7 +39,7 @@ pub use route::MAX_ROUTES;
 pub use route_action::MAX_BODY_BYTES;
 pub use route_match::MAX_REGEX_LEN;
 pub use route_policy::{MAX_HEADER_EDITS, MAX_HEADER_VALUE, MAX_RATE};
-pub use tls::{MAX_CERTIFICATES, MAX_PEM_BYTES};
+pub use tls::{MAX_CERTIFICATES, MAX_PEM_BYTES, timestamp as format_timestamp};
 
 const TOP_KEYS: &[&str] = &[
     "version",

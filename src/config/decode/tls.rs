@@ -328,7 +328,7 @@ fn currently_valid(leaf: &tls::CertificateInfo) -> Result<(), String> {
 }
 
 /// Unix seconds as a UTC date an operator reads.
-pub(crate) fn timestamp(secs: i64) -> String {
+pub fn timestamp(secs: i64) -> String {
     match x509_parser::time::ASN1Time::from_timestamp(secs) {
         Ok(t) => t.to_string(),
         Err(_) => secs.to_string(),
