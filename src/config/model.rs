@@ -239,6 +239,8 @@ pub struct Listener {
     pub tcp: Option<TcpForward>,
     /// `tls`: Envoy terminates TLS on this listener.
     pub tls: Option<ListenerTls>,
+    /// Off unless the listener asks for one.
+    pub access_log: Option<AccessLog>,
 }
 
 /// Who runs a listener: an Envoy listening on an address, or gRPC clients that take their
@@ -304,6 +306,8 @@ pub struct Fleet {
     pub listeners: Vec<String>,
 }
 
+mod access_log;
+pub use access_log::*;
 mod tcp;
 pub use tcp::*;
 mod route;

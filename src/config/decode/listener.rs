@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::config::diagnostic::Sink;
 use crate::config::model::{
-    HeaderChanges, Listener, ListenerKind, PathMatch, Redirect, Route, RouteAction, RouteMatch,
-    Secrets, VirtualHost,
+    AccessLog, HeaderChanges, Listener, ListenerKind, PathMatch, Redirect, Route, RouteAction,
+    RouteMatch, Secrets, VirtualHost,
 };
 use crate::config::reader::{self, Fields};
 use crate::config::yaml::{Location, Node};
@@ -55,6 +55,7 @@ pub(crate) fn listener(
             "sni",
             "tls",
             "https_redirect",
+            "access_log",
         ],
     )?;
     let grpc = match f.get("proxyless_grpc") {
@@ -63,6 +64,7 @@ pub(crate) fn listener(
     };
     let kind = kind(sink, name, node, &f, grpc);
     let tcp = super::tcp::forward(sink, node, &path, &f, grpc, refs);
+    let access_log = access_log(sink, &f, grpc);
     let mut ctx = RouteContext {
         defaults,
         refs,
@@ -128,6 +130,7 @@ pub(crate) fn listener(
         hosts,
         tcp: tcp?,
         tls,
+        access_log: access_log?,
     })
 }
 
@@ -162,6 +165,27 @@ fn https_redirect(name: &str) -> VirtualHost {
         }],
         headers: HeaderChanges::default(),
     }
+}
+
+/// `Some(None)` when the listener has no access log, `None` after reporting an error.
+fn access_log(sink: &mut Sink, f: &Fields<'_>, grpc: bool) -> Option<Option<AccessLog>> {
+    let Some(n) = f.get("access_log") else {
+        return Some(None);
+    };
+    let path = f.path("access_log");
+    if grpc {
+        sink.error(
+            n,
+            &path,
+            "gRPC clients have no Envoy to write an access log: no `access_log` here",
+        );
+        return None;
+    }
+    let tcp = f
+        .get("protocol")
+        .and_then(Node::as_str)
+        .is_some_and(|p| p != "http");
+    super::access_log::access_log(sink, n, &path, tcp).map(Some)
 }
 
 fn kind(

@@ -4,6 +4,8 @@
 //! cluster, listener and fleet is decoded with its inherited defaults, then references between
 //! them are checked.
 
+mod access_log;
+mod access_log_format;
 mod cluster;
 pub(crate) mod defaults;
 mod grpc;
@@ -32,6 +34,11 @@ use super::yaml::{Location, Node, Value};
 use defaults::Defaults;
 use listener::ClusterRef;
 
+pub use access_log::MAX_PATH as MAX_ACCESS_LOG_PATH;
+pub use access_log_format::{
+    MAX_FIELD_NAME, MAX_FORMAT_FIELDS, MAX_FORMAT_VALUE, check as check_access_log_value,
+    sample_operators,
+};
 pub use cluster::MAX_WEIGHT;
 pub use listener::{MAX_DOMAINS, MAX_HOSTS};
 pub use resilience::{GRPC_RETRY_ON, RETRY_ON};
