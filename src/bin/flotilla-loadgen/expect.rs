@@ -73,7 +73,11 @@ pub(crate) fn targets(yamls: &[String], fleets: &[String]) -> Result<(Names, Vec
         for fleet in fleets {
             let selection = translate::select_fleet(&config, fleet);
             let snapshot = encoded.snapshot(selection.as_ref(), flotilla::cache::ClientKind::Other);
-            let sotw = ResourceType::ALL.map(|t| snapshot.get(t).version.clone());
+            let sotw = ResourceType::ALL.map(|t| match t {
+                // The generated configs have no TLS: streams never ask for secrets.
+                ResourceType::Secret => String::new(),
+                _ => snapshot.get(t).version.clone(),
+            });
             let delta = ResourceType::ALL.map(|t| {
                 snapshot
                     .get(t)
