@@ -352,7 +352,7 @@ async fn rotation_under_load_fails_no_request_and_never_serves_a_mismatched_pair
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_certificates_are_required_and_checked() {
+async fn client_certificates_are_required_and_checked_and_min_version_holds() {
     let pki = Pki::new();
     let stranger = Pki::new();
     let web = Backend::start("web").await;
@@ -371,6 +371,7 @@ async fn client_certificates_are_required_and_checked() {
       certificates: [{{ cert: certs/m.pem, key: certs/m.key }}]
       client_ca: certs/clients.pem
       require_client_cert: true
+      min_version: \"1.3\"
     hosts: {{ m: {{ domains: [m.example.com], routes: [{{ to: web }}] }} }}
 "
         ),
@@ -391,6 +392,23 @@ async fn client_certificates_are_required_and_checked() {
     assert!(
         with(None).get(&url).send().await.is_err(),
         "no client certificate must be refused"
+    );
+    let tls12_only = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("ca"))
+        .identity(
+            reqwest::Identity::from_pem(format!("{}{}", good.chain, good.key).as_bytes())
+                .expect("identity"),
+        )
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .resolve("m.example.com", https)
+        .build()
+        .expect("client");
+    let refused = tls12_only.get(&url).send().await;
+    assert!(
+        refused.is_err(),
+        "min_version 1.3 must refuse TLS 1.2: {refused:?}"
     );
     let foreign = stranger.issue(&["client.example.com"]);
     assert!(
