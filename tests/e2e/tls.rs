@@ -621,3 +621,47 @@ listeners:
     );
     assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_dashboard_lists_certificates_and_never_a_key() {
+    use crate::support::browser::Browser;
+
+    let pki = Pki::new();
+    let web = Backend::start("web").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = certs_dir(&dir);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let soon = pki.issue_until(&["a.example.com"], Some(now + 10 * 86_400 + 3_600));
+    soon.write(&certs, "a");
+    let flotilla = serve_web(
+        dir,
+        &web,
+        &format!(
+            "  public:
+    address: {}
+    tls: {{ certificates: [{{ cert: certs/a.pem, key: certs/a.key }}] }}
+    hosts: {{ a: {{ domains: [a.example.com], routes: [{{ to: web }}] }} }}
+",
+            free_addr()
+        ),
+    )
+    .await;
+    let b = Browser::start("tls-certificates").await;
+    b.goto(&format!("http://{}/", flotilla.admin)).await;
+    let item = "#certificates li.certificate";
+    let wait = Duration::from_secs(20);
+    b.wait_contains(item, "CN=a.example.com", wait).await;
+    b.wait_contains(item, "10 days left", wait).await;
+    b.wait_contains(item, "SANs a.example.com", wait).await;
+    b.wait_contains(item, "listener public", wait).await;
+    let level = b
+        .js("return document.querySelector('#certificates li.certificate').dataset.level")
+        .await;
+    assert_eq!(level, "warn", "10 days left is a warning");
+    let page = b.js("return document.documentElement.outerHTML").await;
+    let page = page.as_str().expect("html");
+    assert!(!page.contains("PRIVATE KEY") && !page.contains(key_body(&soon)));
+}
