@@ -10,6 +10,8 @@ pub mod empty;
 mod load;
 pub mod model;
 mod reader;
+pub mod schema;
+pub mod shape;
 pub mod watch;
 pub mod watch_files;
 pub mod yaml;

@@ -8,7 +8,6 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
     SubjectAltNameMatcher, TlsCertificate, TlsParameters, UpstreamTlsContext,
-    certificate_validation_context::SystemRootCerts,
     common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
     secret,
     subject_alt_name_matcher::SanType,
@@ -23,6 +22,11 @@ use crate::config::model::{
 };
 
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
+
+/// The operating system's roots on the Envoy host, for `ca: system`: the bundle Debian,
+/// Ubuntu and Alpine keep (Envoy refuses a SAN check without a trusted CA, and its
+/// `system_root_certs` does not count as one).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The Secret carrying a certificate file (with its key) or a CA bundle.
 pub(super) fn secret(name: &str, material: &SecretMaterial) -> Secret {
@@ -99,7 +103,12 @@ pub(super) fn upstream(
     let validation = match &tls.ca {
         TrustedCa::System => {
             ValidationContextType::ValidationContext(CertificateValidationContext {
-                system_root_certs: Some(SystemRootCerts {}),
+                trusted_ca: Some(DataSource {
+                    specifier: Some(data_source::Specifier::Filename(
+                        SYSTEM_CA_BUNDLE.to_string(),
+                    )),
+                    ..Default::default()
+                }),
                 match_typed_subject_alt_names: sans,
                 ..Default::default()
             })

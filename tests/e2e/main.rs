@@ -21,6 +21,7 @@ mod health;
 mod hostile_config;
 mod live;
 mod loadgen;
+mod lost_network;
 mod nack;
 mod operations;
 mod protocol;

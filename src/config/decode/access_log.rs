@@ -7,12 +7,30 @@ use std::path::PathBuf;
 use crate::config::diagnostic::Sink;
 use crate::config::model::{AccessLog, AccessLogSink};
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::Node;
 
 use super::access_log_format::{self, MAX_FIELD_NAME, MAX_FORMAT_FIELDS, MAX_FORMAT_VALUE};
 
 /// Bytes in a file path (Linux's PATH_MAX).
 pub const MAX_PATH: usize = 4096;
+
+pub(crate) const ACCESS_LOG: Object = object(
+    "access_log",
+    "Where Envoy writes the listener's access log, and in what JSON format.",
+    &[
+        required(
+            "path",
+            Kind::NonEmpty,
+            "`stdout` or an absolute file path on Envoy's host.",
+        ),
+        optional(
+            "format",
+            Kind::Map(&Kind::NonEmpty),
+            "JSON field name → Envoy command operator string (%RESPONSE_CODE%, ...).",
+        ),
+    ],
+);
 
 /// `tcp`: the listener forwards connections (no HTTP operators in its format).
 pub(crate) fn access_log(sink: &mut Sink, node: &Node, path: &str, tcp: bool) -> Option<AccessLog> {
@@ -22,7 +40,7 @@ pub(crate) fn access_log(sink: &mut Sink, node: &Node, path: &str, tcp: bool) ->
             format: None,
         });
     }
-    let f = Fields::read(sink, node, path, &["path", "format"])?;
+    let f = Fields::read(sink, node, path, &ACCESS_LOG)?;
     let dest = match f.get("path") {
         Some(n) => destination(sink, n, &f.path("path")),
         None => {

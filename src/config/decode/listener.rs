@@ -10,6 +10,7 @@ use crate::config::model::{
     RouteMatch, Secrets, VirtualHost,
 };
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::{Location, Node};
 
 use super::defaults::Defaults;
@@ -20,6 +21,81 @@ use super::route_policy;
 /// measures) and a host at most [`MAX_DOMAINS`] domains.
 pub const MAX_HOSTS: usize = 10_000;
 pub const MAX_DOMAINS: usize = 100;
+
+pub(crate) const LISTENER: Object = object(
+    "listener",
+    "An address Envoy listens on (or a target proxyless gRPC clients dial) and its routes.",
+    &[
+        optional(
+            "address",
+            Kind::Address,
+            "ip:port Envoy listens on (not for proxyless_grpc listeners).",
+        ),
+        optional(
+            "routes",
+            Kind::List(&Kind::Object(&route::ROUTE)),
+            "Routes of the one host that answers every domain (or give `hosts`).",
+        ),
+        optional(
+            "hosts",
+            Kind::Map(&Kind::Object(&HOST)),
+            "Virtual hosts by name.",
+        ),
+        optional(
+            "proxyless_grpc",
+            Kind::Bool,
+            "A listener for proxyless gRPC clients (xds:///<listener name>).",
+        ),
+        super::tcp::PROTOCOL,
+        optional(
+            "to",
+            Kind::NonEmpty,
+            "protocol: tcp: the cluster connections go to.",
+        ),
+        optional(
+            "sni",
+            Kind::Map(&Kind::NonEmpty),
+            "protocol: tls_passthrough: server name → cluster.",
+        ),
+        optional(
+            "access_log",
+            Kind::AnyOf(&[Kind::NonEmpty, Kind::Object(&super::access_log::ACCESS_LOG)]),
+            "`stdout`, an absolute file path, or { path, format }.",
+        ),
+        optional(
+            "tls",
+            Kind::Object(&super::tls::LISTENER_TLS),
+            "Terminate TLS (HTTPS) with certificates served over SDS.",
+        ),
+        optional(
+            "https_redirect",
+            Kind::Bool,
+            "Answer every request with a 301 to https://same-host/same-path (no routes).",
+        ),
+    ],
+);
+
+const HOST: Object = object(
+    "host",
+    "A virtual host: the domains it answers and its routes.",
+    &[
+        required(
+            "domains",
+            Kind::List(&Kind::NonEmpty),
+            "Domains (`*`, `*.example.com`, `example.*` or exact).",
+        ),
+        required(
+            "routes",
+            Kind::List(&Kind::Object(&route::ROUTE)),
+            "Routes, tried in order.",
+        ),
+        optional(
+            "headers",
+            Kind::Object(&route_policy::HEADER_CHANGES),
+            "Header edits for every route of the host.",
+        ),
+    ],
+);
 
 /// A cluster named somewhere other than `clusters`, checked once every file is read.
 #[derive(Debug, Clone)]
@@ -41,23 +117,7 @@ pub(crate) fn listener(
     secrets: &mut Secrets,
 ) -> Option<Listener> {
     let path = format!("listeners.{name}");
-    let f = Fields::read(
-        sink,
-        node,
-        &path,
-        &[
-            "address",
-            "routes",
-            "hosts",
-            "proxyless_grpc",
-            "protocol",
-            "to",
-            "sni",
-            "tls",
-            "https_redirect",
-            "access_log",
-        ],
-    )?;
+    let f = Fields::read(sink, node, &path, &LISTENER)?;
     let grpc = match f.get("proxyless_grpc") {
         Some(n) => reader::boolean(sink, n, &f.path("proxyless_grpc"))?,
         None => false,
@@ -278,7 +338,7 @@ fn host(
     ctx: &mut RouteContext<'_>,
     owners: &mut BTreeMap<String, (String, Location)>,
 ) -> Option<VirtualHost> {
-    let f = Fields::read(sink, node, path, &["domains", "routes", "headers"])?;
+    let f = Fields::read(sink, node, path, &HOST)?;
     let domains = match f.get("domains") {
         Some(n) => domains(sink, n, &f.path("domains"), name, ctx, owners),
         None => {

@@ -14,6 +14,7 @@ use crate::config::model::{
     ca_secret_name, certificate_secret_name,
 };
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::Node;
 use crate::tls::{self, PrivateKeyPem, TlsError};
 
@@ -22,23 +23,75 @@ pub const MAX_CERTIFICATES: usize = 64;
 /// The most flotilla reads from one certificate, key or CA file.
 pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
+/// TLS versions a listener may require at least.
+const VERSIONS: &[&str] = &["1.2", "1.3"];
+
+pub(crate) const LISTENER_TLS: Object = object(
+    "listener_tls",
+    "TLS termination: certificates Envoy presents (served over SDS), client certificates.",
+    &[
+        required(
+            "certificates",
+            Kind::List(&Kind::Object(&CERTIFICATE)),
+            "1 to 64 certificates; Envoy picks one by SNI, the first by default.",
+        ),
+        optional(
+            "min_version",
+            Kind::Enum(VERSIONS),
+            "Lowest TLS version accepted (default \"1.2\").",
+        ),
+        optional(
+            "client_ca",
+            Kind::NonEmpty,
+            "PEM file of the CA client certificates must chain to (mTLS).",
+        ),
+        optional(
+            "require_client_cert",
+            Kind::Bool,
+            "With client_ca: refuse clients without a certificate (default true).",
+        ),
+    ],
+);
+
+const CERTIFICATE: Object = object(
+    "certificate",
+    "A certificate and its key, PEM files relative to the YAML file (watched for rotation).",
+    &[
+        required("cert", Kind::NonEmpty, "The full chain, leaf first."),
+        required("key", Kind::NonEmpty, "The private key of the leaf."),
+    ],
+);
+
+pub(crate) const UPSTREAM_TLS: Object = object(
+    "upstream_tls",
+    "TLS from Envoy (and flotilla's health probes) to the endpoints.",
+    &[
+        optional(
+            "sni",
+            Kind::NonEmpty,
+            "Server name sent, and required in the endpoint's certificate.",
+        ),
+        optional(
+            "ca",
+            Kind::NonEmpty,
+            "PEM file of the CA the endpoint's certificate chains to, or `system` (default).",
+        ),
+        optional(
+            "cert",
+            Kind::NonEmpty,
+            "Client certificate (mTLS to the backend).",
+        ),
+        optional("key", Kind::NonEmpty, "Its private key."),
+    ],
+);
+
 pub(crate) fn listener_tls(
     sink: &mut Sink,
     node: &Node,
     path: &str,
     secrets: &mut Secrets,
 ) -> Option<ListenerTls> {
-    let f = Fields::read(
-        sink,
-        node,
-        path,
-        &[
-            "certificates",
-            "min_version",
-            "client_ca",
-            "require_client_cert",
-        ],
-    )?;
+    let f = Fields::read(sink, node, path, &LISTENER_TLS)?;
     let certificates = match f.get("certificates") {
         Some(n) => certificates(sink, n, &f.path("certificates"), secrets),
         None => {
@@ -91,7 +144,7 @@ pub(crate) fn upstream_tls(
     path: &str,
     secrets: &mut Secrets,
 ) -> Option<UpstreamTls> {
-    let f = Fields::read(sink, node, path, &["sni", "ca", "cert", "key"])?;
+    let f = Fields::read(sink, node, path, &UPSTREAM_TLS)?;
     let sni = match f.get("sni") {
         Some(n) => reader::non_empty_string(sink, n, &f.path("sni")).map(Some),
         None => Some(None),
@@ -182,7 +235,7 @@ fn certificates(
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
         let ipath = format!("{path}[{i}]");
-        let Some(f) = Fields::read(sink, item, &ipath, &["cert", "key"]) else {
+        let Some(f) = Fields::read(sink, item, &ipath, &CERTIFICATE) else {
             ok = false;
             continue;
         };
