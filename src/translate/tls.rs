@@ -26,7 +26,7 @@ const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 /// The operating system's roots on the Envoy host, for `ca: system`: the bundle Debian,
 /// Ubuntu and Alpine keep (Envoy refuses a SAN check without a trusted CA, and its
 /// `system_root_certs` does not count as one).
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The Secret carrying a certificate file (with its key) or a CA bundle.
 pub(super) fn secret(name: &str, material: &SecretMaterial) -> Secret {
