@@ -665,3 +665,51 @@ async fn the_dashboard_lists_certificates_and_never_a_key() {
     let page = page.as_str().expect("html");
     assert!(!page.contains("PRIVATE KEY") && !page.contains(key_body(&soon)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_served_only_to_the_fleets_that_use_it() {
+    use crate::support::xds_client::{SotwClient, node};
+
+    const SDS: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+    let pki = Pki::new();
+    let web = Backend::start("web").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = certs_dir(&dir);
+    pki.issue(&["a.example.com"]).write(&certs, "a");
+    let secret = format!("cert:{}", certs.join("a.pem").display());
+    let flotilla = serve(
+        dir,
+        &format!(
+            "version: 1
+clusters:
+  web: {{ endpoints: [{}] }}
+listeners:
+  public:
+    address: {}
+    tls: {{ certificates: [{{ cert: certs/a.pem, key: certs/a.key }}] }}
+    hosts: {{ a: {{ domains: [a.example.com], routes: [{{ to: web }}] }} }}
+  internal: {{ address: {}, routes: [{{ to: web }}] }}
+fleets:
+  edge: {{ listeners: [public] }}
+  inside: {{ listeners: [internal] }}
+",
+            web.address(),
+            free_addr(),
+            free_addr()
+        ),
+    )
+    .await;
+    let mut edge = SotwClient::open(flotilla.xds, Some(node("edge-1", "edge"))).await;
+    edge.request(SDS, &[&secret], None).await;
+    let got = edge.recv().await.expect("the edge fleet's secret");
+    assert_eq!(got.resources.len(), 1, "{got:?}");
+    assert_eq!(got.resources[0].type_url, SDS);
+
+    let mut inside = SotwClient::open(flotilla.xds, Some(node("inside-1", "inside"))).await;
+    inside.request(SDS, &[&secret], None).await;
+    match inside.recv_within(Duration::from_secs(2)).await {
+        None => {}
+        Some(Ok(r)) => assert!(r.resources.is_empty(), "another fleet's secret: {r:?}"),
+        Some(Err(status)) => panic!("stream failed: {status:?}"),
+    }
+}
