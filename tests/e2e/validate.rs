@@ -13,8 +13,8 @@ pub fn examples() -> Vec<PathBuf> {
         .expect("examples/")
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "yaml"))
-        // Its certificates are generated, not committed: `tls::envoy_accepts_the_rendered_tls_example`
-        // renders a copy with fresh ones.
+        // Its certificates are generated, not committed: the TLS tests render a copy with
+        // fresh ones (`tls::upstream::envoy_accepts_the_rendered_tls_example`).
         .filter(|p| !p.ends_with("tls.yaml"))
         .collect();
     out.sort();
