@@ -10,6 +10,16 @@ use crate::support::envoy::{Envoy, Xds};
 use crate::support::pki::{Issued, Pki, https_client, peer_certificate};
 use crate::support::{free_addr, wait};
 
+/// The first response `client` gets from `url`, retried while Envoy warms the listener.
+async fn first_answer(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    wait::until(
+        &format!("an answer from {url}"),
+        Duration::from_secs(10),
+        || async { client.get(url).send().await.ok() },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_picks_the_certificate_by_sni_and_plain_http_redirects() {
     let pki = Pki::new();
@@ -51,18 +61,8 @@ async fn https_picks_the_certificate_by_sni_and_plain_http_redirects() {
         None,
     );
     for (host, cert) in [("a.example.com", &a), ("x.b.example.com", &b)] {
-        let resp = wait::until(
-            &format!("HTTPS to {host}"),
-            Duration::from_secs(10),
-            || async {
-                client
-                    .get(format!("https://{host}:{}/hello", https.port()))
-                    .send()
-                    .await
-                    .ok()
-            },
-        )
-        .await;
+        let url = format!("https://{host}:{}/hello", https.port());
+        let resp = first_answer(&client, &url).await;
         assert_eq!(
             peer_certificate(&resp).as_deref(),
             Some(cert.leaf.as_ref()),
@@ -73,14 +73,8 @@ async fn https_picks_the_certificate_by_sni_and_plain_http_redirects() {
     }
 
     envoy.wait_listener(plain).await;
-    let resp = wait::until("the redirect", Duration::from_secs(10), || async {
-        client
-            .get(format!("http://a.example.com:{}/x/y?q=1", plain.port()))
-            .send()
-            .await
-            .ok()
-    })
-    .await;
+    let url = format!("http://a.example.com:{}/x/y?q=1", plain.port());
+    let resp = first_answer(&client, &url).await;
     assert_eq!(resp.status(), 301);
     assert_eq!(
         resp.headers()["location"].to_str().expect("location"),
@@ -149,12 +143,7 @@ async fn client_certificates_are_required_and_checked_and_min_version_holds() {
     let url = format!("https://m.example.com:{}/", https.port());
     let with = |id: Option<&Issued>| https_client(&pki.ca_pem, &[("m.example.com", https)], id);
     let good = pki.issue(&["client.example.com"]);
-    let resp = wait::until(
-        "mTLS with a good certificate",
-        Duration::from_secs(10),
-        || async { with(Some(&good)).get(&url).send().await.ok() },
-    )
-    .await;
+    let resp = first_answer(&with(Some(&good)), &url).await;
     assert_eq!(resp.status(), 200);
     assert!(
         with(None).get(&url).send().await.is_err(),
