@@ -11,6 +11,7 @@ pub mod latency;
 mod metrics;
 mod probe;
 mod targets;
+mod tls;
 pub mod verdict;
 
 pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn};

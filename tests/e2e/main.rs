@@ -34,6 +34,7 @@ mod reload_guard;
 mod restart;
 mod routing;
 mod tcp;
+mod tls;
 mod traffic;
 mod traffic_limits;
 mod validate;
