@@ -121,6 +121,10 @@ pub(crate) struct ServeArgs {
     /// Where drains and weight overrides are stored to survive restarts.
     #[arg(long, default_value = "flotilla-state.json")]
     pub(crate) state_file: PathBuf,
+    /// Share drains, weight overrides and registrations with other replicas through etcd
+    /// (`etcd://host:port[,host:port…][/prefix]`) instead of the state file.
+    #[arg(long, value_parser = parse_store)]
+    pub(crate) store: Option<flotilla::etcd::StoreUrl>,
     /// How long an xDS connection may leave flotilla's HTTP/2 PING (sent every 30 s)
     /// unanswered before it is closed as dead.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -197,6 +201,10 @@ pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
         command: a.command,
     }))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn parse_store(text: &str) -> Result<flotilla::etcd::StoreUrl, String> {
+    flotilla::etcd::StoreUrl::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -353,6 +361,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 admin_token: args.admin_token,
                 admin_allowed_hosts: args.admin_allowed_hosts,
                 state_file: args.state_file,
+                store: args.store,
                 xds_limits: flotilla::xds::Limits {
                     keepalive_timeout: args.xds_keepalive_timeout,
                     handshake_timeout: args.xds_handshake_timeout,

@@ -104,6 +104,7 @@ pub async fn run(
         admin_token: None,
         admin_allowed_hosts: Vec::new(),
         state_file: dir.path().join("state.json"),
+        store: None,
         xds_limits: crate::xds::Limits::default(),
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));

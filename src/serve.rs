@@ -34,6 +34,8 @@ pub struct ServeOptions {
     pub admin_allowed_hosts: Vec<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
+    /// etcd shared with other replicas, in place of `state_file`.
+    pub store: Option<crate::etcd::StoreUrl>,
     /// What one client may cost the xDS port (keepalive timeout included).
     pub xds_limits: xds::Limits,
 }
@@ -57,6 +59,8 @@ pub enum ServeError {
     AllowedHosts(#[from] crate::admin::guard::HostsError),
     #[error(transparent)]
     State(#[from] crate::runtime::store::StoreError),
+    #[error(transparent)]
+    Etcd(#[from] crate::etcd::EtcdError),
 }
 
 /// The longest a continuous stream of file changes can delay a reload.
@@ -86,11 +90,21 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     );
     reload_off_runtime(&controller, &opts.config, "startup", None).await;
-    let runtime = crate::runtime::Runtime::start(
-        controller.clone(),
-        crate::runtime::store::StateFile::new(opts.state_file.clone()),
-        shutdown.clone(),
-    )?;
+    let runtime = match &opts.store {
+        None => crate::runtime::Runtime::start(
+            controller.clone(),
+            crate::runtime::store::StateFile::new(opts.state_file.clone()),
+            shutdown.clone(),
+        )?,
+        Some(url) => {
+            info!(store = %url, "sharing runtime state through etcd");
+            crate::runtime::Runtime::start_shared(
+                controller.clone(),
+                crate::runtime::shared::SharedState::new(url)?,
+                shutdown.clone(),
+            )
+        }
+    };
     let watcher = if opts.watch {
         Some(config::watch::watch(
             &opts.config,

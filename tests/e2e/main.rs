@@ -29,6 +29,7 @@ mod reference_bootstraps;
 mod registry;
 mod registry_python;
 mod reload_guard;
+mod replicas;
 mod restart;
 mod routing;
 mod tcp;

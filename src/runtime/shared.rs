@@ -1,0 +1,251 @@
+//! Drains and weight overrides in etcd, shared by every replica: one key per drain
+//! (`<prefix>drains/<cluster>/<address>`) and per override (`<prefix>weights/<cluster>/<address>`,
+//! the weight as its value). A change is one transaction of the keys that differ; every
+//! replica, the writer included, learns it from its watch on the prefix.
+
+use crate::etcd::proto::mvccpb::{Event, KeyValue, event::EventType};
+use crate::etcd::{Client, EtcdError, Op, StoreUrl, Watch};
+use crate::overlay::EndpointKey;
+
+use super::store::Persistent;
+
+const DRAINS: &str = "drains/";
+const WEIGHTS: &str = "weights/";
+
+#[derive(Clone)]
+pub struct SharedState {
+    client: Client,
+    prefix: String,
+}
+
+/// One stored fact, as a key names it.
+#[derive(Debug, PartialEq, Eq)]
+enum Fact {
+    Drain(EndpointKey),
+    Weight(EndpointKey),
+}
+
+impl SharedState {
+    pub fn new(url: &StoreUrl) -> Result<SharedState, EtcdError> {
+        Ok(SharedState {
+            client: Client::new(url)?,
+            prefix: url.prefix.clone(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn state_prefix(&self) -> String {
+        format!("{}state/", self.prefix)
+    }
+
+    /// Everything stored, and the revision it was read at (watch from the next one).
+    pub async fn load(&self) -> Result<(Persistent, i64), EtcdError> {
+        let prefix = self.state_prefix();
+        let (kvs, revision) = self.client.get_prefix(&prefix).await?;
+        let mut state = Persistent::default();
+        for kv in &kvs {
+            apply_put(&mut state, &prefix, kv);
+        }
+        Ok((state, revision))
+    }
+
+    /// Writes what differs between `prev` and `next` in one transaction.
+    pub async fn save(&self, prev: &Persistent, next: &Persistent) -> Result<(), EtcdError> {
+        let ops = diff(&self.state_prefix(), prev, next);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.client.txn(ops).await.map(drop)
+    }
+
+    pub async fn watch(&self, from_revision: i64) -> Result<Watch, EtcdError> {
+        self.client
+            .watch_prefix(&self.state_prefix(), from_revision)
+            .await
+    }
+
+    /// Applies watched events to `state`.
+    pub fn apply(&self, state: &mut Persistent, events: &[Event]) {
+        let prefix = self.state_prefix();
+        for event in events {
+            let Some(kv) = &event.kv else { continue };
+            if event.r#type == EventType::Delete as i32 {
+                match parse_key(&prefix, &kv.key) {
+                    Some(Fact::Drain(k)) => {
+                        state.drains.remove(&k);
+                    }
+                    Some(Fact::Weight(k)) => {
+                        state.weights.remove(&k);
+                    }
+                    None => {}
+                }
+            } else {
+                apply_put(state, &prefix, kv);
+            }
+        }
+    }
+}
+
+fn apply_put(state: &mut Persistent, prefix: &str, kv: &KeyValue) {
+    match parse_key(prefix, &kv.key) {
+        Some(Fact::Drain(k)) => {
+            state.drains.insert(k);
+        }
+        Some(Fact::Weight(k)) => {
+            let weight = std::str::from_utf8(&kv.value)
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|w| (1..=crate::config::MAX_WEIGHT).contains(w));
+            match weight {
+                Some(w) => {
+                    state.weights.insert(k, w);
+                }
+                None => tracing::warn!(key = %String::from_utf8_lossy(&kv.key),
+                    "ignoring a weight override whose value is not a weight"),
+            }
+        }
+        None => {}
+    }
+}
+
+fn key(prefix: &str, kind: &str, k: &EndpointKey) -> Vec<u8> {
+    format!("{prefix}{kind}{}/{}", k.cluster, k.address).into_bytes()
+}
+
+/// The fact a key names; `None` for keys flotilla did not write. Addresses hold no `/`, so
+/// the last one separates the cluster (which may) from the address.
+fn parse_key(prefix: &str, key: &[u8]) -> Option<Fact> {
+    let rest = std::str::from_utf8(key).ok()?.strip_prefix(prefix)?;
+    let (kind, rest) = rest.split_at(rest.find('/')? + 1);
+    let (cluster, address) = rest.rsplit_once('/')?;
+    let k = EndpointKey::new(cluster, address.parse().ok()?);
+    match kind {
+        DRAINS => Some(Fact::Drain(k)),
+        WEIGHTS => Some(Fact::Weight(k)),
+        _ => None,
+    }
+}
+
+fn diff(prefix: &str, prev: &Persistent, next: &Persistent) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for k in next.drains.difference(&prev.drains) {
+        ops.push(Op::Put {
+            key: key(prefix, DRAINS, k),
+            value: Vec::new(),
+            lease: 0,
+        });
+    }
+    for k in prev.drains.difference(&next.drains) {
+        ops.push(Op::Delete {
+            key: key(prefix, DRAINS, k),
+        });
+    }
+    for (k, w) in &next.weights {
+        if prev.weights.get(k) != Some(w) {
+            ops.push(Op::Put {
+                key: key(prefix, WEIGHTS, k),
+                value: w.to_string().into_bytes(),
+                lease: 0,
+            });
+        }
+    }
+    for k in prev.weights.keys() {
+        if !next.weights.contains_key(k) {
+            ops.push(Op::Delete {
+                key: key(prefix, WEIGHTS, k),
+            });
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(cluster: &str, address: &str) -> EndpointKey {
+        EndpointKey::new(cluster, address.parse().unwrap())
+    }
+
+    #[test]
+    fn keys_round_trip_including_ipv6_and_slashes_in_cluster_names() {
+        for (kind, fact) in [
+            (DRAINS, Fact::Drain(k("web", "127.0.0.1:80"))),
+            (WEIGHTS, Fact::Weight(k("team/api", "[::1]:8080"))),
+        ] {
+            let endpoint = match &fact {
+                Fact::Drain(e) | Fact::Weight(e) => e,
+            };
+            let key = key("/p/state/", kind, endpoint);
+            assert_eq!(parse_key("/p/state/", &key), Some(fact));
+        }
+    }
+
+    #[test]
+    fn foreign_keys_are_ignored() {
+        for key in [
+            "/p/state/other/web/127.0.0.1:80",
+            "/p/state/drains/web/not-an-address",
+            "/q/state/drains/web/127.0.0.1:80",
+            "/p/state/drains",
+        ] {
+            assert_eq!(parse_key("/p/state/", key.as_bytes()), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_change_writes_only_what_differs() {
+        let mut prev = Persistent::default();
+        prev.drains.insert(k("web", "127.0.0.1:1"));
+        prev.weights.insert(k("web", "127.0.0.1:2"), 3);
+        let mut next = prev.clone();
+        assert!(diff("/p/", &prev, &next).is_empty());
+        next.drains.insert(k("web", "127.0.0.1:3"));
+        next.weights.insert(k("web", "127.0.0.1:2"), 4);
+        next.drains.remove(&k("web", "127.0.0.1:1"));
+        let ops = diff("/p/", &prev, &next);
+        let described: Vec<String> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, .. } => format!(
+                    "put {} {}",
+                    String::from_utf8_lossy(key),
+                    String::from_utf8_lossy(value)
+                ),
+                Op::Delete { key } => format!("delete {}", String::from_utf8_lossy(key)),
+            })
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "put /p/drains/web/127.0.0.1:3 ",
+                "delete /p/drains/web/127.0.0.1:1",
+                "put /p/weights/web/127.0.0.1:2 4",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_weight_out_of_range_is_ignored() {
+        let mut state = Persistent::default();
+        for value in ["0", "x", "999999999"] {
+            apply_put(
+                &mut state,
+                "/p/",
+                &KeyValue {
+                    key: b"/p/weights/web/127.0.0.1:1".to_vec(),
+                    value: value.as_bytes().to_vec(),
+                    ..Default::default()
+                },
+            );
+        }
+        assert!(state.weights.is_empty());
+    }
+}

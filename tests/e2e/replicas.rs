@@ -1,0 +1,175 @@
+//! Several flotilla replicas sharing their runtime state through a real etcd: a change made
+//! through one replica's admin API reaches the Envoys of every replica; an etcd that is down
+//! stops changes, never serving.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::operations::{call, endpoint};
+use crate::support::backend::Backend;
+use crate::support::configs::web;
+use crate::support::envoy::{Envoy, Xds};
+use crate::support::etcd::Etcd;
+use crate::support::flotilla::Flotilla;
+use crate::support::{free_addr, wait};
+
+/// A replica serving `yaml` with its state in `etcd`.
+pub(crate) async fn replica(yaml: &str, etcd: &Etcd) -> Flotilla {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("flotilla.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    let f = Flotilla::start_with(dir, config, &["--store", &etcd.url()]).await;
+    f.wait_ready().await;
+    f
+}
+
+struct Replicas {
+    etcd: Etcd,
+    backends: BTreeMap<&'static str, Backend>,
+    a: Flotilla,
+    b: Flotilla,
+    /// An Envoy of replica B.
+    envoy: Envoy,
+}
+
+impl Replicas {
+    async fn start() -> Replicas {
+        let etcd = Etcd::start().await;
+        let mut backends = BTreeMap::new();
+        for n in ["x", "y"] {
+            backends.insert(n, Backend::start(n).await);
+        }
+        let listen = free_addr();
+        let yaml = web(
+            listen,
+            &backends
+                .values()
+                .map(|b| b.address().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let a = replica(&yaml, &etcd).await;
+        let b = replica(&yaml, &etcd).await;
+        let envoy = Envoy::start(&b, "edge-b", "edge", Xds::Delta).await;
+        envoy.wait_listener(listen).await;
+        Replicas {
+            etcd,
+            backends,
+            a,
+            b,
+            envoy,
+        }
+    }
+
+    fn addr(&self, name: &str) -> String {
+        self.backends[name].address().to_string()
+    }
+
+    async fn envoy_sees_draining(&self, addr: &str, draining: bool) {
+        wait::until(
+            &format!("the Envoy of replica B to see {addr} draining={draining}"),
+            Duration::from_secs(5),
+            || async {
+                let flags = self.envoy.health_flags("web", addr).await?;
+                (flags.contains("draining") == draining).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_drain_through_one_replica_reaches_an_envoy_of_another_within_a_second() {
+    let r = Replicas::start().await;
+    let x = r.addr("x");
+    let path = format!("/api/v1/clusters/web/endpoints/{x}/drain");
+
+    let asked = Instant::now();
+    let (status, body) = call(&r.a, "POST", &path, None, None).await;
+    assert_eq!(status, 200, "{body}");
+    r.envoy_sees_draining(&x, true).await;
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "drain took {took:?} to reach B's Envoy"
+    );
+    let state = r.b.json("/api/v1/state").await;
+    assert_eq!(endpoint(&state, "web", &x).expect("x")["draining"], true);
+
+    // Undone through B, seen by A's state.
+    let (status, body) = call(&r.b, "DELETE", &path, None, None).await;
+    assert_eq!(status, 200, "{body}");
+    r.envoy_sees_draining(&x, false).await;
+    wait::until("A to see x undrained", Duration::from_secs(5), || async {
+        let state = r.a.json("/api/v1/state").await;
+        (endpoint(&state, "web", &x)?["draining"] == false).then_some(())
+    })
+    .await;
+
+    // A weight override through A reaches B as well.
+    let weight = format!("/api/v1/clusters/web/endpoints/{x}/weight");
+    let (status, body) = call(
+        &r.a,
+        "PUT",
+        &weight,
+        Some(serde_json::json!({ "weight": 7 })),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    wait::until("B to serve weight 7", Duration::from_secs(5), || async {
+        let state = r.b.json("/api/v1/state").await;
+        (endpoint(&state, "web", &x)?["weight"] == 7).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn while_etcd_is_down_changes_get_503_and_every_replica_keeps_serving() {
+    let mut r = Replicas::start().await;
+    let (x, y) = (r.addr("x"), r.addr("y"));
+    let (status, body) = call(
+        &r.a,
+        "POST",
+        &format!("/api/v1/clusters/web/endpoints/{x}/drain"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    r.envoy_sees_draining(&x, true).await;
+
+    r.etcd.kill().await;
+    let drain_y = format!("/api/v1/clusters/web/endpoints/{y}/drain");
+    let (status, body) = wait::until("a 503 from A", Duration::from_secs(15), || async {
+        let (status, body) = call(&r.a, "POST", &drain_y, None, None).await;
+        (status != 200).then_some((status, body))
+    })
+    .await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        message.contains("etcd is unavailable") && message.contains("nothing was changed"),
+        "{body}"
+    );
+    for f in [&r.a, &r.b] {
+        assert_eq!(f.get("/readyz").await.status(), 200, "ready for xDS");
+    }
+    // The last state is still served: x drained, y not.
+    r.envoy_sees_draining(&x, true).await;
+    r.envoy_sees_draining(&y, false).await;
+
+    r.etcd.restart().await;
+    let (status, body) = wait::until(
+        "A to take changes again",
+        Duration::from_secs(15),
+        || async {
+            let (status, body) = call(&r.a, "POST", &drain_y, None, None).await;
+            (status == 200).then_some((status, body))
+        },
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    r.envoy_sees_draining(&y, true).await;
+    r.envoy_sees_draining(&x, true).await;
+}
