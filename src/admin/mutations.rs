@@ -183,7 +183,8 @@ pub async fn register(
     };
     match s
         .runtime
-        .register(&cluster, &body.address, body.weight, ttl)
+        .lease(&cluster, &body.address, body.weight, ttl)
+        .await
     {
         Ok(lease) => Json(lease).into_response(),
         Err(e) => e.into_response(),
@@ -194,7 +195,7 @@ pub async fn deregister(
     State(s): State<AdminState>,
     Path((cluster, address)): Path<(String, String)>,
 ) -> Response {
-    match s.runtime.deregister(&cluster, &address) {
+    match s.runtime.end_lease(&cluster, &address).await {
         Ok(true) => Json(json!({ "cluster": cluster, "address": address, "registered": false }))
             .into_response(),
         Ok(false) => error(

@@ -104,6 +104,16 @@ impl Client {
         Ok((r.kvs, revision(r.header.as_ref())))
     }
 
+    /// The key `key` alone (empty if absent).
+    pub async fn get_key(&self, key: &[u8]) -> Result<(Vec<KeyValue>, i64), EtcdError> {
+        let request = pb::RangeRequest {
+            key: key.to_vec(),
+            ..Default::default()
+        };
+        let r = deadline(self.kv.clone().range(request)).await?.into_inner();
+        Ok((r.kvs, revision(r.header.as_ref())))
+    }
+
     /// Applies `ops` atomically; returns the revision written.
     pub async fn txn(&self, ops: Vec<Op>) -> Result<i64, EtcdError> {
         let success = ops

@@ -9,6 +9,7 @@
 
 mod admission;
 mod leases;
+mod replicated;
 pub mod session;
 pub mod shared;
 pub mod store;
@@ -194,69 +195,6 @@ impl Runtime {
         self.store_up.subscribe()
     }
 
-    /// Replaces the drains and overrides with what the shared store holds, publishing only
-    /// if something differs (a replica that reconnects to etcd pushes nothing unchanged).
-    fn absorb(&self, change: impl FnOnce(&mut Persistent)) {
-        let mut state = self.lock();
-        let mut next = state.persistent.clone();
-        change(&mut next);
-        if next != state.persistent {
-            state.persistent = next;
-            self.apply(&state);
-        }
-    }
-
-    /// Keeps the drains and overrides equal to etcd's: loads them, then watches every change
-    /// from the revision loaded; reloads whenever the watch breaks.
-    async fn follow_shared(self: Arc<Self>, store: SharedState, shutdown: CancellationToken) {
-        const RETRY: std::time::Duration = std::time::Duration::from_millis(500);
-        loop {
-            let broke = tokio::select! {
-                () = shutdown.cancelled() => return,
-                e = self.follow_once(&store) => e,
-            };
-            if *self.store_up.borrow() {
-                tracing::warn!(error = %broke, "lost etcd; serving the last state seen until it is back");
-            }
-            self.store_up.send_replace(false);
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(RETRY) => {}
-            }
-        }
-    }
-
-    /// Loads, then follows until the watch breaks.
-    async fn follow_once(&self, store: &SharedState) -> crate::etcd::EtcdError {
-        let (loaded, revision) = match store.load().await {
-            Ok(l) => l,
-            Err(e) => return e,
-        };
-        let mut watch = match store.watch(revision + 1).await {
-            Ok(w) => w,
-            Err(e) => return e,
-        };
-        self.absorb(|p| *p = loaded);
-        if !self.store_up.send_replace(true) {
-            info!(prefix = store.prefix(), revision, "following etcd");
-        }
-        loop {
-            let response = match watch.next().await {
-                Ok(r) => r,
-                Err(e) => return e,
-            };
-            if response.canceled || response.compact_revision > 0 {
-                return crate::etcd::EtcdError::Unavailable(format!(
-                    "watch ended (compacted to revision {}): {}",
-                    response.compact_revision, response.cancel_reason
-                ));
-            }
-            if !response.events.is_empty() {
-                self.absorb(|p| store.apply(p, &response.events));
-            }
-        }
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -337,11 +275,7 @@ impl Runtime {
         address: &str,
         change: impl Fn(&EndpointKey, &mut Persistent) -> bool,
     ) -> Result<bool, RuntimeError> {
-        if !*self.store_up.borrow() {
-            return Err(RuntimeError::StoreUnavailable(
-                crate::etcd::EtcdError::Unavailable("not connected".into()),
-            ));
-        }
+        self.check_store()?;
         let _one_at_a_time = self.writes.lock().await;
         let (key, prev, next) = {
             let state = self.lock();
@@ -432,14 +366,15 @@ impl Runtime {
         Ok(changed)
     }
 
-    /// Registers an endpoint into a cluster, or renews its lease.
-    pub fn register(
+    /// Checks that `address` may register into `cluster` (or renew); returns its key and the
+    /// state, still locked.
+    fn check_registration(
         &self,
         cluster: &str,
         address: &str,
         weight: u32,
         ttl: Duration,
-    ) -> Result<LeaseView, RuntimeError> {
+    ) -> Result<(EndpointKey, MutexGuard<'_, State>), RuntimeError> {
         let address = parse_address(address)?;
         if !(1..=crate::config::MAX_WEIGHT).contains(&weight) {
             return Err(RuntimeError::BadRequest(format!(
@@ -468,7 +403,7 @@ impl Runtime {
         }
         admission::check(address.ip(), &c.registrations).map_err(RuntimeError::BadRequest)?;
         let key = EndpointKey::new(cluster, address);
-        let mut state = self.lock();
+        let state = self.lock();
         if state.leases.get(&key).is_some_and(|l| l.session.is_some()) {
             return Err(RuntimeError::Taken {
                 cluster: cluster.to_string(),
@@ -482,6 +417,19 @@ impl Runtime {
                 max,
             });
         }
+        Ok((key, state))
+    }
+
+    /// Registers an endpoint into a cluster, or renews its lease.
+    pub fn register(
+        &self,
+        cluster: &str,
+        address: &str,
+        weight: u32,
+        ttl: Duration,
+    ) -> Result<LeaseView, RuntimeError> {
+        let (key, mut state) = self.check_registration(cluster, address, weight, ttl)?;
+        let address = key.address;
         let now = Instant::now();
         let registered = state.leases.register(&key, weight, ttl, now);
         if registered != (Registered::Renewed { changed: false }) {
@@ -546,7 +494,11 @@ impl Runtime {
     async fn maintain_leases(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             self.publish_registrations();
-            let next = self.lock().leases.next_expiry();
+            // With etcd, leases run out in etcd, whose watch removes them everywhere.
+            let next = match self.store {
+                Store::File(_) => self.lock().leases.next_expiry(),
+                Store::Shared(_) => None,
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.leases_changed.notified() => continue,

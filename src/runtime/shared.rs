@@ -2,6 +2,16 @@
 //! (`<prefix>drains/<cluster>/<address>`) and per override (`<prefix>weights/<cluster>/<address>`,
 //! the weight as its value). A change is one transaction of the keys that differ; every
 //! replica, the writer included, learns it from its watch on the prefix.
+//!
+//! A leased registration is `<prefix>registrations/<cluster>/<address>` (its weight and TTL as
+//! JSON) bound to an etcd lease of the registration's TTL: a heartbeat through any replica
+//! renews that lease, and when it runs out etcd deletes the key, which every replica's watch
+//! turns into the endpoint leaving.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::etcd::proto::mvccpb::{Event, KeyValue, event::EventType};
 use crate::etcd::{Client, EtcdError, Op, StoreUrl, Watch};
@@ -11,6 +21,23 @@ use super::store::Persistent;
 
 const DRAINS: &str = "drains/";
 const WEIGHTS: &str = "weights/";
+const REGISTRATIONS: &str = "registrations/";
+
+/// A leased registration as etcd holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedLease {
+    pub weight: u32,
+    pub ttl_ms: u64,
+}
+
+impl SharedLease {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
+    }
+}
+
+/// What a watched event did to the registrations: `None` when the endpoint left.
+pub type RegistrationChange = (EndpointKey, Option<SharedLease>);
 
 #[derive(Clone)]
 pub struct SharedState {
@@ -23,6 +50,7 @@ pub struct SharedState {
 enum Fact {
     Drain(EndpointKey),
     Weight(EndpointKey),
+    Registration(EndpointKey),
 }
 
 impl SharedState {
@@ -46,14 +74,85 @@ impl SharedState {
     }
 
     /// Everything stored, and the revision it was read at (watch from the next one).
-    pub async fn load(&self) -> Result<(Persistent, i64), EtcdError> {
-        let prefix = self.state_prefix();
-        let (kvs, revision) = self.client.get_prefix(&prefix).await?;
+    pub async fn load(
+        &self,
+    ) -> Result<(Persistent, BTreeMap<EndpointKey, SharedLease>, i64), EtcdError> {
+        let (kvs, revision) = self.client.get_prefix(&self.prefix).await?;
         let mut state = Persistent::default();
+        let mut registrations = BTreeMap::new();
         for kv in &kvs {
-            apply_put(&mut state, &prefix, kv);
+            if let Some((key, Some(lease))) = self.registration(kv, false) {
+                registrations.insert(key, lease);
+            } else {
+                apply_put(&mut state, &self.state_prefix(), kv);
+            }
         }
-        Ok((state, revision))
+        Ok((state, registrations, revision))
+    }
+
+    fn registration_key(&self, key: &EndpointKey) -> Vec<u8> {
+        self::key(&self.prefix, REGISTRATIONS, key)
+    }
+
+    /// The registration change a key-value stands for, if it is a registration.
+    fn registration(&self, kv: &KeyValue, deleted: bool) -> Option<RegistrationChange> {
+        let Some(Fact::Registration(key)) = parse_key(&self.prefix, &kv.key) else {
+            return None;
+        };
+        if deleted {
+            return Some((key, None));
+        }
+        match serde_json::from_slice::<SharedLease>(&kv.value) {
+            Ok(lease) => Some((key, Some(lease))),
+            Err(e) => {
+                tracing::warn!(key = %String::from_utf8_lossy(&kv.key), error = %e,
+                    "ignoring a registration that is not one flotilla wrote");
+                None
+            }
+        }
+    }
+
+    /// Registers `key`, or renews its lease: the etcd lease the key holds is kept alive, or a
+    /// new one granted if it ran out (or the key is new).
+    pub async fn register(&self, key: &EndpointKey, lease: SharedLease) -> Result<(), EtcdError> {
+        let k = self.registration_key(key);
+        let value = serde_json::to_vec(&lease).expect("plain struct");
+        let (kvs, _) = self.client.get_key(&k).await?;
+        if let Some(kv) = kvs.first()
+            && kv.lease != 0
+            && self.client.keep_alive(kv.lease).await?
+        {
+            if kv.value != value {
+                self.client
+                    .txn(vec![Op::Put {
+                        key: k,
+                        value,
+                        lease: kv.lease,
+                    }])
+                    .await?;
+            }
+            return Ok(());
+        }
+        let id = self.client.grant(lease.ttl()).await?;
+        self.client
+            .txn(vec![Op::Put {
+                key: k,
+                value,
+                lease: id,
+            }])
+            .await
+            .map(drop)
+    }
+
+    /// Ends a registration everywhere now.
+    pub async fn deregister(&self, key: &EndpointKey) -> Result<(), EtcdError> {
+        let k = self.registration_key(key);
+        let (kvs, _) = self.client.get_key(&k).await?;
+        match kvs.first() {
+            Some(kv) if kv.lease != 0 => self.client.revoke(kv.lease).await,
+            Some(_) => self.client.txn(vec![Op::Delete { key: k }]).await.map(drop),
+            None => Ok(()),
+        }
     }
 
     /// Writes what differs between `prev` and `next` in one transaction.
@@ -66,17 +165,21 @@ impl SharedState {
     }
 
     pub async fn watch(&self, from_revision: i64) -> Result<Watch, EtcdError> {
-        self.client
-            .watch_prefix(&self.state_prefix(), from_revision)
-            .await
+        self.client.watch_prefix(&self.prefix, from_revision).await
     }
 
-    /// Applies watched events to `state`.
-    pub fn apply(&self, state: &mut Persistent, events: &[Event]) {
+    /// Applies watched events to `state`; returns what they did to the registrations.
+    pub fn apply(&self, state: &mut Persistent, events: &[Event]) -> Vec<RegistrationChange> {
         let prefix = self.state_prefix();
+        let mut registrations = Vec::new();
         for event in events {
             let Some(kv) = &event.kv else { continue };
-            if event.r#type == EventType::Delete as i32 {
+            let deleted = event.r#type == EventType::Delete as i32;
+            if let Some(change) = self.registration(kv, deleted) {
+                registrations.push(change);
+                continue;
+            }
+            if deleted {
                 match parse_key(&prefix, &kv.key) {
                     Some(Fact::Drain(k)) => {
                         state.drains.remove(&k);
@@ -84,12 +187,13 @@ impl SharedState {
                     Some(Fact::Weight(k)) => {
                         state.weights.remove(&k);
                     }
-                    None => {}
+                    Some(Fact::Registration(_)) | None => {}
                 }
             } else {
                 apply_put(state, &prefix, kv);
             }
         }
+        registrations
     }
 }
 
@@ -111,7 +215,7 @@ fn apply_put(state: &mut Persistent, prefix: &str, kv: &KeyValue) {
                     "ignoring a weight override whose value is not a weight"),
             }
         }
-        None => {}
+        Some(Fact::Registration(_)) | None => {}
     }
 }
 
@@ -129,6 +233,7 @@ fn parse_key(prefix: &str, key: &[u8]) -> Option<Fact> {
     match kind {
         DRAINS => Some(Fact::Drain(k)),
         WEIGHTS => Some(Fact::Weight(k)),
+        REGISTRATIONS => Some(Fact::Registration(k)),
         _ => None,
     }
 }
@@ -179,9 +284,10 @@ mod tests {
         for (kind, fact) in [
             (DRAINS, Fact::Drain(k("web", "127.0.0.1:80"))),
             (WEIGHTS, Fact::Weight(k("team/api", "[::1]:8080"))),
+            (REGISTRATIONS, Fact::Registration(k("web", "10.0.0.1:80"))),
         ] {
             let endpoint = match &fact {
-                Fact::Drain(e) | Fact::Weight(e) => e,
+                Fact::Drain(e) | Fact::Weight(e) | Fact::Registration(e) => e,
             };
             let key = key("/p/state/", kind, endpoint);
             assert_eq!(parse_key("/p/state/", &key), Some(fact));

@@ -173,3 +173,85 @@ async fn while_etcd_is_down_changes_get_503_and_every_replica_keeps_serving() {
     r.envoy_sees_draining(&y, true).await;
     r.envoy_sees_draining(&x, true).await;
 }
+
+/// Heartbeats `address` into `web` through the admin API at `admin` every 500 ms (TTL 2 s).
+fn heartbeat(admin: std::net::SocketAddr, address: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            let sent = http
+                .post(format!("http://{admin}/api/v1/clusters/web/registrations"))
+                .json(&serde_json::json!({ "address": address, "weight": 1, "ttl": "2s" }))
+                .send()
+                .await;
+            if let Ok(r) = sent {
+                assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+fn registered(state: &serde_json::Value, address: &str) -> bool {
+    state["registrations"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|l| l["address"] == address))
+}
+
+#[tokio::test]
+async fn a_registration_moves_between_replicas_without_leaving_and_expires_everywhere() {
+    let mut r = Replicas::start().await;
+    let z = Backend::start("z").await;
+    let address = z.address().to_string();
+
+    let through_a = heartbeat(r.a.admin, address.clone());
+    wait::until("B's Envoy to get z", Duration::from_secs(5), || async {
+        r.envoy.health_flags("web", &address).await.map(|_| ())
+    })
+    .await;
+    assert!(registered(&r.b.json("/api/v1/state").await, &address));
+
+    // A dies; the instance heartbeats through B from now on.
+    r.a.kill().await;
+    through_a.abort();
+    let through_b = heartbeat(r.b.admin, address.clone());
+    wait::holds_for(
+        "z stays in B's Envoy across the move (longer than its TTL)",
+        Duration::from_secs(4),
+        || async { r.envoy.health_flags("web", &address).await.is_some() },
+    )
+    .await;
+    // A replica that starts now loads it from etcd.
+    r.a.restart().await;
+    r.a.wait_ready().await;
+    wait::until("restarted A to hold z", Duration::from_secs(5), || async {
+        registered(&r.a.json("/api/v1/state").await, &address).then_some(())
+    })
+    .await;
+
+    // Heartbeats stop: etcd's lease runs out and every replica drops z.
+    through_b.abort();
+    let stopped = Instant::now();
+    wait::until("z to leave B's Envoy", Duration::from_secs(10), || async {
+        r.envoy
+            .health_flags("web", &address)
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    for f in [&r.a, &r.b] {
+        wait::until(
+            "z to leave every replica",
+            Duration::from_secs(5),
+            || async { (!registered(&f.json("/api/v1/state").await, &address)).then_some(()) },
+        )
+        .await;
+    }
+    // TTL 2 s, plus etcd's expiry check (500 ms) and the last heartbeat's offset.
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "left after {:?}",
+        stopped.elapsed()
+    );
+}
