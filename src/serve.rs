@@ -75,6 +75,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let health_metrics = crate::health::HealthMetrics::register(&mut registry);
     let xds_metrics = xds::XdsMetrics::register(&mut registry);
     let traffic_metrics = crate::traffic::TrafficMetrics::register(&mut registry);
+    let store_available = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    registry.register(
+        "store_available",
+        "1 while the runtime store answers (always, with the state file); 0 while this replica cannot reach etcd and refuses changes",
+        store_available.clone(),
+    );
     let exposition = crate::metrics::Exposition::new(registry);
 
     let cache = Arc::new(SnapshotCache::new());
@@ -105,6 +111,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
             )
         }
     };
+    tokio::spawn(follow_store(
+        runtime.store_available(),
+        store_available,
+        shutdown.clone(),
+    ));
     let watcher = if opts.watch {
         Some(config::watch::watch(
             &opts.config,
@@ -183,6 +194,21 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     match admin_result {
         Ok(r) => r.map_err(ServeError::Admin),
         Err(join) => Err(ServeError::Admin(std::io::Error::other(join))),
+    }
+}
+
+/// Keeps the `store_available` gauge equal to the runtime's view of its store.
+async fn follow_store(
+    mut available: tokio::sync::watch::Receiver<bool>,
+    gauge: prometheus_client::metrics::gauge::Gauge<i64>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        gauge.set(i64::from(*available.borrow_and_update()));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = available.changed() => if changed.is_err() { return },
+        }
     }
 }
 

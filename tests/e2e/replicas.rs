@@ -154,6 +154,13 @@ async fn while_etcd_is_down_changes_get_503_and_every_replica_keeps_serving() {
     );
     for f in [&r.a, &r.b] {
         assert_eq!(f.get("/readyz").await.status(), 200, "ready for xDS");
+        wait::until("store_available 0", Duration::from_secs(10), || async {
+            let metrics = f.text("/metrics").await;
+            metrics
+                .contains("\nflotilla_store_available 0\n")
+                .then_some(())
+        })
+        .await;
     }
     // The last state is still served: x drained, y not.
     r.envoy_sees_draining(&x, true).await;
@@ -172,6 +179,13 @@ async fn while_etcd_is_down_changes_get_503_and_every_replica_keeps_serving() {
     assert_eq!(status, 200, "{body}");
     r.envoy_sees_draining(&y, true).await;
     r.envoy_sees_draining(&x, true).await;
+    for f in [&r.a, &r.b] {
+        assert!(
+            f.text("/metrics")
+                .await
+                .contains("\nflotilla_store_available 1\n")
+        );
+    }
 }
 
 /// Heartbeats `address` into `web` through the admin API at `admin` every 500 ms (TTL 2 s).
