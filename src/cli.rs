@@ -274,7 +274,8 @@ pub(crate) struct BootstrapArgs {
     /// Reported as node.cluster; picks which fleet's resources the Envoy receives.
     #[arg(long, default_value = "default")]
     fleet: String,
-    /// flotilla's xDS address (host:port).
+    /// flotilla's xDS address (host:port), or several comma-separated (replicas sharing
+    /// etcd; Envoy moves to another if its replica fails).
     #[arg(long, default_value = "127.0.0.1:18000")]
     xds: String,
     /// The bootstrap of a proxyless gRPC client (JSON, for GRPC_XDS_BOOTSTRAP), not Envoy's.
@@ -312,8 +313,12 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         no_stats_sink,
     } = a;
     let stats_flush = (!no_stats_sink).then_some(stats_flush_interval);
-    let (xds_host, xds_port) = bootstrap::split_host_port(&xds)?;
+    let xds_addresses = bootstrap::split_xds_list(&xds)?;
     if grpc {
+        anyhow::ensure!(
+            xds_addresses.len() == 1,
+            "--xds: --grpc takes one xDS address (a load-balanced name for several replicas)"
+        );
         let b = grpc_bootstrap::grpc_bootstrap(&node_id, &fleet, &xds);
         let value = serde_json::to_value(&b).context("render gRPC bootstrap")?;
         print_document(&value, Format::Json)?;
@@ -322,8 +327,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
     let b = bootstrap::bootstrap(&BootstrapOptions {
         node_id,
         fleet,
-        xds_host,
-        xds_port,
+        xds: xds_addresses,
         delta,
         ads: !no_ads,
         admin_address,

@@ -112,8 +112,7 @@ pub async fn run(
     let bootstrap = bootstrap::bootstrap(&BootstrapOptions {
         node_id: "quickstart-envoy".into(),
         fleet: "quickstart".into(),
-        xds_host: "127.0.0.1".into(),
-        xds_port: 18000,
+        xds: vec![("127.0.0.1".into(), 18000)],
         delta: false,
         ads: true,
         admin_address: [127, 0, 0, 1].into(),

@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::balancing::both_protocols;
 use crate::operations::{call, endpoint};
+use crate::restart::update_counts;
 use crate::support::backend::Backend;
+use crate::support::client::Load;
 use crate::support::configs::web;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::etcd::Etcd;
@@ -26,6 +29,7 @@ pub(crate) async fn replica(yaml: &str, etcd: &Etcd) -> Flotilla {
 struct Replicas {
     etcd: Etcd,
     backends: BTreeMap<&'static str, Backend>,
+    listen: std::net::SocketAddr,
     a: Flotilla,
     b: Flotilla,
     /// An Envoy of replica B.
@@ -34,6 +38,11 @@ struct Replicas {
 
 impl Replicas {
     async fn start() -> Replicas {
+        Replicas::start_with(Xds::Delta, false).await
+    }
+
+    /// With `both`, the Envoy's bootstrap lists A and B (it connects to either).
+    async fn start_with(xds: Xds, both: bool) -> Replicas {
         let etcd = Etcd::start().await;
         let mut backends = BTreeMap::new();
         for n in ["x", "y"] {
@@ -50,11 +59,16 @@ impl Replicas {
         );
         let a = replica(&yaml, &etcd).await;
         let b = replica(&yaml, &etcd).await;
-        let envoy = Envoy::start(&b, "edge-b", "edge", Xds::Delta).await;
+        let envoy = if both {
+            Envoy::start_on(&[&a, &b], "edge-1", "edge", xds).await
+        } else {
+            Envoy::start(&b, "edge-b", "edge", xds).await
+        };
         envoy.wait_listener(listen).await;
         Replicas {
             etcd,
             backends,
+            listen,
             a,
             b,
             envoy,
@@ -269,3 +283,70 @@ async fn a_registration_moves_between_replicas_without_leaving_and_expires_every
         stopped.elapsed()
     );
 }
+
+/// The Envoy's node on `f` once it is there and in sync.
+async fn in_sync_on(f: &Flotilla) -> serde_json::Value {
+    wait::until(
+        "the Envoy in sync on the replica",
+        Duration::from_secs(30),
+        || async {
+            let nodes = f.json("/api/v1/nodes").await;
+            (nodes[0]["in_sync"] == true).then(|| nodes[0].clone())
+        },
+    )
+    .await
+}
+
+async fn serves_the_envoy(f: &Flotilla) -> bool {
+    f.json("/api/v1/nodes").await[0]["in_sync"] == true
+}
+
+/// kill -9 of the replica an Envoy is connected to, under load: the Envoy moves to the other
+/// replica, which sends it nothing (identical versions), and no request fails.
+async fn an_envoy_moves_to_another_replica_and_is_sent_nothing_it_holds(xds: Xds) {
+    let mut r = Replicas::start_with(xds, true).await;
+    let on_a = wait::until(
+        "the Envoy on a replica",
+        Duration::from_secs(10),
+        || async {
+            if serves_the_envoy(&r.a).await {
+                Some(true)
+            } else if serves_the_envoy(&r.b).await {
+                Some(false)
+            } else {
+                None
+            }
+        },
+    )
+    .await;
+    let (dying, survivor) = if on_a {
+        (&mut r.a, &r.b)
+    } else {
+        (&mut r.b, &r.a)
+    };
+    let before = update_counts(&r.envoy).await;
+    let load = Load::start(
+        &[format!("http://{}/", r.listen)],
+        2,
+        Duration::from_millis(2),
+    );
+    load.wait_for_more(100).await;
+
+    dying.kill().await;
+    let node = in_sync_on(survivor).await;
+    load.wait_for_more(200).await;
+    let report = load.stop().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+
+    // Versions match across replicas: nothing was sent, nothing applied again.
+    for t in ["cds", "eds", "lds", "rds"] {
+        assert_eq!(
+            node["types"][t]["responses"].as_u64().unwrap_or(0),
+            0,
+            "{t} response after the move: {node}"
+        );
+    }
+    assert_eq!(update_counts(&r.envoy).await, before);
+}
+
+both_protocols!(an_envoy_moves_to_another_replica_and_is_sent_nothing_it_holds);
