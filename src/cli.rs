@@ -88,6 +88,9 @@ pub(crate) enum Command {
     /// Run COMMAND and keep it registered in a cluster while it runs; on SIGTERM drain it from
     /// every Envoy first, then pass the signal on. Exits with COMMAND's status.
     Register(RegisterArgs),
+    /// Print the JSON Schema (draft 2020-12) of the YAML configuration, for editors
+    /// (`# yaml-language-server: $schema=<file>` at the top of a config file).
+    Schema,
     /// Run the quickstart: flotilla, three demo backends and an Envoy (Ctrl-C stops all).
     Quickstart {
         /// The Envoy binary (scripts/quickstart installs one into tools/).
@@ -125,9 +128,14 @@ pub(crate) struct ServeArgs {
     /// (`etcd://host:port[,host:port…][/prefix]`) instead of the state file.
     #[arg(long, value_parser = parse_store)]
     pub(crate) store: Option<flotilla::etcd::StoreUrl>,
-    /// How long an xDS connection may leave flotilla's HTTP/2 PING (sent every 30 s)
-    /// unanswered before it is closed as dead.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Silence after which flotilla sends an HTTP/2 PING on an xDS connection (100ms..=1h). A
+    /// client whose network vanished is found within interval + timeout, and its registered
+    /// endpoints leave every Envoy.
+    #[arg(long, default_value = "1s", value_parser = flotilla::xds::parse_keepalive)]
+    pub(crate) xds_keepalive_interval: std::time::Duration,
+    /// How long an xDS connection may leave that PING unanswered before it is closed as dead
+    /// (100ms..=1h).
+    #[arg(long, default_value = "10s", value_parser = flotilla::xds::parse_keepalive)]
     pub(crate) xds_keepalive_timeout: std::time::Duration,
     /// An xDS connection that has not begun its first request this long after it was accepted
     /// is closed (idle or stalled TCP connections do not pile up).
@@ -350,6 +358,11 @@ fn print_document(value: &serde_json::Value, format: Format) -> anyhow::Result<(
     Ok(())
 }
 
+pub(crate) fn schema() -> anyhow::Result<ExitCode> {
+    print_document(&config::schema::json_schema(), Format::Json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {
@@ -367,6 +380,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 state_file: args.state_file,
                 store: args.store,
                 xds_limits: flotilla::xds::Limits {
+                    keepalive_interval: args.xds_keepalive_interval,
                     keepalive_timeout: args.xds_keepalive_timeout,
                     handshake_timeout: args.xds_handshake_timeout,
                     max_connections: args.xds_max_connections as usize,

@@ -10,12 +10,16 @@ pub mod empty;
 mod load;
 pub mod model;
 mod reader;
+pub mod schema;
+pub mod shape;
 pub mod watch;
 pub mod yaml;
 
 pub use decode::{
-    GRPC_RETRY_ON, MAX_BODY_BYTES, MAX_DOMAINS, MAX_HEADER_EDITS, MAX_HEADER_VALUE, MAX_HOSTS,
-    MAX_RATE, MAX_REGEX_LEN, MAX_ROUTES, MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON,
+    GRPC_RETRY_ON, MAX_ACCESS_LOG_PATH, MAX_BODY_BYTES, MAX_DOMAINS, MAX_FIELD_NAME,
+    MAX_FORMAT_FIELDS, MAX_FORMAT_VALUE, MAX_HEADER_EDITS, MAX_HEADER_VALUE, MAX_HOSTS, MAX_RATE,
+    MAX_REGEX_LEN, MAX_ROUTES, MAX_WEIGHT, RESERVED_PREFIX, RETRY_ON, check_access_log_value,
+    sample_operators,
 };
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{

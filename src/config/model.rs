@@ -231,6 +231,8 @@ pub struct Listener {
     pub hosts: Vec<VirtualHost>,
     /// `Some` for `protocol: tcp | tls_passthrough` (then `hosts` is empty).
     pub tcp: Option<TcpForward>,
+    /// Off unless the listener asks for one.
+    pub access_log: Option<AccessLog>,
 }
 
 /// Who runs a listener: an Envoy listening on an address, or gRPC clients that take their
@@ -273,6 +275,8 @@ pub struct Fleet {
     pub listeners: Vec<String>,
 }
 
+mod access_log;
+pub use access_log::*;
 mod tcp;
 pub use tcp::*;
 mod route;

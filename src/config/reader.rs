@@ -8,33 +8,39 @@ use std::time::Duration;
 
 use super::diagnostic::Sink;
 use super::duration;
+use super::shape::Object;
 use super::yaml::{Node, Value};
 
 /// The entries of a YAML map whose keys have been checked against the schema.
 pub(crate) struct Fields<'n> {
     entries: &'n [(Node, Node)],
     path: String,
+    object: &'static Object,
 }
 
 impl<'n> Fields<'n> {
-    /// Reads `node` as a map that may only hold `allowed` keys; unknown keys are reported with
-    /// a suggestion when one is close ("did you mean `policy`?").
+    /// Reads `node` as a map that may only hold the keys of `object` (the table the JSON
+    /// Schema is generated from); unknown keys are reported with a suggestion when one is
+    /// close ("did you mean `policy`?").
     pub(crate) fn read(
         sink: &mut Sink,
         node: &'n Node,
         path: &str,
-        allowed: &[&str],
+        object: &'static Object,
     ) -> Option<Fields<'n>> {
+        #[cfg(test)]
+        seen::record(object);
         let Value::Map(entries) = &node.value else {
             sink.error(node, path, format!("expected a map, found {}", node.kind()));
             return None;
         };
         for (key, _) in entries {
             match key.as_str() {
-                Some(k) if allowed.contains(&k) => {}
+                Some(k) if object.field(k).is_some() => {}
                 Some(k) => {
                     let field = join(path, k);
-                    sink.error(key, &field, unknown_field_message(k, allowed));
+                    let allowed: Vec<&str> = object.names().collect();
+                    sink.error(key, &field, unknown_field_message(k, &allowed));
                 }
                 None => sink.error(key, path, "map keys must be strings"),
             }
@@ -42,7 +48,25 @@ impl<'n> Fields<'n> {
         Some(Fields {
             entries,
             path: path.to_string(),
+            object,
         })
+    }
+
+    /// `node` (the value of `key`) as a whole number within the bounds the table gives `key`.
+    pub(crate) fn integer(&self, sink: &mut Sink, node: &Node, key: &str) -> Option<u64> {
+        let (min, max) = self.object.integer_bounds(key);
+        integer(sink, node, &self.path(key), min, max)
+    }
+
+    pub(crate) fn u32(&self, sink: &mut Sink, node: &Node, key: &str) -> Option<u32> {
+        self.integer(sink, node, key)
+            .and_then(|n| u32::try_from(n).ok())
+    }
+
+    /// `node` (the value of `key`) as a duration within the bounds the table gives `key`.
+    pub(crate) fn duration(&self, sink: &mut Sink, node: &Node, key: &str) -> Option<Duration> {
+        let (min, max) = self.object.duration_bounds(key);
+        duration_in(sink, node, &self.path(key), min, max)
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
@@ -67,6 +91,29 @@ impl<'n> Fields<'n> {
     /// Keys present, in the order written.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &'n str> {
         self.entries.iter().filter_map(|(k, _)| k.as_str())
+    }
+}
+
+/// Which tables the decoder read with, so a test can prove each one is part of the schema.
+#[cfg(test)]
+pub(crate) mod seen {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use crate::config::shape::Object;
+
+    thread_local! {
+        static SEEN: RefCell<BTreeMap<&'static str, usize>> = const { RefCell::new(BTreeMap::new()) };
+    }
+
+    pub(crate) fn record(object: &'static Object) {
+        let address = std::ptr::from_ref(object) as usize;
+        SEEN.with(|s| s.borrow_mut().insert(object.name, address));
+    }
+
+    /// Table name → its address, for every table read on this thread.
+    pub(crate) fn take() -> BTreeMap<&'static str, usize> {
+        SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()))
     }
 }
 
@@ -191,10 +238,6 @@ pub(crate) fn integer(sink: &mut Sink, node: &Node, path: &str, min: u64, max: u
             None
         }
     }
-}
-
-pub(crate) fn u32_in(sink: &mut Sink, node: &Node, path: &str, min: u32, max: u32) -> Option<u32> {
-    integer(sink, node, path, min.into(), max.into()).and_then(|n| u32::try_from(n).ok())
 }
 
 /// A duration within `min..=max`.

@@ -122,6 +122,7 @@ fn connection_manager(
             route_config_name: l.name.clone(),
         })),
         http_filters,
+        access_log: super::access_log::access_logs(l, false),
         ..Default::default()
     }
 }

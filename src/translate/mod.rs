@@ -5,6 +5,7 @@
 //! One file per resource type (`cluster`, `endpoint`, `listener`, `route`); `fleet` decides
 //! which resources a fleet of Envoys receives.
 
+mod access_log;
 mod cluster;
 mod endpoint;
 mod fleet;
@@ -25,6 +26,9 @@ use crate::overlay::Overlay;
 
 pub use crate::envoy::xds_source::Transport;
 
+pub use access_log::{
+    HTTP_FORMAT as DEFAULT_HTTP_ACCESS_LOG, TCP_FORMAT as DEFAULT_TCP_ACCESS_LOG,
+};
 pub use fleet::{FleetSelection, fleet_unknown, select_fleet};
 
 /// Every resource the configuration defines, before fleets pick their subsets. Names are the

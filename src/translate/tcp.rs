@@ -31,7 +31,7 @@ pub(super) fn listener(
         filters: vec![Filter {
             name: TCP_PROXY_FILTER.to_string(),
             config_type: Some(filter::ConfigType::TypedConfig(any(&tcp_proxy(
-                &l.name, cluster, config,
+                l, cluster, config,
             )))),
         }],
         ..Default::default()
@@ -78,7 +78,7 @@ pub(super) fn clusters(forward: &TcpForward) -> Vec<String> {
     out
 }
 
-fn tcp_proxy(stat_prefix: &str, cluster: &str, config: &Config) -> TcpProxy {
+fn tcp_proxy(l: &model::Listener, cluster: &str, config: &Config) -> TcpProxy {
     // Ring hash and maglev need a key; without HTTP the connection's source address is the one
     // there is (validation rejects cookie and header affinity on clusters behind TCP).
     let hashes = config
@@ -86,7 +86,7 @@ fn tcp_proxy(stat_prefix: &str, cluster: &str, config: &Config) -> TcpProxy {
         .get(cluster)
         .is_some_and(|c| c.policy.is_consistent_hash() || c.affinity == Some(Affinity::SourceIp));
     TcpProxy {
-        stat_prefix: stat_prefix.to_string(),
+        stat_prefix: l.name.clone(),
         cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_string())),
         hash_policy: hashes
             .then_some(HashPolicy {
@@ -96,6 +96,7 @@ fn tcp_proxy(stat_prefix: &str, cluster: &str, config: &Config) -> TcpProxy {
             })
             .into_iter()
             .collect(),
+        access_log: super::access_log::access_logs(l, true),
         ..Default::default()
     }
 }

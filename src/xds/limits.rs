@@ -13,8 +13,14 @@ use super::request::SotwRequest;
 /// Bounds on what clients of the xDS port may hold.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// A connection that leaves flotilla's HTTP/2 PING (every 30 s) unanswered this long is
-    /// closed as dead, and its streams with it.
+    /// flotilla sends an HTTP/2 PING on a connection that has been silent this long, so that a
+    /// client whose network vanished without a FIN or RST (cable, VM, NAT state lost) is found
+    /// within `keepalive_interval + keepalive_timeout` and its registrations leave Envoy. One
+    /// 17-byte frame and its answer per connection per interval: at 10,000 connections and
+    /// 1 s, 10,000 small frames a second each way.
+    pub keepalive_interval: Duration,
+    /// A connection that leaves that PING unanswered this long is closed as dead, and its
+    /// streams (and the endpoints they registered) with it.
     pub keepalive_timeout: Duration,
     /// A connection that has not opened its first request (HTTP/2 preface, SETTINGS, HEADERS)
     /// this long after it was accepted is closed: idle sockets cannot pile up.
@@ -35,6 +41,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
+            keepalive_interval: Duration::from_secs(1),
             keepalive_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 50_000,
@@ -43,6 +50,27 @@ impl Default for Limits {
             max_node_bytes: 256 * 1024,
         }
     }
+}
+
+/// The range `--xds-keepalive-interval` and `--xds-keepalive-timeout` accept: below it pings
+/// would be noise, above it a dead client would hold its registrations for hours.
+pub const KEEPALIVE_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(3600));
+
+/// Reads `--xds-keepalive-interval` / `--xds-keepalive-timeout`: a duration within
+/// [`KEEPALIVE_RANGE`].
+pub fn parse_keepalive(text: &str) -> Result<Duration, String> {
+    use crate::config::duration;
+    let d = duration::parse(text)?;
+    let (min, max) = KEEPALIVE_RANGE;
+    if d < min || d > max {
+        return Err(format!(
+            "{text} is out of range ({}..={})",
+            duration::format(min),
+            duration::format(max)
+        ));
+    }
+    Ok(d)
 }
 
 impl Limits {
@@ -107,6 +135,19 @@ mod tests {
             n.user_agent_name = "m".repeat(metadata);
         }
         n
+    }
+
+    #[test]
+    fn keepalive_flags_are_bounded() {
+        assert_eq!(parse_keepalive("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_keepalive("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_keepalive("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_keepalive("50ms").unwrap_err(),
+            "50ms is out of range (100ms..=1h)"
+        );
+        assert!(parse_keepalive("2h").unwrap_err().contains("out of range"));
+        assert!(parse_keepalive("1").unwrap_err().contains("needs a unit"));
     }
 
     #[test]

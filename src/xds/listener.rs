@@ -28,6 +28,19 @@ use super::limits::Limits;
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// The kernel's keepalive on accepted sockets, under HTTP/2's: a socket silent for the
+/// keepalive timeout is probed every keepalive interval and reset after 3 unanswered probes.
+/// HTTP/2 PINGs keep a live connection from ever being idle that long; this catches a socket
+/// whose HTTP/2 layer is not reading (before its first request, or stuck).
+fn tcp_keepalive(limits: &Limits) -> socket2::TcpKeepalive {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(limits.keepalive_timeout)
+        .with_interval(limits.keepalive_interval);
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    let keepalive = keepalive.with_retries(3);
+    keepalive
+}
+
 /// Accepted connections, for tonic's `serve_with_incoming_shutdown`. The loop ends with
 /// `shutdown` (closing the listening socket) or when the server stops taking connections.
 pub(crate) fn incoming(
@@ -39,6 +52,7 @@ pub(crate) fn incoming(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let timeout = limits.handshake_timeout;
     let max = limits.max_connections;
+    let tcp_keepalive = tcp_keepalive(limits);
     tokio::spawn(async move {
         let mut backoff = Duration::ZERO;
         loop {
@@ -72,6 +86,7 @@ pub(crate) fn incoming(
                 continue;
             };
             let _ = io.set_nodelay(true);
+            let _ = socket2::SockRef::from(&io).set_tcp_keepalive(&tcp_keepalive);
             if tx
                 .send(Ok(Connection::new(io, permit, timeout)))
                 .await

@@ -41,7 +41,7 @@ use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::Metric
 
 use crate::cache::SnapshotCache;
 use crate::traffic::{LoadReports, MetricsSink, TrafficAggregate};
-pub use limits::Limits;
+pub use limits::{KEEPALIVE_RANGE, Limits, parse_keepalive};
 pub use metrics::{MAX_FLEETS, XdsMetrics, node_gauges};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
@@ -77,7 +77,7 @@ pub async fn serve(
     let max_streams = limits.max_streams_per_connection;
     let limits = Arc::new(limits);
     tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .max_concurrent_streams(max_streams)
         .add_service(grpc::Service::<grpc::Ads>::new(

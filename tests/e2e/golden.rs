@@ -35,3 +35,25 @@ fn rendered_examples_match_golden_files() {
         "rendered output differs from {mismatched:?}; inspect with `flotilla render`, then UPDATE_GOLDEN=1 if the change is intended"
     );
 }
+
+/// `flotilla schema` prints the JSON Schema that `schema/flotilla.schema.json` holds (the
+/// examples' editor modelines point there; the library's test keeps that file generated).
+#[test]
+fn flotilla_schema_prints_the_committed_schema() {
+    let out = std::process::Command::new(crate::support::flotilla_bin())
+        .arg("schema")
+        .output()
+        .expect("run flotilla schema");
+    assert!(out.status.success(), "{out:?}");
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("schema/flotilla.schema.json"))
+            .expect("schema/flotilla.schema.json"),
+    )
+    .expect("JSON");
+    assert_eq!(printed, committed);
+    assert_eq!(
+        printed["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+}

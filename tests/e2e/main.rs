@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod access_log;
 mod admin_guard;
 mod affinity;
 mod alerts;
@@ -20,6 +21,7 @@ mod health;
 mod hostile_config;
 mod live;
 mod loadgen;
+mod lost_network;
 mod nack;
 mod operations;
 mod protocol;

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use crate::support::backend::Backend;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
+use crate::support::tcp::{TcpEcho, backend_of, exchange};
 use crate::support::upgrade::UpgradeEcho;
 use crate::support::{free_addr, repo_root, wait};
 
@@ -74,6 +75,10 @@ async fn edge_example_serves_hosts_redirects_limits_and_websockets() {
         backends.insert(n, Backend::start(n).await);
     }
     let chat = UpgradeEcho::start().await;
+    let (pg_a, pg_b) = (TcpEcho::start("pg-a").await, TcpEcho::start("pg-b").await);
+    let logs = tempfile::tempdir().expect("log dir");
+    let db_log = logs.path().join("database.json");
+    let db_addr = free_addr();
     let addr = free_addr();
     let yaml = std::fs::read_to_string(repo_root().join("examples/edge.yaml"))
         .expect("examples/edge.yaml")
@@ -82,6 +87,13 @@ async fn edge_example_serves_hosts_redirects_limits_and_websockets() {
         .replace("10.0.3.10:8080", &backends["api-v1"].address())
         .replace("10.0.3.20:8080", &backends["api-v2"].address())
         .replace("10.0.4.10:8080", &chat.addr.to_string())
+        .replace("10.0.5.10:5432", &pg_a.address())
+        .replace("10.0.5.11:5432", &pg_b.address())
+        .replace(
+            "/var/log/envoy/database.json",
+            &db_log.display().to_string(),
+        )
+        .replace("0.0.0.0:5432", &db_addr.to_string())
         .replace("0.0.0.0:8080", &addr.to_string());
     let flotilla = Flotilla::start(&yaml).await;
     let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
@@ -249,6 +261,30 @@ async fn edge_example_serves_hosts_redirects_limits_and_websockets() {
     s.write_all(b"hello over ws").await.expect("write");
     let echoed = read_until(&mut s, b"ws").await;
     assert_eq!(echoed, "hello over ws");
+
+    // The database pool: a byte stream through the TCP listener to one of its backends, and
+    // the connection in that listener's access log.
+    let reply = wait::until(
+        "a reply through the database listener",
+        Duration::from_secs(20),
+        || async { exchange(db_addr, "SELECT 1;\n").await },
+    )
+    .await;
+    assert!(["pg-a", "pg-b"].contains(&backend_of(&reply)), "{reply}");
+    assert!(reply.ends_with(":SELECT 1;\n"), "{reply}");
+    let line = wait::until(
+        "the database connection in the access log",
+        Duration::from_secs(15),
+        || async {
+            let text = std::fs::read_to_string(&db_log).ok()?;
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+                .find(|l| l["bytes_received"] == 10)
+        },
+    )
+    .await;
+    assert_eq!(line["upstream_cluster"], "postgres", "{line}");
+    assert_eq!(line["listener"], "database", "{line}");
 }
 
 async fn read_until(s: &mut TcpStream, end: &[u8]) -> String {

@@ -61,7 +61,7 @@ fn without_type(v: &Value) -> Value {
 /// A static bootstrap holding the rendered resources, with EDS and RDS inlined (a static
 /// bootstrap cannot fetch them): clusters become STATIC with their load assignment, HTTP
 /// connection managers carry their route configuration (TCP proxies need nothing inlined).
-fn static_bootstrap(rendered: &Value) -> String {
+pub fn static_bootstrap(rendered: &Value) -> String {
     let endpoints = rendered["endpoints"].as_array().expect("endpoints");
     let routes = rendered["routes"].as_array().expect("routes");
     let clusters: Vec<Value> = rendered["clusters"]
@@ -123,10 +123,29 @@ fn static_bootstrap(rendered: &Value) -> String {
             l
         })
         .collect();
+    let mut listeners = Value::Array(listeners);
+    local_log_files(&mut listeners);
     serde_json::to_string_pretty(&json!({
         "static_resources": { "clusters": clusters, "listeners": listeners }
     }))
     .expect("json")
+}
+
+/// Access log files are paths on the Envoy's host, which Envoy opens while validating: here
+/// they become /dev/null, so examples can name /var/log/envoy/... without it existing.
+fn local_log_files(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if o.get("@type").and_then(Value::as_str)
+                == Some("type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog")
+            {
+                o.insert("path".into(), json!("/dev/null"));
+            }
+            o.values_mut().for_each(local_log_files);
+        }
+        Value::Array(a) => a.iter_mut().for_each(local_log_files),
+        _ => {}
+    }
 }
 
 #[test]

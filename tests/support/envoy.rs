@@ -133,6 +133,9 @@ impl Envoy {
             .arg(&bootstrap)
             .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
             .args(["--drain-time-s", "1", "--drain-strategy", "immediate"])
+            // Envoy buffers files (access logs, its own log) and flushes every 10 s by default;
+            // tests read them within a deadline.
+            .args(["--file-flush-interval-msec", "100"])
             .arg("--admin-address-path")
             .arg(&admin_path)
             .arg("--log-path")

@@ -2,34 +2,86 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{
-    Affinity, Cluster, CookieSpec, Endpoint, Policy, Registrations, UpstreamProtocol,
-};
+use crate::config::model::{Cluster, Endpoint, Policy, Registrations, UpstreamProtocol};
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::{Node, Value};
 
-use super::defaults::{CONNECT_TIMEOUT, Defaults, is_off};
+use super::affinity::{self, AFFINITY, affinity_kind};
+use super::defaults::{self, Defaults, is_off};
 use super::{health, registrations, resilience};
-
-const KEYS: &[&str] = &[
-    "policy",
-    "endpoints",
-    "connect_timeout",
-    "upstream_protocol",
-    "health_check",
-    "outlier_detection",
-    "circuit_breakers",
-    "affinity",
-    "panic_threshold",
-    "registrations",
-];
 
 /// Highest endpoint weight accepted. Envoy caps the sum of weights in a locality at 2^32-1;
 /// this bound keeps any realistic number of endpoints far from it.
 pub const MAX_WEIGHT: u32 = 1_000_000;
+
+/// Protocols flotilla speaks to a cluster's endpoints.
+pub(crate) const UPSTREAM_PROTOCOLS: &[&str] = &["http1", "http2"];
+
+pub(crate) const CLUSTER: Object = object(
+    "cluster",
+    "A group of backends and how Envoy balances across them.",
+    &[
+        optional(
+            "policy",
+            Kind::Enum(Policy::NAMES),
+            "Load-balancing policy (default round_robin; ring_hash when a hash affinity is set).",
+        ),
+        optional(
+            "endpoints",
+            Kind::List(&Kind::AnyOf(&[Kind::Address, Kind::Object(&ENDPOINT)])),
+            "Backends: `ip:port` (weight 1) or { address, weight, zone, priority }.",
+        ),
+        defaults::CONNECT_TIMEOUT,
+        optional(
+            "upstream_protocol",
+            Kind::Enum(UPSTREAM_PROTOCOLS),
+            "Protocol to the endpoints (default http1).",
+        ),
+        defaults::HEALTH_CHECK,
+        defaults::OUTLIER_DETECTION,
+        defaults::CIRCUIT_BREAKERS,
+        optional(
+            "affinity",
+            Kind::Object(&AFFINITY),
+            "Session affinity, performed by Envoy.",
+        ),
+        optional(
+            "panic_threshold",
+            Kind::Integer { min: 0, max: 100 },
+            "Percent of healthy endpoints below which Envoy balances across all (default 0: off).",
+        ),
+        optional(
+            "registrations",
+            Kind::Object(&registrations::REGISTRATIONS),
+            "Limits on endpoints that register themselves into this cluster.",
+        ),
+    ],
+);
+
+const ENDPOINT: Object = object(
+    "endpoint",
+    "One backend.",
+    &[
+        required("address", Kind::Address, "ip:port (IPv6 in brackets)."),
+        optional(
+            "weight",
+            Kind::Integer {
+                min: 1,
+                max: MAX_WEIGHT as u64,
+            },
+            "Relative share of traffic (default 1).",
+        ),
+        optional("zone", Kind::NonEmpty, "Locality zone."),
+        optional(
+            "priority",
+            Kind::Integer { min: 0, max: 127 },
+            "Priority level; 0 first, the next only when it is unhealthy (default 0).",
+        ),
+    ],
+);
 
 pub(crate) fn cluster(
     sink: &mut Sink,
@@ -38,7 +90,7 @@ pub(crate) fn cluster(
     defaults: &Defaults,
 ) -> Option<Cluster> {
     let path = format!("clusters.{name}");
-    let f = Fields::read(sink, node, &path, KEYS)?;
+    let f = Fields::read(sink, node, &path, &CLUSTER)?;
 
     let explicit_policy = match f.get("policy") {
         Some(n) => {
@@ -69,15 +121,7 @@ pub(crate) fn cluster(
 
     let connect_timeout = defaults
         .layer("connect_timeout", f.get("connect_timeout"))
-        .and_then(|n| {
-            reader::duration_in(
-                sink,
-                &n,
-                &f.path("connect_timeout"),
-                CONNECT_TIMEOUT.0,
-                CONNECT_TIMEOUT.1,
-            )
-        });
+        .and_then(|n| f.duration(sink, &n, "connect_timeout"));
 
     let upstream_protocol = match f.get("upstream_protocol") {
         Some(n) => match reader::string(sink, n, &f.path("upstream_protocol")).as_deref() {
@@ -87,7 +131,10 @@ pub(crate) fn cluster(
                 sink.error(
                     n,
                     &f.path("upstream_protocol"),
-                    format!("unknown protocol `{other}` (expected http1 or http2)"),
+                    format!(
+                        "unknown protocol `{other}` (expected {})",
+                        UPSTREAM_PROTOCOLS.join(" or ")
+                    ),
                 );
                 None
             }
@@ -118,12 +165,12 @@ pub(crate) fn cluster(
     };
 
     let affinity = match f.get("affinity") {
-        Some(n) => affinity(sink, n, &f.path("affinity")),
+        Some(n) => affinity::affinity(sink, n, &f.path("affinity")),
         None => Some(None),
     };
 
     let panic_threshold = match f.get("panic_threshold") {
-        Some(n) => reader::u32_in(sink, n, &f.path("panic_threshold"), 0, 100),
+        Some(n) => f.u32(sink, n, "panic_threshold"),
         None => Some(0),
     };
 
@@ -193,15 +240,6 @@ pub(crate) fn cluster(
     })
 }
 
-fn affinity_kind(a: &Affinity) -> &'static str {
-    match a {
-        Affinity::Cookie(_) => "cookie",
-        Affinity::Header(_) => "header",
-        Affinity::SourceIp => "source_ip",
-        Affinity::StickyCookie { .. } => "sticky_cookie",
-    }
-}
-
 fn endpoints(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<Endpoint>> {
     let items = reader::list(sink, node, path)?;
     let mut out = Vec::with_capacity(items.len());
@@ -253,14 +291,14 @@ fn endpoints(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<Endpoint>> 
 }
 
 fn long_endpoint(sink: &mut Sink, node: &Node, path: &str) -> Option<Endpoint> {
-    let f = Fields::read(sink, node, path, &["address", "weight", "zone", "priority"])?;
+    let f = Fields::read(sink, node, path, &ENDPOINT)?;
     let Some(address_node) = f.get("address") else {
         sink.error(node, path, "missing field `address`");
         return None;
     };
     let address = reader::socket_address(sink, address_node, &f.path("address"));
     let weight = match f.get("weight") {
-        Some(n) => reader::u32_in(sink, n, &f.path("weight"), 1, MAX_WEIGHT),
+        Some(n) => f.u32(sink, n, "weight"),
         None => Some(1),
     };
     let zone = match f.get("zone") {
@@ -268,7 +306,7 @@ fn long_endpoint(sink: &mut Sink, node: &Node, path: &str) -> Option<Endpoint> {
         None => Some(None),
     };
     let priority = match f.get("priority") {
-        Some(n) => reader::u32_in(sink, n, &f.path("priority"), 0, 127),
+        Some(n) => f.u32(sink, n, "priority"),
         None => Some(0),
     };
     Some(Endpoint {
@@ -277,126 +315,4 @@ fn long_endpoint(sink: &mut Sink, node: &Node, path: &str) -> Option<Endpoint> {
         zone: zone?,
         priority: priority?,
     })
-}
-
-fn affinity(sink: &mut Sink, node: &Node, path: &str) -> Option<Option<Affinity>> {
-    let f = Fields::read(
-        sink,
-        node,
-        path,
-        &["cookie", "header", "source_ip", "sticky_cookie"],
-    )?;
-    let kinds: Vec<&str> = f.keys().collect();
-    let [kind] = kinds.as_slice() else {
-        sink.error(
-            node,
-            path,
-            if kinds.is_empty() {
-                "choose one of cookie, header, source_ip or sticky_cookie".to_string()
-            } else {
-                format!("choose one kind of affinity, not {}", kinds.join(" and "))
-            },
-        );
-        return None;
-    };
-    let value = f.get(kind)?;
-    let kpath = f.path(kind);
-    Some(Some(match *kind {
-        "cookie" => Affinity::Cookie(cookie(sink, value, &kpath, "fl-session", &[])?.0),
-        "header" => {
-            let name = reader::non_empty_string(sink, value, &kpath)?;
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                sink.error(
-                    value,
-                    &kpath,
-                    format!("`{name}` is not a valid header name"),
-                );
-                return None;
-            }
-            Affinity::Header(name.to_ascii_lowercase())
-        }
-        "source_ip" => {
-            if !reader::boolean(sink, value, &kpath)? {
-                return Some(None);
-            }
-            Affinity::SourceIp
-        }
-        _ => {
-            let (cookie, strict) = cookie(sink, value, &kpath, "fl-sticky", &["strict"])?;
-            Affinity::StickyCookie { cookie, strict }
-        }
-    }))
-}
-
-fn cookie(
-    sink: &mut Sink,
-    node: &Node,
-    path: &str,
-    default_name: &str,
-    extra: &[&str],
-) -> Option<(CookieSpec, bool)> {
-    let mut keys = vec!["name", "ttl", "path"];
-    keys.extend_from_slice(extra);
-    if node.is_null() {
-        return Some((
-            CookieSpec {
-                name: default_name.to_string(),
-                ttl: Duration::ZERO,
-                path: "/".to_string(),
-            },
-            false,
-        ));
-    }
-    let f = Fields::read(sink, node, path, &keys)?;
-    let name = match f.get("name") {
-        Some(n) => {
-            let name = reader::non_empty_string(sink, n, &f.path("name"))?;
-            if !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
-                sink.error(
-                    n,
-                    &f.path("name"),
-                    format!("`{name}` is not a valid cookie name (letters, digits, - _ .)"),
-                );
-                return None;
-            }
-            name
-        }
-        None => default_name.to_string(),
-    };
-    let ttl = match f.get("ttl") {
-        Some(n) => reader::duration_in(
-            sink,
-            n,
-            &f.path("ttl"),
-            Duration::ZERO,
-            Duration::from_secs(400 * 24 * 3600),
-        )?,
-        None => Duration::ZERO,
-    };
-    let cookie_path = match f.get("path") {
-        Some(n) => {
-            let p = reader::non_empty_string(sink, n, &f.path("path"))?;
-            if !p.starts_with('/') {
-                sink.error(n, &f.path("path"), "must start with /");
-                return None;
-            }
-            p
-        }
-        None => "/".to_string(),
-    };
-    let strict = match f.get("strict") {
-        Some(n) => reader::boolean(sink, n, &f.path("strict"))?,
-        None => false,
-    };
-    Some((
-        CookieSpec {
-            name,
-            ttl,
-            path: cookie_path,
-        },
-        strict,
-    ))
 }

@@ -7,20 +7,66 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use crate::config::diagnostic::Sink;
 use crate::config::reader;
+use crate::config::shape::{Field, Kind, Object, ms, object, optional, secs};
 use crate::config::yaml::{self, Node, Value};
 
 use super::{health, resilience};
 
-/// Range of a cluster's `connect_timeout`.
-pub(crate) const CONNECT_TIMEOUT: (Duration, Duration) =
-    (Duration::from_millis(1), Duration::from_secs(600));
-/// Range of a route's `timeout`.
-pub(crate) const ROUTE_TIMEOUT: (Duration, Duration) =
-    (Duration::ZERO, Duration::from_secs(24 * 3600));
+/// A cluster's `connect_timeout` (also in `defaults`).
+pub(crate) const CONNECT_TIMEOUT: Field = optional(
+    "connect_timeout",
+    Kind::Duration {
+        min: ms(1),
+        max: secs(600),
+    },
+    "Time Envoy allows for a TCP connection to an endpoint (default 1s).",
+);
+/// A route's `timeout` (also in `defaults`).
+pub(crate) const ROUTE_TIMEOUT: Field = optional(
+    "timeout",
+    Kind::Duration {
+        min: secs(0),
+        max: secs(24 * 3600),
+    },
+    "Time Envoy waits for the whole response (0s: no limit).",
+);
+pub(crate) const HEALTH_CHECK: Field = optional(
+    "health_check",
+    Kind::AnyOf(&[Kind::Switch, Kind::Object(&health::HEALTH_CHECK)]),
+    "Active health checks run by flotilla (false: none).",
+);
+pub(crate) const OUTLIER_DETECTION: Field = optional(
+    "outlier_detection",
+    Kind::AnyOf(&[Kind::Switch, Kind::Object(&resilience::OUTLIER_DETECTION)]),
+    "Passive health: Envoy ejects endpoints that fail (false: off).",
+);
+pub(crate) const CIRCUIT_BREAKERS: Field = optional(
+    "circuit_breakers",
+    Kind::AnyOf(&[Kind::Switch, Kind::Object(&resilience::CIRCUIT_BREAKERS)]),
+    "Envoy's limits on connections and requests to the cluster.",
+);
+pub(crate) const RETRIES: Field = optional(
+    "retries",
+    Kind::AnyOf(&[Kind::Switch, Kind::Object(&resilience::RETRIES)]),
+    "When Envoy retries a request (false: never).",
+);
+
+/// The `defaults` block: what every cluster and route inherits unless it says otherwise.
+pub(crate) const DEFAULTS: Object = object(
+    "defaults",
+    "What every cluster and route inherits when it does not set it.",
+    &[
+        CONNECT_TIMEOUT,
+        HEALTH_CHECK,
+        OUTLIER_DETECTION,
+        CIRCUIT_BREAKERS,
+        RETRIES,
+        ROUTE_TIMEOUT,
+    ],
+);
 
 /// What flotilla does when the YAML says nothing. Outlier detection and retries are on so that a
 /// backend dying costs clients nothing (see the README's "Failover defaults"); a health check
@@ -32,16 +78,6 @@ outlier_detection: { consecutive_5xx: 5, consecutive_gateway_failure: 2, interva
 circuit_breakers: { max_retries: 64 }
 retries: { attempts: 2, on: [connect-failure, refused-stream, reset], previous_hosts: true }
 ";
-
-/// Keys a `defaults` block may hold.
-pub(crate) const KEYS: &[&str] = &[
-    "connect_timeout",
-    "health_check",
-    "outlier_detection",
-    "circuit_breakers",
-    "retries",
-    "timeout",
-];
 
 /// Probe kinds are alternatives: a cluster naming one replaces an inherited one.
 const PROBE_KINDS: &[&str] = &["http", "tcp", "grpc"];
@@ -73,13 +109,13 @@ impl Default for Defaults {
 
 impl Defaults {
     pub(crate) fn new(user: Option<Node>) -> Defaults {
-        let inherited = KEYS
-            .iter()
+        let inherited = DEFAULTS
+            .names()
             .filter_map(|key| {
                 let built_in = entry(&BUILT_IN, key);
                 let user = user.as_ref().and_then(|u| entry(u, key));
                 Some((
-                    *key,
+                    key,
                     overlay(key, built_in.as_ref(), user.as_ref())?.into_owned(),
                 ))
             })
@@ -107,18 +143,16 @@ pub(crate) fn check_unused(sink: &mut Sink, defaults: &Defaults) {
         return;
     }
     let mut own = Sink::default();
-    for key in KEYS {
+    for key in DEFAULTS.names() {
         let Some(node) = defaults.layer(key, None) else {
             continue;
         };
         let path = format!("defaults.{key}");
         let (own, node, path) = (&mut own, &node, path.as_str());
-        match *key {
-            "connect_timeout" => {
-                reader::duration_in(own, node, path, CONNECT_TIMEOUT.0, CONNECT_TIMEOUT.1);
-            }
-            "timeout" => {
-                reader::duration_in(own, node, path, ROUTE_TIMEOUT.0, ROUTE_TIMEOUT.1);
+        match key {
+            "connect_timeout" | "timeout" => {
+                let (min, max) = DEFAULTS.duration_bounds(key);
+                reader::duration_in(own, node, path, min, max);
             }
             "health_check" if !is_off(node) => {
                 health::health_check(own, node, path, false);

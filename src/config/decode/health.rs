@@ -1,23 +1,115 @@
 //! `health_check`: flotilla's own active probes.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use crate::config::diagnostic::Sink;
 use crate::config::model::{GrpcProbe, HealthCheck, HttpProbe, Probe, TcpProbe};
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, ms, object, optional, secs};
 use crate::config::yaml::Node;
 
-const KEYS: &[&str] = &[
-    "http",
-    "tcp",
-    "grpc",
-    "interval",
-    "timeout",
-    "jitter",
-    "healthy_threshold",
-    "unhealthy_threshold",
-];
+const THRESHOLD: Kind = Kind::Integer { min: 1, max: 100 };
+
+pub(crate) const HEALTH_CHECK: Object = object(
+    "health_check",
+    "Active probes run by flotilla: one of http, tcp or grpc, and their timing.",
+    &[
+        optional("http", Kind::Object(&HTTP), "An HTTP GET probe."),
+        optional(
+            "tcp",
+            Kind::AnyOf(&[Kind::Null, Kind::Object(&TCP)]),
+            "A TCP connect probe (optionally send/expect bytes).",
+        ),
+        optional(
+            "grpc",
+            Kind::AnyOf(&[Kind::Null, Kind::Object(&GRPC)]),
+            "A grpc.health.v1 probe.",
+        ),
+        optional(
+            "interval",
+            Kind::Duration {
+                min: ms(100),
+                max: secs(3600),
+            },
+            "Time between probes of one endpoint (default 1s).",
+        ),
+        optional(
+            "timeout",
+            Kind::Duration {
+                min: ms(10),
+                max: secs(600),
+            },
+            "A probe not answered within this fails (default 500ms; at most interval).",
+        ),
+        optional(
+            "jitter",
+            Kind::Duration {
+                min: secs(0),
+                max: secs(600),
+            },
+            "Random extra delay per probe, below interval (default 100ms).",
+        ),
+        optional(
+            "healthy_threshold",
+            THRESHOLD,
+            "Passing probes in a row that make an endpoint healthy (default 2).",
+        ),
+        optional(
+            "unhealthy_threshold",
+            THRESHOLD,
+            "Failing probes in a row that make an endpoint unhealthy (default 2).",
+        ),
+    ],
+);
+
+const HTTP: Object = object(
+    "http_probe",
+    "An HTTP GET probe.",
+    &[
+        optional("path", Kind::NonEmpty, "Path, starting with / (default /)."),
+        optional("host", Kind::NonEmpty, "Host header."),
+        optional(
+            "expected_statuses",
+            Kind::List(&Kind::AnyOf(&[
+                Kind::Integer { min: 100, max: 599 },
+                Kind::String,
+            ])),
+            "Healthy statuses: codes or ranges like \"200-299\" (default 200-299).",
+        ),
+        optional(
+            "body_contains",
+            Kind::NonEmpty,
+            "Text the response body must contain.",
+        ),
+        optional(
+            "headers",
+            Kind::Map(&Kind::Scalar),
+            "Request headers to send.",
+        ),
+    ],
+);
+
+const TCP: Object = object(
+    "tcp_probe",
+    "A TCP probe: connect, optionally send bytes and expect bytes back.",
+    &[
+        optional("send", Kind::NonEmpty, "Text to send after connecting."),
+        optional("expect", Kind::NonEmpty, "Text the answer must contain."),
+    ],
+);
+
+const GRPC: Object = object(
+    "grpc_probe",
+    "A grpc.health.v1 Check probe.",
+    &[
+        optional(
+            "service",
+            Kind::AnyOf(&[Kind::Null, Kind::String]),
+            "Service name to check (default \"\": the whole server).",
+        ),
+        optional("authority", Kind::NonEmpty, ":authority of the call."),
+    ],
+);
 
 /// Decodes a layered `health_check` block. `Ok(None)` means no probe is configured.
 pub(crate) fn health_check(
@@ -26,7 +118,7 @@ pub(crate) fn health_check(
     path: &str,
     written_here: bool,
 ) -> Option<Option<HealthCheck>> {
-    let f = Fields::read(sink, node, path, KEYS)?;
+    let f = Fields::read(sink, node, path, &HEALTH_CHECK)?;
     let probes: Vec<&str> = f
         .keys()
         .filter(|k| matches!(*k, "http" | "tcp" | "grpc"))
@@ -61,42 +153,11 @@ pub(crate) fn health_check(
             return None;
         }
     };
-    let ms = Duration::from_millis;
-    let interval = reader::duration_in(
-        sink,
-        f.get("interval")?,
-        &f.path("interval"),
-        ms(100),
-        Duration::from_secs(3600),
-    );
-    let timeout = reader::duration_in(
-        sink,
-        f.get("timeout")?,
-        &f.path("timeout"),
-        ms(10),
-        Duration::from_secs(600),
-    );
-    let jitter = reader::duration_in(
-        sink,
-        f.get("jitter")?,
-        &f.path("jitter"),
-        Duration::ZERO,
-        Duration::from_secs(600),
-    );
-    let healthy = reader::u32_in(
-        sink,
-        f.get("healthy_threshold")?,
-        &f.path("healthy_threshold"),
-        1,
-        100,
-    );
-    let unhealthy = reader::u32_in(
-        sink,
-        f.get("unhealthy_threshold")?,
-        &f.path("unhealthy_threshold"),
-        1,
-        100,
-    );
+    let interval = f.duration(sink, f.get("interval")?, "interval");
+    let timeout = f.duration(sink, f.get("timeout")?, "timeout");
+    let jitter = f.duration(sink, f.get("jitter")?, "jitter");
+    let healthy = f.u32(sink, f.get("healthy_threshold")?, "healthy_threshold");
+    let unhealthy = f.u32(sink, f.get("unhealthy_threshold")?, "unhealthy_threshold");
     let (interval, timeout, jitter) = (interval?, timeout?, jitter?);
     if timeout > interval {
         sink.error(
@@ -127,18 +188,7 @@ pub(crate) fn health_check(
 }
 
 fn http(sink: &mut Sink, node: &Node, path: &str) -> Option<HttpProbe> {
-    let f = Fields::read(
-        sink,
-        node,
-        path,
-        &[
-            "path",
-            "host",
-            "expected_statuses",
-            "body_contains",
-            "headers",
-        ],
-    )?;
+    let f = Fields::read(sink, node, path, &HTTP)?;
     let probe_path = match f.get("path") {
         Some(n) => {
             let p = reader::non_empty_string(sink, n, &f.path("path"))?;
@@ -219,7 +269,7 @@ fn tcp(sink: &mut Sink, node: &Node, path: &str) -> Option<TcpProbe> {
     if node.is_null() {
         return Some(TcpProbe::default());
     }
-    let f = Fields::read(sink, node, path, &["send", "expect"])?;
+    let f = Fields::read(sink, node, path, &TCP)?;
     let send = match f.get("send") {
         Some(n) => Some(reader::non_empty_string(sink, n, &f.path("send"))?),
         None => None,
@@ -235,7 +285,7 @@ fn grpc(sink: &mut Sink, node: &Node, path: &str) -> Option<GrpcProbe> {
     if node.is_null() {
         return Some(GrpcProbe::default());
     }
-    let f = Fields::read(sink, node, path, &["service", "authority"])?;
+    let f = Fields::read(sink, node, path, &GRPC)?;
     let service = match f.get("service") {
         Some(n) if n.is_null() => String::new(),
         Some(n) => reader::string(sink, n, &f.path("service"))?,

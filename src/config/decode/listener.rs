@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{HeaderChanges, Listener, ListenerKind, VirtualHost};
+use crate::config::model::{AccessLog, HeaderChanges, Listener, ListenerKind, VirtualHost};
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::{Location, Node};
 
 use super::defaults::Defaults;
@@ -17,6 +18,71 @@ use super::route_policy;
 /// measures) and a host at most [`MAX_DOMAINS`] domains.
 pub const MAX_HOSTS: usize = 10_000;
 pub const MAX_DOMAINS: usize = 100;
+
+pub(crate) const LISTENER: Object = object(
+    "listener",
+    "An address Envoy listens on (or a target proxyless gRPC clients dial) and its routes.",
+    &[
+        optional(
+            "address",
+            Kind::Address,
+            "ip:port Envoy listens on (not for proxyless_grpc listeners).",
+        ),
+        optional(
+            "routes",
+            Kind::List(&Kind::Object(&route::ROUTE)),
+            "Routes of the one host that answers every domain (or give `hosts`).",
+        ),
+        optional(
+            "hosts",
+            Kind::Map(&Kind::Object(&HOST)),
+            "Virtual hosts by name.",
+        ),
+        optional(
+            "proxyless_grpc",
+            Kind::Bool,
+            "A listener for proxyless gRPC clients (xds:///<listener name>).",
+        ),
+        super::tcp::PROTOCOL,
+        optional(
+            "to",
+            Kind::NonEmpty,
+            "protocol: tcp: the cluster connections go to.",
+        ),
+        optional(
+            "sni",
+            Kind::Map(&Kind::NonEmpty),
+            "protocol: tls_passthrough: server name → cluster.",
+        ),
+        optional(
+            "access_log",
+            Kind::AnyOf(&[Kind::NonEmpty, Kind::Object(&super::access_log::ACCESS_LOG)]),
+            "`stdout`, an absolute file path, or { path, format }.",
+        ),
+    ],
+);
+
+const HOST: Object = object(
+    "host",
+    "A virtual host: the domains it answers and its routes.",
+    &[
+        required(
+            "domains",
+            Kind::List(&Kind::NonEmpty),
+            "Domains (`*`, `*.example.com`, `example.*` or exact).",
+        ),
+        required(
+            "routes",
+            Kind::List(&Kind::Object(&route::ROUTE)),
+            "Routes, tried in order.",
+        ),
+        optional(
+            "headers",
+            Kind::Object(&route_policy::HEADER_CHANGES),
+            "Header edits for every route of the host.",
+        ),
+    ],
+);
 
 /// A cluster named somewhere other than `clusters`, checked once every file is read.
 #[derive(Debug, Clone)]
@@ -37,26 +103,14 @@ pub(crate) fn listener(
     refs: &mut Vec<ClusterRef>,
 ) -> Option<Listener> {
     let path = format!("listeners.{name}");
-    let f = Fields::read(
-        sink,
-        node,
-        &path,
-        &[
-            "address",
-            "routes",
-            "hosts",
-            "proxyless_grpc",
-            "protocol",
-            "to",
-            "sni",
-        ],
-    )?;
+    let f = Fields::read(sink, node, &path, &LISTENER)?;
     let grpc = match f.get("proxyless_grpc") {
         Some(n) => reader::boolean(sink, n, &f.path("proxyless_grpc"))?,
         None => false,
     };
     let kind = kind(sink, name, node, &f, grpc);
     let tcp = super::tcp::forward(sink, node, &path, &f, grpc, refs);
+    let access_log = access_log(sink, &f, grpc);
     let mut ctx = RouteContext {
         defaults,
         refs,
@@ -92,7 +146,29 @@ pub(crate) fn listener(
         kind: kind?,
         hosts: hosts?,
         tcp: tcp?,
+        access_log: access_log?,
     })
+}
+
+/// `Some(None)` when the listener has no access log, `None` after reporting an error.
+fn access_log(sink: &mut Sink, f: &Fields<'_>, grpc: bool) -> Option<Option<AccessLog>> {
+    let Some(n) = f.get("access_log") else {
+        return Some(None);
+    };
+    let path = f.path("access_log");
+    if grpc {
+        sink.error(
+            n,
+            &path,
+            "gRPC clients have no Envoy to write an access log: no `access_log` here",
+        );
+        return None;
+    }
+    let tcp = f
+        .get("protocol")
+        .and_then(Node::as_str)
+        .is_some_and(|p| p != "http");
+    super::access_log::access_log(sink, n, &path, tcp).map(Some)
 }
 
 fn kind(
@@ -185,7 +261,7 @@ fn host(
     ctx: &mut RouteContext<'_>,
     owners: &mut BTreeMap<String, (String, Location)>,
 ) -> Option<VirtualHost> {
-    let f = Fields::read(sink, node, path, &["domains", "routes", "headers"])?;
+    let f = Fields::read(sink, node, path, &HOST)?;
     let domains = match f.get("domains") {
         Some(n) => domains(sink, n, &f.path("domains"), name, ctx, owners),
         None => {

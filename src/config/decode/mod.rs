@@ -4,6 +4,9 @@
 //! cluster, listener and fleet is decoded with its inherited defaults, then references between
 //! them are checked.
 
+mod access_log;
+mod access_log_format;
+mod affinity;
 mod cluster;
 pub(crate) mod defaults;
 mod grpc;
@@ -25,10 +28,16 @@ use std::net::SocketAddr;
 use super::diagnostic::{Diagnostics, Sink};
 use super::model::{Config, Fleet};
 use super::reader::{self, Fields};
+use super::shape::{Kind, Object, object, optional, required};
 use super::yaml::{Location, Node, Value};
 use defaults::Defaults;
 use listener::ClusterRef;
 
+pub use access_log::MAX_PATH as MAX_ACCESS_LOG_PATH;
+pub use access_log_format::{
+    MAX_FIELD_NAME, MAX_FORMAT_FIELDS, MAX_FORMAT_VALUE, check as check_access_log_value,
+    sample_operators,
+};
 pub use cluster::MAX_WEIGHT;
 pub use listener::{MAX_DOMAINS, MAX_HOSTS};
 pub use resilience::{GRPC_RETRY_ON, RETRY_ON};
@@ -37,14 +46,53 @@ pub use route_action::MAX_BODY_BYTES;
 pub use route_match::MAX_REGEX_LEN;
 pub use route_policy::{MAX_HEADER_EDITS, MAX_HEADER_VALUE, MAX_RATE};
 
-const TOP_KEYS: &[&str] = &[
-    "version",
-    "allow_empty",
-    "defaults",
-    "clusters",
-    "listeners",
-    "fleets",
-];
+/// A file of flotilla's configuration: the root of the JSON Schema.
+pub(crate) const ROOT: Object = object(
+    "flotilla",
+    "A flotilla configuration file (several files in a directory are merged).",
+    &[
+        required(
+            "version",
+            Kind::IntEnum(&[1]),
+            "Schema version: the number 1.",
+        ),
+        optional(
+            "allow_empty",
+            Kind::Bool,
+            "Accept a configuration with no listeners (a deliberate empty state).",
+        ),
+        optional(
+            "defaults",
+            Kind::Object(&defaults::DEFAULTS),
+            "Settings every cluster and route inherits.",
+        ),
+        optional(
+            "clusters",
+            Kind::Map(&Kind::Object(&cluster::CLUSTER)),
+            "Clusters by name.",
+        ),
+        optional(
+            "listeners",
+            Kind::Map(&Kind::Object(&listener::LISTENER)),
+            "Listeners by name (a proxyless gRPC listener's name may end in :port).",
+        ),
+        optional(
+            "fleets",
+            Kind::Map(&Kind::Object(&FLEET)),
+            "Envoy node.cluster → the listeners that fleet receives.",
+        ),
+    ],
+);
+
+const FLEET: Object = object(
+    "fleet",
+    "The listeners one fleet of Envoys receives.",
+    &[required(
+        "listeners",
+        Kind::List(&Kind::NonEmpty),
+        "Listener names.",
+    )],
+);
 
 /// Unknown names that get a "did you mean" suggestion; each one compares against every known
 /// name, so a config with thousands of broken references stays linear past the first few.
@@ -81,7 +129,7 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
     }
 
     let defaults = Defaults::new(sections.defaults.map(|d| {
-        Fields::read(&mut sink, d, "defaults", defaults::KEYS);
+        Fields::read(&mut sink, d, "defaults", &defaults::DEFAULTS);
         d.clone()
     }));
 
@@ -186,7 +234,7 @@ impl Suggester {
 }
 
 fn collect<'n>(sink: &mut Sink, root: &'n Node, sections: &mut Sections<'n>) {
-    let Some(f) = Fields::read(sink, root, "", TOP_KEYS) else {
+    let Some(f) = Fields::read(sink, root, "", &ROOT) else {
         return;
     };
     match f.get("version").map(|n| (n, &n.value)) {
@@ -313,7 +361,7 @@ fn fleet(
     suggester: &mut Suggester,
 ) -> Option<Fleet> {
     let path = format!("fleets.{}", item.name);
-    let f = Fields::read(sink, item.value, &path, &["listeners"])?;
+    let f = Fields::read(sink, item.value, &path, &FLEET)?;
     let Some(list_node) = f.get("listeners") else {
         sink.error(item.value, &path, "missing field `listeners`");
         return None;

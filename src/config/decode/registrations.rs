@@ -10,15 +10,33 @@
 use crate::config::diagnostic::Sink;
 use crate::config::model::Registrations;
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, object, optional};
 use crate::config::yaml::Node;
 
-const KEYS: &[&str] = &["max", "allow_addresses"];
+pub(crate) const REGISTRATIONS: Object = object(
+    "registrations",
+    "Endpoints that register themselves into the cluster.",
+    &[
+        optional(
+            "max",
+            Kind::Integer {
+                min: 1,
+                max: Registrations::MAX as u64,
+            },
+            "Registered endpoints at most (default 1000).",
+        ),
+        optional(
+            "allow_addresses",
+            Kind::List(&Kind::String),
+            "Otherwise refused addresses accepted anyway: IPs or CIDR ranges.",
+        ),
+    ],
+);
 
 pub(super) fn registrations(sink: &mut Sink, node: &Node, path: &str) -> Option<Registrations> {
-    let f = Fields::read(sink, node, path, KEYS)?;
+    let f = Fields::read(sink, node, path, &REGISTRATIONS)?;
     let max = match f.get("max") {
-        Some(n) => reader::integer(sink, n, &f.path("max"), 1, Registrations::MAX as u64)
-            .map(|m| m as usize),
+        Some(n) => f.integer(sink, n, "max").map(|m| m as usize),
         None => Some(Registrations::DEFAULT_MAX),
     };
     let allow_addresses = match f.get("allow_addresses") {

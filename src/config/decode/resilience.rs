@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::config::diagnostic::Sink;
 use crate::config::model::{CircuitBreakers, OutlierDetection, Retries};
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, ms, object, optional, secs};
 use crate::config::yaml::Node;
 
 use super::defaults::is_off;
@@ -38,6 +39,93 @@ pub const GRPC_RETRY_ON: &[&str] = &[
     "unavailable",
 ];
 
+const FAILURES: Kind = Kind::AnyOf(&[Kind::Integer { min: 1, max: 1000 }, Kind::Switch]);
+const EJECTION_TIME: Kind = Kind::Duration {
+    min: ms(100),
+    max: secs(3600),
+};
+const BREAKER: Kind = Kind::Integer {
+    min: 0,
+    max: 10_000_000,
+};
+
+pub(crate) const OUTLIER_DETECTION: Object = object(
+    "outlier_detection",
+    "Passive health: Envoy ejects endpoints whose requests fail.",
+    &[
+        optional(
+            "consecutive_5xx",
+            FAILURES,
+            "5xx answers in a row that eject an endpoint (off: never).",
+        ),
+        optional(
+            "consecutive_gateway_failure",
+            FAILURES,
+            "502/503/504 or connection failures in a row that eject an endpoint (off: never).",
+        ),
+        optional(
+            "interval",
+            EJECTION_TIME,
+            "How often Envoy evaluates ejections (default 1s).",
+        ),
+        optional(
+            "base_ejection_time",
+            EJECTION_TIME,
+            "Time an endpoint stays ejected, times its ejections (default 10s).",
+        ),
+        optional(
+            "max_ejection_percent",
+            Kind::Integer { min: 0, max: 100 },
+            "Percent of endpoints that may be ejected at once (default 50).",
+        ),
+    ],
+);
+
+pub(crate) const CIRCUIT_BREAKERS: Object = object(
+    "circuit_breakers",
+    "Envoy's limits on what it sends to the cluster at once.",
+    &[
+        optional("max_connections", BREAKER, "Open connections at most."),
+        optional(
+            "max_pending_requests",
+            BREAKER,
+            "Requests waiting for a connection at most.",
+        ),
+        optional("max_requests", BREAKER, "Requests in flight at most."),
+        optional("max_retries", BREAKER, "Retries in flight at most."),
+    ],
+);
+
+pub(crate) const RETRIES: Object = object(
+    "retries",
+    "When Envoy (or a gRPC client) tries a request again.",
+    &[
+        optional(
+            "attempts",
+            Kind::Integer { min: 0, max: 10 },
+            "Retries per request (0: none).",
+        ),
+        optional(
+            "on",
+            Kind::List(&Kind::Enum(RETRY_ON)),
+            "Conditions that trigger a retry (gRPC routes: gRPC status names only).",
+        ),
+        optional(
+            "previous_hosts",
+            Kind::Bool,
+            "Retry on a different endpoint than the ones tried.",
+        ),
+        optional(
+            "per_try_timeout",
+            Kind::Duration {
+                min: ms(1),
+                max: secs(3600),
+            },
+            "Time each attempt may take.",
+        ),
+    ],
+);
+
 /// What a proxyless gRPC route retries when it says nothing: the gRPC counterpart of the
 /// built-in Envoy default (a call that never reached a backend, UNAVAILABLE, is tried again).
 pub(crate) fn grpc_default() -> Retries {
@@ -57,39 +145,22 @@ pub(crate) fn outlier_detection(
     if is_off(node) {
         return Some(None);
     }
-    let f = Fields::read(
-        sink,
-        node,
-        path,
-        &[
-            "consecutive_5xx",
-            "consecutive_gateway_failure",
-            "interval",
-            "base_ejection_time",
-            "max_ejection_percent",
-        ],
-    )?;
+    let f = Fields::read(sink, node, path, &OUTLIER_DETECTION)?;
     let count = |sink: &mut Sink, key: &str| match f.get(key) {
         Some(n) if is_off(n) => Some(None),
-        Some(n) => reader::u32_in(sink, n, &f.path(key), 1, 1000).map(Some),
+        Some(n) => f.u32(sink, n, key).map(Some),
         None => Some(None),
     };
     let consecutive_5xx = count(sink, "consecutive_5xx");
     let consecutive_gateway_failure = count(sink, "consecutive_gateway_failure");
     let duration = |sink: &mut Sink, key: &str, default: Duration| match f.get(key) {
-        Some(n) => reader::duration_in(
-            sink,
-            n,
-            &f.path(key),
-            Duration::from_millis(100),
-            Duration::from_secs(3600),
-        ),
+        Some(n) => f.duration(sink, n, key),
         None => Some(default),
     };
     let interval = duration(sink, "interval", Duration::from_secs(1));
     let base_ejection_time = duration(sink, "base_ejection_time", Duration::from_secs(10));
     let max_ejection_percent = match f.get("max_ejection_percent") {
-        Some(n) => reader::u32_in(sink, n, &f.path("max_ejection_percent"), 0, 100),
+        Some(n) => f.u32(sink, n, "max_ejection_percent"),
         None => Some(50),
     };
     Some(Some(OutlierDetection {
@@ -115,12 +186,12 @@ pub(crate) fn circuit_breakers(
         "max_requests",
         "max_retries",
     ];
-    let f = Fields::read(sink, node, path, &keys)?;
+    let f = Fields::read(sink, node, path, &CIRCUIT_BREAKERS)?;
     let mut values = [None; 4];
     let mut ok = true;
     for (slot, key) in values.iter_mut().zip(keys) {
         if let Some(n) = f.get(key) {
-            match reader::u32_in(sink, n, &f.path(key), 0, 10_000_000) {
+            match f.u32(sink, n, key) {
                 Some(v) => *slot = Some(v),
                 None => ok = false,
             }
@@ -152,14 +223,9 @@ pub(crate) fn retries(
     if is_off(node) {
         return Some(None);
     }
-    let f = Fields::read(
-        sink,
-        node,
-        path,
-        &["attempts", "on", "previous_hosts", "per_try_timeout"],
-    )?;
+    let f = Fields::read(sink, node, path, &RETRIES)?;
     let attempts = match f.get("attempts") {
-        Some(n) => reader::u32_in(sink, n, &f.path("attempts"), 0, 10),
+        Some(n) => f.u32(sink, n, "attempts"),
         None => Some(1),
     };
     let on = match (f.get("on"), grpc) {
@@ -183,14 +249,7 @@ pub(crate) fn retries(
         None => Some(false),
     };
     let per_try_timeout = match f.get("per_try_timeout") {
-        Some(n) => reader::duration_in(
-            sink,
-            n,
-            &f.path("per_try_timeout"),
-            Duration::from_millis(1),
-            Duration::from_secs(3600),
-        )
-        .map(Some),
+        Some(n) => f.duration(sink, n, "per_try_timeout").map(Some),
         None => Some(None),
     };
     let attempts = attempts?;

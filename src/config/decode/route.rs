@@ -4,9 +4,10 @@
 use crate::config::diagnostic::Sink;
 use crate::config::model::{HeaderChanges, PathMatch, Route, RouteAction, RouteMatch};
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, object, optional};
 use crate::config::yaml::Node;
 
-use super::defaults::{Defaults, ROUTE_TIMEOUT};
+use super::defaults::{self, Defaults};
 use super::listener::ClusterRef;
 use super::{resilience, route_action, route_match, route_policy};
 
@@ -46,21 +47,64 @@ impl RouteContext<'_> {
     }
 }
 
-const ROUTE_KEYS: &[&str] = &[
-    "match",
-    "to",
-    "split",
-    "redirect",
-    "direct_response",
-    "timeout",
-    "retries",
-    "rewrite",
-    "headers",
-    "rate_limit",
-    "mirror",
-    "websocket",
-    "cors",
-];
+pub(crate) const ROUTE: Object = object(
+    "route",
+    "What a request matches and what happens to it: one of to, split, redirect or direct_response.",
+    &[
+        optional(
+            "match",
+            Kind::Object(&route_match::MATCH),
+            "What the route matches (default: every path).",
+        ),
+        optional("to", Kind::NonEmpty, "The cluster requests go to."),
+        optional(
+            "split",
+            Kind::Map(&Kind::Integer {
+                min: 1,
+                max: u32::MAX as u64,
+            }),
+            "Weighted traffic split: cluster → weight.",
+        ),
+        optional(
+            "redirect",
+            Kind::Object(&route_action::REDIRECT),
+            "Answer with a redirect.",
+        ),
+        optional(
+            "direct_response",
+            Kind::Object(&route_action::DIRECT_RESPONSE),
+            "Answer with a fixed status and body.",
+        ),
+        defaults::ROUTE_TIMEOUT,
+        defaults::RETRIES,
+        optional(
+            "rewrite",
+            Kind::Object(&route_action::REWRITE),
+            "Rewrite the path or host before forwarding.",
+        ),
+        optional(
+            "headers",
+            Kind::Object(&route_policy::HEADER_CHANGES),
+            "Request and response header edits.",
+        ),
+        optional(
+            "rate_limit",
+            Kind::Object(&route_policy::RATE_LIMIT),
+            "A token bucket per Envoy.",
+        ),
+        optional(
+            "mirror",
+            Kind::Object(&route_policy::MIRROR),
+            "Copy requests to another cluster.",
+        ),
+        optional("websocket", Kind::Bool, "Allow WebSocket upgrades."),
+        optional(
+            "cors",
+            Kind::Object(&route_policy::CORS),
+            "Cross-origin resource sharing, answered by Envoy.",
+        ),
+    ],
+);
 
 const ACTIONS: &[&str] = &["to", "split", "redirect", "direct_response"];
 
@@ -98,7 +142,7 @@ pub(crate) fn routes(
 }
 
 fn route(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) -> Option<Route> {
-    let f = Fields::read(sink, node, path, ROUTE_KEYS)?;
+    let f = Fields::read(sink, node, path, &ROUTE)?;
     let matcher = match f.get("match") {
         Some(n) => route_match::route_match(sink, n, &f.path("match"), ctx),
         None => Some(RouteMatch {
@@ -126,14 +170,7 @@ fn route(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) -
         .layer("timeout", f.get("timeout"))
         .filter(|_| forwards)
     {
-        Some(n) => reader::duration_in(
-            sink,
-            &n,
-            &f.path("timeout"),
-            ROUTE_TIMEOUT.0,
-            ROUTE_TIMEOUT.1,
-        )
-        .map(Some),
+        Some(n) => f.duration(sink, &n, "timeout").map(Some),
         None => Some(None),
     };
     // `defaults.retries` speaks Envoy's conditions; gRPC routes get gRPC's own default.

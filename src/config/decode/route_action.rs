@@ -6,6 +6,7 @@ use crate::config::model::{
     HostRewrite, PathRewrite, Redirect, RedirectPath, Rewrite, RouteAction,
 };
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::Node;
 
 use super::route_match;
@@ -14,20 +15,86 @@ use super::route_match;
 /// `max_direct_response_body_size_bytes` default), so flotilla refuses it first.
 pub const MAX_BODY_BYTES: usize = 4_096;
 
-const REDIRECT_CODES: &[u16] = &[301, 302, 303, 307, 308];
+const REDIRECT_CODES: &[u64] = &[301, 302, 303, 307, 308];
+const SCHEMES: &[&str] = &["http", "https"];
+
+pub(crate) const REDIRECT: Object = object(
+    "redirect",
+    "A redirect: changes at least one of scheme, host, port, path or prefix.",
+    &[
+        optional("scheme", Kind::Enum(SCHEMES), "New scheme."),
+        optional("host", Kind::NonEmpty, "New host name (no port)."),
+        optional("port", Kind::Integer { min: 1, max: 65535 }, "New port."),
+        optional("path", Kind::NonEmpty, "New path (starts with /)."),
+        optional(
+            "prefix",
+            Kind::NonEmpty,
+            "Replaces the matched prefix (starts with /).",
+        ),
+        optional(
+            "code",
+            Kind::IntEnum(REDIRECT_CODES),
+            "Redirect status (default 301).",
+        ),
+    ],
+);
+
+pub(crate) const DIRECT_RESPONSE: Object = object(
+    "direct_response",
+    "A fixed answer from Envoy.",
+    &[
+        required(
+            "status",
+            Kind::Integer { min: 200, max: 599 },
+            "HTTP status.",
+        ),
+        optional("body", Kind::Scalar, "Response body (at most 4096 bytes)."),
+    ],
+);
+
+pub(crate) const REWRITE: Object = object(
+    "rewrite",
+    "Changes to the request before it is forwarded.",
+    &[
+        optional(
+            "prefix",
+            Kind::NonEmpty,
+            "Replaces the matched prefix (starts with /).",
+        ),
+        optional(
+            "regex",
+            Kind::Object(&REGEX_REWRITE),
+            "Rewrites the path with an RE2 regex.",
+        ),
+        optional("host", Kind::NonEmpty, "New Host header."),
+        optional(
+            "auto_host",
+            Kind::Bool,
+            "Set the Host header to the endpoint's address.",
+        ),
+    ],
+);
+
+const REGEX_REWRITE: Object = object(
+    "regex_rewrite",
+    "A regex path rewrite.",
+    &[
+        required("pattern", Kind::NonEmpty, "RE2 regex."),
+        required(
+            "substitution",
+            Kind::Scalar,
+            "Replacement (\\1 for groups).",
+        ),
+    ],
+);
 
 /// `redirect: { scheme, host, port, path | prefix, code }`; `code` defaults to 301.
 pub(crate) fn redirect(sink: &mut Sink, node: &Node, path: &str) -> Option<Redirect> {
-    let f = Fields::read(
-        sink,
-        node,
-        path,
-        &["scheme", "host", "port", "path", "prefix", "code"],
-    )?;
+    let f = Fields::read(sink, node, path, &REDIRECT)?;
     let mut ok = true;
     let scheme = match f.get("scheme") {
         Some(n) => match reader::string(sink, n, &f.path("scheme")).as_deref() {
-            Some(s @ ("http" | "https")) => Some(s.to_string()),
+            Some(s) if SCHEMES.contains(&s) => Some(s.to_string()),
             Some(s) => {
                 sink.error(
                     n,
@@ -44,7 +111,7 @@ pub(crate) fn redirect(sink: &mut Sink, node: &Node, path: &str) -> Option<Redir
         },
         None => None,
     };
-    let host = optional(sink, &f, "host", &mut ok, |sink, n, p| {
+    let host = optional_read(sink, &f, "host", &mut ok, |sink, n, p| {
         let h = reader::non_empty_string(sink, n, p)?;
         if h.contains(['/', ':', ' ']) {
             sink.error(
@@ -56,8 +123,8 @@ pub(crate) fn redirect(sink: &mut Sink, node: &Node, path: &str) -> Option<Redir
         }
         Some(h)
     });
-    let port = optional(sink, &f, "port", &mut ok, |sink, n, p| {
-        reader::integer(sink, n, p, 1, 65535).map(|p| p as u16)
+    let port = optional_read(sink, &f, "port", &mut ok, |sink, n, _| {
+        f.integer(sink, n, "port").map(|p| p as u16)
     });
     let redirect_path = match (f.get("path"), f.get("prefix")) {
         (Some(_), Some(_)) => {
@@ -71,7 +138,7 @@ pub(crate) fn redirect(sink: &mut Sink, node: &Node, path: &str) -> Option<Redir
     };
     let code = match f.get("code") {
         Some(n) => match reader::integer(sink, n, &f.path("code"), 0, 999) {
-            Some(c) if REDIRECT_CODES.contains(&(c as u16)) => c as u16,
+            Some(c) if REDIRECT_CODES.contains(&c) => c as u16,
             Some(c) => {
                 sink.error(
                     n,
@@ -107,9 +174,9 @@ pub(crate) fn redirect(sink: &mut Sink, node: &Node, path: &str) -> Option<Redir
 
 /// `direct_response: { status, body }`.
 pub(crate) fn direct_response(sink: &mut Sink, node: &Node, path: &str) -> Option<RouteAction> {
-    let f = Fields::read(sink, node, path, &["status", "body"])?;
+    let f = Fields::read(sink, node, path, &DIRECT_RESPONSE)?;
     let status = match f.get("status") {
-        Some(n) => reader::integer(sink, n, &f.path("status"), 200, 599).map(|s| s as u16),
+        Some(n) => f.integer(sink, n, "status").map(|s| s as u16),
         None => {
             sink.error(node, path, "missing field `status`");
             None
@@ -141,7 +208,7 @@ pub(crate) fn direct_response(sink: &mut Sink, node: &Node, path: &str) -> Optio
 
 /// `rewrite: { prefix | regex: { pattern, substitution }, host | auto_host: true }`.
 pub(crate) fn rewrite(sink: &mut Sink, node: &Node, path: &str) -> Option<Rewrite> {
-    let f = Fields::read(sink, node, path, &["prefix", "regex", "host", "auto_host"])?;
+    let f = Fields::read(sink, node, path, &REWRITE)?;
     let mut ok = true;
     let path_rewrite = match (f.get("prefix"), f.get("regex")) {
         (Some(_), Some(_)) => {
@@ -157,7 +224,7 @@ pub(crate) fn rewrite(sink: &mut Sink, node: &Node, path: &str) -> Option<Rewrit
         }
         (None, None) => None,
     };
-    let auto = optional(sink, &f, "auto_host", &mut ok, reader::boolean).unwrap_or(false);
+    let auto = optional_read(sink, &f, "auto_host", &mut ok, reader::boolean).unwrap_or(false);
     let host = match (f.get("host"), auto) {
         (Some(_), true) => {
             sink.error(
@@ -191,7 +258,7 @@ pub(crate) fn rewrite(sink: &mut Sink, node: &Node, path: &str) -> Option<Rewrit
 }
 
 fn regex_rewrite(sink: &mut Sink, node: &Node, path: &str) -> Option<PathRewrite> {
-    let f = Fields::read(sink, node, path, &["pattern", "substitution"])?;
+    let f = Fields::read(sink, node, path, &REGEX_REWRITE)?;
     let pattern = match f.get("pattern") {
         Some(n) => route_match::regex(sink, n, &f.path("pattern")),
         None => {
@@ -225,7 +292,7 @@ fn slash(sink: &mut Sink, node: &Node, path: &str, ok: &mut bool) -> Option<Stri
 }
 
 /// Reads an optional field; a present but invalid one clears `ok`.
-fn optional<T>(
+fn optional_read<T>(
     sink: &mut Sink,
     f: &Fields<'_>,
     key: &str,

@@ -11,6 +11,7 @@
 use crate::config::diagnostic::Sink;
 use crate::config::model::{HeaderMatch, HeaderRule, PathMatch, QueryMatch, RouteMatch};
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, object, optional};
 use crate::config::yaml::Node;
 
 use super::route::RouteContext;
@@ -22,6 +23,51 @@ pub const MAX_REGEX_LEN: usize = 1_000;
 const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
+/// [`METHODS`] as they may be written (the decoder reads them case-insensitively; editors
+/// suggest these).
+const METHOD_SPELLINGS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "get", "head",
+    "post", "put", "delete", "connect", "options", "trace", "patch",
+];
+
+/// Header and query parameter matches: name → exact value, or one rule.
+const RULES: Kind = Kind::Map(&Kind::AnyOf(&[Kind::Scalar, Kind::Object(&RULE)]));
+
+pub(crate) const MATCH: Object = object(
+    "match",
+    "What a request must look like: one of prefix, path or regex, plus headers, query, methods.",
+    &[
+        optional("prefix", Kind::NonEmpty, "Path prefix (starts with /)."),
+        optional("path", Kind::NonEmpty, "Exact path (starts with /)."),
+        optional("regex", Kind::NonEmpty, "RE2 regex over the whole path."),
+        optional("headers", RULES, "Header name → value or rule."),
+        optional("query", RULES, "Query parameter name → value or rule."),
+        optional(
+            "methods",
+            Kind::List(&Kind::Enum(METHOD_SPELLINGS)),
+            "HTTP methods.",
+        ),
+    ],
+);
+
+const RULE: Object = Object {
+    name: "match_rule",
+    description: "One way to match a header or query parameter.",
+    fields: &[
+        optional("exact", Kind::Scalar, "Equal to."),
+        optional("prefix", Kind::NonEmpty, "Starts with."),
+        optional("suffix", Kind::NonEmpty, "Ends with."),
+        optional("contains", Kind::NonEmpty, "Contains."),
+        optional("regex", Kind::NonEmpty, "Matches this RE2 regex."),
+        optional(
+            "present",
+            Kind::Bool,
+            "Is present (true) or absent (false).",
+        ),
+        optional("absent", Kind::Bool, "Is absent (true) or present (false)."),
+    ],
+    choose_one: true,
+};
 
 pub(crate) fn route_match(
     sink: &mut Sink,
@@ -29,12 +75,7 @@ pub(crate) fn route_match(
     path: &str,
     ctx: &RouteContext<'_>,
 ) -> Option<RouteMatch> {
-    let f = Fields::read(
-        sink,
-        node,
-        path,
-        &["prefix", "path", "regex", "headers", "query", "methods"],
-    )?;
+    let f = Fields::read(sink, node, path, &MATCH)?;
     let given: Vec<&str> = ["prefix", "path", "regex"]
         .into_iter()
         .filter(|k| f.get(k).is_some())
@@ -215,16 +256,16 @@ fn rules(
 }
 
 fn rule(sink: &mut Sink, node: &Node, path: &str) -> Option<HeaderRule> {
-    const KINDS: &[&str] = &[
-        "exact", "prefix", "suffix", "contains", "regex", "present", "absent",
-    ];
-    let f = Fields::read(sink, node, path, KINDS)?;
+    let f = Fields::read(sink, node, path, &RULE)?;
     let kinds: Vec<&str> = f.keys().collect();
     let [kind] = kinds.as_slice() else {
         sink.error(
             node,
             path,
-            format!("give exactly one of {}", KINDS.join(", ")),
+            format!(
+                "give exactly one of {}",
+                RULE.names().collect::<Vec<_>>().join(", ")
+            ),
         );
         return None;
     };

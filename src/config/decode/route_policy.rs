@@ -2,11 +2,11 @@
 //! `websocket` and `cors`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use crate::config::diagnostic::Sink;
 use crate::config::model::{Cors, HeaderChanges, HeaderEdit, Mirror, RateLimit};
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Kind, Object, object, optional, required, secs};
 use crate::config::yaml::Node;
 
 use super::route::RouteContext;
@@ -17,6 +17,101 @@ pub const MAX_HEADER_EDITS: usize = 64;
 pub const MAX_HEADER_VALUE: usize = 8_192;
 /// The highest `requests_per_second` and `burst` a rate limit takes.
 pub const MAX_RATE: u32 = 1_000_000;
+
+const RATE: Kind = Kind::Integer {
+    min: 1,
+    max: MAX_RATE as u64,
+};
+const STRINGS: Kind = Kind::List(&Kind::NonEmpty);
+
+pub(crate) const HEADER_CHANGES: Object = object(
+    "header_changes",
+    "Header edits on the request (before forwarding) and the response.",
+    &[
+        optional(
+            "request",
+            Kind::Object(&HEADER_EDIT),
+            "Request header edits.",
+        ),
+        optional(
+            "response",
+            Kind::Object(&HEADER_EDIT),
+            "Response header edits.",
+        ),
+    ],
+);
+
+const HEADER_EDIT: Object = object(
+    "header_edit",
+    "Headers to add, set (replace) and remove.",
+    &[
+        optional(
+            "add",
+            Kind::Map(&Kind::Scalar),
+            "Header name → value, appended.",
+        ),
+        optional(
+            "set",
+            Kind::Map(&Kind::Scalar),
+            "Header name → value, replacing any.",
+        ),
+        optional("remove", STRINGS, "Header names to remove."),
+    ],
+);
+
+pub(crate) const RATE_LIMIT: Object = object(
+    "rate_limit",
+    "A token bucket per Envoy.",
+    &[
+        required("requests_per_second", RATE, "Sustained rate."),
+        optional(
+            "burst",
+            RATE,
+            "Bucket size, at least requests_per_second (default requests_per_second).",
+        ),
+    ],
+);
+
+pub(crate) const MIRROR: Object = object(
+    "mirror",
+    "Copies of requests sent to another cluster (answers ignored).",
+    &[
+        required("to", Kind::NonEmpty, "The cluster that gets the copies."),
+        optional(
+            "percent",
+            Kind::Integer { min: 1, max: 100 },
+            "Share of requests copied (default 100).",
+        ),
+    ],
+);
+
+pub(crate) const CORS: Object = object(
+    "cors",
+    "Cross-origin resource sharing, answered by Envoy.",
+    &[
+        required("allow_origins", STRINGS, "Origins, or [\"*\"]."),
+        optional("allow_methods", STRINGS, "Allowed methods."),
+        optional("allow_headers", STRINGS, "Allowed request headers."),
+        optional(
+            "expose_headers",
+            STRINGS,
+            "Response headers exposed to scripts.",
+        ),
+        optional(
+            "max_age",
+            Kind::Duration {
+                min: secs(1),
+                max: secs(24 * 3600),
+            },
+            "How long browsers cache a preflight answer.",
+        ),
+        optional(
+            "allow_credentials",
+            Kind::Bool,
+            "Allow cookies and credentials.",
+        ),
+    ],
+);
 
 pub(crate) struct Policies {
     pub(crate) rate_limit: Option<RateLimit>,
@@ -72,7 +167,7 @@ pub(crate) fn header_changes(
     ctx: &RouteContext<'_>,
 ) -> Option<HeaderChanges> {
     ctx.refuse_on_grpc(sink, node, path, "header changes");
-    let f = Fields::read(sink, node, path, &["request", "response"])?;
+    let f = Fields::read(sink, node, path, &HEADER_CHANGES)?;
     let edit = |sink: &mut Sink, key: &str| match f.get(key) {
         Some(n) => header_edit(sink, n, &f.path(key)),
         None => Some(HeaderEdit::default()),
@@ -86,7 +181,7 @@ pub(crate) fn header_changes(
 }
 
 fn header_edit(sink: &mut Sink, node: &Node, path: &str) -> Option<HeaderEdit> {
-    let f = Fields::read(sink, node, path, &["add", "set", "remove"])?;
+    let f = Fields::read(sink, node, path, &HEADER_EDIT)?;
     let add = match f.get("add") {
         Some(n) => header_values(sink, n, &f.path("add")),
         None => Some(BTreeMap::new()),
@@ -178,9 +273,9 @@ fn header_name(sink: &mut Sink, node: &Node, path: &str) -> Option<String> {
 
 /// `rate_limit: { requests_per_second, burst }`; `burst` defaults to `requests_per_second`.
 fn rate_limit(sink: &mut Sink, node: &Node, path: &str) -> Option<RateLimit> {
-    let f = Fields::read(sink, node, path, &["requests_per_second", "burst"])?;
+    let f = Fields::read(sink, node, path, &RATE_LIMIT)?;
     let rps = match f.get("requests_per_second") {
-        Some(n) => reader::u32_in(sink, n, &f.path("requests_per_second"), 1, MAX_RATE),
+        Some(n) => f.u32(sink, n, "requests_per_second"),
         None => {
             sink.error(node, path, "missing field `requests_per_second`");
             None
@@ -188,7 +283,7 @@ fn rate_limit(sink: &mut Sink, node: &Node, path: &str) -> Option<RateLimit> {
     }?;
     let burst = match f.get("burst") {
         Some(n) => {
-            let b = reader::u32_in(sink, n, &f.path("burst"), 1, MAX_RATE)?;
+            let b = f.u32(sink, n, "burst")?;
             if b < rps {
                 sink.error(
                     n,
@@ -209,7 +304,7 @@ fn rate_limit(sink: &mut Sink, node: &Node, path: &str) -> Option<RateLimit> {
 
 /// `mirror: { to: <cluster>, percent: 1-100 }` (percent defaults to 100).
 fn mirror(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) -> Option<Mirror> {
-    let f = Fields::read(sink, node, path, &["to", "percent"])?;
+    let f = Fields::read(sink, node, path, &MIRROR)?;
     let cluster = match f.get("to") {
         Some(n) => {
             let c = reader::non_empty_string(sink, n, &f.path("to"));
@@ -228,7 +323,7 @@ fn mirror(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) 
         }
     };
     let percent = match f.get("percent") {
-        Some(n) => reader::u32_in(sink, n, &f.path("percent"), 1, 100),
+        Some(n) => f.u32(sink, n, "percent"),
         None => Some(100),
     };
     Some(Mirror {
@@ -240,19 +335,7 @@ fn mirror(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) 
 /// `cors: { allow_origins, allow_methods, allow_headers, expose_headers, max_age,
 /// allow_credentials }`.
 fn cors(sink: &mut Sink, node: &Node, path: &str) -> Option<Cors> {
-    let f = Fields::read(
-        sink,
-        node,
-        path,
-        &[
-            "allow_origins",
-            "allow_methods",
-            "allow_headers",
-            "expose_headers",
-            "max_age",
-            "allow_credentials",
-        ],
-    )?;
+    let f = Fields::read(sink, node, path, &CORS)?;
     let list = |sink: &mut Sink, key: &str| match f.get(key) {
         Some(n) => strings(sink, n, &f.path(key)),
         None => Some(Vec::new()),
@@ -262,14 +345,7 @@ fn cors(sink: &mut Sink, node: &Node, path: &str) -> Option<Cors> {
     let headers = list(sink, "allow_headers");
     let expose = list(sink, "expose_headers");
     let max_age = match f.get("max_age") {
-        Some(n) => reader::duration_in(
-            sink,
-            n,
-            &f.path("max_age"),
-            Duration::from_secs(1),
-            Duration::from_secs(24 * 3600),
-        )
-        .map(Some),
+        Some(n) => f.duration(sink, n, "max_age").map(Some),
         None => Some(None),
     };
     let credentials = match f.get("allow_credentials") {

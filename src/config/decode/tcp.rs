@@ -6,9 +6,19 @@ use std::collections::BTreeMap;
 use crate::config::diagnostic::Sink;
 use crate::config::model::{Affinity, Cluster, Config, SniRoute, TcpForward};
 use crate::config::reader::{self, Fields};
+use crate::config::shape::{Field, Kind, optional};
 use crate::config::yaml::Node;
 
 use super::listener::ClusterRef;
+
+/// What a listener carries.
+const PROTOCOLS: &[&str] = &["http", "tcp", "tls_passthrough"];
+
+pub(crate) const PROTOCOL: Field = optional(
+    "protocol",
+    Kind::Enum(PROTOCOLS),
+    "http (default), tcp (forward to `to`) or tls_passthrough (by SNI, see `sni`).",
+);
 
 /// Past this a listener is better split; Envoy keeps one filter chain per server name.
 pub(crate) const MAX_SERVER_NAMES: usize = 1000;
@@ -87,7 +97,10 @@ pub(crate) fn forward(
             sink.error(
                 n,
                 &f.path("protocol"),
-                format!("unknown protocol `{other}`: expected http, tcp or tls_passthrough"),
+                format!(
+                    "unknown protocol `{other}`: expected {}",
+                    PROTOCOLS.join(", ")
+                ),
             );
             return None;
         }
