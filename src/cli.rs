@@ -128,6 +128,10 @@ pub(crate) struct ServeArgs {
     /// (`etcd://host:port[,host:port…][/prefix]`) instead of the state file.
     #[arg(long, value_parser = parse_store)]
     pub(crate) store: Option<flotilla::etcd::StoreUrl>,
+    /// This replica's name among those sharing --store (1..=64 of A-Z a-z 0-9 . _ -); default
+    /// the host name and process id.
+    #[arg(long, requires = "store", value_parser = parse_replica_id)]
+    pub(crate) replica_id: Option<String>,
     /// Silence after which flotilla sends an HTTP/2 PING on an xDS connection (100ms..=1h). A
     /// client whose network vanished is found within interval + timeout, and its registered
     /// endpoints leave every Envoy.
@@ -209,6 +213,10 @@ pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
         command: a.command,
     }))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn parse_replica_id(text: &str) -> Result<String, String> {
+    flotilla::runtime::replicated::check_replica_id(text).map(str::to_string)
 }
 
 fn parse_store(text: &str) -> Result<flotilla::etcd::StoreUrl, String> {
@@ -379,6 +387,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 admin_allowed_hosts: args.admin_allowed_hosts,
                 state_file: args.state_file,
                 store: args.store,
+                replica_id: args.replica_id,
                 xds_limits: flotilla::xds::Limits {
                     keepalive_interval: args.xds_keepalive_interval,
                     keepalive_timeout: args.xds_keepalive_timeout,

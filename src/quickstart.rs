@@ -105,6 +105,7 @@ pub async fn run(
         admin_allowed_hosts: Vec::new(),
         state_file: dir.path().join("state.json"),
         store: None,
+        replica_id: None,
         xds_limits: crate::xds::Limits::default(),
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));

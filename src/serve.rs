@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub state_file: PathBuf,
     /// etcd shared with other replicas, in place of `state_file`.
     pub store: Option<crate::etcd::StoreUrl>,
+    /// This replica's name in etcd (default: host name and process id).
+    pub replica_id: Option<String>,
     /// What one client may cost the xDS port (keepalive timeout included).
     pub xds_limits: xds::Limits,
 }
@@ -87,29 +89,42 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let controller = Controller::new(cache.clone(), control_metrics);
     let nodes = NodeRegistry::new();
 
-    let health = crate::health::spawn(
+    let (link, shared_health) = match &opts.store {
+        Some(_) => {
+            let me = opts
+                .replica_id
+                .clone()
+                .unwrap_or_else(crate::runtime::replicated::default_replica_id);
+            let (link, health) = crate::runtime::replicated::link(me);
+            (Some(link), Some(health))
+        }
+        None => (None, None),
+    };
+    let health = crate::health::spawn_shared(
         controller.clone(),
         crate::health::HealthOptions {
             metrics: health_metrics,
             ..Default::default()
         },
+        shared_health,
         shutdown.clone(),
     );
     reload_off_runtime(&controller, &opts.config, "startup", None).await;
-    let runtime = match &opts.store {
-        None => crate::runtime::Runtime::start(
+    let runtime = match (&opts.store, link) {
+        (Some(url), Some(link)) => {
+            info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
+            crate::runtime::Runtime::start_shared(
+                controller.clone(),
+                crate::runtime::shared::SharedState::new(url)?,
+                link,
+                shutdown.clone(),
+            )
+        }
+        _ => crate::runtime::Runtime::start(
             controller.clone(),
             crate::runtime::store::StateFile::new(opts.state_file.clone()),
             shutdown.clone(),
         )?,
-        Some(url) => {
-            info!(store = %url, "sharing runtime state through etcd");
-            crate::runtime::Runtime::start_shared(
-                controller.clone(),
-                crate::runtime::shared::SharedState::new(url)?,
-                shutdown.clone(),
-            )
-        }
     };
     tokio::spawn(follow_store(
         runtime.store_available(),

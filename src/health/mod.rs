@@ -9,10 +9,11 @@
 mod checker;
 pub mod latency;
 mod metrics;
+pub mod ownership;
 mod probe;
 mod targets;
 pub mod verdict;
 
-pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn};
+pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn, spawn_shared};
 pub use metrics::HealthMetrics;
 pub use probe::{ProbeError, Prober};

@@ -9,7 +9,7 @@
 
 mod admission;
 mod leases;
-mod replicated;
+pub mod replicated;
 pub mod session;
 pub mod shared;
 pub mod store;
@@ -155,6 +155,7 @@ impl Runtime {
     pub fn start_shared(
         controller: Arc<Controller>,
         store: SharedState,
+        link: replicated::ReplicaLink,
         shutdown: CancellationToken,
     ) -> Arc<Runtime> {
         let runtime = Runtime::new(
@@ -164,7 +165,7 @@ impl Runtime {
             shutdown.clone(),
         );
         runtime.store_up.send_replace(false);
-        tokio::spawn(runtime.clone().follow_shared(store, shutdown.clone()));
+        tokio::spawn(runtime.clone().follow_shared(store, link, shutdown.clone()));
         tokio::spawn(runtime.clone().maintain_leases(shutdown));
         runtime
     }

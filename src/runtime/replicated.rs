@@ -1,22 +1,141 @@
 //! The runtime of a replica: drains, overrides and leased registrations kept equal to what
 //! etcd holds, whichever replica changed them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::shared::{SharedLease, SharedState};
+use super::shared::{Loaded, Seen, SharedLease, SharedState};
 use super::store::Persistent;
 use super::{LeaseView, Runtime, RuntimeError, Store};
 use crate::etcd::EtcdError;
 use crate::events::{self, Kind, NewEvent};
+use crate::health::ownership::{HealthFact, Owners, SharedHealth};
 use crate::overlay::EndpointKey;
 
 /// How long a replica waits before trying etcd again.
 const RETRY: Duration = Duration::from_millis(500);
+
+/// The lease a replica announces itself with: when a replica dies, the others take over its
+/// endpoints' probes within this long.
+pub const REPLICA_TTL: Duration = Duration::from_secs(3);
+
+/// Most health facts written in one etcd transaction (etcd allows 128 operations).
+const FACTS_PER_TXN: usize = 100;
+
+/// The runtime's side of sharing health checks between replicas.
+pub struct ReplicaLink {
+    pub me: String,
+    owners: watch::Sender<Option<Arc<Owners>>>,
+    remote: mpsc::UnboundedSender<(EndpointKey, HealthFact)>,
+    publish: mpsc::UnboundedReceiver<(EndpointKey, HealthFact)>,
+}
+
+/// The two ends that connect the runtime of replica `me` to its health checker.
+pub fn link(me: String) -> (ReplicaLink, SharedHealth) {
+    let (owners, owners_rx) = watch::channel(None);
+    let (remote, remote_rx) = mpsc::unbounded_channel();
+    let (publish_tx, publish) = mpsc::unbounded_channel();
+    (
+        ReplicaLink {
+            me,
+            owners,
+            remote,
+            publish,
+        },
+        SharedHealth {
+            owners: owners_rx,
+            remote: remote_rx,
+            publish: publish_tx,
+        },
+    )
+}
+
+/// A replica's name: 1..=64 bytes of `A-Z a-z 0-9 . _ -` (it is part of an etcd key).
+pub fn check_replica_id(id: &str) -> Result<&str, String> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(id)
+    } else {
+        Err(format!(
+            "`{id}`: a replica id is 1 to 64 of A-Z a-z 0-9 . _ -"
+        ))
+    }
+}
+
+/// The host name and process id: unique among running replicas.
+pub fn default_replica_id() -> String {
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(50)
+        .collect();
+    let host = if host.is_empty() {
+        "flotilla".to_string()
+    } else {
+        host
+    };
+    format!("{host}-{}", std::process::id())
+}
+
+/// Keeps replica `me` announced in etcd under its own lease, until shutdown.
+async fn announce(store: SharedState, me: String) {
+    loop {
+        if let Ok(lease) = store.announce(&me, REPLICA_TTL).await {
+            info!(replica = %me, "announced in etcd");
+            loop {
+                tokio::time::sleep(REPLICA_TTL / 3).await;
+                if !matches!(store.client().keep_alive(lease).await, Ok(true)) {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Writes this replica's health findings to etcd, the newest per endpoint, retrying while
+/// etcd is out of reach.
+async fn publish_health(
+    store: SharedState,
+    mut facts: mpsc::UnboundedReceiver<(EndpointKey, HealthFact)>,
+) {
+    let mut pending: BTreeMap<EndpointKey, HealthFact> = BTreeMap::new();
+    loop {
+        if pending.is_empty() {
+            match facts.recv().await {
+                Some((k, f)) => pending.insert(k, f),
+                None => return,
+            };
+        }
+        while let Ok((k, f)) = facts.try_recv() {
+            pending.insert(k, f);
+        }
+        let chunk: BTreeMap<EndpointKey, HealthFact> = pending
+            .iter()
+            .take(FACTS_PER_TXN)
+            .map(|(k, f)| (k.clone(), *f))
+            .collect();
+        match store.publish_health(&chunk).await {
+            Ok(()) => {
+                for k in chunk.keys() {
+                    pending.remove(k);
+                }
+            }
+            Err(_) => tokio::time::sleep(RETRY).await,
+        }
+    }
+}
 
 impl Runtime {
     /// Registers an endpoint (or renews it) through the store: with etcd, acknowledged once
@@ -145,17 +264,32 @@ impl Runtime {
     }
 
     /// Keeps the runtime equal to etcd: loads it, then watches every change from the
-    /// revision loaded; reloads whenever the watch breaks.
+    /// revision loaded; reloads whenever the watch breaks. Also announces this replica and
+    /// publishes its health findings.
     pub(super) async fn follow_shared(
-        self: std::sync::Arc<Self>,
+        self: Arc<Self>,
         store: SharedState,
+        link: ReplicaLink,
         shutdown: CancellationToken,
     ) {
+        let ReplicaLink {
+            me,
+            owners,
+            remote,
+            publish,
+        } = link;
+        let tasks = [
+            tokio::spawn(announce(store.clone(), me.clone())),
+            tokio::spawn(publish_health(store.clone(), publish)),
+        ];
+        let _stop = tasks.map(|t| t.abort_handle()).map(AbortOnDrop);
         loop {
             let broke = tokio::select! {
                 () = shutdown.cancelled() => return,
-                e = self.follow_once(&store) => e,
+                e = self.follow_once(&store, &me, &owners, &remote) => e,
             };
+            // Out of touch: every replica probes everything until etcd answers again.
+            owners.send_replace(None);
             if *self.store_up.borrow() {
                 warn!(error = %broke, "lost etcd; serving the last state seen until it is back");
             }
@@ -168,8 +302,18 @@ impl Runtime {
     }
 
     /// Loads, then follows until the watch breaks.
-    async fn follow_once(&self, store: &SharedState) -> EtcdError {
-        let (loaded, registrations, revision) = match store.load().await {
+    async fn follow_once(
+        &self,
+        store: &SharedState,
+        me: &str,
+        owners: &watch::Sender<Option<Arc<Owners>>>,
+        remote: &mpsc::UnboundedSender<(EndpointKey, HealthFact)>,
+    ) -> EtcdError {
+        let Loaded {
+            persistent,
+            seen,
+            revision,
+        } = match store.load().await {
             Ok(l) => l,
             Err(e) => return e,
         };
@@ -177,8 +321,25 @@ impl Runtime {
             Ok(w) => w,
             Err(e) => return e,
         };
-        self.absorb(|p| *p = loaded);
+        self.absorb(|p| *p = persistent);
+        let mut live = BTreeSet::from([me.to_string()]);
+        let mut registrations = BTreeMap::new();
+        for s in seen {
+            match s {
+                Seen::Registration(key, Some(lease)) => {
+                    registrations.insert(key, lease);
+                }
+                Seen::Registration(_, None) => {}
+                Seen::Replica(id, _) => {
+                    live.insert(id);
+                }
+                Seen::Health(key, fact) => {
+                    let _ = remote.send((key, fact));
+                }
+            }
+        }
         self.absorb_registrations(registrations);
+        set_owners(owners, me, &live);
         if !self.store_up.send_replace(true) {
             info!(prefix = store.prefix(), revision, "following etcd");
         }
@@ -196,11 +357,51 @@ impl Runtime {
             if response.events.is_empty() {
                 continue;
             }
-            let mut registrations = Vec::new();
-            self.absorb(|p| registrations = store.apply(p, &response.events));
-            for (key, lease) in registrations {
-                self.absorb_registration(key, lease);
+            let mut seen = Vec::new();
+            self.absorb(|p| seen = store.apply(p, &response.events));
+            for s in seen {
+                match s {
+                    Seen::Registration(key, lease) => self.absorb_registration(key, lease),
+                    Seen::Replica(id, true) => {
+                        live.insert(id);
+                        set_owners(owners, me, &live);
+                    }
+                    Seen::Replica(id, false) => {
+                        if id != me {
+                            live.remove(&id);
+                            set_owners(owners, me, &live);
+                        }
+                    }
+                    Seen::Health(key, fact) => {
+                        let _ = remote.send((key, fact));
+                    }
+                }
             }
         }
+    }
+}
+
+/// Publishes who probes what, if the live replicas changed.
+fn set_owners(owners: &watch::Sender<Option<Arc<Owners>>>, me: &str, live: &BTreeSet<String>) {
+    let next = Owners {
+        me: me.to_string(),
+        live: live.iter().cloned().collect(),
+    };
+    owners.send_if_modified(|current| {
+        if current.as_deref() == Some(&next) {
+            return false;
+        }
+        info!(replicas = ?next.live, "replicas sharing the health checks");
+        *current = Some(Arc::new(next));
+        true
+    });
+}
+
+/// Aborts a task when dropped: the replica's background tasks end with its follow loop.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::etcd::proto::mvccpb::{Event, KeyValue, event::EventType};
 use crate::etcd::{Client, EtcdError, Op, StoreUrl, Watch};
+use crate::health::ownership::HealthFact;
 use crate::overlay::EndpointKey;
 
 use super::store::Persistent;
@@ -22,6 +23,8 @@ use super::store::Persistent;
 const DRAINS: &str = "drains/";
 const WEIGHTS: &str = "weights/";
 const REGISTRATIONS: &str = "registrations/";
+const HEALTH: &str = "health/";
+const REPLICAS: &str = "replicas/";
 
 /// A leased registration as etcd holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,8 +39,23 @@ impl SharedLease {
     }
 }
 
-/// What a watched event did to the registrations: `None` when the endpoint left.
-pub type RegistrationChange = (EndpointKey, Option<SharedLease>);
+/// What a key other than a drain or override says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    /// A leased registration; `None` when it left.
+    Registration(EndpointKey, Option<SharedLease>),
+    /// A replica announced itself (`true`) or its lease ended.
+    Replica(String, bool),
+    /// What the owner of an endpoint found.
+    Health(EndpointKey, HealthFact),
+}
+
+/// Everything under the prefix, read at `revision`.
+pub struct Loaded {
+    pub persistent: Persistent,
+    pub seen: Vec<Seen>,
+    pub revision: i64,
+}
 
 #[derive(Clone)]
 pub struct SharedState {
@@ -51,6 +69,7 @@ enum Fact {
     Drain(EndpointKey),
     Weight(EndpointKey),
     Registration(EndpointKey),
+    Health(EndpointKey),
 }
 
 impl SharedState {
@@ -74,20 +93,66 @@ impl SharedState {
     }
 
     /// Everything stored, and the revision it was read at (watch from the next one).
-    pub async fn load(
-        &self,
-    ) -> Result<(Persistent, BTreeMap<EndpointKey, SharedLease>, i64), EtcdError> {
+    pub async fn load(&self) -> Result<Loaded, EtcdError> {
         let (kvs, revision) = self.client.get_prefix(&self.prefix).await?;
-        let mut state = Persistent::default();
-        let mut registrations = BTreeMap::new();
+        let mut persistent = Persistent::default();
+        let mut seen = Vec::new();
         for kv in &kvs {
-            if let Some((key, Some(lease))) = self.registration(kv, false) {
-                registrations.insert(key, lease);
-            } else {
-                apply_put(&mut state, &self.state_prefix(), kv);
+            match self.seen(kv, false) {
+                Some(s) => seen.push(s),
+                None => apply_put(&mut persistent, &self.state_prefix(), kv),
             }
         }
-        Ok((state, registrations, revision))
+        Ok(Loaded {
+            persistent,
+            seen,
+            revision,
+        })
+    }
+
+    /// What `kv` says if it is not a drain or override.
+    fn seen(&self, kv: &KeyValue, deleted: bool) -> Option<Seen> {
+        let replicas = format!("{}{REPLICAS}", self.prefix);
+        if let Some(id) = std::str::from_utf8(&kv.key).ok()?.strip_prefix(&replicas) {
+            return Some(Seen::Replica(id.to_string(), !deleted));
+        }
+        if let Some(Fact::Health(key)) = parse_key(&self.prefix, &kv.key) {
+            // A deleted fact is no news: the endpoint left, or etcd was emptied.
+            return HealthFact::decode(&kv.value)
+                .filter(|_| !deleted)
+                .map(|f| Seen::Health(key, f));
+        }
+        self.registration(kv, deleted)
+            .map(|(key, lease)| Seen::Registration(key, lease))
+    }
+
+    /// Announces replica `id` under a lease of `ttl`; returns the lease to keep alive.
+    pub async fn announce(&self, id: &str, ttl: Duration) -> Result<i64, EtcdError> {
+        let lease = self.client.grant(ttl).await?;
+        self.client
+            .txn(vec![Op::Put {
+                key: format!("{}{REPLICAS}{id}", self.prefix).into_bytes(),
+                value: Vec::new(),
+                lease,
+            }])
+            .await?;
+        Ok(lease)
+    }
+
+    /// Publishes what this replica found about the endpoints it owns.
+    pub async fn publish_health(
+        &self,
+        facts: &BTreeMap<EndpointKey, HealthFact>,
+    ) -> Result<(), EtcdError> {
+        let ops = facts
+            .iter()
+            .map(|(k, f)| Op::Put {
+                key: key(&self.prefix, HEALTH, k),
+                value: f.encode(),
+                lease: 0,
+            })
+            .collect();
+        self.client.txn(ops).await.map(drop)
     }
 
     fn registration_key(&self, key: &EndpointKey) -> Vec<u8> {
@@ -95,7 +160,11 @@ impl SharedState {
     }
 
     /// The registration change a key-value stands for, if it is a registration.
-    fn registration(&self, kv: &KeyValue, deleted: bool) -> Option<RegistrationChange> {
+    fn registration(
+        &self,
+        kv: &KeyValue,
+        deleted: bool,
+    ) -> Option<(EndpointKey, Option<SharedLease>)> {
         let Some(Fact::Registration(key)) = parse_key(&self.prefix, &kv.key) else {
             return None;
         };
@@ -168,15 +237,15 @@ impl SharedState {
         self.client.watch_prefix(&self.prefix, from_revision).await
     }
 
-    /// Applies watched events to `state`; returns what they did to the registrations.
-    pub fn apply(&self, state: &mut Persistent, events: &[Event]) -> Vec<RegistrationChange> {
+    /// Applies watched events to `state`; returns what the other keys said.
+    pub fn apply(&self, state: &mut Persistent, events: &[Event]) -> Vec<Seen> {
         let prefix = self.state_prefix();
-        let mut registrations = Vec::new();
+        let mut seen = Vec::new();
         for event in events {
             let Some(kv) = &event.kv else { continue };
             let deleted = event.r#type == EventType::Delete as i32;
-            if let Some(change) = self.registration(kv, deleted) {
-                registrations.push(change);
+            if let Some(s) = self.seen(kv, deleted) {
+                seen.push(s);
                 continue;
             }
             if deleted {
@@ -187,13 +256,13 @@ impl SharedState {
                     Some(Fact::Weight(k)) => {
                         state.weights.remove(&k);
                     }
-                    Some(Fact::Registration(_)) | None => {}
+                    Some(Fact::Registration(_) | Fact::Health(_)) | None => {}
                 }
             } else {
                 apply_put(state, &prefix, kv);
             }
         }
-        registrations
+        seen
     }
 }
 
@@ -215,7 +284,7 @@ fn apply_put(state: &mut Persistent, prefix: &str, kv: &KeyValue) {
                     "ignoring a weight override whose value is not a weight"),
             }
         }
-        Some(Fact::Registration(_)) | None => {}
+        Some(Fact::Registration(_) | Fact::Health(_)) | None => {}
     }
 }
 
@@ -234,6 +303,7 @@ fn parse_key(prefix: &str, key: &[u8]) -> Option<Fact> {
         DRAINS => Some(Fact::Drain(k)),
         WEIGHTS => Some(Fact::Weight(k)),
         REGISTRATIONS => Some(Fact::Registration(k)),
+        HEALTH => Some(Fact::Health(k)),
         _ => None,
     }
 }
@@ -287,7 +357,7 @@ mod tests {
             (REGISTRATIONS, Fact::Registration(k("web", "10.0.0.1:80"))),
         ] {
             let endpoint = match &fact {
-                Fact::Drain(e) | Fact::Weight(e) | Fact::Registration(e) => e,
+                Fact::Drain(e) | Fact::Weight(e) | Fact::Registration(e) | Fact::Health(e) => e,
             };
             let key = key("/p/state/", kind, endpoint);
             assert_eq!(parse_key("/p/state/", &key), Some(fact));

@@ -1,0 +1,184 @@
+//! Health checks shared by replicas: each endpoint is probed by one live replica, every
+//! replica serves the same verdicts (identical EDS), and a dead replica's endpoints are taken
+//! over by the survivors within one replica lease (3 s).
+
+use std::time::{Duration, Instant};
+
+use crate::replicas::replica;
+use crate::support::backend::Backend;
+use crate::support::envoy::{Envoy, Xds};
+use crate::support::etcd::Etcd;
+use crate::support::flotilla::Flotilla;
+use crate::support::{free_addr, wait};
+
+const ENDPOINTS: usize = 6;
+/// Probes per second of every endpoint once (interval 500 ms).
+const PROBES_PER_SECOND: f64 = ENDPOINTS as f64 * 2.0;
+
+fn checked(listen: std::net::SocketAddr, endpoints: &[String]) -> String {
+    format!(
+        "version: 1
+clusters:
+  web:
+    endpoints: [{}]
+    health_check:
+      http: {{ path: /healthz }}
+      interval: 500ms
+      timeout: 400ms
+      jitter: 0ms
+      healthy_threshold: 1
+      unhealthy_threshold: 1
+listeners:
+  public:
+    address: {listen}
+    routes: [ {{ to: web }} ]
+",
+        endpoints.join(", ")
+    )
+}
+
+/// Probes per second the backends received over `window`.
+async fn probe_rate(backends: &[Backend], window: Duration) -> f64 {
+    let count = || backends.iter().map(Backend::probes).sum::<u64>();
+    let before = count();
+    tokio::time::sleep(window).await;
+    (count() - before) as f64 / window.as_secs_f64()
+}
+
+async fn eds_version(f: &Flotilla) -> Option<String> {
+    let nodes = f.json("/api/v1/nodes").await;
+    nodes[0]["types"]["eds"]["acked_version"]
+        .as_str()
+        .map(str::to_string)
+}
+
+async fn eds_responses(f: &Flotilla) -> Option<u64> {
+    f.json("/api/v1/nodes").await[0]["types"]["eds"]["responses"].as_u64()
+}
+
+async fn flags(envoy: &Envoy, addr: &str) -> String {
+    envoy.health_flags("web", addr).await.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn each_endpoint_is_probed_by_one_replica_and_survivors_take_over() {
+    let etcd = Etcd::start().await;
+    let mut backends = Vec::new();
+    for i in 0..ENDPOINTS {
+        backends.push(Backend::start(&format!("h{i}")).await);
+    }
+    let addrs: Vec<String> = backends.iter().map(Backend::address).collect();
+    let listen = free_addr();
+    let yaml = checked(listen, &addrs);
+    let mut a = replica(&yaml, &etcd).await;
+    let b = replica(&yaml, &etcd).await;
+    let envoy_a = Envoy::start(&a, "edge-a", "edge", Xds::Delta).await;
+    let envoy_b = Envoy::start(&b, "edge-b", "edge", Xds::Delta).await;
+
+    // Once both replicas know each other, the probes are split, not doubled.
+    let split = wait::until(
+        "probes split between replicas",
+        Duration::from_secs(20),
+        || async {
+            let rate = probe_rate(&backends, Duration::from_secs(2)).await;
+            (rate < PROBES_PER_SECOND * 1.3).then_some(rate)
+        },
+    )
+    .await;
+    let rate = probe_rate(&backends, Duration::from_secs(3)).await;
+    assert!(
+        (PROBES_PER_SECOND * 0.7..=PROBES_PER_SECOND * 1.3).contains(&rate),
+        "{rate:.1} probes/s across 2 replicas (then {split:.1}), expected ≈ {PROBES_PER_SECOND}"
+    );
+
+    // A verdict found by whichever replica owns h0 reaches the Envoys of both, and both
+    // replicas serve the same EDS version.
+    backends[0].set_health(503);
+    for envoy in [&envoy_a, &envoy_b] {
+        wait::until(
+            "h0 unhealthy in both Envoys",
+            Duration::from_secs(5),
+            || async {
+                flags(envoy, &addrs[0])
+                    .await
+                    .contains("failed_eds_health")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    wait::until(
+        "the same EDS version on both replicas",
+        Duration::from_secs(5),
+        || async {
+            let (va, vb) = (eds_version(&a).await?, eds_version(&b).await?);
+            (va == vb).then_some(())
+        },
+    )
+    .await;
+
+    // etcd goes away: each replica probes everything itself, serving the same verdicts; when
+    // etcd is back the probes are split again, and no Envoy is sent anything unchanged.
+    let before = (eds_responses(&a).await, eds_responses(&b).await);
+    let mut etcd = etcd;
+    etcd.kill().await;
+    wait::until(
+        "every replica probing everything",
+        Duration::from_secs(10),
+        || async {
+            let rate = probe_rate(&backends, Duration::from_secs(1)).await;
+            (rate > PROBES_PER_SECOND * 1.6).then_some(())
+        },
+    )
+    .await;
+    etcd.restart().await;
+    wait::until("probes split again", Duration::from_secs(20), || async {
+        let rate = probe_rate(&backends, Duration::from_secs(2)).await;
+        (rate < PROBES_PER_SECOND * 1.3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        (eds_responses(&a).await, eds_responses(&b).await),
+        before,
+        "EDS pushed to an Envoy across the etcd outage, with nothing changed"
+    );
+    for envoy in [&envoy_a, &envoy_b] {
+        assert!(flags(envoy, &addrs[0]).await.contains("failed_eds_health"));
+    }
+
+    // A dies: B probes every endpoint within one replica lease.
+    a.kill().await;
+    drop(envoy_a);
+    let killed = Instant::now();
+    wait::until("B to probe everything", Duration::from_secs(10), || async {
+        let rate = probe_rate(&backends, Duration::from_secs(1)).await;
+        (rate >= PROBES_PER_SECOND * 0.75).then_some(())
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "survivor took {took:?} to probe everything (lease 3 s + 1 s measuring window)"
+    );
+    // Every endpoint is judged by B now: a change to any of them reaches B's Envoy.
+    for (i, backend) in backends.iter().enumerate().skip(1) {
+        backend.set_health(503);
+        wait::until(
+            &format!("h{i} unhealthy in B's Envoy"),
+            Duration::from_secs(5),
+            || async {
+                flags(&envoy_b, &addrs[i])
+                    .await
+                    .contains("failed_eds_health")
+                    .then_some(())
+            },
+        )
+        .await;
+        backend.set_health(200);
+    }
+    assert!(
+        flags(&envoy_b, &addrs[0])
+            .await
+            .contains("failed_eds_health")
+    );
+}
