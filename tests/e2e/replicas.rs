@@ -139,7 +139,7 @@ async fn a_drain_through_one_replica_reaches_an_envoy_of_another_within_a_second
 }
 
 #[tokio::test]
-async fn while_etcd_is_down_changes_get_503_and_every_replica_keeps_serving() {
+async fn while_etcd_is_down_changes_get_503_and_every_replica_keeps_serving_under_load() {
     let mut r = Replicas::start().await;
     let (x, y) = (r.addr("x"), r.addr("y"));
     let (status, body) = call(
@@ -152,6 +152,12 @@ async fn while_etcd_is_down_changes_get_503_and_every_replica_keeps_serving() {
     .await;
     assert_eq!(status, 200, "{body}");
     r.envoy_sees_draining(&x, true).await;
+    let load = Load::start(
+        &[format!("http://{}/", r.listen)],
+        2,
+        Duration::from_millis(2),
+    );
+    load.wait_for_more(100).await;
 
     r.etcd.kill().await;
     let drain_y = format!("/api/v1/clusters/web/endpoints/{y}/drain");
@@ -181,6 +187,10 @@ async fn while_etcd_is_down_changes_get_503_and_every_replica_keeps_serving() {
     r.envoy_sees_draining(&y, false).await;
 
     r.etcd.restart().await;
+    // Served throughout the outage and the restart (y is still undrained: traffic flows).
+    load.wait_for_more(100).await;
+    let report = load.stop().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
     let (status, body) = wait::until(
         "A to take changes again",
         Duration::from_secs(15),
