@@ -20,6 +20,9 @@ use tracing::{info, warn};
 use super::latency::{self, Smoothed};
 use super::metrics::HealthMetrics;
 use super::ownership::{HealthFact, Owners, SharedHealth};
+use shared::Sharing;
+
+mod shared;
 use super::probe::{ProbeError, Prober};
 use super::targets::{probes_change, targets};
 use super::verdict::Tracker;
@@ -158,11 +161,6 @@ struct Aggregator {
     /// With replicas: where this replica's findings go (etcd).
     publish: Option<mpsc::UnboundedSender<(EndpointKey, HealthFact)>>,
 }
-
-type Sharing = (
-    tokio::sync::watch::Receiver<Option<Arc<Owners>>>,
-    mpsc::UnboundedReceiver<(EndpointKey, HealthFact)>,
-);
 
 /// What a batch of reports changes in the overlay.
 #[derive(Default)]
@@ -329,44 +327,6 @@ impl Aggregator {
         }
     }
 
-    /// With replicas: the overlay holds, for every endpoint with a health check, what its
-    /// owner published (this replica's own findings for those it probes and has judged), and
-    /// nothing for endpoints without one. Until a new owner judges an endpoint, the last
-    /// published verdict stays: a replica taking over pushes nothing unchanged.
-    fn serve_remote(&mut self) {
-        let overlay = self.controller.overlay();
-        let mut verdicts = overlay.verdicts.clone();
-        let mut weights = overlay.measured_weights.clone();
-        verdicts.retain(|k, _| self.desired.contains_key(k));
-        weights.retain(|k, _| self.desired.contains_key(k));
-        for (key, measured) in &self.desired {
-            let judged = self
-                .targets
-                .get(key)
-                .is_some_and(|t| t.tracker.verdict().is_some());
-            if judged {
-                continue;
-            }
-            let Some(fact) = self.remote.get(key) else {
-                continue;
-            };
-            match fact.verdict {
-                Some(v) => verdicts.insert(key.clone(), v),
-                None => verdicts.remove(key),
-            };
-            match fact.weight.filter(|_| *measured) {
-                Some(w) => weights.insert(key.clone(), w),
-                None => weights.remove(key),
-            };
-        }
-        if verdicts != overlay.verdicts || weights != overlay.measured_weights {
-            self.controller.update_overlay(|o| {
-                o.verdicts = verdicts;
-                o.measured_weights = weights;
-            });
-        }
-    }
-
     fn absorb(&mut self, reports: impl Iterator<Item = Report>) -> Changes {
         let mut changes = Changes::default();
         let metrics = &self.metrics;
@@ -461,21 +421,10 @@ impl Aggregator {
         if changes.verdicts.is_empty() && !weights_changed {
             return;
         }
-        if let Some(publish) = &self.publish {
-            let mut keys: BTreeSet<&EndpointKey> = changes.verdicts.keys().collect();
-            if weights_changed {
-                keys.extend(weights.keys());
-            }
-            for key in keys {
-                let Some(target) = self.targets.get(key) else {
-                    continue;
-                };
-                let fact = HealthFact {
-                    verdict: target.tracker.verdict(),
-                    weight: weights.get(key).copied(),
-                };
-                let _ = publish.send((key.clone(), fact));
-            }
+        if weights_changed {
+            self.publish_facts(changes.verdicts.keys().chain(weights.keys()), &weights);
+        } else {
+            self.publish_facts(changes.verdicts.keys(), &weights);
         }
         self.controller.update_overlay(|o| {
             for (key, verdict) in &changes.verdicts {
