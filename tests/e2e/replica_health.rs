@@ -182,3 +182,71 @@ async fn each_endpoint_is_probed_by_one_replica_and_survivors_take_over() {
             .contains("failed_eds_health")
     );
 }
+
+/// Probes this replica ran, from its metrics.
+async fn probes_run(f: &Flotilla) -> u64 {
+    f.text("/metrics")
+        .await
+        .lines()
+        .filter(|l| l.starts_with("flotilla_health_probes_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn weight_of(state: &serde_json::Value, addr: &str) -> Option<u64> {
+    state["clusters"][0]["endpoints"]
+        .as_array()?
+        .iter()
+        .find(|e| e["address"] == addr)?["weight"]
+        .as_u64()
+}
+
+/// A least_response_time cluster is probed whole by one replica (its weights compare all its
+/// endpoints), and every replica serves the weights that replica measured.
+#[tokio::test]
+async fn a_least_response_time_cluster_is_measured_by_one_replica_and_served_by_all() {
+    let etcd = Etcd::start().await;
+    let fast = Backend::start("fast").await;
+    let slow = Backend::start("slow").await;
+    slow.set_health_delay(Duration::from_millis(50));
+    let yaml = format!(
+        "version: 1
+clusters:
+  web:
+    policy: least_response_time
+    endpoints: [{}, {}]
+    health_check: {{ http: {{ path: /healthz }}, interval: 200ms, timeout: 150ms, jitter: 20ms }}
+listeners:
+  public:
+    address: {}
+    routes: [ {{ to: web }} ]
+",
+        fast.address(),
+        slow.address(),
+        free_addr()
+    );
+    let a = replica(&yaml, &etcd).await;
+    let b = replica(&yaml, &etcd).await;
+    let (fast, slow) = (fast.address(), slow.address());
+    wait::until(
+        "both replicas to serve the measured weights",
+        Duration::from_secs(15),
+        || async {
+            let (sa, sb) = (a.json("/api/v1/state").await, b.json("/api/v1/state").await);
+            let weights =
+                |s: &serde_json::Value| Some((weight_of(s, &fast)?, weight_of(s, &slow)?));
+            let (wa, wb) = (weights(&sa)?, weights(&sb)?);
+            (wa == wb && wa.1 * 4 < wa.0).then_some(())
+        },
+    )
+    .await;
+    // Exactly one replica probes the cluster.
+    let before = (probes_run(&a).await, probes_run(&b).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = (probes_run(&a).await, probes_run(&b).await);
+    let ran = (after.0 - before.0, after.1 - before.1);
+    assert!(
+        (ran.0 == 0) != (ran.1 == 0),
+        "probes in 1 s on A and B: {ran:?}; one replica should run them all"
+    );
+}
