@@ -187,6 +187,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     ));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
     xds_listening.store(true, Ordering::Release);
+    let runtime_for_leave = runtime.clone();
     let xds_result = xds::serve(
         xds_listener,
         cache,
@@ -204,6 +205,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     .await;
     xds_listening.store(false, Ordering::Release);
     shutdown.cancel();
+    runtime_for_leave.leave().await;
     let admin_result = admin.await;
     xds_result?;
     match admin_result {

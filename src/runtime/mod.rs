@@ -122,6 +122,8 @@ pub struct Runtime {
     writes: tokio::sync::Mutex<()>,
     /// Whether the shared store answers (always true for the file).
     store_up: watch::Sender<bool>,
+    /// The etcd lease this replica announces itself with (0: none).
+    replica_lease: Arc<std::sync::atomic::AtomicI64>,
     state: Mutex<State>,
     /// Wakes the lease task: a lease was added or renewed, or the registry changed.
     leases_changed: Notify,
@@ -181,6 +183,7 @@ impl Runtime {
             store,
             writes: tokio::sync::Mutex::new(()),
             store_up: watch::Sender::new(true),
+            replica_lease: Arc::default(),
             state: Mutex::new(State {
                 persistent,
                 ..State::default()

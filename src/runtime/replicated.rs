@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -89,9 +90,10 @@ pub fn default_replica_id() -> String {
 }
 
 /// Keeps replica `me` announced in etcd under its own lease, until shutdown.
-async fn announce(store: SharedState, me: String) {
+async fn announce(store: SharedState, me: String, current: Arc<AtomicI64>) {
     loop {
         if let Ok(lease) = store.announce(&me, REPLICA_TTL).await {
+            current.store(lease, Ordering::Release);
             info!(replica = %me, "announced in etcd");
             loop {
                 tokio::time::sleep(REPLICA_TTL / 3).await;
@@ -182,6 +184,20 @@ impl Runtime {
                 .map_err(RuntimeError::StoreUnavailable)?;
         }
         self.deregister(cluster, address)
+    }
+
+    /// Ends this replica's announcement (a clean shutdown): the others take over its probes
+    /// at once instead of when its lease runs out.
+    pub async fn leave(&self) {
+        let lease = self.replica_lease.swap(0, Ordering::AcqRel);
+        if let (Store::Shared(shared), true) = (&self.store, lease != 0) {
+            match shared.client().revoke(lease).await {
+                Ok(()) => info!("left the replicas"),
+                Err(e) => {
+                    warn!(error = %e, "could not end this replica's lease; it runs out by itself")
+                }
+            }
+        }
     }
 
     pub(super) fn check_store(&self) -> Result<(), RuntimeError> {
@@ -279,7 +295,11 @@ impl Runtime {
             publish,
         } = link;
         let tasks = [
-            tokio::spawn(announce(store.clone(), me.clone())),
+            tokio::spawn(announce(
+                store.clone(),
+                me.clone(),
+                self.replica_lease.clone(),
+            )),
             tokio::spawn(publish_health(store.clone(), publish)),
         ];
         let _stop = tasks.map(|t| t.abort_handle()).map(AbortOnDrop);

@@ -250,3 +250,40 @@ listeners:
         "probes in 1 s on A and B: {ran:?}; one replica should run them all"
     );
 }
+
+/// A replica stopped cleanly (SIGTERM) ends its announcement: the survivor takes over its
+/// probes at once, not when the lease would have run out.
+#[tokio::test]
+async fn a_replica_that_stops_cleanly_hands_over_its_probes_at_once() {
+    let etcd = Etcd::start().await;
+    let mut backends = Vec::new();
+    for i in 0..ENDPOINTS {
+        backends.push(Backend::start(&format!("h{i}")).await);
+    }
+    let addrs: Vec<String> = backends.iter().map(Backend::address).collect();
+    let yaml = checked(free_addr(), &addrs);
+    let mut a = replica(&yaml, &etcd).await;
+    let _b = replica(&yaml, &etcd).await;
+    wait::until(
+        "probes split between replicas",
+        Duration::from_secs(20),
+        || async {
+            let rate = probe_rate(&backends, Duration::from_secs(2)).await;
+            (rate < PROBES_PER_SECOND * 1.3).then_some(())
+        },
+    )
+    .await;
+    assert!(a.terminate().await.success());
+    let stopped = Instant::now();
+    wait::until("B to probe everything", Duration::from_secs(10), || async {
+        let rate = probe_rate(&backends, Duration::from_secs(1)).await;
+        (rate >= PROBES_PER_SECOND * 0.75).then_some(())
+    })
+    .await;
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?}: as long as waiting for the 3 s lease (+1 s window)"
+    );
+    assert!(a.log().contains("left the replicas"), "{}", a.log());
+}
