@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::latency::{self, Smoothed};
 use super::metrics::HealthMetrics;
-use super::ownership::{HealthFact, Owners, SharedHealth};
+use super::ownership::{FactUpdate, HealthFact, Owners, SharedHealth};
 use shared::Sharing;
 
 mod shared;
@@ -159,7 +159,7 @@ struct Aggregator {
     /// Every endpoint with a health check, and whether its weight is measured.
     desired: HashMap<EndpointKey, bool>,
     /// With replicas: where this replica's findings go (etcd).
-    publish: Option<mpsc::UnboundedSender<(EndpointKey, HealthFact)>>,
+    publish: Option<mpsc::UnboundedSender<FactUpdate>>,
 }
 
 /// What a batch of reports changes in the overlay.
@@ -210,7 +210,10 @@ impl Aggregator {
                     }
                 }
                 Some((key, fact)) = async { remote.as_mut()?.recv().await } => {
-                    self.remote.insert(key, fact);
+                    match fact {
+                        Some(f) => self.remote.insert(key, f),
+                        None => self.remote.remove(&key),
+                    };
                     self.serve_remote();
                 }
                 n = reports.recv_many(&mut batch, 1024) => {
@@ -230,10 +233,14 @@ impl Aggregator {
     /// Starts, restarts and stops endpoint tasks to match the config and registrations.
     fn reconcile(&mut self, inputs: &Inputs) {
         let mut desired = targets(&inputs.config, &inputs.overlay);
-        self.desired = desired
-            .iter()
-            .map(|(k, (_, m, _))| (k.clone(), *m))
-            .collect();
+        let previous = std::mem::replace(
+            &mut self.desired,
+            desired
+                .iter()
+                .map(|(k, (_, m, _))| (k.clone(), *m))
+                .collect(),
+        );
+        self.forget(previous);
         if let Some(owners) = &self.owners {
             desired.retain(|k, (_, measured, _)| owners.owns(k, *measured));
         }

@@ -87,14 +87,18 @@ impl HealthFact {
     }
 }
 
+/// A fact about an endpoint, or `None`: it no longer has a health check (its fact is deleted,
+/// so that an endpoint added again later starts from unknown, not from an old verdict).
+pub type FactUpdate = (EndpointKey, Option<HealthFact>);
+
 /// The checker's side of sharing health with other replicas.
 pub struct SharedHealth {
     /// `None` while etcd is out of reach: then every replica probes everything.
     pub owners: watch::Receiver<Option<Arc<Owners>>>,
     /// Facts other replicas published (and this one's own, echoed by the watch).
-    pub remote: mpsc::UnboundedReceiver<(EndpointKey, HealthFact)>,
+    pub remote: mpsc::UnboundedReceiver<FactUpdate>,
     /// Facts this replica publishes for the endpoints it owns.
-    pub publish: mpsc::UnboundedSender<(EndpointKey, HealthFact)>,
+    pub publish: mpsc::UnboundedSender<FactUpdate>,
 }
 
 #[cfg(test)]

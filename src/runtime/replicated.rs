@@ -16,7 +16,7 @@ use super::store::Persistent;
 use super::{LeaseView, Runtime, RuntimeError, Store};
 use crate::etcd::EtcdError;
 use crate::events::{self, Kind, NewEvent};
-use crate::health::ownership::{HealthFact, Owners, SharedHealth};
+use crate::health::ownership::{FactUpdate, HealthFact, Owners, SharedHealth};
 use crate::overlay::EndpointKey;
 
 /// How long a replica waits before trying etcd again.
@@ -33,8 +33,8 @@ const FACTS_PER_TXN: usize = 100;
 pub struct ReplicaLink {
     pub me: String,
     owners: watch::Sender<Option<Arc<Owners>>>,
-    remote: mpsc::UnboundedSender<(EndpointKey, HealthFact)>,
-    publish: mpsc::UnboundedReceiver<(EndpointKey, HealthFact)>,
+    remote: mpsc::UnboundedSender<FactUpdate>,
+    publish: mpsc::UnboundedReceiver<FactUpdate>,
 }
 
 /// The two ends that connect the runtime of replica `me` to its health checker.
@@ -108,11 +108,8 @@ async fn announce(store: SharedState, me: String, current: Arc<AtomicI64>) {
 
 /// Writes this replica's health findings to etcd, the newest per endpoint, retrying while
 /// etcd is out of reach.
-async fn publish_health(
-    store: SharedState,
-    mut facts: mpsc::UnboundedReceiver<(EndpointKey, HealthFact)>,
-) {
-    let mut pending: BTreeMap<EndpointKey, HealthFact> = BTreeMap::new();
+async fn publish_health(store: SharedState, mut facts: mpsc::UnboundedReceiver<FactUpdate>) {
+    let mut pending: BTreeMap<EndpointKey, Option<HealthFact>> = BTreeMap::new();
     loop {
         if pending.is_empty() {
             match facts.recv().await {
@@ -123,7 +120,7 @@ async fn publish_health(
         while let Ok((k, f)) = facts.try_recv() {
             pending.insert(k, f);
         }
-        let chunk: BTreeMap<EndpointKey, HealthFact> = pending
+        let chunk: BTreeMap<EndpointKey, Option<HealthFact>> = pending
             .iter()
             .take(FACTS_PER_TXN)
             .map(|(k, f)| (k.clone(), *f))
@@ -327,7 +324,7 @@ impl Runtime {
         store: &SharedState,
         me: &str,
         owners: &watch::Sender<Option<Arc<Owners>>>,
-        remote: &mpsc::UnboundedSender<(EndpointKey, HealthFact)>,
+        remote: &mpsc::UnboundedSender<FactUpdate>,
     ) -> EtcdError {
         let Loaded {
             persistent,

@@ -47,7 +47,8 @@ pub enum Seen {
     /// A replica announced itself (`true`) or its lease ended.
     Replica(String, bool),
     /// What the owner of an endpoint found.
-    Health(EndpointKey, HealthFact),
+    /// `None`: deleted (the endpoint lost its health check).
+    Health(EndpointKey, Option<HealthFact>),
 }
 
 /// Everything under the prefix, read at `revision`.
@@ -117,10 +118,10 @@ impl SharedState {
             return Some(Seen::Replica(id.to_string(), !deleted));
         }
         if let Some(Fact::Health(key)) = parse_key(&self.prefix, &kv.key) {
-            // A deleted fact is no news: the endpoint left, or etcd was emptied.
-            return HealthFact::decode(&kv.value)
-                .filter(|_| !deleted)
-                .map(|f| Seen::Health(key, f));
+            if deleted {
+                return Some(Seen::Health(key, None));
+            }
+            return HealthFact::decode(&kv.value).map(|f| Seen::Health(key, Some(f)));
         }
         self.registration(kv, deleted)
             .map(|(key, lease)| Seen::Registration(key, lease))
@@ -142,14 +143,19 @@ impl SharedState {
     /// Publishes what this replica found about the endpoints it owns.
     pub async fn publish_health(
         &self,
-        facts: &BTreeMap<EndpointKey, HealthFact>,
+        facts: &BTreeMap<EndpointKey, Option<HealthFact>>,
     ) -> Result<(), EtcdError> {
         let ops = facts
             .iter()
-            .map(|(k, f)| Op::Put {
-                key: key(&self.prefix, HEALTH, k),
-                value: f.encode(),
-                lease: 0,
+            .map(|(k, f)| match f {
+                Some(f) => Op::Put {
+                    key: key(&self.prefix, HEALTH, k),
+                    value: f.encode(),
+                    lease: 0,
+                },
+                None => Op::Delete {
+                    key: key(&self.prefix, HEALTH, k),
+                },
             })
             .collect();
         self.client.txn(ops).await.map(drop)

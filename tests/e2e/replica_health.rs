@@ -287,3 +287,62 @@ async fn a_replica_that_stops_cleanly_hands_over_its_probes_at_once() {
     );
     assert!(a.log().contains("left the replicas"), "{}", a.log());
 }
+
+/// The health facts etcd holds for `web` (through etcd's JSON gateway).
+async fn facts_in_etcd(etcd: &Etcd) -> Vec<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let encode = |k: &[u8]| b64.encode(k);
+    let decode = |k: &str| String::from_utf8(b64.decode(k).expect("base64")).expect("utf-8");
+    let body = serde_json::json!({
+        "key": encode(b"/flotilla/health/web/"),
+        "range_end": encode(b"/flotilla/health/web0"),
+    });
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{}/v3/kv/range", etcd.client))
+        .json(&body)
+        .send()
+        .await
+        .expect("etcd range")
+        .json()
+        .await
+        .expect("etcd JSON");
+    r["kvs"]
+        .as_array()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| decode(kv["key"].as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An endpoint that loses its health check (removed from the config) loses its fact in etcd,
+/// so that if it comes back it starts from unknown, not from a verdict of long ago.
+#[tokio::test]
+async fn a_removed_endpoint_leaves_no_health_fact_behind() {
+    let etcd = Etcd::start().await;
+    let mut backends = Vec::new();
+    for i in 0..3 {
+        backends.push(Backend::start(&format!("h{i}")).await);
+    }
+    let addrs: Vec<String> = backends.iter().map(Backend::address).collect();
+    let listen = free_addr();
+    let a = replica(&checked(listen, &addrs), &etcd).await;
+    let b = replica(&checked(listen, &addrs), &etcd).await;
+    wait::until(
+        "a fact for every endpoint",
+        Duration::from_secs(10),
+        || async { (facts_in_etcd(&etcd).await.len() == 3).then_some(()) },
+    )
+    .await;
+    for f in [&a, &b] {
+        std::fs::write(&f.config, checked(listen, &addrs[..2])).expect("write config");
+    }
+    let gone = format!("/flotilla/health/web/{}", addrs[2]);
+    wait::until("h2's fact deleted", Duration::from_secs(10), || async {
+        let facts = facts_in_etcd(&etcd).await;
+        (facts.len() == 2 && !facts.contains(&gone)).then_some(())
+    })
+    .await;
+}

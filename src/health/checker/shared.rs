@@ -7,13 +7,13 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::Aggregator;
-use crate::health::ownership::{HealthFact, Owners};
+use crate::health::ownership::{FactUpdate, HealthFact, Owners};
 use crate::overlay::EndpointKey;
 
 /// Who owns what, and the facts other replicas publish.
 pub(super) type Sharing = (
     watch::Receiver<Option<Arc<Owners>>>,
-    mpsc::UnboundedReceiver<(EndpointKey, HealthFact)>,
+    mpsc::UnboundedReceiver<FactUpdate>,
 );
 
 impl Aggregator {
@@ -55,6 +55,20 @@ impl Aggregator {
         }
     }
 
+    /// Deletes the facts of endpoints that had a health check in `previous` and have none
+    /// now (every replica that sees one go deletes it: deleting twice is harmless).
+    pub(super) fn forget(&mut self, previous: std::collections::HashMap<EndpointKey, bool>) {
+        let Some(publish) = &self.publish else {
+            return;
+        };
+        for key in previous.into_keys() {
+            if !self.desired.contains_key(&key) {
+                self.remote.remove(&key);
+                let _ = publish.send((key, None));
+            }
+        }
+    }
+
     /// Sends what this replica found about `keys` (those it probes) to the other replicas.
     pub(super) fn publish_facts<'a>(
         &self,
@@ -72,7 +86,7 @@ impl Aggregator {
                 verdict: target.tracker.verdict(),
                 weight: weights.get(key).copied(),
             };
-            let _ = publish.send((key.clone(), fact));
+            let _ = publish.send((key.clone(), Some(fact)));
         }
     }
 }
