@@ -237,6 +237,12 @@ pub(crate) fn validate(paths: &[PathBuf]) -> ExitCode {
                 if let Some(warning) = config::empty::warning(c) {
                     let _ = writeln!(std::io::stderr(), "{shown}: {warning}");
                 }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                for warning in flotilla::tls::metrics::expiring(c, now) {
+                    let _ = writeln!(std::io::stderr(), "{shown}: {warning}");
+                }
                 let line = format!(
                     "{shown}: ok ({} clusters, {} listeners, {} fleets)\n",
                     c.clusters.len(),
@@ -278,7 +284,7 @@ pub(crate) fn render(
         }
     };
     let snapshot = render::snapshot(&loaded.config, fleet, transport.into());
-    let value = render::to_json(&snapshot, fleet)?;
+    let value = render::to_json(&snapshot, fleet, &loaded.config.secrets)?;
     print_document(&value, format)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -136,6 +136,7 @@ impl Controller {
                 config: config.clone(),
                 overlay,
             });
+            self.metrics.certificates.observe(&config);
             let mut state = self.lock();
             state.config = Some(config);
             self.served(&mut state, &summary);
@@ -265,11 +266,15 @@ pub struct ControlMetrics {
     config_version: Family<VersionLabel, Gauge>,
     last_reload_ok: Gauge,
     endpoints: Family<EndpointLabels, Gauge>,
+    certificates: crate::tls::CertificateMetrics,
 }
 
 impl ControlMetrics {
     pub fn register(registry: &mut Registry) -> ControlMetrics {
-        let m = ControlMetrics::default();
+        let m = ControlMetrics {
+            certificates: crate::tls::CertificateMetrics::register(registry),
+            ..ControlMetrics::default()
+        };
         registry.register(
             "config_reloads",
             "Attempts to load the configuration, by result (applied, unchanged, invalid)",

@@ -27,6 +27,9 @@
 //! - [`admin`] reads all of the above over HTTP (JSON API, Prometheus [`metrics`], the
 //!   dashboard) and routes operator changes to [`runtime`]; [`events`] is its recent history.
 //!
+//! [`tls`] reads and checks certificates and keys (for TLS listeners and clusters, whose
+//! files reach Envoy only as SDS Secrets) and says what each certificate is.
+//!
 //! [`envoy`] holds Envoy's own formats (proto3 JSON, YAML, the bootstrap), [`grpc_bootstrap`]
 //! the bootstrap of proxyless gRPC clients, [`serve`] wires
 //! the server together, [`quickstart`] runs the demo, [`render`] prints what a fleet receives.
@@ -49,6 +52,7 @@ pub mod registry;
 pub mod render;
 pub mod runtime;
 pub mod serve;
+pub mod tls;
 pub mod traffic;
 pub mod translate;
 pub mod util;

@@ -141,11 +141,29 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         None
     };
     let (watcher, changes) = watcher.unzip();
+    let files = if opts.watch {
+        match config::watch_files::FilesWatcher::start(opts.debounce, MAX_DEBOUNCE) {
+            Ok((w, rx)) => Some((Arc::new(w), rx)),
+            Err(e) => {
+                warn!(error = %e, "cannot watch certificate files; a rotation needs a SIGHUP");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (files, file_changes) = files.unzip();
+    if let Some(files) = &files {
+        follow_files(&controller, files);
+    }
     tokio::spawn(reload_loop(
         controller.clone(),
         opts.config.clone(),
-        watcher.map(Arc::new),
-        changes,
+        Watchers {
+            config: watcher.map(Arc::new),
+            files,
+        },
+        [changes, file_changes],
         shutdown.clone(),
     ));
 
@@ -234,8 +252,8 @@ async fn follow_store(
 async fn reload_loop(
     controller: Arc<Controller>,
     path: PathBuf,
-    watcher: Option<Arc<config::watch::ConfigWatcher>>,
-    mut changes: Option<mpsc::Receiver<()>>,
+    watchers: Watchers,
+    [mut changes, mut file_changes]: [Option<mpsc::Receiver<()>>; 2],
     shutdown: CancellationToken,
 ) {
     let mut hangup = match signal(SignalKind::hangup()) {
@@ -249,14 +267,31 @@ async fn reload_loop(
         let trigger = tokio::select! {
             () = shutdown.cancelled() => return,
             Some(()) = async { changes.as_mut()?.recv().await } => "watch",
+            Some(()) = async { file_changes.as_mut()?.recv().await } => "certificate files",
             Some(()) = async { hangup.as_mut()?.recv().await } => "SIGHUP",
             else => {
                 shutdown.cancelled().await;
                 return;
             }
         };
-        let rearm = watcher.clone().filter(|_| trigger == "SIGHUP");
+        let rearm = watchers.config.clone().filter(|_| trigger == "SIGHUP");
         reload_off_runtime(&controller, &path, trigger, rearm).await;
+        if let Some(files) = &watchers.files {
+            follow_files(&controller, files);
+        }
+    }
+}
+
+/// What asks for a reload besides SIGHUP: the config's directory and the files it names.
+struct Watchers {
+    config: Option<Arc<config::watch::ConfigWatcher>>,
+    files: Option<Arc<config::watch_files::FilesWatcher>>,
+}
+
+/// Watches the certificate files the served config names (none before a config is served).
+fn follow_files(controller: &Controller, files: &config::watch_files::FilesWatcher) {
+    if let Some(config) = controller.config() {
+        files.follow(config::model::secret_files(&config.secrets));
     }
 }
 

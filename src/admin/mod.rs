@@ -5,6 +5,7 @@
 //! through the controller, like every other change to what Envoys run.
 
 pub mod api;
+pub mod certificates;
 pub mod dashboard;
 mod errors;
 pub mod guard;
@@ -80,6 +81,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/nodes", get(api::nodes))
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/traffic", get(api::traffic))
+        .route("/api/v1/certificates", get(certificates::certificates))
         .merge(dashboard::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

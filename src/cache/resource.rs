@@ -8,22 +8,29 @@ use sha2::{Digest, Sha256};
 
 use super::entries;
 
-/// The four xDS resource types flotilla serves, in make-before-break order: a cluster and its
-/// endpoints exist before the listeners and routes that send traffic to them.
+/// The xDS resource types flotilla serves. The first four are in make-before-break order: a
+/// cluster and its endpoints exist before the listeners and routes that send traffic to them.
+/// Secrets (TLS certificates and CAs, SDS) come last: Envoy asks for them by name once a
+/// listener or cluster names them, and warms that listener or cluster until they arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum ResourceType {
     Cluster,
     Endpoint,
     Listener,
     Route,
+    Secret,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 4] = [
+    /// How many types there are: the length of every per-type array.
+    pub const COUNT: usize = 5;
+
+    pub const ALL: [ResourceType; ResourceType::COUNT] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Listener,
         ResourceType::Route,
+        ResourceType::Secret,
     ];
 
     pub fn type_url(self) -> &'static str {
@@ -34,6 +41,9 @@ impl ResourceType {
             }
             ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
             ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            ResourceType::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
         }
     }
 
@@ -48,6 +58,7 @@ impl ResourceType {
             ResourceType::Endpoint => "eds",
             ResourceType::Listener => "lds",
             ResourceType::Route => "rds",
+            ResourceType::Secret => "sds",
         }
     }
 
@@ -55,7 +66,7 @@ impl ResourceType {
         self as usize
     }
 
-    /// Clusters and listeners are requested by wildcard; endpoints and routes by name.
+    /// Clusters and listeners are requested by wildcard; endpoints, routes and secrets by name.
     pub fn is_wildcard(self) -> bool {
         matches!(self, ResourceType::Cluster | ResourceType::Listener)
     }

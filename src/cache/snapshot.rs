@@ -71,8 +71,8 @@ impl Changes {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub version: String,
-    types: [Arc<TypeSet>; 4],
-    changes: [Option<Arc<Changes>>; 4],
+    types: [Arc<TypeSet>; ResourceType::COUNT],
+    changes: [Option<Arc<Changes>>; ResourceType::COUNT],
     /// When this content first appeared (for push latency: created → ACKed by Envoy).
     pub created: Option<Instant>,
     /// Listeners of the fleet left out because they are for the other kind of client (see
@@ -109,13 +109,13 @@ impl Snapshot {
     /// A snapshot of the given resources per type (in `ResourceType::ALL` order), for tests
     /// of the xDS state machine.
     #[cfg(test)]
-    pub(crate) fn of(types: [Vec<Arc<Resource>>; 4]) -> Snapshot {
+    pub(crate) fn of(types: [Vec<Arc<Resource>>; ResourceType::COUNT]) -> Snapshot {
         Snapshot::from_types(
             types.map(|rs| TypeSet::new(rs.into_iter().map(|r| (r.name.clone(), r)).collect())),
         )
     }
 
-    fn from_types(types: [TypeSet; 4]) -> Snapshot {
+    fn from_types(types: [TypeSet; ResourceType::COUNT]) -> Snapshot {
         let versions: Vec<&[u8]> = types.iter().map(|t| t.version.as_bytes()).collect();
         Snapshot {
             version: content_hash(versions),
@@ -185,7 +185,7 @@ impl Snapshot {
 /// Every resource of a translation, encoded once. Fleet snapshots are subsets of it.
 #[derive(Debug, Clone, Default)]
 pub struct EncodedSet {
-    types: [BTreeMap<String, Arc<Resource>>; 4],
+    types: [BTreeMap<String, Arc<Resource>>; ResourceType::COUNT],
     grpc_listeners: BTreeSet<String>,
 }
 
@@ -226,6 +226,12 @@ impl EncodedSet {
                 ),
             );
         }
+        for (name, s) in &t.secrets {
+            put(
+                ResourceType::Secret,
+                Resource::new(name.clone(), any(s), Vec::new()),
+            );
+        }
         for (name, r) in &t.routes {
             put(
                 ResourceType::Route,
@@ -252,6 +258,7 @@ impl EncodedSet {
         };
         let cluster = |n: &str| selection.is_none_or(|s| s.clusters.contains(n));
         let listener = |n: &str| selection.is_none_or(|s| s.listeners.contains(n));
+        let secret = |n: &str| selection.is_none_or(|s| s.secrets.contains(n));
         // Most configs have no gRPC listener, and then an Envoy is served every listener.
         let filtered = kind == ClientKind::Grpc
             || (kind == ClientKind::Envoy && !self.grpc_listeners.is_empty());
@@ -263,6 +270,7 @@ impl EncodedSet {
             pick(ResourceType::Endpoint, &cluster),
             pick(ResourceType::Listener, &listener_served),
             pick(ResourceType::Route, &listener_served),
+            pick(ResourceType::Secret, &secret),
         ]);
         if filtered {
             snapshot.withheld_listeners = Arc::new(

@@ -118,7 +118,7 @@ pub fn files_of(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
 /// Reads a regular file of at most `budget` bytes and takes what it read from the budget.
 /// Anything else is refused before it is read: a FIFO would block the reader forever and a
 /// device like `/dev/zero` never ends.
-fn read_capped(file: &Path, budget: &mut u64) -> Result<Vec<u8>, LoadError> {
+pub(crate) fn read_capped(file: &Path, budget: &mut u64) -> Result<Vec<u8>, LoadError> {
     let io = |error| LoadError::Io {
         path: file.to_path_buf(),
         error,

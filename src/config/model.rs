@@ -13,6 +13,8 @@ pub struct Config {
     pub clusters: BTreeMap<String, Cluster>,
     pub listeners: BTreeMap<String, Listener>,
     pub fleets: BTreeMap<String, Fleet>,
+    /// Certificates and CAs that listeners and clusters use, by Secret name.
+    pub secrets: Secrets,
     /// The operator's `allow_empty: true`: serve may apply this config even though it removes
     /// every listener or cluster (see `config::empty`).
     pub allow_empty: bool,
@@ -33,6 +35,8 @@ pub struct Cluster {
     /// default is 0.
     pub panic_threshold: u32,
     pub registrations: Registrations,
+    /// `tls`: Envoy (and flotilla's health probes) reach the endpoints over TLS.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// What endpoints may add to a cluster by registering themselves (the admin API's
@@ -147,6 +151,8 @@ pub struct HealthCheck {
     pub jitter: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
+    /// The cluster's upstream TLS, which HTTP and gRPC probes use too.
+    pub tls: Option<ProbeTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -231,6 +237,8 @@ pub struct Listener {
     pub hosts: Vec<VirtualHost>,
     /// `Some` for `protocol: tcp | tls_passthrough` (then `hosts` is empty).
     pub tcp: Option<TcpForward>,
+    /// `tls`: Envoy terminates TLS on this listener.
+    pub tls: Option<ListenerTls>,
     /// Off unless the listener asks for one.
     pub access_log: Option<AccessLog>,
 }
@@ -268,6 +276,29 @@ impl Listener {
             .flat_map(Route::clusters)
             .chain(self.tcp.iter().flat_map(TcpForward::clusters))
     }
+
+    /// The Secrets this listener's TLS names.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.tls.iter().flat_map(|t| {
+            t.certificates
+                .iter()
+                .chain(t.client_ca.as_ref())
+                .map(String::as_str)
+        })
+    }
+}
+
+impl Cluster {
+    /// The Secrets this cluster's upstream TLS names.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.tls.iter().flat_map(|t| {
+            let ca = match &t.ca {
+                TrustedCa::Secret(name) => Some(name.as_str()),
+                TrustedCa::System => None,
+            };
+            ca.into_iter().chain(t.client_certificate.as_deref())
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -281,3 +312,5 @@ mod tcp;
 pub use tcp::*;
 mod route;
 pub use route::*;
+mod tls;
+pub use tls::*;

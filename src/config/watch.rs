@@ -172,7 +172,7 @@ fn relevant(path: &Path, file_name: Option<&std::ffi::OsStr>) -> bool {
 
 /// Signals `tx` once per burst on `changed`, after calling `before_reload` (which re-arms a
 /// replaced directory's watch, so the reload and every later edit see the new directory).
-async fn debounce_loop(
+pub(crate) async fn debounce_loop(
     changed: Arc<Notify>,
     tx: mpsc::Sender<()>,
     quiet: Duration,

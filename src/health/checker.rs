@@ -268,7 +268,7 @@ impl Aggregator {
             }
             self.next_id += 1;
             let id = self.next_id;
-            let prober = Prober::new(key.address, &spec.probe, &self.http);
+            let prober = Prober::new(key.address, &spec.probe, spec.tls.as_ref(), &self.http);
             let task = tokio::spawn(probe_loop(
                 key.clone(),
                 id,

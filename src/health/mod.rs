@@ -12,6 +12,7 @@ mod metrics;
 pub mod ownership;
 mod probe;
 mod targets;
+mod tls;
 pub mod verdict;
 
 pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn, spawn_shared};

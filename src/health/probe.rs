@@ -10,7 +10,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::config::model::{GrpcProbe, HttpProbe, Probe, TcpProbe};
+use crate::config::model::{GrpcProbe, HttpProbe, Probe, ProbeTls, TcpProbe};
 
 /// At most this much of a response body is read to look for `body_contains`.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -30,6 +30,8 @@ pub enum ProbeError {
     Expect(String),
     #[error("gRPC health: {0}")]
     Grpc(String),
+    #[error("TLS settings: {0}")]
+    Tls(String),
 }
 
 /// One endpoint's prober: what to send and how to judge the answer.
@@ -47,26 +49,40 @@ pub enum Prober {
         client: HealthClient<Channel>,
         service: String,
     },
+    /// The cluster's TLS settings could not make a client (reported on every probe).
+    Broken(String),
 }
 
 impl Prober {
-    /// A prober for `addr`; HTTP probes share `http` (one connection pool for all endpoints).
-    pub fn new(addr: SocketAddr, probe: &Probe, http: &reqwest::Client) -> Prober {
-        match probe {
-            Probe::Http(p) => Prober::Http {
+    /// A prober for `addr`; plain HTTP probes share `http` (one connection pool for all
+    /// endpoints), HTTP and gRPC probes of a TLS cluster (`tls`) get a client of their own.
+    pub fn new(
+        addr: SocketAddr,
+        probe: &Probe,
+        tls: Option<&ProbeTls>,
+        http: &reqwest::Client,
+    ) -> Prober {
+        let made = match (probe, tls) {
+            (Probe::Http(p), None) => Ok(Prober::Http {
                 client: http.clone(),
                 url: format!("http://{addr}{}", p.path),
                 probe: p.clone(),
-            },
-            Probe::Tcp(p) => Prober::Tcp {
+            }),
+            (Probe::Http(p), Some(t)) => https_client(addr, t).map(|(client, base)| Prober::Http {
+                client,
+                url: format!("{base}{}", p.path),
+                probe: p.clone(),
+            }),
+            (Probe::Tcp(p), _) => Ok(Prober::Tcp {
                 addr,
                 probe: p.clone(),
-            },
-            Probe::Grpc(p) => Prober::Grpc {
-                client: HealthClient::new(grpc_channel(addr, p)),
+            }),
+            (Probe::Grpc(p), tls) => grpc_channel(addr, p, tls).map(|channel| Prober::Grpc {
+                client: HealthClient::new(channel),
                 service: p.service.clone(),
-            },
-        }
+            }),
+        };
+        made.unwrap_or_else(Prober::Broken)
     }
 
     /// Runs one probe; the caller bounds it with the configured timeout.
@@ -75,21 +91,68 @@ impl Prober {
             Prober::Http { client, url, probe } => http(client, url, probe).await,
             Prober::Tcp { addr, probe } => tcp(*addr, probe).await,
             Prober::Grpc { client, service } => grpc(client, service).await,
+            Prober::Broken(why) => Err(ProbeError::Tls(why.clone())),
         }
     }
 }
 
-fn grpc_channel(addr: SocketAddr, probe: &GrpcProbe) -> Channel {
-    let mut endpoint = Endpoint::from_shared(format!("http://{addr}"))
+/// An HTTPS client that reaches `addr` under the cluster's SNI (or its IP address without
+/// one), and the URL base to probe it at.
+fn https_client(addr: SocketAddr, tls: &ProbeTls) -> Result<(reqwest::Client, String), String> {
+    // The probes speak HTTP/1.1 (the client is built without HTTP/2).
+    let config = super::tls::client_config(tls, "http/1.1")?;
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .use_preconfigured_tls(config);
+    let base = match &tls.sni {
+        Some(sni) => {
+            builder = builder.resolve(sni, addr);
+            format!("https://{sni}:{}", addr.port())
+        }
+        None => format!("https://{addr}"),
+    };
+    let client = builder.build().map_err(|e| error_chain(&e))?;
+    Ok((client, base))
+}
+
+fn grpc_channel(
+    addr: SocketAddr,
+    probe: &GrpcProbe,
+    tls: Option<&ProbeTls>,
+) -> Result<Channel, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .expect("a socket address is a valid URI")
         .tcp_nodelay(true);
     if let Some(authority) = &probe.authority
-        && let Ok(uri) = format!("http://{authority}").parse()
+        && let Ok(uri) = format!("{scheme}://{authority}").parse()
     {
         endpoint = endpoint.origin(uri);
     }
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(grpc_tls(tls, addr))
+            .map_err(|e| error_chain(&e))?;
+    }
     // Connects on first use and reconnects after failures; one channel per endpoint.
-    endpoint.connect_lazy()
+    Ok(endpoint.connect_lazy())
+}
+
+fn grpc_tls(tls: &ProbeTls, addr: SocketAddr) -> tonic::transport::ClientTlsConfig {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut config = ClientTlsConfig::new()
+        .domain_name(tls.sni.clone().unwrap_or_else(|| addr.ip().to_string()));
+    config = match &tls.roots {
+        Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
+        None => config.with_native_roots(),
+    };
+    if let Some((chain, key)) = &tls.client {
+        config = config.identity(Identity::from_pem(chain, key.expose()));
+    }
+    config
 }
 
 async fn http(client: &reqwest::Client, url: &str, probe: &HttpProbe) -> Result<(), ProbeError> {

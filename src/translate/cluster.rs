@@ -51,6 +51,10 @@ pub(super) fn cluster(c: &model::Cluster, eds_source: &ConfigSource) -> Cluster 
         }),
         outlier_detection: c.outlier_detection.as_ref().map(outlier_detection),
         circuit_breakers: c.circuit_breakers.as_ref().map(circuit_breakers),
+        transport_socket: c
+            .tls
+            .as_ref()
+            .map(|t| super::tls::upstream(t, c.upstream_protocol, eds_source)),
         ..Default::default()
     };
     if c.upstream_protocol == UpstreamProtocol::Http2 {

@@ -14,6 +14,9 @@ use crate::config::Config;
 pub struct FleetSelection {
     pub listeners: BTreeSet<String>,
     pub clusters: BTreeSet<String>,
+    /// The Secrets those listeners and clusters name: no Envoy receives a certificate its
+    /// fleet does not serve.
+    pub secrets: BTreeSet<String>,
 }
 
 /// The resources for Envoys whose `node.cluster` is `fleet`. `None` means "everything": no
@@ -26,15 +29,28 @@ pub fn select_fleet(config: &Config, fleet: &str) -> Option<FleetSelection> {
         return Some(FleetSelection::default());
     };
     let listeners: BTreeSet<String> = declared.listeners.iter().cloned().collect();
-    let clusters = listeners
+    let clusters: BTreeSet<String> = listeners
         .iter()
         .filter_map(|l| config.listeners.get(l))
         .flat_map(|l| l.clusters())
         .map(str::to_string)
         .collect();
+    let secrets = listeners
+        .iter()
+        .filter_map(|l| config.listeners.get(l))
+        .flat_map(|l| l.secrets())
+        .chain(
+            clusters
+                .iter()
+                .filter_map(|c| config.clusters.get(c))
+                .flat_map(|c| c.secrets()),
+        )
+        .map(str::to_string)
+        .collect();
     Some(FleetSelection {
         listeners,
         clusters,
+        secrets,
     })
 }
 

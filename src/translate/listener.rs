@@ -94,6 +94,10 @@ pub(super) fn listener(
                 name: HCM_FILTER.to_string(),
                 config_type: Some(filter::ConfigType::TypedConfig(any(&hcm))),
             }],
+            transport_socket: l
+                .tls
+                .as_ref()
+                .map(|t| super::tls::downstream(t, rds_source)),
             ..Default::default()
         }],
         ..Default::default()

@@ -12,6 +12,7 @@ mod fleet;
 mod listener;
 mod route;
 mod tcp;
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +20,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf as pbwk;
 
 use crate::config::Config;
@@ -49,6 +51,8 @@ pub struct Translation {
     /// Listeners for proxyless gRPC clients (an `api_listener`, no socket): served only to
     /// gRPC clients, known here rather than re-read from protos.
     pub grpc_listeners: BTreeSet<String>,
+    /// SDS Secrets (certificates and keys, CA bundles), named by the files they come from.
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 /// Translates a whole configuration for Envoys on the given transport.
@@ -78,6 +82,10 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
         if l.is_proxyless_grpc() {
             out.grpc_listeners.insert(name.clone());
         }
+    }
+    for (name, material) in &config.secrets {
+        out.secrets
+            .insert(name.clone(), tls::secret(name, material));
     }
     out
 }

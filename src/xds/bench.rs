@@ -32,7 +32,7 @@ impl PlanBench {
 
     /// Plans every type against `next` in make-before-break order, as the stream loop does
     /// after a snapshot change; returns how many resources each type's response would carry.
-    pub fn plan(&mut self, next: &Snapshot) -> [Option<usize>; 4] {
+    pub fn plan(&mut self, next: &Snapshot) -> [Option<usize>; ResourceType::COUNT] {
         ResourceType::ALL.map(|t| {
             protocol::next(self.mode, t, next, &mut self.client, true).map(|p| p.resources.len())
         })

@@ -97,6 +97,8 @@ service_names! {
         ["StreamListeners", "DeltaListeners", "FetchListeners"];
     Rds => "envoy.service.route.v3.RouteDiscoveryService", Some(ResourceType::Route),
         ["StreamRoutes", "DeltaRoutes", "FetchRoutes"];
+    Sds => "envoy.service.secret.v3.SecretDiscoveryService", Some(ResourceType::Secret),
+        ["StreamSecrets", "DeltaSecrets", "FetchSecrets"];
 }
 
 impl<N: Named> tower_service::Service<Request<Body>> for Service<N> {

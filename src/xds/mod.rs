@@ -96,7 +96,11 @@ pub async fn serve(
             shared.clone(),
             limits.clone(),
         ))
-        .add_service(grpc::Service::<grpc::Rds>::new(shared, limits))
+        .add_service(grpc::Service::<grpc::Rds>::new(
+            shared.clone(),
+            limits.clone(),
+        ))
+        .add_service(grpc::Service::<grpc::Sds>::new(shared, limits))
         // Envoy's stats and load reports share the xDS connection.
         .add_service(
             MetricsServiceServer::new(MetricsSink {

@@ -11,7 +11,12 @@
 //!    cluster (yet) cannot warm it before it has the route naming it (proxyless gRPC asks for
 //!    LDS, then RDS, then the clusters the routes name), so ordering never starves it;
 //! 4. a cluster that left the config is removed only once no route or TCP listener the client
-//!    holds (or is being sent) still points at it.
+//!    holds (or is being sent) still points at it;
+//! 5. secrets are sent as Envoy asks for them, never held back: Envoy asks only once it has
+//!    the listener or cluster naming them, and warms that listener or cluster until they
+//!    arrive (waiting for the secret before sending the listener would deadlock). A secret
+//!    that left the config is kept while the client still subscribes to it: it unsubscribes
+//!    when the last listener or cluster naming it is gone.
 //!
 //! Separate per-type streams cannot be ordered against each other, so they get the snapshot
 //! as is.
@@ -65,6 +70,16 @@ pub(crate) fn view<'a>(
             }
             v
         }
+        ResourceType::Secret => {
+            let mut v = current();
+            let now = &snapshot.get(t).resources;
+            for (name, _) in own.known.iter() {
+                if own.subscribed(name) && !now.contains_key(name) {
+                    v.insert(name, Entry::Keep);
+                }
+            }
+            v
+        }
         ResourceType::Listener | ResourceType::Route => {
             if clusters_warm(snapshot, client) {
                 current()
@@ -109,8 +124,9 @@ fn subscribed<'a>(own: &TypeState, resources: &'a BTreeMap<String, Arc<Resource>
 /// The types whose client state [`view`] of `t` reads (besides the snapshot): if none of
 /// them changed, neither did the view. Must follow `view` and the helpers below.
 pub(crate) fn inputs(t: ResourceType, ordered: bool) -> &'static [ResourceType] {
-    use ResourceType::{Cluster, Endpoint, Listener, Route};
+    use ResourceType::{Cluster, Endpoint, Listener, Route, Secret};
     match (ordered, t) {
+        (_, Secret) => &[Secret],
         (false, Cluster) => &[Cluster],
         (false, Endpoint) => &[Endpoint],
         (false, Listener) => &[Listener],
@@ -222,6 +238,84 @@ mod walk_tests {
             let view = subscribed(&own, &all);
             let expected: Vec<&String> = all.keys().filter(|k| own.names.contains(*k)).collect();
             assert_eq!(view.keys().collect::<Vec<_>>(), expected);
+        }
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::{Entry, view};
+    use crate::cache::{Resource, ResourceType, Snapshot};
+    use crate::xds::subscription::ClientState;
+
+    fn with_secrets(names: &[(&str, u8)]) -> Snapshot {
+        let secrets = names.iter().map(|(n, b)| Resource::test(n, *b)).collect();
+        Snapshot::of([Vec::new(), Vec::new(), Vec::new(), Vec::new(), secrets])
+    }
+
+    fn client_holding(names: &[&str], held: &Snapshot) -> ClientState {
+        let mut client = ClientState::default();
+        let sds = client.get_mut(ResourceType::Secret);
+        sds.set_names(names.iter().map(|n| n.to_string()).collect());
+        for r in held.get(ResourceType::Secret).resources.values() {
+            sds.known.hold(r);
+        }
+        client
+    }
+
+    /// (rule, held, subscribed, snapshot, expected view: name → current body or kept)
+    type Case = (
+        &'static str,
+        &'static [(&'static str, u8)],
+        &'static [&'static str],
+        &'static [(&'static str, u8)],
+        &'static [(&'static str, Option<u8>)],
+    );
+
+    #[test]
+    fn secrets_follow_the_snapshot_and_removals_wait_for_the_unsubscribe() {
+        let cases: &[Case] = &[
+            (
+                "a new secret is sent as soon as it is asked for",
+                &[],
+                &["a"],
+                &[("a", 1)],
+                &[("a", Some(1))],
+            ),
+            (
+                "a rotated secret is sent at once",
+                &[("a", 1)],
+                &["a"],
+                &[("a", 2)],
+                &[("a", Some(2))],
+            ),
+            (
+                "a secret gone from the config is kept while subscribed",
+                &[("a", 1)],
+                &["a"],
+                &[],
+                &[("a", None)],
+            ),
+            ("and dropped once unsubscribed", &[("a", 1)], &[], &[], &[]),
+            (
+                "a secret nobody asked for is not sent",
+                &[],
+                &[],
+                &[("b", 1)],
+                &[],
+            ),
+        ];
+        for (rule, held, subscribed, now, expected) in cases {
+            let client = client_holding(subscribed, &with_secrets(held));
+            let snapshot = with_secrets(now);
+            let got: Vec<(&str, Option<u8>)> = view(ResourceType::Secret, &snapshot, &client, true)
+                .into_iter()
+                .map(|(n, e)| match e {
+                    Entry::Current(r) => (n, Some(r.body.value[0])),
+                    Entry::Keep => (n, None),
+                })
+                .collect();
+            assert_eq!(got, *expected, "{rule}");
         }
     }
 }

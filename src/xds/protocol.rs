@@ -357,6 +357,13 @@ fn ordering_allows(t: ResourceType, snapshot: &Snapshot, client: &ClientState) -
                         .known
                         .is(snapshot.set(ResourceType::Endpoint))
         }
+        ResourceType::Secret => {
+            let held = &client.get(ResourceType::Secret).known;
+            held.is(snapshot.set(ResourceType::Secret))
+                || snapshot
+                    .changes(ResourceType::Secret)
+                    .is_some_and(|c| c.removed.is_empty() && held.is(&c.from))
+        }
     }
 }
 

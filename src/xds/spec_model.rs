@@ -45,7 +45,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn snapshot(contents: &[(usize, u8)], previous: Option<&Snapshot>) -> Snapshot {
     let map: BTreeMap<&str, u8> = contents.iter().map(|(i, b)| (NAMES[*i], *b)).collect();
     let set: Vec<_> = map.iter().map(|(n, b)| res(n, *b)).collect();
-    let s = Snapshot::of([set.clone(), set, Vec::new(), Vec::new()]);
+    let s = Snapshot::of([set.clone(), set, Vec::new(), Vec::new(), Vec::new()]);
     match previous {
         Some(p) => s.follow(p),
         None => s,

@@ -38,6 +38,7 @@ fn config(clusters: &[(&str, u8)], listener: u8) -> Snapshot {
         clusters.iter().map(|(n, b)| res(n, *b)).collect(),
         vec![res("l", listener)],
         vec![route("l", listener, &names)],
+        Vec::new(),
     ])
 }
 

@@ -173,7 +173,7 @@ struct StreamLoop<P: Protocol> {
     client: ClientState,
     snapshot: Arc<Snapshot>,
     /// Per type: the inputs with which planning last found nothing to send.
-    settled: [Option<Settled>; 4],
+    settled: [Option<Settled>; ResourceType::COUNT],
     /// Something may need sending.
     dirty: bool,
     in_sync: bool,
@@ -521,12 +521,12 @@ impl<P: Protocol> StreamLoop<P> {
 struct Settled {
     /// Kept alive, so that a pointer comparison cannot mistake a new snapshot for it.
     snapshot: Arc<Snapshot>,
-    generations: [u64; 4],
+    generations: [u64; ResourceType::COUNT],
 }
 
 impl Settled {
     fn of(snapshot: &Arc<Snapshot>, client: &ClientState, t: ResourceType, ads: bool) -> Settled {
-        let mut generations = [0; 4];
+        let mut generations = [0; ResourceType::COUNT];
         for input in ordering::inputs(t, ads) {
             generations[input.index()] = client.generation(*input);
         }

@@ -290,13 +290,13 @@ impl TypeState {
     }
 }
 
-/// The four types' states, indexed by `ResourceType`.
+/// Every type's state, indexed by `ResourceType`.
 #[derive(Debug, Default)]
 pub(crate) struct ClientState {
-    types: [TypeState; 4],
+    types: [TypeState; ResourceType::COUNT],
     /// Per type, bumped by every `get_mut`: equal generations mean an unchanged state, which
     /// lets the stream skip re-planning a type whose inputs did not change.
-    generations: [u64; 4],
+    generations: [u64; ResourceType::COUNT],
 }
 
 impl ClientState {

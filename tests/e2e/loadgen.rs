@@ -52,7 +52,7 @@ fn smoke(mode: &str) {
     let endpoint = &phases[1]["traffic"];
     assert_eq!(
         endpoint["resources"],
-        serde_json::json!([0, 50, 0, 0]),
+        serde_json::json!([0, 50, 0, 0, 0]),
         "{stdout}"
     );
 }

@@ -36,6 +36,7 @@ mod replicas;
 mod restart;
 mod routing;
 mod tcp;
+mod tls;
 mod traffic;
 mod traffic_limits;
 mod validate;

@@ -75,7 +75,7 @@ async fn an_unknown_type_url_is_refused_and_other_streams_carry_on() {
     let mut ads = SotwClient::open(s.flotilla.xds, None).await;
     ads.send(DiscoveryRequest {
         node: node("raw-1"),
-        type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
+        type_url: "type.googleapis.com/envoy.service.runtime.v3.Runtime".into(),
         ..Default::default()
     })
     .await;

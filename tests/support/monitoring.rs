@@ -32,6 +32,7 @@ pub const EXISTING: &[(&str, Kind)] = &[
     ("flotilla_health_transitions_total", Kind::Counter),
     ("flotilla_endpoints", Kind::Gauge),
     ("flotilla_store_available", Kind::Gauge),
+    ("flotilla_certificate_expiry_timestamp_seconds", Kind::Gauge),
 ];
 
 /// Agreed with the metrics-sink backend (Envoy's stats, aggregated), with these exact names.

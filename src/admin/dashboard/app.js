@@ -20,6 +20,7 @@
     state: null,
     nodes: null,
     traffic: null, // the last /api/v1/traffic answer, or null
+    certificates: null, // the last /api/v1/certificates answer, or null
     trafficProblem: 'waiting for the first answer',
     events: [],
     eventsProblem: null,
@@ -164,12 +165,14 @@
     const started = Date.now();
     const full = model.lastEventId === null || model.polls % EVENTS_RESYNC_POLLS === 0;
     const eventsUrl = full ? '/api/v1/events' : '/api/v1/events?since=' + model.lastEventId;
-    const [state, nodes, traffic, events] = await Promise.all([
+    const [state, nodes, traffic, events, certificates] = await Promise.all([
       getJson('/api/v1/state'),
       getJson('/api/v1/nodes'),
       getJson('/api/v1/traffic'),
       getJson(eventsUrl),
+      getJson('/api/v1/certificates'),
     ]);
+    if (Array.isArray(certificates.data)) model.certificates = certificates.data;
     model.polls += 1;
     const now = Date.now();
 
@@ -280,6 +283,7 @@
     renderCharts();
     renderClusters();
     renderNodes();
+    renderCertificates();
     renderEvents();
   }
 
@@ -847,6 +851,45 @@
     if (last) {
       setText(box, '⚠ ' + last.type.toUpperCase() + ' version ' + shortVersion(last.version) + ' rejected ' + fmtAgo(last.at) + ': ' + last.message);
     }
+  }
+
+  // ---------- certificates (never keys: the API has none to give) ----------
+
+  const DAY_MS = 86400 * 1000;
+
+  function renderCertificates() {
+    const certs = model.certificates || [];
+    $('#certificates-panel').hidden = !certs.length;
+    keyed(
+      $('#certificates'),
+      certs,
+      (c) => c.secret,
+      (c) =>
+        el(
+          'li',
+          { class: 'node certificate', 'data-secret': c.secret },
+          el('div', { class: 'node-head' }, el('strong', { class: 'cert-subject' }), el('span', { class: 'expiry' })),
+          el('div', { class: 'node-meta muted' }),
+        ),
+      (li, c) => {
+        setText($('.cert-subject', li), c.subject || c.file);
+        const left = c.not_after * 1000 - Date.now();
+        const days = Math.floor(left / DAY_MS);
+        const level = left <= 0 ? 'bad' : left < 2 * DAY_MS ? 'bad' : left < 14 * DAY_MS ? 'warn' : 'ok';
+        $('.expiry', li).replaceChildren(
+          el('span', {
+            class: 'badge ' + (level === 'ok' ? 'in-sync' : 'syncing'),
+            text: left <= 0 ? 'expired' : days + ' days left',
+            title: 'not after ' + new Date(c.not_after * 1000).toISOString(),
+          }),
+        );
+        li.dataset.level = level;
+        const users = c.listeners.map((l) => 'listener ' + l).concat(c.clusters.map((k) => 'cluster ' + k));
+        const meta = [c.kind, 'SANs ' + (c.sans.join(', ') || '—'), 'issuer ' + c.issuer, 'sha256 ' + c.sha256.slice(0, 16) + '…', users.join(', ')];
+        setText($('.node-meta', li), meta.join(' · '));
+        li.title = c.file + (c.key_file ? ' (key ' + c.key_file + ')' : '');
+      },
+    );
   }
 
   // ---------- events ----------

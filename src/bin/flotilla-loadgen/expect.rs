@@ -16,8 +16,8 @@ use flotilla::translate::{self, Transport};
 /// Every resource name that appears in any state of the scenario, per type, numbered.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
-    pub(crate) names: [Vec<String>; 4],
-    index: [HashMap<String, u32>; 4],
+    pub(crate) names: [Vec<String>; ResourceType::COUNT],
+    index: [HashMap<String, u32>; ResourceType::COUNT],
 }
 
 impl Names {
@@ -38,9 +38,9 @@ impl Names {
 #[derive(Debug, Clone)]
 pub(crate) struct FleetTarget {
     /// SotW `version_info` per type.
-    pub(crate) sotw: [String; 4],
+    pub(crate) sotw: [String; ResourceType::COUNT],
     /// Delta: per type, resource version (as a number; 0 = absent) per name index.
-    pub(crate) delta: [Vec<u64>; 4],
+    pub(crate) delta: [Vec<u64>; ResourceType::COUNT],
 }
 
 /// The target of every fleet for one state of the config.
@@ -55,12 +55,15 @@ pub(crate) fn version_number(v: &str) -> u64 {
 }
 
 /// One fleet in one state: SotW versions per type, and (name, version) per type.
-type FleetState = ([String; 4], [Vec<(String, u64)>; 4]);
+type FleetState = (
+    [String; ResourceType::COUNT],
+    [Vec<(String, u64)>; ResourceType::COUNT],
+);
 
 /// Computes the targets of every state, in order, for `fleets` fleets.
 pub(crate) fn targets(yamls: &[String], fleets: &[String]) -> Result<(Names, Vec<Target>)> {
     let mut states: Vec<Vec<FleetState>> = Vec::new();
-    let mut all: [BTreeSet<String>; 4] = Default::default();
+    let mut all: [BTreeSet<String>; ResourceType::COUNT] = Default::default();
     for (i, yaml) in yamls.iter().enumerate() {
         let config = flotilla::config::parse_str("loadgen.yaml", yaml)
             .map_err(|d| anyhow::anyhow!("generated config {i} is invalid:\n{d}"))?;
@@ -70,7 +73,11 @@ pub(crate) fn targets(yamls: &[String], fleets: &[String]) -> Result<(Names, Vec
         for fleet in fleets {
             let selection = translate::select_fleet(&config, fleet);
             let snapshot = encoded.snapshot(selection.as_ref(), flotilla::cache::ClientKind::Other);
-            let sotw = ResourceType::ALL.map(|t| snapshot.get(t).version.clone());
+            let sotw = ResourceType::ALL.map(|t| match t {
+                // The generated configs have no TLS: streams never ask for secrets.
+                ResourceType::Secret => String::new(),
+                _ => snapshot.get(t).version.clone(),
+            });
             let delta = ResourceType::ALL.map(|t| {
                 snapshot
                     .get(t)

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use flotilla::cache::ResourceType;
+
 use crate::procfs::Usage;
 use crate::shared::TrafficCount;
 
@@ -78,9 +80,9 @@ pub(crate) struct KindSummary {
     /// Mean per change, over all streams.
     pub(crate) bytes_per_change: f64,
     pub(crate) bytes_per_stream: f64,
-    /// Mean per change and stream, per type (CDS, EDS, LDS, RDS).
-    pub(crate) responses_per_stream: [f64; 4],
-    pub(crate) resources_per_stream: [f64; 4],
+    /// Mean per change and stream, per type (CDS, EDS, LDS, RDS, SDS).
+    pub(crate) responses_per_stream: [f64; ResourceType::COUNT],
+    pub(crate) resources_per_stream: [f64; ResourceType::COUNT],
     pub(crate) flotilla_cpu_s_per_change: f64,
 }
 
@@ -88,8 +90,8 @@ impl KindSummary {
     pub(crate) fn of(kind: &str, phases: &[&PhaseReport], streams: usize) -> KindSummary {
         let n = phases.len().max(1) as f64;
         let all: Vec<Duration> = phases.iter().flat_map(|p| p.latencies.clone()).collect();
-        let per = |f: &dyn Fn(&TrafficCount) -> [u64; 4]| -> [f64; 4] {
-            [0, 1, 2, 3].map(|i| {
+        let per = |f: &dyn Fn(&TrafficCount) -> [u64; ResourceType::COUNT]| -> [f64; ResourceType::COUNT] {
+            std::array::from_fn(|i| {
                 phases.iter().map(|p| f(&p.traffic)[i] as f64).sum::<f64>()
                     / n
                     / streams.max(1) as f64
@@ -139,9 +141,9 @@ impl Report {
             self.debounce,
             self.failed_streams
         );
-        out.push_str("| phase | streams done | p50 | p99 | max | bytes sent | per stream: responses C/E/L/R | per stream: resources C/E/L/R | flotilla CPU s | loadgen CPU s | flotilla RSS / peak |\n");
+        out.push_str("| phase | streams done | p50 | p99 | max | bytes sent | per stream: responses C/E/L/R/S | per stream: resources C/E/L/R/S | flotilla CPU s | loadgen CPU s | flotilla RSS / peak |\n");
         out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-        let per_stream = |a: [u64; 4]| {
+        let per_stream = |a: [u64; ResourceType::COUNT]| {
             a.map(|x| format!("{:.2}", x as f64 / self.streams.max(1) as f64))
                 .join("/")
         };

@@ -16,18 +16,18 @@ use crate::expect::{Names, Target};
 /// Per resource type: responses, resources in them, and their encoded bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
-    responses: [AtomicU64; 4],
-    resources: [AtomicU64; 4],
-    bytes: [AtomicU64; 4],
+    responses: [AtomicU64; ResourceType::COUNT],
+    resources: [AtomicU64; ResourceType::COUNT],
+    bytes: [AtomicU64; ResourceType::COUNT],
     acks: AtomicU64,
 }
 
 /// A copy of [`Traffic`] at one moment; differences of two give one phase's traffic.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub(crate) struct TrafficCount {
-    pub(crate) responses: [u64; 4],
-    pub(crate) resources: [u64; 4],
-    pub(crate) bytes: [u64; 4],
+    pub(crate) responses: [u64; ResourceType::COUNT],
+    pub(crate) resources: [u64; ResourceType::COUNT],
+    pub(crate) bytes: [u64; ResourceType::COUNT],
     pub(crate) acks: u64,
 }
 
@@ -43,7 +43,9 @@ impl Traffic {
     }
 
     pub(crate) fn count(&self) -> TrafficCount {
-        let load = |a: &[AtomicU64; 4]| [0, 1, 2, 3].map(|i| a[i].load(Ordering::Relaxed));
+        let load = |a: &[AtomicU64; ResourceType::COUNT]| {
+            std::array::from_fn(|i| a[i].load(Ordering::Relaxed))
+        };
         TrafficCount {
             responses: load(&self.responses),
             resources: load(&self.resources),
@@ -55,7 +57,9 @@ impl Traffic {
 
 impl TrafficCount {
     pub(crate) fn since(&self, before: &TrafficCount) -> TrafficCount {
-        let sub = |a: [u64; 4], b: [u64; 4]| [0, 1, 2, 3].map(|i| a[i] - b[i]);
+        let sub = |a: [u64; ResourceType::COUNT], b: [u64; ResourceType::COUNT]| {
+            std::array::from_fn(|i| a[i] - b[i])
+        };
         TrafficCount {
             responses: sub(self.responses, before.responses),
             resources: sub(self.resources, before.resources),

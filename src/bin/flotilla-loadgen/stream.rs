@@ -157,10 +157,10 @@ async fn sotw(channel: Channel, who: &Identity, shared: &Shared) -> Result<()> {
         .stream_aggregated_resources(UnboundedReceiverStream::new(rx))
         .await?
         .into_inner();
-    let mut version: [String; 4] = Default::default();
-    let mut nonce: [String; 4] = Default::default();
+    let mut version: [String; ResourceType::COUNT] = Default::default();
+    let mut nonce: [String; ResourceType::COUNT] = Default::default();
     // What EDS and RDS are subscribed to.
-    let mut wanted: [BTreeSet<u32>; 4] = Default::default();
+    let mut wanted: [BTreeSet<u32>; ResourceType::COUNT] = Default::default();
     let names_of = |t: ResourceType, set: &BTreeSet<u32>| -> Vec<String> {
         set.iter()
             .map(|i| shared.names.name(t, *i).to_string())
@@ -241,8 +241,9 @@ async fn delta(channel: Channel, who: &Identity, shared: &Shared) -> Result<()> 
         .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
         .await?
         .into_inner();
-    let mut held: [Vec<u64>; 4] = ResourceType::ALL.map(|t| vec![0; shared.names.len(t)]);
-    let mut wanted: [BTreeSet<u32>; 4] = Default::default();
+    let mut held: [Vec<u64>; ResourceType::COUNT] =
+        ResourceType::ALL.map(|t| vec![0; shared.names.len(t)]);
+    let mut wanted: [BTreeSet<u32>; ResourceType::COUNT] = Default::default();
     // Listener index → the route configurations it uses.
     let mut listener_routes: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
     let mut next = 0;

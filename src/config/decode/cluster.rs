@@ -4,7 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{Cluster, Endpoint, Policy, Registrations, UpstreamProtocol};
+use crate::config::model::{
+    Cluster, Endpoint, Policy, ProbeTls, Registrations, Secrets, UpstreamProtocol,
+};
 use crate::config::reader::{self, Fields};
 use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::{Node, Value};
@@ -58,6 +60,11 @@ pub(crate) const CLUSTER: Object = object(
             Kind::Object(&registrations::REGISTRATIONS),
             "Limits on endpoints that register themselves into this cluster.",
         ),
+        optional(
+            "tls",
+            Kind::Object(&super::tls::UPSTREAM_TLS),
+            "TLS to the endpoints (SNI, CA, client certificate).",
+        ),
     ],
 );
 
@@ -88,9 +95,14 @@ pub(crate) fn cluster(
     name: &str,
     node: &Node,
     defaults: &Defaults,
+    secrets: &mut Secrets,
 ) -> Option<Cluster> {
     let path = format!("clusters.{name}");
     let f = Fields::read(sink, node, &path, &CLUSTER)?;
+    let tls = match f.get("tls") {
+        Some(n) => super::tls::upstream_tls(sink, n, &f.path("tls"), secrets).map(Some),
+        None => Some(None),
+    };
 
     let explicit_policy = match f.get("policy") {
         Some(n) => {
@@ -207,7 +219,10 @@ pub(crate) fn cluster(
     };
 
     let endpoints = endpoints?;
-    let health_check = health_check?;
+    let (mut health_check, tls) = (health_check?, tls?);
+    if let (Some(check), Some(t)) = (&mut health_check, &tls) {
+        check.tls = Some(ProbeTls::new(t, secrets));
+    }
     if health_check.is_some() && endpoints.is_empty() {
         let at = f.get("endpoints").unwrap_or(node);
         sink.error(
@@ -237,6 +252,7 @@ pub(crate) fn cluster(
         affinity,
         panic_threshold: panic_threshold?,
         registrations: registrations?,
+        tls,
     })
 }
 

@@ -184,6 +184,7 @@ pub(crate) fn health_check(
         jitter,
         healthy_threshold: healthy?,
         unhealthy_threshold: unhealthy?,
+        tls: None,
     }))
 }
 

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{AccessLog, HeaderChanges, Listener, ListenerKind, VirtualHost};
+use crate::config::model::{
+    AccessLog, HeaderChanges, Listener, ListenerKind, PathMatch, Redirect, Route, RouteAction,
+    RouteMatch, Secrets, VirtualHost,
+};
 use crate::config::reader::{self, Fields};
 use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::{Location, Node};
@@ -59,6 +62,16 @@ pub(crate) const LISTENER: Object = object(
             Kind::AnyOf(&[Kind::NonEmpty, Kind::Object(&super::access_log::ACCESS_LOG)]),
             "`stdout`, an absolute file path, or { path, format }.",
         ),
+        optional(
+            "tls",
+            Kind::Object(&super::tls::LISTENER_TLS),
+            "Terminate TLS (HTTPS) with certificates served over SDS.",
+        ),
+        optional(
+            "https_redirect",
+            Kind::Bool,
+            "Answer every request with a 301 to https://same-host/same-path (no routes).",
+        ),
     ],
 );
 
@@ -101,6 +114,7 @@ pub(crate) fn listener(
     node: &Node,
     defaults: &Defaults,
     refs: &mut Vec<ClusterRef>,
+    secrets: &mut Secrets,
 ) -> Option<Listener> {
     let path = format!("listeners.{name}");
     let f = Fields::read(sink, node, &path, &LISTENER)?;
@@ -116,9 +130,34 @@ pub(crate) fn listener(
         refs,
         grpc_listener: grpc.then(|| name.to_string()),
     };
+    let redirect = match f.get("https_redirect") {
+        Some(n) => reader::boolean(sink, n, &f.path("https_redirect")),
+        None => Some(false),
+    };
+    let tls = match f.get("tls") {
+        Some(n) if grpc || matches!(tcp, Some(Some(_))) || redirect == Some(true) => {
+            sink.error(
+                n,
+                &f.path("tls"),
+                "TLS is terminated on HTTP listeners with routes or hosts (not with proxyless_grpc, protocol tcp | tls_passthrough or https_redirect)",
+            );
+            None
+        }
+        Some(n) => super::tls::listener_tls(sink, n, &f.path("tls"), secrets).map(Some),
+        None => Some(None),
+    };
     let hosts = match (f.get("routes"), f.get("hosts")) {
         // TCP listeners forward connections; `tcp::forward` refused any routes or hosts.
         _ if matches!(tcp, Some(Some(_))) => Some(Vec::new()),
+        (None, None) if redirect == Some(true) && !grpc => Some(vec![https_redirect(name)]),
+        (Some(n), _) | (_, Some(n)) if redirect == Some(true) => {
+            sink.error(
+                n,
+                &path,
+                "`https_redirect: true` redirects every request: give no `routes` or `hosts`",
+            );
+            None
+        }
         (Some(n), None) => route::routes(sink, n, &f.path("routes"), &mut ctx).map(|routes| {
             vec![VirtualHost {
                 name: name.to_string(),
@@ -141,13 +180,51 @@ pub(crate) fn listener(
             None
         }
     };
+    let (hosts, tls) = (hosts?, tls?);
+    if let (Some(t), Some(n)) = (&tls, f.get("tls")) {
+        super::tls::check_coverage(sink, n, &f.path("tls"), t, &hosts, secrets);
+    }
     Some(Listener {
         name: name.to_string(),
         kind: kind?,
-        hosts: hosts?,
+        hosts,
         tcp: tcp?,
+        tls,
         access_log: access_log?,
     })
+}
+
+/// `https_redirect: true`: one host for every domain whose one route answers every request
+/// with a 301 to the same host and path over https.
+fn https_redirect(name: &str) -> VirtualHost {
+    VirtualHost {
+        name: name.to_string(),
+        domains: vec!["*".to_string()],
+        routes: vec![Route {
+            matcher: RouteMatch {
+                path: PathMatch::Prefix("/".to_string()),
+                headers: Vec::new(),
+                query: Vec::new(),
+                methods: Vec::new(),
+            },
+            action: RouteAction::Redirect(Redirect {
+                scheme: Some("https".to_string()),
+                host: None,
+                port: None,
+                path: None,
+                code: 301,
+            }),
+            timeout: None,
+            retries: None,
+            rewrite: None,
+            headers: HeaderChanges::default(),
+            rate_limit: None,
+            mirror: None,
+            websocket: false,
+            cors: None,
+        }],
+        headers: HeaderChanges::default(),
+    }
 }
 
 /// `Some(None)` when the listener has no access log, `None` after reporting an error.

@@ -21,6 +21,9 @@ mod route_policy;
 #[cfg(test)]
 mod route_tests;
 mod tcp;
+mod tls;
+#[cfg(test)]
+mod tls_tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -45,6 +48,7 @@ pub use route::MAX_ROUTES;
 pub use route_action::MAX_BODY_BYTES;
 pub use route_match::MAX_REGEX_LEN;
 pub use route_policy::{MAX_HEADER_EDITS, MAX_HEADER_VALUE, MAX_RATE};
+pub use tls::{MAX_CERTIFICATES, MAX_PEM_BYTES, timestamp as format_timestamp};
 
 /// A file of flotilla's configuration: the root of the JSON Schema.
 pub(crate) const ROOT: Object = object(
@@ -140,15 +144,27 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
     let mut refs: Vec<ClusterRef> = Vec::new();
     let mut cluster_nodes: BTreeMap<&str, &Node> = BTreeMap::new();
     for item in unique(&mut sink, "clusters", &sections.clusters) {
-        if let Some(c) = cluster::cluster(&mut sink, &item.name, item.value, &defaults) {
+        if let Some(c) = cluster::cluster(
+            &mut sink,
+            &item.name,
+            item.value,
+            &defaults,
+            &mut config.secrets,
+        ) {
             config.clusters.insert(item.name.clone(), c);
             cluster_nodes.insert(&item.name, item.value);
         }
     }
     let mut addresses: BTreeMap<SocketAddr, &Named<'_>> = BTreeMap::new();
     for item in unique(&mut sink, "listeners", &sections.listeners) {
-        let Some(l) = listener::listener(&mut sink, &item.name, item.value, &defaults, &mut refs)
-        else {
+        let Some(l) = listener::listener(
+            &mut sink,
+            &item.name,
+            item.value,
+            &defaults,
+            &mut refs,
+            &mut config.secrets,
+        ) else {
             continue;
         };
         if let Some(address) = l.address() {
