@@ -96,6 +96,12 @@ pub struct Envoy {
 impl Envoy {
     /// Starts an Envoy with the bootstrap `flotilla bootstrap` writes for it.
     pub async fn start(flotilla: &Flotilla, node_id: &str, fleet: &str, xds: Xds) -> Envoy {
+        Envoy::start_on(&[flotilla], node_id, fleet, xds).await
+    }
+
+    /// Starts an Envoy whose bootstrap lists the xDS address of every replica in `replicas`.
+    pub async fn start_on(replicas: &[&Flotilla], node_id: &str, fleet: &str, xds: Xds) -> Envoy {
+        let addresses: Vec<String> = replicas.iter().map(|f| f.xds.to_string()).collect();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args = vec![
             "bootstrap".to_string(),
@@ -104,7 +110,7 @@ impl Envoy {
             "--fleet".into(),
             fleet.into(),
             "--xds".into(),
-            flotilla.xds.to_string(),
+            addresses.join(","),
             "--admin-port".into(),
             "0".into(),
         ];
