@@ -6,7 +6,7 @@
 //! back, so this script copies that exact file into OUT_DIR: the descriptors can never drift from
 //! the Rust types they describe.
 //!
-//! It also compiles flotilla's own gRPC API (`proto/`) with protox, a protobuf compiler in
+//! It also compiles flotilla's own gRPC API and etcd's v3 API (`proto/`) with protox, a protobuf compiler in
 //! Rust, so that a fresh machine needs no `protoc` binary.
 
 use std::path::PathBuf;
@@ -59,4 +59,12 @@ fn compile_own_protos() {
         .build_server(true)
         .compile_fds(descriptors)
         .unwrap_or_else(|e| panic!("generate code for proto/: {e}"));
+    // etcd's v3 API, client side only: replicas share their runtime state through etcd.
+    let etcd = protox::compile(["proto/etcd/api/etcdserverpb/rpc.proto"], ["proto"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .compile_fds(etcd)
+        .unwrap_or_else(|e| panic!("generate code for proto/etcd: {e}"));
 }

@@ -130,6 +130,14 @@ pub(crate) struct ServeArgs {
     /// Where drains and weight overrides are stored to survive restarts.
     #[arg(long, default_value = "flotilla-state.json")]
     pub(crate) state_file: PathBuf,
+    /// Share drains, weight overrides and registrations with other replicas through etcd
+    /// (`etcd://host:port[,host:port…][/prefix]`) instead of the state file.
+    #[arg(long, value_parser = parse_store)]
+    pub(crate) store: Option<flotilla::etcd::StoreUrl>,
+    /// This replica's name among those sharing --store (1..=64 of A-Z a-z 0-9 . _ -); default
+    /// the host name and process id.
+    #[arg(long, requires = "store", value_parser = parse_replica_id)]
+    pub(crate) replica_id: Option<String>,
     /// Silence after which flotilla sends an HTTP/2 PING on an xDS connection (100ms..=1h). A
     /// client whose network vanished is found within interval + timeout, and its registered
     /// endpoints leave every Envoy.
@@ -229,6 +237,14 @@ pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+fn parse_replica_id(text: &str) -> Result<String, String> {
+    flotilla::runtime::replicated::check_replica_id(text).map(str::to_string)
+}
+
+fn parse_store(text: &str) -> Result<flotilla::etcd::StoreUrl, String> {
+    flotilla::etcd::StoreUrl::parse(text).map_err(|e| e.to_string())
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     config::duration::parse(text)
 }
@@ -302,7 +318,8 @@ pub(crate) struct BootstrapArgs {
     /// Reported as node.cluster; picks which fleet's resources the Envoy receives.
     #[arg(long, default_value = "default")]
     fleet: String,
-    /// flotilla's xDS address (host:port).
+    /// flotilla's xDS address (host:port), or several comma-separated (replicas sharing
+    /// etcd; Envoy moves to another if its replica fails).
     #[arg(long, default_value = "127.0.0.1:18000")]
     xds: String,
     /// The bootstrap of a proxyless gRPC client (JSON, for GRPC_XDS_BOOTSTRAP), not Envoy's.
@@ -356,8 +373,12 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         cert_and_key: xds_cert.zip(xds_key),
     });
     let stats_flush = (!no_stats_sink).then_some(stats_flush_interval);
-    let (xds_host, xds_port) = bootstrap::split_host_port(&xds)?;
+    let xds_addresses = bootstrap::split_xds_list(&xds)?;
     if grpc {
+        anyhow::ensure!(
+            xds_addresses.len() == 1,
+            "--xds: --grpc takes one xDS address (a load-balanced name for several replicas)"
+        );
         let b = grpc_bootstrap::grpc_bootstrap(&node_id, &fleet, &xds, xds_tls.as_ref());
         let value = serde_json::to_value(&b).context("render gRPC bootstrap")?;
         print_document(&value, Format::Json)?;
@@ -366,8 +387,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
     let b = bootstrap::bootstrap(&BootstrapOptions {
         node_id,
         fleet,
-        xds_host,
-        xds_port,
+        xds: xds_addresses,
         delta,
         ads: !no_ads,
         admin_address,
@@ -411,6 +431,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 admin_token: args.admin_token,
                 admin_allowed_hosts: args.admin_allowed_hosts,
                 state_file: args.state_file,
+                store: args.store,
+                replica_id: args.replica_id,
                 xds_limits: flotilla::xds::Limits {
                     keepalive_interval: args.xds_keepalive_interval,
                     keepalive_timeout: args.xds_keepalive_timeout,

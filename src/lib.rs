@@ -39,6 +39,7 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod envoy;
+pub mod etcd;
 pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;

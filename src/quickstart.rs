@@ -104,6 +104,8 @@ pub async fn run(
         admin_token: None,
         admin_allowed_hosts: Vec::new(),
         state_file: dir.path().join("state.json"),
+        store: None,
+        replica_id: None,
         xds_limits: crate::xds::Limits::default(),
         xds_tls: None,
         admin_tls: None,
@@ -114,8 +116,7 @@ pub async fn run(
     let bootstrap = bootstrap::bootstrap(&BootstrapOptions {
         node_id: "quickstart-envoy".into(),
         fleet: "quickstart".into(),
-        xds_host: "127.0.0.1".into(),
-        xds_port: 18000,
+        xds: vec![("127.0.0.1".into(), 18000)],
         delta: false,
         ads: true,
         admin_address: [127, 0, 0, 1].into(),

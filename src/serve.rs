@@ -34,6 +34,10 @@ pub struct ServeOptions {
     pub admin_allowed_hosts: Vec<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
+    /// etcd shared with other replicas, in place of `state_file`.
+    pub store: Option<crate::etcd::StoreUrl>,
+    /// This replica's name in etcd (default: host name and process id).
+    pub replica_id: Option<String>,
     /// What one client may cost the xDS port (keepalive timeout included).
     pub xds_limits: xds::Limits,
     /// TLS (and with a client CA, mTLS with identities) on the xDS port; None: plaintext.
@@ -65,6 +69,8 @@ pub enum ServeError {
     State(#[from] crate::runtime::store::StoreError),
     #[error("xDS TLS: {0}")]
     XdsTls(#[from] xds::tls::TlsError),
+    #[error(transparent)]
+    Etcd(#[from] crate::etcd::EtcdError),
 }
 
 /// The longest a continuous stream of file changes can delay a reload.
@@ -79,26 +85,60 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let health_metrics = crate::health::HealthMetrics::register(&mut registry);
     let xds_metrics = xds::XdsMetrics::register(&mut registry);
     let traffic_metrics = crate::traffic::TrafficMetrics::register(&mut registry);
+    let store_available = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    registry.register(
+        "store_available",
+        "1 while the runtime store answers (always, with the state file); 0 while this replica cannot reach etcd and refuses changes",
+        store_available.clone(),
+    );
     let exposition = crate::metrics::Exposition::new(registry);
 
     let cache = Arc::new(SnapshotCache::new());
     let controller = Controller::new(cache.clone(), control_metrics);
     let nodes = NodeRegistry::new();
 
-    let health = crate::health::spawn(
+    let (link, shared_health) = match &opts.store {
+        Some(_) => {
+            let me = opts
+                .replica_id
+                .clone()
+                .unwrap_or_else(crate::runtime::replicated::default_replica_id);
+            let (link, health) = crate::runtime::replicated::link(me);
+            (Some(link), Some(health))
+        }
+        None => (None, None),
+    };
+    let health = crate::health::spawn_shared(
         controller.clone(),
         crate::health::HealthOptions {
             metrics: health_metrics,
             ..Default::default()
         },
+        shared_health,
         shutdown.clone(),
     );
     reload_off_runtime(&controller, &opts.config, "startup", None).await;
-    let runtime = crate::runtime::Runtime::start(
-        controller.clone(),
-        crate::runtime::store::StateFile::new(opts.state_file.clone()),
+    let runtime = match (&opts.store, link) {
+        (Some(url), Some(link)) => {
+            info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
+            crate::runtime::Runtime::start_shared(
+                controller.clone(),
+                crate::runtime::shared::SharedState::new(url)?,
+                link,
+                shutdown.clone(),
+            )
+        }
+        _ => crate::runtime::Runtime::start(
+            controller.clone(),
+            crate::runtime::store::StateFile::new(opts.state_file.clone()),
+            shutdown.clone(),
+        )?,
+    };
+    tokio::spawn(follow_store(
+        runtime.store_available(),
+        store_available,
         shutdown.clone(),
-    )?;
+    ));
     let watcher = if opts.watch {
         Some(config::watch::watch(
             &opts.config,
@@ -203,6 +243,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     ));
     xds_listening.store(true, Ordering::Release);
+    let runtime_for_leave = runtime.clone();
     let xds_result = xds::serve(
         xds_listener,
         cache,
@@ -222,6 +263,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     .await;
     xds_listening.store(false, Ordering::Release);
     shutdown.cancel();
+    runtime_for_leave.leave().await;
     let admin_result = admin.await;
     xds_result?;
     match admin_result {
@@ -256,6 +298,21 @@ fn warn_if_exposed(opts: &ServeOptions) {
             "the admin API listens beyond loopback without TLS: its token and data cross the \
              network in clear (--admin-tls-cert, --admin-tls-key)"
         );
+    }
+}
+
+/// Keeps the `store_available` gauge equal to the runtime's view of its store.
+async fn follow_store(
+    mut available: tokio::sync::watch::Receiver<bool>,
+    gauge: prometheus_client::metrics::gauge::Gauge<i64>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        gauge.set(i64::from(*available.borrow_and_update()));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = available.changed() => if changed.is_err() { return },
+        }
     }
 }
 

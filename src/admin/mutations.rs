@@ -84,6 +84,7 @@ impl IntoResponse for RuntimeError {
             RuntimeError::Configured { .. } | RuntimeError::Taken { .. } => StatusCode::CONFLICT,
             RuntimeError::Full { .. } | RuntimeError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             RuntimeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RuntimeError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         error(status, self.to_string())
     }
@@ -100,7 +101,7 @@ pub async fn drain(
     State(s): State<AdminState>,
     Path((cluster, address)): Path<(String, String)>,
 ) -> Response {
-    match s.runtime.drain(&cluster, &address, true) {
+    match s.runtime.drain(&cluster, &address, true).await {
         Ok(changed) => Json(
             json!({ "cluster": cluster, "address": address, "draining": true, "changed": changed }),
         )
@@ -113,7 +114,7 @@ pub async fn undrain(
     State(s): State<AdminState>,
     Path((cluster, address)): Path<(String, String)>,
 ) -> Response {
-    match s.runtime.drain(&cluster, &address, false) {
+    match s.runtime.drain(&cluster, &address, false).await {
         Ok(changed) => Json(json!({ "cluster": cluster, "address": address, "draining": false, "changed": changed }))
             .into_response(),
         Err(e) => e.into_response(),
@@ -135,7 +136,7 @@ pub async fn set_weight(
         Ok(Json(b)) => b,
         Err(rejection) => return bad_json(rejection),
     };
-    match s.runtime.set_weight(&cluster, &address, Some(body.weight)) {
+    match s.runtime.set_weight(&cluster, &address, Some(body.weight)).await {
         Ok(changed) => Json(json!({ "cluster": cluster, "address": address, "weight": body.weight, "changed": changed }))
             .into_response(),
         Err(e) => e.into_response(),
@@ -146,7 +147,7 @@ pub async fn clear_weight(
     State(s): State<AdminState>,
     Path((cluster, address)): Path<(String, String)>,
 ) -> Response {
-    match s.runtime.set_weight(&cluster, &address, None) {
+    match s.runtime.set_weight(&cluster, &address, None).await {
         Ok(changed) => Json(
             json!({ "cluster": cluster, "address": address, "weight": null, "changed": changed }),
         )
@@ -184,7 +185,8 @@ pub async fn register(
     };
     match s
         .runtime
-        .register(&cluster, &body.address, body.weight, ttl)
+        .lease(&cluster, &body.address, body.weight, ttl)
+        .await
     {
         Ok(lease) => Json(lease).into_response(),
         Err(e) => e.into_response(),
@@ -195,7 +197,7 @@ pub async fn deregister(
     State(s): State<AdminState>,
     Path((cluster, address)): Path<(String, String)>,
 ) -> Response {
-    match s.runtime.deregister(&cluster, &address) {
+    match s.runtime.end_lease(&cluster, &address).await {
         Ok(true) => Json(json!({ "cluster": cluster, "address": address, "registered": false }))
             .into_response(),
         Ok(false) => error(

@@ -38,9 +38,9 @@ pub struct BootstrapOptions {
     pub node_id: String,
     /// Reported as `node.cluster`; flotilla serves the fleet of that name.
     pub fleet: String,
-    /// flotilla's xDS address, `host:port` (an IP, or a DNS name resolved by Envoy).
-    pub xds_host: String,
-    pub xds_port: u16,
+    /// flotilla's xDS addresses, `(host, port)` (an IP, or a DNS name resolved by Envoy):
+    /// one, or one per replica; Envoy connects to one and moves to another if it fails.
+    pub xds: Vec<(String, u16)>,
     pub delta: bool,
     /// ADS (one stream, ordered updates) unless false: then one stream per resource type.
     pub ads: bool,
@@ -56,6 +56,23 @@ pub struct BootstrapOptions {
 pub enum BootstrapError {
     #[error("--xds `{0}`: expected host:port")]
     BadXdsAddress(String),
+    #[error("--xds: {0} addresses, at most {MAX_XDS_ADDRESSES}")]
+    TooManyXdsAddresses(usize),
+}
+
+/// Most xDS addresses (replicas) one bootstrap lists.
+pub const MAX_XDS_ADDRESSES: usize = 16;
+
+/// Splits `host:port[,host:port…]`.
+pub fn split_xds_list(text: &str) -> Result<Vec<(String, u16)>, BootstrapError> {
+    let list = text
+        .split(',')
+        .map(split_host_port)
+        .collect::<Result<Vec<_>, _>>()?;
+    if list.len() > MAX_XDS_ADDRESSES {
+        return Err(BootstrapError::TooManyXdsAddresses(list.len()));
+    }
+    Ok(list)
 }
 
 /// Splits `host:port` (`[v6]:port` for IPv6).
@@ -111,7 +128,7 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
             ..Default::default()
         }),
         static_resources: Some(StaticResources {
-            clusters: vec![xds_cluster(&o.xds_host, o.xds_port, o.xds_tls.as_ref())],
+            clusters: vec![xds_cluster(&o.xds, o.xds_tls.as_ref())],
             ..Default::default()
         }),
         dynamic_resources: Some(dynamic_resources),
@@ -142,9 +159,12 @@ fn metrics_sink() -> StatsSink {
 }
 
 /// The static cluster for flotilla itself: HTTP/2 (gRPC) with keepalives, so a dead control
-/// plane connection is noticed and re-established promptly.
-fn xds_cluster(host: &str, port: u16, tls: Option<&super::xds_tls::XdsClientTls>) -> Cluster {
-    let discovery = if host.parse::<IpAddr>().is_ok() {
+/// plane connection is noticed and re-established promptly (on another replica when several
+/// are listed: the cluster balances new connections over them). With `tls`, over TLS: one
+/// transport socket for every replica, checked against the first address's host (replicas
+/// share a certificate naming it).
+fn xds_cluster(addresses: &[(String, u16)], tls: Option<&super::xds_tls::XdsClientTls>) -> Cluster {
+    let discovery = if addresses.iter().all(|(h, _)| h.parse::<IpAddr>().is_ok()) {
         DiscoveryType::Static
     } else {
         DiscoveryType::StrictDns
@@ -168,17 +188,22 @@ fn xds_cluster(host: &str, port: u16, tls: Option<&super::xds_tls::XdsClientTls>
         name: XDS_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
         connect_timeout: Some(duration(Duration::from_secs(1))),
-        transport_socket: tls.map(|t| super::xds_tls::transport_socket(t, host)),
+        transport_socket: tls
+            .zip(addresses.first())
+            .map(|(t, (host, _))| super::xds_tls::transport_socket(t, host)),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: XDS_CLUSTER.to_string(),
             endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: vec![LbEndpoint {
-                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                        address: Some(named_address(host, port)),
+                lb_endpoints: addresses
+                    .iter()
+                    .map(|(host, port)| LbEndpoint {
+                        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                            address: Some(named_address(host, *port)),
+                            ..Default::default()
+                        })),
                         ..Default::default()
-                    })),
-                    ..Default::default()
-                }],
+                    })
+                    .collect(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -213,5 +238,30 @@ mod tests {
         assert!(split_host_port("flotilla").is_err());
         assert!(split_host_port(":18000").is_err());
         assert!(split_host_port("a:0").is_err());
+    }
+
+    #[test]
+    fn several_xds_addresses_become_endpoints_of_the_xds_cluster() {
+        let list = split_xds_list("10.0.0.1:18000,[::1]:18001").unwrap();
+        assert_eq!(list, [("10.0.0.1".into(), 18000), ("::1".into(), 18001)]);
+        let cluster = xds_cluster(&list, None);
+        assert_eq!(
+            cluster.cluster_discovery_type,
+            Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32))
+        );
+        let endpoints = &cluster.load_assignment.unwrap().endpoints[0].lb_endpoints;
+        assert_eq!(endpoints.len(), 2);
+        // A DNS name among them: resolved by Envoy.
+        let named = xds_cluster(&split_xds_list("a.svc:1,10.0.0.1:2").unwrap(), None);
+        assert_eq!(
+            named.cluster_discovery_type,
+            Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32))
+        );
+        assert!(split_xds_list("a:1,,b:2").is_err());
+        let many = vec!["a:1"; MAX_XDS_ADDRESSES + 1].join(",");
+        assert_eq!(
+            split_xds_list(&many).unwrap_err().to_string(),
+            "--xds: 17 addresses, at most 16"
+        );
     }
 }

@@ -81,3 +81,52 @@ pub fn transport_socket(tls: &XdsClientTls, host: &str) -> TransportSocket {
         config_type: Some(transport_socket::ConfigType::TypedConfig(pack(&context))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn context(host: &str) -> UpstreamTlsContext {
+        let tls = XdsClientTls {
+            ca: "/c/ca.pem".into(),
+            cert_and_key: Some(("/c/e.pem".into(), "/c/e.key".into())),
+        };
+        let socket = transport_socket(&tls, host);
+        assert_eq!(socket.name, "envoy.transport_sockets.tls");
+        let Some(transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else {
+            panic!("typed config");
+        };
+        UpstreamTlsContext::decode(any.value.as_slice()).expect("UpstreamTlsContext")
+    }
+
+    #[test]
+    fn a_name_is_sent_as_sni_and_checked_as_a_dns_san_an_ip_as_an_ip_san() {
+        let named = context("xds.example");
+        assert_eq!(named.sni, "xds.example");
+        let common = named.common_tls_context.expect("common");
+        assert_eq!(common.tls_certificates.len(), 1);
+        assert_eq!(common.alpn_protocols, ["h2"]);
+        let Some(ValidationContextType::ValidationContext(v)) = common.validation_context_type
+        else {
+            panic!("validation context");
+        };
+        assert_eq!(
+            v.match_typed_subject_alt_names[0].san_type,
+            SanType::Dns as i32
+        );
+        let ip = context("10.0.0.1");
+        assert_eq!(ip.sni, "");
+        let Some(ValidationContextType::ValidationContext(v)) = ip
+            .common_tls_context
+            .expect("common")
+            .validation_context_type
+        else {
+            panic!("validation context");
+        };
+        assert_eq!(
+            v.match_typed_subject_alt_names[0].san_type,
+            SanType::IpAddress as i32
+        );
+    }
+}

@@ -19,6 +19,10 @@ use tracing::{info, warn};
 
 use super::latency::{self, Smoothed};
 use super::metrics::HealthMetrics;
+use super::ownership::{FactUpdate, HealthFact, Owners, SharedHealth};
+use shared::Sharing;
+
+mod shared;
 use super::probe::{ProbeError, Prober};
 use super::targets::{probes_change, targets};
 use super::verdict::Tracker;
@@ -77,6 +81,18 @@ pub fn spawn(
     options: HealthOptions,
     shutdown: CancellationToken,
 ) -> HealthTable {
+    spawn_shared(controller, options, None, shutdown)
+}
+
+/// Starts the checker of one replica among several: it probes only the endpoints it owns
+/// (all of them while `shared.owners` is `None`), publishes what it finds for the others, and
+/// serves what the others publish for the rest.
+pub fn spawn_shared(
+    controller: Arc<Controller>,
+    options: HealthOptions,
+    shared: Option<SharedHealth>,
+    shutdown: CancellationToken,
+) -> HealthTable {
     let table = HealthTable::default();
     let (tx, rx) = mpsc::channel(4096);
     let http = reqwest::Client::builder()
@@ -86,7 +102,7 @@ pub fn spawn(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a plain HTTP client always builds");
-    let aggregator = Aggregator {
+    let mut aggregator = Aggregator {
         controller,
         table: table.clone(),
         reports: tx,
@@ -95,8 +111,16 @@ pub fn spawn(
         targets: HashMap::new(),
         next_id: 0,
         metrics: options.metrics,
+        owners: None,
+        remote: HashMap::new(),
+        desired: HashMap::new(),
+        publish: None,
     };
-    tokio::spawn(aggregator.run(rx, shutdown));
+    let sharing = shared.map(|s| {
+        aggregator.publish = Some(s.publish);
+        (s.owners, s.remote)
+    });
+    tokio::spawn(aggregator.run(rx, sharing, shutdown));
     table
 }
 
@@ -128,6 +152,14 @@ struct Aggregator {
     targets: HashMap<EndpointKey, Target>,
     next_id: u64,
     metrics: HealthMetrics,
+    /// With replicas: who probes what (`None`: this replica probes everything).
+    owners: Option<Arc<Owners>>,
+    /// What the owners of endpoints published.
+    remote: HashMap<EndpointKey, HealthFact>,
+    /// Every endpoint with a health check, and whether its weight is measured.
+    desired: HashMap<EndpointKey, bool>,
+    /// With replicas: where this replica's findings go (etcd).
+    publish: Option<mpsc::UnboundedSender<FactUpdate>>,
 }
 
 /// What a batch of reports changes in the overlay.
@@ -138,7 +170,16 @@ struct Changes {
 }
 
 impl Aggregator {
-    async fn run(mut self, mut reports: mpsc::Receiver<Report>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut reports: mpsc::Receiver<Report>,
+        sharing: Option<Sharing>,
+        shutdown: CancellationToken,
+    ) {
+        let (mut owners, mut remote) = sharing.unzip();
+        if let Some(o) = owners.as_mut() {
+            self.owners = o.borrow_and_update().clone();
+        }
         let mut inputs = self.controller.watch_inputs();
         let mut reconciled: Option<Inputs> = None;
         if let Some(current) = inputs.borrow_and_update().clone() {
@@ -161,6 +202,20 @@ impl Aggregator {
                         reconciled = Some(current);
                     }
                 }
+                Some(()) = async { owners.as_mut()?.changed().await.ok() } => {
+                    self.owners = owners.as_mut().and_then(|o| o.borrow_and_update().clone());
+                    if let Some(current) = &reconciled {
+                        let current = current.clone();
+                        self.reconcile(&current);
+                    }
+                }
+                Some((key, fact)) = async { remote.as_mut()?.recv().await } => {
+                    match fact {
+                        Some(f) => self.remote.insert(key, f),
+                        None => self.remote.remove(&key),
+                    };
+                    self.serve_remote();
+                }
                 n = reports.recv_many(&mut batch, 1024) => {
                     if n == 0 {
                         break;
@@ -177,7 +232,18 @@ impl Aggregator {
 
     /// Starts, restarts and stops endpoint tasks to match the config and registrations.
     fn reconcile(&mut self, inputs: &Inputs) {
-        let desired = targets(&inputs.config, &inputs.overlay);
+        let mut desired = targets(&inputs.config, &inputs.overlay);
+        let previous = std::mem::replace(
+            &mut self.desired,
+            desired
+                .iter()
+                .map(|(k, (_, m, _))| (k.clone(), *m))
+                .collect(),
+        );
+        self.forget(previous);
+        if let Some(owners) = &self.owners {
+            desired.retain(|k, (_, measured, _)| owners.owns(k, *measured));
+        }
         let mut removed = Vec::new();
         self.targets.retain(|key, t| {
             let keep = desired.get(key).is_some_and(|(spec, measured, weight)| {
@@ -239,6 +305,10 @@ impl Aggregator {
                 probed = self.targets.len(),
                 "health checks updated"
             );
+        }
+        if self.publish.is_some() {
+            self.serve_remote();
+            return;
         }
         // Verdicts and measured weights of endpoints no longer probed, or probed afresh with a
         // new check, go at once: a probe starts from unknown, with no stale state.
@@ -357,6 +427,11 @@ impl Aggregator {
         }
         if changes.verdicts.is_empty() && !weights_changed {
             return;
+        }
+        if weights_changed {
+            self.publish_facts(changes.verdicts.keys().chain(weights.keys()), &weights);
+        } else {
+            self.publish_facts(changes.verdicts.keys(), &weights);
         }
         self.controller.update_overlay(|o| {
             for (key, verdict) in &changes.verdicts {

@@ -9,11 +9,12 @@
 mod checker;
 pub mod latency;
 mod metrics;
+pub mod ownership;
 mod probe;
 mod targets;
 mod tls;
 pub mod verdict;
 
-pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn};
+pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn, spawn_shared};
 pub use metrics::HealthMetrics;
 pub use probe::{ProbeError, Prober};

@@ -259,6 +259,7 @@ fn code(err: &RuntimeError) -> Code {
         RuntimeError::Configured { .. } | RuntimeError::Taken { .. } => Code::AlreadyExists,
         RuntimeError::Limit(_) | RuntimeError::Full { .. } => Code::ResourceExhausted,
         RuntimeError::Store(_) => Code::Internal,
+        RuntimeError::StoreUnavailable(_) => Code::Unavailable,
     }
 }
 

@@ -9,7 +9,9 @@
 
 mod admission;
 mod leases;
+pub mod replicated;
 pub mod session;
+pub mod shared;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,7 @@ use crate::control::Controller;
 use crate::events::{self, Kind, NewEvent};
 use crate::overlay::EndpointKey;
 use leases::{Lease, Leases, Registered};
+use shared::SharedState;
 use store::{Persistent, StateFile, StoreError};
 
 /// Shortest and longest lease a registration may ask for.
@@ -67,6 +70,11 @@ pub enum RuntimeError {
     Full { cluster: String, max: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The shared store (etcd) did not take the change: nothing changed anywhere.
+    #[error(
+        "{0}; nothing was changed (every replica keeps serving the last state it saw); retry once etcd is back"
+    )]
+    StoreUnavailable(crate::etcd::EtcdError),
 }
 
 /// A registration as the admin API shows it.
@@ -101,9 +109,21 @@ struct State {
     registry_version: u64,
 }
 
+/// Where drains and overrides are kept: a local file (one flotilla) or etcd (replicas).
+enum Store {
+    File(StateFile),
+    Shared(Box<SharedState>),
+}
+
 pub struct Runtime {
     controller: Arc<Controller>,
-    store: StateFile,
+    store: Store,
+    /// One drain or override change at a time, from reading the state to storing it.
+    writes: tokio::sync::Mutex<()>,
+    /// Whether the shared store answers (always true for the file).
+    store_up: watch::Sender<bool>,
+    /// The etcd lease this replica announces itself with (0: none).
+    replica_lease: Arc<std::sync::atomic::AtomicI64>,
     state: Mutex<State>,
     /// Wakes the lease task: a lease was added or renewed, or the registry changed.
     leases_changed: Notify,
@@ -125,20 +145,58 @@ impl Runtime {
             info!(path = %store.path().display(), drains = persistent.drains.len(),
                 weights = persistent.weights.len(), "restored runtime state");
         }
-        let runtime = Arc::new(Runtime {
+        let runtime = Runtime::new(controller, Store::File(store), persistent, shutdown.clone());
+        runtime.apply(&runtime.lock());
+        tokio::spawn(runtime.clone().maintain_leases(shutdown));
+        Ok(runtime)
+    }
+
+    /// Like [`Runtime::start`] with drains and overrides shared through etcd: loaded from it
+    /// and followed as any replica changes them. An etcd that is down delays the load, not
+    /// the start: the replica serves its config meanwhile and catches up when etcd answers.
+    pub fn start_shared(
+        controller: Arc<Controller>,
+        store: SharedState,
+        link: replicated::ReplicaLink,
+        shutdown: CancellationToken,
+    ) -> Arc<Runtime> {
+        let runtime = Runtime::new(
+            controller,
+            Store::Shared(Box::new(store.clone())),
+            Persistent::default(),
+            shutdown.clone(),
+        );
+        runtime.store_up.send_replace(false);
+        tokio::spawn(runtime.clone().follow_shared(store, link, shutdown.clone()));
+        tokio::spawn(runtime.clone().maintain_leases(shutdown));
+        runtime
+    }
+
+    fn new(
+        controller: Arc<Controller>,
+        store: Store,
+        persistent: Persistent,
+        shutdown: CancellationToken,
+    ) -> Arc<Runtime> {
+        Arc::new(Runtime {
             controller,
             store,
+            writes: tokio::sync::Mutex::new(()),
+            store_up: watch::Sender::new(true),
+            replica_lease: Arc::default(),
             state: Mutex::new(State {
                 persistent,
                 ..State::default()
             }),
             leases_changed: Notify::new(),
             published: watch::Sender::new(0),
-            shutdown: shutdown.clone(),
-        });
-        runtime.apply(&runtime.lock());
-        tokio::spawn(runtime.clone().maintain_leases(shutdown));
-        Ok(runtime)
+            shutdown,
+        })
+    }
+
+    /// Whether the store answers; follow it with [`watch::Receiver::changed`].
+    pub fn store_available(&self) -> watch::Receiver<bool> {
+        self.store_up.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -212,33 +270,57 @@ impl Runtime {
         Ok(key)
     }
 
-    /// Changes the persistent part: stored first, applied only if stored.
-    fn change_persistent(
+    /// Changes the persistent part: stored first, applied only if stored. With etcd, the
+    /// change is acknowledged once etcd holds it; the other replicas apply it from their
+    /// watch.
+    async fn change_persistent(
         &self,
-        state: &mut State,
-        change: impl FnOnce(&mut Persistent) -> bool,
+        cluster: &str,
+        address: &str,
+        change: impl Fn(&EndpointKey, &mut Persistent) -> bool,
     ) -> Result<bool, RuntimeError> {
-        let mut next = state.persistent.clone();
-        if !change(&mut next) {
-            return Ok(false);
+        self.check_store()?;
+        let _one_at_a_time = self.writes.lock().await;
+        let (key, prev, next) = {
+            let state = self.lock();
+            let key = self.endpoint(&state, cluster, address)?;
+            let mut next = state.persistent.clone();
+            if !change(&key, &mut next) {
+                return Ok(false);
+            }
+            (key, state.persistent.clone(), next)
+        };
+        match &self.store {
+            Store::File(file) => file.save(&next)?,
+            Store::Shared(shared) => shared
+                .save(&prev, &next)
+                .await
+                .map_err(RuntimeError::StoreUnavailable)?,
         }
-        self.store.save(&next)?;
-        state.persistent = next;
-        self.apply(state);
+        // Applied to the state as it is now: the watch may have brought other changes.
+        let mut state = self.lock();
+        change(&key, &mut state.persistent);
+        self.apply(&state);
         Ok(true)
     }
 
     /// Drains an endpoint: Envoy sends it no new requests (EDS health DRAINING).
-    pub fn drain(&self, cluster: &str, address: &str, on: bool) -> Result<bool, RuntimeError> {
-        let mut state = self.lock();
-        let key = self.endpoint(&state, cluster, address)?;
-        let changed = self.change_persistent(&mut state, |p| {
-            if on {
-                p.drains.insert(key.clone())
-            } else {
-                p.drains.remove(&key)
-            }
-        })?;
+    pub async fn drain(
+        &self,
+        cluster: &str,
+        address: &str,
+        on: bool,
+    ) -> Result<bool, RuntimeError> {
+        let changed = self
+            .change_persistent(cluster, address, |key, p| {
+                if on {
+                    p.drains.insert(key.clone())
+                } else {
+                    p.drains.remove(key)
+                }
+            })
+            .await?;
+        let key = EndpointKey::new(cluster, parse_address(address)?);
         if changed {
             let verb = if on { "drained" } else { "undrained" };
             info!(cluster, endpoint = %key.address, "endpoint {verb}");
@@ -252,7 +334,7 @@ impl Runtime {
     }
 
     /// Overrides an endpoint's weight (`None` drops the override).
-    pub fn set_weight(
+    pub async fn set_weight(
         &self,
         cluster: &str,
         address: &str,
@@ -266,12 +348,13 @@ impl Runtime {
                 crate::config::MAX_WEIGHT
             )));
         }
-        let mut state = self.lock();
-        let key = self.endpoint(&state, cluster, address)?;
-        let changed = self.change_persistent(&mut state, |p| match weight {
-            Some(w) => p.weights.insert(key.clone(), w) != Some(w),
-            None => p.weights.remove(&key).is_some(),
-        })?;
+        let changed = self
+            .change_persistent(cluster, address, |key, p| match weight {
+                Some(w) => p.weights.insert(key.clone(), w) != Some(w),
+                None => p.weights.remove(key).is_some(),
+            })
+            .await?;
+        let key = EndpointKey::new(cluster, parse_address(address)?);
         if changed {
             let message = match weight {
                 Some(w) => format!("{} weight set to {w} in {cluster}", key.address),
@@ -287,14 +370,15 @@ impl Runtime {
         Ok(changed)
     }
 
-    /// Registers an endpoint into a cluster, or renews its lease.
-    pub fn register(
+    /// Checks that `address` may register into `cluster` (or renew); returns its key and the
+    /// state, still locked.
+    fn check_registration(
         &self,
         cluster: &str,
         address: &str,
         weight: u32,
         ttl: Duration,
-    ) -> Result<LeaseView, RuntimeError> {
+    ) -> Result<(EndpointKey, MutexGuard<'_, State>), RuntimeError> {
         let address = parse_address(address)?;
         if !(1..=crate::config::MAX_WEIGHT).contains(&weight) {
             return Err(RuntimeError::BadRequest(format!(
@@ -323,7 +407,7 @@ impl Runtime {
         }
         admission::check(address.ip(), &c.registrations).map_err(RuntimeError::BadRequest)?;
         let key = EndpointKey::new(cluster, address);
-        let mut state = self.lock();
+        let state = self.lock();
         if state.leases.get(&key).is_some_and(|l| l.session.is_some()) {
             return Err(RuntimeError::Taken {
                 cluster: cluster.to_string(),
@@ -337,6 +421,19 @@ impl Runtime {
                 max,
             });
         }
+        Ok((key, state))
+    }
+
+    /// Registers an endpoint into a cluster, or renews its lease.
+    pub fn register(
+        &self,
+        cluster: &str,
+        address: &str,
+        weight: u32,
+        ttl: Duration,
+    ) -> Result<LeaseView, RuntimeError> {
+        let (key, mut state) = self.check_registration(cluster, address, weight, ttl)?;
+        let address = key.address;
         let now = Instant::now();
         let registered = state.leases.register(&key, weight, ttl, now);
         if registered != (Registered::Renewed { changed: false }) {
@@ -401,7 +498,11 @@ impl Runtime {
     async fn maintain_leases(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             self.publish_registrations();
-            let next = self.lock().leases.next_expiry();
+            // With etcd, leases run out in etcd, whose watch removes them everywhere.
+            let next = match self.store {
+                Store::File(_) => self.lock().leases.next_expiry(),
+                Store::Shared(_) => None,
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.leases_changed.notified() => continue,

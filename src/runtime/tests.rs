@@ -82,12 +82,16 @@ async fn drains_and_weights_survive_a_restart() {
         CancellationToken::new(),
     )
     .unwrap();
-    assert!(rt.drain("web", "127.0.0.1:8081", true).unwrap());
+    assert!(rt.drain("web", "127.0.0.1:8081", true).await.unwrap());
     assert!(
-        !rt.drain("web", "127.0.0.1:8081", true).unwrap(),
+        !rt.drain("web", "127.0.0.1:8081", true).await.unwrap(),
         "idempotent"
     );
-    assert!(rt.set_weight("web", "127.0.0.1:8082", Some(5)).unwrap());
+    assert!(
+        rt.set_weight("web", "127.0.0.1:8082", Some(5))
+            .await
+            .unwrap()
+    );
     assert!(c.overlay().draining.contains(&key("127.0.0.1:8081")));
 
     let fresh = controller();
@@ -116,19 +120,19 @@ async fn bad_requests_change_nothing() {
     .unwrap();
     let before = c.overlay();
     assert!(matches!(
-        rt.drain("nope", "127.0.0.1:8081", true),
+        rt.drain("nope", "127.0.0.1:8081", true).await,
         Err(RuntimeError::UnknownCluster(_))
     ));
     assert!(matches!(
-        rt.drain("web", "127.0.0.1:9999", true),
+        rt.drain("web", "127.0.0.1:9999", true).await,
         Err(RuntimeError::UnknownEndpoint { .. })
     ));
     assert!(matches!(
-        rt.drain("web", "not-an-address", true),
+        rt.drain("web", "not-an-address", true).await,
         Err(RuntimeError::BadRequest(_))
     ));
     assert!(matches!(
-        rt.set_weight("web", "127.0.0.1:8081", Some(0)),
+        rt.set_weight("web", "127.0.0.1:8081", Some(0)).await,
         Err(RuntimeError::BadRequest(_))
     ));
     assert!(matches!(

@@ -31,6 +31,8 @@ mod reference_bootstraps;
 mod registry;
 mod registry_python;
 mod reload_guard;
+mod replica_health;
+mod replicas;
 mod restart;
 mod routing;
 mod tcp;

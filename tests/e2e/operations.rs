@@ -21,7 +21,7 @@ async fn setup(xds: Xds) -> Setup {
 }
 
 /// Sends a request to the admin API; returns status and JSON body.
-async fn call(
+pub(crate) async fn call(
     f: &Flotilla,
     method: &str,
     path: &str,
@@ -51,7 +51,7 @@ async fn call(
     )
 }
 
-fn endpoint<'a>(state: &'a Value, cluster: &str, addr: &str) -> Option<&'a Value> {
+pub(crate) fn endpoint<'a>(state: &'a Value, cluster: &str, addr: &str) -> Option<&'a Value> {
     state["clusters"]
         .as_array()?
         .iter()

@@ -16,7 +16,7 @@ const UPDATE_STATS: [&str; 4] = [
     "http.public.rds.public.update_success",
 ];
 
-async fn update_counts(envoy: &Envoy) -> Vec<(String, u64)> {
+pub(crate) async fn update_counts(envoy: &Envoy) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for name in UPDATE_STATS {
         let v = envoy

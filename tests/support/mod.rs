@@ -10,6 +10,7 @@ pub mod browser;
 pub mod client;
 pub mod configs;
 pub mod envoy;
+pub mod etcd;
 pub mod flotilla;
 pub mod grpc;
 pub mod monitoring;

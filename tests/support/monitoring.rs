@@ -31,6 +31,7 @@ pub const EXISTING: &[(&str, Kind)] = &[
     ("flotilla_health_probe_duration_seconds", Kind::Histogram),
     ("flotilla_health_transitions_total", Kind::Counter),
     ("flotilla_endpoints", Kind::Gauge),
+    ("flotilla_store_available", Kind::Gauge),
     ("flotilla_certificate_expiry_timestamp_seconds", Kind::Gauge),
 ];
 

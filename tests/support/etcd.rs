@@ -1,0 +1,113 @@
+//! A real etcd (Debian's `etcd-server`, installed by scripts/install-etcd) on free loopback
+//! ports with a temporary data directory, for the replica tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::{free_addr, print_log_tail, wait};
+
+/// The etcd binary: `ETCD_BIN`, else what scripts/install-etcd prints (it installs etcd if
+/// missing, so a fresh machine runs these tests too).
+pub fn etcd_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ETCD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let out = std::process::Command::new(super::repo_root().join("scripts/install-etcd"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/install-etcd");
+    assert!(out.status.success(), "scripts/install-etcd failed");
+    PathBuf::from(String::from_utf8(out.stdout).expect("path").trim())
+}
+
+pub struct Etcd {
+    pub client: SocketAddr,
+    peer: SocketAddr,
+    child: Option<Child>,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts a single-member etcd and waits until it answers.
+    pub async fn start() -> Etcd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut etcd = Etcd {
+            client: free_addr(),
+            peer: free_addr(),
+            child: None,
+            log: dir.path().join("etcd.log"),
+            dir,
+        };
+        etcd.spawn().await;
+        etcd
+    }
+
+    /// `etcd://host:port`, as `flotilla serve --store` takes it.
+    pub fn url(&self) -> String {
+        format!("etcd://{}", self.client)
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("etcd log");
+        let client = format!("http://{}", self.client);
+        let peer = format!("http://{}", self.peer);
+        let child = Command::new(etcd_bin())
+            .arg("--name=test")
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=test={peer}"))
+            // No metrics or profiling listeners beyond the client port.
+            .arg("--listen-metrics-urls=")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn etcd");
+        self.child = Some(child);
+        let url = format!("http://{}/health", self.client);
+        wait::until("etcd answers", Duration::from_secs(20), || async {
+            let r = reqwest::get(&url).await.ok()?;
+            let body: serde_json::Value = r.json().await.ok()?;
+            (body["health"] == "true").then_some(())
+        })
+        .await;
+    }
+
+    /// Stops etcd abruptly (SIGKILL); its data directory is kept for [`Etcd::restart`].
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts etcd again on the same ports and data.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_log_tail("etcd", &self.log, 40);
+        }
+    }
+}
