@@ -64,6 +64,7 @@ impl From<XdsTransport> for Transport {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once at start; `serve`'s flags are many
 pub(crate) enum Command {
     /// Check configuration files; print every error as path:line:col: field: message.
     Validate {
