@@ -230,7 +230,7 @@ pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
         drain_deadline: a.drain_deadline,
         ready_timeout: a.ready_timeout,
         command: a.command,
-        tls: a.registry_ca.map(|ca| flotilla::xds::tls::ClientTls {
+        tls: a.registry_ca.map(|ca| flotilla::tls::ClientTls {
             ca,
             cert_and_key: a.registry_cert.zip(a.registry_key),
         }),

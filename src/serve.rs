@@ -17,6 +17,7 @@ use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
 use crate::control::{ControlMetrics, Controller, Reload};
+use crate::tls;
 use crate::xds::{self, NodeRegistry};
 
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ pub struct ServeOptions {
     /// TLS (and with a client CA, mTLS with identities) on the xDS port; None: plaintext.
     pub xds_tls: Option<xds::tls::XdsTlsOptions>,
     /// TLS for the admin API; None: plain HTTP.
-    pub admin_tls: Option<xds::tls::TlsFiles>,
+    pub admin_tls: Option<tls::TlsFiles>,
     /// Reads of the admin API need no token even beyond loopback.
     pub admin_public_read: bool,
 }
@@ -68,7 +69,7 @@ pub enum ServeError {
     #[error(transparent)]
     State(#[from] crate::runtime::store::StoreError),
     #[error("xDS TLS: {0}")]
-    XdsTls(#[from] xds::tls::TlsError),
+    XdsTls(#[from] tls::TlsFileError),
     #[error(transparent)]
     Etcd(#[from] crate::etcd::EtcdError),
 }
@@ -177,7 +178,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
 
     let xds_tls = match &opts.xds_tls {
         Some(t) => Some((
-            xds::tls::ServerTls::load(t.files.clone(), &[b"h2"])?,
+            tls::ServerTls::load(t.files.clone(), &[b"h2"])?,
             t.trust_domain.clone(),
         )),
         None => None,
@@ -191,7 +192,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         None => xds::Authorizer::open(xds_metrics.clone()),
     };
     let admin_tls = match &opts.admin_tls {
-        Some(files) => Some(xds::tls::ServerTls::load(files.clone(), &[b"http/1.1"])?),
+        Some(files) => Some(tls::ServerTls::load(files.clone(), &[b"http/1.1"])?),
         None => None,
     };
     warn_if_exposed(&opts);

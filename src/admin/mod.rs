@@ -129,7 +129,7 @@ async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoRe
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
-    tls: Option<Arc<crate::xds::tls::ServerTls>>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router(state);

@@ -11,7 +11,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::xds::tls::ServerTls;
+use crate::tls::ServerTls;
 
 /// Longest a client may take to complete its TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);

@@ -56,7 +56,7 @@ impl Client {
     /// `registry` is then `host:port`, and flotilla's certificate must be valid for `host`.
     pub async fn connect_with(
         registry: &str,
-        tls: Option<&crate::xds::tls::ClientTls>,
+        tls: Option<&crate::tls::ClientTls>,
     ) -> Result<Client, ClientError> {
         let url = if registry.contains("://") {
             registry.to_string()

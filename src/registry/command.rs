@@ -32,7 +32,7 @@ pub struct RegisterOptions {
     /// The instance: program and arguments.
     pub command: Vec<String>,
     /// TLS (mTLS) to flotilla's xDS port, when it serves TLS.
-    pub tls: Option<crate::xds::tls::ClientTls>,
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -29,7 +29,8 @@ use tracing::warn;
 
 use super::XdsMetrics;
 use super::limits::Limits;
-use super::tls::{PeerCert, Rejection, ServerTls, XdsPeer};
+use super::tls::{PeerCert, Rejection, XdsPeer};
+use crate::tls::ServerTls;
 
 /// First and longest pause after a failed `accept`.
 const BACKOFF_MIN: Duration = Duration::from_millis(5);

@@ -64,7 +64,7 @@ pub async fn serve(
     traffic: Arc<TrafficAggregate>,
     metrics: XdsMetrics,
     limits: Limits,
-    tls: Option<(Arc<tls::ServerTls>, String)>,
+    tls: Option<(Arc<crate::tls::ServerTls>, String)>,
     registry: crate::registry::RegistryService,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {

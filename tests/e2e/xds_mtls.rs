@@ -311,7 +311,7 @@ async fn the_admin_api_beyond_loopback_speaks_tls_and_reads_need_the_token() {
 async fn registrations_over_mtls_need_an_identity_of_the_trust_domain() {
     use flotilla::registry::client::{Client, ClientError};
     use flotilla::registry::proto::Endpoint;
-    use flotilla::xds::tls::ClientTls;
+    use flotilla::tls::ClientTls;
 
     let pki = Pki::new();
     let backend = Backend::start("instance").await;

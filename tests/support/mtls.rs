@@ -143,7 +143,7 @@ impl Pki {
         xds: SocketAddr,
         client: Option<&(String, String)>,
     ) -> Result<Channel, String> {
-        let tls = flotilla::xds::tls::ClientTls {
+        let tls = flotilla::tls::ClientTls {
             ca: self.dir.join("ca.pem"),
             cert_and_key: client.map(|(c, k)| (c.into(), k.into())),
         };

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use flotilla::xds::tls::{ClientTls, spiffe_id};
+use flotilla::tls::ClientTls;
+use flotilla::xds::tls::spiffe_id;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
 
 /// The run's certificates: `serve` flags, and what the streams present.

@@ -210,7 +210,7 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
 /// irrelevant; these are large enough that it never limits a response of this benchmark.
 async fn connect(
     addr: std::net::SocketAddr,
-    tls: Option<&flotilla::xds::tls::ClientTls>,
+    tls: Option<&flotilla::tls::ClientTls>,
 ) -> Result<Channel> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)

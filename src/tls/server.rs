@@ -1,12 +1,12 @@
-//! The xDS port's rustls configuration, read from PEM files and read again when they change:
-//! new connections get the new certificate and client CA, open streams keep theirs.
+//! A listening port's rustls configuration (the xDS port, the admin API), read from PEM files
+//! and read again when they change: new connections get the new certificate and client CA,
+//! open streams keep theirs.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_util::sync::CancellationToken;
@@ -29,21 +29,21 @@ pub struct TlsFiles {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub enum TlsFileError {
     #[error("{path}: {message}")]
     File { path: String, message: String },
     #[error("TLS configuration: {0}")]
     Rustls(String),
 }
 
-fn file_error(path: &Path, message: impl ToString) -> TlsError {
-    TlsError::File {
+fn file_error(path: &Path, message: impl ToString) -> TlsFileError {
+    TlsFileError::File {
         path: path.display().to_string(),
         message: message.to_string(),
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+fn read(path: &Path) -> Result<Vec<u8>, TlsFileError> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
     let mut bytes = Vec::new();
@@ -59,20 +59,14 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
-fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_error(path, format!("not PEM certificates: {e}")))?;
-    if certs.is_empty() {
-        return Err(file_error(path, "no CERTIFICATE in the file"));
-    }
-    Ok(certs)
+fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
+    super::parse_chain(pem).map_err(|e| file_error(path, e))
 }
 
 /// The contents the current configuration was built from.
 type Loaded = [Vec<u8>; 3];
 
-fn contents(files: &TlsFiles) -> Result<Loaded, TlsError> {
+fn contents(files: &TlsFiles) -> Result<Loaded, TlsFileError> {
     Ok([
         read(&files.cert)?,
         read(&files.key)?,
@@ -83,14 +77,17 @@ fn contents(files: &TlsFiles) -> Result<Loaded, TlsError> {
     ])
 }
 
-fn build(files: &TlsFiles, alpn: &[Vec<u8>], loaded: &Loaded) -> Result<ServerConfig, TlsError> {
+fn build(
+    files: &TlsFiles,
+    alpn: &[Vec<u8>],
+    loaded: &Loaded,
+) -> Result<ServerConfig, TlsFileError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certificates(&files.cert, &loaded[0])?;
-    let key = PrivateKeyDer::from_pem_slice(&loaded[1])
-        .map_err(|e| file_error(&files.key, format!("no usable PRIVATE KEY: {e}")))?;
+    let key = super::parse_key(&loaded[1]).map_err(|e| file_error(&files.key, e))?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        .map_err(|e| TlsFileError::Rustls(e.to_string()))?;
     let builder = match &files.client_ca {
         Some(path) => {
             let mut roots = RootCertStore::empty();
@@ -124,7 +121,7 @@ pub struct ServerTls {
 impl ServerTls {
     /// Reads the files; an error here stops `serve` from starting. `alpn`: the protocols
     /// offered (`h2` for gRPC, `http/1.1` for the admin API).
-    pub fn load(files: TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerTls>, TlsError> {
+    pub fn load(files: TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerTls>, TlsFileError> {
         let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
         let loaded = contents(&files)?;
         let config = build(&files, &alpn, &loaded)?;
@@ -151,7 +148,7 @@ impl ServerTls {
     /// Rebuilds the configuration if a file changed. A broken file (half-written, mismatched
     /// key) is reported and the last good configuration stays in use. Returns whether the
     /// configuration was replaced.
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+    pub fn reload_if_changed(&self) -> Result<bool, TlsFileError> {
         let now = contents(&self.files)?;
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if *loaded == now {

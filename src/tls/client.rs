@@ -15,7 +15,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
-use super::TlsError;
+use super::TlsFileError;
 
 /// What a client presents and trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +25,8 @@ pub struct ClientTls {
     pub cert_and_key: Option<(PathBuf, PathBuf)>,
 }
 
-fn file_error(path: &std::path::Path, e: impl ToString) -> TlsError {
-    TlsError::File {
+fn file_error(path: &std::path::Path, e: impl ToString) -> TlsFileError {
+    TlsFileError::File {
         path: path.display().to_string(),
         message: e.to_string(),
     }
@@ -35,7 +35,7 @@ fn file_error(path: &std::path::Path, e: impl ToString) -> TlsError {
 impl ClientTls {
     /// A connector for tonic's `Endpoint::connect_with_connector`, dialling `host:port`
     /// and verifying the server's certificate for `host`.
-    pub fn connector(&self, host: &str, port: u16) -> Result<Connector, TlsError> {
+    pub fn connector(&self, host: &str, port: u16) -> Result<Connector, TlsFileError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&self.ca).map_err(|e| file_error(&self.ca, e))? {
@@ -44,7 +44,7 @@ impl ClientTls {
         }
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .map_err(|e| TlsFileError::Rustls(e.to_string()))?
             .with_root_certificates(roots);
         let mut config = match &self.cert_and_key {
             Some((cert, key)) => {
@@ -61,7 +61,7 @@ impl ClientTls {
         };
         config.alpn_protocols = vec![b"h2".to_vec()];
         let name = ServerName::try_from(host.to_string())
-            .map_err(|e| TlsError::Rustls(format!("{host}: {e}")))?;
+            .map_err(|e| TlsFileError::Rustls(format!("{host}: {e}")))?;
         Ok(Connector {
             tls: TlsConnector::from(Arc::new(config)),
             name,
