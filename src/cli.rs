@@ -417,7 +417,10 @@ pub(crate) fn schema() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let xds_tls = std::mem::take(&mut args.xds_tls)
+        .options()
+        .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
@@ -443,7 +446,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     max_node_id_bytes: args.xds_max_node_id_bytes as usize,
                     max_node_bytes: args.xds_max_node_bytes as usize,
                 },
-                xds_tls: args.xds_tls.options(),
+                xds_tls,
                 admin_tls: args.admin_tls.files(),
                 admin_public_read: args.admin_tls.admin_public_read,
             },

@@ -179,14 +179,14 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let xds_tls = match &opts.xds_tls {
         Some(t) => Some((
             tls::ServerTls::load(t.files.clone(), &[b"h2"])?,
-            t.trust_domain.clone(),
+            t.identity.clone(),
         )),
         None => None,
     };
     let authorizer = match &opts.xds_tls {
         Some(t) => xds::Authorizer::new(
             t.files.client_ca.is_some(),
-            &t.trust_domain,
+            &t.identity.trust_domain,
             xds_metrics.clone(),
         ),
         None => xds::Authorizer::open(xds_metrics.clone()),

@@ -139,7 +139,8 @@ pub fn state_view(s: &AdminState) -> StateView {
 #[derive(Serialize)]
 pub struct NodeView {
     pub node_id: String,
-    /// The SPIFFE ID of the client certificate the node is bound to (xDS over mTLS).
+    /// The SPIFFE ID (or DNS name, by an identity DNS pattern) of the client certificate the
+    /// node is bound to (xDS over mTLS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
     pub fleet: String,

@@ -228,7 +228,7 @@ pub(crate) fn issue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flotilla::xds::tls::PeerCert;
+    use flotilla::xds::tls::{IdentityRules, PeerCert};
 
     #[test]
     fn names_must_be_spiffe_path_segments() {
@@ -253,8 +253,8 @@ mod tests {
         let pem = issue(dir.path(), "edge", Some("e1"), "flotilla.local", dir.path()).unwrap();
         assert_eq!(pem, dir.path().join("edge-e1.pem"));
         let der = rustls_pem(&pem);
-        let peer = PeerCert::from_der(&der, "flotilla.local");
-        assert_eq!(peer.uris, ["spiffe://flotilla.local/fleet/edge/node/e1"]);
+        let peer = PeerCert::from_der(&der, &IdentityRules::spiffe("flotilla.local"));
+        assert_eq!(peer.sans, ["spiffe://flotilla.local/fleet/edge/node/e1"]);
         assert!(peer.allowing("edge", "e1").is_some());
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("edge-e1.key"))

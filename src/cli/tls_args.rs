@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use flotilla::xds::tls::{DEFAULT_TRUST_DOMAIN, TlsFiles, XdsTlsOptions};
+use flotilla::xds::tls::{
+    DEFAULT_TRUST_DOMAIN, DnsPattern, IdentityRules, MAX_DNS_PATTERNS, TlsFiles, XdsTlsOptions,
+};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Default)]
 pub(crate) struct XdsTlsArgs {
     /// Serve xDS over TLS with this certificate (PEM chain); re-read when it changes.
     #[arg(
@@ -34,19 +36,49 @@ pub(crate) struct XdsTlsArgs {
     /// The SPIFFE trust domain of client identities.
     #[arg(long, env = "FLOTILLA_TRUST_DOMAIN", default_value = DEFAULT_TRUST_DOMAIN, value_parser = parse_trust_domain)]
     pub(crate) trust_domain: String,
+    /// For client certificates without a SPIFFE ID of the trust domain: a DNS SAN matching
+    /// this pattern names the fleet (and node), e.g. `{node}.{fleet}.envoy.example.com`
+    /// (without `{node}`: fleet-wide). Each placeholder is one whole label. Repeatable, at most 8.
+    #[arg(
+        long,
+        env = "FLOTILLA_IDENTITY_DNS_PATTERN",
+        value_delimiter = ',',
+        requires = "xds_client_ca",
+        value_name = "PATTERN",
+        value_parser = parse_dns_pattern
+    )]
+    pub(crate) identity_dns_pattern: Vec<DnsPattern>,
 }
 
 impl XdsTlsArgs {
-    pub(crate) fn options(self) -> Option<XdsTlsOptions> {
-        Some(XdsTlsOptions {
+    /// The xDS port's TLS options (None: plaintext), or why the flags are refused.
+    pub(crate) fn options(self) -> Result<Option<XdsTlsOptions>, String> {
+        if self.identity_dns_pattern.len() > MAX_DNS_PATTERNS {
+            return Err(format!(
+                "--identity-dns-pattern: at most {MAX_DNS_PATTERNS} patterns, got {}",
+                self.identity_dns_pattern.len()
+            ));
+        }
+        let (Some(cert), Some(key)) = (self.xds_tls_cert, self.xds_tls_key) else {
+            return Ok(None);
+        };
+        Ok(Some(XdsTlsOptions {
             files: TlsFiles {
-                cert: self.xds_tls_cert?,
-                key: self.xds_tls_key?,
+                cert,
+                key,
                 client_ca: self.xds_client_ca,
             },
-            trust_domain: self.trust_domain,
-        })
+            identity: IdentityRules {
+                trust_domain: self.trust_domain,
+                dns_patterns: self.identity_dns_pattern,
+            },
+        }))
     }
+}
+
+fn parse_dns_pattern(text: &str) -> Result<DnsPattern, String> {
+    text.parse()
+        .map_err(|e: flotilla::xds::tls::PatternError| e.to_string())
 }
 
 #[derive(clap::Args, Debug)]
@@ -113,5 +145,46 @@ mod tests {
         assert!(parse_trust_domain("a/b").is_err());
         assert!(parse_trust_domain("").is_err());
         assert!(parse_trust_domain(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn more_than_eight_dns_patterns_are_refused() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Serve {
+            #[command(flatten)]
+            tls: XdsTlsArgs,
+        }
+        let mut args = vec!["serve", "--xds-tls-cert", "c", "--xds-tls-key", "k"];
+        args.extend(["--xds-client-ca", "ca"]);
+        let patterns: Vec<String> = (0..9)
+            .map(|i| format!("--identity-dns-pattern={{fleet}}.d{i}.example.com"))
+            .collect();
+        let parse = |n: usize| {
+            let mut all: Vec<&str> = args.clone();
+            all.extend(patterns[..n].iter().map(String::as_str));
+            Serve::try_parse_from(all)
+                .expect("flags parse")
+                .tls
+                .options()
+        };
+        let options = parse(8).expect("8 patterns").expect("TLS on");
+        assert_eq!(options.identity.dns_patterns.len(), 8);
+        assert_eq!(
+            parse(9).expect_err("9 patterns"),
+            "--identity-dns-pattern: at most 8 patterns, got 9"
+        );
+        let bad = Serve::try_parse_from([
+            "serve",
+            "--xds-tls-cert",
+            "c",
+            "--xds-tls-key",
+            "k",
+            "--xds-client-ca",
+            "ca",
+            "--identity-dns-pattern",
+            "*.{fleet}.example.com",
+        ]);
+        assert!(bad.is_err());
     }
 }

@@ -29,19 +29,19 @@ use tracing::warn;
 
 use super::XdsMetrics;
 use super::limits::Limits;
-use super::tls::{PeerCert, Rejection, XdsPeer};
+use super::tls::{IdentityRules, PeerCert, Rejection, XdsPeer};
 use crate::tls::ServerTls;
 
 /// First and longest pause after a failed `accept`.
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// TLS for the accept loop: the current configuration, whose client identities belong to
-/// `trust_domain`; failed handshakes are counted in `metrics`.
+/// TLS for the accept loop: the current configuration, whose client certificates name their
+/// identities by `identity`; failed handshakes are counted in `metrics`.
 #[derive(Clone)]
 pub(crate) struct Handshake {
     pub(crate) tls: Arc<ServerTls>,
-    pub(crate) trust_domain: Arc<str>,
+    pub(crate) identity: Arc<IdentityRules>,
     pub(crate) metrics: XdsMetrics,
 }
 
@@ -137,7 +137,7 @@ pub(crate) fn incoming(
                     .1
                     .peer_certificates()
                     .and_then(|chain| chain.first())
-                    .map(|leaf| Arc::new(PeerCert::from_der(leaf, &tls.trust_domain)));
+                    .map(|leaf| Arc::new(PeerCert::from_der(leaf, &tls.identity)));
                 let peer = XdsPeer { tcp, cert };
                 let conn = Connection::new(Io::Tls(Box::new(stream)), permit, deadline, peer);
                 let _ = tx.send(Ok(conn)).await;

@@ -64,7 +64,7 @@ pub async fn serve(
     traffic: Arc<TrafficAggregate>,
     metrics: XdsMetrics,
     limits: Limits,
-    tls: Option<(Arc<crate::tls::ServerTls>, String)>,
+    tls: Option<(Arc<crate::tls::ServerTls>, tls::IdentityRules)>,
     registry: crate::registry::RegistryService,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
@@ -72,11 +72,11 @@ pub async fn serve(
     tokio::spawn(refresh_traffic(traffic.clone(), shutdown.clone()));
     let max_node_id_bytes = limits.max_node_id_bytes;
     let authorizer = registry.authorizer.clone();
-    let handshake = tls.map(|(tls, trust_domain)| {
+    let handshake = tls.map(|(tls, identity)| {
         tokio::spawn(tls.clone().watch(shutdown.clone()));
         listener::Handshake {
             tls,
-            trust_domain: trust_domain.into(),
+            identity: Arc::new(identity),
             metrics: metrics.clone(),
         }
     });

@@ -41,7 +41,8 @@ pub struct TypeStatus {
 /// One xDS stream (an ADS stream, or one of the per-type streams of a non-ADS Envoy).
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamInfo {
-    /// The SPIFFE ID the node is bound to (the client certificate's), None without mTLS.
+    /// The SPIFFE ID or DNS name the node is bound to (the client certificate's), None
+    /// without mTLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
     pub node_id: String,

@@ -50,6 +50,15 @@ async fn first_response(channel: Channel, claim: Node) -> Result<(), tonic::Stat
     got.map(|_| ())
 }
 
+/// The stream claiming `claim` is refused with PERMISSION_DENIED: its message.
+async fn permission_denied(channel: Channel, claim: Node) -> String {
+    let status = first_response(channel, claim)
+        .await
+        .expect_err("a claim the certificate does not allow");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    status.message().to_string()
+}
+
 /// The connection, or the stream on it, fails: a refused handshake shows as either.
 async fn refused(pki: &Pki, f: &Flotilla, client: Option<&(String, String)>) -> String {
     let channel = match pki.channel(f.xds, client).await {
@@ -60,6 +69,36 @@ async fn refused(pki: &Pki, f: &Flotilla, client: Option<&(String, String)>) -> 
         Ok(()) => panic!("a client with certificate {client:?} was served"),
         Err(s) => format!("{s:?}"),
     }
+}
+
+/// flotilla over mTLS (with `extra` flags) serving `configs::web` at a free listen address.
+async fn start_web(pki: &Pki, extra: &[&str]) -> (Flotilla, Backend, std::net::SocketAddr) {
+    let backend = Backend::start("a").await;
+    let listen = free_addr();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("flotilla.yaml");
+    std::fs::write(&config, configs::web(listen, &backend.address())).expect("config");
+    let flags = pki.serve_flags();
+    let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    flags.extend(extra);
+    let f = Flotilla::start_with(dir, config, &flags).await;
+    f.wait_ready().await;
+    (f, backend, listen)
+}
+
+/// Adds a second listener to the `start_web` config; its address, for Envoys to wait for.
+fn add_listener(
+    f: &Flotilla,
+    listen: std::net::SocketAddr,
+    backend: &Backend,
+) -> std::net::SocketAddr {
+    let second = free_addr();
+    let yaml = configs::web(listen, &backend.address()).replace(
+        "listeners:\n",
+        &format!("listeners:\n  second:\n    address: {second}\n    routes: [ {{ to: web }} ]\n"),
+    );
+    f.write_config(&yaml);
+    second
 }
 
 async fn rejected(f: &Flotilla, reason: &str) -> u64 {
@@ -75,15 +114,7 @@ async fn rejected(f: &Flotilla, reason: &str) -> u64 {
 #[tokio::test]
 async fn only_clients_whose_certificates_allow_their_node_are_served() {
     let pki = Pki::new();
-    let backend = Backend::start("a").await;
-    let listen = free_addr();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("flotilla.yaml");
-    std::fs::write(&config, configs::web(listen, &backend.address())).expect("config");
-    let flags = pki.serve_flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let f = Flotilla::start_with(dir, config, &flags).await;
-    f.wait_ready().await;
+    let (f, backend, listen) = start_web(&pki, &[]).await;
 
     // A real Envoy with its own node certificate is served over mTLS.
     let envoy = Envoy::start_with(
@@ -162,15 +193,10 @@ async fn only_clients_whose_certificates_allow_their_node_are_served() {
     let (e1_cert, e1_key) = pki.issue("edge", Some("e1"));
     let e1 = (e1_cert, e1_key);
     let channel = pki.channel(f.xds, Some(&e1)).await.expect("mTLS connect");
-    let denied = first_response(channel.clone(), node("e1", "mesh"))
-        .await
-        .expect_err("another fleet");
-    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let message = permission_denied(channel.clone(), node("e1", "mesh")).await;
     assert!(
-        denied
-            .message()
-            .contains("allows fleet \"edge\", node \"e1\""),
-        "{denied:?}"
+        message.contains("allows fleet \"edge\", node \"e1\""),
+        "{message}"
     );
     // … or another node of its own fleet.
     let denied = first_response(channel.clone(), node("e2", "edge"))
@@ -224,13 +250,9 @@ async fn only_clients_whose_certificates_allow_their_node_are_served() {
     );
 
     // Through all of it, the legitimate Envoy keeps getting updates, and flotilla is healthy.
-    let second = free_addr();
-    let yaml = configs::web(listen, &backend.address()).replace(
-        "listeners:\n",
-        &format!("listeners:\n  second:\n    address: {second}\n    routes: [ {{ to: web }} ]\n"),
-    );
-    f.write_config(&yaml);
-    envoy.wait_listener(second).await;
+    envoy
+        .wait_listener(add_listener(&f, listen, &backend))
+        .await;
     assert!(f.get("/readyz").await.status().is_success());
     assert!(
         f.log().contains("wrong_fleet"),
@@ -410,4 +432,60 @@ async fn a_proxyless_grpc_client_takes_its_config_over_mtls() {
         nodes.contains("spiffe://flotilla.local/fleet/default/node/grpc-client-1"),
         "the client's node is bound to its certificate: {nodes}"
     );
+}
+
+#[tokio::test]
+async fn a_dns_name_matching_the_identity_pattern_names_the_fleet() {
+    let pki = Pki::new();
+    let pattern = ["--identity-dns-pattern", "{node}.{fleet}.envoy.example.com"];
+    let (f, backend, listen) = start_web(&pki, &pattern).await;
+
+    // A real Envoy whose certificate carries only the DNS name e1.edge.envoy.example.com
+    // (mixed case: DNS names are case-insensitive) is served as node e1 of fleet edge.
+    let e1 = pki.issue_dns("E1.edge.Envoy.example.com");
+    let envoy =
+        Envoy::start_with(&f, "e1", "edge", Xds::Sotw, &pki.bootstrap_flags_with(&e1)).await;
+    envoy.wait_listener(listen).await;
+    let nodes = f.json("/api/v1/nodes").await.to_string();
+    assert!(
+        nodes.contains("\"identity\":\"e1.edge.envoy.example.com\""),
+        "the node is bound to its DNS name: {nodes}"
+    );
+
+    // A real Envoy of fleet mesh presenting a DNS name of fleet edge gets nothing.
+    let m1 = pki.issue_dns("m1.edge.envoy.example.com");
+    let intruder =
+        Envoy::start_with(&f, "m1", "mesh", Xds::Sotw, &pki.bootstrap_flags_with(&m1)).await;
+    wait::until(
+        "the Envoy of another fleet is refused",
+        Duration::from_secs(20),
+        || async { (rejected(&f, "wrong_fleet").await >= 1).then_some(()) },
+    )
+    .await;
+    let updates = intruder.stat("cluster_manager.cds.update_success").await;
+    assert!(
+        matches!(updates, None | Some(0)),
+        "the intruder got clusters: {updates:?}"
+    );
+    // The same claim over gRPC shows the status: PERMISSION_DENIED saying what the name allows.
+    let channel = pki.channel(f.xds, Some(&m1)).await.expect("mTLS connect");
+    let message = permission_denied(channel, node("m1", "mesh")).await;
+    assert!(
+        message.contains("allows fleet \"edge\", node \"m1\" (DNS name m1.edge.envoy.example.com)"),
+        "{message}"
+    );
+    // A wildcard name allows nothing.
+    let wildcard = pki.issue_dns("*.edge.envoy.example.com");
+    let channel = pki
+        .channel(f.xds, Some(&wildcard))
+        .await
+        .expect("mTLS connect");
+    let message = permission_denied(channel, node("e5", "edge")).await;
+    assert!(message.contains("allows nothing"), "{message}");
+    assert!(rejected(&f, "no_identity").await >= 1);
+
+    // The legitimate Envoy keeps getting updates.
+    envoy
+        .wait_listener(add_listener(&f, listen, &backend))
+        .await;
 }

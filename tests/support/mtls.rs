@@ -82,15 +82,7 @@ impl Pki {
 
     /// `bootstrap` flags for an Envoy of `fleet`/`node`, with a certificate for it.
     pub fn bootstrap_flags(&self, fleet: &str, node: &str) -> Vec<String> {
-        let (cert, key) = self.issue(fleet, Some(node));
-        vec![
-            "--xds-ca".into(),
-            self.path("ca.pem"),
-            "--xds-cert".into(),
-            cert,
-            "--xds-key".into(),
-            key,
-        ]
+        self.bootstrap_flags_with(&self.issue(fleet, Some(node)))
     }
 
     /// The CA, ready to sign.
@@ -121,6 +113,29 @@ impl Pki {
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
         write_pair(&self.dir, "anonymous", &cert.pem(), &key.serialize_pem())
+    }
+
+    /// A client certificate from this CA whose only SAN is the DNS name `name` (for
+    /// `--identity-dns-pattern`).
+    pub fn issue_dns(&self, name: &str) -> (String, String) {
+        let (ca, ca_key) = self.ca();
+        let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
+        write_pair(&self.dir, name, &cert.pem(), &key.serialize_pem())
+    }
+
+    /// `bootstrap` flags for an Envoy presenting the client certificate `pair`.
+    pub fn bootstrap_flags_with(&self, pair: &(String, String)) -> Vec<String> {
+        vec![
+            "--xds-ca".into(),
+            self.path("ca.pem"),
+            "--xds-cert".into(),
+            pair.0.clone(),
+            "--xds-key".into(),
+            pair.1.clone(),
+        ]
     }
 
     /// A client certificate for `fleet` from a CA flotilla does not trust.

@@ -12,7 +12,7 @@ use tonic::Status;
 use tonic::transport::server::TcpConnectInfo;
 use tracing::warn;
 
-use super::identity::{PeerCert, spiffe_id};
+use super::identity::PeerCert;
 use crate::events::{self, Kind, NewEvent};
 use crate::xds::XdsMetrics;
 
@@ -89,8 +89,9 @@ impl Authorizer {
         Authorizer::new(false, "flotilla.local", metrics)
     }
 
-    /// Whether a stream on the connection of `peer` may call itself `node_id` in `fleet`. Ok holds the identity the node is bound to (its SPIFFE ID; None when nothing
-    /// is bound), which [`crate::xds::NodeRegistry`] uses to refuse a second claimant.
+    /// Whether a stream on the connection of `peer` may call itself `node_id` in `fleet`. Ok
+    /// holds the identity the node is bound to (the SPIFFE ID or DNS name that allowed it; None
+    /// when nothing is bound), which [`crate::xds::NodeRegistry`] uses to refuse a second claimant.
     pub fn check(
         &self,
         peer: Option<&XdsPeer>,
@@ -112,11 +113,7 @@ impl Authorizer {
             return Ok(None);
         };
         if let Some(identity) = cert.allowing(fleet, node_id) {
-            return Ok(Some(spiffe_id(
-                &self.trust_domain,
-                &identity.fleet,
-                identity.node.as_deref(),
-            )));
+            return Ok(Some(identity.san.clone()));
         }
         let reason = if cert.identities.is_empty() {
             Rejection::NoIdentity
@@ -133,7 +130,7 @@ impl Authorizer {
     }
 
     /// Whether a registration stream may register instances: with mTLS, its certificate must
-    /// carry an identity of the trust domain (any fleet); `registrations.allow_addresses`
+    /// carry an identity (any fleet); `registrations.allow_addresses`
     /// still applies on top.
     pub fn check_registration(&self, peer: Option<&XdsPeer>) -> Result<(), Status> {
         match peer.and_then(|p| p.cert.as_ref()) {
@@ -142,7 +139,7 @@ impl Authorizer {
             cert => {
                 let allows = cert.map_or("no client certificate".to_string(), |c| c.describe());
                 let message = format!(
-                    "registration needs a client certificate with a spiffe://{}/fleet/… identity; this one allows {allows}",
+                    "registration needs a client certificate with a spiffe://{}/fleet/… identity (or a DNS name matching an identity DNS pattern); this one allows {allows}",
                     self.trust_domain
                 );
                 Err(self.refuse(Rejection::NoIdentity, "registration", "", "", peer, message))

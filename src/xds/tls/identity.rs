@@ -2,21 +2,39 @@
 //! id in it, read from a URI SAN `spiffe://<trust-domain>/fleet/<fleet>[/node/<node-id>]`.
 //!
 //! The format is SPIFFE's, so certificates issued by SPIRE (or any CA that writes SPIFFE IDs)
-//! work unchanged; `flotilla certs issue` writes the same.
+//! work unchanged; `flotilla certs issue` writes the same. A certificate without such an ID
+//! may name its fleet in a DNS SAN instead, by the rules of `--identity-dns-pattern`
+//! ([`super::dns_rule`]); one with a SPIFFE ID is judged by it alone, so DNS names a CA adds to
+//! an SVID never widen what it allows.
 
 use std::fmt;
 
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::dns_rule::DnsPattern;
+
 /// Longest SPIFFE ID accepted (the SPIFFE spec's limit is 2048 bytes).
 const MAX_ID: usize = 2048;
+
+/// Where an identity was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A URI SAN `spiffe://<trust-domain>/fleet/…`.
+    Spiffe,
+    /// A DNS SAN matching an `--identity-dns-pattern`.
+    Dns,
+}
 
 /// An identity a certificate carries: a fleet-wide one may claim any node id of its fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub fleet: String,
     pub node: Option<String>,
+    /// The SAN it was read from (a SPIFFE ID, or a DNS name in lowercase): what a node id is
+    /// bound to while connected, and what `/api/v1/nodes` shows.
+    pub san: String,
+    pub source: Source,
 }
 
 impl Identity {
@@ -29,8 +47,30 @@ impl Identity {
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.node {
-            Some(node) => write!(f, "fleet {:?}, node {:?}", self.fleet, node),
-            None => write!(f, "fleet {:?}, any node", self.fleet),
+            Some(node) => write!(f, "fleet {:?}, node {:?}", self.fleet, node)?,
+            None => write!(f, "fleet {:?}, any node", self.fleet)?,
+        }
+        match self.source {
+            Source::Spiffe => Ok(()),
+            Source::Dns => write!(f, " (DNS name {})", self.san),
+        }
+    }
+}
+
+/// How identities are read from client certificates: SPIFFE IDs of the trust domain, and
+/// DNS names by the patterns for certificates without one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRules {
+    pub trust_domain: String,
+    pub dns_patterns: Vec<DnsPattern>,
+}
+
+impl IdentityRules {
+    /// SPIFFE IDs of `trust_domain` only.
+    pub fn spiffe(trust_domain: &str) -> IdentityRules {
+        IdentityRules {
+            trust_domain: trust_domain.to_string(),
+            dns_patterns: Vec::new(),
         }
     }
 }
@@ -38,35 +78,40 @@ impl fmt::Display for Identity {
 /// A verified client certificate as the streams see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerCert {
-    /// The identities of its URI SANs that belong to the trust domain, in order.
+    /// The identities of its SPIFFE IDs of the trust domain, in order; without any, those of
+    /// its DNS names matching a pattern.
     pub identities: Vec<Identity>,
-    /// Every URI SAN, for messages ("the certificate allows nothing: its SANs are …").
-    pub uris: Vec<String>,
+    /// Every URI and DNS SAN, for messages ("the certificate allows nothing: its SANs are …").
+    pub sans: Vec<String>,
 }
 
 impl PeerCert {
-    /// Reads the URI SANs of a DER certificate (already verified by rustls).
-    pub fn from_der(der: &[u8], trust_domain: &str) -> PeerCert {
-        let uris = match X509Certificate::from_der(der) {
-            Ok((_, cert)) => match cert.subject_alternative_name() {
-                Ok(Some(san)) => san
-                    .value
-                    .general_names
-                    .iter()
-                    .filter_map(|n| match n {
-                        GeneralName::URI(u) => Some(u.to_string()),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            },
-            Err(_) => Vec::new(),
-        };
-        let identities = uris
+    /// Reads the URI and DNS SANs of a DER certificate (already verified by rustls).
+    pub fn from_der(der: &[u8], rules: &IdentityRules) -> PeerCert {
+        let (mut uris, mut dns) = (Vec::new(), Vec::new());
+        if let Ok((_, cert)) = X509Certificate::from_der(der)
+            && let Ok(Some(san)) = cert.subject_alternative_name()
+        {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::URI(u) => uris.push(u.to_string()),
+                    GeneralName::DNSName(d) => dns.push(d.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        let mut identities: Vec<Identity> = uris
             .iter()
-            .filter_map(|u| parse_spiffe(u, trust_domain))
+            .filter_map(|u| parse_spiffe(u, &rules.trust_domain))
             .collect();
-        PeerCert { identities, uris }
+        if identities.is_empty() {
+            identities = dns
+                .iter()
+                .flat_map(|d| rules.dns_patterns.iter().filter_map(|p| p.identity(d)))
+                .collect();
+        }
+        let sans = uris.into_iter().chain(dns).collect();
+        PeerCert { identities, sans }
     }
 
     /// The first identity allowing `node_id` in `fleet`, if any.
@@ -77,13 +122,13 @@ impl PeerCert {
     /// What the certificate allows, for an error message.
     pub fn describe(&self) -> String {
         if self.identities.is_empty() {
-            let sans = if self.uris.is_empty() {
+            let sans = if self.sans.is_empty() {
                 "none".to_string()
             } else {
-                self.uris.join(", ")
+                self.sans.join(", ")
             };
             return format!(
-                "nothing (no spiffe://<trust-domain>/fleet/… URI SAN; its URI SANs: {sans})"
+                "nothing (no spiffe://<trust-domain>/fleet/… URI SAN nor a DNS SAN matching an identity DNS pattern; its SANs: {sans})"
             );
         }
         self.identities
@@ -113,6 +158,8 @@ pub fn parse_spiffe(uri: &str, trust_domain: &str) -> Option<Identity> {
     Some(Identity {
         fleet: fleet.to_string(),
         node,
+        san: uri.to_string(),
+        source: Source::Spiffe,
     })
 }
 
@@ -134,7 +181,30 @@ mod tests {
         Some(Identity {
             fleet: fleet.into(),
             node: node.map(str::to_string),
+            san: spiffe_id(TD, fleet, node),
+            source: Source::Spiffe,
         })
+    }
+
+    fn certificate(sans: Vec<rcgen::SanType>) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = sans;
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn dns(name: &str) -> rcgen::SanType {
+        rcgen::SanType::DnsName(name.try_into().unwrap())
+    }
+
+    fn with_dns_rule() -> IdentityRules {
+        IdentityRules {
+            trust_domain: TD.into(),
+            dns_patterns: vec![
+                "{node}.{fleet}.envoy.example.com".parse().unwrap(),
+                "{fleet}.fleets.example.com".parse().unwrap(),
+            ],
+        }
     }
 
     #[test]
@@ -171,26 +241,70 @@ mod tests {
 
     #[test]
     fn identities_are_read_from_a_certificate() {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = vec![
+        let der = certificate(vec![
             rcgen::SanType::URI(spiffe_id(TD, "edge", Some("e1")).try_into().unwrap()),
             rcgen::SanType::URI("spiffe://elsewhere/fleet/mesh".try_into().unwrap()),
-            rcgen::SanType::DnsName("edge.example".try_into().unwrap()),
-        ];
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let peer = PeerCert::from_der(cert.der(), TD);
+            dns("edge.example"),
+        ]);
+        let peer = PeerCert::from_der(&der, &IdentityRules::spiffe(TD));
         assert_eq!(peer.identities, vec![id("edge", Some("e1")).unwrap()]);
-        assert_eq!(peer.uris.len(), 2);
+        assert_eq!(peer.sans.len(), 3);
         assert!(peer.allowing("edge", "e1").is_some());
         assert!(peer.allowing("edge", "e2").is_none());
         assert_eq!(peer.describe(), "fleet \"edge\", node \"e1\"");
-        let none = PeerCert::from_der(b"not a certificate", TD);
+        let none = PeerCert::from_der(b"not a certificate", &IdentityRules::spiffe(TD));
         assert!(
             none.describe().starts_with("nothing"),
             "{}",
             none.describe()
         );
+    }
+
+    #[test]
+    fn without_a_spiffe_id_dns_names_matching_a_pattern_are_the_identities() {
+        let der = certificate(vec![
+            dns("e1.edge.envoy.example.com"),
+            dns("mesh.fleets.example.com"),
+            dns("www.example.com"),
+        ]);
+        let peer = PeerCert::from_der(&der, &with_dns_rule());
+        assert!(peer.allowing("edge", "e1").is_some());
+        assert!(peer.allowing("edge", "e2").is_none());
+        assert!(peer.allowing("mesh", "m7").is_some());
+        assert_eq!(
+            peer.describe(),
+            "fleet \"edge\", node \"e1\" (DNS name e1.edge.envoy.example.com); fleet \"mesh\", any node (DNS name mesh.fleets.example.com)"
+        );
+        // Without patterns, the same certificate allows nothing and says what it holds.
+        let plain = PeerCert::from_der(&der, &IdentityRules::spiffe(TD));
+        assert!(plain.identities.is_empty());
+        assert!(
+            plain
+                .describe()
+                .contains("its SANs: e1.edge.envoy.example.com"),
+            "{}",
+            plain.describe()
+        );
+    }
+
+    #[test]
+    fn a_spiffe_id_alone_decides_when_present() {
+        let der = certificate(vec![
+            rcgen::SanType::URI(spiffe_id(TD, "edge", Some("e1")).try_into().unwrap()),
+            dns("e2.edge.envoy.example.com"),
+            dns("mesh.fleets.example.com"),
+        ]);
+        let peer = PeerCert::from_der(&der, &with_dns_rule());
+        assert_eq!(peer.identities, vec![id("edge", Some("e1")).unwrap()]);
+        assert!(peer.allowing("edge", "e2").is_none());
+        assert!(peer.allowing("mesh", "m1").is_none());
+        // A SPIFFE ID of another trust domain is no identity: the DNS names speak.
+        let foreign = certificate(vec![
+            rcgen::SanType::URI("spiffe://elsewhere/fleet/edge".try_into().unwrap()),
+            dns("e2.edge.envoy.example.com"),
+        ]);
+        let peer = PeerCert::from_der(&foreign, &with_dns_rule());
+        assert!(peer.allowing("edge", "e2").is_some());
     }
 
     proptest::proptest! {
@@ -201,7 +315,12 @@ mod tests {
             junk in ".{0,80}",
         ) {
             let id = spiffe_id(TD, &fleet, node.as_deref());
-            let want = Identity { fleet: fleet.clone(), node: node.clone() };
+            let want = Identity {
+                fleet: fleet.clone(),
+                node: node.clone(),
+                san: id.clone(),
+                source: Source::Spiffe,
+            };
             proptest::prop_assert_eq!(parse_spiffe(&id, TD), Some(want));
             proptest::prop_assert_eq!(parse_spiffe(&id, "other.domain"), None);
             let _ = parse_spiffe(&junk, TD);
