@@ -137,8 +137,9 @@ async fn maglev_on_source_ip_keeps_a_client_on_one_backend() {
 /// Envoy never terminates TLS (the client verifies the backend's own certificate).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_passthrough_routes_by_server_name() {
-    use crate::support::tls::{TestCa, TlsEcho, exchange as tls_exchange};
-    let ca = TestCa::new();
+    use crate::support::pki::Pki;
+    use crate::support::tls::{TlsEcho, client as tls_client, exchange as tls_exchange};
+    let ca = Pki::new();
     let a = TlsEcho::start(&ca, "a", &["a.example.com"]).await;
     let b = TlsEcho::start(&ca, "b", &["*.b.example.com", "*.x.b.example.com"]).await;
     let listen = free_addr();
@@ -159,7 +160,7 @@ listeners:
     .await;
     let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Delta).await;
     envoy.wait_listener(listen).await;
-    let client = ca.client();
+    let client = tls_client(&ca);
     let reply = wait::until(
         "a TLS echo through Envoy",
         Duration::from_secs(10),

@@ -17,7 +17,8 @@ use tonic::transport::Channel;
 use crate::support::backend::Backend;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
-use crate::support::mtls::Pki;
+use crate::support::pki::certs_dir::CertsDir;
+use crate::support::pki::https::https_get;
 use crate::support::{configs, free_addr, wait};
 
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
@@ -60,7 +61,7 @@ async fn permission_denied(channel: Channel, claim: Node) -> String {
 }
 
 /// The connection, or the stream on it, fails: a refused handshake shows as either.
-async fn refused(pki: &Pki, f: &Flotilla, client: Option<&(String, String)>) -> String {
+async fn refused(pki: &CertsDir, f: &Flotilla, client: Option<&(String, String)>) -> String {
     let channel = match pki.channel(f.xds, client).await {
         Ok(c) => c,
         Err(e) => return e,
@@ -72,7 +73,7 @@ async fn refused(pki: &Pki, f: &Flotilla, client: Option<&(String, String)>) -> 
 }
 
 /// flotilla over mTLS (with `extra` flags) serving `configs::web` at a free listen address.
-async fn start_web(pki: &Pki, extra: &[&str]) -> (Flotilla, Backend, std::net::SocketAddr) {
+async fn start_web(pki: &CertsDir, extra: &[&str]) -> (Flotilla, Backend, std::net::SocketAddr) {
     let backend = Backend::start("a").await;
     let listen = free_addr();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -113,7 +114,7 @@ async fn rejected(f: &Flotilla, reason: &str) -> u64 {
 
 #[tokio::test]
 async fn only_clients_whose_certificates_allow_their_node_are_served() {
-    let pki = Pki::new();
+    let pki = CertsDir::new();
     let (f, backend, listen) = start_web(&pki, &[]).await;
 
     // A real Envoy with its own node certificate is served over mTLS.
@@ -262,7 +263,7 @@ async fn only_clients_whose_certificates_allow_their_node_are_served() {
 
 #[tokio::test]
 async fn the_admin_api_beyond_loopback_speaks_tls_and_reads_need_the_token() {
-    let pki = Pki::new();
+    let pki = CertsDir::new();
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("flotilla.yaml");
     std::fs::write(&config, configs::web(free_addr(), "127.0.0.1:8081")).expect("config");
@@ -290,7 +291,7 @@ async fn the_admin_api_beyond_loopback_speaks_tls_and_reads_need_the_token() {
     let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let ca = pki.path("ca.pem");
     wait::until("admin over TLS", Duration::from_secs(20), || async {
-        crate::support::mtls::https_get(admin, &ca, "/readyz", None)
+        https_get(admin, &ca, "/readyz", None)
             .await
             .ok()
             .filter(|(status, _)| *status == 200)
@@ -299,11 +300,7 @@ async fn the_admin_api_beyond_loopback_speaks_tls_and_reads_need_the_token() {
 
     let get = |path: &'static str, token: Option<&'static str>| {
         let ca = ca.clone();
-        async move {
-            crate::support::mtls::https_get(admin, &ca, path, token)
-                .await
-                .expect("https")
-        }
+        async move { https_get(admin, &ca, path, token).await.expect("https") }
     };
     assert_eq!(get("/healthz", None).await.0, 200, "probes stay open");
     let (status, body) = get("/api/v1/state", None).await;
@@ -335,7 +332,7 @@ async fn registrations_over_mtls_need_an_identity_of_the_trust_domain() {
     use flotilla::registry::proto::Endpoint;
     use flotilla::tls::ClientTls;
 
-    let pki = Pki::new();
+    let pki = CertsDir::new();
     let backend = Backend::start("instance").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("flotilla.yaml");
@@ -397,7 +394,7 @@ async fn registrations_over_mtls_need_an_identity_of_the_trust_domain() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxyless_grpc_client_takes_its_config_over_mtls() {
     use crate::support::grpc::{GrpcBackends, GrpcClient};
-    let pki = Pki::new();
+    let pki = CertsDir::new();
     let backends = GrpcBackends::start(&["a", "b"]).await;
     let target = "greeter.test:50051";
     let dir = tempfile::tempdir().expect("temp dir");
@@ -436,7 +433,7 @@ async fn a_proxyless_grpc_client_takes_its_config_over_mtls() {
 
 #[tokio::test]
 async fn a_dns_name_matching_the_identity_pattern_names_the_fleet() {
-    let pki = Pki::new();
+    let pki = CertsDir::new();
     let pattern = ["--identity-dns-pattern", "{node}.{fleet}.envoy.example.com"];
     let (f, backend, listen) = start_web(&pki, &pattern).await;
 

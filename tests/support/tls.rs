@@ -1,66 +1,36 @@
 //! TLS backends that terminate TLS themselves (for `tls_passthrough` listeners) and a rustls
-//! client that sends SNI: a generated CA signs each backend's certificate, nothing on disk.
+//! client that sends SNI: a test CA ([`Pki`]) signs each backend's certificate, nothing on disk.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, Certificate, CertificateParams, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_rustls::rustls::pki_types::{
-    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
-};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::pki::Pki;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A throwaway certificate authority for one test.
-pub struct TestCa {
-    ca: Certificate,
-    key: KeyPair,
-    pub cert: CertificateDer<'static>,
-}
-
-impl TestCa {
-    pub fn new() -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate().expect("ca key");
-        let cert = params.self_signed(&key).expect("ca cert");
-        TestCa {
-            cert: cert.der().clone(),
-            ca: cert,
-            key,
-        }
+/// A client that trusts only the CA `ca`.
+pub fn client(ca: &Pki) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.ca_pem.as_bytes()) {
+        roots.add(cert.expect("ca")).expect("root");
     }
-
-    fn leaf(&self, names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let params = CertificateParams::new(names).expect("leaf params");
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params
-            .signed_by(&key, &self.ca, &self.key)
-            .expect("leaf cert");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        (cert.der().clone(), key)
-    }
-
-    /// A client that trusts only this CA.
-    pub fn client(&self) -> TlsConnector {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.cert.clone()).expect("root");
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
-    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
 }
 
 /// A backend that terminates TLS with a certificate for `names` and answers a line with
@@ -71,8 +41,10 @@ pub struct TlsEcho {
 }
 
 impl TlsEcho {
-    pub async fn start(ca: &TestCa, name: &str, server_names: &[&str]) -> TlsEcho {
-        let (cert, key) = ca.leaf(server_names);
+    pub async fn start(ca: &Pki, name: &str, server_names: &[&str]) -> TlsEcho {
+        let issued = ca.issue(server_names);
+        let key = PrivateKeyDer::from_pem_slice(issued.key.as_bytes()).expect("key");
+        let cert = issued.leaf;
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("versions")

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::{certs_dir, key_body, serve, serve_web};
 use crate::support::backend::Backend;
 use crate::support::envoy::{Envoy, Xds};
-use crate::support::pki::{Issued, Pki, https_client, peer_certificate};
+use crate::support::pki::https::{https_client, peer_certificate};
+use crate::support::pki::{Issued, Pki};
 use crate::support::{free_addr, wait};
 
 /// The first response `client` gets from `url`, retried while Envoy warms the listener.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use super::{certs_dir, serve_web};
 use crate::support::backend::Backend;
 use crate::support::envoy::{Envoy, Xds};
-use crate::support::pki::{Issued, Pki, https_client, peer_certificate};
+use crate::support::pki::https::{https_client, peer_certificate};
+use crate::support::pki::{Issued, Pki};
 use crate::support::{free_addr, wait};
 
 /// A certificate (DER) and when a client first saw it.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{certs_dir, serve};
 use crate::support::envoy::{Envoy, Xds};
-use crate::support::pki::{Pki, TlsBackend};
+use crate::support::pki::Pki;
+use crate::support::pki::tls_backend::TlsBackend;
 use crate::support::{free_addr, wait};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
