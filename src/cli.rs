@@ -1,5 +1,8 @@
 //! The command line: argument parsing and the small commands that are not the server.
 
+pub(crate) mod certs;
+mod tls_args;
+
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -61,6 +64,7 @@ impl From<XdsTransport> for Transport {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once at start; `serve`'s flags are many
 pub(crate) enum Command {
     /// Check configuration files; print every error as path:line:col: field: message.
     Validate {
@@ -88,6 +92,9 @@ pub(crate) enum Command {
     /// Run COMMAND and keep it registered in a cluster while it runs; on SIGTERM drain it from
     /// every Envoy first, then pass the signal on. Exits with COMMAND's status.
     Register(RegisterArgs),
+    /// Create a local CA and certificates for the xDS port and its clients (mTLS).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Print the JSON Schema (draft 2020-12) of the YAML configuration, for editors
     /// (`# yaml-language-server: $schema=<file>` at the top of a config file).
     Schema,
@@ -167,6 +174,10 @@ pub(crate) struct ServeArgs {
     /// Largest node description (metadata included, encoded) accepted, in bytes.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub(crate) xds_max_node_bytes: u32,
+    #[command(flatten)]
+    pub(crate) xds_tls: tls_args::XdsTlsArgs,
+    #[command(flatten)]
+    pub(crate) admin_tls: tls_args::AdminTlsArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -194,6 +205,14 @@ pub(crate) struct RegisterArgs {
     /// Longest wait for COMMAND to accept connections on ADDRESS before registering anyway.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     ready_timeout: std::time::Duration,
+    /// flotilla's xDS port serves TLS: trust this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    registry_ca: Option<PathBuf>,
+    /// The client certificate (mTLS; a spiffe://<trust-domain>/fleet/… identity).
+    #[arg(long, value_name = "FILE", requires_all = ["registry_ca", "registry_key"])]
+    registry_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "registry_cert")]
+    registry_key: Option<PathBuf>,
     /// The instance to run.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -221,6 +240,10 @@ pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
         drain_deadline: a.drain_deadline,
         ready_timeout: a.ready_timeout,
         command: a.command,
+        tls: a.registry_ca.map(|ca| flotilla::tls::ClientTls {
+            ca,
+            cert_and_key: a.registry_cert.zip(a.registry_key),
+        }),
     }))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
@@ -329,6 +352,15 @@ pub(crate) struct BootstrapArgs {
     /// Do not stream Envoy's stats (and load reports) to flotilla.
     #[arg(long)]
     no_stats_sink: bool,
+    /// Connect to flotilla over TLS, trusting this CA (PEM; the path as the client sees it).
+    #[arg(long, value_name = "FILE")]
+    xds_ca: Option<String>,
+    /// The client certificate (mTLS) whose SPIFFE ID allows this node and fleet.
+    #[arg(long, value_name = "FILE", requires_all = ["xds_ca", "xds_key"])]
+    xds_cert: Option<String>,
+    /// The client certificate's private key.
+    #[arg(long, value_name = "FILE", requires = "xds_cert")]
+    xds_key: Option<String>,
 }
 
 pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
@@ -343,7 +375,14 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         admin_port,
         stats_flush_interval,
         no_stats_sink,
+        xds_ca,
+        xds_cert,
+        xds_key,
     } = a;
+    let xds_tls = xds_ca.map(|ca| flotilla::envoy::xds_tls::XdsClientTls {
+        ca,
+        cert_and_key: xds_cert.zip(xds_key),
+    });
     let stats_flush = (!no_stats_sink).then_some(stats_flush_interval);
     let xds_addresses = bootstrap::split_xds_list(&xds)?;
     if grpc {
@@ -351,7 +390,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
             xds_addresses.len() == 1,
             "--xds: --grpc takes one xDS address (a load-balanced name for several replicas)"
         );
-        let b = grpc_bootstrap::grpc_bootstrap(&node_id, &fleet, &xds);
+        let b = grpc_bootstrap::grpc_bootstrap(&node_id, &fleet, &xds, xds_tls.as_ref());
         let value = serde_json::to_value(&b).context("render gRPC bootstrap")?;
         print_document(&value, Format::Json)?;
         return Ok(ExitCode::SUCCESS);
@@ -365,6 +404,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         admin_address,
         admin_port,
         stats_flush,
+        xds_tls,
     });
     let value = json::message_to_json(&b).context("render bootstrap")?;
     print_document(&value, Format::Yaml)?;
@@ -420,6 +460,9 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                     max_node_id_bytes: args.xds_max_node_id_bytes as usize,
                     max_node_bytes: args.xds_max_node_bytes as usize,
                 },
+                xds_tls: args.xds_tls.options(),
+                admin_tls: args.admin_tls.files(),
+                admin_public_read: args.admin_tls.admin_public_read,
             },
             shutdown,
         )

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Bootstrap(args) => cli::bootstrap(args),
         Command::Serve(args) => cli::serve(*args),
         Command::Register(args) => cli::register(args),
+        Command::Certs(command) => cli::certs::run(command),
         Command::Schema => cli::schema(),
         Command::Quickstart { envoy } => cli::quickstart(envoy),
     };

@@ -107,6 +107,9 @@ pub async fn run(
         store: None,
         replica_id: None,
         xds_limits: crate::xds::Limits::default(),
+        xds_tls: None,
+        admin_tls: None,
+        admin_public_read: false,
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 
@@ -119,6 +122,7 @@ pub async fn run(
         admin_address: [127, 0, 0, 1].into(),
         admin_port: ENVOY_ADMIN_PORT,
         stats_flush: Some(Duration::from_secs(2)),
+        xds_tls: None,
     });
     let bootstrap_path = dir.path().join("envoy.yaml");
     std::fs::write(

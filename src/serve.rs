@@ -17,6 +17,7 @@ use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
 use crate::control::{ControlMetrics, Controller, Reload};
+use crate::tls;
 use crate::xds::{self, NodeRegistry};
 
 #[derive(Debug, Clone)]
@@ -40,6 +41,12 @@ pub struct ServeOptions {
     pub replica_id: Option<String>,
     /// What one client may cost the xDS port (keepalive timeout included).
     pub xds_limits: xds::Limits,
+    /// TLS (and with a client CA, mTLS with identities) on the xDS port; None: plaintext.
+    pub xds_tls: Option<xds::tls::XdsTlsOptions>,
+    /// TLS for the admin API; None: plain HTTP.
+    pub admin_tls: Option<tls::TlsFiles>,
+    /// Reads of the admin API need no token even beyond loopback.
+    pub admin_public_read: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +68,8 @@ pub enum ServeError {
     AllowedHosts(#[from] crate::admin::guard::HostsError),
     #[error(transparent)]
     State(#[from] crate::runtime::store::StoreError),
+    #[error("xDS TLS: {0}")]
+    XdsTls(#[from] tls::TlsFileError),
     #[error(transparent)]
     Etcd(#[from] crate::etcd::EtcdError),
 }
@@ -167,6 +176,26 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     ));
 
+    let xds_tls = match &opts.xds_tls {
+        Some(t) => Some((
+            tls::ServerTls::load(t.files.clone(), &[b"h2"])?,
+            t.trust_domain.clone(),
+        )),
+        None => None,
+    };
+    let authorizer = match &opts.xds_tls {
+        Some(t) => xds::Authorizer::new(
+            t.files.client_ca.is_some(),
+            &t.trust_domain,
+            xds_metrics.clone(),
+        ),
+        None => xds::Authorizer::open(xds_metrics.clone()),
+    };
+    let admin_tls = match &opts.admin_tls {
+        Some(files) => Some(tls::ServerTls::load(files.clone(), &[b"http/1.1"])?),
+        None => None,
+    };
+    warn_if_exposed(&opts);
     let bind = |what, addr| async move {
         TcpListener::bind(addr)
             .await
@@ -192,6 +221,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
             opts.admin_token.clone(),
             opts.admin_listen,
         ),
+        reads: crate::admin::reads::Reads::new(
+            opts.admin_token.clone(),
+            opts.admin_listen,
+            opts.admin_public_read,
+        ),
         controller: controller.clone(),
         nodes: nodes.clone(),
         hosts: crate::admin::guard::Hosts::new(opts.admin_listen, &opts.admin_allowed_hosts)?,
@@ -203,7 +237,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         xds_metrics.clone(),
         shutdown.clone(),
     ));
-    let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state,
+        admin_tls,
+        shutdown.clone(),
+    ));
     xds_listening.store(true, Ordering::Release);
     let runtime_for_leave = runtime.clone();
     let xds_result = xds::serve(
@@ -213,10 +252,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         traffic.clone(),
         xds_metrics,
         opts.xds_limits.clone(),
+        xds_tls,
         crate::registry::RegistryService {
             runtime,
             traffic: traffic.clone(),
             shutdown: shutdown.clone(),
+            authorizer,
         },
         shutdown.clone(),
     )
@@ -229,6 +270,35 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     match admin_result {
         Ok(r) => r.map_err(ServeError::Admin),
         Err(join) => Err(ServeError::Admin(std::io::Error::other(join))),
+    }
+}
+
+/// Warns when a port listens beyond loopback without TLS: whoever reaches the xDS port can
+/// read every fleet's configuration and claim any node; the admin API's token crosses the
+/// network in clear.
+fn warn_if_exposed(opts: &ServeOptions) {
+    if !opts.xds_listen.ip().is_loopback() {
+        match &opts.xds_tls {
+            None => warn!(
+                xds = %opts.xds_listen,
+                "the xDS port listens beyond loopback without TLS: anyone who reaches it can read \
+                 every fleet's configuration and claim any node (--xds-tls-cert, --xds-tls-key, \
+                 --xds-client-ca)"
+            ),
+            Some(t) if t.files.client_ca.is_none() => warn!(
+                xds = %opts.xds_listen,
+                "the xDS port listens beyond loopback with TLS but without --xds-client-ca: \
+                 clients are not authenticated and may claim any fleet and node"
+            ),
+            Some(_) => {}
+        }
+    }
+    if !opts.admin_listen.ip().is_loopback() && opts.admin_tls.is_none() {
+        warn!(
+            admin = %opts.admin_listen,
+            "the admin API listens beyond loopback without TLS: its token and data cross the \
+             network in clear (--admin-tls-cert, --admin-tls-key)"
+        );
     }
 }
 

@@ -139,6 +139,9 @@ pub fn state_view(s: &AdminState) -> StateView {
 #[derive(Serialize)]
 pub struct NodeView {
     pub node_id: String,
+    /// The SPIFFE ID of the client certificate the node is bound to (xDS over mTLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     pub fleet: String,
     pub envoy_version: String,
     pub mode: Mode,
@@ -164,6 +167,7 @@ pub fn node_views(streams: Vec<StreamInfo>) -> Vec<NodeView> {
             .entry(s.node_id.clone())
             .or_insert_with(|| NodeView {
                 node_id: s.node_id.clone(),
+                identity: s.identity.clone(),
                 fleet: s.fleet.clone(),
                 envoy_version: s.envoy_version.clone(),
                 mode: s.mode,

@@ -10,6 +10,8 @@ pub mod dashboard;
 mod errors;
 pub mod guard;
 pub mod mutations;
+pub mod reads;
+mod tls_listener;
 
 pub use errors::MAX_URL;
 
@@ -35,6 +37,8 @@ pub struct AdminState {
     pub traffic: Arc<crate::traffic::TrafficAggregate>,
     pub runtime: Arc<crate::runtime::Runtime>,
     pub mutations: mutations::Mutations,
+    /// Who may read (everything but the probes).
+    pub reads: reads::Reads,
     pub controller: Arc<Controller>,
     pub nodes: Arc<NodeRegistry>,
     /// The `Host` values this server answers to.
@@ -72,10 +76,7 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             mutations::authorize,
         ));
-    Router::new()
-        .merge(mutating)
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+    let reading = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/state", get(api::state))
         .route("/api/v1/nodes", get(api::nodes))
@@ -83,6 +84,15 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/traffic", get(api::traffic))
         .route("/api/v1/certificates", get(certificates::certificates))
         .merge(dashboard::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            reads::authorize,
+        ));
+    Router::new()
+        .merge(mutating)
+        .merge(reading)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
@@ -114,14 +124,29 @@ async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoRe
     )
 }
 
+/// Serves the admin API on `listener`, over TLS when `tls` is given (its files re-read when
+/// they change, as the xDS port's).
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
+    tls: Option<Arc<crate::tls::ServerTls>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let app = router(state);
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+        Some(tls) => {
+            tokio::spawn(tls.clone().watch(shutdown.clone()));
+            let listener = tls_listener::TlsListener::new(listener, tls, shutdown.clone());
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }
 
 #[cfg(test)]

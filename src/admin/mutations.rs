@@ -46,25 +46,27 @@ pub async fn authorize(State(s): State<AdminState>, req: Request, next: Next) ->
             "mutating calls are refused: the admin API listens beyond loopback and no token is \
              configured (set --admin-token or FLOTILLA_ADMIN_TOKEN)",
         ),
-        Mutations::Token(token) => {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            match given {
-                Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
-                _ => {
-                    let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-                    resp.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        "Bearer".parse().expect("static header"),
-                    );
-                    resp
-                }
+        Mutations::Token(token) => match bearer_matches(&req, token) {
+            true => next.run(req).await,
+            false => {
+                let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    "Bearer".parse().expect("static header"),
+                );
+                resp
             }
-        }
+        },
     }
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`.
+pub(super) fn bearer_matches(req: &Request, token: &str) -> bool {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -36,6 +36,7 @@ fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
         traffic: crate::traffic::TrafficAggregate::new(Default::default()),
         runtime,
         mutations,
+        reads: super::reads::Reads::Open,
         controller,
         nodes: NodeRegistry::new(),
         hosts: Hosts::new("127.0.0.1:18080".parse().unwrap(), &[]).unwrap(),

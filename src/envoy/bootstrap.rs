@@ -48,6 +48,8 @@ pub struct BootstrapOptions {
     pub admin_port: u16,
     /// How often Envoy flushes its stats to flotilla's metrics sink; `None`: no sink.
     pub stats_flush: Option<std::time::Duration>,
+    /// TLS (mTLS with a client certificate) for the connection to flotilla; None: plaintext.
+    pub xds_tls: Option<super::xds_tls::XdsClientTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +128,7 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
             ..Default::default()
         }),
         static_resources: Some(StaticResources {
-            clusters: vec![xds_cluster(&o.xds)],
+            clusters: vec![xds_cluster(&o.xds, o.xds_tls.as_ref())],
             ..Default::default()
         }),
         dynamic_resources: Some(dynamic_resources),
@@ -158,8 +160,10 @@ fn metrics_sink() -> StatsSink {
 
 /// The static cluster for flotilla itself: HTTP/2 (gRPC) with keepalives, so a dead control
 /// plane connection is noticed and re-established promptly (on another replica when several
-/// are listed: the cluster balances new connections over them).
-fn xds_cluster(addresses: &[(String, u16)]) -> Cluster {
+/// are listed: the cluster balances new connections over them). With `tls`, over TLS: one
+/// transport socket for every replica, checked against the first address's host (replicas
+/// share a certificate naming it).
+fn xds_cluster(addresses: &[(String, u16)], tls: Option<&super::xds_tls::XdsClientTls>) -> Cluster {
     let discovery = if addresses.iter().all(|(h, _)| h.parse::<IpAddr>().is_ok()) {
         DiscoveryType::Static
     } else {
@@ -184,6 +188,9 @@ fn xds_cluster(addresses: &[(String, u16)]) -> Cluster {
         name: XDS_CLUSTER.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
         connect_timeout: Some(duration(Duration::from_secs(1))),
+        transport_socket: tls
+            .zip(addresses.first())
+            .map(|(t, (host, _))| super::xds_tls::transport_socket(t, host)),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: XDS_CLUSTER.to_string(),
             endpoints: vec![LocalityLbEndpoints {
@@ -237,7 +244,7 @@ mod tests {
     fn several_xds_addresses_become_endpoints_of_the_xds_cluster() {
         let list = split_xds_list("10.0.0.1:18000,[::1]:18001").unwrap();
         assert_eq!(list, [("10.0.0.1".into(), 18000), ("::1".into(), 18001)]);
-        let cluster = xds_cluster(&list);
+        let cluster = xds_cluster(&list, None);
         assert_eq!(
             cluster.cluster_discovery_type,
             Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32))
@@ -245,7 +252,7 @@ mod tests {
         let endpoints = &cluster.load_assignment.unwrap().endpoints[0].lb_endpoints;
         assert_eq!(endpoints.len(), 2);
         // A DNS name among them: resolved by Envoy.
-        let named = xds_cluster(&split_xds_list("a.svc:1,10.0.0.1:2").unwrap());
+        let named = xds_cluster(&split_xds_list("a.svc:1,10.0.0.1:2").unwrap(), None);
         assert_eq!(
             named.cluster_discovery_type,
             Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32))

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod canonical;
 pub mod json;
 pub mod xds_source;
+pub mod xds_tls;
 pub mod yaml;
 
 use std::net::SocketAddr;

@@ -96,6 +96,7 @@ fn server() -> &'static (tokio::runtime::Runtime, AdminState) {
                 traffic: crate::traffic::TrafficAggregate::new(Default::default()),
                 runtime,
                 mutations: Mutations::Loopback,
+                reads: crate::admin::reads::Reads::Open,
                 controller,
                 nodes: crate::xds::NodeRegistry::new(),
                 hosts: Hosts::new("127.0.0.1:18080".parse().expect("an address"), &[])

@@ -17,7 +17,7 @@ pub fn stats_flush(data: &[u8]) {
     let reporter = traffic.reporter("fuzz", "fuzz", true);
     for _ in 0..2 {
         for report in cluster_reports(&message.envoy_metrics) {
-            traffic.cluster_report(reporter, report);
+            let _ = traffic.cluster_report(reporter, report);
         }
     }
     view(&traffic);
@@ -31,7 +31,7 @@ pub fn load_report(data: &[u8]) {
     };
     let traffic = TrafficAggregate::new(Default::default());
     let reporter = traffic.reporter("fuzz", "fuzz", false);
-    traffic.endpoint_reports(reporter, endpoint_reports(&request));
+    let _ = traffic.endpoint_reports(reporter, endpoint_reports(&request));
     view(&traffic);
 }
 

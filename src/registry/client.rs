@@ -21,6 +21,8 @@ pub enum ClientError {
     Address(String),
     #[error("cannot reach the registry: {0}")]
     Connect(#[from] tonic::transport::Error),
+    #[error("registry TLS: {0}")]
+    Tls(String),
     #[error("registry stream: {}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
     #[error("registration rejected ({code}): {message}")]
@@ -47,6 +49,15 @@ pub struct Client {
 impl Client {
     /// Opens a stream to the registry at `registry` (`host:port` or an `http://` URL).
     pub async fn connect(registry: &str) -> Result<Client, ClientError> {
+        Client::connect_with(registry, None).await
+    }
+
+    /// Like [`Client::connect`], over TLS (mTLS with a client certificate) when `tls` is given;
+    /// `registry` is then `host:port`, and flotilla's certificate must be valid for `host`.
+    pub async fn connect_with(
+        registry: &str,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Result<Client, ClientError> {
         let url = if registry.contains("://") {
             registry.to_string()
         } else {
@@ -58,7 +69,22 @@ impl Client {
             .http2_keep_alive_interval(KEEPALIVE)
             .keep_alive_timeout(KEEPALIVE)
             .keep_alive_while_idle(true);
-        let channel = endpoint.connect().await?;
+        let channel = match tls {
+            None => endpoint.connect().await?,
+            Some(tls) => {
+                let bad = || ClientError::Address(registry.to_string());
+                let authority = endpoint.uri().authority().ok_or_else(bad)?;
+                let host = authority
+                    .host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let port = authority.port_u16().ok_or_else(bad)?;
+                let connector = tls
+                    .connector(host, port)
+                    .map_err(|e| ClientError::Tls(e.to_string()))?;
+                endpoint.connect_with_connector(connector).await?
+            }
+        };
         let (requests, rx) = mpsc::channel(16);
         let responses = RegistryClient::new(channel)
             .register(ReceiverStream::new(rx))

@@ -31,6 +31,8 @@ pub struct RegisterOptions {
     pub ready_timeout: Duration,
     /// The instance: program and arguments.
     pub command: Vec<String>,
+    /// TLS (mTLS) to flotilla's xDS port, when it serves TLS.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +119,7 @@ pub async fn run(opts: RegisterOptions) -> Result<i32, CommandError> {
 }
 
 async fn register(opts: &RegisterOptions) -> Result<Client, ClientError> {
-    let mut client = Client::connect(&opts.registry).await?;
+    let mut client = Client::connect_with(&opts.registry, opts.tls.as_ref()).await?;
     client.register(opts.endpoint.clone()).await?;
     info!(cluster = %opts.endpoint.cluster, address = %opts.endpoint.address, "registered");
     Ok(client)

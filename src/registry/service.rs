@@ -37,6 +37,8 @@ pub struct RegistryService {
     pub traffic: Arc<TrafficAggregate>,
     /// Ends open streams on shutdown.
     pub shutdown: CancellationToken,
+    /// With mTLS, a registration needs a certificate with an identity of the trust domain.
+    pub authorizer: crate::xds::Authorizer,
 }
 
 impl RegistryService {
@@ -57,7 +59,9 @@ impl Registry for RegistryService {
         &self,
         req: Request<Streaming<RegisterRequest>>,
     ) -> Result<Response<Responses>, Status> {
-        let peer = req.remote_addr();
+        let xds_peer = req.extensions().get::<crate::xds::tls::XdsPeer>();
+        self.authorizer.check_registration(xds_peer)?;
+        let peer = xds_peer.and_then(|p| p.remote_addr()).or(req.remote_addr());
         let session = self
             .runtime
             .open_session(peer.map(|p| p.ip()))

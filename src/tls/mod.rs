@@ -6,20 +6,26 @@
 //! - [`check_pair`] proves the key belongs to the leaf and each certificate is signed by the
 //!   next one;
 //! - [`describe`] says what a certificate is (subject, SANs, issuer, validity, fingerprint);
-//! - [`covers`] says whether the leaf is valid for a host name, wildcards included.
+//! - [`covers`] says whether the leaf is valid for a host name, wildcards included;
+//! - [`ServerTls`] and [`ClientTls`] turn files into rustls configurations for flotilla's own
+//!   ports (xDS, admin API) and its own clients of them, re-read when the files change.
 //!
 //! Parsing is x509-parser's and the key/host checks are rustls' and webpki's: no hand-written
 //! ASN.1, no OpenSSL.
 
+pub mod client;
 mod describe;
 pub mod metrics;
 mod pair;
 mod pem;
+pub mod server;
 
+pub use client::ClientTls;
 pub use describe::{CertificateInfo, describe, fingerprint};
 pub use metrics::CertificateMetrics;
 pub use pair::{check_pair, covers};
 pub use pem::{PrivateKeyPem, parse_chain, parse_key};
+pub use server::{ServerTls, TlsFileError, TlsFiles};
 
 /// What is wrong with a certificate file or a key, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -29,24 +29,45 @@ pub const IDLE: Duration = Duration::from_secs(300);
 /// The window `/api/v1/traffic` reports rates over.
 pub const WINDOW_SECONDS: u64 = 10;
 
-/// How many names reports may bring in.
+/// How many names reports may bring in: in all, per fleet (so that one fleet's Envoys cannot
+/// fill the view for everyone), and per reporting stream.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub clusters: usize,
     pub endpoints: usize,
+    pub clusters_per_fleet: usize,
+    pub endpoints_per_fleet: usize,
+    /// Past these a stream is cut off with an error: no Envoy reports more.
     pub clusters_per_reporter: usize,
     pub endpoints_per_reporter: usize,
+    /// Distinct names a stream may report that its fleet was never sent before it is cut off
+    /// (a few are normal around a config change; thousands are not an Envoy).
+    pub unknown_names_per_reporter: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            clusters: 10_000,
-            endpoints: 100_000,
+            clusters: 20_000,
+            endpoints: 200_000,
+            clusters_per_fleet: 10_000,
+            endpoints_per_fleet: 100_000,
             clusters_per_reporter: 10_000,
             endpoints_per_reporter: 100_000,
+            unknown_names_per_reporter: 1_000,
         }
     }
+}
+
+/// Why a reporting stream is cut off.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CutOff {
+    #[error("more than {0} distinct names this Envoy's fleet was never sent")]
+    Unknown(usize),
+    #[error("more than {0} clusters on one stats stream")]
+    Clusters(usize),
+    #[error("more than {0} endpoints in one load report")]
+    Endpoints(usize),
 }
 
 /// Identifies one reporting stream (a metrics sink stream or a load-report stream).
@@ -92,6 +113,8 @@ pub(super) struct ClusterAgg {
     pub(super) retries: Rate,
     pub(super) latency: BucketRates,
     last: Option<Instant>,
+    /// The fleet that brought the name in, whose limit it counts against.
+    fleet: Arc<str>,
 }
 
 #[derive(Default)]
@@ -99,6 +122,7 @@ pub(super) struct EndpointAgg {
     pub(super) successful: Rate,
     pub(super) errors: Rate,
     last: Option<Instant>,
+    fleet: Arc<str>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -110,6 +134,9 @@ pub(super) struct Gauges {
 
 pub(super) struct Reporter {
     pub(super) node: String,
+    fleet: Arc<str>,
+    /// Distinct names reported that the fleet was never sent (up to the limit).
+    unknown: std::collections::HashSet<String>,
     /// A stats (metrics sink) stream, as opposed to a load-report stream.
     pub(super) stats: bool,
     /// The names this stream may report on (`None`: any, when not following a cache).
@@ -129,6 +156,8 @@ pub(super) struct Inner {
     /// Per cluster, its endpoints: a cluster's endpoints are found without a scan.
     pub(super) endpoints: HashMap<String, HashMap<String, EndpointAgg>>,
     endpoint_count: usize,
+    /// Per fleet: the clusters and endpoints it brought in.
+    per_fleet: HashMap<Arc<str>, (usize, usize)>,
     pub(super) reporters: HashMap<ReporterId, Reporter>,
     next_id: ReporterId,
 }
@@ -188,6 +217,8 @@ impl TrafficAggregate {
             id,
             Reporter {
                 node: node.to_string(),
+                fleet: fleet.into(),
+                unknown: Default::default(),
                 stats,
                 known,
                 gauges: HashMap::new(),
@@ -204,33 +235,43 @@ impl TrafficAggregate {
         self.lock().reporters.remove(&id);
     }
 
-    pub fn cluster_report(&self, id: ReporterId, report: ClusterReport) {
+    /// Takes one cluster's numbers from a stats stream; Err: the stream must be cut off.
+    pub fn cluster_report(&self, id: ReporterId, report: ClusterReport) -> Result<(), CutOff> {
         let second = now_second();
         let now = Instant::now();
         let metrics = &self.metrics;
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(reporter) = inner.reporters.get_mut(&id) else {
-            return;
+            return Ok(());
         };
         if let Some(known) = reporter.known.as_mut()
             && !known.current(&self.known).cluster(&report.cluster)
         {
-            return;
+            return unknown(&mut reporter.unknown, report.cluster, &self.limits);
         }
         let new_here = !reporter.gauges.contains_key(&report.cluster);
-        if (new_here && reporter.gauges.len() >= self.limits.clusters_per_reporter)
-            || (!inner.clusters.contains_key(&report.cluster)
-                && inner.clusters.len() >= self.limits.clusters)
-        {
-            return;
+        if new_here && reporter.gauges.len() >= self.limits.clusters_per_reporter {
+            return Err(CutOff::Clusters(self.limits.clusters_per_reporter));
+        }
+        if !inner.clusters.contains_key(&report.cluster) {
+            let fleet = inner.per_fleet.entry(reporter.fleet.clone()).or_default();
+            if inner.clusters.len() >= self.limits.clusters
+                || fleet.0 >= self.limits.clusters_per_fleet
+            {
+                return Ok(());
+            }
+            fleet.0 += 1;
         }
         let agg = inner
             .clusters
             .entry(report.cluster.clone())
             .or_insert_with(|| {
                 metrics.cluster_seen(&report.cluster);
-                ClusterAgg::default()
+                ClusterAgg {
+                    fleet: reporter.fleet.clone(),
+                    ..ClusterAgg::default()
+                }
             });
         agg.last = Some(now);
         for (class, n) in report.by_class.iter().enumerate() {
@@ -278,37 +319,58 @@ impl TrafficAggregate {
         if let Some(v) = report.ejections_active {
             g.ejections_active = v;
         }
+        Ok(())
     }
 
-    pub fn endpoint_reports(&self, id: ReporterId, reports: Vec<EndpointReport>) {
+    /// Takes one load report; Err: the stream must be cut off.
+    pub fn endpoint_reports(
+        &self,
+        id: ReporterId,
+        reports: Vec<EndpointReport>,
+    ) -> Result<(), CutOff> {
         let second = now_second();
         let now = Instant::now();
         let metrics = &self.metrics;
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(reporter) = inner.reporters.get_mut(&id) else {
-            return;
+            return Ok(());
         };
+        if reports.len() > self.limits.endpoints_per_reporter {
+            return Err(CutOff::Endpoints(self.limits.endpoints_per_reporter));
+        }
         reporter.in_progress.clear();
         reporter.last_load_report = Some(now);
         let known = reporter.known.as_mut().map(|k| k.current(&self.known));
         for r in reports {
-            if known.is_some_and(|k| !k.endpoint(&r.cluster, &r.endpoint))
-                || reporter.in_progress.len() >= self.limits.endpoints_per_reporter
-            {
+            if known.is_some_and(|k| !k.endpoint(&r.cluster, &r.endpoint)) {
+                unknown(
+                    &mut reporter.unknown,
+                    format!("{}/{}", r.cluster, r.endpoint),
+                    &self.limits,
+                )?;
                 continue;
             }
             let cluster = inner.endpoints.entry(r.cluster.clone()).or_default();
             if !cluster.contains_key(&r.endpoint) {
-                if inner.endpoint_count >= self.limits.endpoints {
+                let fleet = inner.per_fleet.entry(reporter.fleet.clone()).or_default();
+                if inner.endpoint_count >= self.limits.endpoints
+                    || fleet.1 >= self.limits.endpoints_per_fleet
+                {
                     continue;
                 }
+                fleet.1 += 1;
                 inner.endpoint_count += 1;
             }
             reporter
                 .in_progress
                 .insert((r.cluster.clone(), r.endpoint.clone()), r.in_progress);
-            let agg = cluster.entry(r.endpoint.clone()).or_default();
+            let agg = cluster
+                .entry(r.endpoint.clone())
+                .or_insert_with(|| EndpointAgg {
+                    fleet: reporter.fleet.clone(),
+                    ..EndpointAgg::default()
+                });
             agg.last = Some(now);
             if r.successful > 0 {
                 agg.successful.add(second, r.successful);
@@ -319,6 +381,7 @@ impl TrafficAggregate {
             metrics.endpoint_requests(&r.cluster, &r.endpoint, r.successful, r.errors);
         }
         inner.endpoints.retain(|_, e| !e.is_empty());
+        Ok(())
     }
 
     /// Requests in flight to `endpoints` (cluster, address) summed over every Envoy that
@@ -393,12 +456,32 @@ fn per_bucket(cumulative: &[u64], total: u64) -> Vec<u64> {
     out
 }
 
+/// Remembers a name the reporter's fleet was never sent; Err once there are too many.
+fn unknown(
+    seen: &mut std::collections::HashSet<String>,
+    name: String,
+    limits: &Limits,
+) -> Result<(), CutOff> {
+    if seen.contains(&name) {
+        return Ok(());
+    }
+    if seen.len() >= limits.unknown_names_per_reporter {
+        return Err(CutOff::Unknown(limits.unknown_names_per_reporter));
+    }
+    seen.insert(name);
+    Ok(())
+}
+
 fn forget_idle(inner: &mut Inner, metrics: &TrafficMetrics, now: Instant) {
     let fresh = |last: Option<Instant>| last.is_some_and(|l| now.duration_since(l) < IDLE);
+    let per_fleet = &mut inner.per_fleet;
     inner.clusters.retain(|name, a| {
         let keep = fresh(a.last);
         if !keep {
             metrics.cluster_forget(name);
+            if let Some(f) = per_fleet.get_mut(&a.fleet) {
+                f.0 = f.0.saturating_sub(1);
+            }
         }
         keep
     });
@@ -408,6 +491,9 @@ fn forget_idle(inner: &mut Inner, metrics: &TrafficMetrics, now: Instant) {
             let keep = fresh(a.last);
             if !keep {
                 metrics.endpoint_forget(cluster, endpoint);
+                if let Some(f) = per_fleet.get_mut(&a.fleet) {
+                    f.1 = f.1.saturating_sub(1);
+                }
             }
             keep
         });
@@ -415,6 +501,7 @@ fn forget_idle(inner: &mut Inner, metrics: &TrafficMetrics, now: Instant) {
         !endpoints.is_empty()
     });
     inner.endpoint_count = count;
+    per_fleet.retain(|_, n| *n != (0, 0));
 }
 
 #[cfg(test)]
@@ -449,7 +536,8 @@ mod tests {
         let a = t.reporter("edge-1", "edge", false);
         let b = t.reporter("edge-2", "edge", false);
         assert_eq!(t.in_flight_since(&key, before), None, "no report yet");
-        t.endpoint_reports(a, vec![in_flight("web", "127.0.0.1:1", 2)]);
+        t.endpoint_reports(a, vec![in_flight("web", "127.0.0.1:1", 2)])
+            .unwrap();
         assert_eq!(t.in_flight_since(&key, before), None, "b has not reported");
         t.endpoint_reports(
             b,
@@ -457,10 +545,12 @@ mod tests {
                 in_flight("web", "127.0.0.1:1", 3),
                 in_flight("web", "127.0.0.1:2", 9),
             ],
-        );
+        )
+        .unwrap();
         assert_eq!(t.in_flight_since(&key, before), Some(5));
-        t.endpoint_reports(a, vec![]);
-        t.endpoint_reports(b, vec![in_flight("web", "127.0.0.1:2", 9)]);
+        t.endpoint_reports(a, vec![]).unwrap();
+        t.endpoint_reports(b, vec![in_flight("web", "127.0.0.1:2", 9)])
+            .unwrap();
         assert_eq!(
             t.in_flight_since(&key, before),
             Some(0),
@@ -512,7 +602,8 @@ mod tests {
                     by_class: [u64::MAX; 5],
                     ..ClusterReport::default()
                 },
-            );
+            )
+            .unwrap();
             let endpoint = EndpointReport {
                 cluster: "web".into(),
                 endpoint: "10.0.0.1:80".into(),
@@ -520,7 +611,7 @@ mod tests {
                 errors: u64::MAX,
                 in_progress: u64::MAX,
             };
-            t.endpoint_reports(b, vec![endpoint]);
+            t.endpoint_reports(b, vec![endpoint]).unwrap();
         }
         let v = t.view(10);
         assert_eq!(v.clusters.len(), 1);
@@ -532,9 +623,12 @@ mod tests {
         let a = t.reporter("edge-1", "edge", true);
         let b = t.reporter("edge-2", "edge", true);
         // Baselines: history before flotilla saw the Envoy is not counted as latency.
-        t.cluster_report(a, report("web", 10, 0, vec![100, 100, 100], 100));
-        t.cluster_report(b, report("web", 10, 0, vec![0, 0, 0], 0));
-        t.cluster_report(a, report("web", 30, 10, vec![120, 140, 140], 140));
+        t.cluster_report(a, report("web", 10, 0, vec![100, 100, 100], 100))
+            .unwrap();
+        t.cluster_report(b, report("web", 10, 0, vec![0, 0, 0], 0))
+            .unwrap();
+        t.cluster_report(a, report("web", 30, 10, vec![120, 140, 140], 140))
+            .unwrap();
         let v = t.view(10);
         let web = &v.clusters[0];
         assert_eq!(web.rps, 6.0, "60 requests in 10 s");
@@ -565,8 +659,10 @@ mod tests {
                 errors: 2,
                 in_progress: 1,
             }],
-        );
-        t.cluster_report(a, report("web", 20, 0, vec![0, 0, 0], 0));
+        )
+        .unwrap();
+        t.cluster_report(a, report("web", 20, 0, vec![0, 0, 0], 0))
+            .unwrap();
         let v = t.view(10);
         let e = &v.clusters[0].endpoints[0];
         assert_eq!(e.rps, 2.0);
@@ -610,7 +706,8 @@ fleets:
         t.follow(cache.clone());
         let edge = t.reporter("edge-1", "edge", true);
         for name in ["web", "internal", "fake-1", "fake-2"] {
-            t.cluster_report(edge, report(name, 10, 5, vec![0, 0, 0], 0));
+            t.cluster_report(edge, report(name, 10, 5, vec![0, 0, 0], 0))
+                .unwrap();
         }
         t.endpoint_reports(
             edge,
@@ -619,7 +716,8 @@ fleets:
                 endpoint("web", "10.9.9.9:1"),
                 endpoint("internal", "127.0.0.1:8082"),
             ],
-        );
+        )
+        .unwrap();
         let v = t.view(10);
         let names: Vec<&str> = v.clusters.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["web"], "edge was sent web only");
@@ -631,7 +729,8 @@ fleets:
         assert_eq!(endpoints, ["127.0.0.1:8081"]);
         // An Envoy of an undeclared fleet was sent nothing: all its reports are noise.
         let rogue = t.reporter("rogue", "typo", true);
-        t.cluster_report(rogue, report("internal", 10, 0, vec![0, 0, 0], 0));
+        t.cluster_report(rogue, report("internal", 10, 0, vec![0, 0, 0], 0))
+            .unwrap();
         assert_eq!(t.view(10).clusters.len(), 1);
     }
 
@@ -640,31 +739,82 @@ fleets:
         let t = TrafficAggregate::with_limits(Limits {
             clusters: 5,
             endpoints: 6,
+            clusters_per_fleet: 5,
+            endpoints_per_fleet: 6,
             clusters_per_reporter: 3,
-            endpoints_per_reporter: 4,
+            endpoints_per_reporter: 10,
+            unknown_names_per_reporter: 10,
         });
         let a = t.reporter("a", "edge", true);
         let b = t.reporter("b", "edge", true);
-        for i in 0..10 {
-            t.cluster_report(a, report(&format!("limit-a-{i}"), 1, 0, vec![0, 0, 0], 0));
-            t.cluster_report(b, report(&format!("limit-b-{i}"), 1, 0, vec![0, 0, 0], 0));
+        for i in 0..3 {
+            t.cluster_report(a, report(&format!("limit-a-{i}"), 1, 0, vec![0, 0, 0], 0))
+                .unwrap();
+        }
+        // A stream bringing more clusters than any Envoy has is cut off.
+        let cut = t.cluster_report(a, report("limit-a-3", 1, 0, vec![0, 0, 0], 0));
+        assert_eq!(cut, Err(CutOff::Clusters(3)));
+        for i in 0..3 {
+            t.cluster_report(b, report(&format!("limit-b-{i}"), 1, 0, vec![0, 0, 0], 0))
+                .unwrap();
         }
         // 3 from a, then b's first 2 fill the total of 5.
         assert_eq!(t.view(10).clusters.len(), 5);
-        t.endpoint_reports(
-            a,
-            (0..10)
-                .map(|i| endpoint("limit-a-0", &format!("10.0.0.{i}:1")))
-                .collect(),
-        );
-        t.endpoint_reports(
-            b,
-            (0..10)
-                .map(|i| endpoint("limit-b-0", &format!("10.0.0.{i}:1")))
-                .collect(),
-        );
+        let reports = |cluster: &str, n: usize| -> Vec<EndpointReport> {
+            (0..n)
+                .map(|i| endpoint(cluster, &format!("10.0.0.{i}:1")))
+                .collect()
+        };
+        t.endpoint_reports(a, reports("limit-a-0", 4)).unwrap();
+        t.endpoint_reports(b, reports("limit-b-0", 10)).unwrap();
         let endpoints: usize = t.view(10).clusters.iter().map(|c| c.endpoints.len()).sum();
         assert_eq!(endpoints, 6, "4 from a, 2 from b");
+        let cut = t.endpoint_reports(b, reports("limit-b-0", 11));
+        assert_eq!(cut, Err(CutOff::Endpoints(10)));
+    }
+
+    #[test]
+    fn one_fleet_cannot_fill_the_view_for_the_others() {
+        let t = TrafficAggregate::with_limits(Limits {
+            clusters: 6,
+            clusters_per_fleet: 4,
+            ..Limits::default()
+        });
+        let edge = t.reporter("e", "edge", true);
+        let mesh = t.reporter("m", "mesh", true);
+        for i in 0..6 {
+            t.cluster_report(edge, report(&format!("edge-{i}"), 1, 0, vec![0, 0, 0], 0))
+                .unwrap();
+        }
+        for i in 0..2 {
+            t.cluster_report(mesh, report(&format!("mesh-{i}"), 1, 0, vec![0, 0, 0], 0))
+                .unwrap();
+        }
+        let names: Vec<String> = t.view(10).clusters.iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names.iter().filter(|n| n.starts_with("edge")).count(), 4);
+        assert_eq!(names.iter().filter(|n| n.starts_with("mesh")).count(), 2);
+    }
+
+    #[test]
+    fn a_stream_reporting_many_names_it_was_never_sent_is_cut_off() {
+        let t = TrafficAggregate::with_limits(Limits {
+            unknown_names_per_reporter: 3,
+            ..Limits::default()
+        });
+        let cache = Arc::new(SnapshotCache::new());
+        cache.update(fleet_config());
+        t.follow(cache);
+        let a = t.reporter("a", "edge", true);
+        for i in 0..3 {
+            t.cluster_report(a, report(&format!("fake-{i}"), 1, 0, vec![0, 0, 0], 0))
+                .unwrap();
+        }
+        // The same names again are no new evidence.
+        t.cluster_report(a, report("fake-0", 1, 0, vec![0, 0, 0], 0))
+            .unwrap();
+        let cut = t.cluster_report(a, report("fake-3", 1, 0, vec![0, 0, 0], 0));
+        assert_eq!(cut, Err(CutOff::Unknown(3)));
+        assert!(t.view(10).clusters.is_empty());
     }
 
     #[test]
@@ -677,8 +827,10 @@ fleets:
             out
         };
         let a = t.reporter("a", "edge", true);
-        t.cluster_report(a, report("quiet-cluster", 3, 1, vec![0, 0, 0], 0));
-        t.endpoint_reports(a, vec![endpoint("quiet-cluster", "10.7.7.7:80")]);
+        t.cluster_report(a, report("quiet-cluster", 3, 1, vec![0, 0, 0], 0))
+            .unwrap();
+        t.endpoint_reports(a, vec![endpoint("quiet-cluster", "10.7.7.7:80")])
+            .unwrap();
         t.refresh();
         let metrics = encode();
         assert!(metrics.contains("cluster=\"quiet-cluster\""), "{metrics}");

@@ -30,6 +30,8 @@ pub struct LoadReports {
     pub max_node_id_bytes: usize,
     /// Ends open streams on shutdown (a load-report stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Binds the reporting node to the connection's client certificate.
+    pub authorizer: crate::xds::Authorizer,
 }
 
 type Responses = Pin<Box<dyn Stream<Item = Result<LoadStatsResponse, Status>> + Send>>;
@@ -42,8 +44,10 @@ impl LoadReportingService for LoadReports {
         &self,
         req: Request<Streaming<LoadStatsRequest>>,
     ) -> Result<Response<Responses>, Status> {
+        let peer = req.extensions().get::<crate::xds::tls::XdsPeer>().cloned();
         let mut requests = req.into_inner();
         let (tx, rx) = mpsc::channel(1);
+        let authorizer = self.authorizer.clone();
         let traffic = self.traffic.clone();
         let shutdown = self.shutdown.clone();
         let max_node_id_bytes = self.max_node_id_bytes;
@@ -64,6 +68,10 @@ impl LoadReportingService for LoadReports {
                     .await;
                 return;
             };
+            if let Err(status) = authorizer.check(peer.as_ref(), "load reports", &fleet, &node) {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
             let reporter = traffic.reporter(&node, &fleet, false);
             info!(node = %node, "Envoy load reports stream opened");
             let ask = LoadStatsResponse {
@@ -73,18 +81,21 @@ impl LoadReportingService for LoadReports {
                 ..Default::default()
             };
             if tx.send(Ok(ask)).await.is_ok() {
-                traffic.endpoint_reports(reporter, endpoint_reports(&first));
-                loop {
+                let mut absorbed = traffic.endpoint_reports(reporter, endpoint_reports(&first));
+                while absorbed.is_ok() {
                     tokio::select! {
                         () = shutdown.cancelled() => {
                             let _ = tx.send(Err(Status::unavailable("flotilla is shutting down"))).await;
                             break;
                         }
                         report = requests.message() => match report {
-                            Ok(Some(report)) => traffic.endpoint_reports(reporter, endpoint_reports(&report)),
+                            Ok(Some(report)) => absorbed = traffic.endpoint_reports(reporter, endpoint_reports(&report)),
                             _ => break,
                         },
                     }
+                }
+                if let Err(why) = absorbed {
+                    let _ = tx.send(Err(super::sink::cut_off(why))).await;
                 }
             }
             traffic.reporter_gone(reporter);

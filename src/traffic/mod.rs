@@ -16,7 +16,7 @@ mod view;
 pub mod window;
 
 pub use aggregate::{
-    ClusterReport, EndpointReport, IDLE, Latency, Limits, TrafficAggregate, WINDOW_SECONDS,
+    ClusterReport, CutOff, EndpointReport, IDLE, Latency, Limits, TrafficAggregate, WINDOW_SECONDS,
 };
 pub use lrs::{INTERVAL as LOAD_REPORT_INTERVAL, LoadReports, endpoint_reports};
 pub use metrics::TrafficMetrics;

@@ -23,6 +23,8 @@ pub struct MetricsSink {
     pub max_node_id_bytes: usize,
     /// Ends open streams on shutdown (a stats stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Binds the reporting node to the connection's client certificate.
+    pub authorizer: crate::xds::Authorizer,
 }
 
 #[tonic::async_trait]
@@ -31,6 +33,7 @@ impl MetricsService for MetricsSink {
         &self,
         req: Request<Streaming<StreamMetricsMessage>>,
     ) -> Result<Response<StreamMetricsResponse>, Status> {
+        let peer = req.extensions().get::<crate::xds::tls::XdsPeer>().cloned();
         let mut stream = req.into_inner();
         let Some(first) = stream.message().await? else {
             return Ok(Response::new(StreamMetricsResponse {}));
@@ -45,19 +48,27 @@ impl MetricsService for MetricsSink {
                 self.max_node_id_bytes
             ))
         })?;
+        self.authorizer
+            .check(peer.as_ref(), "stats sink", &fleet, &node)?;
         let reporter = Reporting::new(self.traffic.clone(), &node, &fleet);
         info!(node = %node, "Envoy stats stream opened");
-        self.absorb(reporter.id, &first);
-        let result = loop {
-            let message = tokio::select! {
-                () = self.shutdown.cancelled() => break Err(Status::unavailable("flotilla is shutting down")),
-                m = stream.message() => m,
-            };
-            match message {
-                Ok(Some(message)) => self.absorb(reporter.id, &message),
-                Ok(None) => break Ok(()),
-                Err(status) => break Err(status),
-            }
+        let result = match self.absorb(reporter.id, &first) {
+            Err(status) => Err(status),
+            Ok(()) => loop {
+                let message = tokio::select! {
+                    () = self.shutdown.cancelled() => break Err(Status::unavailable("flotilla is shutting down")),
+                    m = stream.message() => m,
+                };
+                match message {
+                    Ok(Some(message)) => {
+                        if let Err(status) = self.absorb(reporter.id, &message) {
+                            break Err(status);
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(status) => break Err(status),
+                }
+            },
         };
         info!(node = %node, "Envoy stats stream closed");
         result.map(|()| Response::new(StreamMetricsResponse {}))
@@ -86,13 +97,23 @@ impl Drop for Reporting {
 }
 
 impl MetricsSink {
-    fn absorb(&self, reporter: u64, message: &StreamMetricsMessage) {
+    /// Takes one flush; Err ends the stream (it reports more names than an Envoy would).
+    fn absorb(&self, reporter: u64, message: &StreamMetricsMessage) -> Result<(), Status> {
         let reports = cluster_reports(&message.envoy_metrics);
         debug!(clusters = reports.len(), "stats flush");
         for report in reports {
-            self.traffic.cluster_report(reporter, report);
+            self.traffic
+                .cluster_report(reporter, report)
+                .map_err(cut_off)?;
         }
+        Ok(())
     }
+}
+
+/// The status that ends a stream sending more names than an Envoy would.
+pub(super) fn cut_off(why: super::aggregate::CutOff) -> Status {
+    tracing::warn!(error = %why, "traffic report stream cut off");
+    Status::resource_exhausted(format!("stream cut off: {why}"))
 }
 
 /// The node id and fleet (`node.cluster`) of a reporting Envoy, if present and not too long.

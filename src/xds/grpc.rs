@@ -28,6 +28,7 @@ use super::reader::Requests;
 use super::request::SotwRequest;
 use super::sotw::Sotw;
 use super::stream::{self, Kind, Shared};
+use super::tls::XdsPeer;
 use super::wire::{self, Frames};
 use crate::cache::{ClientKind, ResourceType, version_of};
 use crate::translate::Transport;
@@ -159,14 +160,15 @@ async fn handle<N: Named>(
             "compressed requests are not supported",
         ));
     }
+    let peer = req.extensions().get::<XdsPeer>().cloned();
     match method::<N>(req.uri().path()) {
         Some(Method::Sotw) => {
             let requests = requests::<SotwRequest>(req.into_body(), limits);
-            streaming(stream::spawn::<Sotw>(shared, kind, requests))
+            streaming(stream::spawn::<Sotw>(shared, kind, peer, requests))
         }
         Some(Method::Delta) => {
             let requests = requests::<DeltaDiscoveryRequest>(req.into_body(), limits);
-            streaming(stream::spawn::<Delta>(shared, kind, requests))
+            streaming(stream::spawn::<Delta>(shared, kind, peer, requests))
         }
         Some(Method::Fetch) => match N::TYPE {
             Some(t) => fetch(&shared, t, limits, req).await,
@@ -186,6 +188,7 @@ async fn fetch(
     limits: Arc<Limits>,
     req: Request<Body>,
 ) -> Response<Body> {
+    let peer = req.extensions().get::<XdsPeer>().cloned();
     let mut requests = requests::<DiscoveryRequest>(req.into_body(), limits);
     let request = match requests.message().await {
         Ok(Some(r)) => r,
@@ -203,6 +206,13 @@ async fn fetch(
             "fetch requests must carry the Envoy node",
         ));
     };
+    if let Err(status) =
+        shared
+            .authorizer
+            .check(peer.as_ref(), "xDS fetch", &node.cluster, &node.id)
+    {
+        return status_only(status);
+    }
     let Some(snapshot) = shared.cache.current(
         Some(&node.cluster),
         Transport::Sotw,

@@ -5,6 +5,10 @@
 //! at 100 % CPU; it keeps idle TCP connections forever and accepts any number of them. Here a
 //! connection holds a permit of a semaphore for its life, and is closed if its first HTTP/2
 //! request has not begun within the handshake timeout.
+//!
+//! With TLS the handshake runs here too, in a task of its own (a slow client holds up only
+//! itself) and within the same timeout; the verified client certificate's identities travel
+//! with the connection to every request on it ([`XdsPeer`]).
 
 use std::io;
 use std::pin::Pin;
@@ -16,17 +20,30 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 use tracing::warn;
 
+use super::XdsMetrics;
 use super::limits::Limits;
+use super::tls::{PeerCert, Rejection, XdsPeer};
+use crate::tls::ServerTls;
 
 /// First and longest pause after a failed `accept`.
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// TLS for the accept loop: the current configuration, whose client identities belong to
+/// `trust_domain`; failed handshakes are counted in `metrics`.
+#[derive(Clone)]
+pub(crate) struct Handshake {
+    pub(crate) tls: Arc<ServerTls>,
+    pub(crate) trust_domain: Arc<str>,
+    pub(crate) metrics: XdsMetrics,
+}
 
 /// The kernel's keepalive on accepted sockets, under HTTP/2's: a socket silent for the
 /// keepalive timeout is probed every keepalive interval and reset after 3 unanswered probes.
@@ -46,6 +63,7 @@ fn tcp_keepalive(limits: &Limits) -> socket2::TcpKeepalive {
 pub(crate) fn incoming(
     listener: TcpListener,
     limits: &Limits,
+    tls: Option<Handshake>,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<Connection, io::Error>> {
     let (tx, rx) = mpsc::channel(1);
@@ -87,13 +105,43 @@ pub(crate) fn incoming(
             };
             let _ = io.set_nodelay(true);
             let _ = socket2::SockRef::from(&io).set_tcp_keepalive(&tcp_keepalive);
-            if tx
-                .send(Ok(Connection::new(io, permit, timeout)))
-                .await
-                .is_err()
-            {
-                break;
-            }
+            let deadline = Instant::now() + timeout;
+            let tcp = io.connect_info();
+            let Some(tls) = tls.clone() else {
+                let peer = XdsPeer { tcp, cert: None };
+                let conn = Connection::new(Io::Plain(io), permit, deadline, peer);
+                if tx.send(Ok(conn)).await.is_err() {
+                    break;
+                }
+                continue;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.tls.config());
+                let stream = match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
+                    Ok(Ok(stream)) => stream,
+                    failed => {
+                        tls.metrics.rejected(Rejection::TlsHandshake);
+                        if rate_limited(&LAST_HANDSHAKE_WARNING) {
+                            let error = match failed {
+                                Ok(Err(e)) => e.to_string(),
+                                _ => "no handshake within the handshake timeout".to_string(),
+                            };
+                            warn!(peer = ?tcp.remote_addr(), %error, "xDS TLS handshake failed");
+                        }
+                        return;
+                    }
+                };
+                let cert = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| Arc::new(PeerCert::from_der(leaf, &tls.trust_domain)));
+                let peer = XdsPeer { tcp, cert };
+                let conn = Connection::new(Io::Tls(Box::new(stream)), permit, deadline, peer);
+                let _ = tx.send(Ok(conn)).await;
+            });
         }
     });
     ReceiverStream::new(rx)
@@ -111,6 +159,7 @@ fn per_connection(e: &io::Error) -> bool {
 
 static LAST_ACCEPT_WARNING: AtomicU64 = AtomicU64::new(0);
 static LAST_CAP_WARNING: AtomicU64 = AtomicU64::new(0);
+static LAST_HANDSHAKE_WARNING: AtomicU64 = AtomicU64::new(0);
 
 /// At most one warning a second per kind: a flood must not become a flood of logs.
 fn rate_limited(last: &AtomicU64) -> bool {
@@ -120,30 +169,87 @@ fn rate_limited(last: &AtomicU64) -> bool {
     last.swap(now, Ordering::Relaxed) != now
 }
 
-/// An accepted connection: its permit, and the deadline for its first request.
+/// A connection's bytes: as they come, or through TLS.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// An accepted connection: its permit, the deadline for its first request, and its peer.
 pub(crate) struct Connection {
-    io: TcpStream,
+    io: Io,
     first_request: FirstRequest,
     deadline: Option<Pin<Box<Sleep>>>,
+    peer: XdsPeer,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Connection {
-    fn new(io: TcpStream, permit: OwnedSemaphorePermit, timeout: Duration) -> Connection {
+    fn new(io: Io, permit: OwnedSemaphorePermit, deadline: Instant, peer: XdsPeer) -> Connection {
         Connection {
             io,
             first_request: FirstRequest::default(),
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
+            peer,
             _permit: permit,
         }
     }
 }
 
 impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = XdsPeer;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.io.connect_info()
+    fn connect_info(&self) -> XdsPeer {
+        self.peer.clone()
+    }
+}
+
+macro_rules! io_call {
+    ($io:expr, $s:ident => $call:expr) => {
+        match $io {
+            Io::Plain($s) => $call,
+            Io::Tls($s) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        io_call!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        io_call!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        io_call!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        io_call!(self, s => s.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        io_call!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        io_call!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
 }
 
@@ -315,7 +421,7 @@ mod tests {
             ..Limits::default()
         };
         let shutdown = CancellationToken::new();
-        let mut conns = incoming(listener, &limits, shutdown.clone());
+        let mut conns = incoming(listener, &limits, None, shutdown.clone());
         let mut clients = Vec::new();
         for _ in 0..3 {
             clients.push(TcpStream::connect(addr).await.unwrap());

@@ -35,6 +35,11 @@ struct TypeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FleetLabel {
     fleet: String,
 }
@@ -52,6 +57,7 @@ pub struct XdsMetrics {
     acks: Family<TypeLabels, Counter>,
     nacks: Family<TypeLabels, Counter>,
     push_latency: PushLatency,
+    rejected: Family<ReasonLabel, Counter>,
 }
 
 fn push_latency_histogram() -> Histogram {
@@ -70,6 +76,7 @@ impl Default for XdsMetrics {
             acks: Family::default(),
             nacks: Family::default(),
             push_latency: Family::new_with_constructor(push_latency_histogram),
+            rejected: Family::default(),
         }
     }
 }
@@ -112,7 +119,23 @@ impl XdsMetrics {
             "From a snapshot's creation to Envoy's ACK of the response carrying it",
             m.push_latency.clone(),
         );
+        registry.register(
+            "xds_rejected_streams",
+            "Connections and streams refused by the xDS port's TLS and identity checks, by reason",
+            m.rejected.clone(),
+        );
+        for r in crate::xds::tls::Rejection::ALL {
+            let _ = m.rejected.get_or_create(&ReasonLabel { reason: r.label() });
+        }
         m
+    }
+
+    pub(crate) fn rejected(&self, reason: crate::xds::tls::Rejection) {
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            })
+            .inc();
     }
 
     /// Counts an open stream until the returned guard drops. Its types' response, ACK and
@@ -238,6 +261,7 @@ mod tests {
 
     fn stream(node: &str, fleet: &str, in_sync: bool) -> StreamInfo {
         StreamInfo {
+            identity: None,
             node_id: node.into(),
             fleet: fleet.into(),
             envoy_version: String::new(),

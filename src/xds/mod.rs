@@ -27,6 +27,7 @@ mod request;
 mod sotw;
 mod stream;
 mod subscription;
+pub mod tls;
 mod wire;
 mod withheld;
 
@@ -45,6 +46,7 @@ pub use limits::{KEEPALIVE_RANGE, Limits, parse_keepalive};
 pub use metrics::{MAX_FLEETS, XdsMetrics, node_gauges};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
+pub use tls::Authorizer;
 
 /// Largest stats message accepted from an Envoy (a flush of a big config is large; beyond
 /// this the stream is dropped with an error, xDS unaffected).
@@ -52,7 +54,8 @@ const STATS_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Serves xDS on `listener` until `shutdown` is cancelled; open streams end with UNAVAILABLE
 /// so that Envoys reconnect (to this flotilla once restarted, or to another replica).
-/// Clients are held to `limits`.
+/// Clients are held to `limits`. With `tls` the port speaks TLS only (mTLS with a client CA,
+/// binding every stream to its certificate's identity through `authorizer`).
 #[allow(clippy::too_many_arguments)] // the server's parts, each passed once from serve::run
 pub async fn serve(
     listener: TcpListener,
@@ -61,19 +64,30 @@ pub async fn serve(
     traffic: Arc<TrafficAggregate>,
     metrics: XdsMetrics,
     limits: Limits,
+    tls: Option<(Arc<crate::tls::ServerTls>, String)>,
     registry: crate::registry::RegistryService,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     traffic.follow(cache.clone());
     tokio::spawn(refresh_traffic(traffic.clone(), shutdown.clone()));
     let max_node_id_bytes = limits.max_node_id_bytes;
+    let authorizer = registry.authorizer.clone();
+    let handshake = tls.map(|(tls, trust_domain)| {
+        tokio::spawn(tls.clone().watch(shutdown.clone()));
+        listener::Handshake {
+            tls,
+            trust_domain: trust_domain.into(),
+            metrics: metrics.clone(),
+        }
+    });
     let shared = stream::Shared {
         cache,
         nodes,
         shutdown: shutdown.clone(),
         metrics,
+        authorizer: authorizer.clone(),
     };
-    let incoming = listener::incoming(listener, &limits, shutdown.clone());
+    let incoming = listener::incoming(listener, &limits, handshake, shutdown.clone());
     let max_streams = limits.max_streams_per_connection;
     let limits = Arc::new(limits);
     tonic::transport::Server::builder()
@@ -107,6 +121,7 @@ pub async fn serve(
                 traffic: traffic.clone(),
                 max_node_id_bytes,
                 shutdown: shutdown.clone(),
+                authorizer: authorizer.clone(),
             })
             .max_decoding_message_size(STATS_MESSAGE_LIMIT),
         )
@@ -116,6 +131,7 @@ pub async fn serve(
             traffic,
             max_node_id_bytes,
             shutdown: shutdown.clone(),
+            authorizer,
         }))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await

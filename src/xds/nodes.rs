@@ -41,6 +41,9 @@ pub struct TypeStatus {
 /// One xDS stream (an ADS stream, or one of the per-type streams of a non-ADS Envoy).
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamInfo {
+    /// The SPIFFE ID the node is bound to (the client certificate's), None without mTLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     pub node_id: String,
     pub fleet: String,
     pub envoy_version: String,
@@ -70,14 +73,27 @@ impl NodeRegistry {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a stream; it leaves the registry when the returned guard drops.
-    pub fn register(self: &Arc<Self>, info: StreamInfo) -> StreamEntry {
+    /// Registers a stream; it leaves the registry when the returned guard drops. A stream
+    /// bound to an identity is refused (Err: the identity holding the node) while its node
+    /// id has open streams bound to another: a node cannot be taken over, only reconnected.
+    pub fn register(self: &Arc<Self>, info: StreamInfo) -> Result<StreamEntry, String> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, info);
-        StreamEntry {
+        let mut streams = self.lock();
+        if let Some(claim) = &info.identity {
+            let holder = streams
+                .values()
+                .filter(|s| s.node_id == info.node_id)
+                .find_map(|s| s.identity.as_ref().filter(|held| *held != claim));
+            if let Some(holder) = holder {
+                return Err(holder.clone());
+            }
+        }
+        streams.insert(id, info);
+        drop(streams);
+        Ok(StreamEntry {
             registry: self.clone(),
             id,
-        }
+        })
     }
 
     /// Every open stream, ordered by node id.
@@ -109,5 +125,50 @@ impl StreamEntry {
 impl Drop for StreamEntry {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(node: &str, identity: Option<&str>) -> StreamInfo {
+        StreamInfo {
+            identity: identity.map(str::to_string),
+            node_id: node.into(),
+            fleet: "edge".into(),
+            envoy_version: String::new(),
+            mode: Mode::Sotw,
+            ads: true,
+            connected_at: SystemTime::now(),
+            snapshot_version: String::new(),
+            in_sync: false,
+            types: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_node_bound_to_one_identity_cannot_be_claimed_by_another() {
+        let r = NodeRegistry::new();
+        let a = r
+            .register(info("e1", Some("spiffe://t/fleet/edge")))
+            .unwrap();
+        // The same identity reconnecting (or a second stream of the same Envoy) is welcome.
+        let again = r
+            .register(info("e1", Some("spiffe://t/fleet/edge")))
+            .unwrap();
+        let other = r.register(info("e1", Some("spiffe://t/fleet/edge/node/e1")));
+        assert_eq!(other.err().as_deref(), Some("spiffe://t/fleet/edge"));
+        // Other node ids, and streams without identities (no mTLS), are not affected.
+        assert!(
+            r.register(info("e2", Some("spiffe://t/fleet/edge/node/e2")))
+                .is_ok()
+        );
+        assert!(r.register(info("e1", None)).is_ok());
+        drop((a, again));
+        assert!(
+            r.register(info("e1", Some("spiffe://t/fleet/edge/node/e1")))
+                .is_ok()
+        );
     }
 }

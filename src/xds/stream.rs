@@ -18,6 +18,7 @@ use super::nodes::{Nack, NodeRegistry, StreamEntry, StreamInfo};
 use super::ordering;
 use super::protocol::{self, Mode, Plan, Protocol, Request};
 use super::subscription::{ClientState, InFlight, Reply};
+use super::tls::XdsPeer;
 use super::wire::Frames;
 use super::withheld;
 use crate::cache::{ClientKind, ResourceType, Snapshot, SnapshotCache};
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) nodes: Arc<NodeRegistry>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) metrics: XdsMetrics,
+    /// Binds what a stream claims to its connection's client certificate.
+    pub(crate) authorizer: crate::xds::Authorizer,
 }
 
 /// Which service a stream arrived on.
@@ -63,11 +66,12 @@ const OUTGOING: usize = 2;
 pub(crate) fn spawn<P: Protocol>(
     shared: Shared,
     kind: Kind,
+    peer: Option<XdsPeer>,
     requests: Requests<P::Req>,
 ) -> mpsc::Receiver<Result<Frames, Status>> {
     let (tx, rx) = mpsc::channel(OUTGOING);
     tokio::spawn(async move {
-        if let Err(status) = run::<P>(shared, kind, requests, tx.clone()).await {
+        if let Err(status) = run::<P>(shared, kind, peer, requests, tx.clone()).await {
             let _ = tx.send(Err(status)).await;
         }
     });
@@ -77,6 +81,7 @@ pub(crate) fn spawn<P: Protocol>(
 async fn run<P: Protocol>(
     shared: Shared,
     kind: Kind,
+    peer: Option<XdsPeer>,
     mut requests: Requests<P::Req>,
     tx: mpsc::Sender<Result<Frames, Status>>,
 ) -> Result<(), Status> {
@@ -90,6 +95,9 @@ async fn run<P: Protocol>(
     if node.id.is_empty() {
         return Err(Status::invalid_argument("node.id must not be empty"));
     }
+    let identity = shared
+        .authorizer
+        .check(peer.as_ref(), "xDS", &node.cluster, &node.id)?;
     let transport = match (kind.ads, P::MODE) {
         (true, _) => Transport::Ads,
         (false, Mode::Sotw) => Transport::Sotw,
@@ -98,17 +106,25 @@ async fn run<P: Protocol>(
     let client_kind = ClientKind::from_user_agent(&node.user_agent_name);
     let mut snapshots = shared.cache.watch(&node.cluster, transport, client_kind);
     let snapshot = snapshots.borrow_and_update().clone();
-    let entry = shared.nodes.register(StreamInfo {
-        node_id: node.id.clone(),
-        fleet: node.cluster.clone(),
-        envoy_version: envoy_version(&node),
-        mode: P::MODE,
-        ads: kind.ads,
-        connected_at: std::time::SystemTime::now(),
-        snapshot_version: snapshot.version.clone(),
-        in_sync: false,
-        types: Default::default(),
-    });
+    let entry = shared
+        .nodes
+        .register(StreamInfo {
+            identity,
+            node_id: node.id.clone(),
+            fleet: node.cluster.clone(),
+            envoy_version: envoy_version(&node),
+            mode: P::MODE,
+            ads: kind.ads,
+            connected_at: std::time::SystemTime::now(),
+            snapshot_version: snapshot.version.clone(),
+            in_sync: false,
+            types: Default::default(),
+        })
+        .map_err(|holder| {
+            shared
+                .authorizer
+                .node_in_use("xDS", &node.cluster, &node.id, &holder, peer.as_ref())
+        })?;
     let span = tracing::info_span!(
         "xds",
         node = %node.id,

@@ -87,7 +87,8 @@ fn kubernetes_validate(files: &[PathBuf]) -> std::process::Output {
 
 #[test]
 fn kubernetes_manifests_match_the_kubernetes_schemas() {
-    let manifests = files("deploy/kubernetes", "yaml");
+    let mut manifests = files("deploy/kubernetes", "yaml");
+    manifests.extend(files("deploy/kubernetes/replicas", "yaml"));
     let out = kubernetes_validate(&manifests);
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -97,6 +98,7 @@ fn kubernetes_manifests_match_the_kubernetes_schemas() {
         "service/flotilla",
         "configmap/flotilla-config",
         "deployment/envoy",
+        "poddisruptionbudget/flotilla",
     ] {
         assert!(
             text.contains(&format!("passed for resource {kind}")),
@@ -165,5 +167,40 @@ fn the_manifests_config_and_bootstrap_are_accepted() {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every `--flag` the flotilla manifests and unit pass to `flotilla serve` is one `serve`
+/// has: a renamed flag would otherwise only show at a pod's first start.
+#[test]
+fn the_deployment_files_pass_only_flags_that_serve_has() {
+    let help = Command::new(flotilla_bin())
+        .args(["serve", "--help"])
+        .output()
+        .expect("flotilla serve --help");
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    let mut checked = Vec::new();
+    for file in [
+        "deploy/kubernetes/flotilla.yaml",
+        "deploy/kubernetes/replicas/flotilla.yaml",
+        "deploy/systemd/flotilla.service",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file)).expect("deployment file");
+        let flags = text
+            .split_whitespace()
+            .filter_map(|word| word.strip_prefix("--"))
+            .filter(|flag| flag.starts_with(|c: char| c.is_ascii_lowercase()))
+            .map(|flag| flag.split('=').next().unwrap_or(flag));
+        for name in flags {
+            assert!(
+                help.contains(&format!("--{name}")),
+                "{file}: `flotilla serve` has no --{name}"
+            );
+            checked.push(format!("{file}: --{name}"));
+        }
+    }
+    assert!(
+        checked.iter().any(|f| f.ends_with("--store")),
+        "the replicas manifest passes no --store: {checked:?}"
     );
 }

@@ -1,10 +1,10 @@
 //! Smoke run of the xDS load generator (issue 6): 50 simulated Envoys on a real flotilla, one
-//! change of each kind, SotW and delta. Asserts that every stream ACKed the initial config and
+//! change of each kind, SotW and delta, and SotW over mTLS. Asserts that every stream ACKed the initial config and
 //! every change; the timings it prints are not checked (benchmarks are not tests).
 
 use std::process::Command;
 
-fn smoke(mode: &str) {
+fn smoke(mode: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("report.json");
     let output = Command::new(env!("CARGO_BIN_EXE_flotilla-loadgen"))
@@ -17,6 +17,7 @@ fn smoke(mode: &str) {
         .arg(env!("CARGO_BIN_EXE_flotilla"))
         .arg("--json")
         .arg(&json)
+        .args(extra)
         .env("LOADGEN_LOG", "warn")
         .output()
         .expect("run flotilla-loadgen");
@@ -29,6 +30,7 @@ fn smoke(mode: &str) {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
     assert_eq!(report["failed_streams"], 0, "{stdout}");
+    assert_eq!(report["tls"], extra.contains(&"--tls"), "{stdout}");
     let phases = report["phases"].as_array().expect("phases");
     assert_eq!(
         phases.len(),
@@ -59,10 +61,16 @@ fn smoke(mode: &str) {
 
 #[test]
 fn loadgen_smoke_sotw() {
-    smoke("sotw");
+    smoke("sotw", &[]);
 }
 
 #[test]
 fn loadgen_smoke_delta() {
-    smoke("delta");
+    smoke("delta", &[]);
+}
+
+/// The same over mTLS (`--tls`, as `BENCH_TLS=1 scripts/bench-xds` runs it).
+#[test]
+fn loadgen_smoke_sotw_over_mtls() {
+    smoke("sotw", &["--tls"]);
 }

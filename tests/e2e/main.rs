@@ -43,3 +43,4 @@ mod traffic_limits;
 mod validate;
 mod watch_replace;
 mod xds_limits;
+mod xds_mtls;

@@ -39,7 +39,25 @@ pub const REFERENCE_BOOTSTRAPS: &[(&str, &[&str])] = &[
             "9902",
         ],
     ),
+    (
+        "ads-mtls.yaml",
+        &[
+            "--node-id",
+            "edge-1",
+            "--fleet",
+            "edge",
+            "--xds-ca",
+            "/etc/flotilla/tls/ca.pem",
+            "--xds-cert",
+            "/etc/flotilla/tls/edge-edge-1.pem",
+            "--xds-key",
+            "/etc/flotilla/tls/edge-edge-1.key",
+        ],
+    ),
 ];
+
+/// Where the mTLS reference bootstrap expects `flotilla certs` output on an Envoy host.
+const CERT_DIR: &str = "/etc/flotilla/tls/";
 
 fn produced(args: &[&str]) -> String {
     let mut all = vec!["bootstrap"];
@@ -70,11 +88,26 @@ fn reference_bootstraps_are_what_flotilla_bootstrap_writes() {
     );
 }
 
+/// Envoy opens the xDS channel's certificate files even in `--mode validate`: the mTLS
+/// bootstrap is checked against files that `flotilla certs` made, as an operator would.
+fn with_generated_certificates(yaml: &str, dir: &std::path::Path) -> String {
+    let dir_str = dir.to_str().expect("utf-8 temp dir");
+    flotilla(&["certs", "ca", "--out", dir_str]);
+    flotilla(&[
+        "certs", "issue", "--ca", dir_str, "--fleet", "edge", "--node", "edge-1", "--out", dir_str,
+    ]);
+    yaml.replace(CERT_DIR, &format!("{dir_str}/"))
+}
+
 #[test]
 fn envoy_accepts_every_reference_bootstrap() {
+    let certs = tempfile::tempdir().expect("temp dir");
     for (file, _) in REFERENCE_BOOTSTRAPS {
         let path = repo_root().join("envoy").join(file);
-        let yaml = std::fs::read_to_string(&path).expect("reference bootstrap");
+        let mut yaml = std::fs::read_to_string(&path).expect("reference bootstrap");
+        if yaml.contains(CERT_DIR) {
+            yaml = with_generated_certificates(&yaml, certs.path());
+        }
         if let Err(e) = envoy::validate(&yaml) {
             panic!("envoy/{file}:\n{e}");
         }

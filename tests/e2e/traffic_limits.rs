@@ -1,6 +1,6 @@
-//! Telemetry floods (issue 12.7): stats and load reports on names flotilla never sent the
-//! reporting Envoy are dropped, so fake names neither hide real failures from
-//! /api/v1/traffic and /metrics nor slow the admin API.
+//! Telemetry floods (issue 12.7, 16.6): stats and load reports on names flotilla never sent
+//! the reporting Envoy are dropped, and a stream sending thousands of them is cut off, so fake
+//! names neither hide real failures from /api/v1/traffic and /metrics nor slow the admin API.
 
 use std::time::{Duration, Instant};
 
@@ -117,10 +117,18 @@ async fn fake_cluster_and_endpoint_names_are_dropped_and_real_failures_stay_visi
         .expect("load stats stream")
         .into_inner();
     let _ = asks.message().await.expect("flotilla asks for reports");
-    let _ = stats_stream
+    // Thousands of names it was never sent: not an Envoy; its stream is cut off.
+    let cut = stats_stream
         .await
         .expect("join")
-        .expect("stats stream accepted");
+        .expect_err("the fake stats stream is cut off");
+    assert_eq!(cut.code(), tonic::Code::ResourceExhausted, "{cut:?}");
+    assert!(cut.message().contains("never sent"), "{cut:?}");
+    let cut = asks
+        .message()
+        .await
+        .expect_err("the fake load reports are cut off");
+    assert_eq!(cut.code(), tonic::Code::ResourceExhausted, "{cut:?}");
 
     // The real Envoy's 5xx are visible, and nothing else is there.
     let traffic: Value = wait::until(

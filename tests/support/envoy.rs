@@ -96,11 +96,33 @@ pub struct Envoy {
 impl Envoy {
     /// Starts an Envoy with the bootstrap `flotilla bootstrap` writes for it.
     pub async fn start(flotilla: &Flotilla, node_id: &str, fleet: &str, xds: Xds) -> Envoy {
-        Envoy::start_on(&[flotilla], node_id, fleet, xds).await
+        Envoy::start_on_with(&[flotilla], node_id, fleet, xds, &[]).await
+    }
+
+    /// Like [`Envoy::start`], with extra `flotilla bootstrap` flags (`--xds-ca …` for mTLS).
+    pub async fn start_with(
+        flotilla: &Flotilla,
+        node_id: &str,
+        fleet: &str,
+        xds: Xds,
+        bootstrap_flags: &[String],
+    ) -> Envoy {
+        Envoy::start_on_with(&[flotilla], node_id, fleet, xds, bootstrap_flags).await
     }
 
     /// Starts an Envoy whose bootstrap lists the xDS address of every replica in `replicas`.
     pub async fn start_on(replicas: &[&Flotilla], node_id: &str, fleet: &str, xds: Xds) -> Envoy {
+        Envoy::start_on_with(replicas, node_id, fleet, xds, &[]).await
+    }
+
+    /// Like [`Envoy::start_on`], with extra `flotilla bootstrap` flags.
+    pub async fn start_on_with(
+        replicas: &[&Flotilla],
+        node_id: &str,
+        fleet: &str,
+        xds: Xds,
+        bootstrap_flags: &[String],
+    ) -> Envoy {
         let addresses: Vec<String> = replicas.iter().map(|f| f.xds.to_string()).collect();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args = vec![
@@ -115,6 +137,7 @@ impl Envoy {
             "0".into(),
         ];
         args.extend(xds.flags().iter().map(|s| s.to_string()));
+        args.extend(bootstrap_flags.iter().cloned());
         let out = StdCommand::new(super::flotilla_bin())
             .args(&args)
             .output()

@@ -146,9 +146,20 @@ pub struct GrpcClient {
 
 impl GrpcClient {
     pub async fn start(flotilla: &Flotilla, node_id: &str, target: &str) -> GrpcClient {
+        GrpcClient::start_with(flotilla, node_id, target, &[]).await
+    }
+
+    /// Like [`GrpcClient::start`], with extra `flotilla bootstrap --grpc` flags (mTLS).
+    pub async fn start_with(
+        flotilla: &Flotilla,
+        node_id: &str,
+        target: &str,
+        bootstrap_flags: &[String],
+    ) -> GrpcClient {
         let out = std::process::Command::new(flotilla_bin())
             .args(["bootstrap", "--grpc", "--node-id", node_id, "--xds"])
             .arg(flotilla.xds.to_string())
+            .args(bootstrap_flags)
             .output()
             .expect("flotilla bootstrap --grpc");
         assert!(

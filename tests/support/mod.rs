@@ -14,6 +14,7 @@ pub mod etcd;
 pub mod flotilla;
 pub mod grpc;
 pub mod monitoring;
+pub mod mtls;
 pub mod pki;
 pub mod proxy;
 pub mod servers;

@@ -8,6 +8,7 @@
 mod envoy;
 mod expect;
 mod http;
+mod mtls;
 mod pathsource;
 mod procfs;
 mod propagation;

@@ -181,8 +181,14 @@ async fn via_flotilla(
     let config = dir.path().join("config/flotilla.yaml");
     std::fs::write(&config, &yamls[0])?;
     let binary = args.flotilla.clone().unwrap_or_else(server::default_binary);
-    let flotilla =
-        Flotilla::start(&binary, &config, debounce, &dir.path().join("flotilla.log")).await?;
+    let flotilla = Flotilla::start(
+        &binary,
+        &config,
+        debounce,
+        &dir.path().join("flotilla.log"),
+        &[],
+    )
+    .await?;
     let mut envoys = Vec::new();
     for i in 0..n {
         let admin = http::free_addr()?;

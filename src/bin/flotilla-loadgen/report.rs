@@ -66,6 +66,11 @@ pub(crate) struct Report {
     pub(crate) fleets: usize,
     pub(crate) debounce: String,
     pub(crate) failed_streams: u64,
+    /// Over mTLS (`--tls`).
+    pub(crate) tls: bool,
+    /// Opening every connection (TLS handshakes included): wall time and flotilla's CPU.
+    pub(crate) connect_s: f64,
+    pub(crate) connect_cpu_s: f64,
     pub(crate) phases: Vec<PhaseReport>,
     /// Phases of the same kind pooled: every (stream, change) latency.
     pub(crate) by_kind: Vec<KindSummary>,
@@ -141,6 +146,13 @@ impl Report {
             self.debounce,
             self.failed_streams
         );
+        out.push_str(&format!(
+            "{}; {} connections opened in {:.2} s (flotilla CPU {:.2} s)\n\n",
+            if self.tls { "mTLS" } else { "plaintext" },
+            self.connections,
+            self.connect_s,
+            self.connect_cpu_s
+        ));
         out.push_str("| phase | streams done | p50 | p99 | max | bytes sent | per stream: responses C/E/L/R/S | per stream: resources C/E/L/R/S | flotilla CPU s | loadgen CPU s | flotilla RSS / peak |\n");
         out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
         let per_stream = |a: [u64; ResourceType::COUNT]| {

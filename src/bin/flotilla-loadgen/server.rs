@@ -32,6 +32,7 @@ impl Flotilla {
         config: &Path,
         debounce: &str,
         log: &Path,
+        extra: &[String],
     ) -> Result<Flotilla> {
         let xds = http::free_addr()?;
         let admin = http::free_addr()?;
@@ -49,6 +50,7 @@ impl Flotilla {
             .args(["--xds-keepalive-timeout", "300s"])
             // For the same reason a connection's first request may be read late.
             .args(["--xds-handshake-timeout", "300s"])
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("FLOTILLA_LOG").unwrap_or("warn".into()),

@@ -53,6 +53,10 @@ pub(crate) struct XdsArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Serve and connect over mTLS (certificates made for the run; every connection presents
+    /// a client certificate allowing every fleet).
+    #[arg(long)]
+    tls: bool,
 }
 
 /// Runs the benchmark; returns whether every stream reached every target.
@@ -80,11 +84,16 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
     let config = dir.path().join("config/loadgen.yaml");
     std::fs::write(&config, &yamls[0])?;
     let binary = args.flotilla.clone().unwrap_or_else(server::default_binary);
+    let pki = match args.tls {
+        true => Some(crate::mtls::Pki::create(dir.path(), &fleet_names)?),
+        false => None,
+    };
     let flotilla = Flotilla::start(
         &binary,
         &config,
         &args.debounce,
         &dir.path().join("flotilla.log"),
+        pki.as_ref().map_or(&[][..], |p| p.serve_flags.as_slice()),
     )
     .await?;
     let probe = Probe::new(flotilla.pid);
@@ -93,10 +102,19 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
 
     let connections = args.streams.div_ceil(args.streams_per_connection.max(1));
     let mut channels = Vec::with_capacity(connections);
+    let connecting = (Instant::now(), probe.sample()?);
     for _ in 0..connections {
-        channels.push(connect(flotilla.xds).await?);
+        channels.push(connect(flotilla.xds, pki.as_ref().map(|p| &p.client)).await?);
     }
-    info!(connections, "connected");
+    let connect_s = connecting.0.elapsed().as_secs_f64();
+    let connect_cpu_s = probe.sample()?.cpu_s - connecting.1.cpu_s;
+    info!(
+        connections,
+        connect_s,
+        connect_cpu_s,
+        tls = args.tls,
+        "connected"
+    );
 
     let mut phases = Vec::new();
     for (k, yaml) in yamls.iter().enumerate() {
@@ -171,6 +189,9 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
         fleets: args.fleets,
         debounce: args.debounce.clone(),
         failed_streams: shared.failed.load(std::sync::atomic::Ordering::Relaxed),
+        tls: args.tls,
+        connect_s,
+        connect_cpu_s,
         flotilla_peak_rss_mib: probe.sample()?.peak_rss_mib,
         phases,
         by_kind,
@@ -187,12 +208,20 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
 
 /// One HTTP/2 connection. Windows as large as Envoy's defaults would make flow control
 /// irrelevant; these are large enough that it never limits a response of this benchmark.
-async fn connect(addr: std::net::SocketAddr) -> Result<Channel> {
-    Endpoint::from_shared(format!("http://{addr}"))?
+async fn connect(
+    addr: std::net::SocketAddr,
+    tls: Option<&flotilla::tls::ClientTls>,
+) -> Result<Channel> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
         .initial_stream_window_size(4 << 20)
-        .initial_connection_window_size(32 << 20)
-        .connect()
-        .await
-        .with_context(|| format!("connect to flotilla at {addr}"))
+        .initial_connection_window_size(32 << 20);
+    let channel = match tls {
+        None => endpoint.connect().await,
+        Some(tls) => {
+            let connector = tls.connector(&addr.ip().to_string(), addr.port())?;
+            endpoint.connect_with_connector(connector).await
+        }
+    };
+    channel.with_context(|| format!("connect to flotilla at {addr}"))
 }
