@@ -64,7 +64,6 @@ impl From<XdsTransport> for Transport {
 }
 
 #[derive(Subcommand, Debug)]
-#[allow(clippy::large_enum_variant)] // parsed once at start; `serve`'s flags are many
 pub(crate) enum Command {
     /// Check configuration files; print every error as path:line:col: field: message.
     Validate {
@@ -88,7 +87,7 @@ pub(crate) enum Command {
     /// JSON bootstrap a proxyless gRPC client reads from GRPC_XDS_BOOTSTRAP.
     Bootstrap(BootstrapArgs),
     /// Serve xDS to Envoys from a configuration file or directory.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run COMMAND and keep it registered in a cluster while it runs; on SIGTERM drain it from
     /// every Envoy first, then pass the signal on. Exits with COMMAND's status.
     Register(RegisterArgs),
@@ -135,6 +134,16 @@ pub(crate) struct ServeArgs {
     /// (`etcd://host:port[,host:port…][/prefix]`) instead of the state file.
     #[arg(long, value_parser = parse_store)]
     pub(crate) store: Option<flotilla::etcd::StoreUrl>,
+    /// CA certificates (PEM) that sign etcd's server certificate; turns on TLS to etcd (as
+    /// etcdctl's --cacert). With only --store-cert/--store-key, the system roots are trusted.
+    #[arg(long, requires = "store", value_name = "FILE")]
+    pub(crate) store_cacert: Option<PathBuf>,
+    /// Client certificate chain (PEM) for etcd's --client-cert-auth (as etcdctl's --cert).
+    #[arg(long, requires_all = ["store", "store_key"], value_name = "FILE")]
+    pub(crate) store_cert: Option<PathBuf>,
+    /// The private key (PEM) of --store-cert (as etcdctl's --key).
+    #[arg(long, requires_all = ["store", "store_cert"], value_name = "FILE")]
+    pub(crate) store_key: Option<PathBuf>,
     /// This replica's name among those sharing --store (1..=64 of A-Z a-z 0-9 . _ -); default
     /// the host name and process id.
     #[arg(long, requires = "store", value_parser = parse_replica_id)]
@@ -421,6 +430,13 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     let xds_tls = std::mem::take(&mut args.xds_tls)
         .options()
         .map_err(anyhow::Error::msg)?;
+    if let Some(store) = &mut args.store {
+        store.tls = flotilla::etcd::StoreTls::load(
+            args.store_cacert.as_deref(),
+            args.store_cert.as_deref(),
+            args.store_key.as_deref(),
+        )?;
+    }
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
             transport,
         } => cli::render(&path, fleet.as_deref(), format, transport),
         Command::Bootstrap(args) => cli::bootstrap(args),
-        Command::Serve(args) => cli::serve(args),
+        Command::Serve(args) => cli::serve(*args),
         Command::Register(args) => cli::register(args),
         Command::Certs(command) => cli::certs::run(command),
         Command::Schema => cli::schema(),

@@ -24,8 +24,20 @@ pub enum EtcdError {
 }
 
 impl EtcdError {
+    /// Keeps the causes a transport error carries (a refused TLS handshake says why only
+    /// there: unknown issuer, certificate required).
     fn from_status(status: tonic::Status) -> EtcdError {
-        EtcdError::Unavailable(format!("{}: {}", status.code(), status.message()))
+        let mut text = format!("{}: {}", status.code(), status.message());
+        let mut cause = std::error::Error::source(&status);
+        while let Some(c) = cause {
+            let c_text = c.to_string();
+            if !text.contains(&c_text) {
+                text.push_str(": ");
+                text.push_str(&c_text);
+            }
+            cause = c.source();
+        }
+        EtcdError::Unavailable(text)
     }
 }
 
@@ -75,14 +87,22 @@ impl Client {
             .endpoints
             .iter()
             .map(|e| {
-                Endpoint::from_shared(format!("http://{e}"))
-                    .map(|e| {
-                        e.connect_timeout(CONNECT_TIMEOUT)
-                            .tcp_nodelay(true)
-                            .http2_keep_alive_interval(Duration::from_secs(5))
-                            .keep_alive_timeout(Duration::from_secs(3))
-                    })
-                    .map_err(|e| EtcdError::Unavailable(format!("bad endpoint: {e}")))
+                let scheme = if url.tls.is_some() { "https" } else { "http" };
+                let endpoint = Endpoint::from_shared(format!("{scheme}://{e}"))
+                    .map_err(|e| EtcdError::Unavailable(format!("bad endpoint: {e}")))?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(5))
+                    .keep_alive_timeout(Duration::from_secs(3));
+                match &url.tls {
+                    Some(tls) => endpoint.tls_config(tls.client_config()).map_err(|e| {
+                        EtcdError::Unavailable(format!(
+                            "TLS settings: {}",
+                            crate::health::error_chain(&e)
+                        ))
+                    }),
+                    None => Ok(endpoint),
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         let channel = Channel::balance_list(endpoints.into_iter());

@@ -14,6 +14,9 @@ pub struct StoreUrl {
     pub endpoints: Vec<String>,
     /// Every key flotilla writes starts with it (ends with `/`).
     pub prefix: String,
+    /// TLS towards every member (`--store-cacert`/`--store-cert`/`--store-key`); `None` is
+    /// plain HTTP/2.
+    pub tls: Option<super::StoreTls>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -51,13 +54,21 @@ impl StoreUrl {
                 _ => return Err(err(format!("`{e}` is not host:port"))),
             }
         }
-        Ok(StoreUrl { endpoints, prefix })
+        Ok(StoreUrl {
+            endpoints,
+            prefix,
+            tls: None,
+        })
     }
 }
 
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "etcd://{}{}", self.endpoints.join(","), self.prefix)
+        write!(f, "etcd://{}{}", self.endpoints.join(","), self.prefix)?;
+        if self.tls.is_some() {
+            write!(f, " (TLS)")?;
+        }
+        Ok(())
     }
 }
 

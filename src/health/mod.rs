@@ -11,6 +11,7 @@ pub mod latency;
 mod metrics;
 pub mod ownership;
 mod probe;
+pub(crate) use probe::error_chain;
 mod targets;
 mod tls;
 pub mod verdict;

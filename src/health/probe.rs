@@ -238,7 +238,8 @@ async fn grpc(client: &mut HealthClient<Channel>, service: &str) -> Result<(), P
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `error: cause: cause…`: transport errors say why only in their causes.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -300,6 +300,9 @@ impl Runtime {
             tokio::spawn(publish_health(store.clone(), publish)),
         ];
         let _stop = tasks.map(|t| t.abort_handle()).map(AbortOnDrop);
+        // What the last failed attempt said, so that an etcd that cannot be reached from the
+        // start (refused TLS handshake, wrong address) is reported once per distinct reason.
+        let mut last_failure = String::new();
         loop {
             let broke = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -307,9 +310,13 @@ impl Runtime {
             };
             // Out of touch: every replica probes everything until etcd answers again.
             owners.send_replace(None);
+            let reason = broke.to_string();
             if *self.store_up.borrow() {
                 warn!(error = %broke, "lost etcd; serving the last state seen until it is back");
+            } else if reason != last_failure {
+                warn!(error = %broke, "cannot reach etcd; serving without shared state, changes refused, retrying");
             }
+            last_failure = reason;
             self.store_up.send_replace(false);
             tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -33,6 +33,7 @@ mod registry_python;
 mod reload_guard;
 mod replica_health;
 mod replicas;
+mod replicas_tls;
 mod restart;
 mod routing;
 mod tcp;

@@ -21,19 +21,21 @@ pub(crate) async fn replica(yaml: &str, etcd: &Etcd) -> Flotilla {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("flotilla.yaml");
     std::fs::write(&config, yaml).expect("write config");
-    let f = Flotilla::start_with(dir, config, &["--store", &etcd.url()]).await;
+    let args = etcd.store_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let f = Flotilla::start_with(dir, config, &args).await;
     f.wait_ready().await;
     f
 }
 
-struct Replicas {
-    etcd: Etcd,
-    backends: BTreeMap<&'static str, Backend>,
-    listen: std::net::SocketAddr,
-    a: Flotilla,
-    b: Flotilla,
+pub(crate) struct Replicas {
+    pub(crate) etcd: Etcd,
+    pub(crate) backends: BTreeMap<&'static str, Backend>,
+    pub(crate) listen: std::net::SocketAddr,
+    pub(crate) a: Flotilla,
+    pub(crate) b: Flotilla,
     /// An Envoy of replica B.
-    envoy: Envoy,
+    pub(crate) envoy: Envoy,
 }
 
 impl Replicas {
@@ -43,7 +45,11 @@ impl Replicas {
 
     /// With `both`, the Envoy's bootstrap lists A and B (it connects to either).
     async fn start_with(xds: Xds, both: bool) -> Replicas {
-        let etcd = Etcd::start().await;
+        Replicas::start_on(Etcd::start().await, xds, both).await
+    }
+
+    /// Two replicas sharing `etcd` (plain or TLS), an Envoy on B.
+    pub(crate) async fn start_on(etcd: Etcd, xds: Xds, both: bool) -> Replicas {
         let mut backends = BTreeMap::new();
         for n in ["x", "y"] {
             backends.insert(n, Backend::start(n).await);
@@ -75,11 +81,25 @@ impl Replicas {
         }
     }
 
-    fn addr(&self, name: &str) -> String {
+    pub(crate) fn addr(&self, name: &str) -> String {
         self.backends[name].address().to_string()
     }
 
-    async fn envoy_sees_draining(&self, addr: &str, draining: bool) {
+    /// Drains `addr` through A's admin API; B's Envoy must see it within a second.
+    pub(crate) async fn drain_through_a_reaches_b_within_a_second(&self, addr: &str) {
+        let path = format!("/api/v1/clusters/web/endpoints/{addr}/drain");
+        let asked = Instant::now();
+        let (status, body) = call(&self.a, "POST", &path, None, None).await;
+        assert_eq!(status, 200, "{body}");
+        self.envoy_sees_draining(addr, true).await;
+        let took = asked.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "drain took {took:?} to reach B's Envoy"
+        );
+    }
+
+    pub(crate) async fn envoy_sees_draining(&self, addr: &str, draining: bool) {
         wait::until(
             &format!("the Envoy of replica B to see {addr} draining={draining}"),
             Duration::from_secs(5),
@@ -98,15 +118,7 @@ async fn a_drain_through_one_replica_reaches_an_envoy_of_another_within_a_second
     let x = r.addr("x");
     let path = format!("/api/v1/clusters/web/endpoints/{x}/drain");
 
-    let asked = Instant::now();
-    let (status, body) = call(&r.a, "POST", &path, None, None).await;
-    assert_eq!(status, 200, "{body}");
-    r.envoy_sees_draining(&x, true).await;
-    let took = asked.elapsed();
-    assert!(
-        took < Duration::from_secs(1),
-        "drain took {took:?} to reach B's Envoy"
-    );
+    r.drain_through_a_reaches_b_within_a_second(&x).await;
     let state = r.b.json("/api/v1/state").await;
     assert_eq!(endpoint(&state, "web", &x).expect("x")["draining"], true);
 
