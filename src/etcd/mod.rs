@@ -8,9 +8,11 @@
 //! call with an error in seconds rather than never.
 
 mod client;
+mod metrics;
 mod url;
 
 pub use client::{CALL_TIMEOUT, Client, EtcdError, Op, Watch};
+pub use metrics::StoreMetrics;
 pub use url::{DEFAULT_PREFIX, MAX_ENDPOINTS, StoreUrl, UrlError};
 
 /// Code generated from `proto/etcd/` by build.rs.
