@@ -161,7 +161,7 @@ pub(crate) async fn run(args: ReplicasArgs) -> Result<bool> {
         .collect();
     let half = [args.streams.div_ceil(2), args.streams / 2];
 
-    let mut channels = vec![Vec::new(), Vec::new()];
+    let mut channels = [Vec::new(), Vec::new()];
     for (r, replica) in replicas.iter().enumerate() {
         for _ in 0..half[r].div_ceil(args.streams_per_connection.max(1)) {
             channels[r].push(crate::xds::connect(replica.xds, None).await?);
@@ -198,7 +198,7 @@ pub(crate) async fn run(args: ReplicasArgs) -> Result<bool> {
     let mut events = watch(&url).await?;
     let writes_before = writes(&replicas[0]).await?;
     let (mut api, mut watched) = (Vec::new(), Vec::new());
-    let mut drain_max_ms = vec![Vec::new(), Vec::new()];
+    let mut drain_max_ms = [Vec::new(), Vec::new()];
     for k in 1..=args.drains {
         let key = drained(k - 1);
         let path = format!(
