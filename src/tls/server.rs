@@ -253,7 +253,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("ca.pem") && e.contains("no CERTIFICATE"), "{e}");
+        assert!(
+            e.contains("ca.pem") && e.contains("no PEM certificate"),
+            "{e}"
+        );
         std::fs::write(dir.path().join("server.pem"), vec![b'a'; 2 * 1024 * 1024]).unwrap();
         let e = ServerTls::load(files(dir.path()), &[b"h2"])
             .err()
