@@ -92,6 +92,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         "1 while the runtime store answers (always, with the state file); 0 while this replica cannot reach etcd and refuses changes",
         store_available.clone(),
     );
+    let store_metrics = crate::etcd::StoreMetrics::register(&mut registry);
     let exposition = crate::metrics::Exposition::new(registry);
 
     let cache = Arc::new(SnapshotCache::new());
@@ -124,7 +125,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
             info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
             crate::runtime::Runtime::start_shared(
                 controller.clone(),
-                crate::runtime::shared::SharedState::new(url)?,
+                crate::runtime::shared::SharedState::new(url)?.with_metrics(store_metrics),
                 link,
                 shutdown.clone(),
             )

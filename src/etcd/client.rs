@@ -1,7 +1,7 @@
 //! The etcd calls flotilla makes: read a prefix, write in one transaction, watch a prefix,
 //! and leases (grant, renew once, revoke).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -11,7 +11,7 @@ use super::proto::etcdserverpb::{
     self as pb, kv_client::KvClient, lease_client::LeaseClient, watch_client::WatchClient,
 };
 use super::proto::mvccpb::KeyValue;
-use super::{StoreUrl, prefix_end};
+use super::{StoreMetrics, StoreUrl, prefix_end};
 
 /// How long one call may take before etcd counts as unavailable.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -46,6 +46,7 @@ pub struct Client {
     kv: KvClient<Channel>,
     watch: WatchClient<Channel>,
     lease: LeaseClient<Channel>,
+    metrics: StoreMetrics,
 }
 
 /// One write of a transaction.
@@ -110,7 +111,14 @@ impl Client {
             kv: KvClient::new(channel.clone()),
             watch: WatchClient::new(channel.clone()),
             lease: LeaseClient::new(channel),
+            metrics: StoreMetrics::default(),
         })
+    }
+
+    /// Records every transaction's round trip into `metrics` (`flotilla_store_write_seconds`).
+    pub fn with_metrics(mut self, metrics: StoreMetrics) -> Client {
+        self.metrics = metrics;
+        self
     }
 
     /// Every key under `prefix`, and the revision they were read at.
@@ -161,7 +169,9 @@ impl Client {
             success,
             ..Default::default()
         };
+        let sent = Instant::now();
         let r = deadline(self.kv.clone().txn(request)).await?.into_inner();
+        self.metrics.write(sent.elapsed());
         Ok(revision(r.header.as_ref()))
     }
 

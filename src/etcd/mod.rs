@@ -8,10 +8,12 @@
 //! call with an error in seconds rather than never.
 
 mod client;
+mod metrics;
 mod tls;
 mod url;
 
 pub use client::{CALL_TIMEOUT, Client, EtcdError, Op, Watch};
+pub use metrics::StoreMetrics;
 pub use tls::{MAX_PEM_BYTES, StoreTls, TlsFileError};
 pub use url::{DEFAULT_PREFIX, MAX_ENDPOINTS, StoreUrl, UrlError};
 

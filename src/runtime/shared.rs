@@ -81,6 +81,12 @@ impl SharedState {
         })
     }
 
+    /// Times every write to etcd into `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::etcd::StoreMetrics) -> SharedState {
+        self.client = self.client.with_metrics(metrics);
+        self
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }

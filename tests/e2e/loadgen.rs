@@ -74,3 +74,51 @@ fn loadgen_smoke_delta() {
 fn loadgen_smoke_sotw_over_mtls() {
     smoke("sotw", &["--tls"]);
 }
+
+/// `flotilla-loadgen replicas` (scripts/bench-replicas): 40 streams over two replicas on a
+/// real etcd, 3 drains through replica A. Every stream on both replicas reaches every drain,
+/// the benchmark's own etcd watch sees every write, and replica A's
+/// `flotilla_store_write_seconds` counted at least one transaction per drain.
+#[tokio::test]
+async fn loadgen_smoke_replicas() {
+    let etcd = crate::support::etcd::Etcd::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("report.json");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_flotilla-loadgen"))
+        .args(["replicas", "--store", &etcd.url(), "--streams", "40"])
+        .args(["--streams-per-connection", "10", "--fleets", "3"])
+        .args(["--clusters", "20", "--endpoints", "3", "--drains", "3"])
+        .args(["--settle-ms", "50", "--timeout-secs", "30"])
+        .arg("--flotilla")
+        .arg(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("--json")
+        .arg(&json)
+        .env("LOADGEN_LOG", "warn")
+        .output()
+        .await
+        .expect("run flotilla-loadgen");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "flotilla-loadgen failed\n{stdout}\n{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    assert_eq!(report["failed_streams"], 0, "{stdout}");
+    assert_eq!(report["api"]["n"], 3, "{stdout}");
+    assert_eq!(report["watch"]["n"], 3, "{stdout}");
+    let replicas = report["replicas"].as_array().expect("replicas");
+    assert_eq!(replicas.len(), 2, "{stdout}");
+    for replica in replicas {
+        assert_eq!(replica["streams"], 20, "{stdout}");
+        assert_eq!(
+            replica["drain"]["n"], 60,
+            "every stream, every drain: {stdout}"
+        );
+    }
+    assert!(
+        report["etcd_write"]["count"].as_f64().expect("count") >= 3.0,
+        "{stdout}"
+    );
+}

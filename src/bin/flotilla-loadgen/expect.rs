@@ -14,7 +14,7 @@ use flotilla::overlay::Overlay;
 use flotilla::translate::{self, Transport};
 
 /// Every resource name that appears in any state of the scenario, per type, numbered.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Names {
     pub(crate) names: [Vec<String>; ResourceType::COUNT],
     index: [HashMap<String, u32>; ResourceType::COUNT],
@@ -62,12 +62,22 @@ type FleetState = (
 
 /// Computes the targets of every state, in order, for `fleets` fleets.
 pub(crate) fn targets(yamls: &[String], fleets: &[String]) -> Result<(Names, Vec<Target>)> {
+    let none = Overlay::default();
+    let states: Vec<(&str, &Overlay)> = yamls.iter().map(|y| (y.as_str(), &none)).collect();
+    targets_with(&states, fleets)
+}
+
+/// As [`targets`], each state a config and the runtime changes over it (drains, weights).
+pub(crate) fn targets_with(
+    inputs: &[(&str, &Overlay)],
+    fleets: &[String],
+) -> Result<(Names, Vec<Target>)> {
     let mut states: Vec<Vec<FleetState>> = Vec::new();
     let mut all: [BTreeSet<String>; ResourceType::COUNT] = Default::default();
-    for (i, yaml) in yamls.iter().enumerate() {
+    for (i, (yaml, overlay)) in inputs.iter().enumerate() {
         let config = flotilla::config::parse_str("loadgen.yaml", yaml)
             .map_err(|d| anyhow::anyhow!("generated config {i} is invalid:\n{d}"))?;
-        let translation = translate::translate(&config, &Overlay::default(), Transport::Ads);
+        let translation = translate::translate(&config, overlay, Transport::Ads);
         let encoded = EncodedSet::encode(&translation, None);
         let mut per_fleet = Vec::new();
         for fleet in fleets {

@@ -9,10 +9,21 @@ use tokio::net::TcpStream;
 
 /// GETs `path`; returns the body of a 200 response.
 pub(crate) async fn get(addr: SocketAddr, path: &str) -> Result<String> {
+    request(addr, "GET", path).await
+}
+
+/// POSTs an empty body to `path` (an admin API change); returns the body of a 200 response.
+pub(crate) async fn post(addr: SocketAddr, path: &str) -> Result<String> {
+    request(addr, "POST", path).await
+}
+
+async fn request(addr: SocketAddr, method: &str, path: &str) -> Result<String> {
     let mut conn = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connect {addr}"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     conn.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     conn.read_to_end(&mut raw).await?;
@@ -20,7 +31,7 @@ pub(crate) async fn get(addr: SocketAddr, path: &str) -> Result<String> {
     let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
     let status = head.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
-        bail!("GET http://{addr}{path}: status {status}");
+        bail!("{method} http://{addr}{path}: status {status}: {body}");
     }
     if head
         .to_ascii_lowercase()

@@ -2,7 +2,8 @@
 //!
 //! `xds` opens N ADS streams that behave like Envoys and measures how long flotilla takes to
 //! bring all of them to each new config; `propagation` measures a file write → every real
-//! Envoy acknowledging it, next to Envoy's own filesystem subscription. See BENCHMARKS.md.
+//! Envoy acknowledging it, next to Envoy's own filesystem subscription; `replicas` measures a
+//! drain through one replica reaching the streams of two replicas on etcd. See BENCHMARKS.md.
 #![allow(clippy::print_stdout)] // the report is this tool's output
 
 mod envoy;
@@ -12,8 +13,10 @@ mod mtls;
 mod pathsource;
 mod procfs;
 mod propagation;
+mod replicas;
 mod report;
 mod scenario;
+mod scrape;
 mod server;
 mod shared;
 mod stream;
@@ -37,6 +40,8 @@ enum Command {
     Xds(xds::XdsArgs),
     /// File write → every real Envoy acknowledging it; flotilla next to path_config_source.
     Propagation(propagation::PropagationArgs),
+    /// N simulated Envoys split over two replicas on etcd; drains through one replica's API.
+    Replicas(replicas::ReplicasArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Xds(args) => xds::run(args).await,
             Command::Propagation(args) => propagation::run(args).await,
+            Command::Replicas(args) => replicas::run(args).await,
         }
     })?;
     // Streams still open belong to the runtime; dropping it ends them without waiting.

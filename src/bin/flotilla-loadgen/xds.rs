@@ -208,7 +208,7 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
 
 /// One HTTP/2 connection. Windows as large as Envoy's defaults would make flow control
 /// irrelevant; these are large enough that it never limits a response of this benchmark.
-async fn connect(
+pub(crate) async fn connect(
     addr: std::net::SocketAddr,
     tls: Option<&flotilla::tls::ClientTls>,
 ) -> Result<Channel> {
