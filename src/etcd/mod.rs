@@ -14,7 +14,7 @@ mod url;
 
 pub use client::{CALL_TIMEOUT, Client, EtcdError, Op, Watch};
 pub use metrics::StoreMetrics;
-pub use tls::{MAX_PEM_BYTES, StoreTls, TlsFileError};
+pub use tls::{StoreTls, TlsFileError};
 pub use url::{DEFAULT_PREFIX, MAX_ENDPOINTS, StoreUrl, UrlError};
 
 /// Code generated from `proto/etcd/` by build.rs.

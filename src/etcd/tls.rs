@@ -5,12 +5,7 @@
 use std::fmt;
 use std::path::Path;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-
-/// Largest certificate or key file read (a chain of a few certificates is a few KiB).
-pub const MAX_PEM_BYTES: u64 = 1 << 20;
 
 /// What the TLS files held, checked to be PEM of the right kind.
 #[derive(Clone, PartialEq, Eq)]
@@ -91,13 +86,7 @@ fn read(
         path: path.display().to_string(),
         message,
     };
-    let len = std::fs::metadata(path)
-        .map_err(|e| err(e.to_string()))?
-        .len();
-    if len > MAX_PEM_BYTES {
-        return Err(err(format!("{len} bytes, at most {MAX_PEM_BYTES}")));
-    }
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let bytes = crate::tls::read_pem_file(path).map_err(err)?;
     if !check(&bytes) {
         let what = if flag == "--store-key" {
             "PEM private key"
@@ -110,12 +99,11 @@ fn read(
 }
 
 fn has_certificate(pem: &[u8]) -> bool {
-    let mut certs = CertificateDer::pem_slice_iter(pem);
-    matches!(certs.next(), Some(Ok(_))) && certs.all(|c| c.is_ok())
+    crate::tls::parse_chain(pem).is_ok()
 }
 
 fn has_key(pem: &[u8]) -> bool {
-    PrivateKeyDer::from_pem_slice(pem).is_ok()
+    crate::tls::parse_key(pem).is_ok()
 }
 
 #[cfg(test)]
@@ -183,10 +171,14 @@ mod tests {
             .to_string();
             assert!(e.contains(message), "{e}");
         }
-        let big = file(dir.path(), "big", &"x".repeat(MAX_PEM_BYTES as usize + 1));
+        let big = file(
+            dir.path(),
+            "big",
+            &"x".repeat(crate::tls::MAX_PEM_BYTES as usize + 1),
+        );
         let e = StoreTls::load(Some(&big), None, None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("at most 1048576"), "{e}");
+        assert!(e.contains("larger than the 1048576 bytes allowed"), "{e}");
     }
 }

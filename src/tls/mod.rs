@@ -24,7 +24,7 @@ pub use client::ClientTls;
 pub use describe::{CertificateInfo, describe, fingerprint};
 pub use metrics::CertificateMetrics;
 pub use pair::{check_pair, covers};
-pub use pem::{PrivateKeyPem, parse_chain, parse_key};
+pub use pem::{MAX_PEM_BYTES, PrivateKeyPem, parse_chain, parse_key, read_pem_file};
 pub use server::{ServerTls, TlsFileError, TlsFiles};
 
 /// What is wrong with a certificate file or a key, in words an operator can act on.

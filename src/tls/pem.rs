@@ -1,11 +1,31 @@
 //! PEM files to DER, with the key kept out of every `Debug` and log line.
 
 use std::fmt;
+use std::io::Read;
+use std::path::Path;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::TlsError;
+
+/// Largest certificate, key or CA file flotilla reads, wherever it is named (YAML, `serve`
+/// flags): a chain of a few certificates is a few KiB.
+pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// A PEM file's bytes, at most [`MAX_PEM_BYTES`]. The error says what went wrong but not
+/// which file: callers name it the way the operator did (a YAML field, a flag).
+pub fn read_pem_file(path: &Path) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(format!("larger than the {MAX_PEM_BYTES} bytes allowed"));
+    }
+    Ok(bytes)
+}
 
 /// A certificate chain in PEM, parsed to DER, leaf first. Anything that is not a certificate
 /// (a key accidentally concatenated in) is skipped, never kept.

@@ -14,8 +14,6 @@ use tracing::{error, info};
 
 /// How often the files are compared with what was loaded.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
-/// Largest certificate, key or CA file read (a chain of a few certificates is a few KiB).
-pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
 /// Where a port's TLS material lives (`serve --xds-tls-cert/--xds-tls-key/--xds-client-ca`,
 /// `--admin-tls-cert/--admin-tls-key`).
@@ -44,19 +42,7 @@ fn file_error(path: &Path, message: impl ToString) -> TlsFileError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsFileError> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_PEM_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| file_error(path, e))?;
-    if bytes.len() as u64 > MAX_PEM_BYTES {
-        return Err(file_error(
-            path,
-            format!("larger than the {MAX_PEM_BYTES} bytes allowed"),
-        ));
-    }
-    Ok(bytes)
+    super::read_pem_file(path).map_err(|e| file_error(path, e))
 }
 
 fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {

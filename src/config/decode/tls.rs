@@ -21,7 +21,7 @@ use crate::tls::{self, PrivateKeyPem, TlsError};
 /// Certificates per listener at most (Envoy picks among them by SNI).
 pub const MAX_CERTIFICATES: usize = 64;
 /// The most flotilla reads from one certificate, key or CA file.
-pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+pub use crate::tls::MAX_PEM_BYTES;
 
 /// TLS versions a listener may require at least.
 const VERSIONS: &[&str] = &["1.2", "1.3"];
