@@ -15,6 +15,7 @@ mod procfs;
 mod propagation;
 mod replicas;
 mod report;
+mod run_args;
 mod scenario;
 mod scrape;
 mod server;

@@ -12,7 +12,6 @@
 //!
 //! Streams with an even index go to A, odd ones to B.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,7 @@ use crate::expect;
 use crate::http;
 use crate::procfs::{Probe, Usage};
 use crate::report::Percentiles;
+use crate::run_args::RunArgs;
 use crate::scenario::{self, Scenario, Shape};
 use crate::scrape;
 use crate::server::{self, Flotilla};
@@ -53,21 +53,8 @@ pub(crate) struct ReplicasArgs {
     drains: usize,
     #[arg(long, default_value_t = 100)]
     streams_per_connection: usize,
-    /// The flotilla binary (default: next to this one).
-    #[arg(long)]
-    flotilla: Option<PathBuf>,
-    /// flotilla's `--debounce`: part of every drain's latency.
-    #[arg(long, default_value = "10ms")]
-    debounce: String,
-    /// Longest wait for every stream to reach one phase's target.
-    #[arg(long, default_value_t = 300)]
-    timeout_secs: u64,
-    /// Quiet time after each drain.
-    #[arg(long, default_value_t = 500)]
-    settle_ms: u64,
-    /// Also write the report as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 /// One replica's side of the run.
@@ -148,12 +135,16 @@ pub(crate) async fn run(args: ReplicasArgs) -> Result<bool> {
     std::fs::create_dir(dir.path().join("config"))?;
     let config = dir.path().join("config/loadgen.yaml");
     std::fs::write(&config, &yaml)?;
-    let binary = args.flotilla.clone().unwrap_or_else(server::default_binary);
+    let binary = args
+        .run
+        .flotilla
+        .clone()
+        .unwrap_or_else(server::default_binary);
     let mut replicas = Vec::new();
     for name in ["a", "b"] {
         let extra = ["--store", &args.store, "--replica-id", name].map(String::from);
         let log = dir.path().join(format!("flotilla-{name}.log"));
-        replicas.push(Flotilla::start(&binary, &config, &args.debounce, &log, &extra).await?);
+        replicas.push(Flotilla::start(&binary, &config, &args.run.debounce, &log, &extra).await?);
     }
     let probes: Vec<Probe> = replicas.iter().map(|r| Probe::new(r.pid)).collect();
     let shared: Vec<Arc<Shared>> = (0..2)
@@ -186,7 +177,7 @@ pub(crate) async fn run(args: ReplicasArgs) -> Result<bool> {
             shared[r].clone(),
         )));
     }
-    wait_all(&shared, &half, 0, args.timeout_secs).await;
+    wait_all(&shared, &half, 0, args.run.timeout_secs).await;
     let connected: Vec<Usage> = probes.iter().map(Probe::sample).collect::<Result<_>>()?;
     info!(
         streams = args.streams,
@@ -216,7 +207,7 @@ pub(crate) async fn run(args: ReplicasArgs) -> Result<bool> {
             Ok(Some(at)) => watched.push(at.saturating_duration_since(called)),
             _ => warn!(drain = k, "the etcd watch saw no event within 5 s"),
         }
-        wait_all(&shared, &half, k, args.timeout_secs).await;
+        wait_all(&shared, &half, k, args.run.timeout_secs).await;
         for (r, s) in shared.iter().enumerate() {
             drain_max_ms[r].push(Percentiles::of(&s.latencies(k)).max_ms);
         }
@@ -225,7 +216,7 @@ pub(crate) async fn run(args: ReplicasArgs) -> Result<bool> {
             api_ms = ms(api[k - 1]),
             "drain reached every stream"
         );
-        tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
+        tokio::time::sleep(Duration::from_millis(args.run.settle_ms)).await;
     }
 
     let written = writes(&replicas[0]).await?.since(&writes_before);
@@ -250,7 +241,7 @@ pub(crate) async fn run(args: ReplicasArgs) -> Result<bool> {
         endpoints: args.endpoints,
         fleets: args.fleets,
         drains: args.drains,
-        debounce: args.debounce.clone(),
+        debounce: args.run.debounce.clone(),
         failed_streams: shared
             .iter()
             .map(|s| s.failed.load(std::sync::atomic::Ordering::Relaxed))
@@ -269,7 +260,7 @@ pub(crate) async fn run(args: ReplicasArgs) -> Result<bool> {
     // Before the replicas stop: a stream that outlived its server would count as failed.
     tasks.iter().for_each(tokio::task::JoinHandle::abort);
     print!("{}", table(&report));
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.run.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("write {}", path.display()))?;
     }

@@ -1,6 +1,5 @@
 //! `flotilla-loadgen xds`: N simulated Envoys on one flotilla, then a series of config changes.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use tracing::{info, warn};
 use crate::expect;
 use crate::procfs::{Probe, Usage};
 use crate::report::{KindSummary, Percentiles, PhaseReport, Report};
+use crate::run_args::RunArgs;
 use crate::scenario::{self, ChangeKind, Scenario, Shape};
 use crate::server::{self, Flotilla};
 use crate::shared::Shared;
@@ -38,21 +38,8 @@ pub(crate) struct XdsArgs {
     /// The changes, in order: `endpoint=N,cluster=N,rewrite=N`.
     #[arg(long, default_value = "endpoint=5,cluster=3,rewrite=2")]
     changes: String,
-    /// The flotilla binary (default: next to this one).
-    #[arg(long)]
-    flotilla: Option<PathBuf>,
-    /// flotilla's `--debounce`: part of every change's latency.
-    #[arg(long, default_value = "10ms")]
-    debounce: String,
-    /// Longest wait for every stream to reach one phase's target.
-    #[arg(long, default_value_t = 300)]
-    timeout_secs: u64,
-    /// Quiet time after each phase, counted in its traffic and CPU.
-    #[arg(long, default_value_t = 500)]
-    settle_ms: u64,
-    /// Also write the report as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunArgs,
     /// Serve and connect over mTLS (certificates made for the run; every connection presents
     /// a client certificate allowing every fleet).
     #[arg(long)]
@@ -83,7 +70,11 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
     std::fs::create_dir(dir.path().join("config"))?;
     let config = dir.path().join("config/loadgen.yaml");
     std::fs::write(&config, &yamls[0])?;
-    let binary = args.flotilla.clone().unwrap_or_else(server::default_binary);
+    let binary = args
+        .run
+        .flotilla
+        .clone()
+        .unwrap_or_else(server::default_binary);
     let pki = match args.tls {
         true => Some(crate::mtls::Pki::create(dir.path(), &fleet_names)?),
         false => None,
@@ -91,7 +82,7 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
     let flotilla = Flotilla::start(
         &binary,
         &config,
-        &args.debounce,
+        &args.run.debounce,
         &dir.path().join("flotilla.log"),
         pki.as_ref().map_or(&[][..], |p| p.serve_flags.as_slice()),
     )
@@ -137,7 +128,7 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
         } else {
             server::write_atomically(&config, yaml)?;
         }
-        let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+        let deadline = Instant::now() + Duration::from_secs(args.run.timeout_secs);
         while shared.done_count(k) < args.streams && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -145,7 +136,7 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
         if latencies.len() < args.streams {
             warn!(phase = %name, done = latencies.len(), "not every stream reached the target");
         }
-        tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
+        tokio::time::sleep(Duration::from_millis(args.run.settle_ms)).await;
         let after: (_, Usage, Usage) = (shared.traffic.count(), probe.sample()?, me.sample()?);
         let report = PhaseReport {
             name,
@@ -187,7 +178,7 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
         clusters: args.clusters,
         endpoints: args.endpoints,
         fleets: args.fleets,
-        debounce: args.debounce.clone(),
+        debounce: args.run.debounce.clone(),
         failed_streams: shared.failed.load(std::sync::atomic::Ordering::Relaxed),
         tls: args.tls,
         connect_s,
@@ -197,7 +188,7 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
         by_kind,
     };
     print!("{}", report.table());
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.run.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("write {}", path.display()))?;
     }
