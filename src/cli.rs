@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the small commands that are not the server.
 
 pub(crate) mod certs;
+pub(crate) mod gitops;
 mod tls_args;
 
 use std::io::Write;
@@ -94,6 +95,16 @@ pub(crate) enum Command {
     /// Create a local CA and certificates for the xDS port and its clients (mTLS).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Per fleet: the revision served, whether every Envoy took it (Synced, Progressing,
+    /// OutOfSync) and its health. Exit 0 all Synced, 1 not (with --wait: timed out or
+    /// rejected), 2 error.
+    Status(gitops::StatusArgs),
+    /// What a config change does to each fleet's Envoy resources: NEW --against URL (the
+    /// running flotilla), or OLD NEW. Exit 0 no change, 1 changes, 2 error.
+    Diff(gitops::DiffArgs),
+    /// The last 100 applied configs: revision, time, trigger, author, what changed, and how
+    /// each fleet took it.
+    History(gitops::HistoryArgs),
     /// Print the JSON Schema (draft 2020-12) of the YAML configuration, for editors
     /// (`# yaml-language-server: $schema=<file>` at the top of a config file).
     Schema,
@@ -173,6 +184,10 @@ pub(crate) struct ServeArgs {
     /// Largest node description (metadata included, encoded) accepted, in bytes.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub(crate) xds_max_node_bytes: u32,
+    /// A file whose first line is the revision being deployed (re-read on every reload);
+    /// else the git commit of the config path, else $FLOTILLA_REVISION.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) revision_file: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) xds_tls: tls_args::XdsTlsArgs,
     #[command(flatten)]
@@ -255,7 +270,7 @@ fn parse_store(text: &str) -> Result<flotilla::etcd::StoreUrl, String> {
     flotilla::etcd::StoreUrl::parse(text).map_err(|e| e.to_string())
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     config::duration::parse(text)
 }
 
@@ -465,6 +480,10 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                 xds_tls,
                 admin_tls: args.admin_tls.files(),
                 admin_public_read: args.admin_tls.admin_public_read,
+                revisions: flotilla::gitops::revision::RevisionSources {
+                    file: args.revision_file,
+                    env: std::env::var("FLOTILLA_REVISION").ok(),
+                },
             },
             shutdown,
         )

@@ -17,8 +17,10 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{debug, error, info};
 
+use crate::cache::applied::Applied;
 use crate::cache::{Inputs, SnapshotCache, UpdateSummary};
 use crate::config::Config;
+use crate::gitops::revision::Revision;
 use crate::overlay::{EndpointKey, EndpointState, Overlay};
 
 pub struct Controller {
@@ -30,6 +32,8 @@ pub struct Controller {
     /// Held by whoever publishes, for as long as translating and encoding take; `state` is
     /// only ever held for moments.
     publishing: Mutex<()>,
+    /// Every applied config, for history.
+    applied: watch::Sender<Option<AppliedConfig>>,
 }
 
 #[derive(Default)]
@@ -38,6 +42,25 @@ struct State {
     overlay: Arc<Overlay>,
     version: Option<String>,
     last_reload: Option<Reload>,
+    /// The revision of the config served, and the applied config it is part of.
+    revision: Option<Revision>,
+    applied: Option<AppliedConfig>,
+}
+
+/// A config (or a revision of it) that was applied: what history records and what status
+/// measures Envoys against.
+#[derive(Debug, Clone)]
+pub struct AppliedConfig {
+    /// Moves on every new config or revision.
+    pub generation: u64,
+    pub revision: Option<Revision>,
+    pub at: SystemTime,
+    /// `startup`, `watch`, `SIGHUP`, `files` (certificates, git).
+    pub trigger: &'static str,
+    /// What changed from the config served before, per section (`+1 listeners, ~2 clusters`).
+    pub summary: String,
+    /// The fleets declared by the config (empty: every Envoy receives everything).
+    pub fleets: Vec<String>,
 }
 
 /// How the last attempt to load the config went.
@@ -50,6 +73,8 @@ pub struct Reload {
     pub result: ReloadResult,
     /// Every problem found, as `path:line:col: field: message`.
     pub errors: Vec<String>,
+    /// The revision of the files loaded (see [`crate::gitops::revision`]).
+    pub revision: Option<Revision>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -81,6 +106,7 @@ impl Controller {
             state: Mutex::new(State::default()),
             inputs: watch::Sender::new(None),
             publishing: Mutex::new(()),
+            applied: watch::Sender::new(None),
         })
     }
 
@@ -104,6 +130,26 @@ impl Controller {
 
     pub fn last_reload(&self) -> Option<Reload> {
         self.lock().last_reload.clone()
+    }
+
+    /// The revision of the config served (None: no revision source, or nothing served).
+    pub fn revision(&self) -> Option<Revision> {
+        self.lock().revision.clone()
+    }
+
+    /// The config being served, as applied (None before the first valid config).
+    pub fn applied(&self) -> Option<AppliedConfig> {
+        self.lock().applied.clone()
+    }
+
+    /// Follows every applied config (and every new revision of an unchanged one).
+    pub fn watch_applied(&self) -> watch::Receiver<Option<AppliedConfig>> {
+        self.applied.subscribe()
+    }
+
+    /// The snapshot cache this controller publishes to (read-only use: versions, renders).
+    pub fn cache(&self) -> &Arc<SnapshotCache> {
+        &self.cache
     }
 
     /// Follows every published (config, overlay).
@@ -145,14 +191,34 @@ impl Controller {
     }
 
     /// Applies the outcome of loading the config files: a valid config that differs from the
-    /// one served replaces it; an equal one changes nothing; errors change nothing either.
-    pub fn reload(&self, trigger: &'static str, loaded: Result<Config, Vec<String>>) -> Reload {
+    /// one served replaces it; an equal one changes nothing but its revision; errors change
+    /// nothing either.
+    pub fn reload(
+        &self,
+        trigger: &'static str,
+        loaded: Result<Config, Vec<String>>,
+        revision: Option<Revision>,
+    ) -> Reload {
+        let mut moved = false;
         let (result, errors) = match loaded {
             Ok(config) => {
-                if self.config().is_some_and(|c| *c == config) {
+                let served = self.config();
+                if served.as_deref().is_some_and(|c| *c == config) {
+                    if self.revision() != revision {
+                        moved = true;
+                        self.mark_applied(
+                            trigger,
+                            &config,
+                            served.as_deref(),
+                            revision.clone(),
+                            true,
+                        );
+                    }
                     (ReloadResult::Unchanged, Vec::new())
                 } else {
-                    self.set_config(Arc::new(config));
+                    let config = Arc::new(config);
+                    self.mark_applied(trigger, &config, served.as_deref(), revision.clone(), false);
+                    self.set_config(config);
                     (ReloadResult::Applied, Vec::new())
                 }
             }
@@ -163,25 +229,70 @@ impl Controller {
             trigger,
             result,
             errors,
+            revision,
         };
         let version = {
             let mut state = self.lock();
             state.last_reload = Some(record.clone());
             state.version.clone().unwrap_or_else(|| "none".to_string())
         };
-        self.report(&record, &version);
+        self.report(&record, &version, moved);
         record
+    }
+
+    /// Names the config about to be served (or, `relabel`, the one served at a new revision):
+    /// the cache files its snapshots under it, history and status follow it.
+    fn mark_applied(
+        &self,
+        trigger: &'static str,
+        config: &Config,
+        served: Option<&Config>,
+        revision: Option<Revision>,
+        relabel: bool,
+    ) {
+        let applied = {
+            let mut state = self.lock();
+            let generation = state.applied.as_ref().map_or(1, |a| a.generation + 1);
+            let applied = AppliedConfig {
+                generation,
+                revision: revision.clone(),
+                at: SystemTime::now(),
+                trigger,
+                summary: crate::gitops::summary::summary(served, config),
+                fleets: config.fleets.keys().cloned().collect(),
+            };
+            state.revision = revision.clone();
+            state.applied = Some(applied.clone());
+            applied
+        };
+        self.metrics.config_info(revision.as_ref());
+        self.cache.set_applied(
+            Applied {
+                generation: applied.generation,
+                revision: revision.map(|r| r.label().into()),
+            },
+            relabel,
+        );
+        self.applied.send_replace(Some(applied));
     }
 
     /// Tells everyone how a reload went, in one place: the log, the event history and the
     /// metrics.
-    fn report(&self, record: &Reload, version: &str) {
+    fn report(&self, record: &Reload, version: &str, revision_moved: bool) {
         let trigger = record.trigger;
         self.metrics.config_reloads(record.result);
+        let revision = record
+            .revision
+            .as_ref()
+            .map_or_else(|| "none".to_string(), Revision::label);
         let message = match record.result {
             ReloadResult::Applied => {
-                info!(trigger, %version, "config applied");
-                format!("config applied ({trigger}): version {version}")
+                info!(trigger, %version, %revision, "config applied");
+                format!("config applied ({trigger}): version {version}, revision {revision}")
+            }
+            ReloadResult::Unchanged if revision_moved => {
+                info!(trigger, %version, %revision, "new revision, same config; nothing to push");
+                format!("revision {revision} applied ({trigger}): same config, nothing to push")
             }
             ReloadResult::Unchanged => {
                 debug!(trigger, %version, "config unchanged; nothing to push");
@@ -191,10 +302,10 @@ impl Controller {
                 for line in &record.errors {
                     error!(trigger, "{line}");
                 }
-                error!(trigger, live_version = %version,
+                error!(trigger, live_version = %version, %revision,
                     "config rejected; still serving the last good config");
                 format!(
-                    "config rejected ({trigger}): {} error(s), first: {}; still serving {version}",
+                    "config rejected ({trigger}, revision {revision}): {} error(s), first: {}; still serving {version}",
                     record.errors.len(),
                     record.errors.first().map(String::as_str).unwrap_or("?")
                 )
@@ -253,6 +364,11 @@ struct VersionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabel {
+    revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     cluster: String,
     /// healthy, unhealthy, unknown (not probed or no verdict yet: served), draining.
@@ -264,6 +380,7 @@ struct EndpointLabels {
 pub struct ControlMetrics {
     config_reloads: Family<ResultLabel, Counter>,
     config_version: Family<VersionLabel, Gauge>,
+    config_info: Family<RevisionLabel, Gauge>,
     last_reload_ok: Gauge,
     endpoints: Family<EndpointLabels, Gauge>,
     certificates: crate::tls::CertificateMetrics,
@@ -286,6 +403,11 @@ impl ControlMetrics {
             m.config_version.clone(),
         );
         registry.register(
+            "config_info",
+            "The revision of the config served (git commit, `-dirty` when the files differ from it; empty: no revision source), as a label",
+            m.config_info.clone(),
+        );
+        registry.register(
             "config_last_reload_successful",
             "1 if the last attempt to load the config succeeded (applied or unchanged), else 0",
             m.last_reload_ok.clone(),
@@ -306,6 +428,15 @@ impl ControlMetrics {
                 result: result.as_str(),
             })
             .inc();
+    }
+
+    fn config_info(&self, revision: Option<&Revision>) {
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&RevisionLabel {
+                revision: revision.map(Revision::label).unwrap_or_default(),
+            })
+            .set(1);
     }
 
     fn config_version(&self, version: &str) {

@@ -43,6 +43,7 @@ pub mod etcd;
 pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gitops;
 pub mod grpc_bootstrap;
 pub mod health;
 pub mod metrics;

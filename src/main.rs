@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         Command::Register(args) => cli::register(args),
         Command::Certs(command) => cli::certs::run(command),
         Command::Schema => cli::schema(),
+        Command::Status(args) => return cli::gitops::status(args),
+        Command::Diff(args) => return cli::gitops::diff(args),
+        Command::History(args) => return cli::gitops::history(args),
         Command::Quickstart { envoy } => cli::quickstart(envoy),
     };
     result.unwrap_or_else(|e| {

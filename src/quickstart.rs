@@ -110,6 +110,7 @@ pub async fn run(
         xds_tls: None,
         admin_tls: None,
         admin_public_read: false,
+        revisions: Default::default(),
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 

@@ -17,6 +17,7 @@ use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
 use crate::control::{ControlMetrics, Controller, Reload};
+use crate::gitops::revision::RevisionSources;
 use crate::tls;
 use crate::xds::{self, NodeRegistry};
 
@@ -47,6 +48,8 @@ pub struct ServeOptions {
     pub admin_tls: Option<tls::TlsFiles>,
     /// Reads of the admin API need no token even beyond loopback.
     pub admin_public_read: bool,
+    /// Where the revision of the config comes from besides git (see [`crate::gitops::revision`]).
+    pub revisions: crate::gitops::revision::RevisionSources,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         store_available.clone(),
     );
     let store_metrics = crate::etcd::StoreMetrics::register(&mut registry);
+    let gitops_metrics = crate::gitops::follow::GitopsMetrics::register(&mut registry);
     let exposition = crate::metrics::Exposition::new(registry);
 
     let cache = Arc::new(SnapshotCache::new());
@@ -119,7 +123,8 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shared_health,
         shutdown.clone(),
     );
-    reload_off_runtime(&controller, &opts.config, "startup", None).await;
+    let revisions = Arc::new(opts.revisions.clone());
+    reload_off_runtime(&controller, &opts.config, &revisions, "startup", None).await;
     let runtime = match (&opts.store, link) {
         (Some(url), Some(link)) => {
             info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
@@ -163,15 +168,18 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         None
     };
     let (files, file_changes) = files.unzip();
+    let git_files: Arc<[PathBuf]> = crate::gitops::revision::git_files(&opts.config).into();
     if let Some(files) = &files {
-        follow_files(&controller, files);
+        follow_files(&controller, files, &git_files);
     }
     tokio::spawn(reload_loop(
         controller.clone(),
         opts.config.clone(),
+        revisions.clone(),
         Watchers {
             config: watcher.map(Arc::new),
             files,
+            git_files,
         },
         [changes, file_changes],
         shutdown.clone(),
@@ -213,6 +221,17 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let xds_listening = Arc::new(AtomicBool::new(false));
 
     let traffic = crate::traffic::TrafficAggregate::new(traffic_metrics);
+    let history = Arc::new(crate::gitops::history::History::open(Box::new(
+        crate::gitops::history::HistoryFile::beside(&opts.state_file),
+    )));
+    tokio::spawn(crate::gitops::follow::follow(
+        controller.clone(),
+        nodes.clone(),
+        history.clone(),
+        gitops_metrics,
+        crate::gitops::sync::Rules::default(),
+        shutdown.clone(),
+    ));
     let admin_state = AdminState {
         traffic: traffic.clone(),
         config_path: opts.config.clone(),
@@ -232,6 +251,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         hosts: crate::admin::guard::Hosts::new(opts.admin_listen, &opts.admin_allowed_hosts)?,
         xds_listening: xds_listening.clone(),
         metrics: exposition,
+        history,
     };
     tokio::spawn(xds::node_gauges(
         nodes.clone(),
@@ -323,6 +343,7 @@ async fn follow_store(
 async fn reload_loop(
     controller: Arc<Controller>,
     path: PathBuf,
+    revisions: Arc<RevisionSources>,
     watchers: Watchers,
     [mut changes, mut file_changes]: [Option<mpsc::Receiver<()>>; 2],
     shutdown: CancellationToken,
@@ -338,7 +359,7 @@ async fn reload_loop(
         let trigger = tokio::select! {
             () = shutdown.cancelled() => return,
             Some(()) = async { changes.as_mut()?.recv().await } => "watch",
-            Some(()) = async { file_changes.as_mut()?.recv().await } => "certificate files",
+            Some(()) = async { file_changes.as_mut()?.recv().await } => "files",
             Some(()) = async { hangup.as_mut()?.recv().await } => "SIGHUP",
             else => {
                 shutdown.cancelled().await;
@@ -346,9 +367,9 @@ async fn reload_loop(
             }
         };
         let rearm = watchers.config.clone().filter(|_| trigger == "SIGHUP");
-        reload_off_runtime(&controller, &path, trigger, rearm).await;
+        reload_off_runtime(&controller, &path, &revisions, trigger, rearm).await;
         if let Some(files) = &watchers.files {
-            follow_files(&controller, files);
+            follow_files(&controller, files, &watchers.git_files);
         }
     }
 }
@@ -357,13 +378,24 @@ async fn reload_loop(
 struct Watchers {
     config: Option<Arc<config::watch::ConfigWatcher>>,
     files: Option<Arc<config::watch_files::FilesWatcher>>,
+    /// The git repository's `HEAD`, reflog and index: a commit renames the config served.
+    git_files: Arc<[PathBuf]>,
 }
 
-/// Watches the certificate files the served config names (none before a config is served).
-fn follow_files(controller: &Controller, files: &config::watch_files::FilesWatcher) {
-    if let Some(config) = controller.config() {
-        files.follow(config::model::secret_files(&config.secrets));
-    }
+/// Watches the certificate files the served config names (none before a config is served)
+/// and the git files that say which commit it is.
+fn follow_files(
+    controller: &Controller,
+    files: &config::watch_files::FilesWatcher,
+    git_files: &[PathBuf],
+) {
+    let config = controller.config();
+    let secrets = config
+        .as_deref()
+        .map(|c| config::model::secret_files(&c.secrets))
+        .into_iter()
+        .flatten();
+    files.follow(secrets.chain(git_files.iter().map(PathBuf::as_path)));
 }
 
 /// [`reload`] on a blocking thread: reading, validating, translating and encoding a large
@@ -371,15 +403,16 @@ fn follow_files(controller: &Controller, files: &config::watch_files::FilesWatch
 async fn reload_off_runtime(
     controller: &Arc<Controller>,
     path: &std::path::Path,
+    revisions: &Arc<RevisionSources>,
     trigger: &'static str,
     rearm: Option<Arc<config::watch::ConfigWatcher>>,
 ) {
-    let (controller, path) = (controller.clone(), path.to_path_buf());
+    let (controller, path, revisions) = (controller.clone(), path.to_path_buf(), revisions.clone());
     let done = tokio::task::spawn_blocking(move || {
         if let Some(watcher) = rearm {
             watcher.rearm();
         }
-        reload(&controller, &path, trigger);
+        reload(&controller, &path, &revisions, trigger);
     })
     .await;
     if let Err(e) = done {
@@ -388,8 +421,21 @@ async fn reload_off_runtime(
 }
 
 /// Loads the config at `path` and serves it if it is valid, differs from what is served, and
-/// does not empty a fleet by probable accident (see [`config::empty`]).
-pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
+/// does not empty a fleet by probable accident (see [`config::empty`]). Its revision is read
+/// first, so that a commit landing during the read is at worst named on the next reload.
+pub fn reload(
+    controller: &Controller,
+    path: &std::path::Path,
+    revisions: &RevisionSources,
+    trigger: &'static str,
+) -> Reload {
+    let (revision, warnings) = crate::gitops::revision::resolve(path, revisions);
+    for warning in warnings {
+        warn!(
+            trigger,
+            "{warning}; the config applies without this revision source"
+        );
+    }
     let loaded = config::load(path)
         .map(|l| l.config)
         .map_err(|e| e.lines())
@@ -404,5 +450,5 @@ pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static
             None => Ok(config),
         });
     // The controller reports the outcome (log, event, metric).
-    controller.reload(trigger, loaded)
+    controller.reload(trigger, loaded, revision)
 }

@@ -31,6 +31,8 @@ pub struct ConfigView {
     pub path: String,
     /// Version being served: a content hash of every resource (None before a valid config).
     pub version: Option<String>,
+    /// The revision of the config served (git commit, `--revision-file`, `$FLOTILLA_REVISION`).
+    pub revision: Option<crate::gitops::revision::Revision>,
     pub last_reload: Option<Reload>,
 }
 
@@ -127,6 +129,7 @@ pub fn state_view(s: &AdminState) -> StateView {
         config: ConfigView {
             path: s.config_path.display().to_string(),
             version: s.controller.version(),
+            revision: s.controller.revision(),
             last_reload: s.controller.last_reload(),
         },
         clusters,
@@ -154,11 +157,45 @@ pub struct NodeView {
     pub snapshot_version: String,
     /// Nothing left to send and every response acknowledged.
     pub in_sync: bool,
+    /// The revision of the last snapshot this Envoy acknowledged as a whole.
+    pub acked_revision: Option<String>,
+    /// Its current rejections, traced to the YAML.
+    pub rejections: Vec<crate::gitops::attribution::Rejection>,
     pub types: BTreeMap<&'static str, TypeStatus>,
 }
 
 pub async fn nodes(State(s): State<AdminState>) -> Json<Vec<NodeView>> {
-    Json(node_views(s.nodes.streams()))
+    use crate::gitops::status;
+    let streams = s.nodes.streams();
+    let rejecting = streams
+        .iter()
+        .any(|st| st.types.values().any(status::rejected_now));
+    let sources = match s.controller.config() {
+        Some(c) if rejecting => crate::translate::sources(&c),
+        _ => Default::default(),
+    };
+    let mut extra: BTreeMap<String, (Option<&str>, Vec<_>)> = BTreeMap::new();
+    for st in &streams {
+        let e = extra.entry(st.node_id.clone()).or_default();
+        e.0 =
+            e.0.min(st.acked_snapshot.as_deref())
+                .or(st.acked_snapshot.as_deref());
+        if rejecting {
+            e.1.extend(status::rejections(st, &sources));
+        }
+    }
+    let revisions: BTreeMap<String, (Option<String>, Vec<_>)> = extra
+        .into_iter()
+        .map(|(n, (acked, r))| (n, (status::revision_of(&s.controller, acked), r)))
+        .collect();
+    let mut views = node_views(streams);
+    for v in &mut views {
+        if let Some((revision, rejections)) = revisions.get(&v.node_id) {
+            v.acked_revision.clone_from(revision);
+            v.rejections.clone_from(rejections);
+        }
+    }
+    Json(views)
 }
 
 pub fn node_views(streams: Vec<StreamInfo>) -> Vec<NodeView> {
@@ -177,6 +214,8 @@ pub fn node_views(streams: Vec<StreamInfo>) -> Vec<NodeView> {
                 streams: 0,
                 snapshot_version: s.snapshot_version.clone(),
                 in_sync: true,
+                acked_revision: None,
+                rejections: Vec::new(),
                 types: BTreeMap::new(),
             });
         view.streams += 1;

@@ -8,6 +8,7 @@ pub mod api;
 pub mod certificates;
 pub mod dashboard;
 mod errors;
+pub mod gitops;
 pub mod guard;
 pub mod mutations;
 pub mod reads;
@@ -47,6 +48,8 @@ pub struct AdminState {
     pub xds_listening: Arc<AtomicBool>,
     /// Every subsystem's metrics, for `/metrics`.
     pub metrics: crate::metrics::Exposition,
+    /// The applied configs (`/api/v1/history`).
+    pub history: Arc<crate::gitops::history::History>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -83,6 +86,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/traffic", get(api::traffic))
         .route("/api/v1/certificates", get(certificates::certificates))
+        .route("/api/v1/status", get(gitops::status))
+        .route("/api/v1/history", get(gitops::history))
+        .route("/api/v1/resources", get(gitops::resources))
         .merge(dashboard::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -42,6 +42,7 @@ fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
         hosts: Hosts::new("127.0.0.1:18080".parse().unwrap(), &[]).unwrap(),
         xds_listening: Arc::new(AtomicBool::new(true)),
         metrics: Default::default(),
+        history: Default::default(),
     }
 }
 

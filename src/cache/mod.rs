@@ -6,6 +6,7 @@
 //! version changed, and a slow stream simply reads the newest value when it gets to it; no
 //! stream ever has a queue of stale snapshots.
 
+pub mod applied;
 mod client_kind;
 pub(crate) mod entries;
 mod resource;
@@ -36,6 +37,8 @@ struct State {
     inputs: Option<Inputs>,
     encoded: HashMap<Transport, EncodedSet>,
     channels: HashMap<(String, Transport, ClientKind), watch::Sender<Arc<Snapshot>>>,
+    /// Which applied config each published version belongs to.
+    applied: applied::AppliedIndex,
 }
 
 /// The latest snapshots for every fleet that has a connected Envoy.
@@ -98,10 +101,12 @@ impl SnapshotCache {
         // outlives its Envoys.
         state.channels.retain(|_, tx| tx.receiver_count() > 0);
         let mut woken = 0;
-        let state = &*state;
+        let state = &mut *state;
+        let mut published = Vec::new();
         let mut shared = Shared::default();
         for ((fleet, transport, kind), tx) in &state.channels {
             let snapshot = snapshot_for(state, fleet, *transport, *kind, &mut shared.everything);
+            published.push(snapshot.version.clone());
             let changed = tx.send_if_modified(|current| {
                 if current.version == snapshot.version
                     && current.withheld_listeners == snapshot.withheld_listeners
@@ -132,6 +137,9 @@ impl SnapshotCache {
         let version = state.encoded[&Transport::Ads]
             .snapshot(None, ClientKind::Other)
             .version;
+        for v in published {
+            state.applied.record(&v);
+        }
         UpdateSummary { version, woken }
     }
 
@@ -173,9 +181,37 @@ impl SnapshotCache {
                 snapshot_for(&state, fleet, transport, kind, &mut everything)
             }
         };
+        state.applied.record(&snapshot.version);
         let (tx, rx) = watch::channel(snapshot);
         state.channels.insert(key, tx);
         rx
+    }
+
+    /// Names the config the next publications belong to. With `relabel`, the snapshots
+    /// already published belong to it too (the same content at a new revision).
+    pub fn set_applied(&self, applied: applied::Applied, relabel: bool) {
+        let mut state = self.lock();
+        state.applied.set_current(applied);
+        if relabel {
+            let versions: Vec<String> = state
+                .channels
+                .values()
+                .map(|tx| tx.borrow().version.clone())
+                .collect();
+            for v in versions {
+                state.applied.record(&v);
+            }
+        }
+    }
+
+    /// The config the current publications belong to.
+    pub fn current_applied(&self) -> applied::Applied {
+        self.lock().applied.current().clone()
+    }
+
+    /// The applied config a snapshot version was published for, if still remembered.
+    pub fn applied_of(&self, version: &str) -> Option<applied::Applied> {
+        self.lock().applied.get(version).cloned()
     }
 
     /// The current snapshot for a fleet (`None`: all resources) as served to `kind` of client,

@@ -12,6 +12,7 @@ pub mod model;
 mod reader;
 pub mod schema;
 pub mod shape;
+pub mod sources;
 pub mod watch;
 pub mod watch_files;
 pub mod yaml;
@@ -28,6 +29,7 @@ pub use load::{
 };
 pub use model::Config;
 pub use reader::parse_socket_address;
+pub use sources::Sources;
 pub use yaml::{ALIAS_NODE_BUDGET, ALIAS_NODES_PER_WRITTEN, MAX_DEPTH};
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub struct Config {
     /// The operator's `allow_empty: true`: serve may apply this config even though it removes
     /// every listener or cluster (see `config::empty`).
     pub allow_empty: bool,
+    /// Where each item was written (for NACKs, diffs and status); never part of equality.
+    pub sources: super::sources::Sources,
 }
 
 #[derive(Debug, Clone, PartialEq)]

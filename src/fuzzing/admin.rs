@@ -103,6 +103,7 @@ fn server() -> &'static (tokio::runtime::Runtime, AdminState) {
                     .expect("no extra hosts"),
                 xds_listening: Arc::new(AtomicBool::new(true)),
                 metrics: Default::default(),
+                history: Default::default(),
             }
         });
         (runtime, state)

@@ -27,6 +27,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "load_report" => vec![load().encode_to_vec()],
         "admin_api" => admin(),
         "state_file" => vec![state()],
+        "history_file" => vec![history()],
+        "diff_input" => vec![served()],
         _ => Vec::new(),
     }
 }
@@ -224,4 +226,31 @@ fn state() -> Vec<u8> {
   "weights": [ { "cluster": "demo", "address": "[::1]:8082", "weight": 7 } ]
 }"#
     .to_vec()
+}
+
+fn history() -> Vec<u8> {
+    let entry = serde_json::json!({
+        "id": 1,
+        "revision": { "commit": "0123456789abcdef0123456789abcdef01234567", "dirty": false,
+            "source": "git", "author": "Ada <ada@example.com>", "subject": "add web" },
+        "at": 1_700_000_000_000u64,
+        "trigger": "file",
+        "who": "Ada <ada@example.com>",
+        "summary": "listeners +web",
+        "outcome": { "edge": { "sync": "OutOfSync", "rejected_by": ["edge-1"],
+            "rejections": ["rejected by edge-1: web.yaml:4:3 listeners.web: bad"] } }
+    });
+    serde_json::json!({ "version": 1, "entries": [entry] })
+        .to_string()
+        .into_bytes()
+}
+
+fn served() -> Vec<u8> {
+    let config = crate::config::parse_str(
+        "web.yaml",
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8080] }\nlisteners:\n  public: { address: 127.0.0.1:10080, routes: [{ to: web }] }\n",
+    )
+    .expect("a valid seed config");
+    let served = crate::gitops::diff::served(&config, Some("abc".into())).expect("renders");
+    serde_json::to_vec(&served).expect("serialises")
 }

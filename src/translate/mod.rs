@@ -11,6 +11,7 @@ mod endpoint;
 mod fleet;
 mod listener;
 mod route;
+pub mod sources;
 mod tcp;
 mod tls;
 
@@ -32,6 +33,7 @@ pub use access_log::{
     HTTP_FORMAT as DEFAULT_HTTP_ACCESS_LOG, TCP_FORMAT as DEFAULT_TCP_ACCESS_LOG,
 };
 pub use fleet::{FleetSelection, fleet_unknown, select_fleet};
+pub use sources::{ResourceSource, Sources, sources};
 
 /// Every resource the configuration defines, before fleets pick their subsets. Names are the
 /// names used in the YAML: cluster `api` is Cluster `api` and ClusterLoadAssignment `api`;

@@ -270,6 +270,7 @@ mod tests {
             connected_at: std::time::SystemTime::now(),
             snapshot_version: String::new(),
             in_sync,
+            acked_snapshot: None,
             types: Default::default(),
         }
     }

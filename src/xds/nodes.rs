@@ -19,6 +19,33 @@ pub struct Nack {
     pub message: String,
     #[serde(with = "crate::util::unix_millis")]
     pub at: SystemTime,
+    /// The names of the resources the rejected response carried (at most
+    /// [`Nack::MAX_RESOURCES`]): with Envoy's message, what traces the NACK to the YAML.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+}
+
+impl Nack {
+    /// Resource names kept per NACK.
+    pub const MAX_RESOURCES: usize = 100;
+
+    /// The NACK of a response carrying `resources`, with Envoy's `message`.
+    pub fn new<'a>(
+        version: String,
+        message: String,
+        resources: impl IntoIterator<Item = &'a str>,
+    ) -> Nack {
+        Nack {
+            version,
+            message,
+            at: SystemTime::now(),
+            resources: resources
+                .into_iter()
+                .take(Nack::MAX_RESOURCES)
+                .map(str::to_string)
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -56,6 +83,10 @@ pub struct StreamInfo {
     pub snapshot_version: String,
     /// Nothing left to send and nothing unacknowledged.
     pub in_sync: bool,
+    /// The last snapshot version the stream was in sync with: what the client acknowledged
+    /// as a whole (kept by [`StreamEntry::update`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_snapshot: Option<String>,
     pub types: BTreeMap<ResourceType, TypeStatus>,
 }
 
@@ -115,6 +146,9 @@ impl StreamEntry {
     pub fn update(&self, f: impl FnOnce(&mut StreamInfo)) {
         if let Some(info) = self.registry.lock().get_mut(&self.id) {
             f(info);
+            if info.in_sync && info.acked_snapshot.as_ref() != Some(&info.snapshot_version) {
+                info.acked_snapshot = Some(info.snapshot_version.clone());
+            }
         }
     }
 
@@ -144,6 +178,7 @@ mod tests {
             connected_at: SystemTime::now(),
             snapshot_version: String::new(),
             in_sync: false,
+            acked_snapshot: None,
             types: Default::default(),
         }
     }

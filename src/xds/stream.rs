@@ -118,6 +118,7 @@ async fn run<P: Protocol>(
             connected_at: std::time::SystemTime::now(),
             snapshot_version: snapshot.version.clone(),
             in_sync: false,
+            acked_snapshot: None,
             types: Default::default(),
         })
         .map_err(|holder| {
@@ -399,11 +400,11 @@ impl<P: Protocol> StreamLoop<P> {
         self.entry.update_type(t, |s| {
             s.nacks += 1;
             s.awaiting_ack_since = None;
-            s.last_nack = Some(Nack {
-                version: flight.sent_version,
+            s.last_nack = Some(Nack::new(
+                flight.sent_version,
                 message,
-                at: std::time::SystemTime::now(),
-            });
+                flight.sent.iter().map(|r| r.name.as_str()),
+            ));
         });
     }
 

@@ -15,6 +15,7 @@ mod dashboard_fixture;
 mod deploy;
 mod fleet_traffic;
 mod gitops;
+mod gitops_pipeline;
 mod golden;
 mod grafana;
 mod health;

@@ -22,6 +22,8 @@ pub const EXISTING: &[(&str, Kind)] = &[
     ("flotilla_build_info", Kind::Gauge),
     ("flotilla_config_reloads_total", Kind::Counter),
     ("flotilla_config_version_info", Kind::Gauge),
+    ("flotilla_config_info", Kind::Gauge),
+    ("flotilla_fleet_sync", Kind::Gauge),
     ("flotilla_xds_streams", Kind::Gauge),
     ("flotilla_xds_responses_total", Kind::Counter),
     ("flotilla_xds_acks_total", Kind::Counter),

@@ -320,9 +320,12 @@
     const r = s.config.last_reload;
     const parts = [];
     parts.push(s.config.version ? 'serving version ' + shortVersion(s.config.version) : 'no valid config loaded');
+    const rev = s.config.revision;
+    if (rev) parts.push('revision ' + rev.commit.slice(0, 12) + (rev.dirty ? '-dirty' : '') + (rev.author ? ' by ' + rev.author : ''));
     if (r) parts.push('last reload ' + r.result + ' ' + fmtAgo(r.at) + ' (' + r.trigger + ')');
     setText(cfg, parts.join(' · '));
-    cfg.title = s.config.path + (s.config.version ? '\nversion ' + s.config.version : '');
+    cfg.title = s.config.path + (s.config.version ? '\nversion ' + s.config.version : '') +
+      (rev ? '\nrevision ' + rev.commit + (rev.dirty ? ' (dirty)' : '') + ' from ' + rev.source + (rev.subject ? ': ' + rev.subject : '') : '');
   }
 
   function renderReload() {
@@ -840,6 +843,7 @@
       'connected ' + fmtAgo(n.connected_since),
       nacks + (nacks === 1 ? ' NACK' : ' NACKs'),
     ];
+    if (n.acked_revision) meta.push('acked revision ' + n.acked_revision.slice(0, 12));
     setText($('.node-meta', li), meta.join(' · '));
     const versions = Object.entries(n.types || {})
       .map(([type, t]) => type.toUpperCase() + ' acked ' + shortVersion(t.acked_version) + ', sent ' + shortVersion(t.sent_version))
@@ -849,7 +853,11 @@
     const box = $('.nack', li);
     box.hidden = !last;
     if (last) {
-      setText(box, '⚠ ' + last.type.toUpperCase() + ' version ' + shortVersion(last.version) + ' rejected ' + fmtAgo(last.at) + ': ' + last.message);
+      // A current rejection traced to the YAML says which line; an older one, Envoy's words.
+      const traced = (n.rejections || [])[0];
+      setText(box, traced
+        ? '⚠ ' + traced.summary + ' (' + fmtAgo(traced.at) + ')'
+        : '⚠ ' + last.type.toUpperCase() + ' version ' + shortVersion(last.version) + ' rejected ' + fmtAgo(last.at) + ': ' + last.message);
     }
   }
 

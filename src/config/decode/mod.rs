@@ -152,6 +152,10 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
             &mut config.secrets,
         ) {
             config.clusters.insert(item.name.clone(), c);
+            config
+                .sources
+                .clusters
+                .insert(item.name.clone(), item.key.loc.clone());
             cluster_nodes.insert(&item.name, item.value);
         }
     }
@@ -182,12 +186,20 @@ pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagn
             }
         }
         config.listeners.insert(item.name.clone(), l);
+        config
+            .sources
+            .listeners
+            .insert(item.name.clone(), item.key.loc.clone());
     }
     let mut suggester = Suggester::default();
     let declared_listeners = Declared::new(&sections.listeners);
     for item in unique(&mut sink, "fleets", &sections.fleets) {
         if let Some(f) = fleet(&mut sink, item, &declared_listeners, &mut suggester) {
             config.fleets.insert(item.name.clone(), f);
+            config
+                .sources
+                .fleets
+                .insert(item.name.clone(), item.key.loc.clone());
         }
     }
 

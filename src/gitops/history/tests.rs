@@ -1,0 +1,85 @@
+use super::*;
+
+fn entry(summary: &str) -> Entry {
+    Entry {
+        id: 0,
+        revision: None,
+        at: 1,
+        trigger: "file".into(),
+        who: None,
+        summary: summary.into(),
+        outcome: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn keeps_the_newest_hundred_with_growing_ids() {
+    let h = History::open(Box::new(MemoryHistory::default()));
+    for i in 0..(CAPACITY + 5) {
+        h.push(entry(&format!("change {i}")));
+    }
+    let all = h.entries();
+    assert_eq!(all.len(), CAPACITY);
+    assert_eq!(all[0].id, CAPACITY as u64 + 5);
+    assert_eq!(all[0].summary, format!("change {}", CAPACITY + 4));
+}
+
+#[test]
+fn survives_a_restart_through_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = || HistoryFile::beside(&dir.path().join("flotilla-state.json"));
+    assert!(file().path().ends_with("flotilla-state.history.json"));
+    let h = History::open(Box::new(file()));
+    h.push(entry("first"));
+    let outcome = Outcome {
+        sync: "OutOfSync".into(),
+        rejected_by: vec!["edge-1".into()],
+        rejections: vec!["rejected by edge-1: web.yaml:3:3 listeners.x: bad".into()],
+    };
+    h.set_outcome(BTreeMap::from([("edge".to_string(), outcome.clone())]));
+    h.push(entry("second"));
+    let again = History::open(Box::new(file()));
+    let e = again.entries();
+    assert_eq!(e.len(), 2);
+    assert_eq!((e[0].id, e[0].summary.as_str()), (2, "second"));
+    assert_eq!(e[1].outcome["edge"], outcome);
+}
+
+#[test]
+fn a_corrupt_or_oversized_file_is_an_empty_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.json");
+    for bad in [
+        "{not json".to_string(),
+        r#"{"version": 9, "entries": []}"#.to_string(),
+        " ".repeat(MAX_FILE_BYTES as usize + 1),
+    ] {
+        std::fs::write(&path, &bad).unwrap();
+        assert!(HistoryFile::new(path.clone()).load().is_err());
+        let h = History::open(Box::new(HistoryFile::new(path.clone())));
+        assert!(h.entries().is_empty());
+    }
+}
+
+#[test]
+fn a_hand_edited_file_is_cut_to_the_bounds() {
+    let mut e = entry(&"x".repeat(MAX_TEXT * 2));
+    e.outcome = (0..MAX_FLEETS + 3)
+        .map(|i| {
+            (
+                format!("f{i}"),
+                Outcome {
+                    sync: "Synced".into(),
+                    rejected_by: vec!["n".into(); 20],
+                    rejections: vec![],
+                },
+            )
+        })
+        .collect();
+    let text = serde_json::json!({ "version": 1, "entries": vec![e; CAPACITY + 2] }).to_string();
+    let entries = parse(&text).unwrap();
+    assert_eq!(entries.len(), CAPACITY);
+    assert_eq!(entries[0].summary.len(), MAX_TEXT);
+    assert_eq!(entries[0].outcome.len(), MAX_FLEETS);
+    assert_eq!(entries[0].outcome["f0"].rejected_by.len(), MAX_REJECTIONS);
+}
