@@ -285,7 +285,7 @@ async fn status_against_a_wrong_url_or_another_server_is_an_error() {
 }
 
 #[tokio::test]
-async fn a_config_outside_git_or_in_a_corrupt_repository_still_applies() {
+async fn a_corrupt_repository_is_a_warning_and_the_config_still_applies() {
     let backend = Backend::start("a").await;
     let listen = free_addr();
     let dir = tempfile::tempdir().expect("temp dir");
