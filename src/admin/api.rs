@@ -174,19 +174,22 @@ pub async fn nodes(State(s): State<AdminState>) -> Json<Vec<NodeView>> {
         Some(c) if rejecting => crate::translate::sources(&c),
         _ => Default::default(),
     };
-    let mut extra: BTreeMap<String, (Option<&str>, Vec<_>)> = BTreeMap::new();
+    // Per node: the snapshot every stream acknowledged (None if one has not), rejections.
+    let mut extra: BTreeMap<String, (Vec<Option<&str>>, Vec<_>)> = BTreeMap::new();
     for st in &streams {
         let e = extra.entry(st.node_id.clone()).or_default();
-        e.0 =
-            e.0.min(st.acked_snapshot.as_deref())
-                .or(st.acked_snapshot.as_deref());
+        e.0.push(st.acked_snapshot.as_deref());
         if rejecting {
             e.1.extend(status::rejections(st, &sources));
         }
     }
     let revisions: BTreeMap<String, (Option<String>, Vec<_>)> = extra
         .into_iter()
-        .map(|(n, (acked, r))| (n, (status::revision_of(&s.controller, acked), r)))
+        .map(|(n, (acked, r))| {
+            let all: Option<Vec<&str>> = acked.into_iter().collect();
+            let oldest = all.and_then(|a| a.into_iter().min());
+            (n, (status::revision_of(&s.controller, oldest), r))
+        })
         .collect();
     let mut views = node_views(streams);
     for v in &mut views {

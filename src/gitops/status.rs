@@ -4,7 +4,7 @@
 //! Read from the controller (what was applied), the cache (which applied config each
 //! snapshot version belongs to) and the node registry (what each Envoy acknowledged).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -96,9 +96,15 @@ pub fn status(
     let applied = controller.applied();
     let config = controller.config();
     let overlay = controller.overlay();
-    let sources = config
+    // Where things were written is worked out only when an Envoy rejected something.
+    let rejecting = streams.iter().any(|s| s.types.values().any(rejected_now));
+    let sources = match &config {
+        Some(c) if rejecting => crate::translate::sources(c),
+        _ => Default::default(),
+    };
+    let health = config
         .as_deref()
-        .map(crate::translate::sources)
+        .map(|c| cluster_health(c, &overlay))
         .unwrap_or_default();
     let generation = applied.as_ref().map_or(0, |a| a.generation);
     let applied_at = applied.as_ref().map_or(now, |a| a.at);
@@ -142,7 +148,14 @@ pub fn status(
             inputs.push(input);
         }
         let clusters = match &config {
-            Some(c) => cluster_health(c, &overlay, fleet),
+            Some(c) => match crate::translate::select_fleet(c, fleet) {
+                None => health.values().copied().collect(),
+                Some(selection) => selection
+                    .clusters
+                    .iter()
+                    .filter_map(|name| health.get(name.as_str()).copied())
+                    .collect(),
+            },
             None => Vec::new(),
         };
         let input = FleetInput {
@@ -197,18 +210,14 @@ fn node_input(controller: &Controller, streams: &[&StreamInfo], rejected: bool) 
     }
 }
 
-/// (unhealthy, total) endpoints of every cluster the fleet uses.
-fn cluster_health(
-    config: &crate::config::Config,
+/// (unhealthy, total) endpoints of every cluster, once per status.
+fn cluster_health<'c>(
+    config: &'c crate::config::Config,
     overlay: &crate::overlay::Overlay,
-    fleet: &str,
-) -> Vec<(usize, usize)> {
-    let used: Option<BTreeSet<String>> =
-        crate::translate::select_fleet(config, fleet).map(|s| s.clusters);
+) -> BTreeMap<&'c str, (usize, usize)> {
     config
         .clusters
         .values()
-        .filter(|c| used.as_ref().is_none_or(|u| u.contains(&c.name)))
         .map(|c| {
             let mut total = 0;
             let mut bad = 0;
@@ -217,7 +226,7 @@ fn cluster_health(
                 let key = EndpointKey::new(c.name.clone(), e.address);
                 bad += usize::from(overlay.health(&key) == EndpointState::Unhealthy);
             }
-            (bad, total)
+            (c.name.as_str(), (bad, total))
         })
         .collect()
 }

@@ -307,3 +307,81 @@ async fn a_corrupt_repository_is_a_warning_and_the_config_still_applies() {
         "the corrupt repository is a warning"
     );
 }
+
+/// Two replicas on one etcd read the same repository, each with an Envoy of its own: both
+/// report the same revision and the same sync state, through a rejected commit and its fix.
+#[tokio::test]
+async fn replicas_report_the_same_revision_and_sync_state() {
+    let etcd = crate::support::etcd::Etcd::start().await;
+    let backend = Backend::start("a").await;
+    let listen = free_addr();
+    let repo_dir = tempfile::tempdir().expect("temp dir");
+    let repo = repo_dir.path().to_path_buf();
+    git(&repo, &["init", "-q"]);
+    let good = config(listen, &backend.address(), false);
+    let first = commit(&repo, &good, "first config");
+    let args = etcd.store_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut replicas = Vec::new();
+    for node in ["edge-a", "edge-b"] {
+        let f = Flotilla::start_with(tempfile::tempdir().expect("dir"), repo.clone(), &args).await;
+        f.wait_ready().await;
+        // Envoy binds listeners with SO_REUSEPORT: both Envoys hold the same listener.
+        let envoy = Envoy::start(&f, node, "edge", Xds::Delta).await;
+        replicas.push((f, envoy));
+    }
+    let sync_of = |f: &Flotilla| {
+        let f = f.admin;
+        async move {
+            let s: serde_json::Value = reqwest::get(format!("http://{f}/api/v1/status"))
+                .await
+                .expect("status")
+                .json()
+                .await
+                .expect("json");
+            (
+                s["revision"]["commit"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                s["fleets"][0]["sync"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        }
+    };
+    for (f, _) in &replicas {
+        wait::until(
+            "a replica Synced at the commit",
+            Duration::from_secs(15),
+            || async { (sync_of(f).await == (first.clone(), "Synced".to_string())).then_some(()) },
+        )
+        .await;
+    }
+    let bad = commit(
+        &repo,
+        &config(listen, &backend.address(), true),
+        "listen elsewhere",
+    );
+    for (f, _) in &replicas {
+        wait::until(
+            "a replica OutOfSync at the bad commit",
+            Duration::from_secs(15),
+            || async { (sync_of(f).await == (bad.clone(), "OutOfSync".to_string())).then_some(()) },
+        )
+        .await;
+        let out = run(&["status", "--admin", &format!("http://{}", f.admin)]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("listeners.elsewhere"), "{}", text(&out));
+    }
+    let fixed = commit(&repo, &good, "fix");
+    for (f, _) in &replicas {
+        wait::until(
+            "a replica Synced at the fix",
+            Duration::from_secs(15),
+            || async { (sync_of(f).await == (fixed.clone(), "Synced".to_string())).then_some(()) },
+        )
+        .await;
+    }
+}
