@@ -164,6 +164,10 @@ fn state() -> Value {
         "config": {
             "path": "/etc/flotilla/config",
             "version": "9f2c1e7ab34d5e60",
+            "revision": {
+                "commit": "0123456789abcdef0123456789abcdef01234567", "dirty": false,
+                "source": "git", "author": "Ada <ada@example.com>", "subject": "more web",
+            },
             "last_reload": { "at": now_ms() - 60_000, "trigger": "watch", "result": "applied", "errors": [] },
         },
         "clusters": [
@@ -204,6 +208,13 @@ fn nodes() -> Value {
             "types": types(Some(json!({
                 "version": "77aa00bb11cc22dd", "message": NACK_MESSAGE, "at": now_ms() - 30_000,
             }))),
+            "acked_revision": "fedcba9876543210fedcba9876543210fedcba98",
+            "rejections": [{
+                "node": "edge-2", "type": "cds", "version": "77aa00bb11cc22dd",
+                "message": NACK_MESSAGE, "at": now_ms() - 30_000,
+                "resources": [{ "name": "web", "location": "web.yaml:3:3", "field": "clusters.web" }],
+                "summary": format!("rejected by edge-2: web.yaml:3:3 clusters.web: {NACK_MESSAGE}"),
+            }],
         },
     ])
 }
@@ -400,6 +411,21 @@ async fn dashboard_shows_every_field_of_the_api() {
     let nack = b.text("[data-node=\"edge-2\"] .nack").await;
     assert!(nack.contains(NACK_MESSAGE), "{nack}");
     assert!(nack.contains("CDS"), "{nack}");
+    // The rejection traced to the YAML line, and which revision each Envoy acknowledged.
+    assert!(
+        nack.contains("rejected by edge-2: web.yaml:3:3 clusters.web:"),
+        "{nack}"
+    );
+    assert!(
+        b.text("[data-node=\"edge-2\"] .node-meta")
+            .await
+            .contains("acked revision fedcba987654")
+    );
+    let header = b.text("#config").await;
+    assert!(
+        header.contains("revision 0123456789ab by Ada <ada@example.com>"),
+        "{header}"
+    );
     assert_eq!(
         b.js("return document.getElementById('injected')").await,
         Value::Null

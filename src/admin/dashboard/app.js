@@ -856,7 +856,7 @@
       // A current rejection traced to the YAML says which line; an older one, Envoy's words.
       const traced = (n.rejections || [])[0];
       setText(box, traced
-        ? '⚠ ' + traced.summary + ' (' + fmtAgo(traced.at) + ')'
+        ? '⚠ ' + traced.type.toUpperCase() + ' ' + traced.summary + ' (' + fmtAgo(traced.at) + ')'
         : '⚠ ' + last.type.toUpperCase() + ' version ' + shortVersion(last.version) + ' rejected ' + fmtAgo(last.at) + ': ' + last.message);
     }
   }
