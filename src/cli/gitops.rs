@@ -42,6 +42,14 @@ pub(crate) struct StatusArgs {
     wait: bool,
     #[arg(long, default_value = "60s", value_parser = super::parse_duration, requires = "wait")]
     timeout: Duration,
+    /// With --wait: first wait for flotilla to serve this revision (a commit hash or its
+    /// prefix, e.g. the commit a pipeline just merged), then for every fleet to take it.
+    #[arg(long, requires = "wait", value_parser = parse_revision)]
+    revision: Option<String>,
+}
+
+fn parse_revision(text: &str) -> Result<String, String> {
+    flotilla::gitops::revision::check_given(text)
 }
 
 #[derive(clap::Args, Debug)]
@@ -269,19 +277,28 @@ async fn status_async(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     loop {
         let (s, json) = get_status(&a.admin).await?;
-        let rejected = s.fleets.iter().any(|f| !f.rejections.is_empty());
-        let done = !a.wait || s.synced || rejected || started.elapsed() >= a.timeout;
+        let serving = s.revision.as_ref().map(|r| r.commit.as_str());
+        let arrived = a
+            .revision
+            .as_deref()
+            .is_none_or(|want| serving.is_some_and(|have| have.starts_with(want)));
+        let rejected = arrived && s.fleets.iter().any(|f| !f.rejections.is_empty());
+        let synced = arrived && s.synced;
+        let done = !a.wait || synced || rejected || started.elapsed() >= a.timeout;
         if done {
             if a.json {
                 out(&(serde_json::to_string_pretty(&json)? + "\n"))?;
             } else {
                 out(&status_table(&s))?;
             }
-            if a.wait && !s.synced {
-                let why = if rejected {
-                    "rejected by an Envoy"
-                } else {
-                    "timed out"
+            if a.wait && !synced {
+                let why = match (&a.revision, arrived, rejected) {
+                    (_, _, true) => "rejected by an Envoy".to_string(),
+                    (Some(want), false, _) => format!(
+                        "timed out: flotilla serves revision {}, not {want}",
+                        serving.unwrap_or("none")
+                    ),
+                    _ => "timed out".to_string(),
                 };
                 let _ = writeln!(
                     std::io::stderr(),
@@ -289,7 +306,7 @@ async fn status_async(a: StatusArgs) -> anyhow::Result<ExitCode> {
                     started.elapsed().as_secs_f64()
                 );
             }
-            return Ok(if s.synced {
+            return Ok(if synced {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -215,11 +215,38 @@ async fn a_git_repository_goes_through_status_diff_and_history() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("broken.yaml:3:"), "{}", text(&out));
 
-    // The fix: Synced again.
+    // Waiting for a revision flotilla does not serve times out, naming both.
+    let out = run(&[
+        "status",
+        "--admin",
+        &admin,
+        "--wait",
+        "--timeout",
+        "1s",
+        "--revision",
+        "0000000",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("flotilla serves revision {bad}, not 0000000")),
+        "{}",
+        text(&out)
+    );
+
+    // The fix: the pipeline waits for its commit, then for every Envoy: Synced again.
     let fixed = commit(&repo, &good, "fix: listen on this host only");
-    wait_revision(&f, &fixed).await;
-    let out = run(&["status", "--admin", &admin, "--wait", "--timeout", "20s"]);
+    let out = run(&[
+        "status",
+        "--admin",
+        &admin,
+        "--wait",
+        "--timeout",
+        "20s",
+        "--revision",
+        &fixed[..12],
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    wait_revision(&f, &fixed).await;
 
     // History: every commit, the rejection, its author; kept across a restart.
     let history = |v: serde_json::Value| v["entries"].as_array().cloned().expect("entries");
@@ -232,21 +259,32 @@ async fn a_git_repository_goes_through_status_diff_and_history() {
         },
     )
     .await;
+    // A file written just before its commit may be served for a moment as the previous
+    // commit, dirty: history shows that too. The clean entries are the three commits.
     let h = history(f.json("/api/v1/history").await);
-    let revisions: Vec<&str> = h
+    let clean: Vec<&serde_json::Value> = h
+        .iter()
+        .filter(|e| e["revision"]["dirty"] == false)
+        .collect();
+    let revisions: Vec<&str> = clean
         .iter()
         .map(|e| e["revision"]["commit"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(
-        revisions[..3],
+        revisions,
         [fixed.as_str(), bad.as_str(), first.as_str()],
         "{h:#?}"
     );
-    assert_eq!(h[0]["who"], "Ada <ada@example.com>");
-    assert_eq!(h[2]["trigger"], "startup");
+    assert_eq!(clean[0]["who"], "Ada <ada@example.com>");
+    assert_eq!(clean[2]["trigger"], "startup");
     assert_eq!(
-        h[1]["outcome"]["edge"]["rejected_by"][0], "edge-1",
+        clean[1]["outcome"]["edge"]["rejected_by"][0], "edge-1",
         "{h:#?}"
+    );
+    assert!(
+        clean[1]["summary"] == "listeners +elsewhere; fleets ~edge"
+            || clean[1]["summary"] == "no change to what Envoys run",
+        "the bad commit's change, or none when its dirty files were applied first: {h:#?}"
     );
     f.restart().await;
     f.wait_ready().await;
@@ -254,9 +292,15 @@ async fn a_git_repository_goes_through_status_diff_and_history() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let after: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let after = history(after);
-    assert_eq!(after.len(), 4, "three commits and the restart: {after:#?}");
-    assert_eq!(after[0]["trigger"], "startup");
-    assert_eq!(after[2]["revision"]["commit"], bad.as_str());
+    assert_eq!(after[0]["trigger"], "startup", "{after:#?}");
+    assert_eq!(after[0]["revision"]["commit"], fixed.as_str());
+    let ids = |v: &[serde_json::Value]| v.iter().map(|e| e["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&after[1..]),
+        ids(&h),
+        "history before the restart is kept"
+    );
+    assert_eq!(after[1]["outcome"], h[0]["outcome"]);
     let table = text(&run(&["history", "--admin", &admin]));
     assert!(
         table.contains("rejected by edge-1") && table.contains(&bad[..12]),
