@@ -25,9 +25,20 @@ pub(crate) struct AdminArgs {
     /// The admin API of the running flotilla.
     #[arg(long, default_value = "http://127.0.0.1:18080")]
     admin: String,
+    #[command(flatten)]
+    access: Access,
+}
+
+/// How to reach an admin API that needs a token or speaks TLS.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Access {
     /// Bearer token for reads beyond loopback (as serve's --admin-token).
     #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// CA certificates (PEM, at most 1 MiB) that sign the admin API's certificate, for an
+    /// https:// URL.
+    #[arg(long, value_name = "FILE")]
+    admin_ca: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,8 +71,8 @@ pub(crate) struct DiffArgs {
     /// Compare NEW with what the flotilla at this admin URL serves.
     #[arg(long, value_name = "URL")]
     against: Option<String>,
-    #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
+    #[command(flatten)]
+    access: Access,
     /// Only this fleet (`*` when the config declares none).
     #[arg(long)]
     fleet: Option<String>,
@@ -99,14 +110,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// GETs `path` from the admin API at `base` as JSON, refusing anything that is not.
-async fn get_json(base: &str, path: &str, token: Option<&str>) -> anyhow::Result<Value> {
+async fn get_json(base: &str, path: &str, access: &Access) -> anyhow::Result<Value> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("HTTP client")?;
+    let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+    if let Some(ca) = &access.admin_ca {
+        let pem = flotilla::tls::read_pem_file(ca)
+            .map_err(|e| anyhow::anyhow!("--admin-ca {}: {e}", ca.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("--admin-ca {}", ca.display()))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let client = builder.build().context("HTTP client")?;
     let mut req = client.get(&url);
-    if let Some(t) = token {
+    if let Some(t) = &access.admin_token {
         req = req.bearer_auth(t);
     }
     let mut resp = req
@@ -179,7 +197,7 @@ struct RejectionRow {
 }
 
 async fn get_status(a: &AdminArgs) -> anyhow::Result<(Status, Value)> {
-    let value = get_json(&a.admin, "/api/v1/status", a.admin_token.as_deref()).await?;
+    let value = get_json(&a.admin, "/api/v1/status", &a.access).await?;
     let status: Status = serde_json::from_value(value.clone()).with_context(|| {
         format!(
             "GET {}/api/v1/status: not a flotilla status document; is {} a flotilla admin API?",
@@ -319,12 +337,7 @@ async fn status_async(a: StatusArgs) -> anyhow::Result<ExitCode> {
 pub(crate) fn history(a: HistoryArgs) -> ExitCode {
     or_error(runtime().and_then(|rt| {
         rt.block_on(async {
-            let value = get_json(
-                &a.admin.admin,
-                "/api/v1/history",
-                a.admin.admin_token.as_deref(),
-            )
-            .await?;
+            let value = get_json(&a.admin.admin, "/api/v1/history", &a.admin.access).await?;
             #[derive(serde::Deserialize)]
             struct View {
                 entries: Vec<Entry>,
@@ -408,8 +421,7 @@ fn diff_inner(a: DiffArgs) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let rt = runtime()?;
-            let value =
-                rt.block_on(get_json(url, "/api/v1/resources", a.admin_token.as_deref()))?;
+            let value = rt.block_on(get_json(url, "/api/v1/resources", &a.access))?;
             let old = diff::parse_served(value.to_string().as_bytes())
                 .with_context(|| format!("GET {url}/api/v1/resources"))?;
             (old, new)

@@ -311,6 +311,32 @@ async fn the_admin_api_beyond_loopback_speaks_tls_and_reads_need_the_token() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"web\""), "{body}");
 
+    // flotilla status over TLS: the CA and the token, or exit 2 with the reason.
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status", "--admin"];
+        let url = format!("https://{admin}");
+        args.push(&url);
+        args.extend_from_slice(extra);
+        std::process::Command::new(crate::support::flotilla_bin())
+            .args(&args)
+            .output()
+            .expect("flotilla status")
+    };
+    let out = status(&["--admin-ca", &ca, "--admin-token", "s3cret", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = status(&["--admin-ca", &ca]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
+    let out = status(&["--admin-token", "s3cret"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no CA: the certificate is not trusted: {out:?}"
+    );
+
     // Plain HTTP to the TLS port gets no answer.
     let plain = reqwest::get(format!("http://{admin}/healthz")).await;
     assert!(plain.is_err(), "{plain:?}");
