@@ -1,6 +1,8 @@
 //! The command line: argument parsing and the small commands that are not the server.
 
+mod admin_client;
 pub(crate) mod certs;
+pub(crate) mod diff;
 pub(crate) mod gitops;
 mod tls_args;
 
@@ -101,7 +103,7 @@ pub(crate) enum Command {
     Status(gitops::StatusArgs),
     /// What a config change does to each fleet's Envoy resources: NEW --against URL (the
     /// running flotilla), or OLD NEW. Exit 0 no change, 1 changes, 2 error.
-    Diff(gitops::DiffArgs),
+    Diff(diff::DiffArgs),
     /// The last 100 applied configs: revision, time, trigger, author, what changed, and how
     /// each fleet took it.
     History(gitops::HistoryArgs),

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Command::Certs(command) => cli::certs::run(command),
         Command::Schema => cli::schema(),
         Command::Status(args) => return cli::gitops::status(args),
-        Command::Diff(args) => return cli::gitops::diff(args),
+        Command::Diff(args) => return cli::diff::diff(args),
         Command::History(args) => return cli::gitops::history(args),
         Command::Quickstart { envoy } => cli::quickstart(envoy),
     };

@@ -1,45 +1,19 @@
-//! `flotilla status`, `flotilla diff` and `flotilla history`: the commands a pipeline runs.
-//! Exit codes follow `diff(1)` and `kubectl rollout status`: 0 yes/same, 1 no/differs, 2 error.
+//! `flotilla status` and `flotilla history`: what a pipeline asks a running flotilla. Exit
+//! codes follow `kubectl rollout status`: 0 yes, 1 no, 2 error.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 
-use flotilla::config;
-use flotilla::gitops::diff::{self, Served};
 use flotilla::gitops::history::Entry;
 
-/// The most read from one admin API response.
-const MAX_BODY: usize = 64 * 1024 * 1024;
-/// How long one admin API request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+use super::admin_client::{AdminArgs, escape_lines, get_json, or_error, out, runtime};
+
 /// How often `status --wait` asks.
 const POLL: Duration = Duration::from_millis(500);
-
-#[derive(clap::Args, Debug)]
-pub(crate) struct AdminArgs {
-    /// The admin API of the running flotilla.
-    #[arg(long, default_value = "http://127.0.0.1:18080")]
-    admin: String,
-    #[command(flatten)]
-    access: Access,
-}
-
-/// How to reach an admin API that needs a token or speaks TLS.
-#[derive(clap::Args, Debug)]
-pub(crate) struct Access {
-    /// Bearer token for reads beyond loopback (as serve's --admin-token).
-    #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
-    /// CA certificates (PEM, at most 1 MiB) that sign the admin API's certificate, for an
-    /// https:// URL.
-    #[arg(long, value_name = "FILE")]
-    admin_ca: Option<PathBuf>,
-}
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct StatusArgs {
@@ -64,102 +38,11 @@ fn parse_revision(text: &str) -> Result<String, String> {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct DiffArgs {
-    /// NEW, or OLD NEW: config files or directories.
-    #[arg(required = true, num_args = 1..=2)]
-    paths: Vec<PathBuf>,
-    /// Compare NEW with what the flotilla at this admin URL serves.
-    #[arg(long, value_name = "URL")]
-    against: Option<String>,
-    #[command(flatten)]
-    access: Access,
-    /// Only this fleet (`*` when the config declares none).
-    #[arg(long)]
-    fleet: Option<String>,
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(clap::Args, Debug)]
 pub(crate) struct HistoryArgs {
     #[command(flatten)]
     admin: AdminArgs,
     #[arg(long)]
     json: bool,
-}
-
-/// Errors are exit code 2, after their message.
-fn or_error(result: anyhow::Result<ExitCode>) -> ExitCode {
-    result.unwrap_or_else(|e| {
-        let _ = writeln!(std::io::stderr(), "error: {e:#}");
-        ExitCode::from(2)
-    })
-}
-
-fn out(text: &str) -> anyhow::Result<()> {
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .context("write to stdout")
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")
-}
-
-/// GETs `path` from the admin API at `base` as JSON, refusing anything that is not.
-async fn get_json(base: &str, path: &str, access: &Access) -> anyhow::Result<Value> {
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
-    if let Some(ca) = &access.admin_ca {
-        let pem = flotilla::tls::read_pem_file(ca)
-            .map_err(|e| anyhow::anyhow!("--admin-ca {}: {e}", ca.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("--admin-ca {}", ca.display()))?
-        {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    let client = builder.build().context("HTTP client")?;
-    let mut req = client.get(&url);
-    if let Some(t) = &access.admin_token {
-        req = req.bearer_auth(t);
-    }
-    let mut resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the flotilla admin API at {base}"))?;
-    let status = resp.status();
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.with_context(|| format!("GET {url}"))? {
-        if body.len() + chunk.len() > MAX_BODY {
-            bail!("GET {url}: the response is larger than {MAX_BODY} bytes");
-        }
-        body.extend_from_slice(&chunk);
-    }
-    if !status.is_success() {
-        let hint = if status == reqwest::StatusCode::NOT_FOUND {
-            " (is this a flotilla admin API, and a flotilla new enough to serve it?)"
-        } else {
-            ""
-        };
-        let text = String::from_utf8_lossy(&body);
-        let first: String = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect();
-        bail!(
-            "GET {url}: {status}{hint}: {}",
-            config::escape_controls(&first)
-        );
-    }
-    serde_json::from_slice(&body)
-        .with_context(|| format!("GET {url}: not JSON; {base} is not a flotilla admin API"))
 }
 
 /// The status document as the command reads it back.
@@ -206,13 +89,6 @@ async fn get_status(a: &AdminArgs) -> anyhow::Result<(Status, Value)> {
         )
     })?;
     Ok((status, value))
-}
-
-/// Every line with its control characters escaped (names come from YAML and Envoys).
-fn escape_lines(text: &str) -> String {
-    text.lines()
-        .map(|l| config::escape_controls(l) + "\n")
-        .collect()
 }
 
 fn short(revision: &str) -> String {
@@ -393,69 +269,4 @@ fn history_table(entries: &[Entry]) -> String {
         text.push_str("(no config applied yet)\n");
     }
     escape_lines(&text)
-}
-
-pub(crate) fn diff(a: DiffArgs) -> ExitCode {
-    or_error(diff_inner(a))
-}
-
-/// Loads a config path into what each fleet receives; invalid: its errors, then exit 2.
-fn load_served(path: &std::path::Path) -> anyhow::Result<Result<Served, ExitCode>> {
-    match config::load(path) {
-        Ok(l) => Ok(Ok(diff::served(&l.config, None)?)),
-        Err(e) => {
-            let mut stderr = std::io::stderr().lock();
-            for line in e.lines() {
-                let _ = writeln!(stderr, "{line}");
-            }
-            Ok(Err(ExitCode::from(2)))
-        }
-    }
-}
-
-fn diff_inner(a: DiffArgs) -> anyhow::Result<ExitCode> {
-    let (old, new) = match (&a.against, a.paths.as_slice()) {
-        (Some(url), [new]) => {
-            let new = match load_served(new)? {
-                Ok(s) => s,
-                Err(code) => return Ok(code),
-            };
-            let rt = runtime()?;
-            let value = rt.block_on(get_json(url, "/api/v1/resources", &a.access))?;
-            let old = diff::parse_served(value.to_string().as_bytes())
-                .with_context(|| format!("GET {url}/api/v1/resources"))?;
-            (old, new)
-        }
-        (Some(_), _) => bail!("with --against, give one path: the NEW config"),
-        (None, [old, new]) => {
-            let old = match load_served(old)? {
-                Ok(s) => s,
-                Err(code) => return Ok(code),
-            };
-            let new = match load_served(new)? {
-                Ok(s) => s,
-                Err(code) => return Ok(code),
-            };
-            (old, new)
-        }
-        (None, _) => bail!("give OLD NEW, or NEW --against URL"),
-    };
-    let diffs = diff::diff(&old, &new, a.fleet.as_deref());
-    if let Some(f) = &a.fleet
-        && diffs.is_empty()
-    {
-        bail!("fleet {}: in neither config", config::escape_controls(f));
-    }
-    let changed = diffs.iter().any(|d| !d.changes.is_empty());
-    if a.json {
-        let doc = serde_json::json!({ "changed": changed, "fleets": diffs });
-        out(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
-    } else {
-        out(&diff::to_text(&diffs))?;
-    }
-    Ok(if changed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
