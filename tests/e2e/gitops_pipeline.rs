@@ -429,3 +429,46 @@ async fn replicas_report_the_same_revision_and_sync_state() {
         .await;
     }
 }
+
+/// Outside git, `--revision-file` names the config; it is read again on every reload.
+#[tokio::test]
+async fn a_revision_file_names_the_config_outside_git() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).expect("dir");
+    let file = dir.path().join("REVISION");
+    std::fs::write(&file, "release-7\n").expect("write");
+    let listen = free_addr();
+    std::fs::write(conf.join("web.yaml"), config(listen, "127.0.0.1:9", false)).expect("write");
+    let file_arg = file.to_str().expect("utf-8").to_string();
+    let f = Flotilla::start_with(dir, conf, &["--revision-file", &file_arg]).await;
+    f.wait_ready().await;
+    let revision = |v: serde_json::Value| v["config"]["revision"].clone();
+    let r = revision(f.json("/api/v1/state").await);
+    assert_eq!(
+        (r["commit"].as_str(), r["source"].as_str()),
+        (Some("release-7"), Some("file")),
+        "{r}"
+    );
+    std::fs::write(&file, "release-8\n").expect("write");
+    f.signal("HUP");
+    wait::until(
+        "the new revision after SIGHUP",
+        Duration::from_secs(10),
+        || async {
+            (revision(f.json("/api/v1/state").await)["commit"] == "release-8").then_some(())
+        },
+    )
+    .await;
+    let h = f.json("/api/v1/history").await;
+    assert_eq!(h["entries"][0]["trigger"], "SIGHUP", "{h}");
+    assert_eq!(
+        h["entries"][0]["summary"], "no change to what Envoys run",
+        "{h}"
+    );
+    let metrics = f.text("/metrics").await;
+    assert!(
+        metrics.contains("flotilla_config_info{revision=\"release-8\"} 1"),
+        "{metrics}"
+    );
+}
