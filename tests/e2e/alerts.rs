@@ -17,6 +17,7 @@ const REQUIRED: &[&str] = &[
     "FlotillaXdsNack",
     "FlotillaConfigReloadFailing",
     "FlotillaNodesOutOfSync",
+    "FlotillaFleetOutOfSync",
 ];
 
 fn read(path: &str) -> String {
