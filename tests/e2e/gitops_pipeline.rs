@@ -203,6 +203,30 @@ async fn a_git_repository_goes_through_status_diff_and_history() {
         "edge",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // A field-level change: another backend address, as JSON.
+    let moved_dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        moved_dir.path().join("web.yaml"),
+        config(listen, "127.0.0.1:9", false),
+    )
+    .expect("write");
+    let moved = moved_dir.path().to_str().expect("utf-8");
+    let out = run(&["diff", fix_path, moved, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let change = &d["fleets"][0]["changes"][0];
+    assert_eq!(
+        (&change["kind"], &change["section"], &change["name"]),
+        (&"changed".into(), &"endpoints".into(), &"web".into()),
+        "{d:#}"
+    );
+    let field = &change["fields"][0];
+    assert_eq!(
+        field["path"], "endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value",
+        "{d:#}"
+    );
+    assert_eq!(field["new"], 9, "{d:#}");
+    assert_eq!(change["source"]["field"], "clusters.web", "{d:#}");
     let out = run(&["diff", fix_path, fix_path]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let broken = fix_dir.path().join("broken.yaml");
