@@ -274,7 +274,7 @@ mod node_view_tests {
             ads,
             connected_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(id),
             snapshot_version: format!("v{id}"),
-            in_sync: id % 2 == 0,
+            in_sync: id.is_multiple_of(2),
             types: Default::default(),
         }
     }

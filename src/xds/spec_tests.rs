@@ -591,9 +591,10 @@ fn in_sync_means_the_client_acknowledged_exactly_the_snapshot() {
         let mut m = Machine::new(mode, ads);
         let s = setup(&mut m);
         m.serve(&s);
-        while m.core.next().is_some() {
-            panic!("{rule}: the setup left something to send");
-        }
+        assert!(
+            m.core.next().is_none(),
+            "{rule}: the setup left something to send"
+        );
         assert_eq!(m.core.in_sync(), in_sync, "{rule}");
     }
 }
