@@ -140,6 +140,10 @@ async fn run<P: Protocol>(
         client_kind,
         _protocol: std::marker::PhantomData,
     };
+    // The node (an Envoy's lists its extensions: kilobytes) is not kept for the stream's life;
+    // the first request's copy goes as soon as the core has read it.
+    drop(node);
+    drop(peer);
     stream
         .run(first, requests, &mut snapshots, tx, shared.shutdown)
         .instrument(span)
