@@ -190,6 +190,12 @@ pub(crate) struct ServeArgs {
     /// else the git commit of the config path, else $FLOTILLA_REVISION.
     #[arg(long, value_name = "FILE")]
     pub(crate) revision_file: Option<PathBuf>,
+    /// Request bytes the xDS streams of one connection may hold buffered (unfinished messages).
+    #[arg(long, default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(4_194_309..=1 << 40))]
+    pub(crate) xds_max_buffered_bytes_per_connection: u64,
+    /// Request bytes all xDS streams together may hold buffered (unfinished messages).
+    #[arg(long, default_value_t = 1 << 30, value_parser = clap::value_parser!(u64).range(4_194_309..=1 << 40))]
+    pub(crate) xds_max_buffered_bytes: u64,
     #[command(flatten)]
     pub(crate) xds_tls: tls_args::XdsTlsArgs,
     #[command(flatten)]
@@ -478,6 +484,9 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                     max_streams_per_connection: args.xds_max_streams_per_connection,
                     max_node_id_bytes: args.xds_max_node_id_bytes as usize,
                     max_node_bytes: args.xds_max_node_bytes as usize,
+                    max_buffered_bytes_per_connection: args.xds_max_buffered_bytes_per_connection
+                        as usize,
+                    max_buffered_bytes: args.xds_max_buffered_bytes as usize,
                 },
                 xds_tls,
                 admin_tls: args.admin_tls.files(),

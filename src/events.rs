@@ -1,8 +1,10 @@
 //! Recent events, for the dashboard and `/api/v1/events`: reloads, NACKs, health transitions,
 //! drains, weight overrides, registrations, Envoys connecting and leaving.
 //!
-//! A bounded ring (the last [`CAPACITY`] events) in one process-wide log, like the metrics
-//! registry: anything may record, the admin API reads.
+//! A bounded ring (the last [`CAPACITY`] events, at most [`MAX_BYTES`] of text) in one
+//! process-wide log, like the metrics registry: anything may record, the admin API reads.
+//! Each text field is cut to [`MAX_FIELD_BYTES`]: an Envoy's NACK message can be megabytes,
+//! and a thousand of them must not make the log (or one `GET /api/v1/events`) gigabytes.
 
 use std::collections::VecDeque;
 use std::sync::{LazyLock, Mutex};
@@ -12,6 +14,11 @@ use serde::Serialize;
 
 /// Events kept; older ones are dropped.
 pub const CAPACITY: usize = 500;
+/// Longest text kept per field (message, cluster, endpoint, node); longer text is cut at a
+/// character boundary and marked.
+pub const MAX_FIELD_BYTES: usize = 4096;
+/// Text kept over all events; the oldest events are dropped to stay below it.
+pub const MAX_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,6 +85,34 @@ impl NewEvent {
 struct Ring {
     next_id: u64,
     events: VecDeque<Event>,
+    /// Text held by `events` (what [`Event::text_bytes`] counts).
+    bytes: usize,
+}
+
+impl Event {
+    fn text_bytes(&self) -> usize {
+        self.message.len()
+            + [&self.cluster, &self.endpoint, &self.node]
+                .into_iter()
+                .flatten()
+                .map(String::len)
+                .sum::<usize>()
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, saying how much was cut.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let total = text.len();
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("… ({} of {total} bytes shown)", end));
+    text
 }
 
 static LOG: LazyLock<Mutex<Ring>> = LazyLock::new(Mutex::default);
@@ -91,15 +126,19 @@ pub fn record(e: NewEvent) {
         id: ring.next_id,
         at: SystemTime::now(),
         kind: e.kind,
-        message: e.message,
-        cluster: e.cluster,
-        endpoint: e.endpoint,
-        node: e.node,
+        message: truncate(e.message, MAX_FIELD_BYTES),
+        cluster: e.cluster.map(|t| truncate(t, MAX_FIELD_BYTES)),
+        endpoint: e.endpoint.map(|t| truncate(t, MAX_FIELD_BYTES)),
+        node: e.node.map(|t| truncate(t, MAX_FIELD_BYTES)),
     };
-    if ring.events.len() == CAPACITY {
-        ring.events.pop_front();
-    }
+    ring.bytes += event.text_bytes();
     ring.events.push_back(event);
+    while ring.events.len() > CAPACITY || ring.bytes > MAX_BYTES {
+        let Some(old) = ring.events.pop_front() else {
+            break;
+        };
+        ring.bytes -= old.text_bytes();
+    }
 }
 
 /// Events with an id above `since`, oldest first.
@@ -143,5 +182,36 @@ mod tests {
         assert_eq!(after.len(), 3);
         assert!(after.windows(2).all(|w| w[0].id < w[1].id));
         assert!(newest.id > before);
+    }
+
+    /// Issue 27: 1,000 NACKs of 3.9 MB each once made the log gigabytes.
+    #[test]
+    fn huge_messages_are_cut_and_the_log_stays_within_its_bytes() {
+        let huge = "é".repeat(2_000_000);
+        for _ in 0..50 {
+            record(NewEvent::new(Kind::Nack, huge.clone()).node(huge.clone()));
+        }
+        let all = since(0);
+        let bytes: usize = all.iter().map(Event::text_bytes).sum();
+        assert!(bytes <= MAX_BYTES, "{bytes}");
+        let newest = all.last().unwrap();
+        assert!(
+            newest.message.len() <= MAX_FIELD_BYTES + 64,
+            "{}",
+            newest.message.len()
+        );
+        assert!(
+            newest.message.ends_with("of 4000000 bytes shown)"),
+            "{}",
+            &newest.message[4000..]
+        );
+        assert!(newest.node.as_ref().unwrap().len() <= MAX_FIELD_BYTES + 64);
+    }
+
+    #[test]
+    fn truncate_keeps_short_text_and_cuts_at_a_character_boundary() {
+        assert_eq!(truncate("short".into(), 10), "short");
+        let cut = truncate("ééé".into(), 3);
+        assert!(cut.starts_with("é…"), "{cut}");
     }
 }

@@ -53,6 +53,7 @@ pub mod registry;
 pub mod render;
 pub mod runtime;
 pub mod serve;
+pub mod throttle;
 pub mod tls;
 pub mod traffic;
 pub mod translate;

@@ -138,10 +138,21 @@ pub fn state_view(s: &AdminState) -> StateView {
     }
 }
 
-/// One connected Envoy (all its streams: one for ADS, up to four otherwise).
+/// One connected client: an ADS stream, or the per-type streams a non-ADS Envoy opened on
+/// one connection. Two clients that claim the same node id (two Envoys, or an Envoy and its
+/// replacement) are two entries, each with its own version, mode and counts.
 #[derive(Serialize)]
 pub struct NodeView {
     pub node_id: String,
+    /// The entry's id: its first stream's (unique in this flotilla process).
+    pub stream_id: u64,
+    /// Every stream of the entry.
+    pub stream_ids: Vec<u64>,
+    /// The id of the connection the streams came on (unique in this flotilla process).
+    pub connection: u64,
+    /// The client's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
     /// The SPIFFE ID (or DNS name, by an identity DNS pattern) of the client certificate the
     /// node is bound to (xDS over mTLS).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -174,61 +185,86 @@ pub async fn nodes(State(s): State<AdminState>) -> Json<Vec<NodeView>> {
         Some(c) if rejecting => crate::translate::sources(&c),
         _ => Default::default(),
     };
-    // Per node: the snapshot every stream acknowledged (None if one has not), rejections.
-    let mut extra: BTreeMap<String, (Vec<Option<&str>>, Vec<_>)> = BTreeMap::new();
+    // Per stream: the snapshot it acknowledged (None if it has not), and its rejections.
+    let mut per_stream: BTreeMap<u64, (Option<String>, Vec<_>)> = BTreeMap::new();
     for st in &streams {
-        let e = extra.entry(st.node_id.clone()).or_default();
-        e.0.push(st.acked_snapshot.as_deref());
-        if rejecting {
-            e.1.extend(status::rejections(st, &sources));
-        }
+        let rejections = if rejecting {
+            status::rejections(st, &sources)
+        } else {
+            Vec::new()
+        };
+        per_stream.insert(st.stream_id, (st.acked_snapshot.clone(), rejections));
     }
-    let revisions: BTreeMap<String, (Option<String>, Vec<_>)> = extra
-        .into_iter()
-        .map(|(n, (acked, r))| {
-            let all: Option<Vec<&str>> = acked.into_iter().collect();
-            let oldest = all.and_then(|a| a.into_iter().min());
-            (n, (status::revision_of(&s.controller, oldest), r))
-        })
-        .collect();
     let mut views = node_views(streams);
+    // Per client (one view): the oldest snapshot every one of its streams acknowledged.
     for v in &mut views {
-        if let Some((revision, rejections)) = revisions.get(&v.node_id) {
-            v.acked_revision.clone_from(revision);
-            v.rejections.clone_from(rejections);
+        let mut acked: Option<Vec<&str>> = Some(Vec::new());
+        for id in &v.stream_ids {
+            if let Some((a, r)) = per_stream.get(id) {
+                match (a.as_deref(), acked.as_mut()) {
+                    (Some(a), Some(all)) => all.push(a),
+                    _ => acked = None,
+                }
+                v.rejections.extend(r.iter().cloned());
+            }
         }
+        let oldest = acked.and_then(|a| a.into_iter().min());
+        v.acked_revision = status::revision_of(&s.controller, oldest);
     }
     Json(views)
 }
 
-pub fn node_views(streams: Vec<StreamInfo>) -> Vec<NodeView> {
-    let mut by_node: BTreeMap<String, NodeView> = BTreeMap::new();
+/// Groups streams into clients: an ADS stream is one; the per-type streams of one node id on
+/// one connection are one. Ordered by node id, then by when each connected.
+pub fn node_views(mut streams: Vec<StreamInfo>) -> Vec<NodeView> {
+    streams.sort_by_key(|s| s.stream_id);
+    let mut by_client: BTreeMap<(String, u64, u64), NodeView> = BTreeMap::new();
     for s in streams {
-        let view = by_node
-            .entry(s.node_id.clone())
-            .or_insert_with(|| NodeView {
-                node_id: s.node_id.clone(),
-                identity: s.identity.clone(),
-                fleet: s.fleet.clone(),
-                envoy_version: s.envoy_version.clone(),
-                mode: s.mode,
-                ads: s.ads,
-                connected_since: s.connected_at,
-                streams: 0,
-                snapshot_version: s.snapshot_version.clone(),
-                in_sync: true,
-                acked_revision: None,
-                rejections: Vec::new(),
-                types: BTreeMap::new(),
-            });
+        let key = (
+            s.node_id.clone(),
+            s.connection,
+            if s.ads || s.connection == 0 {
+                s.stream_id
+            } else {
+                0
+            },
+        );
+        let view = by_client.entry(key).or_insert_with(|| NodeView {
+            node_id: s.node_id.clone(),
+            stream_id: s.stream_id,
+            stream_ids: Vec::new(),
+            connection: s.connection,
+            peer: s.peer.clone(),
+            identity: s.identity.clone(),
+            fleet: s.fleet.clone(),
+            envoy_version: s.envoy_version.clone(),
+            mode: s.mode,
+            ads: s.ads,
+            connected_since: s.connected_at,
+            streams: 0,
+            snapshot_version: s.snapshot_version.clone(),
+            in_sync: true,
+            acked_revision: None,
+            rejections: Vec::new(),
+            types: BTreeMap::new(),
+        });
         view.streams += 1;
+        view.stream_ids.push(s.stream_id);
         view.in_sync &= s.in_sync;
         view.connected_since = view.connected_since.min(s.connected_at);
         for (t, status) in s.types {
             view.types.insert(ResourceType::short_name(t), status);
         }
     }
-    by_node.into_values().collect()
+    let mut views: Vec<NodeView> = by_client.into_values().collect();
+    views.sort_by(|a, b| {
+        (&a.node_id, a.connected_since, a.stream_id).cmp(&(
+            &b.node_id,
+            b.connected_since,
+            b.stream_id,
+        ))
+    });
+    views
 }
 
 #[derive(serde::Deserialize)]
@@ -262,4 +298,88 @@ pub async fn events(
 /// per request.
 pub async fn traffic(State(s): State<AdminState>) -> Json<crate::traffic::TrafficView> {
     Json(crate::traffic::TrafficView::clone(&s.traffic.latest()))
+}
+
+#[cfg(test)]
+mod node_view_tests {
+    use super::*;
+    use crate::xds::nodes::StreamInfo;
+
+    fn stream(id: u64, node: &str, connection: u64, ads: bool, mode: Mode) -> StreamInfo {
+        StreamInfo {
+            stream_id: id,
+            connection,
+            peer: Some(format!("127.0.0.1:{}", 40000 + connection)),
+            identity: None,
+            node_id: node.into(),
+            fleet: "edge".into(),
+            envoy_version: String::new(),
+            mode,
+            ads,
+            connected_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(id),
+            snapshot_version: format!("v{id}"),
+            in_sync: id.is_multiple_of(2),
+            acked_snapshot: None,
+            types: Default::default(),
+        }
+    }
+
+    /// Issue 21 point 7: two streams sharing a node id merged into one entry, showing one
+    /// stream's version, the other's mode and the ACK counts of both.
+    #[test]
+    fn clients_sharing_a_node_id_are_separate_entries() {
+        let mut a = stream(1, "e1", 1, true, Mode::Sotw);
+        a.types.insert(
+            ResourceType::Cluster,
+            TypeStatus {
+                acks: 3,
+                ..TypeStatus::default()
+            },
+        );
+        let mut b = stream(2, "e1", 2, true, Mode::Delta);
+        b.types.insert(
+            ResourceType::Cluster,
+            TypeStatus {
+                acks: 5,
+                ..TypeStatus::default()
+            },
+        );
+        let views = node_views(vec![b, a]);
+        let got: Vec<_> = views
+            .iter()
+            .map(|v| {
+                (
+                    v.node_id.as_str(),
+                    v.stream_id,
+                    v.connection,
+                    v.mode,
+                    v.snapshot_version.as_str(),
+                    v.types["cds"].acks,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("e1", 1, 1, Mode::Sotw, "v1", 3),
+                ("e1", 2, 2, Mode::Delta, "v2", 5)
+            ]
+        );
+        assert_eq!(views[0].peer.as_deref(), Some("127.0.0.1:40001"));
+    }
+
+    /// The per-type streams of one non-ADS Envoy (one connection) stay one entry.
+    #[test]
+    fn the_per_type_streams_of_one_connection_are_one_entry() {
+        let views = node_views(vec![
+            stream(3, "e2", 7, false, Mode::Sotw),
+            stream(4, "e2", 7, false, Mode::Sotw),
+            stream(5, "e2", 8, false, Mode::Sotw),
+        ]);
+        let got: Vec<_> = views
+            .iter()
+            .map(|v| (v.stream_ids.clone(), v.streams, v.in_sync))
+            .collect();
+        assert_eq!(got, [(vec![3, 4], 2, false), (vec![5], 1, false)]);
+    }
 }

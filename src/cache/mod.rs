@@ -214,6 +214,14 @@ impl SnapshotCache {
         self.lock().applied.get(version).cloned()
     }
 
+    /// Whether the config declares `fleet` (`None`: it declares no fleets, or none is loaded),
+    /// so that per-fleet metrics label only fleets the operator named.
+    pub fn fleet_declared(&self, fleet: &str) -> Option<bool> {
+        let state = self.lock();
+        let config = &state.inputs.as_ref()?.config;
+        (!config.fleets.is_empty()).then(|| config.fleets.contains_key(fleet))
+    }
+
     /// The current snapshot for a fleet (`None`: all resources) as served to `kind` of client,
     /// if any config was loaded.
     pub fn current(
@@ -258,13 +266,19 @@ fn undeclared(inputs: &Inputs, fleet: &str) -> bool {
     !inputs.config.fleets.contains_key(fleet)
 }
 
+/// Warnings about undeclared fleets: any client can make up names as fast as it likes.
+static UNKNOWN_FLEET_LOG: crate::throttle::Throttle = crate::throttle::per_site();
+
 fn unknown_fleet_event(config: &crate::config::Config, fleet: &str) {
     let declared: Vec<&str> = config.fleets.keys().map(String::as_str).collect();
-    tracing::warn!(
-        fleet,
-        ?declared,
-        "an Envoy claims an undeclared fleet: it receives nothing"
-    );
+    if let Some(suppressed) = UNKNOWN_FLEET_LOG.allow() {
+        tracing::warn!(
+            fleet,
+            ?declared,
+            suppressed,
+            "an Envoy claims an undeclared fleet: it receives nothing"
+        );
+    }
     crate::events::record(crate::events::NewEvent::new(
         crate::events::Kind::Node,
         format!(

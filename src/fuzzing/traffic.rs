@@ -31,7 +31,10 @@ pub fn load_report(data: &[u8]) {
     };
     let traffic = TrafficAggregate::new(Default::default());
     let reporter = traffic.reporter("fuzz", "fuzz", false);
-    let _ = traffic.endpoint_reports(reporter, endpoint_reports(&request));
+    let _ = traffic.endpoint_reports(
+        reporter,
+        endpoint_reports(&request, crate::traffic::window::MAX_COUNT),
+    );
     view(&traffic);
 }
 

@@ -73,6 +73,7 @@ impl LoadReportingService for LoadReports {
                 return;
             }
             let reporter = traffic.reporter(&node, &fleet, false);
+            let max = super::window::max_count(peer.as_ref());
             info!(node = %node, "Envoy load reports stream opened");
             let ask = LoadStatsResponse {
                 send_all_clusters: true,
@@ -81,7 +82,8 @@ impl LoadReportingService for LoadReports {
                 ..Default::default()
             };
             if tx.send(Ok(ask)).await.is_ok() {
-                let mut absorbed = traffic.endpoint_reports(reporter, endpoint_reports(&first));
+                let mut absorbed =
+                    traffic.endpoint_reports(reporter, endpoint_reports(&first, max));
                 while absorbed.is_ok() {
                     tokio::select! {
                         () = shutdown.cancelled() => {
@@ -89,7 +91,7 @@ impl LoadReportingService for LoadReports {
                             break;
                         }
                         report = requests.message() => match report {
-                            Ok(Some(report)) => absorbed = traffic.endpoint_reports(reporter, endpoint_reports(&report)),
+                            Ok(Some(report)) => absorbed = traffic.endpoint_reports(reporter, endpoint_reports(&report, max)),
                             _ => break,
                         },
                     }
@@ -105,8 +107,10 @@ impl LoadReportingService for LoadReports {
     }
 }
 
-/// Per-endpoint counts in one report; flotilla's own clusters are left out.
-pub fn endpoint_reports(req: &LoadStatsRequest) -> Vec<EndpointReport> {
+/// Per-endpoint counts in one report, each at most `max` (see
+/// [`super::window::max_count`]); flotilla's own clusters are left out.
+pub fn endpoint_reports(req: &LoadStatsRequest, max: u64) -> Vec<EndpointReport> {
+    let max = max.min(MAX_COUNT);
     let mut out = Vec::new();
     for cluster in &req.cluster_stats {
         if cluster
@@ -132,9 +136,9 @@ pub fn endpoint_reports(req: &LoadStatsRequest) -> Vec<EndpointReport> {
                 out.push(EndpointReport {
                     cluster: cluster.cluster_name.clone(),
                     endpoint,
-                    successful: e.total_successful_requests.min(MAX_COUNT),
-                    errors: e.total_error_requests.min(MAX_COUNT),
-                    in_progress: e.total_requests_in_progress.min(MAX_COUNT),
+                    successful: e.total_successful_requests.min(max),
+                    errors: e.total_error_requests.min(max),
+                    in_progress: e.total_requests_in_progress.min(max),
                 });
             }
         }

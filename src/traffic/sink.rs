@@ -51,8 +51,9 @@ impl MetricsService for MetricsSink {
         self.authorizer
             .check(peer.as_ref(), "stats sink", &fleet, &node)?;
         let reporter = Reporting::new(self.traffic.clone(), &node, &fleet);
+        let max = super::window::max_count(peer.as_ref());
         info!(node = %node, "Envoy stats stream opened");
-        let result = match self.absorb(reporter.id, &first) {
+        let result = match self.absorb(reporter.id, &first, max) {
             Err(status) => Err(status),
             Ok(()) => loop {
                 let message = tokio::select! {
@@ -61,7 +62,7 @@ impl MetricsService for MetricsSink {
                 };
                 match message {
                     Ok(Some(message)) => {
-                        if let Err(status) = self.absorb(reporter.id, &message) {
+                        if let Err(status) = self.absorb(reporter.id, &message, max) {
                             break Err(status);
                         }
                     }
@@ -97,11 +98,18 @@ impl Drop for Reporting {
 }
 
 impl MetricsSink {
-    /// Takes one flush; Err ends the stream (it reports more names than an Envoy would).
-    fn absorb(&self, reporter: u64, message: &StreamMetricsMessage) -> Result<(), Status> {
+    /// Takes one flush, each count at most `max`; Err ends the stream (it reports more names
+    /// than an Envoy would).
+    fn absorb(
+        &self,
+        reporter: u64,
+        message: &StreamMetricsMessage,
+        max: u64,
+    ) -> Result<(), Status> {
         let reports = cluster_reports(&message.envoy_metrics);
         debug!(clusters = reports.len(), "stats flush");
-        for report in reports {
+        for mut report in reports {
+            report.cap(max);
             self.traffic
                 .cluster_report(reporter, report)
                 .map_err(cut_off)?;
@@ -181,6 +189,22 @@ pub fn cluster_reports(families: &[MetricFamily]) -> Vec<ClusterReport> {
     let mut out: Vec<ClusterReport> = by_cluster.into_values().collect();
     out.sort_by(|a, b| a.cluster.cmp(&b.cluster));
     out
+}
+
+impl ClusterReport {
+    /// Bounds every count of the report by `max` (see [`super::window::max_count`]).
+    pub fn cap(&mut self, max: u64) {
+        for n in &mut self.by_class {
+            *n = (*n).min(max);
+        }
+        self.retries = self.retries.min(max);
+        if let Some(l) = &mut self.latency {
+            l.count = l.count.min(max);
+            for c in &mut l.cumulative {
+                *c = (*c).min(max);
+            }
+        }
+    }
 }
 
 fn counter(m: &Metric) -> Option<u64> {
@@ -270,6 +294,23 @@ mod tests {
         assert_eq!(
             (l.bounds.clone(), l.cumulative.clone(), l.count),
             (vec![1.0, 5.0], vec![4, 10], 10)
+        );
+    }
+
+    /// Issue 27: an unauthenticated stats stream reported 2^40 5xx for a real cluster.
+    #[test]
+    fn an_unauthenticated_report_is_capped_at_what_one_envoy_can_send() {
+        let mut bad = metric(&[(CLASS, "5"), (CLUSTER, "web")]);
+        bad.counter = Some(Counter {
+            value: Some(2f64.powi(40)),
+            ..Counter::default()
+        });
+        let mut reports = cluster_reports(&[family("cluster.upstream_rq_xx", vec![bad])]);
+        assert_eq!(reports[0].by_class[4], crate::traffic::window::MAX_COUNT);
+        reports[0].cap(crate::traffic::window::max_count(None));
+        assert_eq!(
+            reports[0].by_class[4],
+            crate::traffic::window::MAX_UNAUTHENTICATED_COUNT
         );
     }
 }

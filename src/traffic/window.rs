@@ -7,6 +7,21 @@ pub const SLOTS: u64 = 60;
 /// flushes, and with this bound no sum over reporters and slots comes near `u64::MAX`.
 pub const MAX_COUNT: u64 = 1 << 40;
 
+/// The most one report may add to a count when the reporter is not authenticated (plaintext
+/// xDS port, or no client certificate): what one Envoy can plausibly send, 1,000,000 requests
+/// a second over a 10-second flush. Without it anyone who can reach the port could report 2^40
+/// errors for a real cluster.
+pub const MAX_UNAUTHENTICATED_COUNT: u64 = 10_000_000;
+
+/// The per-report bound for a reporter on `peer`'s connection.
+pub fn max_count(peer: Option<&crate::xds::tls::XdsPeer>) -> u64 {
+    if peer.is_some_and(|p| p.cert.is_some()) {
+        MAX_COUNT
+    } else {
+        MAX_UNAUTHENTICATED_COUNT
+    }
+}
+
 /// A counter's increments, per second, over the last [`SLOTS`] seconds.
 #[derive(Debug, Clone, Default)]
 pub struct Rate {

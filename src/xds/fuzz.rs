@@ -1,5 +1,5 @@
 //! What the xds fuzz target drives (`crate::fuzzing::xds_stream`): the request reader, the
-//! request decoders and the subscription and planning they feed, without a network.
+//! request decoders and the stream's protocol core they feed, without a network.
 
 use std::collections::VecDeque;
 use std::pin::{Pin, pin};
@@ -12,10 +12,12 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::delta::Delta;
-use super::protocol::{self, Protocol};
+use std::time::Instant;
+
+use super::protocol::Protocol;
 use super::reader::Requests;
 use super::sotw::Sotw;
-use super::subscription::ClientState;
+use super::stream_core::{Core, Kind};
 use crate::cache::{Inputs, ResourceType, Snapshot, SnapshotCache};
 use crate::translate::Transport;
 
@@ -41,23 +43,24 @@ pub fn stream(data: &[u8]) {
     }
 }
 
+/// Drives the stream's protocol core as the stream loop does: each request in, then every
+/// response it lets out (at most one in flight per type, so a bounded number).
 fn serve<P: Protocol>(mut requests: Requests<P::Req>, transport: Transport) {
-    let snapshot = snapshot(transport);
-    let mut client = ClientState::default();
-    let mut nonce = 0u64;
+    let mut core = Core::new(P::MODE, Kind::ADS, snapshot(transport), Instant::now());
     for _ in 0..REQUESTS {
         let Ok(Some(req)) = ready(requests.message()) else {
             return;
         };
-        let req = P::request(req);
-        let Some(t) = ResourceType::from_type_url(&req.type_url) else {
-            continue;
-        };
-        client.get_mut(t).reply(&req.nonce, req.error.clone());
-        protocol::subscribe(t, client.get_mut(t), &req.subscription, &snapshot);
-        if let Some(plan) = protocol::next(P::MODE, t, &snapshot, &mut client, true) {
-            nonce += 1;
-            P::response(&plan, &nonce.to_string(), &snapshot);
+        if core.request(P::request(req)).is_err() {
+            return; // the stream would end here
+        }
+        let mut sent = 0;
+        while core.next().is_some() {
+            sent += 1;
+            assert!(
+                sent <= ResourceType::COUNT,
+                "more than one response per type"
+            );
         }
     }
 }

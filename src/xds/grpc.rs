@@ -22,6 +22,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
+use super::budget::Charge;
 use super::delta::Delta;
 use super::limits::{CarriesNode, Limits};
 use super::reader::Requests;
@@ -133,12 +134,18 @@ fn method<N: Named>(path: &str) -> Option<Method> {
     }
 }
 
-/// The requests of a stream, the first one's node checked against `limits`.
+/// The requests of a stream, the first one's node checked against `limits`, what it buffers
+/// charged against its connection's budget and the server's.
 fn requests<M: Message + Default + CarriesNode + 'static>(
     body: Body,
     limits: Arc<Limits>,
+    shared: &Shared,
+    peer: Option<&XdsPeer>,
 ) -> Requests<M> {
+    let mut budgets = vec![shared.buffered.clone()];
+    budgets.extend(peer.map(|p| p.buffered.clone()));
     Requests::new(body, MAX_REQUEST)
+        .charged(Charge::new(budgets))
         .check_first(move |m: &M| m.node().map_or(Ok(()), |n| limits.check_node(n)))
 }
 
@@ -163,11 +170,12 @@ async fn handle<N: Named>(
     let peer = req.extensions().get::<XdsPeer>().cloned();
     match method::<N>(req.uri().path()) {
         Some(Method::Sotw) => {
-            let requests = requests::<SotwRequest>(req.into_body(), limits);
+            let requests = requests::<SotwRequest>(req.into_body(), limits, &shared, peer.as_ref());
             streaming(stream::spawn::<Sotw>(shared, kind, peer, requests))
         }
         Some(Method::Delta) => {
-            let requests = requests::<DeltaDiscoveryRequest>(req.into_body(), limits);
+            let requests =
+                requests::<DeltaDiscoveryRequest>(req.into_body(), limits, &shared, peer.as_ref());
             streaming(stream::spawn::<Delta>(shared, kind, peer, requests))
         }
         Some(Method::Fetch) => match N::TYPE {
@@ -189,7 +197,7 @@ async fn fetch(
     req: Request<Body>,
 ) -> Response<Body> {
     let peer = req.extensions().get::<XdsPeer>().cloned();
-    let mut requests = requests::<DiscoveryRequest>(req.into_body(), limits);
+    let mut requests = requests::<DiscoveryRequest>(req.into_body(), limits, shared, peer.as_ref());
     let request = match requests.message().await {
         Ok(Some(r)) => r,
         Ok(None) => return status_only(Status::invalid_argument("empty fetch request")),

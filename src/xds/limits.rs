@@ -36,6 +36,11 @@ pub struct Limits {
     pub max_node_id_bytes: usize,
     /// Largest node (id, cluster, metadata, locality, extensions…) accepted, encoded, in bytes.
     pub max_node_bytes: usize,
+    /// Request bytes the xDS streams of one connection may hold buffered (messages not yet
+    /// whole); a stream whose next message does not fit ends with RESOURCE_EXHAUSTED.
+    pub max_buffered_bytes_per_connection: usize,
+    /// The same, over every connection.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +53,8 @@ impl Default for Limits {
             max_streams_per_connection: 128,
             max_node_id_bytes: 1024,
             max_node_bytes: 256 * 1024,
+            max_buffered_bytes_per_connection: 64 << 20,
+            max_buffered_bytes: 1 << 30,
         }
     }
 }

@@ -25,6 +25,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
+
+use super::budget::Budget;
 use tracing::warn;
 
 use super::XdsMetrics;
@@ -71,6 +73,8 @@ pub(crate) fn incoming(
     let timeout = limits.handshake_timeout;
     let max = limits.max_connections;
     let tcp_keepalive = tcp_keepalive(limits);
+    let buffer_limit = limits.max_buffered_bytes_per_connection;
+    let mut connections: u64 = 0;
     tokio::spawn(async move {
         let mut backoff = Duration::ZERO;
         loop {
@@ -107,8 +111,20 @@ pub(crate) fn incoming(
             let _ = socket2::SockRef::from(&io).set_tcp_keepalive(&tcp_keepalive);
             let deadline = Instant::now() + timeout;
             let tcp = io.connect_info();
+            connections += 1;
+            let connection = connections;
+            let buffered = Budget::new(
+                buffer_limit,
+                "serve --xds-max-buffered-bytes-per-connection",
+                None,
+            );
             let Some(tls) = tls.clone() else {
-                let peer = XdsPeer { tcp, cert: None };
+                let peer = XdsPeer {
+                    tcp,
+                    cert: None,
+                    connection,
+                    buffered,
+                };
                 let conn = Connection::new(Io::Plain(io), permit, deadline, peer);
                 if tx.send(Ok(conn)).await.is_err() {
                     break;
@@ -138,7 +154,12 @@ pub(crate) fn incoming(
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .map(|leaf| Arc::new(PeerCert::from_der(leaf, &tls.identity)));
-                let peer = XdsPeer { tcp, cert };
+                let peer = XdsPeer {
+                    tcp,
+                    cert,
+                    connection,
+                    buffered,
+                };
                 let conn = Connection::new(Io::Tls(Box::new(stream)), permit, deadline, peer);
                 let _ = tx.send(Ok(conn)).await;
             });

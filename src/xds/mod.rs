@@ -10,6 +10,7 @@
 
 #[doc(hidden)]
 pub mod bench;
+pub mod budget;
 mod delta;
 #[doc(hidden)]
 pub mod fuzz;
@@ -26,6 +27,7 @@ mod reader;
 mod request;
 mod sotw;
 mod stream;
+mod stream_core;
 mod subscription;
 pub mod tls;
 mod wire;
@@ -43,7 +45,7 @@ use envoy_types::pb::envoy::service::metrics::v3::metrics_service_server::Metric
 use crate::cache::SnapshotCache;
 use crate::traffic::{LoadReports, MetricsSink, TrafficAggregate};
 pub use limits::{KEEPALIVE_RANGE, Limits, parse_keepalive};
-pub use metrics::{MAX_FLEETS, XdsMetrics, node_gauges};
+pub use metrics::{MAX_FLEET_LABELS, MAX_FLEETS, OTHER_FLEETS, XdsMetrics, node_gauges};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
 pub use tls::Authorizer;
@@ -80,12 +82,18 @@ pub async fn serve(
             metrics: metrics.clone(),
         }
     });
+    let buffered = budget::Budget::new(
+        limits.max_buffered_bytes,
+        "serve --xds-max-buffered-bytes",
+        Some(metrics.request_buffer_bytes()),
+    );
     let shared = stream::Shared {
         cache,
         nodes,
         shutdown: shutdown.clone(),
         metrics,
         authorizer: authorizer.clone(),
+        buffered,
     };
     let incoming = listener::incoming(listener, &limits, handshake, shutdown.clone());
     let max_streams = limits.max_streams_per_connection;

@@ -68,6 +68,13 @@ pub struct TypeStatus {
 /// One xDS stream (an ADS stream, or one of the per-type streams of a non-ADS Envoy).
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamInfo {
+    /// This stream's id, unique in this process (set by [`NodeRegistry::register`]).
+    pub stream_id: u64,
+    /// The id of the connection the stream came on, unique in this process (0: unknown).
+    pub connection: u64,
+    /// The client's address, as the connection's peer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
     /// The SPIFFE ID or DNS name the node is bound to (the client certificate's), None
     /// without mTLS.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,8 +115,9 @@ impl NodeRegistry {
     /// Registers a stream; it leaves the registry when the returned guard drops. A stream
     /// bound to an identity is refused (Err: the identity holding the node) while its node
     /// id has open streams bound to another: a node cannot be taken over, only reconnected.
-    pub fn register(self: &Arc<Self>, info: StreamInfo) -> Result<StreamEntry, String> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    pub fn register(self: &Arc<Self>, mut info: StreamInfo) -> Result<StreamEntry, String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        info.stream_id = id;
         let mut streams = self.lock();
         if let Some(claim) = &info.identity {
             let holder = streams
@@ -155,6 +163,43 @@ impl StreamEntry {
     pub fn update_type(&self, t: ResourceType, f: impl FnOnce(&mut TypeStatus)) {
         self.update(|info| f(info.types.entry(t).or_default()));
     }
+
+    /// A response of type `t` went out carrying `version` on the wire.
+    pub(crate) fn sent(&self, t: ResourceType, version: &str) {
+        self.update_type(t, |s| {
+            s.responses += 1;
+            s.sent_version = Some(version.to_string());
+            s.awaiting_ack_since = Some(SystemTime::now());
+        });
+    }
+
+    /// The client acknowledged the response of type `t` that carried `version`. (The one
+    /// place an ACK is recorded per stream.)
+    pub(crate) fn acked(&self, t: ResourceType, version: String) {
+        self.update_type(t, |s| {
+            s.acks += 1;
+            s.acked_version = Some(version);
+            s.awaiting_ack_since = None;
+        });
+    }
+
+    /// The client rejected the response of type `t` that carried `version`, saying
+    /// `message` (already cut to its limit). (The one place a NACK is recorded per stream.)
+    /// A NACK of the response that carried `resources` (the names attribution maps to YAML).
+    pub(crate) fn nacked<'a>(
+        &self,
+        t: ResourceType,
+        version: String,
+        message: String,
+        resources: impl IntoIterator<Item = &'a str>,
+    ) {
+        let nack = Nack::new(version, message, resources);
+        self.update_type(t, |s| {
+            s.nacks += 1;
+            s.awaiting_ack_since = None;
+            s.last_nack = Some(nack);
+        });
+    }
 }
 
 impl Drop for StreamEntry {
@@ -169,6 +214,9 @@ mod tests {
 
     fn info(node: &str, identity: Option<&str>) -> StreamInfo {
         StreamInfo {
+            stream_id: 0,
+            connection: 0,
+            peer: None,
             identity: identity.map(str::to_string),
             node_id: node.into(),
             fleet: "edge".into(),

@@ -15,6 +15,8 @@ use prost::Message;
 use tonic::Status;
 use tonic::body::Body;
 
+use super::budget::Charge;
+
 /// A drained buffer above this capacity is released rather than kept for the next message.
 const KEEP: usize = 4 * 1024;
 /// gRPC's message prefix: compressed flag and length.
@@ -27,6 +29,8 @@ type FirstCheck<M> = Box<dyn FnOnce(&M) -> Result<(), Status> + Send>;
 pub(crate) struct Requests<M> {
     body: Body,
     buf: BytesMut,
+    /// What `buf` holds, charged against the connection's and the server's budgets.
+    charge: Charge,
     max: usize,
     ended: bool,
     check_first: Option<FirstCheck<M>>,
@@ -39,11 +43,19 @@ impl<M: Message + Default> Requests<M> {
         Requests {
             body,
             buf: BytesMut::new(),
+            charge: Charge::default(),
             max,
             ended: false,
             check_first: None,
             _message: PhantomData,
         }
+    }
+
+    /// Charges what the stream buffers against `charge`'s budgets (`budget`): a message
+    /// that does not fit ends the stream.
+    pub(crate) fn charged(mut self, charge: Charge) -> Requests<M> {
+        self.charge = charge;
+        self
     }
 
     /// Ends the stream with `check`'s error if the first message fails it.
@@ -80,7 +92,9 @@ impl<M: Message + Default> Requests<M> {
                 Some(Ok(frame)) => {
                     // Trailers from a client carry nothing flotilla uses.
                     if let Ok(data) = frame.into_data() {
+                        self.charge.reserve(self.buf.len() + data.len())?;
                         self.buf.put(data);
+                        self.charge.holds(self.buf.capacity());
                     }
                 }
             }
@@ -106,7 +120,11 @@ impl<M: Message + Default> Requests<M> {
             )));
         }
         if self.buf.len() < PREFIX + len {
+            // The prefix announces the size: room for it is made (and charged) at once, so a
+            // client that starts large messages and never finishes them meets the budget.
+            self.charge.reserve(PREFIX + len)?;
             self.buf.reserve(PREFIX + len - self.buf.len());
+            self.charge.holds(self.buf.capacity());
             return Ok(None);
         }
         self.buf.advance(PREFIX);
@@ -116,6 +134,7 @@ impl<M: Message + Default> Requests<M> {
         if self.buf.is_empty() && self.buf.capacity() > KEEP {
             self.buf = BytesMut::new();
         }
+        self.charge.holds(self.buf.capacity());
         Ok(Some(message))
     }
 }
@@ -195,5 +214,49 @@ mod tests {
         let garbage = vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
         let mut r = Requests::<DiscoveryRequest>::new(body_of(vec![garbage]), 1 << 20);
         assert_eq!(r.message().await.unwrap_err().code(), tonic::Code::Internal);
+    }
+
+    /// Issue 27: unfinished 4 MB messages on 128 streams of one connection held 540 MB. A
+    /// stream's reader charges what it buffers; one that does not fit ends, and what a stream
+    /// held is given back when it ends.
+    #[tokio::test]
+    async fn unfinished_messages_are_bounded_per_connection_and_given_back() {
+        use super::super::budget::Budget;
+        let connection = Budget::new(10 << 20, "per connection", None);
+        let server = Budget::new(100 << 20, "in total", None);
+        // A prefix announcing 4 MiB, then a little of it.
+        let mut unfinished = vec![0];
+        unfinished.extend_from_slice(&(4u32 << 20).to_be_bytes());
+        unfinished.extend_from_slice(&[0; 1000]);
+        let mut streams = Vec::new();
+        let mut senders = Vec::new();
+        let mut refused = 0;
+        for _ in 0..4 {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Status>>(4);
+            tx.send(Ok(http_body::Frame::data(Bytes::from(unfinished.clone()))))
+                .await
+                .unwrap();
+            senders.push(tx); // the client keeps the stream open
+            let body = Body::new(StreamBody::new(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            ));
+            let mut r = Requests::<DiscoveryRequest>::new(body, 5 << 20)
+                .charged(Charge::new(vec![connection.clone(), server.clone()]));
+            let poll =
+                tokio::time::timeout(std::time::Duration::from_millis(50), r.message()).await;
+            match poll {
+                Err(_) => streams.push(r), // waiting for the rest, holding its room
+                Ok(Err(status)) => {
+                    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                    refused += 1;
+                }
+                Ok(Ok(m)) => panic!("nothing whole was sent: {m:?}"),
+            }
+        }
+        assert_eq!((streams.len(), refused), (2, 2));
+        assert!(connection.used() <= 10 << 20, "{}", connection.used());
+        assert_eq!(connection.used(), server.used());
+        drop(streams);
+        assert_eq!((connection.used(), server.used()), (0, 0));
     }
 }

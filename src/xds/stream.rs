@@ -13,11 +13,12 @@ use tonic::Status;
 use super::reader::Requests;
 use tracing::{Instrument, debug, info, warn};
 
-use super::metrics::{StreamLabels, XdsMetrics};
-use super::nodes::{Nack, NodeRegistry, StreamEntry, StreamInfo};
-use super::ordering;
-use super::protocol::{self, Mode, Plan, Protocol, Request};
-use super::subscription::{ClientState, InFlight, Reply};
+use super::metrics::XdsMetrics;
+use super::nodes::{NodeRegistry, StreamEntry, StreamInfo};
+use super::protocol::{Mode, Protocol, Request};
+pub(crate) use super::stream_core::Kind;
+use super::stream_core::{Core, Response};
+use super::subscription::{InFlight, Reply};
 use super::tls::XdsPeer;
 use super::wire::Frames;
 use super::withheld;
@@ -33,29 +34,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: XdsMetrics,
     /// Binds what a stream claims to its connection's client certificate.
     pub(crate) authorizer: crate::xds::Authorizer,
-}
-
-/// Which service a stream arrived on.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Kind {
-    /// Aggregated: every type on one stream, ordered.
-    pub(crate) ads: bool,
-    /// The one type a per-type service serves.
-    pub(crate) only: Option<ResourceType>,
-}
-
-impl Kind {
-    pub(crate) const ADS: Kind = Kind {
-        ads: true,
-        only: None,
-    };
-
-    pub(crate) fn single(t: ResourceType) -> Kind {
-        Kind {
-            ads: false,
-            only: Some(t),
-        }
-    }
+    /// Request bytes every stream together may hold buffered.
+    pub(crate) buffered: Arc<super::budget::Budget>,
 }
 
 /// Room for responses between the loop and the transport: enough to keep the connection busy,
@@ -109,6 +89,12 @@ async fn run<P: Protocol>(
     let entry = shared
         .nodes
         .register(StreamInfo {
+            stream_id: 0,
+            connection: peer.as_ref().map_or(0, |p| p.connection),
+            peer: peer
+                .as_ref()
+                .and_then(XdsPeer::remote_addr)
+                .map(|a| a.to_string()),
             identity,
             node_id: node.id.clone(),
             fleet: node.cluster.clone(),
@@ -138,11 +124,10 @@ async fn run<P: Protocol>(
         .filter(|t| kind.only.is_none_or(|only| only == *t))
         .collect();
     let _gauge = shared.metrics.stream_opened(
-        StreamLabels {
-            r#type: kind.only.map_or("ads", ResourceType::short_name),
-            mode: P::MODE.name(),
-            fleet: node.cluster.clone(),
-        },
+        kind.only.map_or("ads", ResourceType::short_name),
+        P::MODE.name(),
+        &node.cluster,
+        shared.cache.fleet_declared(&node.cluster),
         &served,
     );
     let stream = StreamLoop::<P> {
@@ -150,18 +135,16 @@ async fn run<P: Protocol>(
         kind,
         entry,
         metrics: shared.metrics.clone(),
-        opened: std::time::Instant::now(),
-        client: ClientState::default(),
-        snapshot,
-        settled: Default::default(),
-        dirty: true,
+        core: Core::new(P::MODE, kind, snapshot, std::time::Instant::now()),
         in_sync: false,
         is_envoy: client_kind == ClientKind::Envoy,
         client_kind,
-        told_withheld: Default::default(),
-        nonce: 0,
         _protocol: std::marker::PhantomData,
     };
+    // The node (an Envoy's lists its extensions: kilobytes) is not kept for the stream's life;
+    // the first request's copy goes as soon as the core has read it.
+    drop(node);
+    drop(peer);
     stream
         .run(first, requests, &mut snapshots, tx, shared.shutdown)
         .instrument(span)
@@ -181,27 +164,26 @@ fn envoy_version(node: &envoy_types::pb::envoy::config::core::v3::Node) -> Strin
     }
 }
 
+/// The driver of one stream: I/O around its [`Core`], and the records others read
+/// (metrics, the node registry, events, logs).
 struct StreamLoop<P: Protocol> {
     node_id: String,
     kind: Kind,
     entry: StreamEntry,
     metrics: XdsMetrics,
-    opened: std::time::Instant,
-    client: ClientState,
-    snapshot: Arc<Snapshot>,
-    /// Per type: the inputs with which planning last found nothing to send.
-    settled: [Option<Settled>; ResourceType::COUNT],
-    /// Something may need sending.
-    dirty: bool,
+    core: Core,
+    /// What the node registry was last told.
     in_sync: bool,
     /// The node says it is an Envoy (`user_agent_name`): logs and events name the client.
     is_envoy: bool,
     client_kind: ClientKind,
-    /// Listeners of the other kind this client asked for and was told about (once each).
-    told_withheld: std::collections::BTreeSet<String>,
-    nonce: u64,
     _protocol: std::marker::PhantomData<P>,
 }
+
+/// NACK log lines: Envoys can send them as fast as they like.
+static NACK_LOG: crate::throttle::Throttle = crate::throttle::per_site();
+/// Refused-request log lines, likewise.
+static REFUSED_LOG: crate::throttle::Throttle = crate::throttle::per_site();
 
 impl<P: Protocol> StreamLoop<P> {
     async fn run(
@@ -273,59 +255,32 @@ impl<P: Protocol> StreamLoop<P> {
                     if changed.is_err() {
                         return Err(Status::unavailable("flotilla is shutting down"));
                     }
-                    self.snapshot = snapshots.borrow_and_update().clone();
-                    self.entry.update(|i| i.snapshot_version.clone_from(&self.snapshot.version));
-                    self.dirty = true;
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    self.entry.update(|i| i.snapshot_version.clone_from(&snapshot.version));
+                    self.core.snapshot_changed(snapshot);
                 }
-                permit = tx.reserve(), if self.dirty => {
+                permit = tx.reserve(), if self.core.dirty() => {
                     let Ok(permit) = permit else {
                         return Ok(());
                     };
-                    match self.next_plan() {
-                        Some(plan) => {
-                            let response = self.send(plan);
-                            permit.send(Ok(response));
-                        }
-                        None => {
-                            self.dirty = false;
-                            self.update_sync();
-                        }
+                    if let Some(response) = self.core.next() {
+                        permit.send(Ok(self.sent(response)));
                     }
+                    self.publish_sync();
                 }
             }
         }
     }
 
-    fn serves(&self, t: ResourceType) -> bool {
-        self.kind.only.is_none_or(|only| only == t)
-    }
-
-    fn resource_type(&self, type_url: &str) -> Result<ResourceType, Status> {
-        if type_url.is_empty() {
-            return match self.kind.only {
-                Some(t) => Ok(t),
-                None => Err(Status::invalid_argument(
-                    "type_url is required on an ADS stream",
-                )),
-            };
-        }
-        match ResourceType::from_type_url(type_url) {
-            Some(t) if self.serves(t) => Ok(t),
-            Some(t) => Err(Status::invalid_argument(format!(
-                "type_url {type_url} ({t}) is not served by this service; use ADS or the {t} service"
-            ))),
-            None => Err(Status::invalid_argument(format!(
-                "unknown type_url {type_url:?}: flotilla serves {}",
-                ResourceType::ALL.map(ResourceType::type_url).join(", ")
-            ))),
-        }
-    }
-
     fn handle(&mut self, req: Request) -> Result<(), Status> {
-        let t = match self.resource_type(&req.type_url) {
-            Ok(t) => t,
+        let type_url = req.type_url.clone();
+        let handled = match self.core.request(req) {
+            Ok(handled) => handled,
             Err(status) => {
-                warn!(type_url = %req.type_url, error = %status.message(), "request refused; stream closed");
+                if let Some(suppressed) = REFUSED_LOG.allow() {
+                    warn!(type_url = %crate::events::truncate(type_url, 256), error = %status.message(),
+                        suppressed, "request refused; stream closed");
+                }
                 crate::events::record(
                     crate::events::NewEvent::new(
                         crate::events::Kind::Node,
@@ -340,34 +295,18 @@ impl<P: Protocol> StreamLoop<P> {
                 return Err(status);
             }
         };
-        let state = self.client.get_mut(t);
-        match state.reply(&req.nonce, req.error.clone()) {
+        let t = handled.t;
+        match handled.reply {
             Reply::Ack(flight) => {
                 debug!(r#type = %t, version = %flight.sent_version, nonce = %flight.nonce,
                     elapsed_ms = flight.at.elapsed().as_millis() as u64, "ACK");
                 self.metrics.ack(t, P::MODE.name(), flight.since.elapsed());
-                self.entry.update_type(t, |s| {
-                    s.acks += 1;
-                    s.acked_version = Some(flight.sent_version);
-                    s.awaiting_ack_since = None;
-                });
+                self.entry.acked(t, flight.sent_version);
             }
             Reply::Nack(flight, message) => self.nacked(t, flight, message),
             Reply::None => {}
         }
-        protocol::subscribe(t, self.client.get_mut(t), &req.subscription, &self.snapshot);
-        if t == ResourceType::Listener && !self.snapshot.withheld_listeners.is_empty() {
-            self.asked_for_withheld(&req.subscription);
-        }
-        self.dirty = true;
-        Ok(())
-    }
-
-    /// Logs and records an event for each listener of the other kind of client this request
-    /// names for the first time; the protocol answers it as not existing.
-    fn asked_for_withheld(&mut self, sub: &protocol::Subscription) {
-        let withheld = self.snapshot.withheld_listeners.clone();
-        for listener in withheld::newly_asked(sub, &withheld, &mut self.told_withheld) {
+        for listener in handled.withheld {
             let message = withheld::message(self.client_kind, &self.node_id, &listener);
             warn!(listener = %listener, "{message}");
             crate::events::record(
@@ -375,8 +314,12 @@ impl<P: Protocol> StreamLoop<P> {
                     .node(self.node_id.clone()),
             );
         }
+        self.publish_sync();
+        Ok(())
     }
 
+    /// A NACK (its message already cut to [`super::stream_core::MAX_NACK_MESSAGE_BYTES`]): counted,
+    /// recorded for the admin API and as an event, logged within a rate.
     fn nacked(&mut self, t: ResourceType, flight: InFlight, message: String) {
         self.metrics.nack(t, P::MODE.name());
         let who = if self.is_envoy { "Envoy" } else { "client" };
@@ -390,172 +333,34 @@ impl<P: Protocol> StreamLoop<P> {
             )
             .node(self.node_id.clone()),
         );
-        if self.is_envoy {
+        if let Some(suppressed) = NACK_LOG.allow() {
             warn!(r#type = %t, version = %flight.sent_version, nonce = %flight.nonce,
-                error = %message, "Envoy rejected config (NACK); not re-sent until the config changes");
-        } else {
-            warn!(r#type = %t, version = %flight.sent_version, nonce = %flight.nonce,
-                error = %message, "client rejected config (NACK); not re-sent until the config changes");
+                error = %message, suppressed,
+                "{who} rejected config (NACK); not re-sent until the config changes");
         }
-        self.entry.update_type(t, |s| {
-            s.nacks += 1;
-            s.awaiting_ack_since = None;
-            s.last_nack = Some(Nack::new(
-                flight.sent_version,
-                message,
-                flight.sent.iter().map(|r| r.name.as_str()),
-            ));
-        });
+        self.entry.nacked(
+            t,
+            flight.sent_version,
+            message,
+            flight.sent.iter().map(|r| r.name.as_str()),
+        );
     }
 
-    fn next_plan(&mut self) -> Option<Plan> {
-        if self.snapshot.version.is_empty() {
-            return None;
-        }
-        for t in ResourceType::ALL {
-            // Nothing can be sent for a type that was never requested or has a response in
-            // flight (`protocol::next` says so too): skip building its view, which costs as
-            // much as the type has resources.
-            let state = self.client.get(t);
-            if !self.serves(t) || !state.requested || state.in_flight.is_some() {
-                continue;
-            }
-            // Planning is a function of the snapshot and the client state it reads: when
-            // neither changed since it last found nothing to send, it still finds nothing.
-            let inputs = Settled::of(&self.snapshot, &self.client, t, self.kind.ads);
-            if self.settled[t.index()].as_ref() == Some(&inputs) {
-                continue;
-            }
-            match protocol::next(P::MODE, t, &self.snapshot, &mut self.client, self.kind.ads) {
-                Some(plan) => return Some(plan),
-                None => self.settled[t.index()] = Some(inputs),
-            }
-        }
-        None
+    /// Records a response the core planned; returns its frames.
+    fn sent(&mut self, response: Response) -> Frames {
+        debug!(r#type = %response.t, version = %response.sent_version, nonce = %response.nonce,
+            resources = response.resources, removed = response.removed, "sending");
+        self.metrics.response_sent(response.t, P::MODE.name());
+        self.entry.sent(response.t, &response.sent_version);
+        response.frames
     }
 
-    fn send(&mut self, plan: Plan) -> Frames {
-        // Envoy re-creates a cluster whose definition changed and warms it again, holding the
-        // ACK of this response until the new cluster has its endpoints. On ADS, where flotilla
-        // sees both types, it sends them again right behind the update: waiting for the ACK
-        // first would wait forever.
-        if plan.t == ResourceType::Cluster && self.kind.ads {
-            let clusters = &self.client.get(ResourceType::Cluster).known;
-            let updated: Vec<String> = plan
-                .resources
-                .iter()
-                .filter(|r| {
-                    clusters
-                        .get(&r.name)
-                        .is_some_and(|k| k.version != r.version)
-                })
-                .map(|r| r.name.clone())
-                .collect();
-            let endpoints = self.client.get_mut(ResourceType::Endpoint);
-            for name in updated {
-                endpoints.known.remove(&name);
-            }
-        }
-        self.nonce += 1;
-        let nonce = self.nonce.to_string();
-        let response = P::response(&plan, &nonce, &self.snapshot);
-        debug!(r#type = %plan.t, version = %plan.version_info, nonce = %nonce,
-            resources = plan.resources.len(), removed = plan.removed.len(), "sending");
-        self.metrics.response_sent(plan.t, P::MODE.name());
-        let sent_version = P::wire_version(&plan, &self.snapshot).to_string();
-        self.entry.update_type(plan.t, |s| {
-            s.responses += 1;
-            s.sent_version = Some(sent_version.clone());
-            s.awaiting_ack_since = Some(std::time::SystemTime::now());
-        });
-        let since = self
-            .snapshot
-            .created
-            .map_or(self.opened, |c| c.max(self.opened));
-        let t = plan.t;
-        self.client
-            .get_mut(t)
-            .record_sent(plan, nonce, sent_version, since);
-        if self.in_sync {
-            self.in_sync = false;
-            self.entry.update(|i| i.in_sync = false);
-        }
-        response
-    }
-
-    /// In sync: nothing in flight, and the client holds exactly what the snapshot has for
-    /// what it subscribed to. An Envoy that refused the config (NACK), or whose listeners wait
-    /// for clusters to warm, is not.
-    fn update_sync(&mut self) {
-        let mut in_sync = true;
-        let served: Vec<ResourceType> = ResourceType::ALL
-            .into_iter()
-            .filter(|t| self.serves(*t))
-            .collect();
-        for t in served {
-            let set = self.snapshot.set(t).clone();
-            let wanted = &set.resources;
-            let state = self.client.get_mut_untracked(t);
-            // Rejections of resources the config no longer has are history.
-            if !state.rejected.is_empty() {
-                state.rejected.retain(|name, _| wanted.contains_key(name));
-            }
-            if !state.rejected_removals.is_empty() {
-                state
-                    .rejected_removals
-                    .retain(|name| !wanted.contains_key(name));
-            }
-            if !state.requested {
-                continue;
-            }
-            // Out of sync while a response is in flight; the walk below is for the rare
-            // client that holds the set's contents in another shape.
-            if state.known.is(&set) || state.in_flight.is_some() {
-                in_sync &= state.in_flight.is_none();
-                continue;
-            }
-            let holds_all = wanted
-                .iter()
-                .filter(|(name, _)| state.subscribed(name))
-                .all(|(name, r)| {
-                    state
-                        .known
-                        .get(name)
-                        .is_some_and(|k| k.version == r.version)
-                });
-            let holds_extra =
-                t.is_wildcard() && state.known.iter().any(|(n, _)| !wanted.contains_key(n));
-            in_sync &= state.in_flight.is_none() && holds_all && !holds_extra;
-        }
+    /// Tells the node registry when the core's judgement of "in sync" changed.
+    fn publish_sync(&mut self) {
+        let in_sync = self.core.in_sync();
         if in_sync != self.in_sync {
             self.in_sync = in_sync;
             self.entry.update(|i| i.in_sync = in_sync);
         }
-    }
-}
-
-/// What planning one type read when it last found nothing to send.
-struct Settled {
-    /// Kept alive, so that a pointer comparison cannot mistake a new snapshot for it.
-    snapshot: Arc<Snapshot>,
-    generations: [u64; ResourceType::COUNT],
-}
-
-impl Settled {
-    fn of(snapshot: &Arc<Snapshot>, client: &ClientState, t: ResourceType, ads: bool) -> Settled {
-        let mut generations = [0; ResourceType::COUNT];
-        for input in ordering::inputs(t, ads) {
-            generations[input.index()] = client.generation(*input);
-        }
-        Settled {
-            snapshot: snapshot.clone(),
-            generations,
-        }
-    }
-}
-
-impl PartialEq for Settled {
-    fn eq(&self, other: &Settled) -> bool {
-        Arc::ptr_eq(&self.snapshot, &other.snapshot) && self.generations == other.generations
     }
 }

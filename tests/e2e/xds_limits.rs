@@ -287,3 +287,100 @@ fleets:
         Some(&3)
     );
 }
+
+/// flotilla's gauge of request bytes the xDS streams hold buffered.
+async fn buffered(f: &Flotilla) -> u64 {
+    let text = f.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("flotilla_xds_request_buffer_bytes ")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|v| v as u64)
+        .expect("flotilla_xds_request_buffer_bytes is exported")
+}
+
+/// Issue 27: unfinished ~4 MB gRPC messages on 128 streams of one connection cost +540 MB,
+/// not returned when the connection closed. One connection opens 8 ADS streams, each
+/// announcing a 4,000,000-byte request and sending 64 KiB of it: with an 8 MiB budget per
+/// connection two fit and the others end with RESOURCE_EXHAUSTED; once the connection
+/// closes, nothing is held.
+#[tokio::test]
+async fn unfinished_requests_are_bounded_per_connection_and_freed_when_it_closes() {
+    use http_body_util::StreamBody;
+    use hyper::body::{Bytes, Frame};
+
+    let backend = Backend::start("a").await;
+    let listen = free_addr();
+    let limit: u64 = 8 << 20;
+    let f = flotilla(
+        &configs::web(listen, &backend.address()),
+        &[
+            "--xds-max-buffered-bytes-per-connection",
+            &limit.to_string(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(buffered(&f).await, 0);
+
+    let tcp = TcpStream::connect(f.xds).await.expect("connect");
+    let (mut h2, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut announced = vec![0u8];
+    announced.extend_from_slice(&4_000_000u32.to_be_bytes());
+    announced.extend_from_slice(&vec![0u8; 64 * 1024]);
+    let mut senders = Vec::new();
+    let mut responses = Vec::new();
+    for _ in 0..8 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(2);
+        tx.send(Ok(Frame::data(Bytes::from(announced.clone()))))
+            .await
+            .expect("queue");
+        senders.push(tx); // never finished
+        let req = hyper::Request::post(
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+        )
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(StreamBody::new(ReceiverStream::new(rx)))
+        .expect("request");
+        h2.ready().await.expect("ready");
+        responses.push(h2.send_request(req));
+    }
+    let held = wait::until(
+        "the streams hold their messages",
+        Duration::from_secs(10),
+        || async {
+            let b = buffered(&f).await;
+            (b >= 8_000_000).then_some(b)
+        },
+    )
+    .await;
+    assert!(
+        held <= limit + (1 << 20),
+        "{held} bytes held, over the limit"
+    );
+    wait::holds_for("the budget holds", Duration::from_millis(500), || async {
+        buffered(&f).await <= limit + (1 << 20)
+    })
+    .await;
+
+    drop(senders);
+    drop(responses);
+    drop(h2);
+    connection.abort();
+    wait::until(
+        "the closed connection's bytes are given back",
+        Duration::from_secs(10),
+        || async { (buffered(&f).await == 0).then_some(()) },
+    )
+    .await;
+}

@@ -814,7 +814,8 @@
       list = el('ul', { class: 'nodes' });
       box.replaceChildren(list);
     }
-    keyed(list, model.nodes, (n) => n.node_id, createNode, updateNode);
+    // One entry per client: two Envoys claiming one node id are two entries.
+    keyed(list, model.nodes, (n) => n.node_id + '#' + (n.stream_id ?? ''), createNode, updateNode);
   }
 
   function createNode(n) {
@@ -844,6 +845,9 @@
       nacks + (nacks === 1 ? ' NACK' : ' NACKs'),
     ];
     if (n.acked_revision) meta.push('acked revision ' + n.acked_revision.slice(0, 12));
+    if (n.peer && model.nodes.filter((x) => x.node_id === n.node_id).length > 1) {
+      meta.push('from ' + n.peer + ' (node id shared by several clients)');
+    }
     setText($('.node-meta', li), meta.join(' · '));
     const versions = Object.entries(n.types || {})
       .map(([type, t]) => type.toUpperCase() + ' acked ' + shortVersion(t.acked_version) + ', sent ' + shortVersion(t.sent_version))

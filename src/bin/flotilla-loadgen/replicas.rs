@@ -114,12 +114,14 @@ pub(crate) async fn run(args: ReplicasArgs) -> Result<bool> {
         bail!("--drains {} > --clusters {}", args.drains, args.clusters);
     }
     let url = flotilla::etcd::StoreUrl::parse(&args.store)?;
-    let scenario = Scenario::new(Shape {
+    let shape = Shape {
         clusters: args.clusters,
         endpoints: args.endpoints,
         fleets: args.fleets,
         listener_port: 20000,
-    });
+    };
+    Scenario::check(&shape).map_err(anyhow::Error::msg)?;
+    let scenario = Scenario::new(shape);
     let yaml = scenario.yaml();
     let fleet_names: Vec<String> = (0..args.fleets).map(scenario::fleet_name).collect();
     let mut overlays = vec![Overlay::default()];

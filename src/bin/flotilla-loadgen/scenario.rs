@@ -3,10 +3,20 @@
 //! The benchmark writes its own YAML so that it is reproducible from the command line alone:
 //! `clusters` clusters of `endpoints` endpoints each, and one listener per fleet whose routes
 //! use every cluster, so every fleet receives every cluster and a one-endpoint change reaches
-//! every stream. Endpoint addresses are on loopback (127.x.y.z) and no cluster has an active
-//! health check, so flotilla never sends a probe anywhere.
+//! every stream. The routes are spread over virtual hosts of at most [`ROUTES_PER_HOST`]
+//! routes each (flotilla's limit per host), so any number of clusters makes a valid config.
+//! Endpoint addresses are on loopback (127.x.y.z) and no cluster has an active health check,
+//! so flotilla never sends a probe anywhere.
 
 use std::fmt::Write as _;
+
+/// Routes per virtual host: flotilla's limit ([`flotilla::config::MAX_ROUTES`]).
+pub(crate) const ROUTES_PER_HOST: usize = flotilla::config::MAX_ROUTES;
+/// Clusters at most: one listener's hosts ([`flotilla::config::MAX_HOSTS`]) times the routes
+/// of each, and distinct loopback addresses (127.1.0.0 to 127.255.255.x).
+pub(crate) const MAX_CLUSTERS: usize = 254 * 256;
+/// Endpoints per cluster at most (the last octet of their loopback address).
+pub(crate) const MAX_ENDPOINTS: usize = 254;
 
 /// One kind of config change the benchmark measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -92,6 +102,23 @@ impl Scenario {
         }
     }
 
+    /// The clusters a config of this shape can hold, added ones included.
+    pub(crate) fn check(shape: &Shape) -> Result<(), String> {
+        if shape.clusters == 0 || shape.clusters > MAX_CLUSTERS {
+            return Err(format!(
+                "--clusters {}: 1 to {MAX_CLUSTERS}",
+                shape.clusters
+            ));
+        }
+        if shape.endpoints == 0 || shape.endpoints > MAX_ENDPOINTS {
+            return Err(format!(
+                "--endpoints {}: 1 to {MAX_ENDPOINTS}",
+                shape.endpoints
+            ));
+        }
+        Ok(())
+    }
+
     /// The YAML for the current state.
     pub(crate) fn yaml(&self) -> String {
         let g = self.generation;
@@ -117,14 +144,29 @@ impl Scenario {
         for f in 0..self.shape.fleets {
             let _ = writeln!(
                 y,
-                "  l{f}:\n    address: 127.0.0.1:{}\n    routes:",
+                "  l{f}:\n    address: 127.0.0.1:{}\n    hosts:",
                 usize::from(self.shape.listener_port) + f
             );
             for i in 0..self.weights.len() {
+                if i % ROUTES_PER_HOST == 0 {
+                    let h = i / ROUTES_PER_HOST;
+                    // The first host also takes every other name, as a site's default would.
+                    let domains = if h == 0 {
+                        "[\"*\"]".to_string()
+                    } else {
+                        format!("[h{h}.bench]")
+                    };
+                    let _ = writeln!(
+                        y,
+                        "      h{h}:\n        domains: {domains}\n        routes:"
+                    );
+                }
+                // A trailing slash: no cluster's prefix is a prefix of another's (c1000/ and
+                // c10000/), so no route shadows another.
                 let name = self.cluster_name(i);
                 let _ = writeln!(
                     y,
-                    "      - {{ match: {{ prefix: /{name} }}, to: {name}, timeout: {}s }}",
+                    "          - {{ match: {{ prefix: /{name}/ }}, to: {name}, timeout: {}s }}",
                     15 + g
                 );
             }
@@ -158,4 +200,60 @@ pub(crate) fn parse_changes(text: &str) -> Result<Vec<ChangeKind>, String> {
         out.extend(std::iter::repeat_n(kind, count));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(scenario: &Scenario) {
+        if let Err(e) = flotilla::config::parse_str("bench.yaml", &scenario.yaml()) {
+            panic!("the generated config is invalid: {e}");
+        }
+    }
+
+    /// Issue 26: the "one new cluster" phase of scripts/bench-xds broke when routes per host
+    /// were limited, and nothing noticed. Every change kind, at shapes across the limit.
+    #[test]
+    fn every_change_kind_keeps_the_config_valid_at_any_cluster_count() {
+        for clusters in [
+            1,
+            ROUTES_PER_HOST - 1,
+            ROUTES_PER_HOST,
+            2 * ROUTES_PER_HOST + 1,
+        ] {
+            let shape = Shape {
+                clusters,
+                endpoints: 2,
+                fleets: 2,
+                listener_port: 20000,
+            };
+            Scenario::check(&shape).expect("a valid shape");
+            let mut s = Scenario::new(shape);
+            valid(&s);
+            for kind in [
+                ChangeKind::Endpoint,
+                ChangeKind::Cluster,
+                ChangeKind::Cluster,
+                ChangeKind::Rewrite,
+            ] {
+                s.apply(kind);
+                valid(&s);
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_beyond_what_a_config_can_hold_are_refused() {
+        let shape = |clusters, endpoints| Shape {
+            clusters,
+            endpoints,
+            fleets: 1,
+            listener_port: 20000,
+        };
+        assert!(Scenario::check(&shape(0, 1)).is_err());
+        assert!(Scenario::check(&shape(MAX_CLUSTERS + 1, 1)).is_err());
+        assert!(Scenario::check(&shape(10, MAX_ENDPOINTS + 1)).is_err());
+        assert!(Scenario::check(&shape(MAX_CLUSTERS, MAX_ENDPOINTS)).is_ok());
+    }
 }

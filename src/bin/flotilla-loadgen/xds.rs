@@ -49,13 +49,15 @@ pub(crate) struct XdsArgs {
 /// Runs the benchmark; returns whether every stream reached every target.
 pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
     let kinds = scenario::parse_changes(&args.changes).map_err(anyhow::Error::msg)?;
-    let mut scenario = Scenario::new(Shape {
+    let shape = Shape {
         clusters: args.clusters,
         endpoints: args.endpoints,
         fleets: args.fleets,
         // No Envoy binds these: the streams are simulated.
         listener_port: 20000,
-    });
+    };
+    Scenario::check(&shape).map_err(anyhow::Error::msg)?;
+    let mut scenario = Scenario::new(shape);
     let mut yamls = vec![scenario.yaml()];
     for kind in &kinds {
         scenario.apply(*kind);

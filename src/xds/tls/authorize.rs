@@ -23,6 +23,10 @@ pub struct XdsPeer {
     pub tcp: TcpConnectInfo,
     /// The verified client certificate (mTLS), None on plaintext or server-only TLS.
     pub cert: Option<Arc<PeerCert>>,
+    /// The connection's id, unique in this process: streams sharing it come from one client.
+    pub connection: u64,
+    /// Request bytes the connection's streams hold buffered (partial messages).
+    pub buffered: Arc<crate::xds::budget::Budget>,
 }
 
 impl XdsPeer {
