@@ -70,6 +70,8 @@ pub(crate) enum Command {
         /// YAML files or directories of them (each PATH is one configuration).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        files: ConfigFilesArgs,
     },
     /// Print the Envoy resources a fleet receives, as Envoy's /config_dump shows them.
     Render {
@@ -82,6 +84,8 @@ pub(crate) enum Command {
         /// How the receiving Envoy reaches flotilla: resources point their EDS/RDS at it.
         #[arg(long, value_enum, default_value_t = XdsTransport::Ads)]
         transport: XdsTransport,
+        #[command(flatten)]
+        files: ConfigFilesArgs,
     },
     /// Print an Envoy bootstrap (YAML) that connects an Envoy to flotilla; with --grpc, the
     /// JSON bootstrap a proxyless gRPC client reads from GRPC_XDS_BOOTSTRAP.
@@ -103,6 +107,32 @@ pub(crate) enum Command {
         #[arg(long, env = "ENVOY_BIN", default_value = "tools/envoy-1.40.0/envoy")]
         envoy: PathBuf,
     },
+}
+
+/// Where the files a config names may be (`serve`, `validate`, `render`).
+#[derive(clap::Args, Debug, Default)]
+pub(crate) struct ConfigFilesArgs {
+    /// A directory (absolute) whose certificate and key files the config may name, besides
+    /// the config's own directory (repeatable). Paths are checked after symlinks.
+    #[arg(long = "secrets-dir", value_name = "DIR")]
+    pub(crate) secrets_dirs: Vec<PathBuf>,
+    /// A directory (absolute) Envoy may write access logs under (repeatable; default
+    /// /var/log/envoy/). /dev/stdout and /dev/stderr are always accepted.
+    #[arg(long = "access-log-dir", value_name = "DIR")]
+    pub(crate) access_log_dirs: Vec<PathBuf>,
+}
+
+impl ConfigFilesArgs {
+    /// The load policy these flags describe, checked.
+    pub(crate) fn policy(&self) -> anyhow::Result<config::LoadPolicy> {
+        let policy = config::LoadPolicy {
+            secrets_dirs: self.secrets_dirs.clone(),
+            access_log_dirs: self.access_log_dirs.clone(),
+            ..config::LoadPolicy::default()
+        };
+        policy.check().map_err(anyhow::Error::msg)?;
+        Ok(policy)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -177,6 +207,13 @@ pub(crate) struct ServeArgs {
     pub(crate) xds_tls: tls_args::XdsTlsArgs,
     #[command(flatten)]
     pub(crate) admin_tls: tls_args::AdminTlsArgs,
+    #[command(flatten)]
+    pub(crate) files: ConfigFilesArgs,
+    /// Serve private keys (TLS listeners, upstream client certificates) over a plaintext xDS
+    /// port beyond loopback. Without it such a config is refused: plaintext xDS hands every
+    /// key to whoever reaches the port.
+    #[arg(long)]
+    pub(crate) allow_plaintext_secrets: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -259,10 +296,11 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     config::duration::parse(text)
 }
 
-pub(crate) fn validate(paths: &[PathBuf]) -> ExitCode {
+pub(crate) fn validate(paths: &[PathBuf], files: &ConfigFilesArgs) -> anyhow::Result<ExitCode> {
+    let policy = files.policy()?;
     let mut ok = true;
     for path in paths {
-        match config::load(path) {
+        match config::load_with(path, &policy) {
             Ok(loaded) => {
                 let c = &loaded.config;
                 let shown = config::escape_controls(&path.display().to_string());
@@ -292,11 +330,11 @@ pub(crate) fn validate(paths: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    if ok {
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
+    })
 }
 
 pub(crate) fn render(
@@ -304,8 +342,9 @@ pub(crate) fn render(
     fleet: Option<&str>,
     format: Format,
     transport: XdsTransport,
+    files: &ConfigFilesArgs,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = match config::load(path) {
+    let loaded = match config::load_with(path, &files.policy()?) {
         Ok(l) => l,
         Err(e) => {
             let mut stderr = std::io::stderr().lock();
@@ -427,6 +466,16 @@ pub(crate) fn schema() -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut load_policy = args.files.policy()?;
+    // flotilla's own keys: never servable to Envoys, wherever they are.
+    load_policy.own_keys = [
+        args.xds_tls.xds_tls_key.clone(),
+        args.admin_tls.admin_tls_key.clone(),
+        args.store_key.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let xds_tls = std::mem::take(&mut args.xds_tls)
         .options()
         .map_err(anyhow::Error::msg)?;
@@ -465,6 +514,8 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                 xds_tls,
                 admin_tls: args.admin_tls.files(),
                 admin_public_read: args.admin_tls.admin_public_read,
+                load_policy,
+                allow_plaintext_secrets: args.allow_plaintext_secrets,
             },
             shutdown,
         )

@@ -61,6 +61,10 @@ pub enum ReloadResult {
     Unchanged,
     /// The config was rejected; the last good one is still served.
     Invalid,
+    /// The files could not be read (an I/O error: out of file descriptors, a link dangling
+    /// mid-swap): the last good config is still served and the reload is retried with
+    /// back-off until it reads (`serve`'s reload loop), since no file event may come again.
+    Unreadable,
 }
 
 impl ReloadResult {
@@ -69,6 +73,7 @@ impl ReloadResult {
             ReloadResult::Applied => "applied",
             ReloadResult::Unchanged => "unchanged",
             ReloadResult::Invalid => "invalid",
+            ReloadResult::Unreadable => "unreadable",
         }
     }
 }
@@ -147,6 +152,15 @@ impl Controller {
     /// Applies the outcome of loading the config files: a valid config that differs from the
     /// one served replaces it; an equal one changes nothing; errors change nothing either.
     pub fn reload(&self, trigger: &'static str, loaded: Result<Config, Vec<String>>) -> Reload {
+        self.reload_with(trigger, loaded.map_err(|e| (ReloadResult::Invalid, e)))
+    }
+
+    /// [`Controller::reload`] for files that could not be read at all (`Unreadable`).
+    pub fn reload_with(
+        &self,
+        trigger: &'static str,
+        loaded: Result<Config, (ReloadResult, Vec<String>)>,
+    ) -> Reload {
         let (result, errors) = match loaded {
             Ok(config) => {
                 if self.config().is_some_and(|c| *c == config) {
@@ -156,7 +170,7 @@ impl Controller {
                     (ReloadResult::Applied, Vec::new())
                 }
             }
-            Err(errors) => (ReloadResult::Invalid, errors),
+            Err(failed) => failed,
         };
         let record = Reload {
             at: SystemTime::now(),
@@ -187,14 +201,18 @@ impl Controller {
                 debug!(trigger, %version, "config unchanged; nothing to push");
                 return;
             }
-            ReloadResult::Invalid => {
+            ReloadResult::Invalid | ReloadResult::Unreadable => {
                 for line in &record.errors {
                     error!(trigger, "{line}");
                 }
+                let what = match record.result {
+                    ReloadResult::Unreadable => "unreadable (retrying)",
+                    _ => "rejected",
+                };
                 error!(trigger, live_version = %version,
-                    "config rejected; still serving the last good config");
+                    "config {what}; still serving the last good config");
                 format!(
-                    "config rejected ({trigger}): {} error(s), first: {}; still serving {version}",
+                    "config {what} ({trigger}): {} error(s), first: {}; still serving {version}",
                     record.errors.len(),
                     record.errors.first().map(String::as_str).unwrap_or("?")
                 )
@@ -265,6 +283,7 @@ pub struct ControlMetrics {
     config_reloads: Family<ResultLabel, Counter>,
     config_version: Family<VersionLabel, Gauge>,
     last_reload_ok: Gauge,
+    reload_retrying: Gauge,
     endpoints: Family<EndpointLabels, Gauge>,
     certificates: crate::tls::CertificateMetrics,
 }
@@ -277,7 +296,7 @@ impl ControlMetrics {
         };
         registry.register(
             "config_reloads",
-            "Attempts to load the configuration, by result (applied, unchanged, invalid)",
+            "Attempts to load the configuration, by result (applied, unchanged, invalid, unreadable)",
             m.config_reloads.clone(),
         );
         registry.register(
@@ -291,6 +310,11 @@ impl ControlMetrics {
             m.last_reload_ok.clone(),
         );
         registry.register(
+            "config_reload_retrying",
+            "1 while the config files cannot be read (an I/O error such as EMFILE) and the reload is retried with back-off; the last good config is served",
+            m.reload_retrying.clone(),
+        );
+        registry.register(
             "endpoints",
             "Endpoints by cluster and state (healthy, unhealthy, unknown, draining)",
             m.endpoints.clone(),
@@ -299,8 +323,10 @@ impl ControlMetrics {
     }
 
     fn config_reloads(&self, result: ReloadResult) {
-        self.last_reload_ok
-            .set(i64::from(result != ReloadResult::Invalid));
+        let failed = matches!(result, ReloadResult::Invalid | ReloadResult::Unreadable);
+        self.last_reload_ok.set(i64::from(!failed));
+        self.reload_retrying
+            .set(i64::from(result == ReloadResult::Unreadable));
         self.config_reloads
             .get_or_create(&ResultLabel {
                 result: result.as_str(),

@@ -110,6 +110,8 @@ pub async fn run(
         xds_tls: None,
         admin_tls: None,
         admin_public_read: false,
+        load_policy: crate::config::LoadPolicy::default(),
+        allow_plaintext_secrets: false,
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
-use crate::control::{ControlMetrics, Controller, Reload};
+use crate::control::{ControlMetrics, Controller, Reload, ReloadResult};
 use crate::tls;
 use crate::xds::{self, NodeRegistry};
 
@@ -47,6 +47,33 @@ pub struct ServeOptions {
     pub admin_tls: Option<tls::TlsFiles>,
     /// Reads of the admin API need no token even beyond loopback.
     pub admin_public_read: bool,
+    /// What the config may name on this host: `--secrets-dir`, `--access-log-dir`, and
+    /// flotilla's own key files (never servable). A helper adding a key flag (the mesh CA's)
+    /// adds its path to `own_keys`.
+    pub load_policy: config::LoadPolicy,
+    /// Serve private keys over a plaintext xDS port beyond loopback anyway.
+    pub allow_plaintext_secrets: bool,
+}
+
+impl ServeOptions {
+    /// The load policy in force: the options', and no private keys at all over a plaintext
+    /// xDS port beyond loopback (any process that reaches the port could read them) unless
+    /// `--allow-plaintext-secrets`.
+    pub fn effective_policy(&self) -> config::LoadPolicy {
+        let mut policy = self.load_policy.clone();
+        if self.xds_tls.is_none()
+            && !self.xds_listen.ip().is_loopback()
+            && !self.allow_plaintext_secrets
+        {
+            policy.no_private_keys = Some(format!(
+                "private keys are not served over plaintext xDS on {} (beyond loopback, anyone \
+                 who reaches the port reads them): use --xds-tls-cert/--xds-tls-key, or \
+                 --allow-plaintext-secrets",
+                self.xds_listen
+            ));
+        }
+        policy
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +146,8 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shared_health,
         shutdown.clone(),
     );
-    reload_off_runtime(&controller, &opts.config, "startup", None).await;
+    let policy = Arc::new(opts.effective_policy());
+    let startup = reload_off_runtime(&controller, &opts.config, &policy, "startup", None).await;
     let runtime = match (&opts.store, link) {
         (Some(url), Some(link)) => {
             info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
@@ -169,11 +197,13 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     tokio::spawn(reload_loop(
         controller.clone(),
         opts.config.clone(),
+        policy,
         Watchers {
             config: watcher.map(Arc::new),
             files,
         },
         [changes, file_changes],
+        startup,
         shutdown.clone(),
     ));
 
@@ -323,8 +353,10 @@ async fn follow_store(
 async fn reload_loop(
     controller: Arc<Controller>,
     path: PathBuf,
+    policy: Arc<config::LoadPolicy>,
     watchers: Watchers,
     [mut changes, mut file_changes]: [Option<mpsc::Receiver<()>>; 2],
+    startup: Option<ReloadResult>,
     shutdown: CancellationToken,
 ) {
     let mut hangup = match signal(SignalKind::hangup()) {
@@ -334,9 +366,14 @@ async fn reload_loop(
             None
         }
     };
+    // Set while the last reload could not read the files: no file event may come again (the
+    // files did not change, descriptors ran out), so the reload is retried on a timer.
+    let mut retry = (startup == Some(ReloadResult::Unreadable))
+        .then(|| (0u32, tokio::time::Instant::now() + retry_delay(0)));
     loop {
         let trigger = tokio::select! {
             () = shutdown.cancelled() => return,
+            () = sleep_until(retry.map(|(_, at)| at)) => "retry",
             Some(()) = async { changes.as_mut()?.recv().await } => "watch",
             Some(()) = async { file_changes.as_mut()?.recv().await } => "certificate files",
             Some(()) = async { hangup.as_mut()?.recv().await } => "SIGHUP",
@@ -346,7 +383,16 @@ async fn reload_loop(
             }
         };
         let rearm = watchers.config.clone().filter(|_| trigger == "SIGHUP");
-        reload_off_runtime(&controller, &path, trigger, rearm).await;
+        let result = reload_off_runtime(&controller, &path, &policy, trigger, rearm).await;
+        retry = match result {
+            Some(ReloadResult::Unreadable) => {
+                let attempt = retry.map_or(0, |(n, _)| n.saturating_add(1));
+                let delay = retry_delay(attempt);
+                warn!(attempt, retry_in_ms = delay.as_millis() as u64, "the config files could not be read; retrying");
+                Some((attempt, tokio::time::Instant::now() + delay))
+            }
+            _ => None,
+        };
         if let Some(files) = &watchers.files {
             follow_files(&controller, files);
         }
@@ -371,38 +417,77 @@ fn follow_files(controller: &Controller, files: &config::watch_files::FilesWatch
 async fn reload_off_runtime(
     controller: &Arc<Controller>,
     path: &std::path::Path,
+    policy: &Arc<config::LoadPolicy>,
     trigger: &'static str,
     rearm: Option<Arc<config::watch::ConfigWatcher>>,
-) {
-    let (controller, path) = (controller.clone(), path.to_path_buf());
+) -> Option<ReloadResult> {
+    let (controller, path, policy) = (controller.clone(), path.to_path_buf(), policy.clone());
     let done = tokio::task::spawn_blocking(move || {
         if let Some(watcher) = rearm {
             watcher.rearm();
         }
-        reload(&controller, &path, trigger);
+        reload(&controller, &path, &policy, trigger).result
     })
     .await;
-    if let Err(e) = done {
-        error!(trigger, error = %e, "config reload failed; still serving the last good config");
+    match done {
+        Ok(result) => Some(result),
+        Err(e) => {
+            error!(trigger, error = %e, "config reload failed; still serving the last good config");
+            None
+        }
     }
 }
 
 /// Loads the config at `path` and serves it if it is valid, differs from what is served, and
 /// does not empty a fleet by probable accident (see [`config::empty`]).
-pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
-    let loaded = config::load(path)
+pub fn reload(
+    controller: &Controller,
+    path: &std::path::Path,
+    policy: &config::LoadPolicy,
+    trigger: &'static str,
+) -> Reload {
+    let loaded = config::load_with(path, policy)
         .map(|l| l.config)
-        .map_err(|e| e.lines())
+        .map_err(|e| {
+            let result = match e {
+                config::LoadError::Io { .. } => ReloadResult::Unreadable,
+                _ => ReloadResult::Invalid,
+            };
+            (result, e.lines())
+        })
         .and_then(|config| match controller.config() {
             Some(served) => match config::empty::refusal(&served, &config) {
-                Some(why) => Err(vec![format!(
-                    "{}: {why}",
-                    config::escape_controls(&path.display().to_string())
-                )]),
+                Some(why) => Err((
+                    ReloadResult::Invalid,
+                    vec![format!(
+                        "{}: {why}",
+                        config::escape_controls(&path.display().to_string())
+                    )],
+                )),
                 None => Ok(config),
             },
             None => Ok(config),
         });
     // The controller reports the outcome (log, event, metric).
-    controller.reload(trigger, loaded)
+    controller.reload_with(trigger, loaded)
+}
+
+/// Back-off between retries of a reload that could not read the files: from the first retry
+/// to the longest wait between two.
+pub const RELOAD_RETRY_FIRST: Duration = Duration::from_millis(500);
+pub const RELOAD_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The wait before retry number `attempt` (0-based): doubling from the first, capped.
+fn retry_delay(attempt: u32) -> Duration {
+    RELOAD_RETRY_FIRST
+        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(RELOAD_RETRY_MAX)
 }

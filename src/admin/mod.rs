@@ -101,17 +101,32 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
+/// Ready once a config is served and the xDS port is open. A reload that cannot read the
+/// files (EMFILE) leaves it ready (the last good config is served) but says so on a second
+/// line, `reload: unreadable, retrying: <error>`, for whoever looks.
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
     if state.controller.config().is_none() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "no valid configuration loaded yet\n",
+            "no valid configuration loaded yet\n".to_string(),
         );
     }
     if !state.xds_listening.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "xDS port not open yet\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "xDS port not open yet\n".to_string(),
+        );
     }
-    (StatusCode::OK, "ready\n")
+    match state.controller.last_reload() {
+        Some(r) if r.result == crate::control::ReloadResult::Unreadable => (
+            StatusCode::OK,
+            format!(
+                "ready\nreload: unreadable, retrying: {}\n",
+                r.errors.first().map(String::as_str).unwrap_or("?")
+            ),
+        ),
+        _ => (StatusCode::OK, "ready\n".to_string()),
+    }
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoResponse {

@@ -40,7 +40,7 @@ pub const MAX_TTL: Duration = Duration::from_secs(3600);
 pub enum RuntimeError {
     #[error("no configuration is loaded yet")]
     NoConfig,
-    #[error("unknown cluster `{0}`")]
+    #[error("unknown cluster `{}`", crate::util::clip(.0))]
     UnknownCluster(String),
     #[error("{address} is not an endpoint of cluster `{cluster}`")]
     UnknownEndpoint {

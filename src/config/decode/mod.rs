@@ -122,8 +122,11 @@ struct Sections<'n> {
 }
 
 /// Decodes the parsed files of one configuration. `None` roots are empty files.
-pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagnostics> {
-    let mut sink = Sink::default();
+pub(crate) fn decode(
+    files: &[(Location, Option<Node>)],
+    policy: std::sync::Arc<crate::config::policy::LoadPolicy>,
+) -> Result<Config, Diagnostics> {
+    let mut sink = Sink::with_policy(policy);
     let mut sections = Sections::default();
     for (file_loc, root) in files {
         match root {
