@@ -249,6 +249,10 @@ pub(crate) struct RegisterArgs {
     registry_cert: Option<PathBuf>,
     #[arg(long, value_name = "FILE", requires = "registry_cert")]
     registry_key: Option<PathBuf>,
+    /// flotilla's admin token: a plaintext xDS port beyond loopback takes registrations only
+    /// with it.
+    #[arg(long, env = "FLOTILLA_REGISTRY_TOKEN", hide_env_values = true)]
+    registry_token: Option<String>,
     /// The instance to run.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -280,6 +284,7 @@ pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
             ca,
             cert_and_key: a.registry_cert.zip(a.registry_key),
         }),
+        token: a.registry_token,
     }))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

@@ -276,6 +276,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     ));
     xds_listening.store(true, Ordering::Release);
     let runtime_for_leave = runtime.clone();
+    let nodes_for_registry = nodes.clone();
     let xds_result = xds::serve(
         xds_listener,
         cache,
@@ -289,6 +290,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
             traffic: traffic.clone(),
             shutdown: shutdown.clone(),
             authorizer,
+            nodes: nodes_for_registry,
+            token: crate::registry::StreamToken::for_port(
+                opts.xds_listen,
+                opts.xds_tls.is_some(),
+                opts.admin_token.clone(),
+            ),
         },
         shutdown.clone(),
     )

@@ -271,6 +271,7 @@ mod tests {
             snapshot_version: String::new(),
             in_sync,
             types: Default::default(),
+            envoy_admin: Vec::new(),
         }
     }
 

@@ -57,6 +57,10 @@ pub struct StreamInfo {
     /// Nothing left to send and nothing unacknowledged.
     pub in_sync: bool,
     pub types: BTreeMap<ResourceType, TypeStatus>,
+    /// The addresses of the Envoy's admin interface, as its node metadata announces it
+    /// (bootstraps flotilla writes do): never accepted as registrations.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub envoy_admin: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Default)]
@@ -95,6 +99,14 @@ impl NodeRegistry {
             registry: self.clone(),
             id,
         })
+    }
+
+    /// The admin interfaces of every connected Envoy that announced one.
+    pub fn envoy_admins(&self) -> std::collections::HashSet<std::net::SocketAddr> {
+        self.lock()
+            .values()
+            .flat_map(|s| s.envoy_admin.iter().copied())
+            .collect()
     }
 
     /// Every open stream, ordered by node id.
@@ -145,6 +157,7 @@ mod tests {
             snapshot_version: String::new(),
             in_sync: false,
             types: Default::default(),
+            envoy_admin: Vec::new(),
         }
     }
 

@@ -119,6 +119,7 @@ async fn run<P: Protocol>(
             snapshot_version: snapshot.version.clone(),
             in_sync: false,
             types: Default::default(),
+            envoy_admin: announced_admin(&node, peer.as_ref()),
         })
         .map_err(|holder| {
             shared
@@ -556,5 +557,26 @@ impl Settled {
 impl PartialEq for Settled {
     fn eq(&self, other: &Settled) -> bool {
         Arc::ptr_eq(&self.snapshot, &other.snapshot) && self.generations == other.generations
+    }
+}
+
+/// The admin interface a node's metadata announces (`flotilla.admin_address`, written by
+/// `flotilla bootstrap`), as the addresses registrations may never take.
+fn announced_admin(node: &envoy_types::pb::envoy::config::core::v3::Node, peer: Option<&XdsPeer>) -> Vec<std::net::SocketAddr> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let announced = node
+        .metadata
+        .as_ref()
+        .and_then(|m| m.fields.get(crate::runtime::admission::ADMIN_ADDRESS_METADATA))
+        .and_then(|v| match &v.kind {
+            Some(Kind::StringValue(s)) => Some(s.as_str()),
+            _ => None,
+        });
+    match announced {
+        Some(a) => crate::runtime::admission::admin_addresses(
+            a,
+            peer.and_then(XdsPeer::remote_addr).map(|p| p.ip()),
+        ),
+        None => Vec::new(),
     }
 }

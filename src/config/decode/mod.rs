@@ -354,7 +354,7 @@ fn unique<'a, 'n>(sink: &mut Sink, section: &str, items: &'a [Named<'n>]) -> Vec
 }
 
 /// Names become Envoy resource names and stat prefixes, so they keep to a safe alphabet.
-fn check_name(name: &str) -> Result<(), String> {
+pub(super) fn check_name(name: &str) -> Result<(), String> {
     let valid = name.len() <= 128
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
