@@ -64,6 +64,7 @@ pub fn open<'c>(
 /// (`ip:port`) by an Envoy connected from `peer`. An unspecified IP listens on every address
 /// of the Envoy's host: its loopback addresses and the address it connects from.
 pub fn admin_addresses(announced: &str, peer: Option<IpAddr>) -> Vec<SocketAddr> {
+    // Port 0 (Envoy picks one) announces nothing flotilla can match.
     let Ok(addr) = crate::config::parse_socket_address(announced) else {
         return Vec::new();
     };
