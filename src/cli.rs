@@ -207,6 +207,15 @@ pub(crate) struct ServeArgs {
     pub(crate) xds_tls: tls_args::XdsTlsArgs,
     #[command(flatten)]
     pub(crate) admin_tls: tls_args::AdminTlsArgs,
+    /// Longest a client of the admin port may take to send a request's head.
+    #[arg(long, default_value = "10s", value_parser = parse_admin_timeout)]
+    pub(crate) admin_header_timeout: std::time::Duration,
+    /// An admin connection with no byte read or written this long is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_admin_timeout)]
+    pub(crate) admin_idle_timeout: std::time::Duration,
+    /// Open admin connections at most; the last 16 serve only /healthz and /readyz.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(32..=1_000_000))]
+    pub(crate) admin_max_connections: u32,
     #[command(flatten)]
     pub(crate) files: ConfigFilesArgs,
     /// Serve private keys (TLS listeners, upstream client certificates) over a plaintext xDS
@@ -299,6 +308,16 @@ fn parse_store(text: &str) -> Result<flotilla::etcd::StoreUrl, String> {
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     config::duration::parse(text)
+}
+
+/// An admin port timeout: 100ms..=1h.
+fn parse_admin_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d = config::duration::parse(text)?;
+    let range = std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+    if !range.contains(&d) {
+        return Err(format!("{text} is out of range (100ms..=1h)"));
+    }
+    Ok(d)
 }
 
 pub(crate) fn validate(paths: &[PathBuf], files: &ConfigFilesArgs) -> anyhow::Result<ExitCode> {
@@ -519,6 +538,11 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                 xds_tls,
                 admin_tls: args.admin_tls.files(),
                 admin_public_read: args.admin_tls.admin_public_read,
+                admin_limits: flotilla::admin::AdminLimits {
+                    header_timeout: args.admin_header_timeout,
+                    idle_timeout: args.admin_idle_timeout,
+                    max_connections: args.admin_max_connections as usize,
+                },
                 load_policy,
                 allow_plaintext_secrets: args.allow_plaintext_secrets,
             },

@@ -110,6 +110,7 @@ pub async fn run(
         xds_tls: None,
         admin_tls: None,
         admin_public_read: false,
+        admin_limits: crate::admin::AdminLimits::default(),
         load_policy: crate::config::LoadPolicy::default(),
         allow_plaintext_secrets: false,
     };

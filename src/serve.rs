@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub admin_tls: Option<tls::TlsFiles>,
     /// Reads of the admin API need no token even beyond loopback.
     pub admin_public_read: bool,
+    /// Header and idle timeouts and the connection cap of the admin port.
+    pub admin_limits: admin::AdminLimits,
     /// What the config may name on this host: `--secrets-dir`, `--access-log-dir`, and
     /// flotilla's own key files (never servable). A helper adding a key flag (the mesh CA's)
     /// adds its path to `own_keys`.
@@ -272,6 +274,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         admin_listener,
         admin_state,
         admin_tls,
+        opts.admin_limits,
         shutdown.clone(),
     ));
     xds_listening.store(true, Ordering::Release);
@@ -395,7 +398,11 @@ async fn reload_loop(
             Some(ReloadResult::Unreadable) => {
                 let attempt = retry.map_or(0, |(n, _)| n.saturating_add(1));
                 let delay = retry_delay(attempt);
-                warn!(attempt, retry_in_ms = delay.as_millis() as u64, "the config files could not be read; retrying");
+                warn!(
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "the config files could not be read; retrying"
+                );
                 Some((attempt, tokio::time::Instant::now() + delay))
             }
             _ => None,

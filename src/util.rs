@@ -42,11 +42,7 @@ pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    std::borrow::Cow::Owned(format!(
-        "{}… ({} bytes in all)",
-        &text[..end],
-        text.len()
-    ))
+    std::borrow::Cow::Owned(format!("{}… ({} bytes in all)", &text[..end], text.len()))
 }
 
 #[cfg(test)]

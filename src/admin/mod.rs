@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod certificates;
+pub mod connections;
 pub mod dashboard;
 mod errors;
 pub mod guard;
@@ -13,6 +14,7 @@ pub mod mutations;
 pub mod reads;
 mod tls_listener;
 
+pub use connections::{AdminLimits, PROBE_SLOTS};
 pub use errors::MAX_URL;
 
 use std::sync::Arc;
@@ -145,21 +147,16 @@ pub async fn serve(
     listener: TcpListener,
     state: AdminState,
     tls: Option<Arc<crate::tls::ServerTls>>,
+    limits: AdminLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router(state);
     match tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        }
+        None => connections::serve(listener, app, limits, shutdown).await,
         Some(tls) => {
             tokio::spawn(tls.clone().watch(shutdown.clone()));
             let listener = tls_listener::TlsListener::new(listener, tls, shutdown.clone());
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+            connections::serve(listener, app, limits, shutdown).await
         }
     }
 }

@@ -258,7 +258,9 @@ listeners:
 "
     );
     std::fs::write(dir.path().join("f.yaml"), yaml).unwrap();
-    let config = crate::config::load(&dir.path().join("f.yaml")).unwrap().config;
+    let config = crate::config::load(&dir.path().join("f.yaml"))
+        .unwrap()
+        .config;
     let cache = SnapshotCache::new();
     cache.update(Inputs {
         config: Arc::new(config),

@@ -286,22 +286,30 @@ mod tests {
 
     #[test]
     fn an_unreadable_file_in_a_directory_is_an_error_naming_it() {
-        let (_d, lines) = dir_with(|bad| {
-            std::os::unix::fs::symlink("/nonexistent/gone.yaml", bad).unwrap()
-        });
+        let (_d, lines) =
+            dir_with(|bad| std::os::unix::fs::symlink("/nonexistent/gone.yaml", bad).unwrap());
         assert!(lines[0].contains("bad.yaml: No such file"), "{lines:?}");
         let (_d, lines) = dir_with(|bad| {
-            let made = std::process::Command::new("mkfifo").arg(bad).status().unwrap();
+            let made = std::process::Command::new("mkfifo")
+                .arg(bad)
+                .status()
+                .unwrap();
             assert!(made.success());
         });
-        assert!(lines[0].contains("bad.yaml: not a regular file (a FIFO)"), "{lines:?}");
+        assert!(
+            lines[0].contains("bad.yaml: not a regular file (a FIFO)"),
+            "{lines:?}"
+        );
         let (_d, lines) = dir_with(|bad| std::os::unix::fs::symlink("/dev/zero", bad).unwrap());
         assert!(
             lines[0].contains("bad.yaml: not a regular file (a character device)"),
             "{lines:?}"
         );
         let (_d, lines) = dir_with(|bad| std::fs::create_dir(bad).unwrap());
-        assert!(lines[0].contains("bad.yaml: not a regular file (a directory)"), "{lines:?}");
+        assert!(
+            lines[0].contains("bad.yaml: not a regular file (a directory)"),
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -28,11 +28,12 @@ pub use load::{
     LoadError, Loaded, MAX_CONFIG_BYTES, escape_controls, files_of, load, load_with, parse_sources,
     parse_sources_with, parse_str,
 };
-pub use policy::LoadPolicy;
 pub use model::Config;
+pub use policy::LoadPolicy;
 pub use reader::parse_socket_address;
 pub use yaml::{
-    ALIAS_BYTE_BUDGET, ALIAS_BYTES_PER_WRITTEN, ALIAS_NODE_BUDGET, ALIAS_NODES_PER_WRITTEN, MAX_DEPTH,
+    ALIAS_BYTE_BUDGET, ALIAS_BYTES_PER_WRITTEN, ALIAS_NODE_BUDGET, ALIAS_NODES_PER_WRITTEN,
+    MAX_DEPTH,
 };
 
 #[cfg(test)]

@@ -98,7 +98,11 @@ impl LoadPolicy {
         }
         let p = Path::new(path);
         // By text: `Path::components` drops `.` and folds `//` silently.
-        if path.split('/').skip(1).any(|c| matches!(c, "" | "." | "..")) {
+        if path
+            .split('/')
+            .skip(1)
+            .any(|c| matches!(c, "" | "." | ".."))
+        {
             return Err("a path without `.`, `..` or `//` components".to_string());
         }
         let default = [PathBuf::from(DEFAULT_ACCESS_LOG_DIR)];

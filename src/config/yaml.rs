@@ -134,7 +134,8 @@ pub fn parse(source: &str, file: Arc<PathBuf>) -> Result<Option<Node>, SyntaxErr
         aliased: 0,
         text_bytes: 0,
         aliased_bytes: 0,
-        byte_budget: ALIAS_BYTE_BUDGET.saturating_add(source.len().saturating_mul(ALIAS_BYTES_PER_WRITTEN)),
+        byte_budget: ALIAS_BYTE_BUDGET
+            .saturating_add(source.len().saturating_mul(ALIAS_BYTES_PER_WRITTEN)),
         depth: 0,
         hasher: RandomState::new(),
     };
@@ -503,7 +504,11 @@ mod tests {
         assert!(bomb.len() < 22_000, "{} bytes", bomb.len());
         let err = parse(&bomb).unwrap_err();
         assert!(err.message.contains("bytes of text"), "{}", err.message);
-        assert!(err.message.contains("probable alias bomb"), "{}", err.message);
+        assert!(
+            err.message.contains("probable alias bomb"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.loc.line, 2, "{err:?}");
         // Refused at the alias that crosses 1 MiB + 4 × the file, not after all of them.
         let fit = (ALIAS_BYTE_BUDGET + ALIAS_BYTES_PER_WRITTEN * bomb.len()) / (16 * 1024);
@@ -518,7 +523,7 @@ mod tests {
             let aliases = vec![format!("*{below}"); 10].join(",");
             bomb.push_str(&format!("{name}: &{name} [{aliases}]\n"));
         }
-        bomb.push_str(&format!("e: [{}]\n", vec!["*d"; 9].join(",")));
+        bomb.push_str(&format!("e: [{}]\n", ["*d"; 9].join(",")));
         let err = parse(&bomb).unwrap_err();
         assert!(err.message.contains("bytes of text"), "{}", err.message);
     }

@@ -98,9 +98,9 @@ impl Client {
         let (requests, rx) = mpsc::channel(16);
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
         if let Some(token) = token {
-            let value = format!("Bearer {token}")
-                .parse()
-                .map_err(|_| ClientError::Unexpected("the token is not a valid header value".into()))?;
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                ClientError::Unexpected("the token is not a valid header value".into())
+            })?;
             request.metadata_mut().insert("authorization", value);
         }
         let responses = RegistryClient::new(channel)

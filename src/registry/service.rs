@@ -83,7 +83,10 @@ impl StreamToken {
             .and_then(|v| v.strip_prefix("Bearer "));
         let matches = sent.is_some_and(|s| {
             s.len() == token.len()
-                && s.bytes().zip(token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+                && s.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |a, (x, y)| a | (x ^ y))
+                    == 0
         });
         if !matches {
             return Err(Status::unauthenticated(
@@ -226,7 +229,9 @@ impl InstanceStream {
                 let admins = self.nodes.envoy_admins();
                 let result = crate::config::parse_socket_address(&registration.address)
                     .ok()
-                    .map_or(Ok(()), |a| crate::runtime::admission::not_an_envoy_admin(a, &admins))
+                    .map_or(Ok(()), |a| {
+                        crate::runtime::admission::not_an_envoy_admin(a, &admins)
+                    })
                     .and_then(|()| self.session.register(&registration));
                 let reply = match result {
                     Ok(key) => {

@@ -192,7 +192,11 @@ mod tests {
             ("127.0.0.1:8080", false),
         ] {
             let addr: SocketAddr = addr.parse().unwrap();
-            assert_eq!(not_an_envoy_admin(addr, &admins).is_err(), refused, "{addr}");
+            assert_eq!(
+                not_an_envoy_admin(addr, &admins).is_err(),
+                refused,
+                "{addr}"
+            );
         }
         assert!(admin_addresses("nonsense", None).is_empty());
     }

@@ -72,12 +72,30 @@ fn clusters_carry_policy_outlier_detection_and_protocol() {
         ("base_ejection_time", od.base_ejection_time.is_some()),
         ("max_ejection_time", od.max_ejection_time.is_some()),
         ("max_ejection_percent", od.max_ejection_percent.is_some()),
-        ("success_rate_stdev_factor", od.success_rate_stdev_factor.is_some()),
-        ("success_rate_minimum_hosts", od.success_rate_minimum_hosts.is_some()),
-        ("success_rate_request_volume", od.success_rate_request_volume.is_some()),
-        ("failure_percentage_threshold", od.failure_percentage_threshold.is_some()),
-        ("failure_percentage_minimum_hosts", od.failure_percentage_minimum_hosts.is_some()),
-        ("failure_percentage_request_volume", od.failure_percentage_request_volume.is_some()),
+        (
+            "success_rate_stdev_factor",
+            od.success_rate_stdev_factor.is_some(),
+        ),
+        (
+            "success_rate_minimum_hosts",
+            od.success_rate_minimum_hosts.is_some(),
+        ),
+        (
+            "success_rate_request_volume",
+            od.success_rate_request_volume.is_some(),
+        ),
+        (
+            "failure_percentage_threshold",
+            od.failure_percentage_threshold.is_some(),
+        ),
+        (
+            "failure_percentage_minimum_hosts",
+            od.failure_percentage_minimum_hosts.is_some(),
+        ),
+        (
+            "failure_percentage_request_volume",
+            od.failure_percentage_request_volume.is_some(),
+        ),
     ] {
         assert!(set, "{name} is left to the client's default");
     }

@@ -562,12 +562,18 @@ impl PartialEq for Settled {
 
 /// The admin interface a node's metadata announces (`flotilla.admin_address`, written by
 /// `flotilla bootstrap`), as the addresses registrations may never take.
-fn announced_admin(node: &envoy_types::pb::envoy::config::core::v3::Node, peer: Option<&XdsPeer>) -> Vec<std::net::SocketAddr> {
+fn announced_admin(
+    node: &envoy_types::pb::envoy::config::core::v3::Node,
+    peer: Option<&XdsPeer>,
+) -> Vec<std::net::SocketAddr> {
     use envoy_types::pb::google::protobuf::value::Kind;
     let announced = node
         .metadata
         .as_ref()
-        .and_then(|m| m.fields.get(crate::runtime::admission::ADMIN_ADDRESS_METADATA))
+        .and_then(|m| {
+            m.fields
+                .get(crate::runtime::admission::ADMIN_ADDRESS_METADATA)
+        })
         .and_then(|v| match &v.kind {
             Some(Kind::StringValue(s)) => Some(s.as_str()),
             _ => None,

@@ -179,7 +179,10 @@ async fn bad_registrations_are_refused_on_the_stream_and_leave_nothing_behind() 
             .await
             .unwrap_err(),
     );
-    assert_eq!(code, "PERMISSION_DENIED", "a cluster without `registrations:`");
+    assert_eq!(
+        code, "PERMISSION_DENIED",
+        "a cluster without `registrations:`"
+    );
     // The Envoy's own admin interface (announced by the bootstrap flotilla wrote).
     let code = rejected_code(
         c.register(endpoint("pool", &s.envoy.admin.to_string()))

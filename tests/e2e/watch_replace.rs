@@ -133,20 +133,34 @@ async fn a_reload_that_cannot_read_the_files_is_retried_until_it_can() {
     std::fs::remove_file(conf.join("flotilla.yaml")).expect("rm");
     std::os::unix::fs::symlink(outside.join("flotilla.yaml"), conf.join("flotilla.yaml"))
         .expect("ln -s");
-    wait::until("the reload to fail and retry", Duration::from_secs(10), || async {
-        let ready = f.get("/readyz").await;
-        let ok = ready.status().is_success();
-        let body = ready.text().await.ok()?;
-        (ok && body.contains("reload: unreadable, retrying") && body.contains("flotilla.yaml"))
-            .then_some(())
-    })
+    wait::until(
+        "the reload to fail and retry",
+        Duration::from_secs(10),
+        || async {
+            let ready = f.get("/readyz").await;
+            let ok = ready.status().is_success();
+            let body = ready.text().await.ok()?;
+            (ok && body.contains("reload: unreadable, retrying") && body.contains("flotilla.yaml"))
+                .then_some(())
+        },
+    )
     .await;
     let metrics = f.text("/metrics").await;
-    assert!(metrics.contains("flotilla_config_reload_retrying 1"), "{metrics}");
-    assert_eq!(served_endpoint(&f).await, "127.0.0.1:1001", "the last good config is served");
+    assert!(
+        metrics.contains("flotilla_config_reload_retrying 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        served_endpoint(&f).await,
+        "127.0.0.1:1001",
+        "the last good config is served"
+    );
     write(&outside, "127.0.0.1:1003");
     wait_endpoint(&f, "127.0.0.1:1003").await;
     assert_eq!(f.text("/readyz").await, "ready\n");
     let metrics = f.text("/metrics").await;
-    assert!(metrics.contains("flotilla_config_reload_retrying 0"), "{metrics}");
+    assert!(
+        metrics.contains("flotilla_config_reload_retrying 0"),
+        "{metrics}"
+    );
 }

@@ -127,7 +127,10 @@ fn access_log_paths_outside_the_allowed_directories_are_refused() {
             e[0].starts_with("t.yaml:5:50: listeners.l.access_log.path: `"),
             "{path}: {e:#?}"
         );
-        assert!(!e[0].contains('\n'), "control characters are escaped: {e:?}");
+        assert!(
+            !e[0].contains('\n'),
+            "control characters are escaped: {e:?}"
+        );
     }
     let e = errors(&with_path("/etc/passwd"));
     assert!(
@@ -142,9 +145,7 @@ fn access_log_paths_outside_the_allowed_directories_are_refused() {
         ..Default::default()
     };
     let sources = |path: &str| vec![(PathBuf::from("t.yaml"), with_path(path))];
-    assert!(
-        crate::config::parse_sources_with(&sources("/srv/envoy-logs/a.json"), &policy).is_ok()
-    );
+    assert!(crate::config::parse_sources_with(&sources("/srv/envoy-logs/a.json"), &policy).is_ok());
     assert!(
         crate::config::parse_sources_with(&sources("/var/log/envoy/a.json"), &policy).is_err(),
         "--access-log-dir replaces the default directory"

@@ -156,7 +156,10 @@ mod tests {
     fn defaults_limits_and_ranges() {
         assert_eq!(cluster("{}").unwrap(), Some(Registrations::default()));
         let r = cluster("{ from: [workers, batch] }").unwrap().unwrap();
-        assert_eq!(r.from, Some(vec!["workers".to_string(), "batch".to_string()]));
+        assert_eq!(
+            r.from,
+            Some(vec!["workers".to_string(), "batch".to_string()])
+        );
         let r =
             cluster("{ max: 5, allow_addresses: [169.254.0.0/16, \"::\", 169.254.169.254/24] }")
                 .unwrap()
@@ -187,7 +190,10 @@ mod tests {
                 "clusters.web.registrations.alow_addresses",
             ),
             ("{ from: [] }", "clusters.web.registrations.from: 0 fleets"),
-            ("{ from: [\"bad name\"] }", "registrations.from[0]: `bad name` is not a valid name"),
+            (
+                "{ from: [\"bad name\"] }",
+                "registrations.from[0]: `bad name` is not a valid name",
+            ),
         ] {
             let errors = cluster(yaml).unwrap_err();
             assert!(

@@ -297,7 +297,10 @@ fn key_files_outside_the_config_directory_and_secrets_dirs_are_refused() {
         ..with_dir
     };
     let errors = load_under(&conf, &yaml, &own).unwrap_err();
-    assert_error(&errors, &["link.key: this is one of flotilla's own private keys"]);
+    assert_error(
+        &errors,
+        &["link.key: this is one of flotilla's own private keys"],
+    );
 }
 
 #[test]
@@ -323,7 +326,10 @@ fn a_certificate_or_ca_file_holding_a_private_key_is_refused() {
     let errors = load_in(dir.path(), &yaml).unwrap_err();
     assert_error(
         &errors,
-        &["listeners.public.tls.client_ca: ", "ca-and-key.pem: holds a PRIVATE KEY block"],
+        &[
+            "listeners.public.tls.client_ca: ",
+            "ca-and-key.pem: holds a PRIVATE KEY block",
+        ],
     );
 }
 

@@ -100,9 +100,15 @@ async fn registrations_are_opt_in_per_cluster_and_bound_to_identities() {
     for (r, why) in [
         (to("closed", None), "takes no registrations"),
         (to("closed", Some(&["workers"])), "takes no registrations"),
-        (to("web", Some(&["workers"])), "may not register into cluster `web`"),
+        (
+            to("web", Some(&["workers"])),
+            "may not register into cluster `web`",
+        ),
         (to("workers_only", None), "has no client certificate"),
-        (to("workers_only", Some(&["batch"])), "registrations.from names"),
+        (
+            to("workers_only", Some(&["batch"])),
+            "registrations.from names",
+        ),
     ] {
         match s.register(&r) {
             Err(RuntimeError::Forbidden(m)) => assert!(m.contains(why), "{m}"),
@@ -110,7 +116,12 @@ async fn registrations_are_opt_in_per_cluster_and_bound_to_identities() {
         }
     }
     assert!(matches!(
-        rt.register("closed", "10.0.0.1:80", 1, std::time::Duration::from_secs(5)),
+        rt.register(
+            "closed",
+            "10.0.0.1:80",
+            1,
+            std::time::Duration::from_secs(5)
+        ),
         Err(RuntimeError::Forbidden(_))
     ));
     assert!(registered(&c).is_empty());
@@ -129,12 +140,21 @@ async fn a_mapped_address_is_the_configured_one() {
         Err(RuntimeError::Configured { .. })
     ));
     assert!(matches!(
-        rt.register("web", "[::ffff:127.0.0.1]:8081", 1, std::time::Duration::from_secs(5)),
+        rt.register(
+            "web",
+            "[::ffff:127.0.0.1]:8081",
+            1,
+            std::time::Duration::from_secs(5)
+        ),
         Err(RuntimeError::Configured { .. })
     ));
     let long = format!("{}:80", "9".repeat(1 << 20));
     let err = s.register(&reg(&long)).unwrap_err().to_string();
-    assert!(err.len() < 300, "the error echoes at most a clip: {} bytes", err.len());
+    assert!(
+        err.len() < 300,
+        "the error echoes at most a clip: {} bytes",
+        err.len()
+    );
     assert!(registered(&c).is_empty());
 }
 
