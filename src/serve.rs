@@ -505,3 +505,63 @@ fn retry_delay(attempt: u32) -> Duration {
         .saturating_mul(2u32.saturating_pow(attempt.min(16)))
         .min(RELOAD_RETRY_MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(xds_listen: &str, tls: bool, allow: bool) -> ServeOptions {
+        ServeOptions {
+            config: PathBuf::from("c.yaml"),
+            xds_listen: xds_listen.parse().unwrap(),
+            admin_listen: "127.0.0.1:18080".parse().unwrap(),
+            watch: false,
+            debounce: Duration::from_millis(100),
+            admin_token: None,
+            admin_allowed_hosts: Vec::new(),
+            state_file: PathBuf::from("s.json"),
+            store: None,
+            replica_id: None,
+            xds_limits: xds::Limits::default(),
+            xds_tls: tls.then(|| xds::tls::XdsTlsOptions {
+                files: tls::TlsFiles {
+                    cert: "c.pem".into(),
+                    key: "c.key".into(),
+                    client_ca: None,
+                },
+                identity: xds::tls::IdentityRules::spiffe("flotilla.local"),
+            }),
+            admin_tls: None,
+            admin_public_read: false,
+            admin_limits: admin::AdminLimits::default(),
+            load_policy: config::LoadPolicy::default(),
+            allow_plaintext_secrets: allow,
+        }
+    }
+
+    #[test]
+    fn private_keys_over_plaintext_xds_beyond_loopback_need_the_flag() {
+        for (listen, tls, allow, refused) in [
+            ("127.0.0.1:18000", false, false, false),
+            ("[::1]:18000", false, false, false),
+            ("0.0.0.0:18000", false, false, true),
+            ("10.0.0.1:18000", false, false, true),
+            ("0.0.0.0:18000", true, false, false),
+            ("0.0.0.0:18000", false, true, false),
+        ] {
+            let policy = options(listen, tls, allow).effective_policy();
+            assert_eq!(
+                policy.no_private_keys.is_some(),
+                refused,
+                "{listen} tls {tls} allow {allow}"
+            );
+        }
+    }
+
+    #[test]
+    fn failed_reloads_back_off_to_a_cap() {
+        assert_eq!(retry_delay(0), RELOAD_RETRY_FIRST);
+        assert_eq!(retry_delay(1), RELOAD_RETRY_FIRST * 2);
+        assert_eq!(retry_delay(30), RELOAD_RETRY_MAX);
+    }
+}
