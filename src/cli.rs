@@ -73,6 +73,8 @@ pub(crate) enum Command {
         /// YAML files or directories of them (each PATH is one configuration).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        files: ConfigFilesArgs,
     },
     /// Print the Envoy resources a fleet receives, as Envoy's /config_dump shows them.
     Render {
@@ -85,6 +87,8 @@ pub(crate) enum Command {
         /// How the receiving Envoy reaches flotilla: resources point their EDS/RDS at it.
         #[arg(long, value_enum, default_value_t = XdsTransport::Ads)]
         transport: XdsTransport,
+        #[command(flatten)]
+        files: ConfigFilesArgs,
     },
     /// Print an Envoy bootstrap (YAML) that connects an Envoy to flotilla; with --grpc, the
     /// JSON bootstrap a proxyless gRPC client reads from GRPC_XDS_BOOTSTRAP.
@@ -116,6 +120,32 @@ pub(crate) enum Command {
         #[arg(long, env = "ENVOY_BIN", default_value = "tools/envoy-1.40.0/envoy")]
         envoy: PathBuf,
     },
+}
+
+/// Where the files a config names may be (`serve`, `validate`, `render`).
+#[derive(clap::Args, Debug, Default)]
+pub(crate) struct ConfigFilesArgs {
+    /// A directory (absolute) whose certificate and key files the config may name, besides
+    /// the config's own directory (repeatable). Paths are checked after symlinks.
+    #[arg(long = "secrets-dir", value_name = "DIR")]
+    pub(crate) secrets_dirs: Vec<PathBuf>,
+    /// A directory (absolute) Envoy may write access logs under (repeatable; default
+    /// /var/log/envoy/). /dev/stdout and /dev/stderr are always accepted.
+    #[arg(long = "access-log-dir", value_name = "DIR")]
+    pub(crate) access_log_dirs: Vec<PathBuf>,
+}
+
+impl ConfigFilesArgs {
+    /// The load policy these flags describe, checked.
+    pub(crate) fn policy(&self) -> anyhow::Result<config::LoadPolicy> {
+        let policy = config::LoadPolicy {
+            secrets_dirs: self.secrets_dirs.clone(),
+            access_log_dirs: self.access_log_dirs.clone(),
+            ..config::LoadPolicy::default()
+        };
+        policy.check().map_err(anyhow::Error::msg)?;
+        Ok(policy)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -200,6 +230,22 @@ pub(crate) struct ServeArgs {
     pub(crate) xds_tls: tls_args::XdsTlsArgs,
     #[command(flatten)]
     pub(crate) admin_tls: tls_args::AdminTlsArgs,
+    /// Longest a client of the admin port may take to send a request's head.
+    #[arg(long, default_value = "10s", value_parser = parse_admin_timeout)]
+    pub(crate) admin_header_timeout: std::time::Duration,
+    /// An admin connection with no byte read or written this long is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_admin_timeout)]
+    pub(crate) admin_idle_timeout: std::time::Duration,
+    /// Open admin connections at most; the last 16 serve only /healthz and /readyz.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(32..=1_000_000))]
+    pub(crate) admin_max_connections: u32,
+    #[command(flatten)]
+    pub(crate) files: ConfigFilesArgs,
+    /// Serve private keys (TLS listeners, upstream client certificates) over a plaintext xDS
+    /// port beyond loopback. Without it such a config is refused: plaintext xDS hands every
+    /// key to whoever reaches the port.
+    #[arg(long)]
+    pub(crate) allow_plaintext_secrets: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -235,6 +281,10 @@ pub(crate) struct RegisterArgs {
     registry_cert: Option<PathBuf>,
     #[arg(long, value_name = "FILE", requires = "registry_cert")]
     registry_key: Option<PathBuf>,
+    /// flotilla's admin token: a plaintext xDS port beyond loopback takes registrations only
+    /// with it.
+    #[arg(long, env = "FLOTILLA_REGISTRY_TOKEN", hide_env_values = true)]
+    registry_token: Option<String>,
     /// The instance to run.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -266,6 +316,7 @@ pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
             ca,
             cert_and_key: a.registry_cert.zip(a.registry_key),
         }),
+        token: a.registry_token,
     }))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
@@ -282,10 +333,21 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
     config::duration::parse(text)
 }
 
-pub(crate) fn validate(paths: &[PathBuf]) -> ExitCode {
+/// An admin port timeout: 100ms..=1h.
+fn parse_admin_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d = config::duration::parse(text)?;
+    let range = std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+    if !range.contains(&d) {
+        return Err(format!("{text} is out of range (100ms..=1h)"));
+    }
+    Ok(d)
+}
+
+pub(crate) fn validate(paths: &[PathBuf], files: &ConfigFilesArgs) -> anyhow::Result<ExitCode> {
+    let policy = files.policy()?;
     let mut ok = true;
     for path in paths {
-        match config::load(path) {
+        match config::load_with(path, &policy) {
             Ok(loaded) => {
                 let c = &loaded.config;
                 let shown = config::escape_controls(&path.display().to_string());
@@ -315,11 +377,11 @@ pub(crate) fn validate(paths: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    if ok {
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
+    })
 }
 
 pub(crate) fn render(
@@ -327,8 +389,9 @@ pub(crate) fn render(
     fleet: Option<&str>,
     format: Format,
     transport: XdsTransport,
+    files: &ConfigFilesArgs,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = match config::load(path) {
+    let loaded = match config::load_with(path, &files.policy()?) {
         Ok(l) => l,
         Err(e) => {
             let mut stderr = std::io::stderr().lock();
@@ -450,6 +513,16 @@ pub(crate) fn schema() -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut load_policy = args.files.policy()?;
+    // flotilla's own keys: never servable to Envoys, wherever they are.
+    load_policy.own_keys = [
+        args.xds_tls.xds_tls_key.clone(),
+        args.admin_tls.admin_tls_key.clone(),
+        args.store_key.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let xds_tls = std::mem::take(&mut args.xds_tls)
         .options()
         .map_err(anyhow::Error::msg)?;
@@ -495,6 +568,13 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                     file: args.revision_file,
                     env: std::env::var("FLOTILLA_REVISION").ok(),
                 },
+                admin_limits: flotilla::admin::AdminLimits {
+                    header_timeout: args.admin_header_timeout,
+                    idle_timeout: args.admin_idle_timeout,
+                    max_connections: args.admin_max_connections as usize,
+                },
+                load_policy,
+                allow_plaintext_secrets: args.allow_plaintext_secrets,
             },
             shutdown,
         )

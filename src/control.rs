@@ -86,6 +86,10 @@ pub enum ReloadResult {
     Unchanged,
     /// The config was rejected; the last good one is still served.
     Invalid,
+    /// The files could not be read (an I/O error: out of file descriptors, a link dangling
+    /// mid-swap): the last good config is still served and the reload is retried with
+    /// back-off until it reads (`serve`'s reload loop), since no file event may come again.
+    Unreadable,
 }
 
 impl ReloadResult {
@@ -94,6 +98,7 @@ impl ReloadResult {
             ReloadResult::Applied => "applied",
             ReloadResult::Unchanged => "unchanged",
             ReloadResult::Invalid => "invalid",
+            ReloadResult::Unreadable => "unreadable",
         }
     }
 }
@@ -199,6 +204,20 @@ impl Controller {
         loaded: Result<Config, Vec<String>>,
         revision: Option<Revision>,
     ) -> Reload {
+        self.reload_with(
+            trigger,
+            loaded.map_err(|e| (ReloadResult::Invalid, e)),
+            revision,
+        )
+    }
+
+    /// [`Controller::reload`] for files that could not be read at all (`Unreadable`).
+    pub fn reload_with(
+        &self,
+        trigger: &'static str,
+        loaded: Result<Config, (ReloadResult, Vec<String>)>,
+        revision: Option<Revision>,
+    ) -> Reload {
         let mut moved = false;
         let (result, errors) = match loaded {
             Ok(config) => {
@@ -222,7 +241,7 @@ impl Controller {
                     (ReloadResult::Applied, Vec::new())
                 }
             }
-            Err(errors) => (ReloadResult::Invalid, errors),
+            Err(failed) => failed,
         };
         let record = Reload {
             at: SystemTime::now(),
@@ -298,14 +317,18 @@ impl Controller {
                 debug!(trigger, %version, "config unchanged; nothing to push");
                 return;
             }
-            ReloadResult::Invalid => {
+            ReloadResult::Invalid | ReloadResult::Unreadable => {
                 for line in &record.errors {
                     error!(trigger, "{line}");
                 }
+                let what = match record.result {
+                    ReloadResult::Unreadable => "unreadable (retrying)",
+                    _ => "rejected",
+                };
                 error!(trigger, live_version = %version, %revision,
-                    "config rejected; still serving the last good config");
+                    "config {what}; still serving the last good config");
                 format!(
-                    "config rejected ({trigger}, revision {revision}): {} error(s), first: {}; still serving {version}",
+                    "config {what} ({trigger}, revision {revision}): {} error(s), first: {}; still serving {version}",
                     record.errors.len(),
                     record.errors.first().map(String::as_str).unwrap_or("?")
                 )
@@ -382,6 +405,7 @@ pub struct ControlMetrics {
     config_version: Family<VersionLabel, Gauge>,
     config_info: Family<RevisionLabel, Gauge>,
     last_reload_ok: Gauge,
+    reload_retrying: Gauge,
     endpoints: Family<EndpointLabels, Gauge>,
     certificates: crate::tls::CertificateMetrics,
 }
@@ -394,7 +418,7 @@ impl ControlMetrics {
         };
         registry.register(
             "config_reloads",
-            "Attempts to load the configuration, by result (applied, unchanged, invalid)",
+            "Attempts to load the configuration, by result (applied, unchanged, invalid, unreadable)",
             m.config_reloads.clone(),
         );
         registry.register(
@@ -413,6 +437,11 @@ impl ControlMetrics {
             m.last_reload_ok.clone(),
         );
         registry.register(
+            "config_reload_retrying",
+            "1 while the config files cannot be read (an I/O error such as EMFILE) and the reload is retried with back-off; the last good config is served",
+            m.reload_retrying.clone(),
+        );
+        registry.register(
             "endpoints",
             "Endpoints by cluster and state (healthy, unhealthy, unknown, draining)",
             m.endpoints.clone(),
@@ -421,8 +450,10 @@ impl ControlMetrics {
     }
 
     fn config_reloads(&self, result: ReloadResult) {
-        self.last_reload_ok
-            .set(i64::from(result != ReloadResult::Invalid));
+        let failed = matches!(result, ReloadResult::Invalid | ReloadResult::Unreadable);
+        self.last_reload_ok.set(i64::from(!failed));
+        self.reload_retrying
+            .set(i64::from(result == ReloadResult::Unreadable));
         self.config_reloads
             .get_or_create(&ResultLabel {
                 result: result.as_str(),

@@ -32,6 +32,16 @@ pub struct ChannelCreds {
 pub struct GrpcNode {
     pub id: String,
     pub cluster: String,
+    /// Always written (gRFC A27's node has one): at least one gRPC library refuses a
+    /// bootstrap without it. Empty fields: flotilla does not place clients in zones.
+    pub locality: GrpcLocality,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct GrpcLocality {
+    pub region: String,
+    pub zone: String,
+    pub sub_zone: String,
 }
 
 /// `insecure` channel credentials for a plaintext xDS port; with `tls`, gRFC A65's `tls`
@@ -68,6 +78,7 @@ pub fn grpc_bootstrap(
         node: GrpcNode {
             id: node_id.to_string(),
             cluster: fleet.to_string(),
+            locality: GrpcLocality::default(),
         },
     }
 }
@@ -88,7 +99,11 @@ mod tests {
                     "channel_creds": [{ "type": "insecure" }],
                     "server_features": ["xds_v3"],
                 }],
-                "node": { "id": "greeter-client-1", "cluster": "edge" },
+                "node": {
+                    "id": "greeter-client-1",
+                    "cluster": "edge",
+                    "locality": { "region": "", "zone": "", "sub_zone": "" },
+                },
             })
         );
     }

@@ -18,13 +18,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Validate { paths } => Ok(cli::validate(&paths)),
+        Command::Validate { paths, files } => cli::validate(&paths, &files),
         Command::Render {
             path,
             fleet,
             format,
             transport,
-        } => cli::render(&path, fleet.as_deref(), format, transport),
+            files,
+        } => cli::render(&path, fleet.as_deref(), format, transport, &files),
         Command::Bootstrap(args) => cli::bootstrap(args),
         Command::Serve(args) => cli::serve(*args),
         Command::Register(args) => cli::register(args),

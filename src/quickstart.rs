@@ -111,6 +111,9 @@ pub async fn run(
         admin_tls: None,
         admin_public_read: false,
         revisions: Default::default(),
+        admin_limits: crate::admin::AdminLimits::default(),
+        load_policy: crate::config::LoadPolicy::default(),
+        allow_plaintext_secrets: false,
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 use crate::admin::{self, AdminState};
 use crate::cache::SnapshotCache;
 use crate::config;
-use crate::control::{ControlMetrics, Controller, Reload};
+use crate::control::{ControlMetrics, Controller, Reload, ReloadResult};
 use crate::gitops::revision::RevisionSources;
 use crate::tls;
 use crate::xds::{self, NodeRegistry};
@@ -50,6 +50,35 @@ pub struct ServeOptions {
     pub admin_public_read: bool,
     /// Where the revision of the config comes from besides git (see [`crate::gitops::revision`]).
     pub revisions: crate::gitops::revision::RevisionSources,
+    /// Header and idle timeouts and the connection cap of the admin port.
+    pub admin_limits: admin::AdminLimits,
+    /// What the config may name on this host: `--secrets-dir`, `--access-log-dir`, and
+    /// flotilla's own key files (never servable). A helper adding a key flag (the mesh CA's)
+    /// adds its path to `own_keys`.
+    pub load_policy: config::LoadPolicy,
+    /// Serve private keys over a plaintext xDS port beyond loopback anyway.
+    pub allow_plaintext_secrets: bool,
+}
+
+impl ServeOptions {
+    /// The load policy in force: the options', and no private keys at all over a plaintext
+    /// xDS port beyond loopback (any process that reaches the port could read them) unless
+    /// `--allow-plaintext-secrets`.
+    pub fn effective_policy(&self) -> config::LoadPolicy {
+        let mut policy = self.load_policy.clone();
+        if self.xds_tls.is_none()
+            && !self.xds_listen.ip().is_loopback()
+            && !self.allow_plaintext_secrets
+        {
+            policy.no_private_keys = Some(format!(
+                "private keys are not served over plaintext xDS on {} (beyond loopback, anyone \
+                 who reaches the port reads them): use --xds-tls-cert/--xds-tls-key, or \
+                 --allow-plaintext-secrets",
+                self.xds_listen
+            ));
+        }
+        policy
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +153,16 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     );
     let revisions = Arc::new(opts.revisions.clone());
-    reload_off_runtime(&controller, &opts.config, &revisions, "startup", None).await;
+    let policy = Arc::new(opts.effective_policy());
+    let startup = reload_off_runtime(
+        &controller,
+        &opts.config,
+        &policy,
+        &revisions,
+        "startup",
+        None,
+    )
+    .await;
     let runtime = match (&opts.store, link) {
         (Some(url), Some(link)) => {
             info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
@@ -175,6 +213,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     tokio::spawn(reload_loop(
         controller.clone(),
         opts.config.clone(),
+        policy,
         revisions.clone(),
         Watchers {
             config: watcher.map(Arc::new),
@@ -182,6 +221,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
             git_files,
         },
         [changes, file_changes],
+        startup,
         shutdown.clone(),
     ));
 
@@ -262,10 +302,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         admin_listener,
         admin_state,
         admin_tls,
+        opts.admin_limits,
         shutdown.clone(),
     ));
     xds_listening.store(true, Ordering::Release);
     let runtime_for_leave = runtime.clone();
+    let nodes_for_registry = nodes.clone();
     let xds_result = xds::serve(
         xds_listener,
         cache,
@@ -279,6 +321,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
             traffic: traffic.clone(),
             shutdown: shutdown.clone(),
             authorizer,
+            nodes: nodes_for_registry,
+            token: crate::registry::StreamToken::for_port(
+                opts.xds_listen,
+                opts.xds_tls.is_some(),
+                opts.admin_token.clone(),
+            ),
         },
         shutdown.clone(),
     )
@@ -343,9 +391,11 @@ async fn follow_store(
 async fn reload_loop(
     controller: Arc<Controller>,
     path: PathBuf,
+    policy: Arc<config::LoadPolicy>,
     revisions: Arc<RevisionSources>,
     watchers: Watchers,
     [mut changes, mut file_changes]: [Option<mpsc::Receiver<()>>; 2],
+    startup: Option<ReloadResult>,
     shutdown: CancellationToken,
 ) {
     let mut hangup = match signal(SignalKind::hangup()) {
@@ -355,9 +405,14 @@ async fn reload_loop(
             None
         }
     };
+    // Set while the last reload could not read the files: no file event may come again (the
+    // files did not change, descriptors ran out), so the reload is retried on a timer.
+    let mut retry = (startup == Some(ReloadResult::Unreadable))
+        .then(|| (0u32, tokio::time::Instant::now() + retry_delay(0)));
     loop {
         let trigger = tokio::select! {
             () = shutdown.cancelled() => return,
+            () = sleep_until(retry.map(|(_, at)| at)) => "retry",
             Some(()) = async { changes.as_mut()?.recv().await } => "watch",
             Some(()) = async { file_changes.as_mut()?.recv().await } => "files",
             Some(()) = async { hangup.as_mut()?.recv().await } => "SIGHUP",
@@ -367,7 +422,21 @@ async fn reload_loop(
             }
         };
         let rearm = watchers.config.clone().filter(|_| trigger == "SIGHUP");
-        reload_off_runtime(&controller, &path, &revisions, trigger, rearm).await;
+        let result =
+            reload_off_runtime(&controller, &path, &policy, &revisions, trigger, rearm).await;
+        retry = match result {
+            Some(ReloadResult::Unreadable) => {
+                let attempt = retry.map_or(0, |(n, _)| n.saturating_add(1));
+                let delay = retry_delay(attempt);
+                warn!(
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "the config files could not be read; retrying"
+                );
+                Some((attempt, tokio::time::Instant::now() + delay))
+            }
+            _ => None,
+        };
         if let Some(files) = &watchers.files {
             follow_files(&controller, files, &watchers.git_files);
         }
@@ -403,20 +472,30 @@ fn follow_files(
 async fn reload_off_runtime(
     controller: &Arc<Controller>,
     path: &std::path::Path,
+    policy: &Arc<config::LoadPolicy>,
     revisions: &Arc<RevisionSources>,
     trigger: &'static str,
     rearm: Option<Arc<config::watch::ConfigWatcher>>,
-) {
-    let (controller, path, revisions) = (controller.clone(), path.to_path_buf(), revisions.clone());
+) -> Option<ReloadResult> {
+    let (controller, path, policy, revisions) = (
+        controller.clone(),
+        path.to_path_buf(),
+        policy.clone(),
+        revisions.clone(),
+    );
     let done = tokio::task::spawn_blocking(move || {
         if let Some(watcher) = rearm {
             watcher.rearm();
         }
-        reload(&controller, &path, &revisions, trigger);
+        reload(&controller, &path, &policy, &revisions, trigger).result
     })
     .await;
-    if let Err(e) = done {
-        error!(trigger, error = %e, "config reload failed; still serving the last good config");
+    match done {
+        Ok(result) => Some(result),
+        Err(e) => {
+            error!(trigger, error = %e, "config reload failed; still serving the last good config");
+            None
+        }
     }
 }
 
@@ -426,6 +505,7 @@ async fn reload_off_runtime(
 pub fn reload(
     controller: &Controller,
     path: &std::path::Path,
+    policy: &config::LoadPolicy,
     revisions: &RevisionSources,
     trigger: &'static str,
 ) -> Reload {
@@ -436,19 +516,109 @@ pub fn reload(
             "{warning}; the config applies without this revision source"
         );
     }
-    let loaded = config::load(path)
+    let loaded = config::load_with(path, policy)
         .map(|l| l.config)
-        .map_err(|e| e.lines())
+        .map_err(|e| {
+            let result = match e {
+                config::LoadError::Io { .. } => ReloadResult::Unreadable,
+                _ => ReloadResult::Invalid,
+            };
+            (result, e.lines())
+        })
         .and_then(|config| match controller.config() {
             Some(served) => match config::empty::refusal(&served, &config) {
-                Some(why) => Err(vec![format!(
-                    "{}: {why}",
-                    config::escape_controls(&path.display().to_string())
-                )]),
+                Some(why) => Err((
+                    ReloadResult::Invalid,
+                    vec![format!(
+                        "{}: {why}",
+                        config::escape_controls(&path.display().to_string())
+                    )],
+                )),
                 None => Ok(config),
             },
             None => Ok(config),
         });
     // The controller reports the outcome (log, event, metric).
-    controller.reload(trigger, loaded, revision)
+    controller.reload_with(trigger, loaded, revision)
+}
+
+/// Back-off between retries of a reload that could not read the files: from the first retry
+/// to the longest wait between two.
+pub const RELOAD_RETRY_FIRST: Duration = Duration::from_millis(500);
+pub const RELOAD_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The wait before retry number `attempt` (0-based): doubling from the first, capped.
+fn retry_delay(attempt: u32) -> Duration {
+    RELOAD_RETRY_FIRST
+        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(RELOAD_RETRY_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(xds_listen: &str, tls: bool, allow: bool) -> ServeOptions {
+        ServeOptions {
+            config: PathBuf::from("c.yaml"),
+            xds_listen: xds_listen.parse().unwrap(),
+            admin_listen: "127.0.0.1:18080".parse().unwrap(),
+            watch: false,
+            debounce: Duration::from_millis(100),
+            admin_token: None,
+            admin_allowed_hosts: Vec::new(),
+            state_file: PathBuf::from("s.json"),
+            store: None,
+            replica_id: None,
+            xds_limits: xds::Limits::default(),
+            xds_tls: tls.then(|| xds::tls::XdsTlsOptions {
+                files: tls::TlsFiles {
+                    cert: "c.pem".into(),
+                    key: "c.key".into(),
+                    client_ca: None,
+                },
+                identity: xds::tls::IdentityRules::spiffe("flotilla.local"),
+            }),
+            admin_tls: None,
+            admin_public_read: false,
+            admin_limits: admin::AdminLimits::default(),
+            load_policy: config::LoadPolicy::default(),
+            allow_plaintext_secrets: allow,
+            revisions: Default::default(),
+        }
+    }
+
+    #[test]
+    fn private_keys_over_plaintext_xds_beyond_loopback_need_the_flag() {
+        for (listen, tls, allow, refused) in [
+            ("127.0.0.1:18000", false, false, false),
+            ("[::1]:18000", false, false, false),
+            ("0.0.0.0:18000", false, false, true),
+            ("10.0.0.1:18000", false, false, true),
+            ("0.0.0.0:18000", true, false, false),
+            ("0.0.0.0:18000", false, true, false),
+        ] {
+            let policy = options(listen, tls, allow).effective_policy();
+            assert_eq!(
+                policy.no_private_keys.is_some(),
+                refused,
+                "{listen} tls {tls} allow {allow}"
+            );
+        }
+    }
+
+    #[test]
+    fn failed_reloads_back_off_to_a_cap() {
+        assert_eq!(retry_delay(0), RELOAD_RETRY_FIRST);
+        assert_eq!(retry_delay(1), RELOAD_RETRY_FIRST * 2);
+        assert_eq!(retry_delay(30), RELOAD_RETRY_MAX);
+    }
 }

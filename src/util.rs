@@ -28,3 +28,31 @@ pub mod unix_millis_opt {
         }
     }
 }
+
+/// Longest piece of client input an error message repeats: enough to recognise it, never
+/// a megabyte echoed back (or into a log line) because a client sent one.
+pub const MAX_ECHO: usize = 128;
+
+/// `text` cut to [`MAX_ECHO`] bytes (at a character boundary), marked when cut.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_ECHO {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = MAX_ECHO;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes in all)", &text[..end], text.len()))
+}
+
+#[cfg(test)]
+mod clip_tests {
+    #[test]
+    fn long_input_is_cut_short_inputs_kept() {
+        assert_eq!(super::clip("10.0.0.1:80"), "10.0.0.1:80");
+        let long = "é".repeat(1_000_000);
+        let clipped = super::clip(&long);
+        assert!(clipped.len() < 200, "{}", clipped.len());
+        assert!(clipped.ends_with("(2000000 bytes in all)"), "{clipped}");
+    }
+}

@@ -320,6 +320,7 @@ mod node_view_tests {
             snapshot_version: format!("v{id}"),
             in_sync: id.is_multiple_of(2),
             acked_snapshot: None,
+            envoy_admin: Vec::new(),
             types: Default::default(),
         }
     }

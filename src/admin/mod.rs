@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod certificates;
+pub mod connections;
 pub mod dashboard;
 mod errors;
 pub mod gitops;
@@ -14,6 +15,7 @@ pub mod mutations;
 pub mod reads;
 mod tls_listener;
 
+pub use connections::{AdminLimits, PROBE_SLOTS};
 pub use errors::MAX_URL;
 
 use std::sync::Arc;
@@ -107,17 +109,32 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
+/// Ready once a config is served and the xDS port is open. A reload that cannot read the
+/// files (EMFILE) leaves it ready (the last good config is served) but says so on a second
+/// line, `reload: unreadable, retrying: <error>`, for whoever looks.
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
     if state.controller.config().is_none() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "no valid configuration loaded yet\n",
+            "no valid configuration loaded yet\n".to_string(),
         );
     }
     if !state.xds_listening.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "xDS port not open yet\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "xDS port not open yet\n".to_string(),
+        );
     }
-    (StatusCode::OK, "ready\n")
+    match state.controller.last_reload() {
+        Some(r) if r.result == crate::control::ReloadResult::Unreadable => (
+            StatusCode::OK,
+            format!(
+                "ready\nreload: unreadable, retrying: {}\n",
+                r.errors.first().map(String::as_str).unwrap_or("?")
+            ),
+        ),
+        _ => (StatusCode::OK, "ready\n".to_string()),
+    }
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoResponse {
@@ -136,21 +153,16 @@ pub async fn serve(
     listener: TcpListener,
     state: AdminState,
     tls: Option<Arc<crate::tls::ServerTls>>,
+    limits: AdminLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router(state);
     match tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        }
+        None => connections::serve(listener, app, limits, shutdown).await,
         Some(tls) => {
             tokio::spawn(tls.clone().watch(shutdown.clone()));
             let listener = tls_listener::TlsListener::new(listener, tls, shutdown.clone());
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+            connections::serve(listener, app, limits, shutdown).await
         }
     }
 }

@@ -83,6 +83,7 @@ impl IntoResponse for RuntimeError {
             RuntimeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RuntimeError::Configured { .. } | RuntimeError::Taken { .. } => StatusCode::CONFLICT,
             RuntimeError::Full { .. } | RuntimeError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
+            RuntimeError::Forbidden(_) => StatusCode::FORBIDDEN,
             RuntimeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             RuntimeError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -183,6 +184,12 @@ pub async fn register(
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("ttl: {e}")),
     };
+    if let Ok(address) = crate::config::parse_socket_address(&body.address)
+        && let Err(e) =
+            crate::runtime::admission::not_an_envoy_admin(address, &s.nodes.envoy_admins())
+    {
+        return e.into_response();
+    }
     match s
         .runtime
         .lease(&cluster, &body.address, body.weight, ttl)

@@ -20,7 +20,7 @@ fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
     let controller = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
     let config = crate::config::parse_str(
         "t.yaml",
-        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081] }\n",
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081], registrations: {} }\n",
     )
     .unwrap();
     controller.set_config(Arc::new(config));
@@ -276,7 +276,7 @@ async fn a_registration_git_adds_to_the_cluster_is_listed_once() {
         .unwrap();
     let config = crate::config::parse_str(
         "t.yaml",
-        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081, 127.0.0.1:9000] }\n",
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081, 127.0.0.1:9000], registrations: {} }\n",
     )
     .unwrap();
     s.controller.set_config(Arc::new(config));

@@ -258,7 +258,11 @@ impl EncodedSet {
         };
         let cluster = |n: &str| selection.is_none_or(|s| s.clusters.contains(n));
         let listener = |n: &str| selection.is_none_or(|s| s.listeners.contains(n));
-        let secret = |n: &str| selection.is_none_or(|s| s.secrets.contains(n));
+        // Secrets (private keys among them) go only to clients whose fleet's listeners or
+        // clusters use them, and never to proxyless gRPC clients: they read certificates from
+        // their own certificate providers (gRFC A29), never over SDS.
+        let secret =
+            |n: &str| kind != ClientKind::Grpc && selection.is_none_or(|s| s.secrets.contains(n));
         // Most configs have no gRPC listener, and then an Envoy is served every listener.
         let filtered = kind == ClientKind::Grpc
             || (kind == ClientKind::Envoy && !self.grpc_listeners.is_empty());

@@ -234,3 +234,50 @@ fn a_one_route_change_among_ten_thousand_changes_only_its_route_configuration() 
         before.get(ResourceType::Route).get("private"),
     );
 }
+
+#[test]
+fn secrets_go_only_to_fleets_that_use_them_and_never_to_grpc_clients() {
+    use super::ClientKind::{Envoy, Grpc, Other};
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key, _) = crate::tls::tests::issued(&["a.example.com"]);
+    std::fs::write(dir.path().join("a.pem"), chain).unwrap();
+    std::fs::write(dir.path().join("a.key"), key).unwrap();
+    let yaml = format!(
+        "version: 1
+clusters:
+  web: {{ endpoints: [127.0.0.1:8081] }}
+listeners:
+  public:
+    address: 127.0.0.1:10000
+    tls: {{ certificates: [{{ cert: a.pem, key: a.key }}] }}
+    routes: [ {{ to: web }} ]
+  private: {{ address: 127.0.0.1:10001, routes: [ {{ to: web }} ] }}
+{GRPC_LISTENER}fleets:
+  edge: {{ listeners: [public, \"greeter.test:50051\"] }}
+  inside: {{ listeners: [private, \"greeter.test:50051\"] }}
+"
+    );
+    std::fs::write(dir.path().join("f.yaml"), yaml).unwrap();
+    let config = crate::config::load(&dir.path().join("f.yaml"))
+        .unwrap()
+        .config;
+    let cache = SnapshotCache::new();
+    cache.update(Inputs {
+        config: Arc::new(config),
+        overlay: Arc::new(Overlay::default()),
+    });
+    for (fleet, kind, secrets) in [
+        ("edge", Envoy, 1),
+        ("edge", Other, 1),
+        ("edge", Grpc, 0),
+        ("inside", Envoy, 0),
+        ("inside", Grpc, 0),
+    ] {
+        let snapshot = cache.watch(fleet, Transport::Ads, kind).borrow().clone();
+        assert_eq!(
+            snapshot.get(ResourceType::Secret).resources.len(),
+            secrets,
+            "{fleet} {kind:?}"
+        );
+    }
+}

@@ -44,9 +44,22 @@ impl fmt::Display for Diagnostics {
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
     found: Vec<Diagnostic>,
+    /// What the config may name on the host (certificate files, access-log paths).
+    policy: std::sync::Arc<super::policy::LoadPolicy>,
 }
 
 impl Sink {
+    pub(crate) fn with_policy(policy: std::sync::Arc<super::policy::LoadPolicy>) -> Sink {
+        Sink {
+            found: Vec::new(),
+            policy,
+        }
+    }
+
+    pub(crate) fn policy(&self) -> std::sync::Arc<super::policy::LoadPolicy> {
+        self.policy.clone()
+    }
+
     pub(crate) fn at(&mut self, loc: &Location, field: &str, message: impl Into<String>) {
         self.found.push(Diagnostic {
             loc: loc.clone(),

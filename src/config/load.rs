@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::decode;
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::model::Config;
+use super::policy::LoadPolicy;
 use super::yaml::{self, Location};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,11 @@ pub struct Loaded {
 /// entries are skipped, which is what makes a Kubernetes ConfigMap mount (`..data` and
 /// timestamped directories beside symlinks) read as just its files.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    load_with(path, &LoadPolicy::default())
+}
+
+/// [`load`], with what the config may name on the host (`--secrets-dir`, `--access-log-dir`).
+pub fn load_with(path: &Path, policy: &LoadPolicy) -> Result<Loaded, LoadError> {
     let files = files_of(path)?;
     let mut sources = Vec::with_capacity(files.len());
     let mut budget = MAX_CONFIG_BYTES;
@@ -79,7 +85,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
             .map_err(|e| LoadError::Invalid(Diagnostics(vec![not_utf8(file, &e)])))?;
         sources.push((file.clone(), text));
     }
-    let config = parse_sources(&sources)?;
+    let config = parse_sources_with(&sources, policy)?;
     Ok(Loaded { config, files })
 }
 
@@ -102,11 +108,20 @@ pub fn files_of(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
             continue;
         }
         let file = entry.path();
-        // Follows symlinks: ConfigMap files are links into `..data`. A dangling link is skipped
-        // rather than fatal, since mid-swap it can dangle for an instant.
-        if std::fs::metadata(&file).is_ok_and(|m| m.is_file()) {
-            files.push(file);
+        // Follows symlinks: ConfigMap files are links into `..data` (swapped atomically, so
+        // they never dangle). A file named like config that cannot be read as config (a
+        // dangling link, a FIFO, a device, a directory) is an error naming it: skipping it
+        // would silently drop its listeners and clusters from every Envoy. A reload that
+        // fails this way is retried (`watch::retry`) and serve keeps the last good config.
+        let meta = std::fs::metadata(&file).map_err(|error| LoadError::Io {
+            path: file.clone(),
+            error,
+        })?;
+        let kind = kind_of(&meta.file_type());
+        if kind != "regular file" {
+            return Err(LoadError::NotRegular { path: file, kind });
         }
+        files.push(file);
     }
     files.sort();
     if files.is_empty() {
@@ -200,6 +215,14 @@ fn not_utf8(file: &Path, e: &std::string::FromUtf8Error) -> Diagnostic {
 
 /// Parses and validates in-memory sources, each named by the path shown in diagnostics.
 pub fn parse_sources(sources: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
+    parse_sources_with(sources, &LoadPolicy::default())
+}
+
+/// [`parse_sources`] under `policy`.
+pub fn parse_sources_with(
+    sources: &[(PathBuf, String)],
+    policy: &LoadPolicy,
+) -> Result<Config, Diagnostics> {
     let mut parsed = Vec::with_capacity(sources.len());
     let mut syntax = Vec::new();
     for (path, text) in sources {
@@ -219,7 +242,7 @@ pub fn parse_sources(sources: &[(PathBuf, String)]) -> Result<Config, Diagnostic
         syntax.sort();
         return Err(Diagnostics(syntax));
     }
-    decode::decode(&parsed)
+    decode::decode(&parsed, Arc::new(policy.clone()))
 }
 
 /// Parses one in-memory YAML document (tests, the embedded quickstart).
@@ -246,6 +269,47 @@ mod tests {
         assert!(made.success());
         let lines = load_lines(&fifo);
         assert!(lines[0].ends_with("flotilla.yaml: not a regular file (a FIFO); the config is read from files or a directory of them"), "{lines:?}");
+    }
+
+    /// A directory of one good file and `bad.yaml`, made by `make`.
+    fn dir_with(make: impl FnOnce(&Path)) -> (tempfile::TempDir, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("good.yaml"),
+            "version: 1\nclusters:\n  api: { endpoints: [127.0.0.1:1] }\n",
+        )
+        .unwrap();
+        make(&dir.path().join("bad.yaml"));
+        let lines = load_lines(dir.path());
+        (dir, lines)
+    }
+
+    #[test]
+    fn an_unreadable_file_in_a_directory_is_an_error_naming_it() {
+        let (_d, lines) =
+            dir_with(|bad| std::os::unix::fs::symlink("/nonexistent/gone.yaml", bad).unwrap());
+        assert!(lines[0].contains("bad.yaml: No such file"), "{lines:?}");
+        let (_d, lines) = dir_with(|bad| {
+            let made = std::process::Command::new("mkfifo")
+                .arg(bad)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        });
+        assert!(
+            lines[0].contains("bad.yaml: not a regular file (a FIFO)"),
+            "{lines:?}"
+        );
+        let (_d, lines) = dir_with(|bad| std::os::unix::fs::symlink("/dev/zero", bad).unwrap());
+        assert!(
+            lines[0].contains("bad.yaml: not a regular file (a character device)"),
+            "{lines:?}"
+        );
+        let (_d, lines) = dir_with(|bad| std::fs::create_dir(bad).unwrap());
+        assert!(
+            lines[0].contains("bad.yaml: not a regular file (a directory)"),
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod empty;
 mod load;
 pub mod model;
+pub mod policy;
 mod reader;
 pub mod schema;
 pub mod shape;
@@ -25,12 +26,17 @@ pub use decode::{
 };
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{
-    LoadError, Loaded, MAX_CONFIG_BYTES, escape_controls, files_of, load, parse_sources, parse_str,
+    LoadError, Loaded, MAX_CONFIG_BYTES, escape_controls, files_of, load, load_with, parse_sources,
+    parse_sources_with, parse_str,
 };
 pub use model::Config;
+pub use policy::LoadPolicy;
 pub use reader::parse_socket_address;
 pub use sources::Sources;
-pub use yaml::{ALIAS_NODE_BUDGET, ALIAS_NODES_PER_WRITTEN, MAX_DEPTH};
+pub use yaml::{
+    ALIAS_BYTE_BUDGET, ALIAS_BYTES_PER_WRITTEN, ALIAS_NODE_BUDGET, ALIAS_NODES_PER_WRITTEN,
+    MAX_DEPTH,
+};
 
 #[cfg(test)]
 mod tests;

@@ -36,7 +36,9 @@ pub struct Cluster {
     /// Envoy's healthy-panic threshold, in percent. See `translate::cluster` for why the
     /// default is 0.
     pub panic_threshold: u32,
-    pub registrations: Registrations,
+    /// `registrations:`: endpoints may register themselves into the cluster only when it is
+    /// present (opt-in); without it every registration is refused.
+    pub registrations: Option<Registrations>,
     /// `tls`: Envoy (and flotilla's health probes) reach the endpoints over TLS.
     pub tls: Option<UpstreamTls>,
 }
@@ -50,6 +52,11 @@ pub struct Registrations {
     /// Ranges of addresses refused by default (unspecified, link-local, cloud metadata
     /// services) that this cluster accepts anyway.
     pub allow_addresses: Vec<ipnet::IpNet>,
+    /// `from`: the fleets whose identities (xDS client certificates, under mTLS) may register
+    /// into the cluster over a registration stream. Under mTLS a stream may register only
+    /// into clusters that name its fleet; a stream without an identity only into clusters
+    /// without `from`.
+    pub from: Option<Vec<String>>,
 }
 
 impl Registrations {
@@ -58,6 +65,8 @@ impl Registrations {
     pub const MAX: usize = 10_000;
     /// `allow_addresses` entries at most.
     pub const MAX_ALLOWED: usize = 64;
+    /// `from` entries at most.
+    pub const MAX_FROM: usize = 64;
 }
 
 impl Default for Registrations {
@@ -65,6 +74,7 @@ impl Default for Registrations {
         Registrations {
             max: Registrations::DEFAULT_MAX,
             allow_addresses: Vec::new(),
+            from: None,
         }
     }
 }

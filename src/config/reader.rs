@@ -283,13 +283,18 @@ pub(crate) fn socket_address(sink: &mut Sink, node: &Node, path: &str) -> Option
     }
 }
 
+/// An endpoint address `ip:port` (`[v6]:port`). An IPv4-mapped IPv6 address
+/// (`[::ffff:127.0.0.1]:80`) is read as the IPv4 address it maps, so that one endpoint has one
+/// spelling (a registration of the mapped form is the configured `127.0.0.1:80`). Errors
+/// repeat at most [`crate::util::MAX_ECHO`] bytes of the input.
 pub fn parse_socket_address(text: &str) -> Result<SocketAddr, String> {
+    use crate::util::clip;
     let (host, port) = text
         .rsplit_once(':')
-        .ok_or_else(|| format!("`{text}` is not an address: expected ip:port"))?;
+        .ok_or_else(|| format!("`{}` is not an address: expected ip:port", clip(text)))?;
     let port: u64 = port
         .parse()
-        .map_err(|_| format!("`{port}` is not a port number"))?;
+        .map_err(|_| format!("`{}` is not a port number", clip(port)))?;
     if port == 0 || port > 65535 {
         return Err(format!("port {port} out of range (1..=65535)"));
     }
@@ -298,12 +303,15 @@ pub fn parse_socket_address(text: &str) -> Result<SocketAddr, String> {
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
     let ip: IpAddr = host.parse().map_err(|_| {
-        format!("`{host}` is not an IP address (hostnames are not resolved; write the IP)")
+        format!(
+            "`{}` is not an IP address (hostnames are not resolved; write the IP)",
+            clip(host)
+        )
     })?;
     if let (IpAddr::V6(_), false) = (ip, text.starts_with('[')) {
         return Err(format!("IPv6 addresses need brackets: [{host}]:{port}"));
     }
-    Ok(SocketAddr::new(ip, port as u16))
+    Ok(SocketAddr::new(ip.to_canonical(), port as u16))
 }
 
 fn describe(node: &Node) -> String {
@@ -327,6 +335,13 @@ mod tests {
             parse_socket_address("[::1]:80").unwrap(),
             "[::1]:80".parse().unwrap()
         );
+        assert_eq!(
+            parse_socket_address("[::ffff:127.0.0.1]:80").unwrap(),
+            "127.0.0.1:80".parse().unwrap(),
+            "a mapped address is its IPv4 address"
+        );
+        let long = format!("{}:80", "1".repeat(1 << 20));
+        assert!(parse_socket_address(&long).unwrap_err().len() < 300);
         assert!(
             parse_socket_address("127.0.0.1:99999")
                 .unwrap_err()

@@ -30,7 +30,7 @@ clusters:
       unhealthy_threshold: 2
     circuit_breakers: { max_connections: 100, max_pending_requests: 10, max_requests: 100 }
     panic_threshold: 20
-    registrations: { max: 50, allow_addresses: [169.254.0.0/16] }
+    registrations: { max: 50, allow_addresses: [169.254.0.0/16], from: [workers] }
   hashed:
     endpoints: [127.0.0.1:8083]
     health_check: { tcp: { send: PING, expect: PONG } }

@@ -110,6 +110,16 @@ pub const ALIAS_NODE_BUDGET: usize = 100_000;
 /// anchor shared by every cluster of a large config stays well within it.
 pub const ALIAS_NODES_PER_WRITTEN: usize = 4;
 
+/// Bytes of scalar text aliases may add to a document beyond [`ALIAS_BYTES_PER_WRITTEN`] per
+/// byte of the file. The node budget alone lets one long string, anchored once and aliased
+/// 100,000 times, expand a 21 KB file into gigabytes; this bound is checked at each alias,
+/// before its copy is made.
+pub const ALIAS_BYTE_BUDGET: usize = 1024 * 1024;
+
+/// Bytes of scalar text aliases may add per byte of the file, on top of [`ALIAS_BYTE_BUDGET`]:
+/// a short anchor (a health check, a retry policy) shared by every cluster stays well within it.
+pub const ALIAS_BYTES_PER_WRITTEN: usize = 4;
+
 /// Deepest nesting of lists and maps. flotilla's schema needs fewer than ten levels; the bound
 /// keeps the recursive reader (and dropping the tree) far from the end of the stack.
 pub const MAX_DEPTH: usize = 64;
@@ -122,6 +132,10 @@ pub fn parse(source: &str, file: Arc<PathBuf>) -> Result<Option<Node>, SyntaxErr
         file,
         written: 0,
         aliased: 0,
+        text_bytes: 0,
+        aliased_bytes: 0,
+        byte_budget: ALIAS_BYTE_BUDGET
+            .saturating_add(source.len().saturating_mul(ALIAS_BYTES_PER_WRITTEN)),
         depth: 0,
         hasher: RandomState::new(),
     };
@@ -130,12 +144,17 @@ pub fn parse(source: &str, file: Arc<PathBuf>) -> Result<Option<Node>, SyntaxErr
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
-    /// Each anchor's node and how many nodes it holds (what an alias to it adds).
-    anchors: HashMap<usize, (Node, usize)>,
+    /// Each anchor's node, how many nodes it holds and how many bytes of scalar text (what an
+    /// alias to it adds).
+    anchors: HashMap<usize, (Node, usize, usize)>,
     file: Arc<PathBuf>,
     /// Nodes read from the text, and nodes added by expanding aliases.
     written: usize,
     aliased: usize,
+    /// Bytes of scalar text in the tree so far (written and aliased), and those added by aliases.
+    text_bytes: usize,
+    aliased_bytes: usize,
+    byte_budget: usize,
     depth: usize,
     hasher: RandomState,
 }
@@ -193,9 +212,11 @@ impl<'a> Builder<'a> {
     fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, SyntaxError> {
         let loc = self.loc(&span);
         let before = self.produced();
+        let bytes_before = self.text_bytes;
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
+                self.text_bytes += text.len();
                 let value =
                     if !quoted && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
                         Value::Null
@@ -208,7 +229,7 @@ impl<'a> Builder<'a> {
                 (Node { loc, value }, anchor)
             }
             Event::Alias(id) => {
-                let Some((target, size)) = self.anchors.get(&id) else {
+                let Some((target, size, bytes)) = self.anchors.get(&id) else {
                     return Err(SyntaxError {
                         loc,
                         message: "alias refers to an unknown anchor".to_string(),
@@ -223,7 +244,18 @@ impl<'a> Builder<'a> {
                         ),
                     });
                 }
+                if self.aliased_bytes + bytes > self.byte_budget {
+                    return Err(SyntaxError {
+                        loc,
+                        message: format!(
+                            "aliases expand this file past {} bytes of text (at most {ALIAS_BYTE_BUDGET} plus {ALIAS_BYTES_PER_WRITTEN} per byte of the file): refusing a probable alias bomb",
+                            self.byte_budget
+                        ),
+                    });
+                }
                 self.aliased += size;
+                self.aliased_bytes += bytes;
+                self.text_bytes += bytes;
                 return Ok(Node {
                     loc,
                     value: target.value.clone(),
@@ -299,7 +331,8 @@ impl<'a> Builder<'a> {
         self.written += 1;
         if anchor != 0 {
             let size = self.produced() - before;
-            self.anchors.insert(anchor, (node.clone(), size));
+            let bytes = self.text_bytes - bytes_before;
+            self.anchors.insert(anchor, (node.clone(), size, bytes));
         }
         Ok(node)
     }
@@ -454,6 +487,57 @@ mod tests {
             text.push_str(&format!("  c{i}: {{ health_check: *hc }}\n"));
         }
         assert!(parse(&text).is_ok());
+    }
+
+    /// One long string anchored once and aliased many times, under the node budget: 21 KB of
+    /// YAML that expanded to 1.9 GB before the byte budget.
+    pub(crate) fn string_bomb(string_bytes: usize, aliases: usize) -> String {
+        let mut text = format!("s: &s \"{}\"\nl: [", "x".repeat(string_bytes));
+        text.push_str(&vec!["*s"; aliases].join(","));
+        text.push_str("]\n");
+        text
+    }
+
+    #[test]
+    fn a_string_bomb_is_refused_before_it_expands() {
+        let bomb = string_bomb(16 * 1024, 1_500);
+        assert!(bomb.len() < 22_000, "{} bytes", bomb.len());
+        let err = parse(&bomb).unwrap_err();
+        assert!(err.message.contains("bytes of text"), "{}", err.message);
+        assert!(
+            err.message.contains("probable alias bomb"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.loc.line, 2, "{err:?}");
+        // Refused at the alias that crosses 1 MiB + 4 × the file, not after all of them.
+        let fit = (ALIAS_BYTE_BUDGET + ALIAS_BYTES_PER_WRITTEN * bomb.len()) / (16 * 1024);
+        assert_eq!(err.loc.col, "l: [".len() + 1 + 3 * fit, "{err:?}");
+    }
+
+    #[test]
+    fn a_string_multiplied_through_nested_aliases_is_refused() {
+        // 16 KiB × 10 × 10 × 10 × 10 × 9: 90,000 copies, under the node budget (1.4 GB).
+        let mut bomb = format!("s: &s \"{}\"\n", "x".repeat(16 * 1024));
+        for (name, below) in [("a", "s"), ("b", "a"), ("c", "b"), ("d", "c")] {
+            let aliases = vec![format!("*{below}"); 10].join(",");
+            bomb.push_str(&format!("{name}: &{name} [{aliases}]\n"));
+        }
+        bomb.push_str(&format!("e: [{}]\n", ["*d"; 9].join(",")));
+        let err = parse(&bomb).unwrap_err();
+        assert!(err.message.contains("bytes of text"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_shared_string_within_the_byte_budget_expands() {
+        let root = parse(&string_bomb(1024, 1_000)).unwrap().unwrap();
+        let Value::Map(entries) = root.value else {
+            panic!()
+        };
+        let Value::Seq(l) = &entries[1].1.value else {
+            panic!()
+        };
+        assert_eq!(l.len(), 1_000);
     }
 
     #[test]

@@ -125,6 +125,19 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
         node: Some(Node {
             id: o.node_id.clone(),
             cluster: o.fleet.clone(),
+            // The admin interface, announced so that flotilla refuses it as a registration
+            // (registered, it would put /config_dump and /quitquitquit behind a listener).
+            metadata: Some(pbwk::Struct {
+                fields: [(
+                    crate::runtime::admission::ADMIN_ADDRESS_METADATA.to_string(),
+                    pbwk::Value {
+                        kind: Some(pbwk::value::Kind::StringValue(
+                            std::net::SocketAddr::new(o.admin_address, o.admin_port).to_string(),
+                        )),
+                    },
+                )]
+                .into(),
+            }),
             ..Default::default()
         }),
         static_resources: Some(StaticResources {

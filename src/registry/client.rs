@@ -58,6 +58,16 @@ impl Client {
         registry: &str,
         tls: Option<&crate::tls::ClientTls>,
     ) -> Result<Client, ClientError> {
+        Client::connect_authorized(registry, tls, None).await
+    }
+
+    /// Like [`Client::connect_with`], sending `token` as `authorization: Bearer <token>` (a
+    /// plaintext xDS port beyond loopback takes registrations only with the admin token).
+    pub async fn connect_authorized(
+        registry: &str,
+        tls: Option<&crate::tls::ClientTls>,
+        token: Option<&str>,
+    ) -> Result<Client, ClientError> {
         let url = if registry.contains("://") {
             registry.to_string()
         } else {
@@ -86,8 +96,15 @@ impl Client {
             }
         };
         let (requests, rx) = mpsc::channel(16);
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(token) = token {
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                ClientError::Unexpected("the token is not a valid header value".into())
+            })?;
+            request.metadata_mut().insert("authorization", value);
+        }
         let responses = RegistryClient::new(channel)
-            .register(ReceiverStream::new(rx))
+            .register(request)
             .await?
             .into_inner();
         Ok(Client {

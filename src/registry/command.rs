@@ -33,6 +33,8 @@ pub struct RegisterOptions {
     pub command: Vec<String>,
     /// TLS (mTLS) to flotilla's xDS port, when it serves TLS.
     pub tls: Option<crate::tls::ClientTls>,
+    /// The admin token, for a plaintext xDS port beyond loopback.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +121,9 @@ pub async fn run(opts: RegisterOptions) -> Result<i32, CommandError> {
 }
 
 async fn register(opts: &RegisterOptions) -> Result<Client, ClientError> {
-    let mut client = Client::connect_with(&opts.registry, opts.tls.as_ref()).await?;
+    let mut client =
+        Client::connect_authorized(&opts.registry, opts.tls.as_ref(), opts.token.as_deref())
+            .await?;
     client.register(opts.endpoint.clone()).await?;
     info!(cluster = %opts.endpoint.cluster, address = %opts.endpoint.address, "registered");
     Ok(client)

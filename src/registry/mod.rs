@@ -13,7 +13,7 @@ mod drain;
 mod service;
 
 pub use drain::{DEFAULT_DEADLINE, MAX_DEADLINE, SETTLE};
-pub use service::{MAX_MESSAGE_BYTES, RegistryService};
+pub use service::{MAX_MESSAGE_BYTES, RegistryService, StreamToken};
 
 /// Code generated from `proto/` by build.rs.
 #[allow(unreachable_pub, clippy::all, clippy::pedantic, missing_docs)]

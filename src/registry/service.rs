@@ -39,6 +39,63 @@ pub struct RegistryService {
     pub shutdown: CancellationToken,
     /// With mTLS, a registration needs a certificate with an identity of the trust domain.
     pub authorizer: crate::xds::Authorizer,
+    /// The connected Envoys, whose admin interfaces are never registered.
+    pub nodes: Arc<crate::xds::NodeRegistry>,
+    /// Whether a stream must carry the admin token (a plaintext xDS port beyond loopback).
+    pub token: StreamToken,
+}
+
+/// What a registration stream must show besides its client certificate.
+#[derive(Debug, Clone, Default)]
+pub enum StreamToken {
+    /// Nothing: the xDS port is on loopback or serves TLS.
+    #[default]
+    NotNeeded,
+    /// `authorization: Bearer <admin token>`, on a plaintext xDS port beyond loopback,
+    /// where anyone who reaches the port could otherwise register (None: no token is
+    /// configured, so every stream is refused).
+    Required(Option<String>),
+}
+
+impl StreamToken {
+    /// The rule for an xDS port listening on `listen`, with TLS or not.
+    pub fn for_port(listen: SocketAddr, tls: bool, admin_token: Option<String>) -> StreamToken {
+        if tls || listen.ip().is_loopback() {
+            StreamToken::NotNeeded
+        } else {
+            StreamToken::Required(admin_token)
+        }
+    }
+
+    fn check(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        let StreamToken::Required(token) = self else {
+            return Ok(());
+        };
+        let Some(token) = token else {
+            return Err(Status::permission_denied(
+                "registration over a plaintext xDS port beyond loopback needs the admin token, \
+                 and none is configured (--admin-token), or TLS on the xDS port",
+            ));
+        };
+        let sent = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let matches = sent.is_some_and(|s| {
+            s.len() == token.len()
+                && s.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |a, (x, y)| a | (x ^ y))
+                    == 0
+        });
+        if !matches {
+            return Err(Status::unauthenticated(
+                "registration over a plaintext xDS port beyond loopback needs the admin token \
+                 (authorization: Bearer …; `flotilla register --registry-token`)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl RegistryService {
@@ -61,6 +118,13 @@ impl Registry for RegistryService {
     ) -> Result<Response<Responses>, Status> {
         let xds_peer = req.extensions().get::<crate::xds::tls::XdsPeer>();
         self.authorizer.check_registration(xds_peer)?;
+        self.token.check(req.metadata())?;
+        let identity_fleets = xds_peer.and_then(|p| p.cert.as_ref()).map(|c| {
+            c.identities
+                .iter()
+                .map(|i| i.fleet.clone())
+                .collect::<Vec<_>>()
+        });
         let peer = xds_peer.and_then(|p| p.remote_addr()).or(req.remote_addr());
         let session = self
             .runtime
@@ -72,6 +136,8 @@ impl Registry for RegistryService {
             tx,
             traffic: self.traffic.clone(),
             peer,
+            identity_fleets,
+            nodes: self.nodes.clone(),
         };
         tokio::spawn(stream.run(req.into_inner(), self.shutdown.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -84,6 +150,9 @@ struct InstanceStream {
     tx: mpsc::Sender<Result<RegisterResponse, Status>>,
     traffic: Arc<TrafficAggregate>,
     peer: Option<SocketAddr>,
+    /// The fleets of the stream's client certificate (None without mTLS).
+    identity_fleets: Option<Vec<String>>,
+    nodes: Arc<crate::xds::NodeRegistry>,
 }
 
 impl InstanceStream {
@@ -155,8 +224,16 @@ impl InstanceStream {
                     weight: e.weight,
                     zone: Some(e.zone).filter(|z| !z.is_empty()),
                     metadata: e.metadata.into_iter().collect(),
+                    identity_fleets: self.identity_fleets.clone(),
                 };
-                let reply = match self.session.register(&registration) {
+                let admins = self.nodes.envoy_admins();
+                let result = crate::config::parse_socket_address(&registration.address)
+                    .ok()
+                    .map_or(Ok(()), |a| {
+                        crate::runtime::admission::not_an_envoy_admin(a, &admins)
+                    })
+                    .and_then(|()| self.session.register(&registration));
+                let reply = match result {
                     Ok(key) => {
                         // Registered means Envoy's next EDS response carries it.
                         self.session.published().await;
@@ -256,6 +333,7 @@ fn code(err: &RuntimeError) -> Code {
         RuntimeError::NoConfig => Code::Unavailable,
         RuntimeError::UnknownCluster(_) | RuntimeError::UnknownEndpoint { .. } => Code::NotFound,
         RuntimeError::BadRequest(_) => Code::InvalidArgument,
+        RuntimeError::Forbidden(_) => Code::PermissionDenied,
         RuntimeError::Configured { .. } | RuntimeError::Taken { .. } => Code::AlreadyExists,
         RuntimeError::Limit(_) | RuntimeError::Full { .. } => Code::ResourceExhausted,
         RuntimeError::Store(_) => Code::Internal,
@@ -273,4 +351,42 @@ fn code_name(code: Code) -> String {
         name.push(c.to_ascii_uppercase());
     }
     name
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::StreamToken;
+    use tonic::metadata::MetadataMap;
+
+    fn with(value: Option<&str>) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        if let Some(v) = value {
+            m.insert("authorization", v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn a_plaintext_port_beyond_loopback_needs_the_admin_token() {
+        let token = Some("s3cret".to_string());
+        let lo = "127.0.0.1:18000".parse().unwrap();
+        let any = "0.0.0.0:18000".parse().unwrap();
+        let open = StreamToken::for_port(lo, false, token.clone());
+        assert!(open.check(&with(None)).is_ok(), "loopback");
+        let tls = StreamToken::for_port(any, true, token.clone());
+        assert!(tls.check(&with(None)).is_ok(), "TLS");
+        let needs = StreamToken::for_port(any, false, token);
+        assert_eq!(
+            needs.check(&with(None)).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert!(needs.check(&with(Some("Bearer wrong"))).is_err());
+        assert!(needs.check(&with(Some("s3cret"))).is_err());
+        assert!(needs.check(&with(Some("Bearer s3cret"))).is_ok());
+        let none = StreamToken::for_port(any, false, None);
+        assert_eq!(
+            none.check(&with(Some("Bearer x"))).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+    }
 }

@@ -1,13 +1,98 @@
-//! Which addresses may register themselves into a cluster.
+//! Who may register which addresses into which cluster.
 //!
 //! Registration is how autoscaled instances join, so a registered address is where Envoy
-//! sends real traffic: the unspecified address (which Envoy reads as "this host"), link-local
-//! addresses and the cloud metadata services (credentials, over plain HTTP) are refused unless
-//! the cluster's `registrations.allow_addresses` says otherwise.
+//! sends real traffic, public clients included. So:
+//! - a cluster takes registrations only if it says so (`registrations:` present, opt-in);
+//! - under mTLS a registration stream may register only into clusters whose
+//!   `registrations.from` names its fleet (any fleet could otherwise join any cluster);
+//! - the unspecified address (which Envoy reads as "this host"), link-local addresses and the
+//!   cloud metadata services (credentials, over plain HTTP) are refused unless the cluster's
+//!   `registrations.allow_addresses` says otherwise;
+//! - the admin interfaces of the Envoys flotilla knows of (announced in their node metadata by
+//!   the bootstraps flotilla writes) are refused always: registered, they put Envoy's
+//!   /config_dump and POST /quitquitquit behind a public listener.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::config::model::Registrations;
+use super::RuntimeError;
+use crate::config::model::{Cluster, Registrations};
+
+/// Node metadata key under which a bootstrap written by `flotilla bootstrap` announces the
+/// Envoy's admin address (`ip:port`).
+pub const ADMIN_ADDRESS_METADATA: &str = "flotilla.admin_address";
+
+/// Who asks to register.
+#[derive(Debug, Clone, Copy)]
+pub enum Registrant<'a> {
+    /// The admin API, with the admin token (or on loopback without one): the operator.
+    Operator,
+    /// A registration stream, with the fleets of its verified client certificate's
+    /// identities (None: no mTLS, so no identity).
+    Stream(Option<&'a [String]>),
+}
+
+/// The cluster's registration rules, if `who` may register into `cluster` at all.
+pub fn open<'c>(
+    name: &str,
+    cluster: &'c Cluster,
+    who: Registrant<'_>,
+) -> Result<&'c Registrations, RuntimeError> {
+    let Some(rules) = &cluster.registrations else {
+        return Err(RuntimeError::Forbidden(format!(
+            "cluster `{name}` takes no registrations (add `registrations:` to it to let endpoints register)"
+        )));
+    };
+    match (who, &rules.from) {
+        (Registrant::Operator, _) | (Registrant::Stream(None), None) => Ok(rules),
+        (Registrant::Stream(Some(fleets)), Some(from))
+            if fleets.iter().any(|f| from.contains(f)) =>
+        {
+            Ok(rules)
+        }
+        (Registrant::Stream(Some(fleets)), _) => Err(RuntimeError::Forbidden(format!(
+            "identity of fleet {} may not register into cluster `{name}` (clusters.{name}.registrations.from names the fleets that may)",
+            fleets.join(", ")
+        ))),
+        (Registrant::Stream(None), Some(_)) => Err(RuntimeError::Forbidden(format!(
+            "cluster `{name}` takes registrations only from the identities its registrations.from names; this stream has no client certificate"
+        ))),
+    }
+}
+
+/// The addresses that stand for an Envoy admin interface announced as `announced`
+/// (`ip:port`) by an Envoy connected from `peer`. An unspecified IP listens on every address
+/// of the Envoy's host: its loopback addresses and the address it connects from.
+pub fn admin_addresses(announced: &str, peer: Option<IpAddr>) -> Vec<SocketAddr> {
+    // Port 0 (Envoy picks one) announces nothing flotilla can match.
+    let Ok(addr) = crate::config::parse_socket_address(announced) else {
+        return Vec::new();
+    };
+    if !addr.ip().is_unspecified() {
+        return vec![addr];
+    }
+    let port = addr.port();
+    let mut out = vec![
+        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+        SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+    ];
+    out.extend(peer.map(|ip| SocketAddr::new(ip.to_canonical(), port)));
+    out
+}
+
+/// `Err` when `address` is the admin interface of an Envoy flotilla knows of.
+pub fn not_an_envoy_admin(
+    address: SocketAddr,
+    admins: &HashSet<SocketAddr>,
+) -> Result<(), RuntimeError> {
+    let canonical = SocketAddr::new(address.ip().to_canonical(), address.port());
+    if admins.contains(&canonical) {
+        return Err(RuntimeError::Forbidden(format!(
+            "{canonical} is the admin interface of a connected Envoy; it is never registered"
+        )));
+    }
+    Ok(())
+}
 
 /// Metadata services outside the link-local ranges: AWS's IPv6 endpoint, Alibaba Cloud's.
 const METADATA: [IpAddr; 2] = [
@@ -54,6 +139,67 @@ pub(super) fn check(ip: IpAddr, rules: &Registrations) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cluster(registrations: Option<&str>) -> Cluster {
+        let mut yaml = "version: 1\nclusters:\n  web:\n    endpoints: [127.0.0.1:1]\n".to_string();
+        if let Some(r) = registrations {
+            yaml += &format!("    registrations: {r}\n");
+        }
+        crate::config::parse_str("t.yaml", &yaml).unwrap().clusters["web"].clone()
+    }
+
+    #[test]
+    fn registrations_are_opt_in_and_bound_to_identities() {
+        let workers = ["workers".to_string()];
+        let batch = ["batch".to_string()];
+        let closed = cluster(None);
+        let open_ = cluster(Some("{}"));
+        let from = cluster(Some("{ from: [workers] }"));
+        for (c, who, ok) in [
+            (&closed, Registrant::Operator, false),
+            (&closed, Registrant::Stream(None), false),
+            (&closed, Registrant::Stream(Some(&workers)), false),
+            (&open_, Registrant::Operator, true),
+            (&open_, Registrant::Stream(None), true),
+            (&open_, Registrant::Stream(Some(&workers)), false),
+            (&from, Registrant::Operator, true),
+            (&from, Registrant::Stream(None), false),
+            (&from, Registrant::Stream(Some(&workers)), true),
+            (&from, Registrant::Stream(Some(&batch)), false),
+        ] {
+            let got = open("web", c, who);
+            assert_eq!(got.is_ok(), ok, "{:?} {who:?}: {got:?}", c.registrations);
+            if let Err(e) = got {
+                assert!(matches!(e, RuntimeError::Forbidden(_)), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn envoy_admin_addresses_are_refused() {
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let admins: HashSet<SocketAddr> = admin_addresses("127.0.0.1:9901", Some(peer))
+            .into_iter()
+            .chain(admin_addresses("0.0.0.0:9902", Some(peer)))
+            .collect();
+        for (addr, refused) in [
+            ("127.0.0.1:9901", true),
+            ("[::ffff:127.0.0.1]:9901", true),
+            ("127.0.0.1:9902", true),
+            ("[::1]:9902", true),
+            ("10.0.0.9:9902", true),
+            ("10.0.0.9:9901", false),
+            ("127.0.0.1:8080", false),
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(
+                not_an_envoy_admin(addr, &admins).is_err(),
+                refused,
+                "{addr}"
+            );
+        }
+        assert!(admin_addresses("nonsense", None).is_empty());
+    }
 
     #[test]
     fn refused_by_default() {

@@ -7,7 +7,7 @@
 //! whose stream breaks leaves at once. All of them reach Envoy through the controller's
 //! overlay, like health verdicts.
 
-mod admission;
+pub mod admission;
 mod leases;
 pub mod replicated;
 pub mod session;
@@ -40,7 +40,7 @@ pub const MAX_TTL: Duration = Duration::from_secs(3600);
 pub enum RuntimeError {
     #[error("no configuration is loaded yet")]
     NoConfig,
-    #[error("unknown cluster `{0}`")]
+    #[error("unknown cluster `{}`", crate::util::clip(.0))]
     UnknownCluster(String),
     #[error("{address} is not an endpoint of cluster `{cluster}`")]
     UnknownEndpoint {
@@ -61,6 +61,10 @@ pub enum RuntimeError {
         cluster: String,
         address: SocketAddr,
     },
+    /// Not allowed at all: the cluster takes no registrations, or none from this identity, or
+    /// the address is an Envoy's admin interface (403, PERMISSION_DENIED).
+    #[error("{0}")]
+    Forbidden(String),
     /// A per-stream or per-peer limit of stream registrations.
     #[error("{0}")]
     Limit(String),
@@ -399,13 +403,14 @@ impl Runtime {
             .clusters
             .get(cluster)
             .ok_or_else(|| RuntimeError::UnknownCluster(cluster.to_string()))?;
+        let rules = admission::open(cluster, c, admission::Registrant::Operator)?;
         if c.endpoints.iter().any(|e| e.address == address) {
             return Err(RuntimeError::Configured {
                 cluster: cluster.to_string(),
                 address,
             });
         }
-        admission::check(address.ip(), &c.registrations).map_err(RuntimeError::BadRequest)?;
+        admission::check(address.ip(), rules).map_err(RuntimeError::BadRequest)?;
         let key = EndpointKey::new(cluster, address);
         let state = self.lock();
         if state.leases.get(&key).is_some_and(|l| l.session.is_some()) {
@@ -414,7 +419,7 @@ impl Runtime {
                 address,
             });
         }
-        let max = c.registrations.max;
+        let max = rules.max;
         if !state.leases.contains(&key) && state.leases.count(cluster) >= max {
             return Err(RuntimeError::Full {
                 cluster: cluster.to_string(),

@@ -44,6 +44,9 @@ pub struct BoundRegistration {
     pub weight: u32,
     pub zone: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// The fleets of the stream's verified client certificate (None without mTLS): checked
+    /// against the cluster's `registrations.from`.
+    pub identity_fleets: Option<Vec<String>>,
 }
 
 struct Open {
@@ -189,13 +192,15 @@ impl Session {
             .clusters
             .get(&r.cluster)
             .ok_or_else(|| RuntimeError::UnknownCluster(r.cluster.clone()))?;
+        let who = admission::Registrant::Stream(r.identity_fleets.as_deref());
+        let rules = admission::open(&r.cluster, cluster, who)?;
         if cluster.endpoints.iter().any(|e| e.address == address) {
             return Err(RuntimeError::Configured {
                 cluster: r.cluster.clone(),
                 address,
             });
         }
-        admission::check(address.ip(), &cluster.registrations).map_err(RuntimeError::BadRequest)?;
+        admission::check(address.ip(), rules).map_err(RuntimeError::BadRequest)?;
         let key = EndpointKey::new(&r.cluster, address);
         let mut state = rt.lock();
         match state.leases.get(&key) {
@@ -219,7 +224,7 @@ impl Session {
                         "streams from one address may register at most {MAX_ENDPOINTS_PER_PEER} endpoints"
                     )));
                 }
-                let max = cluster.registrations.max;
+                let max = rules.max;
                 if state.leases.count(&r.cluster) >= max {
                     return Err(RuntimeError::Full {
                         cluster: r.cluster.clone(),

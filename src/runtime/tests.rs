@@ -13,7 +13,7 @@ use crate::control::Controller;
 use crate::overlay::EndpointKey;
 
 fn controller() -> Arc<Controller> {
-    controller_with("")
+    controller_with("{}")
 }
 
 /// A controller serving cluster `web` with `registrations` (YAML) if not empty.

@@ -30,9 +30,9 @@ listeners:
   web: { address: 127.0.0.1:8080, access_log: stdout, routes: [ { to: a } ] }
   api:
     address: 127.0.0.1:8081
-    access_log: { path: /var/log/api.json, format: { code: "%RESPONSE_CODE%", who: "%REQ(USER-AGENT):32%" } }
+    access_log: { path: /var/log/envoy/api.json, format: { code: "%RESPONSE_CODE%", who: "%REQ(USER-AGENT):32%" } }
     routes: [ { to: a } ]
-  db: { address: 127.0.0.1:5432, protocol: tcp, to: a, access_log: { path: /var/log/db.json } }
+  db: { address: 127.0.0.1:5432, protocol: tcp, to: a, access_log: { path: /var/log/envoy/db.json } }
   quiet: { address: 127.0.0.1:8082, routes: [ { to: a } ] }
 "#;
 
@@ -100,7 +100,7 @@ fn a_file_with_a_custom_format_logs_exactly_those_fields() {
     };
     assert_eq!(log.name, "envoy.access_loggers.file");
     let file: FileAccessLog = typed(log);
-    assert_eq!(file.path, "/var/log/api.json");
+    assert_eq!(file.path, "/var/log/envoy/api.json");
     let Some(file_access_log::AccessLogFormat::LogFormat(f)) = file.access_log_format else {
         panic!("log_format expected");
     };
@@ -123,7 +123,7 @@ fn tcp_listeners_log_connections_with_the_tcp_format() {
         panic!("one access log");
     };
     let file: FileAccessLog = typed(log);
-    assert_eq!(file.path, "/var/log/db.json");
+    assert_eq!(file.path, "/var/log/envoy/db.json");
     let Some(file_access_log::AccessLogFormat::LogFormat(f)) = file.access_log_format else {
         panic!("log_format expected");
     };

@@ -75,6 +75,9 @@ pub(super) fn cluster(c: &model::Cluster, eds_source: &ConfigSource) -> Cluster 
     cluster
 }
 
+/// Envoy's and gRPC's default longest ejection (`max_ejection_time`).
+const MAX_EJECTION_TIME: std::time::Duration = std::time::Duration::from_secs(300);
+
 fn outlier_detection(o: &model::OutlierDetection) -> OutlierDetection {
     // Envoy enforces consecutive-5xx ejections by default but only counts gateway failures
     // (which include connect failures) unless told to enforce them: both are set explicitly.
@@ -87,6 +90,20 @@ fn outlier_detection(o: &model::OutlierDetection) -> OutlierDetection {
         interval: Some(duration(o.interval)),
         base_ejection_time: Some(duration(o.base_ejection_time)),
         max_ejection_percent: Some(u32_value(o.max_ejection_percent)),
+        // Every other field proxyless gRPC reads (gRFC A50), set explicitly: gRPC turns
+        // success-rate ejection on (enforcing 100) when `enforcing_success_rate` is unset, and
+        // at least one gRPC library fails on the unset success-rate fields. flotilla's YAML
+        // configures consecutive failures only, so success-rate and failure-percentage
+        // ejection are off, with the documented defaults for their parameters.
+        max_ejection_time: Some(duration(o.base_ejection_time.max(MAX_EJECTION_TIME))),
+        success_rate_stdev_factor: Some(u32_value(1900)),
+        enforcing_success_rate: Some(u32_value(0)),
+        success_rate_minimum_hosts: Some(u32_value(5)),
+        success_rate_request_volume: Some(u32_value(100)),
+        failure_percentage_threshold: Some(u32_value(85)),
+        enforcing_failure_percentage: Some(u32_value(0)),
+        failure_percentage_minimum_hosts: Some(u32_value(5)),
+        failure_percentage_request_volume: Some(u32_value(50)),
         ..Default::default()
     }
 }

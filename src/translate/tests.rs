@@ -63,6 +63,42 @@ fn clusters_carry_policy_outlier_detection_and_protocol() {
     assert_eq!(api.lb_policy, LbPolicy::LeastRequest as i32);
     let od = api.outlier_detection.as_ref().unwrap();
     assert_eq!(od.enforcing_consecutive_gateway_failure.unwrap().value, 100);
+    // Every field proxyless gRPC reads (gRFC A50) is explicit: success-rate and
+    // failure-percentage ejection are off, not gRPC's "enforcing 100 when unset".
+    assert_eq!(od.enforcing_success_rate.unwrap().value, 0);
+    assert_eq!(od.enforcing_failure_percentage.unwrap().value, 0);
+    for (name, set) in [
+        ("interval", od.interval.is_some()),
+        ("base_ejection_time", od.base_ejection_time.is_some()),
+        ("max_ejection_time", od.max_ejection_time.is_some()),
+        ("max_ejection_percent", od.max_ejection_percent.is_some()),
+        (
+            "success_rate_stdev_factor",
+            od.success_rate_stdev_factor.is_some(),
+        ),
+        (
+            "success_rate_minimum_hosts",
+            od.success_rate_minimum_hosts.is_some(),
+        ),
+        (
+            "success_rate_request_volume",
+            od.success_rate_request_volume.is_some(),
+        ),
+        (
+            "failure_percentage_threshold",
+            od.failure_percentage_threshold.is_some(),
+        ),
+        (
+            "failure_percentage_minimum_hosts",
+            od.failure_percentage_minimum_hosts.is_some(),
+        ),
+        (
+            "failure_percentage_request_volume",
+            od.failure_percentage_request_volume.is_some(),
+        ),
+    ] {
+        assert!(set, "{name} is left to the client's default");
+    }
     assert_eq!(
         api.common_lb_config
             .as_ref()

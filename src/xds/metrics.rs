@@ -373,6 +373,7 @@ mod tests {
             in_sync,
             acked_snapshot: None,
             types: Default::default(),
+            envoy_admin: Vec::new(),
         }
     }
 

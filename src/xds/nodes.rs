@@ -95,6 +95,10 @@ pub struct StreamInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked_snapshot: Option<String>,
     pub types: BTreeMap<ResourceType, TypeStatus>,
+    /// The addresses of the Envoy's admin interface, as its node metadata announces it
+    /// (bootstraps flotilla writes do): never accepted as registrations.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub envoy_admin: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Default)]
@@ -134,6 +138,14 @@ impl NodeRegistry {
             registry: self.clone(),
             id,
         })
+    }
+
+    /// The admin interfaces of every connected Envoy that announced one.
+    pub fn envoy_admins(&self) -> std::collections::HashSet<std::net::SocketAddr> {
+        self.lock()
+            .values()
+            .flat_map(|s| s.envoy_admin.iter().copied())
+            .collect()
     }
 
     /// Every open stream, ordered by node id.
@@ -228,6 +240,7 @@ mod tests {
             in_sync: false,
             acked_snapshot: None,
             types: Default::default(),
+            envoy_admin: Vec::new(),
         }
     }
 

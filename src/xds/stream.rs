@@ -106,6 +106,7 @@ async fn run<P: Protocol>(
             in_sync: false,
             acked_snapshot: None,
             types: Default::default(),
+            envoy_admin: announced_admin(&node, peer.as_ref()),
         })
         .map_err(|holder| {
             shared
@@ -362,5 +363,32 @@ impl<P: Protocol> StreamLoop<P> {
             self.in_sync = in_sync;
             self.entry.update(|i| i.in_sync = in_sync);
         }
+    }
+}
+
+/// The admin interface a node's metadata announces (`flotilla.admin_address`, written by
+/// `flotilla bootstrap`), as the addresses registrations may never take.
+fn announced_admin(
+    node: &envoy_types::pb::envoy::config::core::v3::Node,
+    peer: Option<&XdsPeer>,
+) -> Vec<std::net::SocketAddr> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let announced = node
+        .metadata
+        .as_ref()
+        .and_then(|m| {
+            m.fields
+                .get(crate::runtime::admission::ADMIN_ADDRESS_METADATA)
+        })
+        .and_then(|v| match &v.kind {
+            Some(Kind::StringValue(s)) => Some(s.as_str()),
+            _ => None,
+        });
+    match announced {
+        Some(a) => crate::runtime::admission::admin_addresses(
+            a,
+            peer.and_then(XdsPeer::remote_addr).map(|p| p.ip()),
+        ),
+        None => Vec::new(),
     }
 }

@@ -11,7 +11,7 @@ use crate::support::envoy::{self, Envoy, Xds};
 use crate::support::flotilla::Flotilla;
 use crate::support::tcp::{TcpEcho, exchange};
 use crate::support::{free_addr, wait};
-use crate::validate::{render, static_bootstrap};
+use crate::validate::{render_with, static_bootstrap};
 
 /// The JSON lines in `path` once there are at least `n` of them.
 async fn lines(path: &Path, n: usize) -> Vec<Value> {
@@ -82,7 +82,8 @@ listeners:
         custom_log = file("custom.json").display(),
         tcp_log = file("postgres.json").display(),
     );
-    let flotilla = Flotilla::start(&yaml).await;
+    let log_dir = logs.path().to_str().expect("utf-8");
+    let flotilla = Flotilla::start_args(&yaml, &["--access-log-dir", log_dir]).await;
     let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Delta).await;
     for addr in [http, custom, tcp] {
         envoy.wait_listener(addr).await;
@@ -233,7 +234,7 @@ fn envoy_accepts_every_operator_flotilla_accepts() {
         ),
     )
     .expect("write config");
-    let rendered = render(&config, None);
+    let rendered = render_with(&config, &["--access-log-dir", "/dev"]);
     if let Err(e) = envoy::validate(&static_bootstrap(&rendered)) {
         panic!("{} operators: {e}", operators.len());
     }
@@ -262,7 +263,12 @@ listeners:
             log.display()
         )
     };
-    let flotilla = Flotilla::start(&config("code: \"%RESPONSE_CODE%\"")).await;
+    let log_dir = logs.path().to_str().expect("utf-8");
+    let flotilla = Flotilla::start_args(
+        &config("code: \"%RESPONSE_CODE%\""),
+        &["--access-log-dir", log_dir],
+    )
+    .await;
     let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
     envoy.wait_listener(addr).await;
     // A fresh connection per request: a listener update drains the old ones.

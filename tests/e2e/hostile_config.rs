@@ -65,6 +65,32 @@ fn alias_bombs_are_refused_with_a_position() {
     }
 }
 
+/// One 16 KiB string, anchored once and multiplied through nested lists of aliases: 90,000
+/// copies under the node budget, 1.4 GB expanded. `validate` refuses it at once, naming the
+/// alias, without allocating it (issue 27.1).
+#[test]
+fn a_string_alias_bomb_is_refused_before_it_expands() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut bomb = format!("version: 1\ns: &s \"{}\"\n", "x".repeat(16 * 1024));
+    for (name, below) in [("a", "s"), ("b", "a"), ("c", "b"), ("d", "c")] {
+        let aliases = vec![format!("*{below}"); 10].join(",");
+        bomb.push_str(&format!("{name}: &{name} [{aliases}]\n"));
+    }
+    bomb.push_str(&format!("e: [{}]\n", ["*d"; 9].join(",")));
+    assert!(bomb.len() < 22_000, "{} bytes", bomb.len());
+    let file = dir.path().join("strings.yaml");
+    std::fs::write(&file, &bomb).expect("write");
+    let started = std::time::Instant::now();
+    let (ok, _, stderr) = validate(&file);
+    assert!(!ok);
+    assert!(
+        stderr.contains("strings.yaml:4:23: invalid YAML: aliases expand this file past")
+            && stderr.contains("bytes of text"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
 #[test]
 fn fifos_and_devices_are_refused_without_hanging() {
     let dir = tempfile::tempdir().expect("dir");

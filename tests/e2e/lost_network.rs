@@ -46,7 +46,7 @@ async fn a_client_whose_network_vanishes_leaves_within_keepalive_interval_plus_t
     std::fs::write(
         &config,
         format!(
-            "version: 1\nclusters:\n  pool: {{ endpoints: [] }}\nlisteners:\n  public:\n    address: {listen}\n    routes: [ {{ to: pool }} ]\n"
+            "version: 1\nclusters:\n  pool: {{ endpoints: [], registrations: {{}} }}\nlisteners:\n  public:\n    address: {listen}\n    routes: [ {{ to: pool }} ]\n"
         ),
     )
     .expect("write config");

@@ -6,6 +6,7 @@ mod support;
 
 mod access_log;
 mod admin_guard;
+mod admin_limits;
 mod affinity;
 mod alerts;
 mod balancing;

@@ -31,8 +31,9 @@ impl Setup {
         let flotilla = Flotilla::start(&format!(
             "version: 1
 clusters:
-  web: {{ endpoints: [{}] }}
-  pool: {{ endpoints: [] }}
+  web: {{ endpoints: [{}], registrations: {{}} }}
+  pool: {{ endpoints: [], registrations: {{}} }}
+  closed: {{ endpoints: [] }}
 listeners:
   public:
     address: {listen}
@@ -173,6 +174,22 @@ async fn bad_registrations_are_refused_on_the_stream_and_leave_nothing_behind() 
             .unwrap_err(),
     );
     assert_eq!(code, "NOT_FOUND");
+    let code = rejected_code(
+        c.register(endpoint("closed", "127.0.0.1:9"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        code, "PERMISSION_DENIED",
+        "a cluster without `registrations:`"
+    );
+    // The Envoy's own admin interface (announced by the bootstrap flotilla wrote).
+    let code = rejected_code(
+        c.register(endpoint("pool", &s.envoy.admin.to_string()))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, "PERMISSION_DENIED", "an Envoy's admin interface");
     let code = rejected_code(
         c.register(endpoint("web", &s.configured.address()))
             .await

@@ -266,3 +266,71 @@ fn envoy_accepts_the_bootstraps_flotilla_writes() {
     assert!(yaml.contains("STRICT_DNS"), "{yaml}");
     envoy::validate(&yaml).expect("envoy accepts a DNS xDS address");
 }
+
+/// `validate` with the same confinement flags as `serve`: a key outside the config directory
+/// and an access log outside /var/log/envoy/ fail, and pass once the flags name their
+/// directories.
+#[test]
+fn validate_confines_keys_and_access_logs_to_the_directories_the_flags_name() {
+    let root = tempfile::tempdir().expect("dir");
+    let (conf, keys, logs) = (
+        root.path().join("conf"),
+        root.path().join("keys"),
+        root.path().join("logs"),
+    );
+    for d in [&conf, &keys, &logs] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let pki = crate::support::pki::certs_dir::CertsDir::new();
+    std::fs::copy(pki.path("server.pem"), conf.join("a.pem")).expect("cert");
+    std::fs::copy(pki.path("server.key"), keys.join("a.key")).expect("key");
+    let config = conf.join("flotilla.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1
+clusters:
+  web: {{ endpoints: [127.0.0.1:1] }}
+listeners:
+  public:
+    address: 127.0.0.1:8443
+    tls: {{ certificates: [{{ cert: a.pem, key: {key} }}] }}
+    access_log: {{ path: {log} }}
+    hosts: {{ site: {{ domains: [\"*\"], routes: [{{ to: web }}] }} }}
+",
+            key = keys.join("a.key").display(),
+            log = logs.join("public.json").display(),
+        ),
+    )
+    .expect("write");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(crate::support::flotilla_bin())
+            .arg("validate")
+            .arg(&config)
+            .args(extra)
+            .output()
+            .expect("flotilla validate")
+    };
+    let refused = run(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("outside the config's directory and every --secrets-dir"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("access logs are written under /var/log/envoy/"),
+        "{stderr}"
+    );
+    let accepted = run(&[
+        "--secrets-dir",
+        keys.to_str().expect("utf-8"),
+        "--access-log-dir",
+        logs.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+}

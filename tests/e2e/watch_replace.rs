@@ -121,3 +121,46 @@ async fn sighup_rearms_the_watch_after_a_replacement_no_watch_sees() {
     wait_endpoint(&f, "127.0.0.1:1003").await;
     edits_to_the_old_directory_are_ignored(&f, &old.join("conf")).await;
 }
+
+/// A reload that cannot read the files (an I/O error: here a link dangling, in production
+/// EMFILE) is retried with back-off, without waiting for another file event: the fix to the
+/// link's target happens outside the watched directory, and only the retry can see it.
+#[tokio::test]
+async fn a_reload_that_cannot_read_the_files_is_retried_until_it_can() {
+    let (f, conf) = serving("etc", &[]).await;
+    let outside = f.dir().join("elsewhere");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::remove_file(conf.join("flotilla.yaml")).expect("rm");
+    std::os::unix::fs::symlink(outside.join("flotilla.yaml"), conf.join("flotilla.yaml"))
+        .expect("ln -s");
+    wait::until(
+        "the reload to fail and retry",
+        Duration::from_secs(10),
+        || async {
+            let ready = f.get("/readyz").await;
+            let ok = ready.status().is_success();
+            let body = ready.text().await.ok()?;
+            (ok && body.contains("reload: unreadable, retrying") && body.contains("flotilla.yaml"))
+                .then_some(())
+        },
+    )
+    .await;
+    let metrics = f.text("/metrics").await;
+    assert!(
+        metrics.contains("flotilla_config_reload_retrying 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        served_endpoint(&f).await,
+        "127.0.0.1:1001",
+        "the last good config is served"
+    );
+    write(&outside, "127.0.0.1:1003");
+    wait_endpoint(&f, "127.0.0.1:1003").await;
+    assert_eq!(f.text("/readyz").await, "ready\n");
+    let metrics = f.text("/metrics").await;
+    assert!(
+        metrics.contains("flotilla_config_reload_retrying 0"),
+        "{metrics}"
+    );
+}

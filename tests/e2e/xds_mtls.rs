@@ -365,7 +365,7 @@ async fn registrations_over_mtls_need_an_identity_of_the_trust_domain() {
     std::fs::write(
         &config,
         format!(
-            "version: 1\nclusters:\n  pool: {{ endpoints: [] }}\nlisteners:\n  public:\n    address: {}\n    routes: [ {{ to: pool }} ]\n",
+            "version: 1\nclusters:\n  pool: {{ endpoints: [], registrations: {{ from: [edge] }} }}\nlisteners:\n  public:\n    address: {}\n    routes: [ {{ to: pool }} ]\n",
             free_addr()
         ),
     )
@@ -388,6 +388,17 @@ async fn registrations_over_mtls_need_an_identity_of_the_trust_domain() {
     let mut client = Client::connect_with(&f.xds.to_string(), Some(&tls(pki.issue("edge", None))))
         .await
         .expect("a fleet identity may register");
+    // Another fleet's identity may not register into `pool` (registrations.from: [edge]).
+    let mut other = Client::connect_with(&f.xds.to_string(), Some(&tls(pki.issue("batch", None))))
+        .await
+        .expect("a stream of another fleet opens");
+    match other.register(instance.clone()).await {
+        Err(ClientError::Rejected { code, message }) => {
+            assert_eq!(code, "PERMISSION_DENIED", "{message}");
+            assert!(message.contains("registrations.from"), "{message}");
+        }
+        other => panic!("another fleet registered: {other:?}"),
+    }
     client.register(instance.clone()).await.expect("registered");
     wait::until(
         "the registration is served",

@@ -7,7 +7,7 @@ pub fn web(listen: SocketAddr, endpoints: &str) -> String {
     format!(
         "version: 1
 clusters:
-  web: {{ endpoints: [{endpoints}] }}
+  web: {{ endpoints: [{endpoints}], registrations: {{}} }}
 listeners:
   public:
     address: {listen}

@@ -133,8 +133,10 @@ impl Envoy {
             fleet.into(),
             "--xds".into(),
             addresses.join(","),
+            // A real port (not 0): the bootstrap announces it in the node metadata, and
+            // flotilla refuses it as a registration.
             "--admin-port".into(),
-            "0".into(),
+            super::free_addr().port().to_string(),
         ];
         args.extend(xds.flags().iter().map(|s| s.to_string()));
         args.extend(bootstrap_flags.iter().cloned());

@@ -32,6 +32,15 @@ impl Flotilla {
         Flotilla::start_with(dir, config, &[]).await
     }
 
+    /// Like [`Flotilla::start`], with extra `serve` arguments.
+    pub async fn start_args(yaml: &str, extra: &[&str]) -> Flotilla {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("config")).expect("config dir");
+        let config = dir.path().join("config/flotilla.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        Flotilla::start_with(dir, config, extra).await
+    }
+
     /// Serves `config` (inside `dir`, which the harness keeps alive) with extra arguments.
     pub async fn start_with(dir: tempfile::TempDir, config: PathBuf, extra: &[&str]) -> Flotilla {
         Flotilla::start_under(dir, config, extra, &[]).await

@@ -74,9 +74,19 @@ fn destination(sink: &mut Sink, node: &Node, path: &str) -> Option<AccessLogSink
     } else if text.ends_with('/') || text.contains('\0') {
         "expected a file, not a directory"
     } else {
-        return Some(AccessLogSink::File(PathBuf::from(text)));
+        // Envoy opens the file on its own host and appends to whatever it names: only under
+        // the directories the operator allows (`--access-log-dir`, /dev/stdout, /dev/stderr).
+        match sink.policy().access_log(&text) {
+            Ok(()) => return Some(AccessLogSink::File(PathBuf::from(text))),
+            Err(why) => {
+                let shown = crate::config::escape_controls(&crate::util::clip(&text));
+                sink.error(node, path, format!("`{shown}`: {why}"));
+                return None;
+            }
+        }
     };
-    sink.error(node, path, format!("`{text}`: {why}"));
+    let shown = crate::config::escape_controls(&crate::util::clip(&text));
+    sink.error(node, path, format!("`{shown}`: {why}"));
     None
 }
 

@@ -100,3 +100,54 @@ listeners:
     }
     assert_eq!(e.len(), expected.len(), "{e:#?}");
 }
+
+fn with_path(path: &str) -> String {
+    format!(
+        "version: 1
+clusters:
+  a: {{ endpoints: [127.0.0.1:1] }}
+listeners:
+  l: {{ address: 127.0.0.1:5, access_log: {{ path: {path} }}, routes: [ {{ to: a }} ] }}
+"
+    )
+}
+
+#[test]
+fn access_log_paths_outside_the_allowed_directories_are_refused() {
+    for path in [
+        "/etc/passwd",
+        "/dev/sda",
+        "/proc/sysrq-trigger",
+        "/var/log/envoy/../../../etc/shadow",
+        "\"/var/log/envoy/a\\nforged line\"",
+    ] {
+        let e = errors(&with_path(path));
+        assert_eq!(e.len(), 1, "{path}: {e:#?}");
+        assert!(
+            e[0].starts_with("t.yaml:5:50: listeners.l.access_log.path: `"),
+            "{path}: {e:#?}"
+        );
+        assert!(
+            !e[0].contains('\n'),
+            "control characters are escaped: {e:?}"
+        );
+    }
+    let e = errors(&with_path("/etc/passwd"));
+    assert!(
+        e[0].contains("access logs are written under /var/log/envoy/, /dev/stdout, /dev/stderr"),
+        "{e:?}"
+    );
+    for path in ["/var/log/envoy/a.json", "/dev/stdout", "/dev/stderr"] {
+        assert!(parse_str("t.yaml", &with_path(path)).is_ok(), "{path}");
+    }
+    let policy = crate::config::LoadPolicy {
+        access_log_dirs: vec![PathBuf::from("/srv/envoy-logs")],
+        ..Default::default()
+    };
+    let sources = |path: &str| vec![(PathBuf::from("t.yaml"), with_path(path))];
+    assert!(crate::config::parse_sources_with(&sources("/srv/envoy-logs/a.json"), &policy).is_ok());
+    assert!(
+        crate::config::parse_sources_with(&sources("/var/log/envoy/a.json"), &policy).is_err(),
+        "--access-log-dir replaces the default directory"
+    );
+}

@@ -4,9 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{
-    Cluster, Endpoint, Policy, ProbeTls, Registrations, Secrets, UpstreamProtocol,
-};
+use crate::config::model::{Cluster, Endpoint, Policy, ProbeTls, Secrets, UpstreamProtocol};
 use crate::config::reader::{self, Fields};
 use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::{Node, Value};
@@ -187,8 +185,8 @@ pub(crate) fn cluster(
     };
 
     let registrations = match f.get("registrations") {
-        Some(n) => registrations::registrations(sink, n, &f.path("registrations")),
-        None => Some(Registrations::default()),
+        Some(n) => registrations::registrations(sink, n, &f.path("registrations")).map(Some),
+        None => Some(None),
     };
 
     let affinity = affinity?;

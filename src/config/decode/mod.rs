@@ -122,8 +122,11 @@ struct Sections<'n> {
 }
 
 /// Decodes the parsed files of one configuration. `None` roots are empty files.
-pub(crate) fn decode(files: &[(Location, Option<Node>)]) -> Result<Config, Diagnostics> {
-    let mut sink = Sink::default();
+pub(crate) fn decode(
+    files: &[(Location, Option<Node>)],
+    policy: std::sync::Arc<crate::config::policy::LoadPolicy>,
+) -> Result<Config, Diagnostics> {
+    let mut sink = Sink::with_policy(policy);
     let mut sections = Sections::default();
     for (file_loc, root) in files {
         match root {
@@ -363,7 +366,7 @@ fn unique<'a, 'n>(sink: &mut Sink, section: &str, items: &'a [Named<'n>]) -> Vec
 }
 
 /// Names become Envoy resource names and stat prefixes, so they keep to a safe alphabet.
-fn check_name(name: &str) -> Result<(), String> {
+pub(super) fn check_name(name: &str) -> Result<(), String> {
     let valid = name.len() <= 128
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name

@@ -1,11 +1,15 @@
-//! `clusters.<name>.registrations`: how many endpoints may register themselves into the
-//! cluster, and which refused addresses it accepts anyway.
+//! `clusters.<name>.registrations`: whether endpoints may register themselves into the
+//! cluster at all (only with this key: registration is opt-in per cluster), how many, from
+//! which fleets' identities, and which refused addresses it accepts anyway.
 //!
 //! ```yaml
 //! registrations:
 //!   max: 200                          # default 1000, at most 10000
 //!   allow_addresses: [169.254.0.0/16] # CIDR ranges or single addresses
+//!   from: [workers]                   # fleets whose mTLS identities may register (streams)
 //! ```
+//!
+//! `registrations: {}` opens the cluster with the defaults.
 
 use crate::config::diagnostic::Sink;
 use crate::config::model::Registrations;
@@ -30,6 +34,11 @@ pub(crate) const REGISTRATIONS: Object = object(
             Kind::List(&Kind::String),
             "Otherwise refused addresses accepted anyway: IPs or CIDR ranges.",
         ),
+        optional(
+            "from",
+            Kind::List(&Kind::String),
+            "Fleets whose identities (xDS client certificates) may register over a stream; under mTLS, required.",
+        ),
     ],
 );
 
@@ -43,10 +52,49 @@ pub(super) fn registrations(sink: &mut Sink, node: &Node, path: &str) -> Option<
         Some(n) => allow_addresses(sink, n, &f.path("allow_addresses")),
         None => Some(Vec::new()),
     };
+    let from = match f.get("from") {
+        Some(n) => from(sink, n, &f.path("from")).map(Some),
+        None => Some(None),
+    };
     Some(Registrations {
         max: max?,
         allow_addresses: allow_addresses?,
+        from: from?,
     })
+}
+
+/// `from`: fleet names (as `node.cluster` and certificates spell them), 1 to 64 of them.
+fn from(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<String>> {
+    let items = reader::list(sink, node, path)?;
+    if items.is_empty() || items.len() > Registrations::MAX_FROM {
+        sink.error(
+            node,
+            path,
+            format!(
+                "{} fleets; `from` names 1 to {}",
+                items.len(),
+                Registrations::MAX_FROM
+            ),
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let ipath = format!("{path}[{i}]");
+        let Some(name) = reader::non_empty_string(sink, item, &ipath) else {
+            ok = false;
+            continue;
+        };
+        match super::check_name(&name) {
+            Ok(()) => out.push(name),
+            Err(e) => {
+                sink.error(item, &ipath, e);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
 }
 
 fn allow_addresses(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<ipnet::IpNet>> {
@@ -94,7 +142,7 @@ mod tests {
     use crate::config::model::Registrations;
     use crate::config::{Diagnostics, parse_str};
 
-    fn cluster(registrations: &str) -> Result<Registrations, Vec<String>> {
+    fn cluster(registrations: &str) -> Result<Option<Registrations>, Vec<String>> {
         let yaml = format!(
             "version: 1\nclusters:\n  web:\n    endpoints: [127.0.0.1:1]\n    registrations: {registrations}\n"
         );
@@ -106,9 +154,15 @@ mod tests {
 
     #[test]
     fn defaults_limits_and_ranges() {
-        assert_eq!(cluster("{}").unwrap(), Registrations::default());
+        assert_eq!(cluster("{}").unwrap(), Some(Registrations::default()));
+        let r = cluster("{ from: [workers, batch] }").unwrap().unwrap();
+        assert_eq!(
+            r.from,
+            Some(vec!["workers".to_string(), "batch".to_string()])
+        );
         let r =
             cluster("{ max: 5, allow_addresses: [169.254.0.0/16, \"::\", 169.254.169.254/24] }")
+                .unwrap()
                 .unwrap();
         assert_eq!(r.max, 5);
         let ranges: Vec<String> = r.allow_addresses.iter().map(ToString::to_string).collect();
@@ -135,6 +189,11 @@ mod tests {
                 "{ alow_addresses: [] }",
                 "clusters.web.registrations.alow_addresses",
             ),
+            ("{ from: [] }", "clusters.web.registrations.from: 0 fleets"),
+            (
+                "{ from: [\"bad name\"] }",
+                "registrations.from[0]: `bad name` is not a valid name",
+            ),
         ] {
             let errors = cluster(yaml).unwrap_err();
             assert!(
@@ -147,5 +206,12 @@ mod tests {
             vec!["10.0.0.1"; 65].join(", ")
         );
         assert!(cluster(&many).unwrap_err()[0].contains("at most 64"));
+    }
+
+    #[test]
+    fn registrations_are_opt_in() {
+        let yaml = "version: 1\nclusters:\n  web:\n    endpoints: [127.0.0.1:1]\n";
+        let c = parse_str("t.yaml", yaml).unwrap();
+        assert_eq!(c.clusters["web"].registrations, None);
     }
 }

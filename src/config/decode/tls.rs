@@ -263,8 +263,8 @@ fn certificates(
 /// `cert` + `key`: read, checked as a pair, registered as a Secret; its name.
 fn pair(sink: &mut Sink, f: &Fields<'_>, secrets: &mut Secrets) -> Option<String> {
     let (cert_node, key_node) = (f.get("cert")?, f.get("key")?);
-    let cert = file(sink, cert_node, &f.path("cert"));
-    let key = file(sink, key_node, &f.path("key"));
+    let cert = file(sink, cert_node, &f.path("cert"), Holds::Certificates);
+    let key = file(sink, key_node, &f.path("key"), Holds::Key);
     let ((cert_path, cert_pem), (key_path, key_pem)) = (cert?, key?);
     let name = certificate_secret_name(&cert_path);
     if let Some(known) = secrets.get(&name) {
@@ -327,7 +327,7 @@ fn pair(sink: &mut Sink, f: &Fields<'_>, secrets: &mut Secrets) -> Option<String
 
 /// A CA bundle file, registered as a Secret; its name.
 fn ca(sink: &mut Sink, node: &Node, path: &str, secrets: &mut Secrets) -> Option<String> {
-    let (ca_path, pem) = file(sink, node, path)?;
+    let (ca_path, pem) = file(sink, node, path, Holds::Certificates)?;
     let name = ca_secret_name(&ca_path);
     if secrets.contains_key(&name) {
         return Some(name);
@@ -388,13 +388,63 @@ pub fn timestamp(secs: i64) -> String {
     }
 }
 
-/// Reads a PEM file named by `node`, relative to the YAML file it is written in.
-fn file(sink: &mut Sink, node: &Node, path: &str) -> Option<(PathBuf, Vec<u8>)> {
+/// What a PEM file named in the YAML must hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    /// Certificates only (a `cert` chain or a CA bundle): it is sent to Envoys as is.
+    Certificates,
+    /// A private key.
+    Key,
+}
+
+/// Whether PEM text holds a private key block (`-----BEGIN … PRIVATE KEY-----`): one the PEM
+/// reader knows (PKCS#8, PKCS#1, SEC1), or any other label ending in `PRIVATE KEY`
+/// (`ENCRYPTED PRIVATE KEY`), which the reader skips as unknown.
+fn holds_private_key(pem: &[u8]) -> bool {
+    use rustls_pki_types::pem::{PemObject, SectionKind};
+    let known = <(SectionKind, Vec<u8>)>::pem_slice_iter(pem).any(|item| {
+        matches!(
+            item,
+            Ok((
+                SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey,
+                _
+            ))
+        )
+    });
+    known || pem.windows(16).any(|w| w == b"PRIVATE KEY-----")
+}
+
+/// Reads a PEM file named by `node`, relative to the YAML file it is written in, if the
+/// load policy lets it be served (inside the config's directory or a `--secrets-dir`, not
+/// one of flotilla's own keys) and it holds what it should: a certificate or CA file with a
+/// private key in it would hand that key to every Envoy (and to `render`).
+fn file(sink: &mut Sink, node: &Node, path: &str, holds: Holds) -> Option<(PathBuf, Vec<u8>)> {
     let name = reader::non_empty_string(sink, node, path)?;
     let base = node.loc.file.parent().unwrap_or(Path::new(""));
     let resolved = std::path::absolute(base.join(&name)).unwrap_or_else(|_| base.join(&name));
+    let policy = sink.policy();
+    if holds == Holds::Key
+        && let Some(why) = &policy.no_private_keys
+    {
+        sink.error(node, path, format!("{}: {why}", resolved.display()));
+        return None;
+    }
+    let config_dir = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    if let Err(why) = policy.servable(&resolved, &config_dir) {
+        sink.error(node, path, format!("{}: {why}", resolved.display()));
+        return None;
+    }
     let mut budget = MAX_PEM_BYTES;
     match read_capped(&resolved, &mut budget) {
+        Ok(bytes) if holds == Holds::Certificates && holds_private_key(&bytes) => {
+            let message = format!(
+                "{}: holds a PRIVATE KEY block; a certificate or CA file is sent to Envoys as \
+                 is and must hold certificates only (put the key in its own file, named by `key`)",
+                resolved.display()
+            );
+            sink.error(node, path, message);
+            None
+        }
         Ok(bytes) => Some((resolved, bytes)),
         Err(crate::config::LoadError::TooLarge { path: p }) => {
             let message = format!("{}: larger than {MAX_PEM_BYTES} bytes", p.display());

@@ -246,3 +246,104 @@ clusters:
     assert!(probe.client.is_some());
     assert_eq!(c.secrets.len(), 2);
 }
+
+/// Loads `yaml` from `dir/f.yaml` under `policy`.
+fn load_under(
+    dir: &Path,
+    yaml: &str,
+    policy: &crate::config::LoadPolicy,
+) -> Result<Config, Vec<String>> {
+    write(dir, "f.yaml", yaml);
+    crate::config::load_with(&dir.join("f.yaml"), policy)
+        .map(|l| l.config)
+        .map_err(|e| e.lines())
+}
+
+#[test]
+fn key_files_outside_the_config_directory_and_secrets_dirs_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let (conf, keys) = (root.path().join("conf"), root.path().join("keys"));
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(&keys).unwrap();
+    let (chain, key, _) = issued(&["a.example.com"]);
+    write(&conf, "a.pem", &chain);
+    write(&keys, "a.key", &key);
+    std::os::unix::fs::symlink(keys.join("a.key"), conf.join("link.key")).unwrap();
+    let policy = crate::config::LoadPolicy::default();
+    for key_ref in [
+        format!("{}", keys.join("a.key").display()),
+        "../keys/a.key".to_string(),
+        "link.key".to_string(),
+    ] {
+        let yaml = single(&format!("{{ cert: a.pem, key: {key_ref} }}"));
+        let errors = load_under(&conf, &yaml, &policy).unwrap_err();
+        assert_error(
+            &errors,
+            &[
+                "listeners.public.tls.certificates[0].key: ",
+                "outside the config's directory and every --secrets-dir",
+            ],
+        );
+    }
+    let with_dir = crate::config::LoadPolicy {
+        secrets_dirs: vec![keys.clone()],
+        ..Default::default()
+    };
+    let yaml = single("{ cert: a.pem, key: link.key }");
+    assert!(load_under(&conf, &yaml, &with_dir).is_ok());
+    // flotilla's own key (say --xds-tls-key) is never served, even from a secrets dir.
+    let own = crate::config::LoadPolicy {
+        own_keys: vec![keys.join("a.key")],
+        ..with_dir
+    };
+    let errors = load_under(&conf, &yaml, &own).unwrap_err();
+    assert_error(
+        &errors,
+        &["link.key: this is one of flotilla's own private keys"],
+    );
+}
+
+#[test]
+fn a_certificate_or_ca_file_holding_a_private_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key, ca) = issued(&["a.example.com"]);
+    write(dir.path(), "a.key", &key);
+    write(dir.path(), "both.pem", &format!("{chain}{key}"));
+    write(dir.path(), "ca-and-key.pem", &format!("{ca}{key}"));
+    let errors = load_in(dir.path(), &single("{ cert: both.pem, key: a.key }")).unwrap_err();
+    assert_error(
+        &errors,
+        &[
+            "listeners.public.tls.certificates[0].cert: ",
+            "both.pem: holds a PRIVATE KEY block",
+        ],
+    );
+    write(dir.path(), "a.pem", &chain);
+    let yaml = listener(
+        "{ certificates: [{ cert: a.pem, key: a.key }], client_ca: ca-and-key.pem }",
+        "[a.example.com]",
+    );
+    let errors = load_in(dir.path(), &yaml).unwrap_err();
+    assert_error(
+        &errors,
+        &[
+            "listeners.public.tls.client_ca: ",
+            "ca-and-key.pem: holds a PRIVATE KEY block",
+        ],
+    );
+}
+
+#[test]
+fn no_private_key_is_served_when_the_policy_forbids_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key, _) = issued(&["a.example.com"]);
+    write(dir.path(), "a.pem", &chain);
+    write(dir.path(), "a.key", &key);
+    let policy = crate::config::LoadPolicy {
+        no_private_keys: Some("plaintext xDS beyond loopback".to_string()),
+        ..Default::default()
+    };
+    let yaml = single("{ cert: a.pem, key: a.key }");
+    let errors = load_under(dir.path(), &yaml, &policy).unwrap_err();
+    assert_error(&errors, &["a.key: plaintext xDS beyond loopback"]);
+}

@@ -16,7 +16,7 @@ fn runtime(dir: &tempfile::TempDir) -> (Arc<Controller>, Arc<Runtime>) {
     let c = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
     let config = parse_str(
         "t.yaml",
-        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081] }\n",
+        "version: 1\nclusters:\n  web: { endpoints: [127.0.0.1:8081], registrations: {} }\n  closed: { endpoints: [127.0.0.1:8081] }\n  workers_only: { endpoints: [127.0.0.1:8081], registrations: { from: [workers] } }\n",
     )
     .unwrap();
     c.set_config(Arc::new(config));
@@ -84,6 +84,77 @@ async fn an_unknown_cluster_or_configured_address_is_refused() {
         s.register(&reg("not an address")),
         Err(RuntimeError::BadRequest(_))
     ));
+    assert!(registered(&c).is_empty());
+}
+
+#[tokio::test]
+async fn registrations_are_opt_in_per_cluster_and_bound_to_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, rt) = runtime(&dir);
+    let s = rt.open_session(PEER).unwrap();
+    let to = |cluster: &str, fleets: Option<&[&str]>| BoundRegistration {
+        cluster: cluster.into(),
+        identity_fleets: fleets.map(|f| f.iter().map(|s| s.to_string()).collect()),
+        ..reg("10.0.0.1:80")
+    };
+    for (r, why) in [
+        (to("closed", None), "takes no registrations"),
+        (to("closed", Some(&["workers"])), "takes no registrations"),
+        (
+            to("web", Some(&["workers"])),
+            "may not register into cluster `web`",
+        ),
+        (to("workers_only", None), "has no client certificate"),
+        (
+            to("workers_only", Some(&["batch"])),
+            "registrations.from names",
+        ),
+    ] {
+        match s.register(&r) {
+            Err(RuntimeError::Forbidden(m)) => assert!(m.contains(why), "{m}"),
+            other => panic!("{}: {other:?}", r.cluster),
+        }
+    }
+    assert!(matches!(
+        rt.register(
+            "closed",
+            "10.0.0.1:80",
+            1,
+            std::time::Duration::from_secs(5)
+        ),
+        Err(RuntimeError::Forbidden(_))
+    ));
+    assert!(registered(&c).is_empty());
+    s.register(&to("workers_only", Some(&["batch", "workers"])))
+        .unwrap();
+    s.register(&to("web", None)).unwrap();
+}
+
+#[tokio::test]
+async fn a_mapped_address_is_the_configured_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, rt) = runtime(&dir);
+    let s = rt.open_session(PEER).unwrap();
+    assert!(matches!(
+        s.register(&reg("[::ffff:127.0.0.1]:8081")),
+        Err(RuntimeError::Configured { .. })
+    ));
+    assert!(matches!(
+        rt.register(
+            "web",
+            "[::ffff:127.0.0.1]:8081",
+            1,
+            std::time::Duration::from_secs(5)
+        ),
+        Err(RuntimeError::Configured { .. })
+    ));
+    let long = format!("{}:80", "9".repeat(1 << 20));
+    let err = s.register(&reg(&long)).unwrap_err().to_string();
+    assert!(
+        err.len() < 300,
+        "the error echoes at most a clip: {} bytes",
+        err.len()
+    );
     assert!(registered(&c).is_empty());
 }
 
