@@ -359,10 +359,11 @@ struct Watchers {
     files: Option<Arc<config::watch_files::FilesWatcher>>,
 }
 
-/// Watches the certificate files the served config names (none before a config is served).
+/// Watches the certificate and JWKS files the served config names (none before a config is
+/// served).
 fn follow_files(controller: &Controller, files: &config::watch_files::FilesWatcher) {
     if let Some(config) = controller.config() {
-        files.follow(config::model::secret_files(&config.secrets));
+        files.follow(config.watched_files());
     }
 }
 

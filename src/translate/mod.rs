@@ -6,13 +6,16 @@
 //! which resources a fleet of Envoys receives.
 
 mod access_log;
+mod auth;
 mod cluster;
 mod endpoint;
+mod fault;
 mod fleet;
 mod listener;
 mod route;
 mod tcp;
 mod tls;
+mod tracing;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,6 +79,9 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
         }
         out.listeners
             .insert(name.clone(), listener::listener(l, config, &source));
+        for c in auth::jwks_clusters(l, &source) {
+            out.clusters.insert(c.name.clone(), c);
+        }
         out.routes
             .insert(name.clone(), route::route_configuration(l, config));
         out.route_clusters.insert(name.clone(), route::clusters(l));

@@ -13,6 +13,7 @@ mod client_kind;
 mod dashboard;
 mod dashboard_fixture;
 mod deploy;
+mod fault;
 mod fleet_traffic;
 mod gitops;
 mod golden;
