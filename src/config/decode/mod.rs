@@ -10,6 +10,8 @@ mod affinity;
 mod auth;
 mod cluster;
 pub(crate) mod defaults;
+#[cfg(test)]
+mod edge_tests;
 mod fault;
 mod grpc;
 mod health;
