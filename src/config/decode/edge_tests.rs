@@ -64,7 +64,13 @@ fn a_jwks_file_that_is_not_json_or_has_no_keys_is_refused_with_its_place() {
     std::fs::write(dir.path().join("jwks.json"), "{\n  \"keys\": [\n").unwrap();
     one_error(
         load_in(dir.path(), auth, ""),
-        &["f.yaml:9:", "auth.jwt.jwks", "jwks.json", "not JSON", "line 3"],
+        &[
+            "f.yaml:9:",
+            "auth.jwt.jwks",
+            "jwks.json",
+            "not JSON",
+            "line 3",
+        ],
     );
     std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
     one_error(load_in(dir.path(), auth, ""), &["no keys"]);
@@ -133,11 +139,20 @@ fn external_auth_decodes_and_an_unknown_cluster_is_refused() {
 #[test]
 fn tracing_decodes_and_sampling_outside_0_to_100_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let c = load_in(dir.path(), "    tracing: { collector: otel, sampling: 0.5 }", "").unwrap();
+    let c = load_in(
+        dir.path(),
+        "    tracing: { collector: otel, sampling: 0.5 }",
+        "",
+    )
+    .unwrap();
     let t = c.listeners["public"].tracing.as_ref().unwrap();
     assert_eq!((t.sampling, t.service_name.as_str()), (0.5, "public"));
     one_error(
-        load_in(dir.path(), "    tracing: { collector: otel, sampling: 101 }", ""),
+        load_in(
+            dir.path(),
+            "    tracing: { collector: otel, sampling: 101 }",
+            "",
+        ),
         &["f.yaml:9:", "tracing.sampling", "0 to 100"],
     );
     one_error(
@@ -155,10 +170,16 @@ fn faults_decode_and_need_a_delay_or_an_abort() {
         ", fault: { delay: { duration: 100ms, percent: 5 }, abort: { status: 503 } }",
     )
     .unwrap();
-    let f = c.listeners["public"].hosts[0].routes[0].fault.clone().unwrap();
+    let f = c.listeners["public"].hosts[0].routes[0]
+        .fault
+        .clone()
+        .unwrap();
     assert_eq!(f.delay.unwrap().percent, 5);
     assert_eq!(f.abort.unwrap().percent, 100);
-    one_error(load_in(dir.path(), "", ", fault: {}"), &["`delay`, `abort` or both"]);
+    one_error(
+        load_in(dir.path(), "", ", fault: {}"),
+        &["`delay`, `abort` or both"],
+    );
     one_error(
         load_in(dir.path(), "", ", fault: { abort: { status: 700 } }"),
         &["fault.abort.status"],
@@ -183,8 +204,14 @@ listeners:
 "
         );
         std::fs::write(dir.path().join("f.yaml"), yaml).unwrap();
-        let errors = load(&dir.path().join("f.yaml")).map(|_| ()).unwrap_err().lines();
-        assert!(errors.iter().any(|e| e.contains(&format!("svc.{key}"))), "{errors:#?}");
+        let errors = load(&dir.path().join("f.yaml"))
+            .map(|_| ())
+            .unwrap_err()
+            .lines();
+        assert!(
+            errors.iter().any(|e| e.contains(&format!("svc.{key}"))),
+            "{errors:#?}"
+        );
         assert!(errors.iter().any(|e| e.contains("fault")), "{errors:#?}");
     }
 }
