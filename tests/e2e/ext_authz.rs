@@ -148,3 +148,145 @@ listeners:
     assert_eq!(passed.status(), 200, "failure: allow forwards on a timeout");
     assert_eq!(web.hits(), hits + 1);
 }
+
+mod grpc {
+    //! The same decisions over gRPC (envoy.service.auth.v3.Authorization/Check, envoy-types'
+    //! generated server).
+
+    use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
+        Authorization, AuthorizationServer,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::{
+        CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse, check_response,
+    };
+    use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+    use envoy_types::pb::google::rpc::Status;
+
+    use super::*;
+
+    struct Service;
+
+    #[tonic::async_trait]
+    impl Authorization for Service {
+        async fn check(
+            &self,
+            request: tonic::Request<CheckRequest>,
+        ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+            let headers = request
+                .into_inner()
+                .attributes
+                .and_then(|a| a.request)
+                .and_then(|r| r.http)
+                .map(|h| h.headers)
+                .unwrap_or_default();
+            let allowed =
+                headers.get("authorization").map(String::as_str) == Some("Bearer let-me-in");
+            let response = if allowed {
+                CheckResponse {
+                    status: Some(Status::default()),
+                    http_response: Some(check_response::HttpResponse::OkResponse(
+                        OkHttpResponse::default(),
+                    )),
+                    ..Default::default()
+                }
+            } else {
+                CheckResponse {
+                    // PERMISSION_DENIED
+                    status: Some(Status {
+                        code: 7,
+                        ..Default::default()
+                    }),
+                    http_response: Some(check_response::HttpResponse::DeniedResponse(
+                        DeniedHttpResponse {
+                            status: Some(HttpStatus { code: 401 }),
+                            headers: vec![HeaderValueOption {
+                                header: Some(HeaderValue {
+                                    key: "x-reason".into(),
+                                    value: "no entry over grpc".into(),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            }],
+                            body: "denied over grpc".into(),
+                        },
+                    )),
+                    ..Default::default()
+                }
+            };
+            Ok(tonic::Response::new(response))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_grpc_authorization_service_allows_and_denies() {
+        let web = Backend::start("web").await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind authz");
+        let authz = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(AuthorizationServer::new(Service))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await;
+        });
+        let addr = free_addr();
+        let yaml = format!(
+            r#"
+version: 1
+clusters:
+  web: {{ endpoints: ["{web}"] }}
+  authz: {{ endpoints: ["{authz}"], upstream_protocol: http2 }}
+listeners:
+  public:
+    address: {addr}
+    auth: {{ external: {{ cluster: authz, protocol: grpc, timeout: 1s }} }}
+    routes:
+      - {{ match: {{ prefix: /open }}, to: web, auth: none }}
+      - {{ to: web }}
+"#,
+            web = web.address()
+        );
+        let flotilla = Flotilla::start(&yaml).await;
+        let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
+        envoy.wait_listener(addr).await;
+        let http = client::http();
+        wait::until(
+            "the exempt route answers",
+            Duration::from_secs(20),
+            || async {
+                http.get(format!("http://{addr}/open"))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            },
+        )
+        .await;
+        let ok = http
+            .get(format!("http://{addr}/"))
+            .bearer_auth("let-me-in")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(ok.status(), 200, "the gRPC service allows");
+        let denied = http
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(
+            denied.status(),
+            401,
+            "the gRPC service's status reaches the client"
+        );
+        assert_eq!(
+            denied
+                .headers()
+                .get("x-reason")
+                .and_then(|v| v.to_str().ok()),
+            Some("no entry over grpc")
+        );
+        assert_eq!(denied.text().await.expect("body"), "denied over grpc");
+    }
+}

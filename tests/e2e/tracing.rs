@@ -19,10 +19,12 @@ use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
 use crate::support::{client, free_addr, wait};
 
+/// A span as received: its name and its attributes as `key=value`.
+type Span = (String, Vec<String>);
+
 #[derive(Clone, Default)]
 struct Collector {
-    /// (span name, attributes as key=value) of every span received.
-    spans: Arc<Mutex<Vec<(String, Vec<String>)>>>,
+    spans: Arc<Mutex<Vec<Span>>>,
 }
 
 #[tonic::async_trait]
