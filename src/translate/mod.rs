@@ -103,6 +103,8 @@ fn u32_value(value: u32) -> pbwk::UInt32Value {
 use crate::envoy::{duration, pack as any};
 
 #[cfg(test)]
+mod edge_tests;
+#[cfg(test)]
 mod grpc_tests;
 #[cfg(test)]
 mod tests;
