@@ -451,20 +451,19 @@ struct Watchers {
     git_files: Arc<[PathBuf]>,
 }
 
-/// Watches the certificate files the served config names (none before a config is served)
-/// and the git files that say which commit it is.
+/// Watches the certificate and JWKS files the served config names (none before a config is
+/// served) and the git files that say which commit it is.
 fn follow_files(
     controller: &Controller,
     files: &config::watch_files::FilesWatcher,
     git_files: &[PathBuf],
 ) {
     let config = controller.config();
-    let secrets = config
+    let watched = config
         .as_deref()
-        .map(|c| config::model::secret_files(&c.secrets))
         .into_iter()
-        .flatten();
-    files.follow(secrets.chain(git_files.iter().map(PathBuf::as_path)));
+        .flat_map(config::Config::watched_files);
+    files.follow(watched.chain(git_files.iter().map(PathBuf::as_path)));
 }
 
 /// [`reload`] on a blocking thread: reading, validating, translating and encoding a large

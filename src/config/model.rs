@@ -22,6 +22,14 @@ pub struct Config {
     pub sources: super::sources::Sources,
 }
 
+impl Config {
+    /// Every file besides the YAML whose change asks for a reload: certificates, keys and
+    /// CAs, and JWKS files.
+    pub fn watched_files(&self) -> impl Iterator<Item = &std::path::Path> {
+        secret_files(&self.secrets).chain(self.listeners.values().flat_map(Listener::jwks_files))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
     pub name: String,
@@ -253,6 +261,9 @@ pub struct Listener {
     pub tls: Option<ListenerTls>,
     /// Off unless the listener asks for one.
     pub access_log: Option<AccessLog>,
+    /// What every route requires unless its host or itself says otherwise.
+    pub auth: Option<Auth>,
+    pub tracing: Option<Tracing>,
 }
 
 /// Who runs a listener: an Envoy listening on an address, or gRPC clients that take their
@@ -281,12 +292,55 @@ impl Listener {
         self.hosts.iter().flat_map(|h| h.routes.iter())
     }
 
-    /// Every cluster this listener sends traffic to: by its routes (mirrors included) or, for
-    /// a TCP listener, by forwarding connections.
+    /// Every cluster this listener sends traffic to: by its routes (mirrors included), for
+    /// a TCP listener by forwarding connections, and the clusters of its authorization
+    /// services and trace collector.
     pub fn clusters(&self) -> impl Iterator<Item = &str> {
         self.routes()
             .flat_map(Route::clusters)
             .chain(self.tcp.iter().flat_map(TcpForward::clusters))
+            .chain(self.edge_clusters())
+    }
+
+    /// Every `auth` written on the listener, its hosts and its routes, outermost first.
+    pub fn auths(&self) -> impl Iterator<Item = &Auth> {
+        self.auth.iter().chain(self.hosts.iter().flat_map(|h| {
+            h.auth
+                .iter()
+                .chain(h.routes.iter().flat_map(|r| r.auth.iter()))
+        }))
+    }
+
+    /// The authorization services' and the trace collector's clusters.
+    fn edge_clusters(&self) -> impl Iterator<Item = &str> {
+        self.auths()
+            .filter_map(|a| match a {
+                Auth::External(e) => Some(e.cluster.as_str()),
+                Auth::None | Auth::Jwt(_) => None,
+            })
+            .chain(self.tracing.iter().map(|t| t.collector.as_str()))
+    }
+
+    /// The clusters flotilla makes for Envoy to fetch remote JWKS through (not in `clusters`).
+    pub fn jwks_clusters(&self) -> impl Iterator<Item = String> + '_ {
+        self.auths().filter_map(|a| match a {
+            Auth::Jwt(Jwt {
+                jwks: Jwks::Remote(r),
+                ..
+            }) => Some(r.cluster_name()),
+            _ => None,
+        })
+    }
+
+    /// The JWKS files this listener's JWT checks read (what a key rotation changes).
+    pub fn jwks_files(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.auths().filter_map(|a| match a {
+            Auth::Jwt(Jwt {
+                jwks: Jwks::File { path, .. },
+                ..
+            }) => Some(path.as_path()),
+            _ => None,
+        })
     }
 
     /// The Secrets this listener's TLS names.
@@ -320,6 +374,8 @@ pub struct Fleet {
 
 mod access_log;
 pub use access_log::*;
+mod edge;
+pub use edge::*;
 mod tcp;
 pub use tcp::*;
 mod route;

@@ -114,6 +114,7 @@ fn kind_schema(kind: &Kind) -> Value {
     match kind {
         Kind::Bool => json!({ "type": "boolean" }),
         Kind::Integer { min, max } => json!({ "type": "integer", "minimum": min, "maximum": max }),
+        Kind::Percent => json!({ "type": "number", "minimum": 0, "maximum": 100 }),
         Kind::String => json!({ "type": "string" }),
         Kind::NonEmpty => json!({ "type": "string", "minLength": 1 }),
         Kind::Scalar => json!({ "type": ["string", "number", "boolean"] }),

@@ -69,6 +69,8 @@ listeners:
             cors: { allow_origins: ["*"], allow_methods: [GET], allow_headers: [x-a], expose_headers: [x-b], max_age: 1h, allow_credentials: false }
           - split: { api: 90, sticky: 10 }
             rewrite: { prefix: /, host: web.internal }
+            auth: { external: { cluster: api, protocol: http, timeout: 200ms, failure: deny, headers: [x-tenant] } }
+            fault: { delay: { duration: 10ms, percent: 1 }, abort: { status: 503, percent: 1 } }
   tcp:
     address: 127.0.0.1:15432
     protocol: tcp

@@ -36,6 +36,8 @@ pub enum Kind {
         min: u64,
         max: u64,
     },
+    /// A number (decimals allowed) from 0 to 100.
+    Percent,
     /// Any string.
     String,
     /// A string that is not empty.

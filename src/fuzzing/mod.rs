@@ -9,6 +9,7 @@
 mod admin;
 mod config;
 mod gitops;
+mod jwks;
 mod seeds;
 mod state;
 mod traffic;
@@ -17,6 +18,7 @@ pub use crate::xds::fuzz::stream as xds_stream;
 pub use admin::admin_request;
 pub use config::config_files;
 pub use gitops::{diff_input, history_file};
+pub use jwks::jwks;
 pub use seeds::seeds;
 pub use state::state_file;
 pub use traffic::{load_report, stats_flush};
@@ -25,7 +27,7 @@ pub use traffic::{load_report, stats_flush};
 pub type Entry = fn(&[u8]);
 
 /// Targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, Entry); 8] = [
+pub const TARGETS: [(&str, Entry); 9] = [
     ("config", config_files),
     ("xds_request", xds_stream),
     ("stats_sink", stats_flush),
@@ -34,4 +36,5 @@ pub const TARGETS: [(&str, Entry); 8] = [
     ("state_file", state_file),
     ("history_file", history_file),
     ("diff_input", diff_input),
+    ("jwks", jwks),
 ];

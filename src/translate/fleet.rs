@@ -32,8 +32,7 @@ pub fn select_fleet(config: &Config, fleet: &str) -> Option<FleetSelection> {
     let clusters: BTreeSet<String> = listeners
         .iter()
         .filter_map(|l| config.listeners.get(l))
-        .flat_map(|l| l.clusters())
-        .map(str::to_string)
+        .flat_map(|l| l.clusters().map(str::to_string).chain(l.jwks_clusters()))
         .collect();
     let secrets = listeners
         .iter()

@@ -54,6 +54,9 @@ pub(super) fn listener(
             ..Default::default()
         });
     }
+    // Who may pass is decided before faults and rate limits count a request.
+    http_filters.extend(super::auth::ListenerAuth::of(l).filters());
+    http_filters.extend(super::fault::filter(l));
     if l.routes().any(|r| r.rate_limit.is_some()) {
         http_filters.push(HttpFilter {
             name: RATE_LIMIT_FILTER.to_string(),
@@ -127,6 +130,10 @@ fn connection_manager(
         })),
         http_filters,
         access_log: super::access_log::access_logs(l, false),
+        tracing: l
+            .tracing
+            .as_ref()
+            .map(super::tracing::connection_manager_tracing),
         ..Default::default()
     }
 }

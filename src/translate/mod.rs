@@ -6,14 +6,17 @@
 //! which resources a fleet of Envoys receives.
 
 mod access_log;
+mod auth;
 mod cluster;
 mod endpoint;
+mod fault;
 mod fleet;
 mod listener;
 mod route;
 pub mod sources;
 mod tcp;
 mod tls;
+mod tracing;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -78,6 +81,9 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
         }
         out.listeners
             .insert(name.clone(), listener::listener(l, config, &source));
+        for c in auth::jwks_clusters(l, &source) {
+            out.clusters.insert(c.name.clone(), c);
+        }
         out.routes
             .insert(name.clone(), route::route_configuration(l, config));
         out.route_clusters.insert(name.clone(), route::clusters(l));
@@ -98,6 +104,8 @@ fn u32_value(value: u32) -> pbwk::UInt32Value {
 
 use crate::envoy::{duration, pack as any};
 
+#[cfg(test)]
+mod edge_tests;
 #[cfg(test)]
 mod grpc_tests;
 #[cfg(test)]

@@ -94,7 +94,11 @@ async fn edge_example_serves_hosts_redirects_limits_and_websockets() {
             &db_log.display().to_string(),
         )
         .replace("0.0.0.0:5432", &db_addr.to_string())
-        .replace("0.0.0.0:8080", &addr.to_string());
+        .replace("0.0.0.0:8080", &addr.to_string())
+        .replace(
+            "jwks: jwks.json",
+            &format!("jwks: {}", repo_root().join("examples/jwks.json").display()),
+        );
     let flotilla = Flotilla::start(&yaml).await;
     let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
     envoy.wait_listener(addr).await;

@@ -1,7 +1,7 @@
 //! In-process HTTP backends that say who they are.
 //!
 //! Every response carries the backend's name as its body and in `x-backend`, and echoes what
-//! arrived: `x-seen-path` (path and query), `x-seen-host`, and each `x-*` request header as
+//! arrived: `x-seen-path` (path and query), `x-seen-host`, and each `x-*` request header (and `traceparent`) as
 //! `seen-x-*` (so tests see rewrites and header edits). `/healthz`
 //! answers with a settable status. A backend can be slowed down, made to fail, or killed
 //! (listener closed and every open connection dropped, as when a process dies).
@@ -169,7 +169,7 @@ async fn respond(
                 .unwrap_or(hyper::header::HeaderValue::from_static("")),
         );
     for (k, v) in req.headers() {
-        if k.as_str().starts_with("x-") {
+        if k.as_str().starts_with("x-") || k == "traceparent" {
             seen = seen.header(format!("seen-{k}"), v);
         }
     }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::config::diagnostic::Sink;
 use crate::config::model::{
-    AccessLog, HeaderChanges, Listener, ListenerKind, PathMatch, Redirect, Route, RouteAction,
-    RouteMatch, Secrets, VirtualHost,
+    AccessLog, Auth, HeaderChanges, Listener, ListenerKind, PathMatch, Redirect, Route,
+    RouteAction, RouteMatch, Secrets, Tracing, VirtualHost,
 };
 use crate::config::reader::{self, Fields};
 use crate::config::shape::{Kind, Object, object, optional, required};
@@ -72,6 +72,12 @@ pub(crate) const LISTENER: Object = object(
             Kind::Bool,
             "Answer every request with a 301 to https://same-host/same-path (no routes).",
         ),
+        optional("auth", super::auth::AUTH_KIND, super::auth::AUTH_HELP),
+        optional(
+            "tracing",
+            Kind::Object(&super::tracing::TRACING),
+            "OpenTelemetry tracing by Envoy, over OTLP/gRPC to a collector cluster.",
+        ),
     ],
 );
 
@@ -94,6 +100,7 @@ const HOST: Object = object(
             Kind::Object(&route_policy::HEADER_CHANGES),
             "Header edits for every route of the host.",
         ),
+        optional("auth", super::auth::AUTH_KIND, super::auth::AUTH_HELP),
     ],
 );
 
@@ -106,6 +113,9 @@ pub(crate) struct ClusterRef {
     /// The proxyless gRPC listener whose route names the cluster, if it is one: gRPC clients
     /// then run the cluster, and it must be something they can run.
     pub(crate) grpc_listener: Option<String>,
+    /// What needs the cluster to speak HTTP/2 (an OTLP collector, a gRPC authorization
+    /// service), if anything does.
+    pub(crate) needs_http2: Option<&'static str>,
 }
 
 pub(crate) fn listener(
@@ -146,6 +156,7 @@ pub(crate) fn listener(
         Some(n) => super::tls::listener_tls(sink, n, &f.path("tls"), secrets).map(Some),
         None => Some(None),
     };
+    let (auth, tracing) = edge(sink, name, &f, matches!(tcp, Some(Some(_))), &mut ctx);
     let hosts = match (f.get("routes"), f.get("hosts")) {
         // TCP listeners forward connections; `tcp::forward` refused any routes or hosts.
         _ if matches!(tcp, Some(Some(_))) => Some(Vec::new()),
@@ -164,6 +175,7 @@ pub(crate) fn listener(
                 domains: vec!["*".to_string()],
                 routes,
                 headers: HeaderChanges::default(),
+                auth: None,
             }]
         }),
         (None, Some(n)) => hosts(sink, n, &f.path("hosts"), &mut ctx),
@@ -191,7 +203,38 @@ pub(crate) fn listener(
         tcp: tcp?,
         tls,
         access_log: access_log?,
+        auth: auth?,
+        tracing: tracing?,
     })
+}
+
+/// The listener's `auth` and `tracing`: HTTP listeners only (a TCP listener has no requests).
+fn edge(
+    sink: &mut Sink,
+    name: &str,
+    f: &Fields<'_>,
+    tcp: bool,
+    ctx: &mut RouteContext<'_>,
+) -> (Option<Option<Auth>>, Option<Option<Tracing>>) {
+    for key in ["auth", "tracing"] {
+        if let (true, Some(n)) = (tcp, f.get(key)) {
+            sink.error(
+                n,
+                &f.path(key),
+                format!("`{key}` applies to HTTP requests; a TCP listener forwards connections"),
+            );
+            return (None, None);
+        }
+    }
+    let auth = match f.get("auth") {
+        Some(n) => super::auth::auth(sink, n, &f.path("auth"), ctx, false).map(Some),
+        None => Some(None),
+    };
+    let tracing = match f.get("tracing") {
+        Some(n) => super::tracing::tracing(sink, n, &f.path("tracing"), name, ctx).map(Some),
+        None => Some(None),
+    };
+    (auth, tracing)
 }
 
 /// `https_redirect: true`: one host for every domain whose one route answers every request
@@ -222,8 +265,11 @@ fn https_redirect(name: &str) -> VirtualHost {
             mirror: None,
             websocket: false,
             cors: None,
+            auth: None,
+            fault: None,
         }],
         headers: HeaderChanges::default(),
+        auth: None,
     }
 }
 
@@ -357,11 +403,16 @@ fn host(
         Some(n) => route_policy::header_changes(sink, n, &f.path("headers"), ctx),
         None => Some(HeaderChanges::default()),
     };
+    let auth = match f.get("auth") {
+        Some(n) => super::auth::auth(sink, n, &f.path("auth"), ctx, true).map(Some),
+        None => Some(None),
+    };
     Some(VirtualHost {
         name: name.to_string(),
         domains: domains?,
         routes: routes?,
         headers: headers?,
+        auth: auth?,
     })
 }
 

@@ -7,10 +7,15 @@
 mod access_log;
 mod access_log_format;
 mod affinity;
+mod auth;
 mod cluster;
 pub(crate) mod defaults;
+#[cfg(test)]
+mod edge_tests;
+mod fault;
 mod grpc;
 mod health;
+mod jwks;
 mod listener;
 mod registrations;
 mod resilience;
@@ -24,6 +29,7 @@ mod tcp;
 mod tls;
 #[cfg(test)]
 mod tls_tests;
+mod tracing;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -41,7 +47,10 @@ pub use access_log_format::{
     MAX_FIELD_NAME, MAX_FORMAT_FIELDS, MAX_FORMAT_VALUE, check as check_access_log_value,
     sample_operators,
 };
+pub use auth::{DEFAULT_AUTH_TIMEOUT, MAX_AUTH_ITEMS, MAX_AUTH_STRING};
 pub use cluster::MAX_WEIGHT;
+pub use fault::MAX_FAULT_DELAY;
+pub use jwks::{MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_JWKS_URL, check as check_jwks};
 pub use listener::{MAX_DOMAINS, MAX_HOSTS};
 pub use resilience::{GRPC_RETRY_ON, RETRY_ON};
 pub use route::MAX_ROUTES;
@@ -49,6 +58,7 @@ pub use route_action::MAX_BODY_BYTES;
 pub use route_match::MAX_REGEX_LEN;
 pub use route_policy::{MAX_HEADER_EDITS, MAX_HEADER_VALUE, MAX_RATE};
 pub use tls::{MAX_CERTIFICATES, MAX_PEM_BYTES, timestamp as format_timestamp};
+pub use tracing::MAX_SERVICE_NAME;
 
 /// A file of flotilla's configuration: the root of the JSON Schema.
 pub(crate) const ROOT: Object = object(
@@ -210,6 +220,18 @@ pub(crate) fn decode(
     grpc::check_clusters(&mut sink, &refs, &config.clusters, &cluster_nodes);
     tcp::check_clusters(&mut sink, &config, &cluster_nodes);
     for r in refs {
+        if let (Some(needs), Some(c)) = (r.needs_http2, config.clusters.get(&r.cluster))
+            && c.upstream_protocol != crate::config::model::UpstreamProtocol::Http2
+        {
+            sink.at(
+                &r.loc,
+                &r.field,
+                format!(
+                    "cluster `{}` is {needs}, which speaks gRPC: give it `upstream_protocol: http2`",
+                    r.cluster
+                ),
+            );
+        }
         if !declared_clusters.contains(&r.cluster) {
             let hint = suggester.suggest(&r.cluster, &declared_clusters);
             sink.at(

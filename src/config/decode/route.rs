@@ -29,6 +29,25 @@ impl RouteContext<'_> {
             loc: node.loc.clone(),
             field: field.to_string(),
             grpc_listener: self.grpc_listener.clone(),
+            needs_http2: None,
+        });
+    }
+
+    /// A cluster an authorization service or trace collector runs on: not routed to, so
+    /// gRPC clients never run it; `needs_http2` says what requires it to speak HTTP/2.
+    pub(crate) fn edge_cluster_ref(
+        &mut self,
+        cluster: &str,
+        node: &Node,
+        field: &str,
+        needs_http2: Option<&'static str>,
+    ) {
+        self.refs.push(ClusterRef {
+            cluster: cluster.to_string(),
+            loc: node.loc.clone(),
+            field: field.to_string(),
+            grpc_listener: None,
+            needs_http2,
         });
     }
 
@@ -103,13 +122,26 @@ pub(crate) const ROUTE: Object = object(
             Kind::Object(&route_policy::CORS),
             "Cross-origin resource sharing, answered by Envoy.",
         ),
+        optional("auth", super::auth::AUTH_KIND, super::auth::AUTH_HELP),
+        optional(
+            "fault",
+            Kind::Object(&super::fault::FAULT),
+            "Delays and aborts injected for resilience testing.",
+        ),
     ],
 );
 
 const ACTIONS: &[&str] = &["to", "split", "redirect", "direct_response"];
 
 /// Only forwarding routes take these: an answered request never reaches a cluster.
-const FORWARDING_ONLY: &[&str] = &["timeout", "retries", "rewrite", "mirror", "websocket"];
+const FORWARDING_ONLY: &[&str] = &[
+    "timeout",
+    "retries",
+    "rewrite",
+    "mirror",
+    "websocket",
+    "fault",
+];
 
 pub(crate) fn routes(
     sink: &mut Sink,
@@ -195,6 +227,14 @@ fn route(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) -
         Some(n) => route_policy::header_changes(sink, n, &f.path("headers"), ctx),
         None => Some(HeaderChanges::default()),
     };
+    let auth = match f.get("auth") {
+        Some(n) => super::auth::auth(sink, n, &f.path("auth"), ctx, true).map(Some),
+        None => Some(None),
+    };
+    let fault = match f.get("fault").filter(|_| forwards) {
+        Some(n) => super::fault::fault(sink, n, &f.path("fault"), ctx).map(Some),
+        None => Some(None),
+    };
     let policies = policies?;
     Some(Route {
         matcher: matcher?,
@@ -207,6 +247,8 @@ fn route(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) -
         mirror: policies.mirror,
         websocket: policies.websocket,
         cors: policies.cors,
+        auth: auth?,
+        fault: fault?,
     })
 }
 

@@ -119,6 +119,7 @@ fn cluster(sink: &mut Sink, node: &Node, path: &str, refs: &mut Vec<ClusterRef>)
         loc: node.loc.clone(),
         field: path.to_string(),
         grpc_listener: None,
+        needs_http2: None,
     });
     Some(name)
 }

@@ -12,6 +12,8 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
     /// Applied to every request and response of the host, after the route's own.
     pub headers: HeaderChanges,
+    /// What the host's routes require unless they say otherwise (else the listener's).
+    pub auth: Option<super::Auth>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +29,9 @@ pub struct Route {
     pub mirror: Option<Mirror>,
     pub websocket: bool,
     pub cors: Option<Cors>,
+    /// The route's own `auth` (`Some(Auth::None)`: exempt from its host's or listener's).
+    pub auth: Option<super::Auth>,
+    pub fault: Option<super::Fault>,
 }
 
 impl Route {

@@ -5,18 +5,30 @@ mod action;
 mod matcher;
 mod policy;
 
-use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost, route};
+use envoy_types::pb::envoy::config::route::v3::{
+    Decorator, Route, RouteConfiguration, VirtualHost, route,
+};
 
 use super::any;
+use super::auth::ListenerAuth;
 use super::listener::{CORS_FILTER, RATE_LIMIT_FILTER, STATEFUL_SESSION_FILTER};
 use crate::config::Config;
-use crate::config::model::{self, Affinity, RouteAction};
+use crate::config::model::{self, Affinity, Auth, RouteAction};
+
+/// What a route inherits from its listener and host besides the cluster config: the
+/// listener's auth filters, the nearest `auth` written above it, whether requests are traced.
+struct Inherited<'a> {
+    auth: &'a ListenerAuth<'a>,
+    nearest: Option<&'a Auth>,
+    tracing: bool,
+}
 
 pub(crate) use policy::RATE_LIMIT_STAT_PREFIX;
 
 pub(super) fn route_configuration(l: &model::Listener, config: &Config) -> RouteConfiguration {
     let grpc = l.is_proxyless_grpc();
     let single = matches!(l.hosts.as_slice(), [h] if h.name == l.name);
+    let auth = ListenerAuth::of(l);
     RouteConfiguration {
         name: l.name.clone(),
         virtual_hosts: l
@@ -28,7 +40,12 @@ pub(super) fn route_configuration(l: &model::Listener, config: &Config) -> Route
                 } else {
                     format!("{}.hosts.{}", l.name, h.name)
                 };
-                virtual_host(&prefix, h, config, grpc)
+                let inherited = Inherited {
+                    auth: &auth,
+                    nearest: h.auth.as_ref().or(l.auth.as_ref()),
+                    tracing: l.tracing.is_some(),
+                };
+                virtual_host(&prefix, h, config, grpc, &inherited)
             })
             .collect(),
         ..Default::default()
@@ -41,7 +58,13 @@ pub(super) fn clusters(l: &model::Listener) -> Vec<String> {
     set.into_iter().map(str::to_string).collect()
 }
 
-fn virtual_host(prefix: &str, h: &model::VirtualHost, config: &Config, grpc: bool) -> VirtualHost {
+fn virtual_host(
+    prefix: &str,
+    h: &model::VirtualHost,
+    config: &Config,
+    grpc: bool,
+    inherited: &Inherited<'_>,
+) -> VirtualHost {
     let (request_headers_to_add, request_headers_to_remove) =
         policy::header_options(&h.headers.request);
     let (response_headers_to_add, response_headers_to_remove) =
@@ -53,7 +76,7 @@ fn virtual_host(prefix: &str, h: &model::VirtualHost, config: &Config, grpc: boo
             .routes
             .iter()
             .enumerate()
-            .map(|(i, r)| route(&format!("{prefix}.routes[{i}]"), r, config, grpc))
+            .map(|(i, r)| route(&format!("{prefix}.routes[{i}]"), r, config, grpc, inherited))
             .collect(),
         request_headers_to_add,
         request_headers_to_remove,
@@ -63,7 +86,13 @@ fn virtual_host(prefix: &str, h: &model::VirtualHost, config: &Config, grpc: boo
     }
 }
 
-fn route(name: &str, r: &model::Route, config: &Config, grpc: bool) -> Route {
+fn route(
+    name: &str,
+    r: &model::Route,
+    config: &Config,
+    grpc: bool,
+    inherited: &Inherited<'_>,
+) -> Route {
     let affinities: Vec<&Affinity> = r
         .action
         .clusters()
@@ -111,6 +140,22 @@ fn route(name: &str, r: &model::Route, config: &Config, grpc: bool) -> Route {
     if let Some(cors) = &r.cors {
         out.typed_per_filter_config
             .insert(CORS_FILTER.to_string(), any(&policy::cors(cors)));
+    }
+    let nearest = r.auth.as_ref().or(inherited.nearest);
+    out.typed_per_filter_config
+        .extend(inherited.auth.per_route(nearest));
+    if let Some(fault) = &r.fault {
+        out.typed_per_filter_config.insert(
+            super::fault::FAULT_FILTER.to_string(),
+            any(&super::fault::per_route(fault)),
+        );
+    }
+    if inherited.tracing {
+        // Spans are named after the route, as `flotilla render` and the YAML's order name it.
+        out.decorator = Some(Decorator {
+            operation: name.to_string(),
+            ..Default::default()
+        });
     }
     out
 }

@@ -1,0 +1,217 @@
+//! `auth`, `tracing` and `fault`: what decodes, and each bad value named with its place.
+
+use std::path::Path;
+
+use crate::config::model::{Auth, AuthProtocol, Jwks};
+use crate::config::{Config, load};
+
+const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"5LVdNosGCr2nZ6YTFa2OKEpuOjzGksUleAMRqCq_1rw","y":"K8POYyokVrRPaboJGobO8cPTuQscRAK3sjvDAO3Rdzs"}]}"#;
+
+fn load_in(dir: &Path, listener_extra: &str, route_extra: &str) -> Result<Config, Vec<String>> {
+    let yaml = format!(
+        "version: 1
+clusters:
+  web: {{ endpoints: [127.0.0.1:1] }}
+  authz: {{ endpoints: [127.0.0.1:3] }}
+  otel: {{ endpoints: [127.0.0.1:4], upstream_protocol: http2 }}
+listeners:
+  public:
+    address: 127.0.0.1:2
+{listener_extra}
+    routes:
+      - {{ to: web{route_extra} }}
+"
+    );
+    std::fs::write(dir.join("f.yaml"), yaml).unwrap();
+    load(&dir.join("f.yaml"))
+        .map(|l| l.config)
+        .map_err(|e| e.lines())
+}
+
+fn one_error(r: Result<Config, Vec<String>>, wanted: &[&str]) {
+    let errors = r.expect_err("refused");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    for w in wanted {
+        assert!(errors[0].contains(w), "{w:?} not in {:?}", errors[0]);
+    }
+}
+
+#[test]
+fn jwt_with_a_jwks_file_decodes_and_a_route_can_be_exempt() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("jwks.json"), JWKS).unwrap();
+    let c = load_in(
+        dir.path(),
+        "    auth: { jwt: { issuer: https://i, audiences: [api], jwks: jwks.json, claims_to_headers: { sub: X-User } } }",
+        ", auth: none",
+    )
+    .unwrap();
+    let l = &c.listeners["public"];
+    let Some(Auth::Jwt(j)) = &l.auth else {
+        panic!("{:?}", l.auth)
+    };
+    assert!(matches!(&j.jwks, Jwks::File { json, .. } if json == JWKS));
+    assert_eq!(j.claims_to_headers["sub"], "x-user");
+    assert_eq!(l.hosts[0].routes[0].auth, Some(Auth::None));
+    assert_eq!(l.jwks_files().count(), 1);
+    assert_eq!(c.watched_files().count(), 1);
+}
+
+#[test]
+fn a_jwks_file_that_is_not_json_or_has_no_keys_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = "    auth: { jwt: { issuer: https://i, jwks: jwks.json } }";
+    std::fs::write(dir.path().join("jwks.json"), "{\n  \"keys\": [\n").unwrap();
+    one_error(
+        load_in(dir.path(), auth, ""),
+        &[
+            "f.yaml:9:",
+            "auth.jwt.jwks",
+            "jwks.json",
+            "not JSON",
+            "line 3",
+        ],
+    );
+    std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+    one_error(load_in(dir.path(), auth, ""), &["no keys"]);
+    let private = JWKS.replace(r#""kid":"k","#, r#""kid":"k","d":"secret","#);
+    std::fs::write(dir.path().join("jwks.json"), private).unwrap();
+    one_error(load_in(dir.path(), auth, ""), &["private key material"]);
+}
+
+#[test]
+fn a_remote_jwks_must_be_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = load_in(
+        dir.path(),
+        "    auth: { jwt: { issuer: https://i, jwks: \"https://login.example.com/keys\" } }",
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        c.listeners["public"].jwks_clusters().collect::<Vec<_>>(),
+        ["jwks:login.example.com:443"]
+    );
+    one_error(
+        load_in(
+            dir.path(),
+            "    auth: { jwt: { issuer: https://i, jwks: \"http://login.example.com/keys\" } }",
+            "",
+        ),
+        &["https only"],
+    );
+}
+
+#[test]
+fn external_auth_decodes_and_an_unknown_cluster_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = load_in(
+        dir.path(),
+        "    auth: { external: { cluster: authz, timeout: 250ms, failure: allow, headers: [X-Tenant] } }",
+        "",
+    )
+    .unwrap();
+    let Some(Auth::External(e)) = &c.listeners["public"].auth else {
+        panic!()
+    };
+    assert_eq!(e.protocol, AuthProtocol::Http);
+    assert!(e.failure_allow);
+    assert_eq!(e.headers, ["x-tenant"]);
+    assert!(c.listeners["public"].clusters().any(|c| c == "authz"));
+    one_error(
+        load_in(dir.path(), "    auth: { external: { cluster: authx } }", ""),
+        &["auth.external.cluster", "unknown cluster `authx`"],
+    );
+    one_error(
+        load_in(
+            dir.path(),
+            "    auth: { external: { cluster: authz, protocol: grpc } }",
+            "",
+        ),
+        &["upstream_protocol: http2"],
+    );
+    one_error(
+        load_in(dir.path(), "    auth: none", ""),
+        &["exempts a host or route"],
+    );
+}
+
+#[test]
+fn tracing_decodes_and_sampling_outside_0_to_100_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = load_in(
+        dir.path(),
+        "    tracing: { collector: otel, sampling: 0.5 }",
+        "",
+    )
+    .unwrap();
+    let t = c.listeners["public"].tracing.as_ref().unwrap();
+    assert_eq!((t.sampling, t.service_name.as_str()), (0.5, "public"));
+    one_error(
+        load_in(
+            dir.path(),
+            "    tracing: { collector: otel, sampling: 101 }",
+            "",
+        ),
+        &["f.yaml:9:", "tracing.sampling", "0 to 100"],
+    );
+    one_error(
+        load_in(dir.path(), "    tracing: { collector: web }", ""),
+        &["upstream_protocol: http2"],
+    );
+}
+
+#[test]
+fn faults_decode_and_need_a_delay_or_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = load_in(
+        dir.path(),
+        "",
+        ", fault: { delay: { duration: 100ms, percent: 5 }, abort: { status: 503 } }",
+    )
+    .unwrap();
+    let f = c.listeners["public"].hosts[0].routes[0]
+        .fault
+        .clone()
+        .unwrap();
+    assert_eq!(f.delay.unwrap().percent, 5);
+    assert_eq!(f.abort.unwrap().percent, 100);
+    one_error(
+        load_in(dir.path(), "", ", fault: {}"),
+        &["`delay`, `abort` or both"],
+    );
+    one_error(
+        load_in(dir.path(), "", ", fault: { abort: { status: 700 } }"),
+        &["fault.abort.status"],
+    );
+}
+
+#[test]
+fn proxyless_grpc_listeners_refuse_auth_tracing_and_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, value) in [
+        ("auth", "{ external: { cluster: authz } }"),
+        ("tracing", "{ collector: otel }"),
+    ] {
+        let yaml = format!(
+            "version: 1
+clusters: {{ web: {{ endpoints: [127.0.0.1:1] }}, authz: {{ endpoints: [127.0.0.1:3] }}, otel: {{ endpoints: [127.0.0.1:4], upstream_protocol: http2 }} }}
+listeners:
+  svc:
+    proxyless_grpc: true
+    {key}: {value}
+    routes: [{{ to: web, fault: {{ abort: {{ status: 503 }} }} }}]
+"
+        );
+        std::fs::write(dir.path().join("f.yaml"), yaml).unwrap();
+        let errors = load(&dir.path().join("f.yaml"))
+            .map(|_| ())
+            .unwrap_err()
+            .lines();
+        assert!(
+            errors.iter().any(|e| e.contains(&format!("svc.{key}"))),
+            "{errors:#?}"
+        );
+        assert!(errors.iter().any(|e| e.contains("fault")), "{errors:#?}");
+    }
+}
