@@ -52,6 +52,7 @@ pub mod registry;
 pub mod render;
 pub mod runtime;
 pub mod serve;
+pub mod store;
 pub mod tls;
 pub mod traffic;
 pub mod translate;

@@ -67,7 +67,7 @@ pub enum ServeError {
     #[error(transparent)]
     AllowedHosts(#[from] crate::admin::guard::HostsError),
     #[error(transparent)]
-    State(#[from] crate::runtime::store::StoreError),
+    State(#[from] crate::store::StateFileError),
     #[error("xDS TLS: {0}")]
     XdsTls(#[from] tls::TlsFileError),
     #[error(transparent)]
@@ -99,43 +99,31 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let controller = Controller::new(cache.clone(), control_metrics);
     let nodes = NodeRegistry::new();
 
-    let (link, shared_health) = match &opts.store {
-        Some(_) => {
-            let me = opts
-                .replica_id
-                .clone()
-                .unwrap_or_else(crate::runtime::replicated::default_replica_id);
-            let (link, health) = crate::runtime::replicated::link(me);
-            (Some(link), Some(health))
-        }
-        None => (None, None),
-    };
-    let health = crate::health::spawn_shared(
+    let me = opts
+        .replica_id
+        .clone()
+        .unwrap_or_else(crate::runtime::replicated::default_replica_id);
+    let (link, replica_health) = crate::runtime::replicated::link(me);
+    let health = crate::health::spawn(
         controller.clone(),
         crate::health::HealthOptions {
             metrics: health_metrics,
             ..Default::default()
         },
-        shared_health,
+        replica_health,
         shutdown.clone(),
     );
     reload_off_runtime(&controller, &opts.config, "startup", None).await;
-    let runtime = match (&opts.store, link) {
-        (Some(url), Some(link)) => {
+    let store: Arc<dyn crate::store::Store> = match &opts.store {
+        Some(url) => {
             info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
-            crate::runtime::Runtime::start_shared(
-                controller.clone(),
-                crate::runtime::shared::SharedState::new(url)?.with_metrics(store_metrics),
-                link,
-                shutdown.clone(),
-            )
+            Arc::new(crate::store::EtcdStore::new(url)?.with_metrics(store_metrics))
         }
-        _ => crate::runtime::Runtime::start(
-            controller.clone(),
-            crate::runtime::store::StateFile::new(opts.state_file.clone()),
-            shutdown.clone(),
-        )?,
+        None => Arc::new(crate::store::LocalStore::open(
+            crate::store::StateFile::new(opts.state_file.clone()),
+        )?),
     };
+    let runtime = crate::runtime::Runtime::start(controller.clone(), store, link, shutdown.clone());
     tokio::spawn(follow_store(
         runtime.store_available(),
         store_available,

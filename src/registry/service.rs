@@ -156,7 +156,7 @@ impl InstanceStream {
                     zone: Some(e.zone).filter(|z| !z.is_empty()),
                     metadata: e.metadata.into_iter().collect(),
                 };
-                let reply = match self.session.register(&registration) {
+                let reply = match self.session.register(&registration).await {
                     Ok(key) => {
                         // Registered means Envoy's next EDS response carries it.
                         self.session.published().await;
@@ -205,7 +205,7 @@ impl InstanceStream {
         deadline: Duration,
         drains: &mut JoinSet<(Vec<EndpointKey>, Drained)>,
     ) -> bool {
-        let keys = match self.session.leave(&which) {
+        let keys = match self.session.leave(&which).await {
             Ok(keys) => keys,
             Err(err) => return self.send(rejected(None, &err)).await,
         };
