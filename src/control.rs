@@ -146,7 +146,37 @@ impl Controller {
 
     /// Applies the outcome of loading the config files: a valid config that differs from the
     /// one served replaces it; an equal one changes nothing; errors change nothing either.
-    pub fn reload(&self, trigger: &'static str, loaded: Result<Config, Vec<String>>) -> Reload {
+    /// The files the served config reads besides itself (certificates and keys): what a
+    /// reload must follow. `None` before a config is served.
+    pub fn watched_files(&self) -> Option<Vec<std::path::PathBuf>> {
+        self.config().map(|c| {
+            crate::config::model::secret_files(&c.secrets)
+                .map(std::path::Path::to_path_buf)
+                .collect()
+        })
+    }
+
+    /// Serves `loaded` (read from `source`) if it is valid, differs from what is served, and
+    /// does not empty a fleet by probable accident (see [`crate::config::empty`]): the
+    /// controller holds the served config, so it decides.
+    pub fn reload(
+        &self,
+        trigger: &'static str,
+        source: &str,
+        loaded: Result<Config, Vec<String>>,
+    ) -> Reload {
+        let loaded = loaded.and_then(|config| {
+            match self
+                .config()
+                .and_then(|served| crate::config::empty::refusal(&served, &config))
+            {
+                Some(why) => Err(vec![format!(
+                    "{}: {why}",
+                    crate::config::escape_controls(source)
+                )]),
+                None => Ok(config),
+            }
+        });
         let (result, errors) = match loaded {
             Ok(config) => {
                 if self.config().is_some_and(|c| *c == config) {

@@ -234,6 +234,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     ));
     xds_listening.store(true, Ordering::Release);
     let runtime_for_leave = runtime.clone();
+    tokio::spawn(crate::registry::witness(
+        runtime.clone(),
+        traffic.clone(),
+        shutdown.clone(),
+    ));
     let xds_result = xds::serve(
         xds_listener,
         cache,
@@ -244,7 +249,6 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         xds_tls,
         crate::registry::RegistryService {
             runtime,
-            traffic: traffic.clone(),
             shutdown: shutdown.clone(),
             authorizer,
         },
@@ -349,8 +353,8 @@ struct Watchers {
 
 /// Watches the certificate files the served config names (none before a config is served).
 fn follow_files(controller: &Controller, files: &config::watch_files::FilesWatcher) {
-    if let Some(config) = controller.config() {
-        files.follow(config::model::secret_files(&config.secrets));
+    if let Some(watched) = controller.watched_files() {
+        files.follow(watched.iter().map(std::path::PathBuf::as_path));
     }
 }
 
@@ -375,22 +379,10 @@ async fn reload_off_runtime(
     }
 }
 
-/// Loads the config at `path` and serves it if it is valid, differs from what is served, and
-/// does not empty a fleet by probable accident (see [`config::empty`]).
+/// Loads the config at `path` and hands it to the controller, which serves it if it is valid,
+/// differs from what is served, and does not empty a fleet by probable accident.
 pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
-    let loaded = config::load(path)
-        .map(|l| l.config)
-        .map_err(|e| e.lines())
-        .and_then(|config| match controller.config() {
-            Some(served) => match config::empty::refusal(&served, &config) {
-                Some(why) => Err(vec![format!(
-                    "{}: {why}",
-                    config::escape_controls(&path.display().to_string())
-                )]),
-                None => Ok(config),
-            },
-            None => Ok(config),
-        });
+    let loaded = config::load(path).map(|l| l.config).map_err(|e| e.lines());
     // The controller reports the outcome (log, event, metric).
-    controller.reload(trigger, loaded)
+    controller.reload(trigger, &path.display().to_string(), loaded)
 }

@@ -23,7 +23,6 @@ use super::proto::{
 use crate::overlay::EndpointKey;
 use crate::runtime::session::{BoundRegistration, Session};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::traffic::TrafficAggregate;
 
 /// Largest request message accepted (a registration with its metadata is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -34,7 +33,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct RegistryService {
     pub runtime: Arc<Runtime>,
-    pub traffic: Arc<TrafficAggregate>,
     /// Ends open streams on shutdown.
     pub shutdown: CancellationToken,
     /// With mTLS, a registration needs a certificate with an identity of the trust domain.
@@ -70,7 +68,7 @@ impl Registry for RegistryService {
         let stream = InstanceStream {
             session,
             tx,
-            traffic: self.traffic.clone(),
+            runtime: self.runtime.clone(),
             peer,
         };
         tokio::spawn(stream.run(req.into_inner(), self.shutdown.clone()));
@@ -82,7 +80,7 @@ impl Registry for RegistryService {
 struct InstanceStream {
     session: Session,
     tx: mpsc::Sender<Result<RegisterResponse, Status>>,
-    traffic: Arc<TrafficAggregate>,
+    runtime: Arc<Runtime>,
     peer: Option<SocketAddr>,
 }
 
@@ -216,9 +214,9 @@ impl InstanceStream {
         if !self.send(reply).await {
             return false;
         }
-        let traffic = self.traffic.clone();
+        let runtime = self.runtime.clone();
         drains.spawn(async move {
-            let drained = drain::until_idle(&traffic, &keys, deadline).await;
+            let drained = drain::until_idle(&runtime, &keys, deadline).await;
             (keys, drained)
         });
         true

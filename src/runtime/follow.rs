@@ -57,10 +57,10 @@ impl Runtime {
             let reason = broke.to_string();
             if *self.store_up.borrow() {
                 warn!(error = %broke, store = %self.store.describe(),
-                    "lost the store; serving the last state seen until it is back");
+                    "lost {}; serving the last state seen until it is back", self.store.name());
             } else if reason != last_failure {
                 warn!(error = %broke, store = %self.store.describe(),
-                    "cannot reach the store; serving without shared state, changes refused, retrying");
+                    "cannot reach {}; serving without shared state, changes refused, retrying", self.store.name());
             }
             last_failure = reason;
             self.store_up.send_replace(false);
@@ -79,7 +79,7 @@ impl Runtime {
         };
         self.absorb_listing(listing, to);
         if !self.store_up.send_replace(true) {
-            info!(store = %self.store.describe(), "following the store");
+            info!(store = %self.store.describe(), "following {}", self.store.name());
         }
         loop {
             let batch = match changes.next().await {

@@ -9,6 +9,7 @@
 //! heartbeating leaves within its TTL, one whose stream breaks leaves at once. All of them
 //! reach Envoy through the controller's overlay, like health verdicts.
 
+mod acks;
 mod admission;
 mod follow;
 mod leases;
@@ -417,5 +418,7 @@ fn view(key: &EndpointKey, lease: &Lease, now: Instant) -> LeaseView {
     }
 }
 
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod tests;

@@ -33,6 +33,10 @@ impl LocalStore {
 
 #[tonic::async_trait]
 impl Store for LocalStore {
+    fn name(&self) -> &'static str {
+        "the local store"
+    }
+
     fn describe(&self) -> String {
         format!("state file {}", self.file.path().display())
     }

@@ -266,6 +266,10 @@ impl Drop for MemoryHold {
 
 #[tonic::async_trait]
 impl Store for MemoryStore {
+    fn name(&self) -> &'static str {
+        "the memory store"
+    }
+
     fn describe(&self) -> String {
         "memory".into()
     }

@@ -86,8 +86,11 @@ pub enum LeaseKind {
 /// [`StoreError::Unavailable`] while the store does not answer; nothing is then changed.
 #[tonic::async_trait]
 pub trait Store: Send + Sync {
-    /// What the store is, for logs (`etcd://…`, a state file's path).
+    /// What the store is, for logs (`etcd prefix /flotilla/`, a state file's path).
     fn describe(&self) -> String;
+
+    /// Its kind, as log lines name it (`etcd`).
+    fn name(&self) -> &'static str;
 
     /// Everything stored now, and the changes after it.
     async fn list(&self) -> Result<(Listing, Box<dyn Changes>), StoreError>;

@@ -172,6 +172,10 @@ impl Changes for EtcdChanges {
 
 #[tonic::async_trait]
 impl Store for EtcdStore {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
     fn describe(&self) -> String {
         format!("etcd prefix {}", self.prefix)
     }
