@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::backend::Backend;
 use crate::support::client::{self, Load};
 use crate::support::envoy::Xds;
 use crate::support::setup::{Setup, both_protocols};

@@ -49,6 +49,8 @@ impl Setup {
 }
 
 /// Runs each named `async fn(Xds)` as two tests, `sotw::name` and `delta::name`.
+// Not every target that includes tests/support (benches) runs tests over both protocols.
+#[allow(unused_macros)]
 macro_rules! both_protocols {
     ($($name:ident),* $(,)?) => {
         mod sotw {
@@ -69,4 +71,5 @@ macro_rules! both_protocols {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use both_protocols;

@@ -32,13 +32,16 @@ const RETRY: Duration = Duration::from_millis(500);
 /// Most writes in one etcd transaction (etcd allows 128 operations).
 const OPS_PER_TXN: usize = 100;
 
+/// A member this process announced: its lease (0 while not announced) and the task keeping it.
+type Member = (Arc<AtomicI64>, AbortHandle);
+
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
     prefix: String,
     /// The lease each member this process announced holds (0 while not announced), and the
     /// task keeping it alive.
-    members: Arc<Mutex<HashMap<String, (Arc<AtomicI64>, AbortHandle)>>>,
+    members: Arc<Mutex<HashMap<String, Member>>>,
 }
 
 impl EtcdStore {

@@ -35,7 +35,8 @@ fn keys_round_trip_including_ipv6_and_slashes_in_cluster_names() {
 #[test]
 fn every_rule_on_what_is_read() {
     let json = br#"{"weight":3,"ttl_ms":10000}"#;
-    let cases: &[(&str, &[u8], i64, Result<(), Invalid>)] = &[
+    type Case<'a> = (&'a str, &'a [u8], i64, Result<(), Invalid>);
+    let cases: &[Case<'_>] = &[
         // Flotilla's own writes.
         ("/p/state/drains/web/127.0.0.1:80", b"", 0, Ok(())),
         ("/p/state/weights/web/127.0.0.1:80", b"7", 0, Ok(())),
