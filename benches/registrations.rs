@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use flotilla::cache::SnapshotCache;
 use flotilla::control::Controller;
 use flotilla::runtime::Runtime;
-use flotilla::runtime::store::StateFile;
+use flotilla::store::StateFile;
 use tokio_util::sync::CancellationToken;
 
 const CONFIG: &str = "version: 1
@@ -34,7 +34,7 @@ async fn main() {
         let controller = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
         let config = flotilla::config::parse_str("bench.yaml", CONFIG).unwrap();
         controller.set_config(Arc::new(config));
-        let runtime = Runtime::start(
+        let runtime = Runtime::local(
             controller.clone(),
             StateFile::new(dir.path().join("state.json")),
             CancellationToken::new(),
@@ -48,7 +48,8 @@ async fn main() {
             }
             let address = format!("10.{}.{}.{}:8080", i >> 16, (i >> 8) & 255, i & 255);
             runtime
-                .register("web", &address, 1, Duration::from_secs(3600))
+                .lease("web", &address, 1, Duration::from_secs(3600))
+                .await
                 .unwrap();
             tokio::task::yield_now().await;
         }

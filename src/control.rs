@@ -201,23 +201,51 @@ impl Controller {
     pub fn reload(
         &self,
         trigger: &'static str,
+        source: &str,
         loaded: Result<Config, Vec<String>>,
         revision: Option<Revision>,
     ) -> Reload {
         self.reload_with(
             trigger,
+            source,
             loaded.map_err(|e| (ReloadResult::Invalid, e)),
             revision,
         )
     }
 
-    /// [`Controller::reload`] for files that could not be read at all (`Unreadable`).
+    /// The files the served config reads besides itself (certificates, keys, JWKS): what a
+    /// reload must follow. `None` before a config is served.
+    pub fn watched_files(&self) -> Option<Vec<std::path::PathBuf>> {
+        self.config()
+            .map(|c| c.watched_files().map(std::path::Path::to_path_buf).collect())
+    }
+
+    /// [`Controller::reload`] for a load that may also have failed to read the files
+    /// (`Unreadable`). A valid config (read from `source`) that would empty a fleet by probable
+    /// accident is refused here (see [`crate::config::empty`]): the controller holds the served
+    /// config, so it decides.
     pub fn reload_with(
         &self,
         trigger: &'static str,
+        source: &str,
         loaded: Result<Config, (ReloadResult, Vec<String>)>,
         revision: Option<Revision>,
     ) -> Reload {
+        let loaded = loaded.and_then(|config| {
+            match self
+                .config()
+                .and_then(|served| crate::config::empty::refusal(&served, &config))
+            {
+                Some(why) => Err((
+                    ReloadResult::Invalid,
+                    vec![format!(
+                        "{}: {why}",
+                        crate::config::escape_controls(source)
+                    )],
+                )),
+                None => Ok(config),
+            }
+        });
         let mut moved = false;
         let (result, errors) = match loaded {
             Ok(config) => {

@@ -54,6 +54,7 @@ pub mod render;
 pub mod runtime;
 pub mod serve;
 pub mod throttle;
+pub mod store;
 pub mod tls;
 pub mod traffic;
 pub mod translate;

@@ -99,7 +99,7 @@ pub enum ServeError {
     #[error(transparent)]
     AllowedHosts(#[from] crate::admin::guard::HostsError),
     #[error(transparent)]
-    State(#[from] crate::runtime::store::StoreError),
+    State(#[from] crate::store::StateFileError),
     #[error("xDS TLS: {0}")]
     XdsTls(#[from] tls::TlsFileError),
     #[error(transparent)]
@@ -132,24 +132,18 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let controller = Controller::new(cache.clone(), control_metrics);
     let nodes = NodeRegistry::new();
 
-    let (link, shared_health) = match &opts.store {
-        Some(_) => {
-            let me = opts
-                .replica_id
-                .clone()
-                .unwrap_or_else(crate::runtime::replicated::default_replica_id);
-            let (link, health) = crate::runtime::replicated::link(me);
-            (Some(link), Some(health))
-        }
-        None => (None, None),
-    };
-    let health = crate::health::spawn_shared(
+    let me = opts
+        .replica_id
+        .clone()
+        .unwrap_or_else(crate::runtime::replicated::default_replica_id);
+    let (link, replica_health) = crate::runtime::replicated::link(me);
+    let health = crate::health::spawn(
         controller.clone(),
         crate::health::HealthOptions {
             metrics: health_metrics,
             ..Default::default()
         },
-        shared_health,
+        replica_health,
         shutdown.clone(),
     );
     let revisions = Arc::new(opts.revisions.clone());
@@ -163,22 +157,16 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         None,
     )
     .await;
-    let runtime = match (&opts.store, link) {
-        (Some(url), Some(link)) => {
+    let store: Arc<dyn crate::store::Store> = match &opts.store {
+        Some(url) => {
             info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
-            crate::runtime::Runtime::start_shared(
-                controller.clone(),
-                crate::runtime::shared::SharedState::new(url)?.with_metrics(store_metrics),
-                link,
-                shutdown.clone(),
-            )
+            Arc::new(crate::store::EtcdStore::new(url)?.with_metrics(store_metrics))
         }
-        _ => crate::runtime::Runtime::start(
-            controller.clone(),
-            crate::runtime::store::StateFile::new(opts.state_file.clone()),
-            shutdown.clone(),
-        )?,
+        None => Arc::new(crate::store::LocalStore::open(
+            crate::store::StateFile::new(opts.state_file.clone()),
+        )?),
     };
+    let runtime = crate::runtime::Runtime::start(controller.clone(), store, link, shutdown.clone());
     tokio::spawn(follow_store(
         runtime.store_available(),
         store_available,
@@ -308,6 +296,11 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     xds_listening.store(true, Ordering::Release);
     let runtime_for_leave = runtime.clone();
     let nodes_for_registry = nodes.clone();
+    tokio::spawn(crate::registry::witness(
+        runtime.clone(),
+        traffic.clone(),
+        shutdown.clone(),
+    ));
     let xds_result = xds::serve(
         xds_listener,
         cache,
@@ -318,7 +311,6 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         xds_tls,
         crate::registry::RegistryService {
             runtime,
-            traffic: traffic.clone(),
             shutdown: shutdown.clone(),
             authorizer,
             nodes: nodes_for_registry,
@@ -458,12 +450,13 @@ fn follow_files(
     files: &config::watch_files::FilesWatcher,
     git_files: &[PathBuf],
 ) {
-    let config = controller.config();
-    let watched = config
-        .as_deref()
-        .into_iter()
-        .flat_map(config::Config::watched_files);
-    files.follow(watched.chain(git_files.iter().map(PathBuf::as_path)));
+    let watched = controller.watched_files().unwrap_or_default();
+    files.follow(
+        watched
+            .iter()
+            .chain(git_files.iter())
+            .map(PathBuf::as_path),
+    );
 }
 
 /// [`reload`] on a blocking thread: reading, validating, translating and encoding a large
@@ -498,8 +491,8 @@ async fn reload_off_runtime(
     }
 }
 
-/// Loads the config at `path` and serves it if it is valid, differs from what is served, and
-/// does not empty a fleet by probable accident (see [`config::empty`]). Its revision is read
+/// Loads the config at `path` and hands it to the controller, which serves it if it is valid,
+/// differs from what is served, and does not empty a fleet by probable accident. Its revision is read
 /// first, so that a commit landing during the read is at worst named on the next reload.
 pub fn reload(
     controller: &Controller,
@@ -523,22 +516,9 @@ pub fn reload(
                 _ => ReloadResult::Invalid,
             };
             (result, e.lines())
-        })
-        .and_then(|config| match controller.config() {
-            Some(served) => match config::empty::refusal(&served, &config) {
-                Some(why) => Err((
-                    ReloadResult::Invalid,
-                    vec![format!(
-                        "{}: {why}",
-                        config::escape_controls(&path.display().to_string())
-                    )],
-                )),
-                None => Ok(config),
-            },
-            None => Ok(config),
         });
     // The controller reports the outcome (log, event, metric).
-    controller.reload_with(trigger, loaded, revision)
+    controller.reload_with(trigger, &path.display().to_string(), loaded, revision)
 }
 
 /// Back-off between retries of a reload that could not read the files: from the first retry

@@ -13,7 +13,8 @@ use super::mutations::Mutations;
 use super::{AdminState, router};
 use crate::cache::SnapshotCache;
 use crate::control::Controller;
-use crate::runtime::{Runtime, store::StateFile};
+use crate::runtime::Runtime;
+use crate::store::StateFile;
 use crate::xds::NodeRegistry;
 
 fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
@@ -24,7 +25,7 @@ fn state(mutations: Mutations, dir: &std::path::Path) -> AdminState {
     )
     .unwrap();
     controller.set_config(Arc::new(config));
-    let runtime = Runtime::start(
+    let runtime = Runtime::local(
         controller.clone(),
         StateFile::new(dir.join("s.json")),
         CancellationToken::new(),
@@ -267,12 +268,13 @@ async fn a_registration_git_adds_to_the_cluster_is_listed_once() {
     let dir = tempfile::tempdir().unwrap();
     let s = state(Mutations::Loopback, dir.path());
     s.runtime
-        .register(
+        .lease(
             "web",
             "127.0.0.1:9000",
             1,
             std::time::Duration::from_secs(60),
         )
+        .await
         .unwrap();
     let config = crate::config::parse_str(
         "t.yaml",

@@ -17,16 +17,30 @@ use super::{StoreMetrics, StoreUrl, prefix_end};
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The largest range page or watch response read: a key whose value alone is larger is
+/// skipped when listing (pages halve around it) and breaks no watch below this size.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EtcdError {
     #[error("etcd is unavailable: {0}")]
     Unavailable(String),
+    /// An answer over the size this client reads (a page holding a huge value).
+    #[error("etcd's answer is too large: {0}")]
+    TooLarge(String),
 }
 
 impl EtcdError {
     /// Keeps the causes a transport error carries (a refused TLS handshake says why only
     /// there: unknown issuer, certificate required).
     fn from_status(status: tonic::Status) -> EtcdError {
+        if matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ) && status.message().contains("too large")
+        {
+            return EtcdError::TooLarge(status.message().to_string());
+        }
         let mut text = format!("{}: {}", status.code(), status.message());
         let mut cause = std::error::Error::source(&status);
         while let Some(c) = cause {
@@ -108,8 +122,8 @@ impl Client {
             .collect::<Result<Vec<_>, _>>()?;
         let channel = Channel::balance_list(endpoints.into_iter());
         Ok(Client {
-            kv: KvClient::new(channel.clone()),
-            watch: WatchClient::new(channel.clone()),
+            kv: KvClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
+            watch: WatchClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
             lease: LeaseClient::new(channel),
             metrics: StoreMetrics::default(),
         })
@@ -121,6 +135,11 @@ impl Client {
         self
     }
 
+    /// Where this client's metrics go.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
     /// Every key under `prefix`, and the revision they were read at.
     pub async fn get_prefix(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64), EtcdError> {
         let request = pb::RangeRequest {
@@ -129,7 +148,30 @@ impl Client {
             ..Default::default()
         };
         let r = deadline(self.kv.clone().range(request)).await?.into_inner();
-        Ok((r.kvs, revision(r.header.as_ref())))
+        Ok((r.kvs, revision_of(r.header.as_ref())))
+    }
+
+    /// One page of keys from `from` (inclusive) to `end`, read at `revision` (0: now): at
+    /// most `limit` of them, values left out when `keys_only`. Returns the page, whether
+    /// more follow, and the revision read at.
+    pub async fn range_page(
+        &self,
+        from: &[u8],
+        end: &[u8],
+        revision: i64,
+        limit: i64,
+        keys_only: bool,
+    ) -> Result<(Vec<KeyValue>, bool, i64), EtcdError> {
+        let request = pb::RangeRequest {
+            key: from.to_vec(),
+            range_end: end.to_vec(),
+            revision,
+            limit,
+            keys_only,
+            ..Default::default()
+        };
+        let r = deadline(self.kv.clone().range(request)).await?.into_inner();
+        Ok((r.kvs, r.more, revision_of(r.header.as_ref())))
     }
 
     /// The key `key` alone (empty if absent).
@@ -139,7 +181,7 @@ impl Client {
             ..Default::default()
         };
         let r = deadline(self.kv.clone().range(request)).await?.into_inner();
-        Ok((r.kvs, revision(r.header.as_ref())))
+        Ok((r.kvs, revision_of(r.header.as_ref())))
     }
 
     /// Applies `ops` atomically; returns the revision written.
@@ -172,7 +214,7 @@ impl Client {
         let sent = Instant::now();
         let r = deadline(self.kv.clone().txn(request)).await?.into_inner();
         self.metrics.write(sent.elapsed());
-        Ok(revision(r.header.as_ref()))
+        Ok(revision_of(r.header.as_ref()))
     }
 
     /// Watches every key under `prefix` from `start_revision` on.
@@ -261,7 +303,7 @@ impl Client {
     }
 }
 
-fn revision(header: Option<&pb::ResponseHeader>) -> i64 {
+fn revision_of(header: Option<&pb::ResponseHeader>) -> i64 {
     header.map_or(0, |h| h.revision)
 }
 

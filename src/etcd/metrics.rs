@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -12,6 +14,8 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug)]
 pub struct StoreMetrics {
     write_seconds: Histogram,
+    /// Keys read from etcd and skipped because they fail validation, by reason.
+    skipped_keys: Family<Vec<(String, String)>, Counter>,
 }
 
 fn write_histogram() -> Histogram {
@@ -23,6 +27,7 @@ impl Default for StoreMetrics {
     fn default() -> StoreMetrics {
         StoreMetrics {
             write_seconds: write_histogram(),
+            skipped_keys: Family::default(),
         }
     }
 }
@@ -35,7 +40,19 @@ impl StoreMetrics {
             "Time from sending an etcd transaction to etcd answering it committed (failed calls are not counted)",
             m.write_seconds.clone(),
         );
+        registry.register(
+            "store_skipped_keys",
+            "Keys under flotilla's etcd prefix skipped because they fail validation (written by something other than flotilla, or too large), by reason",
+            m.skipped_keys.clone(),
+        );
         m
+    }
+
+    /// Counts a key read from etcd and skipped.
+    pub fn skipped(&self, reason: &'static str) {
+        self.skipped_keys
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
     }
 
     pub(super) fn write(&self, took: Duration) {

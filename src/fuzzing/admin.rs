@@ -11,7 +11,8 @@ use crate::admin::mutations::Mutations;
 use crate::admin::{AdminState, guard::Hosts, router};
 use crate::cache::SnapshotCache;
 use crate::control::Controller;
-use crate::runtime::{Runtime, store::StateFile};
+use crate::runtime::Runtime;
+use crate::store::StateFile;
 
 const METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"];
 
@@ -84,7 +85,7 @@ fn server() -> &'static (tokio::runtime::Runtime, AdminState) {
             };
             let file = dir.join(format!("flotilla-fuzz-state-{}.json", std::process::id()));
             let _ = std::fs::remove_file(&file);
-            let runtime = Runtime::start(
+            let runtime = Runtime::local(
                 controller.clone(),
                 StateFile::new(file),
                 tokio_util::sync::CancellationToken::new(),

@@ -8,6 +8,7 @@
 
 mod admin;
 mod config;
+mod etcd;
 mod gitops;
 mod jwks;
 mod seeds;
@@ -17,6 +18,7 @@ mod traffic;
 pub use crate::xds::fuzz::stream as xds_stream;
 pub use admin::admin_request;
 pub use config::config_files;
+pub use etcd::etcd_value;
 pub use gitops::{diff_input, history_file};
 pub use jwks::jwks;
 pub use seeds::seeds;
@@ -27,7 +29,7 @@ pub use traffic::{load_report, stats_flush};
 pub type Entry = fn(&[u8]);
 
 /// Targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, Entry); 9] = [
+pub const TARGETS: [(&str, Entry); 10] = [
     ("config", config_files),
     ("xds_request", xds_stream),
     ("stats_sink", stats_flush),
@@ -37,4 +39,5 @@ pub const TARGETS: [(&str, Entry); 9] = [
     ("history_file", history_file),
     ("diff_input", diff_input),
     ("jwks", jwks),
+    ("etcd_value", etcd_value),
 ];

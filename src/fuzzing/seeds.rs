@@ -29,6 +29,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "state_file" => vec![state()],
         "history_file" => vec![history()],
         "diff_input" => vec![served()],
+        "etcd_value" => super::etcd::seeds(),
         _ => Vec::new(),
     }
 }

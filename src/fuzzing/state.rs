@@ -1,6 +1,6 @@
 //! The state file (drains and weight overrides kept across restarts).
 
-use crate::runtime::store::StateFile;
+use crate::store::StateFile;
 
 /// Whatever the loader accepts must save and load back as the same state. The file lives on
 /// tmpfs where there is one: the fuzzer writes it for every input.

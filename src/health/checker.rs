@@ -19,10 +19,9 @@ use tracing::{info, warn};
 
 use super::latency::{self, Smoothed};
 use super::metrics::HealthMetrics;
-use super::ownership::{FactUpdate, HealthFact, Owners, SharedHealth};
-use shared::Sharing;
+use super::ownership::{FactUpdate, HealthFact, Owners, ReplicaHealth};
 
-mod shared;
+mod replicas;
 use super::probe::{ProbeError, Prober};
 use super::targets::{probes_change, targets};
 use super::verdict::Tracker;
@@ -75,22 +74,14 @@ impl Default for HealthOptions {
     }
 }
 
-/// Starts the checker; it runs until `shutdown`.
+/// Starts the checker of one replica (with one flotilla, the only one); it runs until
+/// `shutdown`. It probes the endpoints it owns (all of them while `replica.owners` is
+/// `None`), publishes what it finds for the others, and serves what the others publish for
+/// the rest.
 pub fn spawn(
     controller: Arc<Controller>,
     options: HealthOptions,
-    shutdown: CancellationToken,
-) -> HealthTable {
-    spawn_shared(controller, options, None, shutdown)
-}
-
-/// Starts the checker of one replica among several: it probes only the endpoints it owns
-/// (all of them while `shared.owners` is `None`), publishes what it finds for the others, and
-/// serves what the others publish for the rest.
-pub fn spawn_shared(
-    controller: Arc<Controller>,
-    options: HealthOptions,
-    shared: Option<SharedHealth>,
+    replica: ReplicaHealth,
     shutdown: CancellationToken,
 ) -> HealthTable {
     let table = HealthTable::default();
@@ -102,7 +93,7 @@ pub fn spawn_shared(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a plain HTTP client always builds");
-    let mut aggregator = Aggregator {
+    let aggregator = Aggregator {
         controller,
         table: table.clone(),
         reports: tx,
@@ -114,13 +105,9 @@ pub fn spawn_shared(
         owners: None,
         remote: HashMap::new(),
         desired: HashMap::new(),
-        publish: None,
+        publish: replica.publish,
     };
-    let sharing = shared.map(|s| {
-        aggregator.publish = Some(s.publish);
-        (s.owners, s.remote)
-    });
-    tokio::spawn(aggregator.run(rx, sharing, shutdown));
+    tokio::spawn(aggregator.run(rx, replica.owners, replica.remote, shutdown));
     table
 }
 
@@ -152,14 +139,14 @@ struct Aggregator {
     targets: HashMap<EndpointKey, Target>,
     next_id: u64,
     metrics: HealthMetrics,
-    /// With replicas: who probes what (`None`: this replica probes everything).
+    /// Who probes what (`None`, the store out of reach: this replica probes everything).
     owners: Option<Arc<Owners>>,
     /// What the owners of endpoints published.
     remote: HashMap<EndpointKey, HealthFact>,
     /// Every endpoint with a health check, and whether its weight is measured.
     desired: HashMap<EndpointKey, bool>,
-    /// With replicas: where this replica's findings go (etcd).
-    publish: Option<mpsc::UnboundedSender<FactUpdate>>,
+    /// Where this replica's findings go (the store).
+    publish: mpsc::UnboundedSender<FactUpdate>,
 }
 
 /// What a batch of reports changes in the overlay.
@@ -173,13 +160,11 @@ impl Aggregator {
     async fn run(
         mut self,
         mut reports: mpsc::Receiver<Report>,
-        sharing: Option<Sharing>,
+        mut owners: tokio::sync::watch::Receiver<Option<Arc<Owners>>>,
+        mut remote: mpsc::UnboundedReceiver<FactUpdate>,
         shutdown: CancellationToken,
     ) {
-        let (mut owners, mut remote) = sharing.unzip();
-        if let Some(o) = owners.as_mut() {
-            self.owners = o.borrow_and_update().clone();
-        }
+        self.owners = owners.borrow_and_update().clone();
         let mut inputs = self.controller.watch_inputs();
         let mut reconciled: Option<Inputs> = None;
         if let Some(current) = inputs.borrow_and_update().clone() {
@@ -202,14 +187,14 @@ impl Aggregator {
                         reconciled = Some(current);
                     }
                 }
-                Some(()) = async { owners.as_mut()?.changed().await.ok() } => {
-                    self.owners = owners.as_mut().and_then(|o| o.borrow_and_update().clone());
+                Ok(()) = owners.changed() => {
+                    self.owners = owners.borrow_and_update().clone();
                     if let Some(current) = &reconciled {
                         let current = current.clone();
                         self.reconcile(&current);
                     }
                 }
-                Some((key, fact)) = async { remote.as_mut()?.recv().await } => {
+                Some((key, fact)) = remote.recv() => {
                     match fact {
                         Some(f) => self.remote.insert(key, f),
                         None => self.remote.remove(&key),
@@ -306,32 +291,14 @@ impl Aggregator {
                 "health checks updated"
             );
         }
-        if self.publish.is_some() {
-            self.serve_remote();
-            return;
+        // An endpoint probed afresh with a new check starts from unknown, everywhere.
+        for key in &removed {
+            if self.desired.contains_key(key) && self.targets.contains_key(key) {
+                self.remote.remove(key);
+                let _ = self.publish.send((key.clone(), None));
+            }
         }
-        // Verdicts and measured weights of endpoints no longer probed, or probed afresh with a
-        // new check, go at once: a probe starts from unknown, with no stale state.
-        let probed: BTreeSet<EndpointKey> = self.targets.keys().cloned().collect();
-        let overlay = self.controller.overlay();
-        let stale = removed
-            .iter()
-            .any(|k| overlay.verdicts.contains_key(k) || overlay.measured_weights.contains_key(k))
-            || overlay
-                .verdicts
-                .keys()
-                .chain(overlay.measured_weights.keys())
-                .any(|k| !probed.contains(k));
-        if stale {
-            self.controller.update_overlay(|o| {
-                for k in &removed {
-                    o.verdicts.remove(k);
-                    o.measured_weights.remove(k);
-                }
-                o.verdicts.retain(|k, _| probed.contains(k));
-                o.measured_weights.retain(|k, _| probed.contains(k));
-            });
-        }
+        self.serve_remote();
     }
 
     fn absorb(&mut self, reports: impl Iterator<Item = Report>) -> Changes {

@@ -16,6 +16,6 @@ mod targets;
 mod tls;
 pub mod verdict;
 
-pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn, spawn_shared};
+pub use checker::{HealthOptions, HealthTable, ProbeStatus, spawn};
 pub use metrics::HealthMetrics;
 pub use probe::{ProbeError, Prober};

@@ -91,8 +91,9 @@ impl HealthFact {
 /// so that an endpoint added again later starts from unknown, not from an old verdict).
 pub type FactUpdate = (EndpointKey, Option<HealthFact>);
 
-/// The checker's side of sharing health with other replicas.
-pub struct SharedHealth {
+/// The checker's side of sharing health with other replicas (with one flotilla, the only
+/// replica is itself).
+pub struct ReplicaHealth {
     /// `None` while etcd is out of reach: then every replica probes everything.
     pub owners: watch::Receiver<Option<Arc<Owners>>>,
     /// Facts other replicas published (and this one's own, echoed by the watch).

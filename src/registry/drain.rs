@@ -1,8 +1,16 @@
-//! Waiting for a leaving endpoint to have no request in flight on any Envoy.
+//! Waiting for a leaving endpoint to have no request in flight on any Envoy of any replica,
+//! and saying so for this replica's Envoys (`witness`).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
 use crate::overlay::EndpointKey;
+use crate::runtime::Runtime;
+use crate::store::Ack;
 use crate::traffic::TrafficAggregate;
 
 /// How long an Envoy is given to receive the DRAINING endpoint before its load reports count:
@@ -24,41 +32,91 @@ pub(super) struct Drained {
     pub in_flight: u64,
 }
 
-/// Waits until every Envoy that reports load has reported, `SETTLE` after now, no request in
-/// flight to `keys`, or until `deadline`. Envoys that send no load reports cannot be asked:
-/// for them only `SETTLE` is waited.
+/// Waits until every live replica has said that its Envoys hold `keys` DRAINING with no
+/// request in flight, or until `deadline`.
 pub(super) async fn until_idle(
-    traffic: &TrafficAggregate,
+    runtime: &Runtime,
     keys: &[EndpointKey],
     deadline: Duration,
 ) -> Drained {
-    let start = std::time::Instant::now();
-    let since = start + SETTLE;
-    let endpoints: Vec<(String, String)> = keys
-        .iter()
-        .map(|k| (k.cluster.clone(), k.address.to_string()))
-        .collect();
+    let end = tokio::time::Instant::now() + deadline;
+    let mut changed = runtime.acks_changed();
     let mut last = 0;
     loop {
-        let now = std::time::Instant::now();
-        if now >= since {
-            match traffic.in_flight_since(&endpoints, since) {
-                Some(0) => {
-                    return Drained {
-                        deadline_passed: false,
-                        in_flight: 0,
-                    };
+        match runtime.in_flight_everywhere(keys) {
+            Some(0) => {
+                return Drained {
+                    deadline_passed: false,
+                    in_flight: 0,
+                };
+            }
+            Some(n) => last = n,
+            None => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(end) => {
+                return Drained {
+                    deadline_passed: true,
+                    in_flight: last,
+                };
+            }
+            _ = changed.changed() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// This replica's side of every drain: for each leaving endpoint (whichever replica holds
+/// its stream), once this replica's overlay holds it DRAINING, publishes how many requests
+/// its Envoys report in flight to it, as reported at least `SETTLE` later. Envoys that send
+/// no load reports cannot be asked: for them only `SETTLE` is waited.
+pub async fn witness(
+    runtime: Arc<Runtime>,
+    traffic: Arc<TrafficAggregate>,
+    shutdown: CancellationToken,
+) {
+    // Per leaving endpoint: since when its reports count, and the last ack published.
+    let mut seen: HashMap<EndpointKey, (Instant, Option<u64>)> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(POLL) => {}
+        }
+        let leaving = runtime.leaving();
+        let gone: Vec<EndpointKey> = seen
+            .keys()
+            .filter(|k| !leaving.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            seen.remove(&key);
+            let _ = runtime.acknowledge(&key, None).await;
+        }
+        let fresh = leaving.iter().any(|k| !seen.contains_key(k));
+        if fresh {
+            // Envoy's next EDS holds them DRAINING from here on.
+            runtime.registrations_published().await;
+        }
+        let now = Instant::now();
+        for key in leaving {
+            let (since, last) = seen.entry(key.clone()).or_insert((now + SETTLE, None));
+            if now < *since {
+                continue;
+            }
+            let endpoint = [(key.cluster.clone(), key.address.to_string())];
+            let Some(in_flight) = traffic.in_flight_since(&endpoint, *since) else {
+                continue;
+            };
+            if *last == Some(in_flight) {
+                continue;
+            }
+            match runtime.acknowledge(&key, Some(Ack { in_flight })).await {
+                Ok(()) => {
+                    debug!(cluster = %key.cluster, endpoint = %key.address, in_flight, "drain acknowledged");
+                    *last = Some(in_flight);
                 }
-                Some(n) => last = n,
-                None => {}
+                Err(e) => debug!(error = %e, "could not acknowledge a drain; retrying"),
             }
         }
-        if now >= start + deadline {
-            return Drained {
-                deadline_passed: true,
-                in_flight: last,
-            };
-        }
-        tokio::time::sleep(POLL).await;
     }
 }

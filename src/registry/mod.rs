@@ -3,8 +3,9 @@
 //! handshake so that no request in flight to them is lost.
 //!
 //! `service` serves one stream per instance over the xDS port; the endpoints themselves are
-//! held by [`crate::runtime`] (one owner for every registered endpoint); `drain` waits until
-//! every Envoy's load reports show no request in flight to a leaving endpoint; `client` is
+//! held by [`crate::runtime`] in the store, so that every replica's Envoys get them; `drain`
+//! waits until every replica says its Envoys' load reports show no request in flight to a
+//! leaving endpoint (and says so for this replica's Envoys: `witness`); `client` is
 //! the other end, and `command` is `flotilla register`, which runs an instance under it.
 
 pub mod client;
@@ -12,7 +13,7 @@ pub mod command;
 mod drain;
 mod service;
 
-pub use drain::{DEFAULT_DEADLINE, MAX_DEADLINE, SETTLE};
+pub use drain::{DEFAULT_DEADLINE, MAX_DEADLINE, SETTLE, witness};
 pub use service::{MAX_MESSAGE_BYTES, RegistryService, StreamToken};
 
 /// Code generated from `proto/` by build.rs.

@@ -23,7 +23,6 @@ use super::proto::{
 use crate::overlay::EndpointKey;
 use crate::runtime::session::{BoundRegistration, Session};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::traffic::TrafficAggregate;
 
 /// Largest request message accepted (a registration with its metadata is far smaller).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -34,7 +33,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct RegistryService {
     pub runtime: Arc<Runtime>,
-    pub traffic: Arc<TrafficAggregate>,
     /// Ends open streams on shutdown.
     pub shutdown: CancellationToken,
     /// With mTLS, a registration needs a certificate with an identity of the trust domain.
@@ -134,7 +132,7 @@ impl Registry for RegistryService {
         let stream = InstanceStream {
             session,
             tx,
-            traffic: self.traffic.clone(),
+            runtime: self.runtime.clone(),
             peer,
             identity_fleets,
             nodes: self.nodes.clone(),
@@ -148,7 +146,7 @@ impl Registry for RegistryService {
 struct InstanceStream {
     session: Session,
     tx: mpsc::Sender<Result<RegisterResponse, Status>>,
-    traffic: Arc<TrafficAggregate>,
+    runtime: Arc<Runtime>,
     peer: Option<SocketAddr>,
     /// The fleets of the stream's client certificate (None without mTLS).
     identity_fleets: Option<Vec<String>>,
@@ -227,12 +225,15 @@ impl InstanceStream {
                     identity_fleets: self.identity_fleets.clone(),
                 };
                 let admins = self.nodes.envoy_admins();
-                let result = crate::config::parse_socket_address(&registration.address)
+                let allowed = crate::config::parse_socket_address(&registration.address)
                     .ok()
                     .map_or(Ok(()), |a| {
                         crate::runtime::admission::not_an_envoy_admin(a, &admins)
-                    })
-                    .and_then(|()| self.session.register(&registration));
+                    });
+                let result = match allowed {
+                    Ok(()) => self.session.register(&registration).await,
+                    Err(e) => Err(e),
+                };
                 let reply = match result {
                     Ok(key) => {
                         // Registered means Envoy's next EDS response carries it.
@@ -282,7 +283,7 @@ impl InstanceStream {
         deadline: Duration,
         drains: &mut JoinSet<(Vec<EndpointKey>, Drained)>,
     ) -> bool {
-        let keys = match self.session.leave(&which) {
+        let keys = match self.session.leave(&which).await {
             Ok(keys) => keys,
             Err(err) => return self.send(rejected(None, &err)).await,
         };
@@ -293,9 +294,9 @@ impl InstanceStream {
         if !self.send(reply).await {
             return false;
         }
-        let traffic = self.traffic.clone();
+        let runtime = self.runtime.clone();
         drains.spawn(async move {
-            let drained = drain::until_idle(&traffic, &keys, deadline).await;
+            let drained = drain::until_idle(&runtime, &keys, deadline).await;
             (keys, drained)
         });
         true

@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::session::SessionId;
 use crate::config::model::Endpoint;
 use crate::overlay::EndpointKey;
+use crate::store::StreamOwner;
 
 #[derive(Debug, Clone)]
 pub(super) struct Lease {
@@ -20,7 +20,7 @@ pub(super) struct Lease {
     pub(super) renewals: u64,
     /// The registration stream the endpoint lives with; `None` for a TTL lease, the only
     /// kind that expires.
-    pub(super) session: Option<SessionId>,
+    pub(super) session: Option<StreamOwner>,
     pub(super) zone: Option<String>,
     pub(super) metadata: BTreeMap<String, String>,
     /// Asked to leave: DRAINING in EDS until its stream closes.
@@ -53,7 +53,7 @@ pub(super) struct Leases {
     per_cluster: HashMap<String, usize>,
     /// The endpoints each registration stream holds, so that a stream's end or a per-stream
     /// limit costs as much as that stream has endpoints.
-    by_session: HashMap<SessionId, BTreeSet<EndpointKey>>,
+    by_session: HashMap<StreamOwner, BTreeSet<EndpointKey>>,
     /// Stream registrations asked to leave.
     leaving: BTreeSet<EndpointKey>,
 }
@@ -72,8 +72,8 @@ impl Leases {
     }
 
     /// The endpoints registration stream `id` holds.
-    pub(super) fn of_session(&self, id: SessionId) -> Option<&BTreeSet<EndpointKey>> {
-        self.by_session.get(&id)
+    pub(super) fn of_session(&self, id: &StreamOwner) -> Option<&BTreeSet<EndpointKey>> {
+        self.by_session.get(id)
     }
 
     pub(super) fn leaving(&self) -> &BTreeSet<EndpointKey> {
@@ -128,12 +128,12 @@ impl Leases {
     pub(super) fn bind(
         &mut self,
         key: &EndpointKey,
-        session: SessionId,
+        session: &StreamOwner,
         binding: Binding,
         now: Instant,
     ) -> Registered {
         if let Some(lease) = self.by_key.get_mut(key) {
-            debug_assert_eq!(lease.session, Some(session));
+            debug_assert_eq!(lease.session.as_ref(), Some(session));
             let changed = lease.weight != binding.weight || lease.zone != binding.zone;
             lease.weight = binding.weight;
             lease.zone = binding.zone;
@@ -149,14 +149,14 @@ impl Leases {
                 expires: now,
                 registered: SystemTime::now(),
                 renewals: 0,
-                session: Some(session),
+                session: Some(session.clone()),
                 zone: binding.zone,
                 metadata: binding.metadata,
                 leaving: false,
             },
         );
         self.by_session
-            .entry(session)
+            .entry(session.clone())
             .or_default()
             .insert(key.clone());
         *self.per_cluster.entry(key.cluster.clone()).or_default() += 1;
@@ -176,10 +176,10 @@ impl Leases {
     }
 
     /// Removes every endpoint of stream `session` and returns them.
-    pub(super) fn end_session(&mut self, session: SessionId) -> Vec<EndpointKey> {
+    pub(super) fn end_session(&mut self, session: &StreamOwner) -> Vec<EndpointKey> {
         let gone: Vec<EndpointKey> = self
             .by_session
-            .remove(&session)
+            .remove(session)
             .map(|keys| keys.into_iter().collect())
             .unwrap_or_default();
         for key in &gone {
@@ -215,12 +215,14 @@ impl Leases {
         true
     }
 
-    /// When the next lease runs out.
+    /// When the next lease runs out (the store expires leases; this checks the index).
+    #[cfg(test)]
     pub(super) fn next_expiry(&self) -> Option<Instant> {
         self.by_expiry.first().map(|(at, _)| *at)
     }
 
     /// Removes and returns the leases run out by `now`.
+    #[cfg(test)]
     pub(super) fn expire(&mut self, now: Instant) -> Vec<EndpointKey> {
         let mut gone = Vec::new();
         while let Some((at, key)) = self.by_expiry.first().cloned() {
@@ -263,6 +265,13 @@ mod tests {
     }
 
     const S: Duration = Duration::from_secs(1);
+
+    fn s(session: u64) -> StreamOwner {
+        StreamOwner {
+            replica: "r".into(),
+            session,
+        }
+    }
 
     #[test]
     fn a_new_endpoint_counts_a_renewal_does_not() {
@@ -331,31 +340,34 @@ mod tests {
     fn a_stream_registration_counts_but_never_expires() {
         let now = Instant::now();
         let mut l = Leases::default();
-        assert_eq!(l.bind(&key("a", 1), 7, binding(1), now), Registered::New);
         assert_eq!(
-            l.bind(&key("a", 1), 7, binding(2), now),
+            l.bind(&key("a", 1), &s(7), binding(1), now),
+            Registered::New
+        );
+        assert_eq!(
+            l.bind(&key("a", 1), &s(7), binding(2), now),
             Registered::Renewed { changed: true }
         );
         assert_eq!(l.count("a"), 1);
         assert_eq!(l.next_expiry(), None);
         assert!(l.expire(now + 100 * S).is_empty());
-        assert_eq!(l.of_session(7).map(BTreeSet::len), Some(1));
+        assert_eq!(l.of_session(&s(7)).map(BTreeSet::len), Some(1));
     }
 
     #[test]
     fn a_stream_end_removes_its_endpoints_only() {
         let now = Instant::now();
         let mut l = Leases::default();
-        l.bind(&key("a", 1), 7, binding(1), now);
-        l.bind(&key("a", 2), 7, binding(1), now);
-        l.bind(&key("a", 3), 8, binding(1), now);
+        l.bind(&key("a", 1), &s(7), binding(1), now);
+        l.bind(&key("a", 2), &s(7), binding(1), now);
+        l.bind(&key("a", 3), &s(8), binding(1), now);
         l.register(&key("a", 4), 1, S, now);
         assert!(l.set_leaving(&key("a", 1)));
         assert!(!l.set_leaving(&key("a", 1)), "leaving already");
         assert!(!l.set_leaving(&key("a", 4)), "a TTL lease does not leave");
-        assert_eq!(l.end_session(7), vec![key("a", 1), key("a", 2)]);
+        assert_eq!(l.end_session(&s(7)), vec![key("a", 1), key("a", 2)]);
         assert!(l.leaving().is_empty());
-        assert_eq!((l.count("a"), l.of_session(7)), (2, None));
+        assert_eq!((l.count("a"), l.of_session(&s(7))), (2, None));
     }
 
     proptest! {
@@ -367,12 +379,12 @@ mod tests {
             let mut now = start;
             for (op, cluster, port, secs) in ops {
                 let k = key(if cluster == 0 { "a" } else { "b" }, port);
-                let held_by = l.get(&k).map(|lease| lease.session);
+                let held_by = l.get(&k).map(|lease| lease.session.clone());
                 match op {
                     // As the runtime does: a key held one way is refused the other way.
-                    0 if held_by.is_none_or(|s| s.is_none()) => { l.register(&k, 1, Duration::from_secs(secs), now); }
-                    3 if held_by.is_none_or(|s| s == Some(secs)) => { l.bind(&k, secs, binding(1), now); }
-                    4 => { l.end_session(secs); }
+                    0 if held_by.as_ref().is_none_or(|h| h.is_none()) => { l.register(&k, 1, Duration::from_secs(secs), now); }
+                    3 if held_by.as_ref().is_none_or(|h| *h == Some(s(secs))) => { l.bind(&k, &s(secs), binding(1), now); }
+                    4 => { l.end_session(&s(secs)); }
                     5 => { l.set_leaving(&k); }
                     1 => { l.remove(&k); }
                     2 => { now += Duration::from_secs(secs); l.expire(now); }
@@ -386,7 +398,7 @@ mod tests {
                 let bound: usize = l.by_session.values().map(BTreeSet::len).sum();
                 prop_assert_eq!(bound, l.by_key.len() - ttl);
                 prop_assert!(l.by_session.iter().all(|(id, keys)| !keys.is_empty()
-                    && keys.iter().all(|k| l.by_key[k].session == Some(*id))));
+                    && keys.iter().all(|k| l.by_key[k].session.as_ref() == Some(id))));
                 prop_assert!(l.leaving.iter().all(|k| l.by_key[k].leaving));
                 prop_assert_eq!(l.leaving.len(), l.by_key.values().filter(|v| v.leaving).count());
                 prop_assert!(l.by_key.iter().filter(|(_, v)| v.session.is_none()).all(|(k, v)| l.by_expiry.contains(&(v.expires, k.clone()))));

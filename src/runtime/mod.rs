@@ -2,17 +2,20 @@
 //! and endpoints registering themselves (autoscaled instances), either with a lease renewed
 //! over HTTP or bound to a registration stream (`session`).
 //!
-//! Drains and overrides are operator decisions and survive restarts (`store`); registrations
-//! are not stored by design: an instance that stops heartbeating leaves within its TTL, one
-//! whose stream breaks leaves at once. All of them reach Envoy through the controller's
-//! overlay, like health verdicts.
+//! Everything here is kept in a [`Store`] shared by every replica (with one flotilla, its
+//! local store): the runtime writes a change to the store, applies it at once, and follows
+//! the store's changes whoever made them (`follow`). Drains and overrides are operator
+//! decisions and survive restarts; registrations are leases: an instance that stops
+//! heartbeating leaves within its TTL, one whose stream breaks leaves at once. All of them
+//! reach Envoy through the controller's overlay, like health verdicts.
 
+mod acks;
 pub mod admission;
+mod follow;
 mod leases;
+mod registrations;
 pub mod replicated;
 pub mod session;
-pub mod shared;
-pub mod store;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,9 +31,9 @@ use tracing::info;
 use crate::control::Controller;
 use crate::events::{self, Kind, NewEvent};
 use crate::overlay::EndpointKey;
-use leases::{Lease, Leases, Registered};
-use shared::SharedState;
-use store::{Persistent, StateFile, StoreError};
+use crate::store::{Ack, LocalStore, Persistent, StateFile, StateFileError, Store, StoreError};
+use leases::{Lease, Leases};
+use replicated::ReplicaLink;
 
 /// Shortest and longest lease a registration may ask for.
 pub const MIN_TTL: Duration = Duration::from_secs(1);
@@ -72,13 +75,23 @@ pub enum RuntimeError {
         "cluster `{cluster}` has {max} registrations, its limit (clusters.{cluster}.registrations.max): refused until one ends"
     )]
     Full { cluster: String, max: usize },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The shared store (etcd) did not take the change: nothing changed anywhere.
+    /// The local state file could not be written.
+    #[error("{0}")]
+    Store(String),
+    /// The store (etcd) did not take the change: nothing changed anywhere.
     #[error(
-        "{0}; nothing was changed (every replica keeps serving the last state it saw); retry once etcd is back"
+        "{0}; nothing was changed (every replica keeps serving the last state it saw); retry once the store is back"
     )]
-    StoreUnavailable(crate::etcd::EtcdError),
+    StoreUnavailable(String),
+}
+
+impl From<StoreError> for RuntimeError {
+    fn from(e: StoreError) -> RuntimeError {
+        match e {
+            StoreError::Unavailable(m) => RuntimeError::StoreUnavailable(m),
+            StoreError::StateFile(m) => RuntimeError::Store(m),
+        }
+    }
 }
 
 /// A registration as the admin API shows it.
@@ -96,6 +109,9 @@ pub struct LeaseView {
     /// The registration stream holding the endpoint (TTL and expiry are then 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<session::SessionId>,
+    /// The replica holding that stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -109,93 +125,88 @@ struct State {
     persistent: Persistent,
     leases: Leases,
     sessions: session::Sessions,
+    /// What each replica's Envoys say about leaving endpoints.
+    acks: BTreeMap<(EndpointKey, String), Ack>,
+    /// The live replicas, as the store says.
+    members: std::collections::BTreeSet<String>,
     /// Bumped by every change to the registered endpoints (not by a plain renewal).
     registry_version: u64,
 }
 
-/// Where drains and overrides are kept: a local file (one flotilla) or etcd (replicas).
-enum Store {
-    File(StateFile),
-    Shared(Box<SharedState>),
-}
-
 pub struct Runtime {
     controller: Arc<Controller>,
-    store: Store,
+    store: Arc<dyn Store>,
+    /// This replica's name among the members of the store.
+    me: String,
     /// One drain or override change at a time, from reading the state to storing it.
     writes: tokio::sync::Mutex<()>,
-    /// Whether the shared store answers (always true for the file).
+    /// Whether the store answers (listed and following).
     store_up: watch::Sender<bool>,
-    /// The etcd lease this replica announces itself with (0: none).
-    replica_lease: Arc<std::sync::atomic::AtomicI64>,
+    /// Bumped on every change of members or acknowledgements (drains waiting on them).
+    acks_changed: watch::Sender<u64>,
     state: Mutex<State>,
-    /// Wakes the lease task: a lease was added or renewed, or the registry changed.
+    /// Wakes the publishing task: the registry changed.
     leases_changed: Notify,
     /// The registry version the overlay holds.
     published: watch::Sender<u64>,
-    /// Ends the lease task; nothing is published after it.
+    /// How many times the registry was published (a burst must cost a few, not one each).
+    publishes: std::sync::atomic::AtomicU64,
+    /// Ends the tasks; nothing is published after it.
     shutdown: CancellationToken,
 }
 
+/// How long a call made before the store's first listing waits for it.
+const FIRST_LISTING: Duration = Duration::from_secs(2);
+
 impl Runtime {
-    /// Loads stored drains and overrides, applies them, and starts expiring leases.
+    /// Starts replica `link.me` on `store`: joins its members, follows its changes (a store
+    /// that is down delays that, not the start: the replica serves its config meanwhile and
+    /// catches up when the store answers), and publishes registrations into the overlay.
     pub fn start(
         controller: Arc<Controller>,
-        store: StateFile,
-        shutdown: CancellationToken,
-    ) -> Result<Arc<Runtime>, StoreError> {
-        let persistent = store.load()?;
-        if !persistent.drains.is_empty() || !persistent.weights.is_empty() {
-            info!(path = %store.path().display(), drains = persistent.drains.len(),
-                weights = persistent.weights.len(), "restored runtime state");
-        }
-        let runtime = Runtime::new(controller, Store::File(store), persistent, shutdown.clone());
-        runtime.apply(&runtime.lock());
-        tokio::spawn(runtime.clone().maintain_leases(shutdown));
-        Ok(runtime)
-    }
-
-    /// Like [`Runtime::start`] with drains and overrides shared through etcd: loaded from it
-    /// and followed as any replica changes them. An etcd that is down delays the load, not
-    /// the start: the replica serves its config meanwhile and catches up when etcd answers.
-    pub fn start_shared(
-        controller: Arc<Controller>,
-        store: SharedState,
-        link: replicated::ReplicaLink,
+        store: Arc<dyn Store>,
+        link: ReplicaLink,
         shutdown: CancellationToken,
     ) -> Arc<Runtime> {
-        let runtime = Runtime::new(
+        let runtime = Arc::new(Runtime {
             controller,
-            Store::Shared(Box::new(store.clone())),
-            Persistent::default(),
-            shutdown.clone(),
-        );
-        runtime.store_up.send_replace(false);
-        tokio::spawn(runtime.clone().follow_shared(store, link, shutdown.clone()));
-        tokio::spawn(runtime.clone().maintain_leases(shutdown));
+            store,
+            me: link.me.clone(),
+            writes: tokio::sync::Mutex::new(()),
+            store_up: watch::Sender::new(false),
+            acks_changed: watch::Sender::new(0),
+            state: Mutex::new(State::default()),
+            leases_changed: Notify::new(),
+            published: watch::Sender::new(0),
+            publishes: Default::default(),
+            shutdown: shutdown.clone(),
+        });
+        runtime.store.join(&runtime.me);
+        tokio::spawn(runtime.clone().follow(link, shutdown.clone()));
+        tokio::spawn(runtime.clone().publish_loop(shutdown));
         runtime
     }
 
-    fn new(
+    /// One flotilla on its state file (tests, benchmarks, fuzzing; `serve` builds the same).
+    pub fn local(
         controller: Arc<Controller>,
-        store: Store,
-        persistent: Persistent,
+        file: StateFile,
         shutdown: CancellationToken,
-    ) -> Arc<Runtime> {
-        Arc::new(Runtime {
-            controller,
-            store,
-            writes: tokio::sync::Mutex::new(()),
-            store_up: watch::Sender::new(true),
-            replica_lease: Arc::default(),
-            state: Mutex::new(State {
-                persistent,
-                ..State::default()
-            }),
-            leases_changed: Notify::new(),
-            published: watch::Sender::new(0),
-            shutdown,
-        })
+    ) -> Result<Arc<Runtime>, StateFileError> {
+        let store = Arc::new(LocalStore::open(file)?);
+        let (link, _health) = replicated::link("local".into());
+        Ok(Runtime::start(controller, store, link, shutdown))
+    }
+
+    /// This replica's name.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Returns once the store was listed (its drains, overrides and registrations applied),
+    /// or after a short wait if it does not answer.
+    pub async fn listed(&self) {
+        let _ = self.check_store().await;
     }
 
     /// Whether the store answers; follow it with [`watch::Receiver::changed`].
@@ -237,6 +248,8 @@ impl Runtime {
             o.leaving = leaving;
         });
         self.published.send_replace(version);
+        self.publishes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Returns once the overlay holds every registration change made before the call.
@@ -274,16 +287,15 @@ impl Runtime {
         Ok(key)
     }
 
-    /// Changes the persistent part: stored first, applied only if stored. With etcd, the
-    /// change is acknowledged once etcd holds it; the other replicas apply it from their
-    /// watch.
+    /// Changes the persistent part: stored first, applied only if stored (acknowledged once
+    /// the store holds it; the other replicas apply it from their watch).
     async fn change_persistent(
         &self,
         cluster: &str,
         address: &str,
         change: impl Fn(&EndpointKey, &mut Persistent) -> bool,
     ) -> Result<bool, RuntimeError> {
-        self.check_store()?;
+        self.check_store().await?;
         let _one_at_a_time = self.writes.lock().await;
         let (key, prev, next) = {
             let state = self.lock();
@@ -294,13 +306,7 @@ impl Runtime {
             }
             (key, state.persistent.clone(), next)
         };
-        match &self.store {
-            Store::File(file) => file.save(&next)?,
-            Store::Shared(shared) => shared
-                .save(&prev, &next)
-                .await
-                .map_err(RuntimeError::StoreUnavailable)?,
-        }
+        self.store.save(&prev, &next).await?;
         // Applied to the state as it is now: the watch may have brought other changes.
         let mut state = self.lock();
         change(&key, &mut state.persistent);
@@ -374,122 +380,6 @@ impl Runtime {
         Ok(changed)
     }
 
-    /// Checks that `address` may register into `cluster` (or renew); returns its key and the
-    /// state, still locked.
-    fn check_registration(
-        &self,
-        cluster: &str,
-        address: &str,
-        weight: u32,
-        ttl: Duration,
-    ) -> Result<(EndpointKey, MutexGuard<'_, State>), RuntimeError> {
-        let address = parse_address(address)?;
-        if !(1..=crate::config::MAX_WEIGHT).contains(&weight) {
-            return Err(RuntimeError::BadRequest(format!(
-                "weight {weight} is out of range (1..={})",
-                crate::config::MAX_WEIGHT
-            )));
-        }
-        if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
-            return Err(RuntimeError::BadRequest(format!(
-                "ttl {} is out of range ({}..={})",
-                crate::config::duration::format(ttl),
-                crate::config::duration::format(MIN_TTL),
-                crate::config::duration::format(MAX_TTL)
-            )));
-        }
-        let config = self.controller.config().ok_or(RuntimeError::NoConfig)?;
-        let c = config
-            .clusters
-            .get(cluster)
-            .ok_or_else(|| RuntimeError::UnknownCluster(cluster.to_string()))?;
-        let rules = admission::open(cluster, c, admission::Registrant::Operator)?;
-        if c.endpoints.iter().any(|e| e.address == address) {
-            return Err(RuntimeError::Configured {
-                cluster: cluster.to_string(),
-                address,
-            });
-        }
-        admission::check(address.ip(), rules).map_err(RuntimeError::BadRequest)?;
-        let key = EndpointKey::new(cluster, address);
-        let state = self.lock();
-        if state.leases.get(&key).is_some_and(|l| l.session.is_some()) {
-            return Err(RuntimeError::Taken {
-                cluster: cluster.to_string(),
-                address,
-            });
-        }
-        let max = rules.max;
-        if !state.leases.contains(&key) && state.leases.count(cluster) >= max {
-            return Err(RuntimeError::Full {
-                cluster: cluster.to_string(),
-                max,
-            });
-        }
-        Ok((key, state))
-    }
-
-    /// Registers an endpoint into a cluster, or renews its lease.
-    pub fn register(
-        &self,
-        cluster: &str,
-        address: &str,
-        weight: u32,
-        ttl: Duration,
-    ) -> Result<LeaseView, RuntimeError> {
-        let (key, mut state) = self.check_registration(cluster, address, weight, ttl)?;
-        let address = key.address;
-        let now = Instant::now();
-        let registered = state.leases.register(&key, weight, ttl, now);
-        if registered != (Registered::Renewed { changed: false }) {
-            state.registry_version += 1;
-        }
-        if registered == Registered::New {
-            info!(cluster, endpoint = %address, ttl = ?ttl, "endpoint registered");
-            events::record(
-                NewEvent::new(
-                    Kind::Registration,
-                    format!("{address} registered in {cluster}"),
-                )
-                .cluster(cluster)
-                .endpoint(address),
-            );
-        }
-        self.leases_changed.notify_one();
-        let lease = state.leases.get(&key).expect("just registered");
-        Ok(view(&key, lease, now))
-    }
-
-    /// Ends a lease now (an instance leaving cleanly).
-    pub fn deregister(&self, cluster: &str, address: &str) -> Result<bool, RuntimeError> {
-        let address = parse_address(address)?;
-        let key = EndpointKey::new(cluster, address);
-        let mut state = self.lock();
-        match state.leases.get(&key) {
-            None => return Ok(false),
-            Some(lease) if lease.session.is_some() => {
-                return Err(RuntimeError::Taken {
-                    cluster: cluster.to_string(),
-                    address,
-                });
-            }
-            Some(_) => {
-                state.leases.remove(&key);
-            }
-        }
-        state.registry_version += 1;
-        self.leases_changed.notify_one();
-        events::record(
-            NewEvent::new(
-                Kind::Registration,
-                format!("{address} deregistered from {cluster}"),
-            )
-            .cluster(cluster)
-            .endpoint(address),
-        );
-        Ok(true)
-    }
-
     pub fn leases(&self) -> Vec<LeaseView> {
         let now = Instant::now();
         self.lock()
@@ -499,45 +389,15 @@ impl Runtime {
             .collect()
     }
 
-    /// Ends leases as they run out, and publishes the registry whenever it changed.
-    async fn maintain_leases(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Publishes the registry whenever it changed, until shutdown.
+    async fn publish_loop(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             self.publish_registrations();
-            // With etcd, leases run out in etcd, whose watch removes them everywhere.
-            let next = match self.store {
-                Store::File(_) => self.lock().leases.next_expiry(),
-                Store::Shared(_) => None,
-            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = self.leases_changed.notified() => continue,
-                () = sleep_until(next) => {}
-            }
-            let mut state = self.lock();
-            let expired = state.leases.expire(Instant::now());
-            if expired.is_empty() {
-                continue;
-            }
-            state.registry_version += 1;
-            for key in &expired {
-                info!(cluster = %key.cluster, endpoint = %key.address, "registration expired");
-                events::record(
-                    NewEvent::new(
-                        Kind::Registration,
-                        format!("{} left {}: lease expired", key.address, key.cluster),
-                    )
-                    .cluster(key.cluster.clone())
-                    .endpoint(key.address),
-                );
+                () = self.leases_changed.notified() => {}
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -554,12 +414,15 @@ fn view(key: &EndpointKey, lease: &Lease, now: Instant) -> LeaseView {
         expires_in_ms: lease.expires.saturating_duration_since(now).as_millis() as u64,
         registered_at: lease.registered,
         renewals: lease.renewals,
-        stream: lease.session,
+        stream: lease.session.as_ref().map(|s| s.session),
+        replica: lease.session.as_ref().map(|s| s.replica.clone()),
         zone: lease.zone.clone(),
         metadata: lease.metadata.clone(),
         leaving: lease.leaving,
     }
 }
 
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod tests;

@@ -1,23 +1,25 @@
 //! Registrations bound to a stream: an instance's endpoints live exactly as long as the
 //! registration stream it holds open (`crate::registry` serves that stream).
 //!
-//! They are held with the TTL leases in [`Runtime`], so one place owns "registered endpoints":
-//! an address is registered by one instance at a time, whichever way it registered. A
-//! [`Session`] removes its endpoints when it is dropped, so a stream that ends for any reason
-//! (closed, broken, rejected) leaves nothing behind.
+//! They live in the store under a lease the stream holds ([`crate::store::Hold`]): kept
+//! alive while the stream lives, ended when it ends, run out when its replica dies — so every
+//! replica's Envoys get them. They are held with the TTL leases, so one place owns
+//! "registered endpoints": an address is registered by one instance at a time, whichever way
+//! it registered. A [`Session`] removes its endpoints when it is dropped, so a stream that
+//! ends for any reason (closed, broken, rejected) leaves nothing behind.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::sync::{OnceCell, mpsc};
 use tracing::info;
 
-use super::leases::{Binding, Registered};
-use super::{Runtime, RuntimeError, admission, parse_address};
+use super::registrations::Check;
+use super::{Runtime, RuntimeError, parse_address};
 use crate::events::{self, Kind, NewEvent};
 use crate::overlay::EndpointKey;
+use crate::store::{Hold, LeaseKind, Registration, StreamOwner};
 
 /// Identifies one registration stream.
 pub type SessionId = u64;
@@ -59,7 +61,6 @@ struct Open {
 #[derive(Default)]
 struct PeerUse {
     streams: usize,
-    endpoints: usize,
 }
 
 #[derive(Default)]
@@ -71,18 +72,24 @@ pub(super) struct Sessions {
 }
 
 impl Sessions {
-    fn peer_use(&mut self, id: SessionId) -> Option<&mut PeerUse> {
-        let peer = self.open.get(&id)?.peer?;
-        self.per_peer.get_mut(&peer)
+    /// The streams open from the peer of stream `id`, `id` included.
+    fn of_peer(&self, id: SessionId) -> Vec<SessionId> {
+        let Some(peer) = self.open.get(&id).and_then(|o| o.peer) else {
+            return vec![id];
+        };
+        self.open
+            .iter()
+            .filter(|(_, o)| o.peer == Some(peer))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
-    fn close(&mut self, id: SessionId, endpoints: usize) {
+    fn close(&mut self, id: SessionId) {
         let Some(peer) = self.open.remove(&id).and_then(|o| o.peer) else {
             return;
         };
         if let Some(u) = self.per_peer.get_mut(&peer) {
             u.streams -= 1;
-            u.endpoints -= endpoints;
             if u.streams == 0 {
                 self.per_peer.remove(&peer);
             }
@@ -94,6 +101,9 @@ impl Sessions {
 pub struct Session {
     runtime: Arc<Runtime>,
     id: SessionId,
+    owner: StreamOwner,
+    /// The stream's lease in the store, taken at its first registration.
+    hold: OnceCell<Box<dyn Hold>>,
     /// Endpoints of this stream an operator asked to leave.
     pub leave_requests: mpsc::UnboundedReceiver<EndpointKey>,
 }
@@ -124,6 +134,11 @@ impl Runtime {
         Ok(Session {
             runtime: self.clone(),
             id,
+            owner: StreamOwner {
+                replica: self.me.clone(),
+                session: id,
+            },
+            hold: OnceCell::new(),
             leave_requests,
         })
     }
@@ -137,7 +152,7 @@ impl Runtime {
         let lease = state
             .leases
             .get(&key)
-            .filter(|l| l.session.is_some())
+            .filter(|l| l.session.as_ref().is_some_and(|s| s.replica == self.me))
             .ok_or_else(|| RuntimeError::UnknownEndpoint {
                 cluster: cluster.to_string(),
                 address,
@@ -145,17 +160,18 @@ impl Runtime {
         if lease.leaving {
             return Ok(false);
         }
-        let open = lease.session.and_then(|id| state.sessions.open.get(&id));
+        let open = (lease.session.as_ref()).and_then(|s| state.sessions.open.get(&s.session));
         if let Some(open) = open {
             let _ = open.leave.send(key);
         }
         Ok(true)
     }
 
-    fn end_session(&self, id: SessionId) {
+    fn end_session(&self, owner: &StreamOwner) {
+        let id = owner.session;
         let mut state = self.lock();
-        let gone = state.leases.end_session(id);
-        state.sessions.close(id, gone.len());
+        let gone = state.leases.end_session(owner);
+        state.sessions.close(id);
         if gone.is_empty() {
             return;
         }
@@ -181,113 +197,118 @@ impl Session {
         self.id
     }
 
-    /// Registers an endpoint on this stream, or updates one it registered already.
-    pub fn register(&self, r: &BoundRegistration) -> Result<EndpointKey, RuntimeError> {
+    /// Registers an endpoint on this stream, or updates one it registered already: in the
+    /// store under this stream's lease, and at once here.
+    pub async fn register(&self, r: &BoundRegistration) -> Result<EndpointKey, RuntimeError> {
         let rt = &self.runtime;
-        let address = parse_address(&r.address)?;
-        let weight = if r.weight == 0 { 1 } else { r.weight };
-        check(r, weight)?;
-        let config = rt.controller.config().ok_or(RuntimeError::NoConfig)?;
-        let cluster = config
-            .clusters
-            .get(&r.cluster)
-            .ok_or_else(|| RuntimeError::UnknownCluster(r.cluster.clone()))?;
-        let who = admission::Registrant::Stream(r.identity_fleets.as_deref());
-        let rules = admission::open(&r.cluster, cluster, who)?;
-        if cluster.endpoints.iter().any(|e| e.address == address) {
-            return Err(RuntimeError::Configured {
-                cluster: r.cluster.clone(),
-                address,
-            });
-        }
-        admission::check(address.ip(), rules).map_err(RuntimeError::BadRequest)?;
-        let key = EndpointKey::new(&r.cluster, address);
-        let mut state = rt.lock();
-        match state.leases.get(&key) {
-            Some(l) if l.session != Some(self.id) => {
-                return Err(RuntimeError::Taken {
-                    cluster: r.cluster.clone(),
-                    address,
-                });
-            }
-            Some(_) => {}
-            None => {
-                let mine = state.leases.of_session(self.id).map_or(0, |k| k.len());
+        let key = EndpointKey::new(&r.cluster, parse_address(&r.address)?);
+        let registration = Registration {
+            weight: if r.weight == 0 { 1 } else { r.weight },
+            ttl_ms: 0,
+            stream: Some(self.owner.clone()),
+            zone: r.zone.clone(),
+            metadata: r.metadata.clone(),
+            leaving: false,
+        };
+        {
+            let state = rt.lock();
+            let who = super::admission::Registrant::Stream(r.identity_fleets.as_deref());
+            rt.admit(&state, &key, &registration, who, Check::Write)?;
+            if !state.leases.contains(&key) {
+                let mine = state.leases.of_session(&self.owner).map_or(0, |k| k.len());
                 if mine >= MAX_ENDPOINTS_PER_STREAM {
                     return Err(RuntimeError::Limit(format!(
                         "a stream may register at most {MAX_ENDPOINTS_PER_STREAM} endpoints"
                     )));
                 }
-                let from_peer = state.sessions.peer_use(self.id).map_or(0, |u| u.endpoints);
+                let from_peer: usize = state
+                    .sessions
+                    .of_peer(self.id)
+                    .into_iter()
+                    .map(|session| {
+                        let owner = StreamOwner {
+                            replica: rt.me.clone(),
+                            session,
+                        };
+                        state.leases.of_session(&owner).map_or(0, |k| k.len())
+                    })
+                    .sum();
                 if from_peer >= MAX_ENDPOINTS_PER_PEER {
                     return Err(RuntimeError::Limit(format!(
                         "streams from one address may register at most {MAX_ENDPOINTS_PER_PEER} endpoints"
                     )));
                 }
-                let max = rules.max;
-                if state.leases.count(&r.cluster) >= max {
-                    return Err(RuntimeError::Full {
-                        cluster: r.cluster.clone(),
-                        max,
-                    });
-                }
             }
         }
-        let binding = Binding {
-            weight,
-            zone: r.zone.clone(),
-            metadata: r.metadata.clone(),
-        };
-        let registered = state.leases.bind(&key, self.id, binding, Instant::now());
-        if registered != (Registered::Renewed { changed: false }) {
-            state.registry_version += 1;
-            rt.leases_changed.notify_one();
-        }
-        if registered == Registered::New {
-            if let Some(u) = state.sessions.peer_use(self.id) {
-                u.endpoints += 1;
-            }
+        let new = !rt.lock().leases.contains(&key);
+        self.put(&key, &registration).await?;
+        if new {
             info!(cluster = %key.cluster, endpoint = %key.address, stream = self.id,
                 "endpoint registered on a stream");
-            events::record(
-                NewEvent::new(
-                    Kind::Registration,
-                    format!("{} registered in {} (stream)", key.address, key.cluster),
-                )
-                .cluster(key.cluster.clone())
-                .endpoint(key.address),
-            );
         }
         Ok(key)
     }
 
-    /// Marks endpoints of this stream DRAINING (all of them when `which` is empty).
-    pub fn leave(&self, which: &[(String, String)]) -> Result<Vec<EndpointKey>, RuntimeError> {
+    /// Writes `r` under this stream's lease (taken now if this is its first registration),
+    /// then applies it here.
+    async fn put(&self, key: &EndpointKey, r: &Registration) -> Result<(), RuntimeError> {
+        let rt = &self.runtime;
+        rt.check_store().await?;
+        let hold = self.hold.get_or_try_init(|| rt.store.hold()).await?;
+        rt.store
+            .put_registration(key, r, LeaseKind::Held(hold.lease()))
+            .await?;
+        rt.absorb_registration(key.clone(), Some(r.clone()));
+        Ok(())
+    }
+
+    /// Marks endpoints of this stream DRAINING (all of them when `which` is empty), in the
+    /// store: every replica's Envoys get them DRAINING.
+    pub async fn leave(
+        &self,
+        which: &[(String, String)],
+    ) -> Result<Vec<EndpointKey>, RuntimeError> {
         let rt = &self.runtime;
         let mut wanted = Vec::with_capacity(which.len());
         for (cluster, address) in which {
             wanted.push(EndpointKey::new(cluster, parse_address(address)?));
         }
-        let mut state = rt.lock();
-        let mine = state.leases.of_session(self.id);
-        if let Some(k) = wanted.iter().find(|k| !mine.is_some_and(|m| m.contains(k))) {
-            return Err(RuntimeError::UnknownEndpoint {
-                cluster: k.cluster.clone(),
-                address: k.address,
-            });
-        }
-        let keys = if wanted.is_empty() {
-            mine.map(|m| m.iter().cloned().collect())
-                .unwrap_or_default()
-        } else {
-            wanted
-        };
-        let mut changed = false;
-        for k in &keys {
-            if !state.leases.set_leaving(k) {
-                continue;
+        let to_mark: Vec<(EndpointKey, Registration)> = {
+            let state = rt.lock();
+            let mine = state.leases.of_session(&self.owner);
+            if let Some(k) = wanted.iter().find(|k| !mine.is_some_and(|m| m.contains(k))) {
+                return Err(RuntimeError::UnknownEndpoint {
+                    cluster: k.cluster.clone(),
+                    address: k.address,
+                });
             }
-            changed = true;
+            if wanted.is_empty() {
+                wanted = mine
+                    .map(|m| m.iter().cloned().collect())
+                    .unwrap_or_default();
+            }
+            wanted
+                .iter()
+                .filter_map(|k| {
+                    let l = state.leases.get(k)?;
+                    (!l.leaving).then(|| {
+                        (
+                            k.clone(),
+                            Registration {
+                                weight: l.weight,
+                                ttl_ms: 0,
+                                stream: Some(self.owner.clone()),
+                                zone: l.zone.clone(),
+                                metadata: l.metadata.clone(),
+                                leaving: true,
+                            },
+                        )
+                    })
+                })
+                .collect()
+        };
+        for (k, r) in to_mark {
+            self.put(&k, &r).await?;
             info!(cluster = %k.cluster, endpoint = %k.address, stream = self.id, "endpoint leaving: draining");
             events::record(
                 NewEvent::new(
@@ -298,11 +319,7 @@ impl Session {
                 .endpoint(k.address),
             );
         }
-        if changed {
-            state.registry_version += 1;
-            rt.leases_changed.notify_one();
-        }
-        Ok(keys)
+        Ok(wanted)
     }
 
     /// Returns once the overlay (and so Envoy's next EDS) holds what this stream changed.
@@ -312,36 +329,11 @@ impl Session {
 }
 
 impl Drop for Session {
+    /// Removes the stream's endpoints here at once; dropping its hold ends its lease in the
+    /// store, which removes them on every other replica.
     fn drop(&mut self) {
-        self.runtime.end_session(self.id);
+        self.runtime.end_session(&self.owner);
     }
-}
-
-fn check(r: &BoundRegistration, weight: u32) -> Result<(), RuntimeError> {
-    let bad = |m: String| Err(RuntimeError::BadRequest(m));
-    if weight > crate::config::MAX_WEIGHT {
-        return bad(format!(
-            "weight {weight} is out of range (1..={})",
-            crate::config::MAX_WEIGHT
-        ));
-    }
-    if r.zone.as_ref().is_some_and(|z| z.len() > MAX_ZONE_BYTES) {
-        return bad(format!("zone is longer than {MAX_ZONE_BYTES} bytes"));
-    }
-    if r.metadata.len() > MAX_METADATA_ENTRIES {
-        return bad(format!(
-            "metadata has more than {MAX_METADATA_ENTRIES} entries"
-        ));
-    }
-    if r.metadata
-        .iter()
-        .any(|(k, v)| k.len() > MAX_METADATA_BYTES || v.len() > MAX_METADATA_BYTES)
-    {
-        return bad(format!(
-            "a metadata key or value is longer than {MAX_METADATA_BYTES} bytes"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::balancing::{Setup, both_protocols};
 use crate::support::client::{self, Reply};
 use crate::support::envoy::{Envoy, Xds};
+use crate::support::setup::{Setup, both_protocols};
 use crate::support::{free_addr, wait};
 
 const BACKENDS: [&str; 3] = ["a", "b", "c"];

@@ -3,51 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::backend::Backend;
 use crate::support::client::{self, Load};
-use crate::support::envoy::{Envoy, Xds};
-use crate::support::flotilla::Flotilla;
-use crate::support::{free_addr, wait};
-
-/// flotilla + one Envoy in front of named backends, with `clusters`/`routes` YAML written
-/// by the caller (`{listen}` is replaced by the listener address).
-pub struct Setup {
-    pub backends: BTreeMap<String, Backend>,
-    pub listen: std::net::SocketAddr,
-    pub flotilla: Flotilla,
-    pub envoy: Envoy,
-}
-
-impl Setup {
-    pub async fn new(
-        names: &[&str],
-        xds: Xds,
-        yaml: impl Fn(&BTreeMap<String, Backend>, std::net::SocketAddr) -> String,
-    ) -> Setup {
-        let mut backends = BTreeMap::new();
-        for n in names {
-            backends.insert(n.to_string(), Backend::start(n).await);
-        }
-        let listen = free_addr();
-        let flotilla = Flotilla::start(&yaml(&backends, listen)).await;
-        let envoy = Envoy::start(&flotilla, "edge-1", "edge", xds).await;
-        envoy.wait_listener(listen).await;
-        Setup {
-            backends,
-            listen,
-            flotilla,
-            envoy,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.listen)
-    }
-
-    pub fn addr(&self, name: &str) -> String {
-        self.backends[name].address()
-    }
-}
+use crate::support::envoy::Xds;
+use crate::support::setup::{Setup, both_protocols};
+use crate::support::wait;
 
 fn share(counts: &BTreeMap<String, usize>, name: &str) -> f64 {
     let total: usize = counts.values().sum();
@@ -203,28 +162,6 @@ listeners:
         );
     }
 }
-
-macro_rules! both_protocols {
-    ($($name:ident),* $(,)?) => {
-        mod sotw {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::support::envoy::Xds::Sotw).await;
-                }
-            )*
-        }
-        mod delta {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::support::envoy::Xds::Delta).await;
-                }
-            )*
-        }
-    };
-}
-pub(crate) use both_protocols;
 
 both_protocols!(
     round_robin_spreads_evenly,

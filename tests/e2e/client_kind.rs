@@ -7,9 +7,9 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
-use crate::balancing::Setup;
 use crate::support::client;
 use crate::support::envoy::Xds;
+use crate::support::setup::Setup;
 use crate::support::wait;
 use crate::support::xds_client::{DeltaClient, LDS, SotwClient, sotw_names};
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::balancing::Setup;
 use crate::support::browser::{Browser, artifacts_dir, js_string};
 use crate::support::client::Load;
 use crate::support::envoy::Xds;
+use crate::support::setup::Setup;
 
 /// Health checks every 500 ms; two failures make a backend unhealthy.
 fn checked(

@@ -8,9 +8,9 @@ use envoy_types::pb::envoy::service::metrics::v3::metrics_service_client::Metric
 use serde_json::Value;
 use tonic::Code;
 
-use crate::balancing::Setup;
 use crate::support::client::{self, Load};
 use crate::support::envoy::{Envoy, Xds};
+use crate::support::setup::Setup;
 use crate::support::wait;
 
 pub(crate) fn config(

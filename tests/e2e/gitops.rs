@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::balancing::{Setup, both_protocols};
 use crate::support::backend::Backend;
 use crate::support::client;
 use crate::support::configs::web;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
+use crate::support::setup::{Setup, both_protocols};
 use crate::support::xds_client::{CDS, DeltaClient, EDS};
 use crate::support::{free_addr, wait};
 use crate::validate::flotilla as run_flotilla;

@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::balancing::{Setup, both_protocols};
 use crate::support::backend::Backend;
 use crate::support::client::{self, Load};
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
 use crate::support::servers::{GrpcHealthServer, PongServer};
+use crate::support::setup::{Setup, both_protocols};
 use crate::support::{free_addr, wait};
 
 const INTERVAL: Duration = Duration::from_secs(1);

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use crate::balancing::both_protocols;
 use crate::support::backend::Backend;
 use crate::support::client::{self, Load, Trace};
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
+use crate::support::setup::both_protocols;
 use crate::support::{free_addr, wait};
 
 fn config(listen: std::net::SocketAddr, web: &str, api: Option<&str>) -> String {

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::balancing::{Setup, both_protocols};
 use crate::support::client;
 use crate::support::envoy::Xds;
+use crate::support::setup::{Setup, both_protocols};
 use crate::support::{configs, free_addr, wait};
 use crate::traffic::assert_envoy_runs_rendered;
 

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::balancing::Setup;
 use crate::support::backend::Backend;
 use crate::support::client::{self, Load};
 use crate::support::configs::web;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
+use crate::support::setup::Setup;
 use crate::support::{free_addr, wait};
 
 async fn setup(xds: Xds) -> Setup {

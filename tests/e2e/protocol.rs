@@ -12,9 +12,9 @@ use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
-use crate::balancing::Setup;
 use crate::support::client;
 use crate::support::envoy::Xds;
+use crate::support::setup::Setup;
 use crate::support::wait;
 use crate::support::xds_client::{CDS, DeltaClient, EDS, LDS, RDS, SotwClient, sotw_names};
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;

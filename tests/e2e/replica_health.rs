@@ -240,15 +240,23 @@ listeners:
         },
     )
     .await;
-    // Exactly one replica probes the cluster.
+    // Exactly one replica probes the cluster: the other's count holds still while the
+    // prober's moves.
     let before = (probes_run(&a).await, probes_run(&b).await);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = (probes_run(&a).await, probes_run(&b).await);
-    let ran = (after.0 - before.0, after.1 - before.1);
-    assert!(
-        (ran.0 == 0) != (ran.1 == 0),
-        "probes in 1 s on A and B: {ran:?}; one replica should run them all"
-    );
+    wait::until("a probe to run", Duration::from_secs(5), || async {
+        let now = (probes_run(&a).await, probes_run(&b).await);
+        (now != before).then_some(())
+    })
+    .await;
+    let moved = probes_run(&a).await != before.0;
+    let idle = if moved { &b } else { &a };
+    let still = probes_run(idle).await;
+    wait::holds_for(
+        "the other replica to run no probe of the cluster",
+        Duration::from_secs(1),
+        || async { probes_run(idle).await == still },
+    )
+    .await;
 }
 
 /// A replica stopped cleanly (SIGTERM) ends its announcement: the survivor takes over its

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::balancing::both_protocols;
 use crate::operations::{call, endpoint};
 use crate::restart::update_counts;
 use crate::support::backend::Backend;
@@ -14,6 +13,7 @@ use crate::support::configs::web;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::etcd::Etcd;
 use crate::support::flotilla::Flotilla;
+use crate::support::setup::both_protocols;
 use crate::support::{free_addr, wait};
 
 /// A replica serving `yaml` with its state in `etcd`.
@@ -224,9 +224,27 @@ async fn while_etcd_is_down_changes_get_503_and_every_replica_keeps_serving_unde
     }
 }
 
-/// Heartbeats `address` into `web` through the admin API at `admin` every 500 ms (TTL 2 s).
-fn heartbeat(admin: std::net::SocketAddr, address: String) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Heartbeats into `web` through one replica's admin API, every 500 ms (TTL 2 s). A
+/// heartbeat the replica answers with anything but 200 is kept, and [`Heartbeat::stop`]
+/// fails the test with it (an assertion inside the task would die with the task unseen).
+struct Heartbeat {
+    task: tokio::task::JoinHandle<()>,
+    refused: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Heartbeat {
+    /// Stops heartbeating; fails if any heartbeat was refused.
+    fn stop(self) {
+        self.task.abort();
+        let refused = self.refused.lock().unwrap();
+        assert!(refused.is_empty(), "heartbeats refused: {refused:?}");
+    }
+}
+
+fn heartbeat(admin: std::net::SocketAddr, address: String) -> Heartbeat {
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = refused.clone();
+    let task = tokio::spawn(async move {
         let http = reqwest::Client::new();
         loop {
             let sent = http
@@ -234,12 +252,18 @@ fn heartbeat(admin: std::net::SocketAddr, address: String) -> tokio::task::JoinH
                 .json(&serde_json::json!({ "address": address, "weight": 1, "ttl": "2s" }))
                 .send()
                 .await;
-            if let Ok(r) = sent {
-                assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+            // A replica killed mid-test does not answer: that is not a refusal.
+            if let Ok(r) = sent
+                && r.status() != 200
+            {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                seen.lock().unwrap().push(format!("{status}: {body}"));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    })
+    });
+    Heartbeat { task, refused }
 }
 
 fn registered(state: &serde_json::Value, address: &str) -> bool {
@@ -263,7 +287,7 @@ async fn a_registration_moves_between_replicas_without_leaving_and_expires_every
 
     // A dies; the instance heartbeats through B from now on.
     r.a.kill().await;
-    through_a.abort();
+    through_a.stop();
     let through_b = heartbeat(r.b.admin, address.clone());
     wait::holds_for(
         "z stays in B's Envoy across the move (longer than its TTL)",
@@ -280,7 +304,7 @@ async fn a_registration_moves_between_replicas_without_leaving_and_expires_every
     .await;
 
     // Heartbeats stop: etcd's lease runs out and every replica drops z.
-    through_b.abort();
+    through_b.stop();
     let stopped = Instant::now();
     wait::until("z to leave B's Envoy", Duration::from_secs(10), || async {
         r.envoy

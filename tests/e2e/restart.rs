@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::balancing::{Setup, both_protocols};
 use crate::support::client::Load;
 use crate::support::envoy::{Envoy, Xds};
+use crate::support::setup::{Setup, both_protocols};
 use crate::support::wait;
 
 /// Envoy's counters of applied xDS updates, one per resource type.

@@ -15,9 +15,9 @@ use envoy_types::pb::envoy::service::metrics::v3::{StreamMetricsMessage, stream_
 use envoy_types::pb::io::prometheus::client::{Counter, LabelPair, Metric, MetricFamily};
 use serde_json::Value;
 
-use crate::balancing::Setup;
 use crate::support::client::Load;
 use crate::support::envoy::Xds;
+use crate::support::setup::Setup;
 use crate::support::wait;
 
 const FAKES: usize = 2_000;

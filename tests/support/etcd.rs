@@ -134,6 +134,8 @@ impl Etcd {
             .arg(format!("--initial-cluster=test={peer}"))
             // No metrics or profiling listeners beyond the client port.
             .arg("--listen-metrics-urls=")
+            // Room for the 10 MB value of the store-hardening test (default 1.5 MiB).
+            .arg("--max-request-bytes=16777216")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdout(Stdio::null())

@@ -17,6 +17,7 @@ pub mod monitoring;
 pub mod pki;
 pub mod proxy;
 pub mod servers;
+pub mod setup;
 pub mod tcp;
 pub mod tls;
 pub mod upgrade;

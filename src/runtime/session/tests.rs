@@ -9,8 +9,8 @@ use super::{BoundRegistration, MAX_ENDPOINTS_PER_PEER, MAX_ENDPOINTS_PER_STREAM}
 use crate::cache::SnapshotCache;
 use crate::config::parse_str;
 use crate::control::Controller;
-use crate::runtime::store::StateFile;
 use crate::runtime::{Runtime, RuntimeError};
+use crate::store::StateFile;
 
 fn runtime(dir: &tempfile::TempDir) -> (Arc<Controller>, Arc<Runtime>) {
     let c = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
@@ -20,7 +20,7 @@ fn runtime(dir: &tempfile::TempDir) -> (Arc<Controller>, Arc<Runtime>) {
     )
     .unwrap();
     c.set_config(Arc::new(config));
-    let rt = Runtime::start(
+    let rt = Runtime::local(
         c.clone(),
         StateFile::new(dir.path().join("s.json")),
         CancellationToken::new(),
@@ -54,8 +54,8 @@ async fn endpoints_live_while_the_session_lives() {
     let dir = tempfile::tempdir().unwrap();
     let (c, rt) = runtime(&dir);
     let s = rt.open_session(PEER).unwrap();
-    s.register(&reg("10.0.0.1:80")).unwrap();
-    s.register(&reg("10.0.0.2:80")).unwrap();
+    s.register(&reg("10.0.0.1:80")).await.unwrap();
+    s.register(&reg("10.0.0.2:80")).await.unwrap();
     s.published().await;
     assert_eq!(registered(&c), ["10.0.0.1:80", "10.0.0.2:80"]);
     assert_eq!(c.overlay().registered["web"][0].zone.as_deref(), Some("z1"));
@@ -73,15 +73,15 @@ async fn an_unknown_cluster_or_configured_address_is_refused() {
     let mut r = reg("10.0.0.1:80");
     r.cluster = "nope".into();
     assert!(matches!(
-        s.register(&r),
+        s.register(&r).await,
         Err(RuntimeError::UnknownCluster(_))
     ));
     assert!(matches!(
-        s.register(&reg("127.0.0.1:8081")),
+        s.register(&reg("127.0.0.1:8081")).await,
         Err(RuntimeError::Configured { .. })
     ));
     assert!(matches!(
-        s.register(&reg("not an address")),
+        s.register(&reg("not an address")).await,
         Err(RuntimeError::BadRequest(_))
     ));
     assert!(registered(&c).is_empty());
@@ -110,24 +110,26 @@ async fn registrations_are_opt_in_per_cluster_and_bound_to_identities() {
             "registrations.from names",
         ),
     ] {
-        match s.register(&r) {
+        match s.register(&r).await {
             Err(RuntimeError::Forbidden(m)) => assert!(m.contains(why), "{m}"),
             other => panic!("{}: {other:?}", r.cluster),
         }
     }
     assert!(matches!(
-        rt.register(
+        rt.lease(
             "closed",
             "10.0.0.1:80",
             1,
             std::time::Duration::from_secs(5)
-        ),
+        )
+        .await,
         Err(RuntimeError::Forbidden(_))
     ));
     assert!(registered(&c).is_empty());
     s.register(&to("workers_only", Some(&["batch", "workers"])))
+        .await
         .unwrap();
-    s.register(&to("web", None)).unwrap();
+    s.register(&to("web", None)).await.unwrap();
 }
 
 #[tokio::test]
@@ -136,20 +138,21 @@ async fn a_mapped_address_is_the_configured_one() {
     let (c, rt) = runtime(&dir);
     let s = rt.open_session(PEER).unwrap();
     assert!(matches!(
-        s.register(&reg("[::ffff:127.0.0.1]:8081")),
+        s.register(&reg("[::ffff:127.0.0.1]:8081")).await,
         Err(RuntimeError::Configured { .. })
     ));
     assert!(matches!(
-        rt.register(
+        rt.lease(
             "web",
             "[::ffff:127.0.0.1]:8081",
             1,
             std::time::Duration::from_secs(5)
-        ),
+        )
+        .await,
         Err(RuntimeError::Configured { .. })
     ));
     let long = format!("{}:80", "9".repeat(1 << 20));
-    let err = s.register(&reg(&long)).unwrap_err().to_string();
+    let err = s.register(&reg(&long)).await.unwrap_err().to_string();
     assert!(
         err.len() < 300,
         "the error echoes at most a clip: {} bytes",
@@ -164,17 +167,18 @@ async fn an_address_belongs_to_one_instance() {
     let (_c, rt) = runtime(&dir);
     let a = rt.open_session(PEER).unwrap();
     let b = rt.open_session(PEER).unwrap();
-    a.register(&reg("10.0.0.1:80")).unwrap();
+    a.register(&reg("10.0.0.1:80")).await.unwrap();
     assert!(matches!(
-        b.register(&reg("10.0.0.1:80")),
+        b.register(&reg("10.0.0.1:80")).await,
         Err(RuntimeError::Taken { .. })
     ));
     assert!(matches!(
-        rt.register("web", "10.0.0.1:80", 1, std::time::Duration::from_secs(5)),
+        rt.lease("web", "10.0.0.1:80", 1, std::time::Duration::from_secs(5))
+            .await,
         Err(RuntimeError::Taken { .. })
     ));
     assert!(matches!(
-        rt.deregister("web", "10.0.0.1:80"),
+        rt.end_lease("web", "10.0.0.1:80").await,
         Err(RuntimeError::Taken { .. })
     ));
     drop(b);
@@ -186,9 +190,12 @@ async fn leaving_marks_draining_until_the_session_ends() {
     let dir = tempfile::tempdir().unwrap();
     let (c, rt) = runtime(&dir);
     let s = rt.open_session(PEER).unwrap();
-    let key = s.register(&reg("10.0.0.1:80")).unwrap();
-    s.register(&reg("10.0.0.2:80")).unwrap();
-    let left = s.leave(&[("web".into(), "10.0.0.1:80".into())]).unwrap();
+    let key = s.register(&reg("10.0.0.1:80")).await.unwrap();
+    s.register(&reg("10.0.0.2:80")).await.unwrap();
+    let left = s
+        .leave(&[("web".into(), "10.0.0.1:80".into())])
+        .await
+        .unwrap();
     assert_eq!(left, std::slice::from_ref(&key));
     s.published().await;
     assert_eq!(
@@ -201,7 +208,7 @@ async fn leaving_marks_draining_until_the_session_ends() {
         "an operator's drains stay apart"
     );
     assert!(matches!(
-        s.leave(&[("web".into(), "10.0.0.9:80".into())]),
+        s.leave(&[("web".into(), "10.0.0.9:80".into())]).await,
         Err(RuntimeError::UnknownEndpoint { .. })
     ));
     drop(s);
@@ -214,7 +221,7 @@ async fn an_operator_asks_the_owning_stream_to_leave() {
     let dir = tempfile::tempdir().unwrap();
     let (_c, rt) = runtime(&dir);
     let mut s = rt.open_session(PEER).unwrap();
-    let key = s.register(&reg("10.0.0.1:80")).unwrap();
+    let key = s.register(&reg("10.0.0.1:80")).await.unwrap();
     assert!(rt.ask_to_leave("web", "10.0.0.1:80").unwrap());
     assert_eq!(s.leave_requests.recv().await, Some(key));
     assert!(matches!(
@@ -229,10 +236,12 @@ async fn limits_per_stream_and_per_peer_hold() {
     let (_c, rt) = runtime(&dir);
     let s = rt.open_session(PEER).unwrap();
     for i in 0..MAX_ENDPOINTS_PER_STREAM {
-        s.register(&reg(&format!("10.0.0.1:{}", 1000 + i))).unwrap();
+        s.register(&reg(&format!("10.0.0.1:{}", 1000 + i)))
+            .await
+            .unwrap();
     }
     assert!(matches!(
-        s.register(&reg("10.0.0.1:9999")),
+        s.register(&reg("10.0.0.1:9999")).await,
         Err(RuntimeError::Limit(_))
     ));
     let mut sessions = vec![s];
@@ -240,20 +249,22 @@ async fn limits_per_stream_and_per_peer_hold() {
     while n < MAX_ENDPOINTS_PER_PEER {
         let s = rt.open_session(PEER).unwrap();
         for _ in 0..MAX_ENDPOINTS_PER_STREAM.min(MAX_ENDPOINTS_PER_PEER - n) {
-            s.register(&reg(&format!("10.0.1.1:{}", 1000 + n))).unwrap();
+            s.register(&reg(&format!("10.0.1.1:{}", 1000 + n)))
+                .await
+                .unwrap();
             n += 1;
         }
         sessions.push(s);
     }
     let s = rt.open_session(PEER).unwrap();
     assert!(matches!(
-        s.register(&reg("10.0.2.1:80")),
+        s.register(&reg("10.0.2.1:80")).await,
         Err(RuntimeError::Limit(_))
     ));
     let other = rt
         .open_session(Some(IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9))))
         .unwrap();
-    other.register(&reg("10.0.2.1:80")).unwrap();
+    other.register(&reg("10.0.2.1:80")).await.unwrap();
     drop(sessions);
     assert_eq!(rt.leases().len(), 1);
 }
@@ -265,12 +276,18 @@ async fn bad_metadata_and_weight_are_refused() {
     let s = rt.open_session(PEER).unwrap();
     let mut r = reg("10.0.0.1:80");
     r.weight = crate::config::MAX_WEIGHT + 1;
-    assert!(matches!(s.register(&r), Err(RuntimeError::BadRequest(_))));
+    assert!(matches!(
+        s.register(&r).await,
+        Err(RuntimeError::BadRequest(_))
+    ));
     let mut r = reg("10.0.0.1:80");
     r.metadata = (0..=super::MAX_METADATA_ENTRIES)
         .map(|i| (i.to_string(), String::new()))
         .collect();
-    assert!(matches!(s.register(&r), Err(RuntimeError::BadRequest(_))));
+    assert!(matches!(
+        s.register(&r).await,
+        Err(RuntimeError::BadRequest(_))
+    ));
     assert!(rt.leases().is_empty());
 }
 
@@ -280,7 +297,7 @@ async fn the_cluster_admission_rules_apply_to_streams() {
     let (_c, rt) = runtime(&dir);
     let s = rt.open_session(PEER).unwrap();
     for refused in ["169.254.169.254:80", "0.0.0.0:80", "[fe80::1]:80"] {
-        let err = s.register(&reg(refused)).unwrap_err();
+        let err = s.register(&reg(refused)).await.unwrap_err();
         assert!(
             matches!(&err, RuntimeError::BadRequest(m) if m.contains("allow_addresses")),
             "{refused}: {err}"
@@ -299,27 +316,30 @@ async fn streams_and_ttl_leases_share_the_cluster_max() {
     )
     .unwrap();
     c.set_config(Arc::new(config));
-    let rt = Runtime::start(
+    let rt = Runtime::local(
         c.clone(),
         StateFile::new(dir.path().join("s.json")),
         CancellationToken::new(),
     )
     .unwrap();
-    rt.register("web", "10.0.0.1:80", 1, std::time::Duration::from_secs(60))
+    rt.lease("web", "10.0.0.1:80", 1, std::time::Duration::from_secs(60))
+        .await
         .unwrap();
     let s = rt.open_session(PEER).unwrap();
-    s.register(&reg("10.0.0.2:80")).unwrap();
+    s.register(&reg("10.0.0.2:80")).await.unwrap();
     assert!(matches!(
-        s.register(&reg("10.0.0.3:80")),
+        s.register(&reg("10.0.0.3:80")).await,
         Err(RuntimeError::Full { max: 2, .. })
     ));
     assert!(matches!(
-        rt.register("web", "10.0.0.3:80", 1, std::time::Duration::from_secs(60)),
+        rt.lease("web", "10.0.0.3:80", 1, std::time::Duration::from_secs(60))
+            .await,
         Err(RuntimeError::Full { max: 2, .. })
     ));
-    s.register(&reg("10.0.0.2:80")).unwrap();
+    s.register(&reg("10.0.0.2:80")).await.unwrap();
     drop(s);
-    rt.register("web", "10.0.0.3:80", 1, std::time::Duration::from_secs(60))
+    rt.lease("web", "10.0.0.3:80", 1, std::time::Duration::from_secs(60))
+        .await
         .unwrap();
     rt.registrations_published().await;
     assert_eq!(registered(&c), ["10.0.0.1:80", "10.0.0.3:80"]);

@@ -164,12 +164,12 @@ async fn rotation_under_load_fails_no_request_and_never_serves_a_mismatched_pair
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        load.first_seen(&second.leaf),
-        None,
-        "a mismatched pair was served"
-    );
+    wait::holds_for(
+        "no mismatched pair served",
+        Duration::from_secs(1),
+        || async { load.first_seen(&second.leaf).is_none() },
+    )
+    .await;
     std::fs::write(certs.join("a.key"), &second.key).expect("new key");
     let complete = Instant::now();
     let presented = load.wait_for(&second, "the rotated certificate").await;

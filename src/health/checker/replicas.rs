@@ -1,20 +1,10 @@
-//! The checker of one replica among several: what it serves for the endpoints other replicas
-//! probe, and what it publishes for those it probes.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use tokio::sync::{mpsc, watch};
+//! The checker of one replica among others (or alone): what it serves for the endpoints
+//! other replicas probe, and what it publishes for those it probes.
 
 use super::Aggregator;
-use crate::health::ownership::{FactUpdate, HealthFact, Owners};
+use crate::health::ownership::HealthFact;
 use crate::overlay::EndpointKey;
-
-/// Who owns what, and the facts other replicas publish.
-pub(super) type Sharing = (
-    watch::Receiver<Option<Arc<Owners>>>,
-    mpsc::UnboundedReceiver<FactUpdate>,
-);
+use std::collections::BTreeMap;
 
 impl Aggregator {
     /// With replicas: the overlay holds, for every endpoint with a health check, what its
@@ -36,6 +26,9 @@ impl Aggregator {
                 continue;
             }
             let Some(fact) = self.remote.get(key) else {
+                // Nobody judged it yet (or it is probed afresh): unknown.
+                verdicts.remove(key);
+                weights.remove(key);
                 continue;
             };
             match fact.verdict {
@@ -58,9 +51,7 @@ impl Aggregator {
     /// Deletes the facts of endpoints that had a health check in `previous` and have none
     /// now (every replica that sees one go deletes it: deleting twice is harmless).
     pub(super) fn forget(&mut self, previous: std::collections::HashMap<EndpointKey, bool>) {
-        let Some(publish) = &self.publish else {
-            return;
-        };
+        let publish = &self.publish;
         for key in previous.into_keys() {
             if !self.desired.contains_key(&key) {
                 self.remote.remove(&key);
@@ -75,9 +66,7 @@ impl Aggregator {
         keys: impl Iterator<Item = &'a EndpointKey>,
         weights: &BTreeMap<EndpointKey, u32>,
     ) {
-        let Some(publish) = &self.publish else {
-            return;
-        };
+        let publish = &self.publish;
         for key in keys {
             let Some(target) = self.targets.get(key) else {
                 continue;

@@ -16,7 +16,7 @@ use crate::overlay::EndpointKey;
 /// The underlying error is part of the message rather than a `source`, so that an error chain
 /// (`{:#}`, as the binary prints it) shows it once.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum StateFileError {
     #[error("state file {}: {error}", path.display())]
     Io {
         path: PathBuf,
@@ -70,23 +70,23 @@ impl StateFile {
     }
 
     /// Reads the stored state; a missing file is an empty state.
-    pub fn load(&self) -> Result<Persistent, StoreError> {
+    pub fn load(&self) -> Result<Persistent, StateFileError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Persistent::default()),
             Err(error) => {
-                return Err(StoreError::Io {
+                return Err(StateFileError::Io {
                     path: self.path.clone(),
                     error,
                 });
             }
         };
-        let file: File = serde_json::from_str(&text).map_err(|error| StoreError::Format {
+        let file: File = serde_json::from_str(&text).map_err(|error| StateFileError::Format {
             path: self.path.clone(),
             error,
         })?;
         if file.version != VERSION {
-            return Err(StoreError::Version {
+            return Err(StateFileError::Version {
                 path: self.path.clone(),
                 found: file.version,
             });
@@ -105,8 +105,8 @@ impl StateFile {
         })
     }
 
-    pub fn save(&self, state: &Persistent) -> Result<(), StoreError> {
-        let io = |error| StoreError::Io {
+    pub fn save(&self, state: &Persistent) -> Result<(), StateFileError> {
+        let io = |error| StateFileError::Io {
             path: self.path.clone(),
             error,
         };
@@ -131,7 +131,7 @@ impl StateFile {
                 })
                 .collect(),
         };
-        let text = serde_json::to_vec_pretty(&file).map_err(|error| StoreError::Format {
+        let text = serde_json::to_vec_pretty(&file).map_err(|error| StateFileError::Format {
             path: self.path.clone(),
             error,
         })?;
@@ -188,7 +188,7 @@ mod tests {
         std::fs::write(&path, "{ not json").unwrap();
         assert!(matches!(
             StateFile::new(path).load(),
-            Err(StoreError::Format { .. })
+            Err(StateFileError::Format { .. })
         ));
     }
 

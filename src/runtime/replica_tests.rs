@@ -1,0 +1,330 @@
+//! Replica behaviour against the in-memory store: several runtimes sharing one store, as
+//! replicas share etcd. One rule per test; a property test for membership and ownership.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use super::session::BoundRegistration;
+use super::{Runtime, RuntimeError, replicated};
+use crate::cache::SnapshotCache;
+use crate::config::parse_str;
+use crate::control::Controller;
+use crate::health::ownership::{HealthFact, ReplicaHealth};
+use crate::overlay::{EndpointKey, Verdict};
+use crate::store::{MemoryStore, Store};
+
+struct Replica {
+    controller: Arc<Controller>,
+    runtime: Arc<Runtime>,
+    health: ReplicaHealth,
+}
+
+fn replica(store: &MemoryStore, me: &str) -> Replica {
+    let controller = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
+    let yaml = "version: 1\nclusters:\n  web:\n    endpoints: [127.0.0.1:8081, 127.0.0.1:8082]\n";
+    controller.set_config(Arc::new(parse_str("t.yaml", yaml).unwrap()));
+    let (link, health) = replicated::link(me.into());
+    let runtime = Runtime::start(
+        controller.clone(),
+        Arc::new(store.clone()),
+        link,
+        CancellationToken::new(),
+    );
+    Replica {
+        controller,
+        runtime,
+        health,
+    }
+}
+
+fn key(a: &str) -> EndpointKey {
+    EndpointKey::new("web", a.parse().unwrap())
+}
+
+/// Waits (in paused time) until `f` holds; fails after a minute.
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never: {what}");
+}
+
+fn registered(r: &Replica) -> Vec<String> {
+    r.controller
+        .overlay()
+        .registered
+        .get("web")
+        .map(|v| v.iter().map(|e| e.address.to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn live(r: &Replica) -> Vec<String> {
+    r.health
+        .owners
+        .borrow()
+        .as_ref()
+        .map(|o| o.live.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(start_paused = true)]
+async fn probe_ownership_moves_when_a_member_joins_or_leaves() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    let b = replica(&store, "b");
+    until("both see both", || {
+        live(&a) == ["a", "b"] && live(&b) == ["a", "b"]
+    })
+    .await;
+    store.crash("b");
+    until("a alone", || live(&a) == ["a"]).await;
+    let _c = replica(&store, "c");
+    until("c joined", || live(&a) == ["a", "c"]).await;
+    a.runtime.leave().await;
+    until("c sees a leave", || live(&_c) == ["c"]).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_lease_expires_on_every_replica() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    let b = replica(&store, "b");
+    a.runtime
+        .lease("web", "10.0.0.1:80", 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    until("b has it", || registered(&b) == ["10.0.0.1:80"]).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    b.runtime
+        .lease("web", "10.0.0.1:80", 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(registered(&a), ["10.0.0.1:80"], "renewed through b");
+    until("gone from a", || registered(&a).is_empty()).await;
+    until("gone from b", || registered(&b).is_empty()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_watch_lists_again_and_misses_nothing() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    a.runtime.listed().await;
+    store.break_watches();
+    // Written while a is between its broken watch and its next listing.
+    let mut next = crate::store::Persistent::default();
+    next.drains.insert(key("127.0.0.1:8081"));
+    store
+        .save(&crate::store::Persistent::default(), &next)
+        .await
+        .unwrap();
+    until("a drains it", || {
+        a.controller
+            .overlay()
+            .draining
+            .contains(&key("127.0.0.1:8081"))
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_drains_through_two_replicas_both_hold() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    let b = replica(&store, "b");
+    let (x, y) = tokio::join!(
+        a.runtime.drain("web", "127.0.0.1:8081", true),
+        b.runtime.drain("web", "127.0.0.1:8082", true)
+    );
+    assert!(x.unwrap() && y.unwrap());
+    for r in [&a, &b] {
+        until("both drains everywhere", || {
+            r.controller.overlay().draining.len() == 2
+        })
+        .await;
+    }
+    assert_eq!(store.snapshot().persistent.drains.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_health_fact_deleted_with_its_endpoint_is_not_listed_again() {
+    let store = MemoryStore::new();
+    let mut b = replica(&store, "b");
+    b.runtime.listed().await;
+    let fact = HealthFact {
+        verdict: Some(Verdict::Unhealthy),
+        weight: None,
+    };
+    let k = key("127.0.0.1:8081");
+    store
+        .publish_health(&[(k.clone(), Some(fact))].into())
+        .await
+        .unwrap();
+    assert_eq!(b.health.remote.recv().await, Some((k.clone(), Some(fact))));
+    store
+        .publish_health(&[(k.clone(), None)].into())
+        .await
+        .unwrap();
+    assert_eq!(b.health.remote.recv().await, Some((k.clone(), None)));
+    store.break_watches();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(b.health.remote.try_recv().is_err(), "nothing resurrected");
+}
+
+#[tokio::test(start_paused = true)]
+async fn during_an_outage_the_last_state_is_served_and_changes_are_refused() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    a.runtime
+        .drain("web", "127.0.0.1:8081", true)
+        .await
+        .unwrap();
+    store.set_available(false);
+    until("a sees the outage", || {
+        !*a.runtime.store_available().borrow()
+    })
+    .await;
+    assert!(matches!(
+        a.runtime.drain("web", "127.0.0.1:8082", true).await,
+        Err(RuntimeError::StoreUnavailable(_))
+    ));
+    assert!(matches!(
+        a.runtime
+            .lease("web", "10.0.0.1:80", 1, Duration::from_secs(10))
+            .await,
+        Err(RuntimeError::StoreUnavailable(_))
+    ));
+    let overlay = a.controller.overlay();
+    assert_eq!(overlay.draining.len(), 1, "the last state is served");
+    assert!(
+        live(&a).is_empty(),
+        "out of touch: every replica probes everything"
+    );
+    store.set_available(true);
+    until("a follows again", || *a.runtime.store_available().borrow()).await;
+    a.runtime
+        .drain("web", "127.0.0.1:8082", true)
+        .await
+        .unwrap();
+    assert_eq!(a.controller.overlay().draining.len(), 2);
+}
+
+fn bound(address: &str) -> BoundRegistration {
+    BoundRegistration {
+        cluster: "web".into(),
+        address: address.into(),
+        weight: 2,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_registration_reaches_every_replica_and_ends_with_its_stream() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    let b = replica(&store, "b");
+    let s = a.runtime.open_session(None).unwrap();
+    s.register(&bound("10.0.0.1:80")).await.unwrap();
+    until("b has it", || registered(&b) == ["10.0.0.1:80"]).await;
+    s.leave(&[]).await.unwrap();
+    until("b drains it", || b.controller.overlay().leaving.len() == 1).await;
+    assert!(matches!(
+        b.runtime
+            .lease("web", "10.0.0.1:80", 1, Duration::from_secs(10))
+            .await,
+        Err(RuntimeError::Taken { .. })
+    ));
+    drop(s);
+    until("gone from b", || registered(&b).is_empty()).await;
+    assert!(registered(&a).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_streams_of_a_dead_replica_expire_everywhere() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    let b = replica(&store, "b");
+    let s = a.runtime.open_session(None).unwrap();
+    s.register(&bound("10.0.0.1:80")).await.unwrap();
+    until("b has it", || registered(&b) == ["10.0.0.1:80"]).await;
+    // a's process dies: nothing revokes, its stream lease runs out.
+    store.crash("a");
+    store.expire_hold(1);
+    until("gone from b", || registered(&b).is_empty()).await;
+    std::mem::forget(s);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_registration_written_by_another_tool_is_checked_as_the_api_checks_it() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    a.runtime.listed().await;
+    for (address, weight) in [("169.254.169.254:80", 1), ("10.0.0.2:80", 4_000_000_000)] {
+        store
+            .put_registration(
+                &key(address),
+                &crate::store::Registration::leased(weight, Duration::from_secs(10)),
+                crate::store::LeaseKind::Ttl(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(registered(&a).is_empty(), "{:?}", registered(&a));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Whatever replicas join and die, every live replica ends up with the same live set,
+    /// and every endpoint has exactly one owner among them.
+    #[test]
+    fn membership_converges_and_every_endpoint_has_one_owner(
+        ops in prop::collection::vec((0u8..2, 0usize..4), 1..12)
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store = MemoryStore::new();
+            let names = ["a", "b", "c", "d"];
+            let mut replicas: Vec<Option<Replica>> = (0..4).map(|_| None).collect();
+            for (op, i) in ops {
+                match op {
+                    0 if replicas[i].is_none() => replicas[i] = Some(replica(&store, names[i])),
+                    1 if replicas[i].is_some() => {
+                        store.crash(names[i]);
+                        replicas[i] = None;
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let expected: Vec<String> = replicas
+                .iter()
+                .zip(names)
+                .filter(|(r, _)| r.is_some())
+                .map(|(_, n)| n.to_string())
+                .collect();
+            for r in replicas.iter().flatten() {
+                until("converged", || live(r) == expected).await;
+            }
+            for port in 1..50u16 {
+                let k = EndpointKey::new("web", std::net::SocketAddr::from(([10, 0, 0, 1], port)));
+                let owners = replicas
+                    .iter()
+                    .flatten()
+                    .filter(|r| r.health.owners.borrow().as_ref().is_some_and(|o| o.owns(&k, false)))
+                    .count();
+                assert_eq!(owners, usize::from(!expected.is_empty()), "{k:?}");
+            }
+        });
+    }
+}
