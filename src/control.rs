@@ -216,8 +216,11 @@ impl Controller {
     /// The files the served config reads besides itself (certificates, keys, JWKS): what a
     /// reload must follow. `None` before a config is served.
     pub fn watched_files(&self) -> Option<Vec<std::path::PathBuf>> {
-        self.config()
-            .map(|c| c.watched_files().map(std::path::Path::to_path_buf).collect())
+        self.config().map(|c| {
+            c.watched_files()
+                .map(std::path::Path::to_path_buf)
+                .collect()
+        })
     }
 
     /// [`Controller::reload`] for a load that may also have failed to read the files
@@ -238,10 +241,7 @@ impl Controller {
             {
                 Some(why) => Err((
                     ReloadResult::Invalid,
-                    vec![format!(
-                        "{}: {why}",
-                        crate::config::escape_controls(source)
-                    )],
+                    vec![format!("{}: {why}", crate::config::escape_controls(source))],
                 )),
                 None => Ok(config),
             }

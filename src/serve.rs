@@ -451,12 +451,7 @@ fn follow_files(
     git_files: &[PathBuf],
 ) {
     let watched = controller.watched_files().unwrap_or_default();
-    files.follow(
-        watched
-            .iter()
-            .chain(git_files.iter())
-            .map(PathBuf::as_path),
-    );
+    files.follow(watched.iter().chain(git_files.iter()).map(PathBuf::as_path));
 }
 
 /// [`reload`] on a blocking thread: reading, validating, translating and encoding a large

@@ -180,8 +180,13 @@ impl Runtime {
         let mut state = self.lock();
         let message = match r {
             Some(r) => {
-                if let Err(e) = self.admit(&state, &key, &r, admission::Registrant::Operator, Check::Read)
-                    && !matches!(e, RuntimeError::NoConfig)
+                if let Err(e) = self.admit(
+                    &state,
+                    &key,
+                    &r,
+                    admission::Registrant::Operator,
+                    Check::Read,
+                ) && !matches!(e, RuntimeError::NoConfig)
                 {
                     warn!(cluster = %key.cluster, endpoint = %key.address, error = %e,
                         "skipping a registration from the store that fails the checks");
