@@ -6,6 +6,7 @@
 //! workers and outside the lock the admin API reads through, so xDS keepalives, ACKs and the
 //! admin API stay responsive during any reload.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -118,6 +119,16 @@ impl Controller {
         summary
     }
 
+    /// Publishes an overlay change that only touches the endpoints of `clusters`: the
+    /// endpoint fast path (see [`SnapshotCache::update_endpoints`]).
+    fn publish_endpoints(&self, inputs: Inputs, clusters: &BTreeSet<String>) -> UpdateSummary {
+        let summary = self.cache.update_endpoints(inputs.clone(), clusters);
+        self.metrics
+            .endpoints_of(&inputs.config, &inputs.overlay, clusters);
+        self.inputs.send_replace(Some(inputs));
+        summary
+    }
+
     /// Records the version now served: the version and its metric change together, so that
     /// `/metrics`, the API and the dashboard never disagree on what is served.
     fn served(&self, state: &mut State, summary: &UpdateSummary) {
@@ -129,9 +140,33 @@ impl Controller {
 
     /// Serves a new (valid) config.
     pub fn set_config(&self, config: Arc<Config>) -> UpdateSummary {
+        self.set_config_with(config, |_, _| {})
+    }
+
+    /// Serves a new (valid) config, with `prepare`'s changes to the overlay for it (the
+    /// addresses its hostnames resolved to) in the same publish.
+    pub fn set_config_with(
+        &self,
+        config: Arc<Config>,
+        prepare: impl FnOnce(&Config, &mut Overlay),
+    ) -> UpdateSummary {
         off_runtime(|| {
             let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
-            let overlay = self.lock().overlay.clone();
+            // Verdicts and measured weights of endpoints the new config no longer probes go
+            // with it, in the same publish: the checker would drop them right after, and
+            // publish a second time for nothing.
+            let overlay = {
+                let mut state = self.lock();
+                let mut overlay = (*state.overlay).clone();
+                prepare(&config, &mut overlay);
+                if let Some(pruned) = overlay.without_unprobed(&config) {
+                    overlay = pruned;
+                }
+                if overlay != *state.overlay {
+                    state.overlay = Arc::new(overlay);
+                }
+                state.overlay.clone()
+            };
             let summary = self.publish(Inputs {
                 config: config.clone(),
                 overlay,
@@ -147,12 +182,23 @@ impl Controller {
     /// Applies the outcome of loading the config files: a valid config that differs from the
     /// one served replaces it; an equal one changes nothing; errors change nothing either.
     pub fn reload(&self, trigger: &'static str, loaded: Result<Config, Vec<String>>) -> Reload {
+        self.reload_with(trigger, loaded, |_, _| {})
+    }
+
+    /// [`Controller::reload`], with `prepare`'s changes to the overlay for a new config in
+    /// the same publish (see [`Controller::set_config_with`]).
+    pub fn reload_with(
+        &self,
+        trigger: &'static str,
+        loaded: Result<Config, Vec<String>>,
+        prepare: impl FnOnce(&Config, &mut Overlay),
+    ) -> Reload {
         let (result, errors) = match loaded {
             Ok(config) => {
                 if self.config().is_some_and(|c| *c == config) {
                     (ReloadResult::Unchanged, Vec::new())
                 } else {
-                    self.set_config(Arc::new(config));
+                    self.set_config_with(Arc::new(config), prepare);
                     (ReloadResult::Applied, Vec::new())
                 }
             }
@@ -210,20 +256,23 @@ impl Controller {
     pub fn update_overlay(&self, change: impl FnOnce(&mut Overlay)) -> Option<UpdateSummary> {
         off_runtime(|| {
             let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
-            let inputs = {
+            let (inputs, clusters) = {
                 let mut state = self.lock();
                 let mut overlay = (*state.overlay).clone();
                 change(&mut overlay);
-                if overlay == *state.overlay {
+                let clusters = state.overlay.changed_clusters(&overlay);
+                if clusters.is_empty() {
                     return None;
                 }
                 state.overlay = Arc::new(overlay);
-                Inputs {
+                let inputs = Inputs {
                     config: state.config.clone()?,
                     overlay: state.overlay.clone(),
-                }
+                };
+                (inputs, clusters)
             };
-            let summary = self.publish(inputs);
+            // Only endpoints changed: translation reads the overlay for nothing else.
+            let summary = self.publish_endpoints(inputs, &clusters);
             self.served(&mut self.lock(), &summary);
             Some(summary)
         })
@@ -320,7 +369,17 @@ impl ControlMetrics {
     /// Recomputes the endpoint gauges from what is being served.
     fn endpoints(&self, config: &Config, overlay: &Overlay) {
         self.endpoints.clear();
-        for c in config.clusters.values() {
+        self.endpoints_of(config, overlay, config.clusters.keys());
+    }
+
+    /// Recomputes the endpoint gauges of `clusters` alone.
+    fn endpoints_of<'a>(
+        &self,
+        config: &Config,
+        overlay: &Overlay,
+        clusters: impl IntoIterator<Item = &'a String>,
+    ) {
+        for c in clusters.into_iter().filter_map(|n| config.clusters.get(n)) {
             let mut counts = [0i64; EndpointState::ALL.len()];
             for (e, _) in overlay.endpoints(c) {
                 let key = EndpointKey::new(c.name.clone(), e.address);
