@@ -39,6 +39,8 @@ pub struct ServeOptions {
     pub store: Option<crate::etcd::StoreUrl>,
     /// This replica's name in etcd (default: host name and process id).
     pub replica_id: Option<String>,
+    /// DNS servers for hostname endpoints (empty: the system's configuration).
+    pub dns_servers: Vec<SocketAddr>,
     /// What one client may cost the xDS port (keepalive timeout included).
     pub xds_limits: xds::Limits,
     /// TLS (and with a client CA, mTLS with identities) on the xDS port; None: plaintext.
@@ -72,7 +74,14 @@ pub enum ServeError {
     XdsTls(#[from] tls::TlsFileError),
     #[error(transparent)]
     Etcd(#[from] crate::etcd::EtcdError),
+    #[error(transparent)]
+    Dns(#[from] crate::dns::lookup::ResolverSetupError),
+    #[error("at most {MAX_DNS_SERVERS} --dns-server (got {0})")]
+    TooManyDnsServers(usize),
 }
+
+/// `--dns-server` at most.
+pub const MAX_DNS_SERVERS: usize = 8;
 
 /// The longest a continuous stream of file changes can delay a reload.
 const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
@@ -93,6 +102,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         store_available.clone(),
     );
     let store_metrics = crate::etcd::StoreMetrics::register(&mut registry);
+    let dns_metrics = crate::dns::DnsMetrics::register(&mut registry);
     let exposition = crate::metrics::Exposition::new(registry);
 
     let cache = Arc::new(SnapshotCache::new());
@@ -119,7 +129,15 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shared_health,
         shutdown.clone(),
     );
-    reload_off_runtime(&controller, &opts.config, "startup", None).await;
+    if opts.dns_servers.len() > MAX_DNS_SERVERS {
+        return Err(ServeError::TooManyDnsServers(opts.dns_servers.len()));
+    }
+    let dns = crate::dns::Dns::new(
+        Arc::new(crate::dns::HickoryLookup::new(&opts.dns_servers)?),
+        dns_metrics,
+    );
+    tokio::spawn(dns.clone().run(controller.clone(), shutdown.clone()));
+    reload_off_runtime(&controller, &dns, &opts.config, "startup", None).await;
     let runtime = match (&opts.store, link) {
         (Some(url), Some(link)) => {
             info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
@@ -168,6 +186,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     }
     tokio::spawn(reload_loop(
         controller.clone(),
+        dns.clone(),
         opts.config.clone(),
         Watchers {
             config: watcher.map(Arc::new),
@@ -322,6 +341,7 @@ async fn follow_store(
 /// shutdown.
 async fn reload_loop(
     controller: Arc<Controller>,
+    dns: Arc<crate::dns::Dns>,
     path: PathBuf,
     watchers: Watchers,
     [mut changes, mut file_changes]: [Option<mpsc::Receiver<()>>; 2],
@@ -346,7 +366,7 @@ async fn reload_loop(
             }
         };
         let rearm = watchers.config.clone().filter(|_| trigger == "SIGHUP");
-        reload_off_runtime(&controller, &path, trigger, rearm).await;
+        reload_off_runtime(&controller, &dns, &path, trigger, rearm).await;
         if let Some(files) = &watchers.files {
             follow_files(&controller, files);
         }
@@ -370,16 +390,17 @@ fn follow_files(controller: &Controller, files: &config::watch_files::FilesWatch
 /// config takes seconds, which must not stall the xDS streams and the admin API.
 async fn reload_off_runtime(
     controller: &Arc<Controller>,
+    dns: &Arc<crate::dns::Dns>,
     path: &std::path::Path,
     trigger: &'static str,
     rearm: Option<Arc<config::watch::ConfigWatcher>>,
 ) {
-    let (controller, path) = (controller.clone(), path.to_path_buf());
+    let (controller, dns, path) = (controller.clone(), dns.clone(), path.to_path_buf());
     let done = tokio::task::spawn_blocking(move || {
         if let Some(watcher) = rearm {
             watcher.rearm();
         }
-        reload(&controller, &path, trigger);
+        reload(&controller, Some(&dns), &path, trigger);
     })
     .await;
     if let Err(e) = done {
@@ -387,9 +408,15 @@ async fn reload_off_runtime(
     }
 }
 
-/// Loads the config at `path` and serves it if it is valid, differs from what is served, and
-/// does not empty a fleet by probable accident (see [`config::empty`]).
-pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
+/// Loads the config at `path` and serves it if it is valid, differs from what is served,
+/// does not empty a fleet by probable accident (see [`config::empty`]) and names no host
+/// that does not exist (`dns`: checked on a runtime thread, for names not yet followed).
+pub fn reload(
+    controller: &Controller,
+    dns: Option<&crate::dns::Dns>,
+    path: &std::path::Path,
+    trigger: &'static str,
+) -> Reload {
     let loaded = config::load(path)
         .map(|l| l.config)
         .map_err(|e| e.lines())
@@ -402,7 +429,20 @@ pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static
                 None => Ok(config),
             },
             None => Ok(config),
-        });
+        })
+        .and_then(
+            |config| match (dns, tokio::runtime::Handle::try_current()) {
+                (Some(dns), Ok(runtime)) if controller.config().is_none_or(|c| *c != config) => {
+                    runtime.block_on(dns.admit(&config)).map(|()| config)
+                }
+                _ => Ok(config),
+            },
+        );
     // The controller reports the outcome (log, event, metric).
-    controller.reload(trigger, loaded)
+    match dns {
+        Some(dns) => {
+            controller.reload_with(trigger, loaded, |config, overlay| dns.fill(config, overlay))
+        }
+        None => controller.reload(trigger, loaded),
+    }
 }

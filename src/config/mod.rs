@@ -31,4 +31,6 @@ pub use reader::parse_socket_address;
 pub use yaml::{ALIAS_NODE_BUDGET, ALIAS_NODES_PER_WRITTEN, MAX_DEPTH};
 
 #[cfg(test)]
+mod hostname_tests;
+#[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@
 
 mod admin;
 mod config;
+mod dns;
 mod seeds;
 mod state;
 mod traffic;
@@ -15,6 +16,7 @@ mod traffic;
 pub use crate::xds::fuzz::stream as xds_stream;
 pub use admin::admin_request;
 pub use config::config_files;
+pub use dns::dns_answer;
 pub use seeds::seeds;
 pub use state::state_file;
 pub use traffic::{load_report, stats_flush};
@@ -23,11 +25,12 @@ pub use traffic::{load_report, stats_flush};
 pub type Entry = fn(&[u8]);
 
 /// Targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, Entry); 6] = [
+pub const TARGETS: [(&str, Entry); 7] = [
     ("config", config_files),
     ("xds_request", xds_stream),
     ("stats_sink", stats_flush),
     ("load_report", load_report),
     ("admin_api", admin_request),
     ("state_file", state_file),
+    ("dns_answer", dns_answer),
 ];

@@ -27,6 +27,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "load_report" => vec![load().encode_to_vec()],
         "admin_api" => admin(),
         "state_file" => vec![state()],
+        "dns_answer" => super::dns::seeds(),
         _ => Vec::new(),
     }
 }

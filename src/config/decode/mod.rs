@@ -41,7 +41,7 @@ pub use access_log_format::{
     MAX_FIELD_NAME, MAX_FORMAT_FIELDS, MAX_FORMAT_VALUE, check as check_access_log_value,
     sample_operators,
 };
-pub use cluster::MAX_WEIGHT;
+pub use cluster::{MAX_HOSTNAMES, MAX_WEIGHT};
 pub use listener::{MAX_DOMAINS, MAX_HOSTS};
 pub use resilience::{GRPC_RETRY_ON, RETRY_ON};
 pub use route::MAX_ROUTES;
