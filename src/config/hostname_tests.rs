@@ -111,7 +111,7 @@ clusters:
 
 #[test]
 fn more_than_the_hostname_cap_is_an_error() {
-    let names: Vec<String> = (0..=crate::config::decode::MAX_HOSTNAMES)
+    let names: Vec<String> = (0..=crate::config::MAX_HOSTNAMES)
         .map(|i| format!("h{i}.internal:80"))
         .collect();
     let e = errors(&format!(

@@ -19,6 +19,7 @@ mod golden;
 mod grafana;
 mod health;
 mod hostile_config;
+mod hostnames;
 mod live;
 mod loadgen;
 mod lost_network;
