@@ -173,7 +173,7 @@ impl Snapshot {
             let removed = old
                 .resources
                 .keys()
-                .filter(|n| !new.resources.contains_key(*n))
+                .filter(|n| !new.resources.contains_key(n))
                 .cloned()
                 .collect();
             self.changes[t.index()] = Some(Arc::new(Changes {

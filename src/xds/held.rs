@@ -167,9 +167,12 @@ impl Held {
     }
 }
 
+/// A base set's entries in name order (the persistent map's iterator type is not nameable).
+type BaseIter<'a> = Box<dyn Iterator<Item = (&'a String, &'a Arc<Resource>)> + 'a>;
+
 /// The merge of a held set's base and differences.
 pub(crate) struct Merged<'a> {
-    base: Peekable<Box<dyn Iterator<Item = (&'a String, &'a Arc<Resource>)> + 'a>>,
+    base: Peekable<BaseIter<'a>>,
     diff: Peekable<std::collections::btree_map::Iter<'a, String, Option<Known>>>,
 }
 

@@ -182,7 +182,7 @@ fn retained_clusters<'a>(snapshot: &'a Snapshot, client: &'a ClientState) -> Vec
         _ => held_clusters
             .iter()
             .map(|(n, _)| n)
-            .filter(|n| !in_snapshot.resources.contains_key(*n))
+            .filter(|n| !in_snapshot.resources.contains_key(n))
             .collect(),
     };
     if held.is_empty() {
