@@ -444,6 +444,37 @@ mod tests {
     }
 
     #[test]
+    fn an_edit_that_removes_a_probed_endpoint_drops_its_verdict_in_the_same_publish() {
+        let (controller, _) = controller();
+        let checked = |endpoints: &str| {
+            let yaml = format!(
+                "version: 1\nclusters:\n  web: {{ endpoints: [{endpoints}], health_check: {{ tcp: }} }}\n"
+            );
+            Arc::new(crate::config::parse_str("t.yaml", &yaml).unwrap())
+        };
+        controller.set_config(checked("127.0.0.1:8081, 127.0.0.1:8082"));
+        let gone = EndpointKey::new("web", "127.0.0.1:8082".parse().unwrap());
+        let kept = EndpointKey::new("web", "127.0.0.1:8081".parse().unwrap());
+        controller.update_overlay(|o| {
+            o.verdicts
+                .insert(gone.clone(), crate::overlay::Verdict::Unhealthy);
+            o.verdicts
+                .insert(kept.clone(), crate::overlay::Verdict::Healthy);
+        });
+        controller.set_config(checked("127.0.0.1:8081"));
+        let overlay = controller.overlay();
+        assert!(!overlay.verdicts.contains_key(&gone));
+        assert!(overlay.verdicts.contains_key(&kept));
+        // What the checker then does to forget the endpoint changes nothing: no second publish.
+        assert_eq!(
+            controller.update_overlay(|o| {
+                o.verdicts.remove(&gone);
+            }),
+            None
+        );
+    }
+
+    #[test]
     fn a_registration_git_adds_to_the_cluster_is_counted_once() {
         let (controller, metrics) = controller();
         controller.set_config(config("127.0.0.1:8081"));

@@ -285,3 +285,84 @@ impl Dns {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::dns::lookup::FakeLookup;
+
+    fn config(endpoints: &str) -> Config {
+        let yaml = format!("version: 1\nclusters:\n  db: {{ endpoints: [{endpoints}] }}\n");
+        crate::config::parse_str("t.yaml", &yaml).unwrap()
+    }
+
+    fn dns(lookup: FakeLookup) -> Arc<Dns> {
+        Dns::new(Arc::new(lookup), DnsMetrics::default())
+    }
+
+    fn answer(ips: &[&str]) -> Result<Answer, LookupError> {
+        Ok(Answer {
+            addresses: ips.iter().map(|i| i.parse().unwrap()).collect(),
+            ttl: Duration::from_secs(30),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_exist_refuses_the_config_with_its_place() {
+        let d = dns(FakeLookup::default());
+        let errors = d
+            .admit(&config("10.0.0.9:1, nope.internal:5432"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "t.yaml:3:33: clusters.db.endpoints[1]: `nope.internal` does not resolve (NXDOMAIN, or no A/AAAA records)"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_server_does_not_refuse_the_config() {
+        let lookup = FakeLookup::default();
+        lookup.set("db.internal", Err(LookupError::Failed("timed out".into())));
+        let d = dns(lookup);
+        let c = config("db.internal:5432");
+        assert_eq!(d.admit(&c).await, Ok(()));
+        assert!(d.endpoints(&c).is_empty(), "no address yet");
+    }
+
+    #[tokio::test]
+    async fn every_address_is_an_endpoint_once() {
+        let lookup = FakeLookup::default();
+        lookup.set("a.internal", answer(&["10.0.0.1", "10.0.0.2"]));
+        lookup.set("b.internal", answer(&["10.0.0.2", "10.0.0.3"]));
+        let d = dns(lookup);
+        let c = config("10.0.0.3:80, a.internal:80, { address: b.internal:80, weight: 5 }");
+        d.admit(&c).await.unwrap();
+        let got: Vec<(String, u32)> = d.endpoints(&c)["db"]
+            .iter()
+            .map(|e| (e.address.to_string(), e.weight))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("10.0.0.1:80".to_string(), 1),
+                ("10.0.0.2:80".to_string(), 1)
+            ],
+            "10.0.0.3 is configured, 10.0.0.2 came first from a.internal"
+        );
+        let mut overlay = Overlay::default();
+        d.fill(&c, &mut overlay);
+        let listed: Vec<String> = overlay
+            .endpoints(&c.clusters["db"])
+            .map(|(e, s)| format!("{} {}", e.address, s.name()))
+            .collect();
+        assert_eq!(
+            listed,
+            ["10.0.0.3:80 config", "10.0.0.1:80 dns", "10.0.0.2:80 dns"]
+        );
+    }
+}
