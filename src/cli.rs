@@ -191,6 +191,10 @@ pub(crate) struct ServeArgs {
     /// the host name and process id.
     #[arg(long, requires = "store", value_parser = parse_replica_id)]
     pub(crate) replica_id: Option<String>,
+    /// A DNS server (ip:port, port 53 if left out) to resolve hostname endpoints with;
+    /// repeatable (at most 8). Default: the system's resolver configuration (/etc/resolv.conf).
+    #[arg(long = "dns-server", value_name = "ADDR", value_parser = parse_dns_server)]
+    pub(crate) dns_servers: Vec<std::net::SocketAddr>,
     /// Silence after which flotilla sends an HTTP/2 PING on an xDS connection (100ms..=1h). A
     /// client whose network vanished is found within interval + timeout, and its registered
     /// endpoints leave every Envoy.
@@ -319,6 +323,15 @@ pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
         token: a.registry_token,
     }))?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("`{text}` is not ip, ip:port or [ipv6]:port"))
 }
 
 fn parse_replica_id(text: &str) -> Result<String, String> {
@@ -549,6 +562,7 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                 state_file: args.state_file,
                 store: args.store,
                 replica_id: args.replica_id,
+                dns_servers: args.dns_servers,
                 xds_limits: flotilla::xds::Limits {
                     keepalive_interval: args.xds_keepalive_interval,
                     keepalive_timeout: args.xds_keepalive_timeout,

@@ -6,6 +6,7 @@
 //! workers and outside the lock the admin API reads through, so xDS keepalives, ACKs and the
 //! admin API stay responsive during any reload.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -169,6 +170,16 @@ impl Controller {
         summary
     }
 
+    /// Publishes an overlay change that only touches the endpoints of `clusters`: the
+    /// endpoint fast path (see [`SnapshotCache::update_endpoints`]).
+    fn publish_endpoints(&self, inputs: Inputs, clusters: &BTreeSet<String>) -> UpdateSummary {
+        let summary = self.cache.update_endpoints(inputs.clone(), clusters);
+        self.metrics
+            .endpoints_of(&inputs.config, &inputs.overlay, clusters);
+        self.inputs.send_replace(Some(inputs));
+        summary
+    }
+
     /// Records the version now served: the version and its metric change together, so that
     /// `/metrics`, the API and the dashboard never disagree on what is served.
     fn served(&self, state: &mut State, summary: &UpdateSummary) {
@@ -180,9 +191,33 @@ impl Controller {
 
     /// Serves a new (valid) config.
     pub fn set_config(&self, config: Arc<Config>) -> UpdateSummary {
+        self.set_config_with(config, |_, _| {})
+    }
+
+    /// Serves a new (valid) config, with `prepare`'s changes to the overlay for it (the
+    /// addresses its hostnames resolved to) in the same publish.
+    pub fn set_config_with(
+        &self,
+        config: Arc<Config>,
+        prepare: impl FnOnce(&Config, &mut Overlay),
+    ) -> UpdateSummary {
         off_runtime(|| {
             let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
-            let overlay = self.lock().overlay.clone();
+            // Verdicts and measured weights of endpoints the new config no longer probes go
+            // with it, in the same publish: the checker would drop them right after, and
+            // publish a second time for nothing.
+            let overlay = {
+                let mut state = self.lock();
+                let mut overlay = (*state.overlay).clone();
+                prepare(&config, &mut overlay);
+                if let Some(pruned) = overlay.without_unprobed(&config) {
+                    overlay = pruned;
+                }
+                if overlay != *state.overlay {
+                    state.overlay = Arc::new(overlay);
+                }
+                state.overlay.clone()
+            };
             let summary = self.publish(Inputs {
                 config: config.clone(),
                 overlay,
@@ -210,6 +245,7 @@ impl Controller {
             source,
             loaded.map_err(|e| (ReloadResult::Invalid, e)),
             revision,
+            |_, _| {},
         )
     }
 
@@ -226,13 +262,15 @@ impl Controller {
     /// [`Controller::reload`] for a load that may also have failed to read the files
     /// (`Unreadable`). A valid config (read from `source`) that would empty a fleet by probable
     /// accident is refused here (see [`crate::config::empty`]): the controller holds the served
-    /// config, so it decides.
+    /// config, so it decides. `prepare`'s changes to the overlay for a new config are part of
+    /// the same publish (see [`Controller::set_config_with`]).
     pub fn reload_with(
         &self,
         trigger: &'static str,
         source: &str,
         loaded: Result<Config, (ReloadResult, Vec<String>)>,
         revision: Option<Revision>,
+        prepare: impl FnOnce(&Config, &mut Overlay),
     ) -> Reload {
         let loaded = loaded.and_then(|config| {
             match self
@@ -265,7 +303,7 @@ impl Controller {
                 } else {
                     let config = Arc::new(config);
                     self.mark_applied(trigger, &config, served.as_deref(), revision.clone(), false);
-                    self.set_config(config);
+                    self.set_config_with(config, prepare);
                     (ReloadResult::Applied, Vec::new())
                 }
             }
@@ -372,20 +410,23 @@ impl Controller {
     pub fn update_overlay(&self, change: impl FnOnce(&mut Overlay)) -> Option<UpdateSummary> {
         off_runtime(|| {
             let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
-            let inputs = {
+            let (inputs, clusters) = {
                 let mut state = self.lock();
                 let mut overlay = (*state.overlay).clone();
                 change(&mut overlay);
-                if overlay == *state.overlay {
+                let clusters = state.overlay.changed_clusters(&overlay);
+                if clusters.is_empty() {
                     return None;
                 }
                 state.overlay = Arc::new(overlay);
-                Inputs {
+                let inputs = Inputs {
                     config: state.config.clone()?,
                     overlay: state.overlay.clone(),
-                }
+                };
+                (inputs, clusters)
             };
-            let summary = self.publish(inputs);
+            // Only endpoints changed: translation reads the overlay for nothing else.
+            let summary = self.publish_endpoints(inputs, &clusters);
             self.served(&mut self.lock(), &summary);
             Some(summary)
         })
@@ -510,7 +551,17 @@ impl ControlMetrics {
     /// Recomputes the endpoint gauges from what is being served.
     fn endpoints(&self, config: &Config, overlay: &Overlay) {
         self.endpoints.clear();
-        for c in config.clusters.values() {
+        self.endpoints_of(config, overlay, config.clusters.keys());
+    }
+
+    /// Recomputes the endpoint gauges of `clusters` alone.
+    fn endpoints_of<'a>(
+        &self,
+        config: &Config,
+        overlay: &Overlay,
+        clusters: impl IntoIterator<Item = &'a String>,
+    ) {
+        for c in clusters.into_iter().filter_map(|n| config.clusters.get(n)) {
             let mut counts = [0i64; EndpointState::ALL.len()];
             for (e, _) in overlay.endpoints(c) {
                 let key = EndpointKey::new(c.name.clone(), e.address);
@@ -571,6 +622,37 @@ mod tests {
             [format!(
                 "flotilla_config_version_info{{version=\"{after}\"}} 1"
             )]
+        );
+    }
+
+    #[test]
+    fn an_edit_that_removes_a_probed_endpoint_drops_its_verdict_in_the_same_publish() {
+        let (controller, _) = controller();
+        let checked = |endpoints: &str| {
+            let yaml = format!(
+                "version: 1\nclusters:\n  web: {{ endpoints: [{endpoints}], health_check: {{ tcp: }} }}\n"
+            );
+            Arc::new(crate::config::parse_str("t.yaml", &yaml).unwrap())
+        };
+        controller.set_config(checked("127.0.0.1:8081, 127.0.0.1:8082"));
+        let gone = EndpointKey::new("web", "127.0.0.1:8082".parse().unwrap());
+        let kept = EndpointKey::new("web", "127.0.0.1:8081".parse().unwrap());
+        controller.update_overlay(|o| {
+            o.verdicts
+                .insert(gone.clone(), crate::overlay::Verdict::Unhealthy);
+            o.verdicts
+                .insert(kept.clone(), crate::overlay::Verdict::Healthy);
+        });
+        controller.set_config(checked("127.0.0.1:8081"));
+        let overlay = controller.overlay();
+        assert!(!overlay.verdicts.contains_key(&gone));
+        assert!(overlay.verdicts.contains_key(&kept));
+        // What the checker then does to forget the endpoint changes nothing: no second publish.
+        assert_eq!(
+            controller.update_overlay(|o| {
+                o.verdicts.remove(&gone);
+            }),
+            None
         );
     }
 

@@ -30,6 +30,8 @@ pub enum Kind {
     Weight,
     Registration,
     Node,
+    /// Hostname endpoints: a lookup failed (the last good addresses stay).
+    Dns,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -11,7 +11,8 @@
 //! - [`health`] probes endpoints (HTTP, TCP, gRPC) and turns results into verdicts and
 //!   least_response_time weights; [`runtime`] holds what operators change without git
 //!   (drains, weight overrides, leased registrations, and the stream-bound ones [`registry`]
-//!   serves). Both feed the [`overlay`], which also answers which endpoints a cluster has and
+//!   serves); [`dns`] resolves hostname endpoints into addresses. They feed the [`overlay`],
+//!   which also answers which endpoints a cluster has and
 //!   what state each is in.
 //! - [`control`] is the one place that combines the newest valid config with the overlay
 //!   and publishes it.
@@ -38,6 +39,7 @@ pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod envoy;
 pub mod etcd;
 pub mod events;

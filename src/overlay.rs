@@ -43,6 +43,8 @@ pub enum Source {
     Config,
     /// Registered at run time with a lease.
     Registration,
+    /// An address a hostname endpoint of the config resolved to.
+    Dns,
 }
 
 impl Source {
@@ -50,6 +52,7 @@ impl Source {
         match self {
             Source::Config => "config",
             Source::Registration => "registration",
+            Source::Dns => "dns",
         }
     }
 }
@@ -99,6 +102,9 @@ pub struct Overlay {
     pub measured_weights: BTreeMap<EndpointKey, u32>,
     /// Endpoints that registered themselves at runtime, per cluster.
     pub registered: BTreeMap<String, Vec<Endpoint>>,
+    /// The addresses of each cluster's hostname endpoints, as flotilla last resolved them
+    /// (see `crate::dns`), one endpoint per address.
+    pub resolved: BTreeMap<String, Vec<Endpoint>>,
     /// Stream registrations leaving (the drain handshake): drained like `draining`, but
     /// published with `registered`, as they end with their registration.
     pub leaving: BTreeSet<EndpointKey>,
@@ -114,24 +120,32 @@ impl Overlay {
             .unwrap_or(configured)
     }
 
-    /// The endpoints of a cluster: the configured ones, then the registered ones the config
-    /// does not list. A registration whose address git later adds to the cluster lives on
-    /// until its lease ends, but the configured endpoint is the one that counts.
+    /// The endpoints of a cluster: the configured ones, then the addresses its hostnames
+    /// resolved to, then the registered ones the config does not list. A registration whose
+    /// address git later adds to the cluster lives on until its lease ends, but the
+    /// configured endpoint is the one that counts.
     pub fn endpoints<'a>(
         &'a self,
         cluster: &'a Cluster,
     ) -> impl Iterator<Item = (&'a Endpoint, Source)> + 'a {
-        let registered = self
-            .registered
-            .get(&cluster.name)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        cluster.endpoints.iter().map(|e| (e, Source::Config)).chain(
-            registered
-                .iter()
-                .filter(|r| !cluster.endpoints.iter().any(|e| e.address == r.address))
-                .map(|e| (e, Source::Registration)),
-        )
+        let of = |m: &'a BTreeMap<String, Vec<Endpoint>>| {
+            m.get(&cluster.name).map(Vec::as_slice).unwrap_or_default()
+        };
+        let (resolved, registered) = (of(&self.resolved), of(&self.registered));
+        let configured =
+            move |r: &&Endpoint| !cluster.endpoints.iter().any(|e| e.address == r.address);
+        cluster
+            .endpoints
+            .iter()
+            .map(|e| (e, Source::Config))
+            .chain(resolved.iter().filter(configured).map(|e| (e, Source::Dns)))
+            .chain(
+                registered
+                    .iter()
+                    .filter(configured)
+                    .filter(move |r| !resolved.iter().any(|e| e.address == r.address))
+                    .map(|e| (e, Source::Registration)),
+            )
     }
 
     /// The health the checker found, ignoring drains: healthy, unhealthy or unknown.
@@ -154,6 +168,99 @@ impl Overlay {
             EndpointState::Draining
         } else {
             self.health(key)
+        }
+    }
+}
+
+impl Overlay {
+    /// The clusters whose endpoints `self` and `other` see differently: only their
+    /// ClusterLoadAssignments can differ between the two (translation reads the overlay
+    /// nowhere else), which is what lets an overlay change take the endpoint fast path.
+    /// One ordered walk over each map: no lookups.
+    pub fn changed_clusters(&self, other: &Overlay) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut by_key = |key: &EndpointKey| {
+            if !out.contains(&key.cluster) {
+                out.insert(key.cluster.clone());
+            }
+        };
+        differing(&self.verdicts, &other.verdicts, &mut by_key);
+        differing(&self.weights, &other.weights, &mut by_key);
+        differing(&self.measured_weights, &other.measured_weights, &mut by_key);
+        self.draining
+            .symmetric_difference(&other.draining)
+            .chain(self.leaving.symmetric_difference(&other.leaving))
+            .for_each(&mut by_key);
+        let mut by_cluster = |c: &String| {
+            out.insert(c.clone());
+        };
+        differing(&self.registered, &other.registered, &mut by_cluster);
+        differing(&self.resolved, &other.resolved, &mut by_cluster);
+        out
+    }
+}
+
+impl Overlay {
+    /// This overlay without the verdicts and measured weights of endpoints that `config` does
+    /// not probe (gone from the config, or from a cluster without a health check); `None` if
+    /// there are none. The checker stops probing exactly those endpoints.
+    pub fn without_unprobed(&self, config: &crate::config::Config) -> Option<Overlay> {
+        let probed = |k: &EndpointKey| {
+            config.clusters.get(&k.cluster).is_some_and(|c| {
+                c.health_check.is_some() && self.endpoints(c).any(|(e, _)| e.address == k.address)
+            })
+        };
+        let stale = self
+            .verdicts
+            .keys()
+            .chain(self.measured_weights.keys())
+            .any(|k| !probed(k));
+        if !stale {
+            return None;
+        }
+        let mut out = self.clone();
+        out.verdicts.retain(|k, _| probed(k));
+        out.measured_weights.retain(|k, _| probed(k));
+        Some(out)
+    }
+}
+
+/// Calls `found` with every key whose entry differs between two maps (present in one only, or
+/// with different values), walking both in order once.
+fn differing<K: Ord, V: PartialEq>(
+    a: &BTreeMap<K, V>,
+    b: &BTreeMap<K, V>,
+    found: &mut impl FnMut(&K),
+) {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return,
+            (Some((k, _)), None) => {
+                found(k);
+                a.next();
+            }
+            (None, Some((k, _))) => {
+                found(k);
+                b.next();
+            }
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    found(ka);
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    found(kb);
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if va != vb {
+                        found(ka);
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
         }
     }
 }
@@ -209,6 +316,28 @@ mod tests {
             .insert("web".into(), vec![endpoint("127.0.0.1:8081")]);
         let got: Vec<Source> = overlay.endpoints(&web).map(|(_, s)| s).collect();
         assert_eq!(got, [Source::Config]);
+    }
+
+    #[test]
+    fn changed_clusters_names_each_cluster_whose_endpoints_differ() {
+        let mut a = Overlay::default();
+        a.verdicts.insert(key("127.0.0.1:1"), Verdict::Healthy);
+        a.weights
+            .insert(EndpointKey::new("api", "127.0.0.1:2".parse().unwrap()), 3);
+        let mut b = a.clone();
+        assert!(a.changed_clusters(&b).is_empty());
+        b.verdicts.insert(key("127.0.0.1:1"), Verdict::Unhealthy);
+        b.draining
+            .insert(EndpointKey::new("db", "127.0.0.1:3".parse().unwrap()));
+        b.registered
+            .insert("reg".into(), vec![endpoint("127.0.0.1:9000")]);
+        b.leaving
+            .insert(EndpointKey::new("gone", "127.0.0.1:4".parse().unwrap()));
+        b.measured_weights
+            .insert(EndpointKey::new("lrt", "127.0.0.1:5".parse().unwrap()), 2);
+        let got: Vec<String> = a.changed_clusters(&b).into_iter().collect();
+        assert_eq!(got, ["db", "gone", "lrt", "reg", "web"]);
+        assert_eq!(b.changed_clusters(&a), a.changed_clusters(&b));
     }
 
     #[test]

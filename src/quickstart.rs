@@ -106,6 +106,7 @@ pub async fn run(
         state_file: dir.path().join("state.json"),
         store: None,
         replica_id: None,
+        dns_servers: Vec::new(),
         xds_limits: crate::xds::Limits::default(),
         xds_tls: None,
         admin_tls: None,

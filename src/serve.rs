@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub store: Option<crate::etcd::StoreUrl>,
     /// This replica's name in etcd (default: host name and process id).
     pub replica_id: Option<String>,
+    /// DNS servers for hostname endpoints (empty: the system's configuration).
+    pub dns_servers: Vec<SocketAddr>,
     /// What one client may cost the xDS port (keepalive timeout included).
     pub xds_limits: xds::Limits,
     /// TLS (and with a client CA, mTLS with identities) on the xDS port; None: plaintext.
@@ -104,7 +106,14 @@ pub enum ServeError {
     XdsTls(#[from] tls::TlsFileError),
     #[error(transparent)]
     Etcd(#[from] crate::etcd::EtcdError),
+    #[error(transparent)]
+    Dns(#[from] crate::dns::lookup::ResolverSetupError),
+    #[error("at most {MAX_DNS_SERVERS} --dns-server (got {0})")]
+    TooManyDnsServers(usize),
 }
+
+/// `--dns-server` at most.
+pub const MAX_DNS_SERVERS: usize = 8;
 
 /// The longest a continuous stream of file changes can delay a reload.
 const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
@@ -126,6 +135,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     );
     let store_metrics = crate::etcd::StoreMetrics::register(&mut registry);
     let gitops_metrics = crate::gitops::follow::GitopsMetrics::register(&mut registry);
+    let dns_metrics = crate::dns::DnsMetrics::register(&mut registry);
     let exposition = crate::metrics::Exposition::new(registry);
 
     let cache = Arc::new(SnapshotCache::new());
@@ -146,10 +156,19 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         replica_health,
         shutdown.clone(),
     );
+    if opts.dns_servers.len() > MAX_DNS_SERVERS {
+        return Err(ServeError::TooManyDnsServers(opts.dns_servers.len()));
+    }
+    let dns = crate::dns::Dns::new(
+        Arc::new(crate::dns::HickoryLookup::new(&opts.dns_servers)?),
+        dns_metrics,
+    );
+    tokio::spawn(dns.clone().run(controller.clone(), shutdown.clone()));
     let revisions = Arc::new(opts.revisions.clone());
     let policy = Arc::new(opts.effective_policy());
     let startup = reload_off_runtime(
         &controller,
+        &dns,
         &opts.config,
         &policy,
         &revisions,
@@ -200,6 +219,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     }
     tokio::spawn(reload_loop(
         controller.clone(),
+        dns.clone(),
         opts.config.clone(),
         policy,
         revisions.clone(),
@@ -385,6 +405,7 @@ async fn follow_store(
 #[allow(clippy::too_many_arguments)]
 async fn reload_loop(
     controller: Arc<Controller>,
+    dns: Arc<crate::dns::Dns>,
     path: PathBuf,
     policy: Arc<config::LoadPolicy>,
     revisions: Arc<RevisionSources>,
@@ -417,8 +438,16 @@ async fn reload_loop(
             }
         };
         let rearm = watchers.config.clone().filter(|_| trigger == "SIGHUP");
-        let result =
-            reload_off_runtime(&controller, &path, &policy, &revisions, trigger, rearm).await;
+        let result = reload_off_runtime(
+            &controller,
+            &dns,
+            &path,
+            &policy,
+            &revisions,
+            trigger,
+            rearm,
+        )
+        .await;
         retry = match result {
             Some(ReloadResult::Unreadable) => {
                 let attempt = retry.map_or(0, |(n, _)| n.saturating_add(1));
@@ -461,14 +490,16 @@ fn follow_files(
 /// config takes seconds, which must not stall the xDS streams and the admin API.
 async fn reload_off_runtime(
     controller: &Arc<Controller>,
+    dns: &Arc<crate::dns::Dns>,
     path: &std::path::Path,
     policy: &Arc<config::LoadPolicy>,
     revisions: &Arc<RevisionSources>,
     trigger: &'static str,
     rearm: Option<Arc<config::watch::ConfigWatcher>>,
 ) -> Option<ReloadResult> {
-    let (controller, path, policy, revisions) = (
+    let (controller, dns, path, policy, revisions) = (
         controller.clone(),
+        dns.clone(),
         path.to_path_buf(),
         policy.clone(),
         revisions.clone(),
@@ -477,7 +508,7 @@ async fn reload_off_runtime(
         if let Some(watcher) = rearm {
             watcher.rearm();
         }
-        reload(&controller, &path, &policy, &revisions, trigger).result
+        reload(&controller, Some(&dns), &path, &policy, &revisions, trigger).result
     })
     .await;
     match done {
@@ -494,6 +525,7 @@ async fn reload_off_runtime(
 /// first, so that a commit landing during the read is at worst named on the next reload.
 pub fn reload(
     controller: &Controller,
+    dns: Option<&crate::dns::Dns>,
     path: &std::path::Path,
     policy: &config::LoadPolicy,
     revisions: &RevisionSources,
@@ -514,9 +546,27 @@ pub fn reload(
                 _ => ReloadResult::Invalid,
             };
             (result, e.lines())
-        });
+        })
+        .and_then(
+            // Names the served config does not follow yet are looked up before it is served
+            // (NXDOMAIN refuses it); the reload never waits on names already followed.
+            |config| match (dns, tokio::runtime::Handle::try_current()) {
+                (Some(dns), Ok(runtime)) if controller.config().is_none_or(|c| *c != config) => {
+                    runtime
+                        .block_on(dns.admit(&config))
+                        .map(|()| config)
+                        .map_err(|e| (ReloadResult::Invalid, e))
+                }
+                _ => Ok(config),
+            },
+        );
     // The controller reports the outcome (log, event, metric).
-    controller.reload_with(trigger, &path.display().to_string(), loaded, revision)
+    let source = path.display().to_string();
+    controller.reload_with(trigger, &source, loaded, revision, |config, overlay| {
+        if let Some(dns) = dns {
+            dns.fill(config, overlay);
+        }
+    })
 }
 
 /// Back-off between retries of a reload that could not read the files: from the first retry
@@ -570,6 +620,7 @@ mod tests {
             load_policy: config::LoadPolicy::default(),
             allow_plaintext_secrets: allow,
             revisions: Default::default(),
+            dns_servers: Vec::new(),
         }
     }
 

@@ -10,9 +10,10 @@ pub mod applied;
 mod client_kind;
 pub(crate) mod entries;
 mod resource;
+mod resource_map;
 mod snapshot;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -23,6 +24,7 @@ use crate::translate::{self, Transport};
 
 pub use client_kind::ClientKind;
 pub use resource::{Resource, ResourceType, content_hash};
+pub use resource_map::ResourceMap;
 pub use snapshot::{Changes, EncodedSet, Snapshot, TypeSet, version_of};
 
 /// What snapshots are made from.
@@ -35,6 +37,9 @@ pub struct Inputs {
 #[derive(Default)]
 struct State {
     inputs: Option<Inputs>,
+    /// Every resource, as ADS serves it to no fleet in particular: its version is the one
+    /// [`UpdateSummary`] reports, kept up to date by the fast path without a rebuild.
+    everything: Option<Arc<Snapshot>>,
     encoded: HashMap<Transport, EncodedSet>,
     channels: HashMap<(String, Transport, ClientKind), watch::Sender<Arc<Snapshot>>>,
     /// Which applied config each published version belongs to.
@@ -100,6 +105,9 @@ impl SnapshotCache {
         // Fleets nobody is connected to any more are forgotten here, so per-fleet state never
         // outlives its Envoys.
         state.channels.retain(|_, tx| tx.receiver_count() > 0);
+        let everything = state.encoded[&Transport::Ads].snapshot(None, ClientKind::Other);
+        let version = everything.version.clone();
+        state.everything = Some(Arc::new(everything));
         let mut woken = 0;
         let state = &mut *state;
         let mut published = Vec::new();
@@ -134,12 +142,93 @@ impl SnapshotCache {
             });
             woken += usize::from(changed);
         }
-        let version = state.encoded[&Transport::Ads]
-            .snapshot(None, ClientKind::Other)
-            .version;
         for v in published {
             state.applied.record(&v);
         }
+        UpdateSummary { version, woken }
+    }
+
+    /// The endpoint fast path: `inputs` differ from the last ones only in the overlay, and
+    /// only in what it says about the endpoints of `clusters`. Only their
+    /// ClusterLoadAssignments are translated and encoded (once: they are the same on every
+    /// transport), and every snapshot that holds one gets the new ones in place of the old;
+    /// clusters, listeners, routes and secrets are not touched, and no work grows with the
+    /// size of the config. Falls back to [`SnapshotCache::update`] when the config is not
+    /// the one last published.
+    pub fn update_endpoints(&self, inputs: Inputs, clusters: &BTreeSet<String>) -> UpdateSummary {
+        let same_config = {
+            let state = self.lock();
+            state.everything.is_some()
+                && state
+                    .inputs
+                    .as_ref()
+                    .is_some_and(|i| Arc::ptr_eq(&i.config, &inputs.config))
+        };
+        if !same_config {
+            return self.update(inputs);
+        }
+        let updated: Vec<Arc<Resource>> =
+            translate::load_assignments(&inputs.config, &inputs.overlay, clusters)
+                .map(|la| Arc::new(Resource::endpoints(la)))
+                .collect();
+        let mut state = self.lock();
+        state.inputs = Some(inputs);
+        for set in state.encoded.values_mut() {
+            set.replace(ResourceType::Endpoint, &updated);
+        }
+        if let Some(next) = state
+            .everything
+            .as_ref()
+            .and_then(|e| e.replace(ResourceType::Endpoint, &updated))
+        {
+            state.everything = Some(Arc::new(next));
+        }
+        state.channels.retain(|_, tx| tx.receiver_count() > 0);
+        // Channels holding the same snapshot (every undeclared fleet) share its successor.
+        let mut followed: HashMap<(Transport, ClientKind, String), Option<Arc<Snapshot>>> =
+            HashMap::new();
+        let mut woken = 0;
+        for ((_, transport, kind), tx) in &state.channels {
+            let changed = tx.send_if_modified(|current| {
+                let key = (*transport, *kind, current.version.clone());
+                let shared = followed.entry(key).or_insert_with(|| {
+                    current
+                        .replace(ResourceType::Endpoint, &updated)
+                        .map(Arc::new)
+                });
+                let next = match shared {
+                    Some(s) if s.withheld_listeners == current.withheld_listeners => {
+                        Some(s.clone())
+                    }
+                    Some(_) => current
+                        .replace(ResourceType::Endpoint, &updated)
+                        .map(Arc::new),
+                    None => None,
+                };
+                match next {
+                    Some(next) => {
+                        *current = next;
+                        true
+                    }
+                    None => false,
+                }
+            });
+            woken += usize::from(changed);
+        }
+        // The snapshots now held belong to the config applied last (its revision, for ACKs).
+        let published: Vec<String> = state
+            .channels
+            .values()
+            .map(|tx| tx.borrow().version.clone())
+            .collect();
+        for v in published {
+            state.applied.record(&v);
+        }
+        let version = state
+            .everything
+            .as_ref()
+            .map(|e| e.version.clone())
+            .unwrap_or_default();
         UpdateSummary { version, woken }
     }
 
@@ -312,5 +401,7 @@ fn snapshot_for(
     Arc::new(encoded.snapshot(selection.as_ref(), kind))
 }
 
+#[cfg(test)]
+mod fast_path_tests;
 #[cfg(test)]
 mod tests;

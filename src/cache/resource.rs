@@ -93,6 +93,11 @@ pub struct Resource {
     pub sotw: Bytes,
     /// This resource's entry in a delta response (name and version included).
     pub delta: Bytes,
+    /// The endpoint addresses of a ClusterLoadAssignment (empty for other types), known from
+    /// translation so that nobody decodes the body to learn them.
+    pub addresses: Vec<std::net::SocketAddr>,
+    /// Its share of its set's version (see [`entry_digest`]), computed once.
+    pub digest: u64,
 }
 
 impl Resource {
@@ -101,10 +106,26 @@ impl Resource {
         Resource {
             sotw: entries::sotw_entry(&body),
             delta: entries::delta_entry(&name, &version, &body),
+            digest: entry_digest(&name, &version),
+            addresses: Vec::new(),
             version,
             name,
             body,
             clusters,
+        }
+    }
+}
+
+impl Resource {
+    /// A ClusterLoadAssignment's resource, with the addresses it lists.
+    pub fn endpoints(la: crate::translate::LoadAssignment) -> Resource {
+        Resource {
+            addresses: la.addresses,
+            ..Resource::new(
+                la.name,
+                crate::envoy::pack_resource(&la.assignment),
+                Vec::new(),
+            )
         }
     }
 }
@@ -119,6 +140,27 @@ impl Resource {
         };
         std::sync::Arc::new(Resource::new(name.to_string(), any, Vec::new()))
     }
+}
+
+/// One (name, version) pair's part of a set's version: a set's version is the sum of its
+/// entries' digests (an additive multiset hash), so replacing k entries of a set of n updates
+/// its version in O(k) instead of rehashing all n, and equal sets still have equal versions
+/// whatever order they were built in.
+pub(crate) fn entry_digest(name: &str, version: &str) -> u64 {
+    let mut hasher = Sha256::new();
+    for part in [name.as_bytes(), version.as_bytes()] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// How a set's summed digest is written as a version (16 hex digits, like [`content_hash`]).
+pub(crate) fn digest_version(sum: u64) -> String {
+    format!("{sum:016x}")
 }
 
 /// A short hex digest of the given byte strings (length-prefixed, so boundaries matter).

@@ -5,42 +5,67 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::client_kind::ClientKind;
-use super::resource::{Resource, ResourceType, content_hash};
+use super::resource::{Resource, ResourceType, content_hash, digest_version, entry_digest};
+use super::resource_map::ResourceMap;
 use crate::envoy::pack_resource as any;
 use crate::translate::{FleetSelection, Translation};
 
 /// The resources of one type in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TypeSet {
-    pub resources: BTreeMap<String, Arc<Resource>>,
+    pub resources: ResourceMap,
     /// Hash over every (name, version): the SotW `version_info` when all of them are sent.
     pub version: String,
+    /// The sum of the entries' digests that `version` writes out (see [`entry_digest`]).
+    digest: u64,
 }
 
 impl TypeSet {
-    fn new(resources: BTreeMap<String, Arc<Resource>>) -> TypeSet {
-        let version = version_of(
-            resources
-                .values()
-                .map(|r| (r.name.as_str(), r.version.as_str())),
-        );
-        TypeSet { resources, version }
+    pub fn new(resources: ResourceMap) -> TypeSet {
+        let digest = resources
+            .values()
+            .fold(0u64, |sum, r| sum.wrapping_add(r.digest));
+        TypeSet {
+            resources,
+            version: digest_version(digest),
+            digest,
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
         self.resources.get(name)
     }
+
+    /// This set with `updated` in place of the resources of the same names that it holds
+    /// (others are ignored: the set is a fleet's subset), and the ones that changed.
+    /// O(k log n) for k updates, sharing every other entry with `self`.
+    fn replace(&self, updated: &[Arc<Resource>]) -> (TypeSet, Vec<Arc<Resource>>) {
+        let mut set = self.clone();
+        let mut changed = Vec::new();
+        for r in updated {
+            let Some(old) = self.resources.get(&r.name) else {
+                continue;
+            };
+            if Arc::ptr_eq(old, r) || old.version == r.version {
+                continue;
+            }
+            set.digest = set.digest.wrapping_sub(old.digest).wrapping_add(r.digest);
+            set.resources.insert(r.clone());
+            changed.push(r.clone());
+        }
+        set.version = digest_version(set.digest);
+        (set, changed)
+    }
 }
 
-/// Version over a set of (name, version) pairs, given in name order. Equal sets have equal
-/// versions on any replica, which lets a reconnecting SotW client be recognised as up to date.
+/// Version over a set of (name, version) pairs. Equal sets have equal versions on any
+/// replica, which lets a reconnecting SotW client be recognised as up to date.
 pub fn version_of<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for (name, version) in entries {
-        parts.push(name.as_bytes());
-        parts.push(version.as_bytes());
-    }
-    content_hash(parts)
+    digest_version(
+        entries
+            .into_iter()
+            .fold(0u64, |sum, (n, v)| sum.wrapping_add(entry_digest(n, v))),
+    )
 }
 
 /// What changed in one type between the previous snapshot of a fleet and this one, computed
@@ -148,7 +173,7 @@ impl Snapshot {
             let removed = old
                 .resources
                 .keys()
-                .filter(|n| !new.resources.contains_key(*n))
+                .filter(|n| !new.resources.contains_key(n))
                 .cloned()
                 .collect();
             self.changes[t.index()] = Some(Arc::new(Changes {
@@ -158,6 +183,33 @@ impl Snapshot {
             }));
         }
         self
+    }
+
+    /// This snapshot with the resources of type `t` named in `updated` replaced, those it
+    /// holds, as the successor of `self`: `None` if that changes nothing. Every other type's
+    /// set is `self`'s, and the changes are known without comparing whole sets, so the cost
+    /// does not grow with the fleet's resources (the endpoint fast path).
+    pub fn replace(&self, t: ResourceType, updated: &[Arc<Resource>]) -> Option<Snapshot> {
+        let (set, changed) = self.types[t.index()].replace(updated);
+        if changed.is_empty() {
+            return None;
+        }
+        let mut types = self.types.clone();
+        let from = std::mem::replace(&mut types[t.index()], Arc::new(set));
+        let mut changes: [Option<Arc<Changes>>; ResourceType::COUNT] = Default::default();
+        changes[t.index()] = Some(Arc::new(Changes {
+            from,
+            changed,
+            removed: Vec::new(),
+        }));
+        let versions: Vec<&[u8]> = types.iter().map(|t| t.version.as_bytes()).collect();
+        Some(Snapshot {
+            version: content_hash(versions),
+            types,
+            changes,
+            created: Some(Instant::now()),
+            withheld_listeners: self.withheld_listeners.clone(),
+        })
     }
 
     /// Whether every route's clusters, and every cluster's endpoints, are in the snapshot.
@@ -200,7 +252,9 @@ impl EncodedSet {
         let mut put = |ty: ResourceType, r: Resource| {
             let reused = previous
                 .and_then(|p| p.types[ty.index()].get(&r.name))
-                .filter(|old| old.version == r.version && old.body == r.body)
+                .filter(|old| {
+                    old.version == r.version && old.body == r.body && old.addresses == r.addresses
+                })
                 .cloned();
             set.types[ty.index()].insert(r.name.clone(), reused.unwrap_or_else(|| Arc::new(r)));
         };
@@ -213,7 +267,10 @@ impl EncodedSet {
         for (name, e) in &t.endpoints {
             put(
                 ResourceType::Endpoint,
-                Resource::new(name.clone(), any(e), Vec::new()),
+                Resource {
+                    addresses: t.endpoint_addresses.get(name).cloned().unwrap_or_default(),
+                    ..Resource::new(name.clone(), any(e), Vec::new())
+                },
             );
         }
         for (name, l) in &t.listeners {
@@ -243,6 +300,23 @@ impl EncodedSet {
             );
         }
         set
+    }
+
+    /// Replaces resources of type `t` in place (the endpoint fast path): those whose names the
+    /// set does not have are ignored, as translation would not have made them.
+    pub fn replace(&mut self, t: ResourceType, updated: &[Arc<Resource>]) {
+        for r in updated {
+            if let Some(old) = self.types[t.index()].get_mut(&r.name)
+                && old.version != r.version
+            {
+                *old = r.clone();
+            }
+        }
+    }
+
+    /// The resource of type `t` named `name`, if the translation made one.
+    pub fn get(&self, t: ResourceType, name: &str) -> Option<&Arc<Resource>> {
+        self.types[t.index()].get(name)
     }
 
     /// The snapshot for a fleet (`None`: every resource) as served to `kind` of client.

@@ -25,8 +25,8 @@ pub use decode::{
 pub use decode::{
     GRPC_RETRY_ON, MAX_ACCESS_LOG_PATH, MAX_BODY_BYTES, MAX_CERTIFICATES, MAX_DOMAINS,
     MAX_FIELD_NAME, MAX_FORMAT_FIELDS, MAX_FORMAT_VALUE, MAX_HEADER_EDITS, MAX_HEADER_VALUE,
-    MAX_HOSTS, MAX_PEM_BYTES, MAX_RATE, MAX_REGEX_LEN, MAX_ROUTES, MAX_WEIGHT, RESERVED_PREFIX,
-    RETRY_ON, check_access_log_value, format_timestamp, sample_operators,
+    MAX_HOSTNAMES, MAX_HOSTS, MAX_PEM_BYTES, MAX_RATE, MAX_REGEX_LEN, MAX_ROUTES, MAX_WEIGHT,
+    RESERVED_PREFIX, RETRY_ON, check_access_log_value, format_timestamp, sample_operators,
 };
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{
@@ -42,5 +42,7 @@ pub use yaml::{
     MAX_DEPTH,
 };
 
+#[cfg(test)]
+mod hostname_tests;
 #[cfg(test)]
 mod tests;

@@ -49,6 +49,68 @@ pub struct Cluster {
     pub registrations: Option<Registrations>,
     /// `tls`: Envoy (and flotilla's health probes) reach the endpoints over TLS.
     pub tls: Option<UpstreamTls>,
+    /// Endpoints written as `host:port`: their addresses come from DNS (see `crate::dns`).
+    pub hostnames: Vec<HostEndpoint>,
+    /// Who resolves `hostnames`.
+    pub resolve: Resolve,
+}
+
+/// Who turns a cluster's hostnames into addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resolve {
+    /// flotilla resolves them and sends every address as an endpoint over EDS: health-checked,
+    /// weighted and drained like any other (the default).
+    #[default]
+    Flotilla,
+    /// Envoy resolves them itself (`resolve: envoy`): a STRICT_DNS cluster, or LOGICAL_DNS with
+    /// `logical: true` (one name, re-resolved per new connection).
+    Envoy { logical: bool },
+}
+
+/// An endpoint named by DNS (`db.internal:5432`).
+#[derive(Debug, Clone)]
+pub struct HostEndpoint {
+    /// The name, lowercase, without a trailing dot.
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
+    pub zone: Option<String>,
+    pub priority: u32,
+    /// Where it was written, for errors found by resolving it (`NXDOMAIN` at first load).
+    pub loc: super::yaml::Location,
+    /// Its field path (`clusters.db.endpoints[0]`).
+    pub field: String,
+}
+
+/// Where a hostname was written does not change what it means.
+impl PartialEq for HostEndpoint {
+    fn eq(&self, other: &HostEndpoint) -> bool {
+        (
+            &self.host,
+            self.port,
+            self.weight,
+            &self.zone,
+            self.priority,
+        ) == (
+            &other.host,
+            other.port,
+            other.weight,
+            &other.zone,
+            other.priority,
+        )
+    }
+}
+
+impl HostEndpoint {
+    /// The endpoint one of the name's addresses stands for.
+    pub fn at(&self, ip: std::net::IpAddr) -> Endpoint {
+        Endpoint {
+            address: SocketAddr::new(ip, self.port),
+            weight: self.weight,
+            zone: self.zone.clone(),
+            priority: self.priority,
+        }
+    }
 }
 
 /// What endpoints may add to a cluster by registering themselves (the admin API's

@@ -17,6 +17,9 @@ use super::shape::{Kind, Object};
 const DURATION_PATTERN: &str = r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h))+\s*$";
 /// `ip:port` or `[ipv6]:port`; the decoder checks the numbers.
 const ADDRESS_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[0-9.]+):[0-9]{1,5}$";
+/// An address or a DNS name (letters, digits, hyphens, dots), then a port.
+const HOST_ADDRESS_PATTERN: &str =
+    r"^(\[[0-9A-Fa-f:.]+\]|[0-9.]+|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9.])?):[0-9]{1,5}$";
 
 /// The schema as a JSON value.
 pub fn json_schema() -> Value {
@@ -128,6 +131,7 @@ fn kind_schema(kind: &Kind) -> Value {
             ),
         }),
         Kind::Address => json!({ "type": "string", "pattern": ADDRESS_PATTERN }),
+        Kind::HostAddress => json!({ "type": "string", "pattern": HOST_ADDRESS_PATTERN }),
         Kind::Enum(values) => json!({ "type": "string", "enum": values }),
         Kind::IntEnum(values) => json!({ "type": "integer", "enum": values }),
         Kind::Switch => json!({ "enum": [true, false, "on", "off"] }),

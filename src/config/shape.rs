@@ -51,6 +51,8 @@ pub enum Kind {
     },
     /// `ip:port` (IPv6 in brackets).
     Address,
+    /// `ip:port` or `host:port` (a DNS name: an endpoint whose addresses are resolved).
+    HostAddress,
     /// One of these strings.
     Enum(&'static [&'static str]),
     /// One of these numbers.

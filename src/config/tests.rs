@@ -303,7 +303,7 @@ clusters:
   \"bad name\": { endpoints: [127.0.0.1:1] }
   a: { endpoints: [127.0.0.1:1, 127.0.0.1:1], policy: fastest, affinity: { cookie: {}, header: x } }
   b: { endpoints: [ { address: 127.0.0.1:1, priority: 1 } ] }
-  c: { endpoints: [api.local:80], upstream_protocol: http3 }
+  c: { endpoints: [api..local:80], upstream_protocol: http3 }
 listeners:
   l1: { address: 127.0.0.1:5, routes: [ { to: a, split: { a: 1 } }, { match: { prefix: api }, to: a } ] }
   l2: { address: 127.0.0.1:5, routes: [] }
@@ -319,7 +319,7 @@ fleets:
         "clusters.a.policy: unknown policy `fastest`",
         "clusters.a.affinity: choose one kind of affinity, not cookie and header",
         "clusters.b.endpoints: priorities must run from 0 without gaps",
-        "clusters.c.endpoints[0]: `api.local` is not an IP address",
+        "clusters.c.endpoints[0]: `api..local` is not a valid DNS name",
         "clusters.c.upstream_protocol: unknown protocol `http3`",
         "listeners.l1.routes[0].split: a route has one action: `split` cannot go with `to`",
         "listeners.l1.routes[1].match.prefix: `api` must start with /",

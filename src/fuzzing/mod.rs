@@ -8,6 +8,7 @@
 
 mod admin;
 mod config;
+mod dns;
 mod etcd;
 mod gitops;
 mod jwks;
@@ -18,6 +19,7 @@ mod traffic;
 pub use crate::xds::fuzz::stream as xds_stream;
 pub use admin::admin_request;
 pub use config::config_files;
+pub use dns::dns_answer;
 pub use etcd::etcd_value;
 pub use gitops::{diff_input, history_file};
 pub use jwks::jwks;
@@ -29,7 +31,7 @@ pub use traffic::{load_report, stats_flush};
 pub type Entry = fn(&[u8]);
 
 /// Targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, Entry); 10] = [
+pub const TARGETS: [(&str, Entry); 11] = [
     ("config", config_files),
     ("xds_request", xds_stream),
     ("stats_sink", stats_flush),
@@ -40,4 +42,5 @@ pub const TARGETS: [(&str, Entry); 10] = [
     ("diff_input", diff_input),
     ("jwks", jwks),
     ("etcd_value", etcd_value),
+    ("dns_answer", dns_answer),
 ];

@@ -30,6 +30,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "history_file" => vec![history()],
         "diff_input" => vec![served()],
         "etcd_value" => super::etcd::seeds(),
+        "dns_answer" => super::dns::seeds(),
         _ => Vec::new(),
     }
 }

@@ -8,13 +8,14 @@ use crate::config::Config;
 use crate::config::model::{HealthCheck, Policy};
 use crate::overlay::{EndpointKey, Overlay};
 
-/// Whether a publish can change what is probed: only the config and the registrations
-/// decide that. The checker's own verdicts and weights, drains and overrides come back as
+/// Whether a publish can change what is probed: only the config, the registrations and the
+/// addresses hostnames resolved to decide that. The checker's own verdicts and weights, drains and overrides come back as
 /// publishes too, and must not make it reconcile.
 pub(super) fn probes_change(reconciled: Option<&Inputs>, current: &Inputs) -> bool {
     reconciled.is_none_or(|r| {
         !Arc::ptr_eq(&r.config, &current.config)
             || r.overlay.registered != current.overlay.registered
+            || r.overlay.resolved != current.overlay.resolved
     })
 }
 

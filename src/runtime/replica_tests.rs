@@ -24,7 +24,7 @@ struct Replica {
 
 fn replica(store: &MemoryStore, me: &str) -> Replica {
     let controller = Controller::new(Arc::new(SnapshotCache::new()), Default::default());
-    let yaml = "version: 1\nclusters:\n  web:\n    endpoints: [127.0.0.1:8081, 127.0.0.1:8082]\n";
+    let yaml = "version: 1\nclusters:\n  web:\n    endpoints: [127.0.0.1:8081, 127.0.0.1:8082]\n    registrations: {}\n";
     controller.set_config(Arc::new(parse_str("t.yaml", yaml).unwrap()));
     let (link, health) = replicated::link(me.into());
     let runtime = Runtime::start(

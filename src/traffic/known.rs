@@ -6,13 +6,8 @@
 //! worked out once and shared by every stream holding it.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
-use prost::Message;
 use tokio::sync::watch;
 
 use crate::cache::{ResourceType, Snapshot, SnapshotCache};
@@ -34,34 +29,14 @@ impl Names {
             .keys()
             .cloned()
             .collect();
+        // Translation recorded each ClusterLoadAssignment's addresses beside its bytes.
         let endpoints = snapshot
             .get(ResourceType::Endpoint)
             .resources
             .values()
-            .filter_map(|r| ClusterLoadAssignment::decode(r.body.value.as_slice()).ok())
-            .map(|cla| {
-                let addresses = cla
-                    .endpoints
-                    .iter()
-                    .flat_map(|l| &l.lb_endpoints)
-                    .filter_map(|e| match &e.host_identifier {
-                        Some(HostIdentifier::Endpoint(h)) => h.address.as_ref(),
-                        _ => None,
-                    })
-                    .filter_map(|a| match &a.address {
-                        Some(address::Address::SocketAddress(sa)) => {
-                            let ip: IpAddr = sa.address.parse().ok()?;
-                            match sa.port_specifier {
-                                Some(socket_address::PortSpecifier::PortValue(p)) => {
-                                    Some(SocketAddr::new(ip, u16::try_from(p).ok()?).to_string())
-                                }
-                                _ => None,
-                            }
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                (cla.cluster_name, addresses)
+            .map(|r| {
+                let addresses = r.addresses.iter().map(|a| a.to_string()).collect();
+                (r.name.clone(), addresses)
             })
             .collect();
         Names {

@@ -1,4 +1,5 @@
-//! `Cluster`: an EDS cluster whose endpoints come over the same xDS connection.
+//! `Cluster`: an EDS cluster whose endpoints come over the same xDS connection, or with
+//! `resolve: envoy` a STRICT_DNS / LOGICAL_DNS cluster whose names Envoy resolves itself.
 
 use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection,
@@ -17,7 +18,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 use envoy_types::pb::envoy::r#type::v3::Percent;
 
 use super::{any, duration, u32_value};
-use crate::config::model::{self, Policy, UpstreamProtocol};
+use crate::config::model::{self, Policy, Resolve, UpstreamProtocol};
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -57,6 +58,17 @@ pub(super) fn cluster(c: &model::Cluster, eds_source: &ConfigSource) -> Cluster 
             .map(|t| super::tls::upstream(t, c.upstream_protocol, eds_source)),
         ..Default::default()
     };
+    if let Resolve::Envoy { logical } = c.resolve {
+        // Envoy resolves the names itself: the endpoints go inline, not over EDS.
+        let kind = if logical {
+            DiscoveryType::LogicalDns
+        } else {
+            DiscoveryType::StrictDns
+        };
+        cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(kind as i32));
+        cluster.eds_cluster_config = None;
+        cluster.load_assignment = Some(super::endpoint::dns_assignment(c));
+    }
     if c.upstream_protocol == UpstreamProtocol::Http2 {
         let options = HttpProtocolOptions {
             upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(

@@ -17,7 +17,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 
 use super::u32_value;
 use crate::config::model::{self, Policy};
-use crate::envoy::socket_address;
+use crate::envoy::{named_address, socket_address};
 use crate::overlay::{EndpointKey, EndpointState, Overlay};
 
 pub(super) fn load_assignment(c: &model::Cluster, overlay: &Overlay) -> ClusterLoadAssignment {
@@ -68,6 +68,63 @@ pub(super) fn load_assignment(c: &model::Cluster, overlay: &Overlay) -> ClusterL
                     ..Default::default()
                 }),
                 load_balancing_weight: Some(u32_value(locality_weight(c.policy, &lb_endpoints))),
+                priority,
+                lb_endpoints,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The inline assignment of a `resolve: envoy` cluster: its IP endpoints and its hostnames
+/// as written (Envoy resolves them), each with its weight, zone and priority.
+pub(super) fn dns_assignment(c: &model::Cluster) -> ClusterLoadAssignment {
+    let mut groups: BTreeMap<(u32, Option<&str>), Vec<LbEndpoint>> = BTreeMap::new();
+    let written = c
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                socket_address(e.address),
+                String::new(),
+                e.weight,
+                e.priority,
+                e.zone.as_deref(),
+            )
+        })
+        .chain(c.hostnames.iter().map(|h| {
+            (
+                named_address(&h.host, h.port),
+                h.host.clone(),
+                h.weight,
+                h.priority,
+                h.zone.as_deref(),
+            )
+        }));
+    for (address, hostname, weight, priority, zone) in written {
+        groups
+            .entry((priority, zone))
+            .or_default()
+            .push(LbEndpoint {
+                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                    address: Some(address),
+                    hostname,
+                    ..Default::default()
+                })),
+                load_balancing_weight: Some(u32_value(weight.max(1))),
+                ..Default::default()
+            });
+    }
+    ClusterLoadAssignment {
+        cluster_name: c.name.clone(),
+        endpoints: groups
+            .into_iter()
+            .map(|((priority, zone), lb_endpoints)| LocalityLbEndpoints {
+                locality: Some(Locality {
+                    zone: zone.unwrap_or_default().to_string(),
+                    ..Default::default()
+                }),
                 priority,
                 lb_endpoints,
                 ..Default::default()

@@ -19,6 +19,7 @@ mod tls;
 mod tracing;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -58,6 +59,17 @@ pub struct Translation {
     pub grpc_listeners: BTreeSet<String>,
     /// SDS Secrets (certificates and keys, CA bundles), named by the files they come from.
     pub secrets: BTreeMap<String, Secret>,
+    /// The addresses in each ClusterLoadAssignment, known here rather than re-read from
+    /// protos (the traffic view accepts reports on exactly these).
+    pub endpoint_addresses: BTreeMap<String, Vec<SocketAddr>>,
+}
+
+/// One cluster's ClusterLoadAssignment and the addresses in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadAssignment {
+    pub name: String,
+    pub assignment: ClusterLoadAssignment,
+    pub addresses: Vec<SocketAddr>,
 }
 
 /// Translates a whole configuration for Envoys on the given transport.
@@ -67,8 +79,9 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
     for (name, c) in &config.clusters {
         out.clusters
             .insert(name.clone(), cluster::cluster(c, &source));
-        out.endpoints
-            .insert(name.clone(), endpoint::load_assignment(c, overlay));
+        let la = load_assignment(c, overlay);
+        out.endpoints.insert(name.clone(), la.assignment);
+        out.endpoint_addresses.insert(name.clone(), la.addresses);
     }
     for (name, l) in &config.listeners {
         if let (Some(forward), Some(address)) = (&l.tcp, l.address()) {
@@ -96,6 +109,28 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
             .insert(name.clone(), tls::secret(name, material));
     }
     out
+}
+
+/// The ClusterLoadAssignments of the named clusters alone (the endpoint fast path): the same
+/// as `translate`'s for the same inputs, on every transport (a ClusterLoadAssignment names no
+/// config source). Names the config does not have are skipped.
+pub fn load_assignments<'a>(
+    config: &'a Config,
+    overlay: &'a Overlay,
+    clusters: impl IntoIterator<Item = &'a String> + 'a,
+) -> impl Iterator<Item = LoadAssignment> + 'a {
+    clusters
+        .into_iter()
+        .filter_map(|name| config.clusters.get(name))
+        .map(|c| load_assignment(c, overlay))
+}
+
+fn load_assignment(c: &crate::config::model::Cluster, overlay: &Overlay) -> LoadAssignment {
+    LoadAssignment {
+        name: c.name.clone(),
+        assignment: endpoint::load_assignment(c, overlay),
+        addresses: overlay.endpoints(c).map(|(e, _)| e.address).collect(),
+    }
 }
 
 fn u32_value(value: u32) -> pbwk::UInt32Value {

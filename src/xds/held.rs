@@ -10,14 +10,9 @@ use std::collections::BTreeMap;
 use std::iter::Peekable;
 use std::sync::{Arc, LazyLock};
 
-use crate::cache::{Resource, TypeSet, version_of};
+use crate::cache::{Resource, ResourceMap, TypeSet, version_of};
 
-static EMPTY: LazyLock<Arc<TypeSet>> = LazyLock::new(|| {
-    Arc::new(TypeSet {
-        resources: BTreeMap::new(),
-        version: version_of([]),
-    })
-});
+static EMPTY: LazyLock<Arc<TypeSet>> = LazyLock::new(|| Arc::new(TypeSet::new(ResourceMap::new())));
 
 /// The version of a resource whose state on the client is unknown: no content hash is empty.
 pub(crate) const UNKNOWN: &str = "";
@@ -158,7 +153,7 @@ impl Held {
     /// Every held resource, in name order.
     pub(crate) fn iter(&self) -> Merged<'_> {
         Merged {
-            base: self.base.resources.iter().peekable(),
+            base: (Box::new(self.base.resources.iter()) as Box<dyn Iterator<Item = _>>).peekable(),
             diff: self.diff.iter().peekable(),
         }
     }
@@ -172,9 +167,12 @@ impl Held {
     }
 }
 
+/// A base set's entries in name order (the persistent map's iterator type is not nameable).
+type BaseIter<'a> = Box<dyn Iterator<Item = (&'a String, &'a Arc<Resource>)> + 'a>;
+
 /// The merge of a held set's base and differences.
 pub(crate) struct Merged<'a> {
-    base: Peekable<std::collections::btree_map::Iter<'a, String, Arc<Resource>>>,
+    base: Peekable<BaseIter<'a>>,
     diff: Peekable<std::collections::btree_map::Iter<'a, String, Option<Known>>>,
 }
 
@@ -225,15 +223,11 @@ mod tests {
     }
 
     fn set(resources: &[Arc<Resource>]) -> Arc<TypeSet> {
-        let map: BTreeMap<String, Arc<Resource>> = resources
+        let map: ResourceMap = resources
             .iter()
             .map(|r| (r.name.clone(), r.clone()))
             .collect();
-        let version = version_of(map.values().map(|r| (r.name.as_str(), r.version.as_str())));
-        Arc::new(TypeSet {
-            resources: map,
-            version,
-        })
+        Arc::new(TypeSet::new(map))
     }
 
     fn listing(h: &Held) -> Vec<(String, String)> {

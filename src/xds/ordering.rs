@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::subscription::{ClientState, TypeState};
-use crate::cache::{Resource, ResourceType, Snapshot};
+use crate::cache::{Resource, ResourceMap, ResourceType, Snapshot};
 
 /// One resource in a view.
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ pub(crate) fn view<'a>(
 /// The resources the client subscribes to, as current entries. Both sides are sorted, so a
 /// subscription to a large share of them is matched by walking both in order (one comparison
 /// per step); a small one by looking its names up.
-fn subscribed<'a>(own: &TypeState, resources: &'a BTreeMap<String, Arc<Resource>>) -> View<'a> {
+fn subscribed<'a>(own: &TypeState, resources: &'a ResourceMap) -> View<'a> {
     let entry = |(name, r): (&'a String, &'a Arc<Resource>)| (name.as_str(), Entry::Current(r));
     if own.wildcard {
         return resources.iter().map(entry).collect();
@@ -182,7 +182,7 @@ fn retained_clusters<'a>(snapshot: &'a Snapshot, client: &'a ClientState) -> Vec
         _ => held_clusters
             .iter()
             .map(|(n, _)| n)
-            .filter(|n| !in_snapshot.resources.contains_key(*n))
+            .filter(|n| !in_snapshot.resources.contains_key(n))
             .collect(),
     };
     if held.is_empty() {
@@ -214,10 +214,8 @@ mod walk_tests {
     use super::subscribed;
     use crate::cache::Resource;
     use crate::xds::subscription::TypeState;
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
 
-    fn resources(n: usize) -> BTreeMap<String, Arc<Resource>> {
+    fn resources(n: usize) -> crate::cache::ResourceMap {
         (0..n)
             .map(|i| {
                 let name = format!("r{i:03}");

@@ -451,7 +451,7 @@ fn general(
             let absent: Vec<String> = state
                 .unanswered
                 .iter()
-                .filter(|n| !all.resources.contains_key(*n) && !view.contains_key(n.as_str()))
+                .filter(|n| !all.resources.contains_key(n) && !view.contains_key(n.as_str()))
                 .filter(|n| !removed.contains(n))
                 .cloned()
                 .collect();

@@ -23,6 +23,7 @@ mod golden;
 mod grafana;
 mod health;
 mod hostile_config;
+mod hostnames;
 mod jwt;
 mod live;
 mod loadgen;

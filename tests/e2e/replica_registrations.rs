@@ -28,7 +28,7 @@ impl Pool {
         let yaml = format!(
             "version: 1
 clusters:
-  pool: {{ endpoints: [] }}
+  pool: {{ endpoints: [], registrations: {{}} }}
 listeners:
   public:
     address: {listen}

@@ -35,6 +35,8 @@ pub const EXISTING: &[(&str, Kind)] = &[
     ("flotilla_endpoints", Kind::Gauge),
     ("flotilla_store_available", Kind::Gauge),
     ("flotilla_certificate_expiry_timestamp_seconds", Kind::Gauge),
+    ("flotilla_dns_failures_total", Kind::Counter),
+    ("flotilla_dns_addresses", Kind::Gauge),
 ];
 
 /// Agreed with the metrics-sink backend (Envoy's stats, aggregated), with these exact names.

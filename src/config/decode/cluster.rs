@@ -4,7 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{Cluster, Endpoint, Policy, ProbeTls, Secrets, UpstreamProtocol};
+use crate::config::model::{
+    Cluster, Endpoint, HostEndpoint, Policy, ProbeTls, Resolve, Secrets, UpstreamProtocol,
+};
 use crate::config::reader::{self, Fields};
 use crate::config::shape::{Kind, Object, object, optional, required};
 use crate::config::yaml::{Node, Value};
@@ -16,6 +18,12 @@ use super::{health, registrations, resilience};
 /// Highest endpoint weight accepted. Envoy caps the sum of weights in a locality at 2^32-1;
 /// this bound keeps any realistic number of endpoints far from it.
 pub const MAX_WEIGHT: u32 = 1_000_000;
+
+/// Values of `resolve`.
+pub(crate) const RESOLVERS: &[&str] = &["flotilla", "envoy"];
+
+/// Hostname endpoints in one cluster at most: each is a name flotilla keeps resolving.
+pub const MAX_HOSTNAMES: usize = 64;
 
 /// Protocols flotilla speaks to a cluster's endpoints.
 pub(crate) const UPSTREAM_PROTOCOLS: &[&str] = &["http1", "http2"];
@@ -31,8 +39,18 @@ pub(crate) const CLUSTER: Object = object(
         ),
         optional(
             "endpoints",
-            Kind::List(&Kind::AnyOf(&[Kind::Address, Kind::Object(&ENDPOINT)])),
-            "Backends: `ip:port` (weight 1) or { address, weight, zone, priority }.",
+            Kind::List(&Kind::AnyOf(&[Kind::HostAddress, Kind::Object(&ENDPOINT)])),
+            "Backends: `ip:port` or `host:port` (weight 1) or { address, weight, zone, priority }.",
+        ),
+        optional(
+            "resolve",
+            Kind::Enum(RESOLVERS),
+            "Who resolves hostname endpoints: flotilla (default; every address an endpoint) or envoy (STRICT_DNS).",
+        ),
+        optional(
+            "logical",
+            Kind::Bool,
+            "With resolve: envoy, a LOGICAL_DNS cluster (one name, resolved per new connection).",
         ),
         defaults::CONNECT_TIMEOUT,
         optional(
@@ -70,7 +88,11 @@ const ENDPOINT: Object = object(
     "endpoint",
     "One backend.",
     &[
-        required("address", Kind::Address, "ip:port (IPv6 in brackets)."),
+        required(
+            "address",
+            Kind::HostAddress,
+            "ip:port (IPv6 in brackets) or host:port.",
+        ),
         optional(
             "weight",
             Kind::Integer {
@@ -126,8 +148,9 @@ pub(crate) fn cluster(
 
     let endpoints = match f.get("endpoints") {
         Some(n) => endpoints(sink, n, &f.path("endpoints")),
-        None => Some(Vec::new()),
+        None => Some((Vec::new(), Vec::new())),
     };
+    let resolve = resolve(sink, &f);
 
     let connect_timeout = defaults
         .layer("connect_timeout", f.get("connect_timeout"))
@@ -216,12 +239,37 @@ pub(crate) fn cluster(
         }
     };
 
-    let endpoints = endpoints?;
-    let (mut health_check, tls) = (health_check?, tls?);
+    let (endpoints, hostnames) = endpoints?;
+    let (mut health_check, mut tls, resolve) = (health_check?, tls?, resolve?);
+    // Upstream TLS to a name: the name is the SNI and what the certificate must be for,
+    // whichever address it resolved to (one name; with several, `tls.sni` says which).
+    let names: BTreeSet<&str> = hostnames.iter().map(|h| h.host.as_str()).collect();
+    if let (Some(t), [only]) = (&mut tls, names.iter().collect::<Vec<_>>().as_slice())
+        && t.sni.is_none()
+    {
+        t.sni = Some(only.to_string());
+    }
     if let (Some(check), Some(t)) = (&mut health_check, &tls) {
         check.tls = Some(ProbeTls::new(t, secrets));
     }
-    if health_check.is_some() && endpoints.is_empty() {
+    if let Resolve::Envoy { logical } = resolve {
+        let at = f.get("resolve").unwrap_or(node);
+        if health_check.is_some() {
+            sink.error(
+                at,
+                &f.path("resolve"),
+                "flotilla cannot health-check addresses Envoy resolves: use resolve: flotilla, or outlier_detection",
+            );
+        }
+        if logical && endpoints.len() + hostnames.len() != 1 {
+            sink.error(
+                f.get("logical").unwrap_or(at),
+                &f.path("logical"),
+                "a LOGICAL_DNS cluster takes exactly one endpoint",
+            );
+        }
+    }
+    if health_check.is_some() && endpoints.is_empty() && hostnames.is_empty() {
         let at = f.get("endpoints").unwrap_or(node);
         sink.error(
             at,
@@ -251,44 +299,127 @@ pub(crate) fn cluster(
         panic_threshold: panic_threshold?,
         registrations: registrations?,
         tls,
+        hostnames,
+        resolve,
     })
 }
 
-fn endpoints(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<Endpoint>> {
+/// `resolve` and `logical`.
+fn resolve(sink: &mut Sink, f: &Fields<'_>) -> Option<Resolve> {
+    let logical = match f.get("logical") {
+        Some(n) => reader::boolean(sink, n, &f.path("logical"))?,
+        None => false,
+    };
+    let envoy = match f.get("resolve") {
+        Some(n) => match reader::string(sink, n, &f.path("resolve"))?.as_str() {
+            "flotilla" => false,
+            "envoy" => true,
+            other => {
+                sink.error(
+                    n,
+                    &f.path("resolve"),
+                    format!(
+                        "unknown resolver `{other}` (expected {})",
+                        RESOLVERS.join(" or ")
+                    ),
+                );
+                return None;
+            }
+        },
+        None => false,
+    };
+    if logical && !envoy {
+        sink.error(
+            f.get("logical")?,
+            &f.path("logical"),
+            "logical: true needs resolve: envoy (flotilla resolves names itself otherwise)",
+        );
+        return None;
+    }
+    Some(if envoy {
+        Resolve::Envoy { logical }
+    } else {
+        Resolve::Flotilla
+    })
+}
+
+/// A written endpoint: an address, or a name to resolve.
+enum Written {
+    Ip(Endpoint),
+    Host(HostEndpoint),
+}
+
+fn endpoints(
+    sink: &mut Sink,
+    node: &Node,
+    path: &str,
+) -> Option<(Vec<Endpoint>, Vec<HostEndpoint>)> {
     let items = reader::list(sink, node, path)?;
     let mut out = Vec::with_capacity(items.len());
-    let mut positions: HashMap<SocketAddr, usize> = HashMap::with_capacity(items.len());
+    let mut hosts: Vec<HostEndpoint> = Vec::new();
+    let mut positions: HashMap<String, usize> = HashMap::with_capacity(items.len());
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
         let ipath = format!("{path}[{i}]");
         let endpoint = if item.as_str().is_some() {
-            reader::socket_address(sink, item, &ipath).map(|address| Endpoint {
-                address,
-                weight: 1,
-                zone: None,
-                priority: 0,
+            address(sink, item, &ipath).map(|a| match a {
+                Target::Ip(address) => Written::Ip(Endpoint {
+                    address,
+                    weight: 1,
+                    zone: None,
+                    priority: 0,
+                }),
+                Target::Host(host, port) => Written::Host(HostEndpoint {
+                    host,
+                    port,
+                    weight: 1,
+                    zone: None,
+                    priority: 0,
+                    loc: item.loc.clone(),
+                    field: ipath.clone(),
+                }),
             })
         } else {
             long_endpoint(sink, item, &ipath)
         };
+        let Some(endpoint) = endpoint else {
+            ok = false;
+            continue;
+        };
+        let key = match &endpoint {
+            Written::Ip(e) => e.address.to_string(),
+            Written::Host(h) => format!("{}:{}", h.host, h.port),
+        };
+        if let Some(first) = positions.get(&key) {
+            sink.error(
+                item,
+                &ipath,
+                format!("{key} is listed twice (also at [{first}])"),
+            );
+            ok = false;
+        } else {
+            positions.insert(key, i);
+        }
         match endpoint {
-            Some(e) => {
-                if let Some(first) = positions.get(&e.address) {
+            Written::Ip(e) => out.push(e),
+            Written::Host(h) => {
+                if hosts.len() == MAX_HOSTNAMES {
                     sink.error(
                         item,
                         &ipath,
-                        format!("{} is listed twice (also at [{first}])", e.address),
+                        format!("more than {MAX_HOSTNAMES} hostname endpoints in one cluster"),
                     );
                     ok = false;
-                } else {
-                    positions.insert(e.address, out.len());
                 }
-                out.push(e);
+                hosts.push(h);
             }
-            None => ok = false,
         }
     }
-    let priorities: BTreeSet<u32> = out.iter().map(|e| e.priority).collect();
+    let priorities: BTreeSet<u32> = out
+        .iter()
+        .map(|e| e.priority)
+        .chain(hosts.iter().map(|h| h.priority))
+        .collect();
     if let Some((gap, _)) = priorities
         .iter()
         .enumerate()
@@ -301,16 +432,36 @@ fn endpoints(sink: &mut Sink, node: &Node, path: &str) -> Option<Vec<Endpoint>> 
         );
         ok = false;
     }
-    ok.then_some(out)
+    ok.then_some((out, hosts))
 }
 
-fn long_endpoint(sink: &mut Sink, node: &Node, path: &str) -> Option<Endpoint> {
+/// What an endpoint's address names.
+enum Target {
+    Ip(SocketAddr),
+    Host(String, u16),
+}
+
+/// `ip:port`, or `host:port` with a valid DNS name.
+fn address(sink: &mut Sink, node: &Node, path: &str) -> Option<Target> {
+    let text = reader::string(sink, node, path)?;
+    let parsed = match reader::parse_socket_address(&text) {
+        Ok(a) => Ok(Target::Ip(a)),
+        Err(ip_error) => match crate::dns::parse_host_port(&text) {
+            Ok(Some((host, port))) => Ok(Target::Host(host, port)),
+            Ok(None) => Err(ip_error),
+            Err(e) => Err(e),
+        },
+    };
+    parsed.map_err(|e| sink.error(node, path, e)).ok()
+}
+
+fn long_endpoint(sink: &mut Sink, node: &Node, path: &str) -> Option<Written> {
     let f = Fields::read(sink, node, path, &ENDPOINT)?;
     let Some(address_node) = f.get("address") else {
         sink.error(node, path, "missing field `address`");
         return None;
     };
-    let address = reader::socket_address(sink, address_node, &f.path("address"));
+    let address = address(sink, address_node, &f.path("address"));
     let weight = match f.get("weight") {
         Some(n) => f.u32(sink, n, "weight"),
         None => Some(1),
@@ -323,10 +474,22 @@ fn long_endpoint(sink: &mut Sink, node: &Node, path: &str) -> Option<Endpoint> {
         Some(n) => f.u32(sink, n, "priority"),
         None => Some(0),
     };
-    Some(Endpoint {
-        address: address?,
-        weight: weight?,
-        zone: zone?,
-        priority: priority?,
+    let (weight, zone, priority) = (weight?, zone?, priority?);
+    Some(match address? {
+        Target::Ip(address) => Written::Ip(Endpoint {
+            address,
+            weight,
+            zone,
+            priority,
+        }),
+        Target::Host(host, port) => Written::Host(HostEndpoint {
+            host,
+            port,
+            weight,
+            zone,
+            priority,
+            loc: address_node.loc.clone(),
+            field: f.path("address"),
+        }),
     })
 }

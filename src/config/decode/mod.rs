@@ -48,7 +48,7 @@ pub use access_log_format::{
     sample_operators,
 };
 pub use auth::{DEFAULT_AUTH_TIMEOUT, MAX_AUTH_ITEMS, MAX_AUTH_STRING};
-pub use cluster::MAX_WEIGHT;
+pub use cluster::{MAX_HOSTNAMES, MAX_WEIGHT};
 pub use fault::MAX_FAULT_DELAY;
 pub use jwks::{MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_JWKS_URL, check as check_jwks};
 pub use listener::{MAX_DOMAINS, MAX_HOSTS};
