@@ -69,7 +69,7 @@ pub(crate) const DEFAULTS: Object = object(
 );
 
 /// What flotilla does when the YAML says nothing. Outlier detection and retries are on so that a
-/// backend dying costs clients nothing (see the README's "Failover defaults"); a health check
+/// backend dying costs clients nothing (see docs/guides/health.md, "Failover defaults"); a health check
 /// has timings here but no probe, so no endpoint is probed unless the YAML asks for it.
 pub(crate) const BUILT_IN_YAML: &str = "\
 connect_timeout: 1s
