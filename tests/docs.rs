@@ -404,3 +404,21 @@ fn markdown_helpers_read_what_github_renders() {
         ["flotilla_xds_streams"]
     );
 }
+
+#[test]
+fn a_config_that_stops_validating_is_reported_at_its_line_in_the_markdown() {
+    let page = "# A guide\n\n```yaml\nversion: 1\nclusters:\n  api: { endpoints: [10.0.0.1:99999] }\n```\n";
+    let block = &blocks(page)[0];
+    assert!(is_flotilla_config(block));
+    let error = validate(block).expect_err("port 99999 is refused");
+    assert!(
+        error.contains("line 6:") && error.contains("out of range"),
+        "the error names the Markdown line of the bad port: {error}"
+    );
+}
+
+#[test]
+fn a_certificate_named_by_a_snippet_gets_a_fixture_that_validates() {
+    let page = "```yaml\nversion: 1\nclusters:\n  web: { endpoints: [10.0.0.1:80] }\nlisteners:\n  https:\n    address: 127.0.0.1:10443\n    tls:\n      certificates: [ { cert: certs/a.example.com.pem, key: certs/a.example.com.key } ]\n    hosts:\n      a: { domains: [a.example.com], routes: [ { to: web } ] }\n```\n";
+    validate(&blocks(page)[0]).expect("the generated certificate covers a.example.com");
+}

@@ -136,3 +136,15 @@ fn every_flotilla_command_in_the_docs_parses() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn a_misspelt_flag_in_a_shell_block_is_refused() {
+    let page = "```sh\nflotilla serve --config config/ \\\n    --xds-listn 0.0.0.0:18000   # a typo\n```\n";
+    let block = &markdown::blocks(page)[0];
+    let lines = markdown::command_lines(block);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let (line, shown) = &lines[0];
+    assert_eq!(*line, 2, "reported at the line the command starts on");
+    let args = flotilla_args(&markdown::words(shown)).expect("a flotilla command");
+    assert!(command().try_get_matches_from(&args).is_err());
+}
