@@ -79,7 +79,7 @@ fn validate(block: &Block) -> Result<(), String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, &block.text).expect("write config");
-    write_pem_fixtures(dir.path(), &block.text);
+    write_fixtures(dir.path(), &block.text);
     match flotilla::config::load(&config) {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -101,10 +101,11 @@ fn validate(block: &Block) -> Result<(), String> {
     }
 }
 
-/// PEM files named by `cert:`, `key:`, `ca:` and `client_ca:` in `yaml`: one throwaway CA;
+/// Files named by `yaml`: a JWKS for each `jwks:`, and for the PEM files named by `cert:`,
+/// `key:`, `ca:` and `client_ca:` one throwaway CA;
 /// each certificate (paired with the next key named) is issued by it for every DNS name the
 /// config mentions, so it covers the listener's hosts.
-fn write_pem_fixtures(dir: &Path, yaml: &str) {
+fn write_fixtures(dir: &Path, yaml: &str) {
     let mut certs = Vec::new();
     let mut keys = Vec::new();
     let mut cas = Vec::new();
@@ -117,6 +118,13 @@ fn write_pem_fixtures(dir: &Path, yaml: &str) {
             "key" => keys.push(value),
             "ca" | "client_ca" => cas.push(value),
             _ => {}
+        }
+    }
+    for (key, value) in key_values(yaml) {
+        if key == "jwks" && !value.contains("://") && !value.starts_with('/') {
+            let path = dir.join(&value);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, jwks()).expect("write jwks");
         }
     }
     if certs.is_empty() && cas.is_empty() {
@@ -146,6 +154,20 @@ fn write_pem_fixtures(dir: &Path, yaml: &str) {
             write(key_path, &key.serialize_pem());
         }
     }
+}
+
+/// A JWKS (RFC 7517) holding one fresh P-256 public key, for snippets that name a `jwks:` file.
+fn jwks() -> String {
+    use base64::Engine;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("ec key");
+    // The uncompressed point: 0x04, then X and Y (32 bytes each).
+    let point = key.public_key_raw();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    serde_json::json!({ "keys": [ {
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "docs",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    } ] })
+    .to_string()
 }
 
 /// `key: value` pairs anywhere in `yaml`, flow maps included (`{ cert: a.pem, key: a.key }`).
@@ -421,4 +443,19 @@ fn a_config_that_stops_validating_is_reported_at_its_line_in_the_markdown() {
 fn a_certificate_named_by_a_snippet_gets_a_fixture_that_validates() {
     let page = "```yaml\nversion: 1\nclusters:\n  web: { endpoints: [10.0.0.1:80] }\nlisteners:\n  https:\n    address: 127.0.0.1:10443\n    tls:\n      certificates: [ { cert: certs/a.example.com.pem, key: certs/a.example.com.key } ]\n    hosts:\n      a: { domains: [a.example.com], routes: [ { to: web } ] }\n```\n";
     validate(&blocks(page)[0]).expect("the generated certificate covers a.example.com");
+}
+
+#[test]
+fn a_jwks_named_by_a_snippet_gets_a_fixture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_fixtures(
+        dir.path(),
+        "auth:\n  jwt: { issuer: https://issuer.example.com, jwks: keys/jwks.json }\n",
+    );
+    let written: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("keys/jwks.json")).expect("jwks"),
+    )
+    .expect("JSON");
+    assert_eq!(written["keys"][0]["kty"], "EC");
+    assert_eq!(written["keys"][0]["x"].as_str().map(str::len), Some(43));
 }
