@@ -459,3 +459,22 @@ fn a_jwks_named_by_a_snippet_gets_a_fixture() {
     assert_eq!(written["keys"][0]["kty"], "EC");
     assert_eq!(written["keys"][0]["x"].as_str().map(str::len), Some(43));
 }
+
+/// docs/SUMMARY.md (the mdBook table of contents) lists every page under docs/, so a new
+/// guide cannot be left out of the book.
+#[test]
+fn the_book_summary_lists_every_page() {
+    let summary = read(Path::new("docs/SUMMARY.md"));
+    let listed: BTreeSet<String> = links(&summary).into_iter().map(|(_, t)| t).collect();
+    let missing: Vec<String> = doc_files()
+        .into_iter()
+        .filter_map(|f| {
+            let rel = f.strip_prefix("docs").ok()?.to_str()?.to_string();
+            (rel != "SUMMARY.md" && !listed.contains(&rel)).then_some(rel)
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/SUMMARY.md does not list: {missing:?}"
+    );
+}
