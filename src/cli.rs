@@ -6,6 +6,9 @@ pub(crate) mod diff;
 pub(crate) mod gitops;
 mod tls_args;
 
+#[cfg(test)]
+mod docs_tests;
+
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -33,6 +36,18 @@ pub(crate) struct Cli {
     /// Log format for `serve` (logs go to stderr).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FLOTILLA_LOG_FORMAT")]
     pub(crate) log_format: LogFormat,
+    /// Routes one virtual host may hold. Envoy tries a host's routes in order for every
+    /// request, so past the default spread them over `hosts` rather than raise this.
+    #[arg(long, global = true, default_value_t = config::limits::DEFAULT_ROUTES_PER_HOST as u64,
+          value_parser = clap::value_parser!(u64).range(1..=config::limits::CEILING as u64),
+          env = "FLOTILLA_MAX_ROUTES_PER_HOST")]
+    pub(crate) max_routes_per_host: u64,
+    /// Virtual hosts one listener may hold. They reach Envoy as one RouteConfiguration, sent
+    /// whole to every Envoy of the fleet when any of its routes changes.
+    #[arg(long, global = true, default_value_t = config::limits::DEFAULT_HOSTS_PER_LISTENER as u64,
+          value_parser = clap::value_parser!(u64).range(1..=config::limits::CEILING as u64),
+          env = "FLOTILLA_MAX_HOSTS_PER_LISTENER")]
+    pub(crate) max_hosts_per_listener: u64,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -17,6 +17,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    flotilla::config::limits::set(
+        cli.max_routes_per_host as usize,
+        cli.max_hosts_per_listener as usize,
+    );
     let result = match cli.command {
         Command::Validate { paths, files } => cli::validate(&paths, &files),
         Command::Render {

@@ -118,24 +118,68 @@ pub const MAX_DNS_SERVERS: usize = 8;
 /// The longest a continuous stream of file changes can delay a reload.
 const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 
+/// Every subsystem's metric families, registered once, before anything records.
+struct ServeMetrics {
+    control: ControlMetrics,
+    health: crate::health::HealthMetrics,
+    xds: xds::XdsMetrics,
+    traffic: crate::traffic::TrafficMetrics,
+    store_available: prometheus_client::metrics::gauge::Gauge<i64>,
+    store: crate::etcd::StoreMetrics,
+    gitops: crate::gitops::follow::GitopsMetrics,
+    dns: crate::dns::DnsMetrics,
+}
+
+impl ServeMetrics {
+    fn register(registry: &mut crate::metrics::Registry) -> ServeMetrics {
+        let control = ControlMetrics::register(registry);
+        let health = crate::health::HealthMetrics::register(registry);
+        let xds = xds::XdsMetrics::register(registry);
+        let traffic = crate::traffic::TrafficMetrics::register(registry);
+        let store_available = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        registry.register(
+            "store_available",
+            "1 while the runtime store answers (always, with the state file); 0 while this replica cannot reach etcd and refuses changes",
+            store_available.clone(),
+        );
+        let store = crate::etcd::StoreMetrics::register(registry);
+        let gitops = crate::gitops::follow::GitopsMetrics::register(registry);
+        let dns = crate::dns::DnsMetrics::register(registry);
+        ServeMetrics {
+            control,
+            health,
+            xds,
+            traffic,
+            store_available,
+            store,
+            gitops,
+            dns,
+        }
+    }
+}
+
+/// The registry `serve` exposes on `/metrics`, with every family registered and nothing
+/// recorded: what docs/reference/metrics.md is generated from.
+pub fn metric_families() -> crate::metrics::Registry {
+    let mut registry = crate::metrics::registry();
+    ServeMetrics::register(&mut registry);
+    registry
+}
+
 /// Runs until `shutdown` is cancelled. An invalid config at start-up is logged and the server
 /// stays up, not ready, serving nothing, until a valid one is loaded.
 pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), ServeError> {
-    // Every subsystem's metric families, registered once, before anything records.
     let mut registry = crate::metrics::registry();
-    let control_metrics = ControlMetrics::register(&mut registry);
-    let health_metrics = crate::health::HealthMetrics::register(&mut registry);
-    let xds_metrics = xds::XdsMetrics::register(&mut registry);
-    let traffic_metrics = crate::traffic::TrafficMetrics::register(&mut registry);
-    let store_available = prometheus_client::metrics::gauge::Gauge::<i64>::default();
-    registry.register(
-        "store_available",
-        "1 while the runtime store answers (always, with the state file); 0 while this replica cannot reach etcd and refuses changes",
-        store_available.clone(),
-    );
-    let store_metrics = crate::etcd::StoreMetrics::register(&mut registry);
-    let gitops_metrics = crate::gitops::follow::GitopsMetrics::register(&mut registry);
-    let dns_metrics = crate::dns::DnsMetrics::register(&mut registry);
+    let ServeMetrics {
+        control: control_metrics,
+        health: health_metrics,
+        xds: xds_metrics,
+        traffic: traffic_metrics,
+        store_available,
+        store: store_metrics,
+        gitops: gitops_metrics,
+        dns: dns_metrics,
+    } = ServeMetrics::register(&mut registry);
     let exposition = crate::metrics::Exposition::new(registry);
 
     let cache = Arc::new(SnapshotCache::new());

@@ -25,6 +25,20 @@ pub struct Field {
     pub kind: Kind,
     pub required: bool,
     pub description: &'static str,
+    /// What an omitted key means, as the YAML would write it (`round_robin`, `1s`), for the
+    /// generated reference (docs/reference/yaml.md); `None` when leaving it out means "none"
+    /// or the key is required.
+    pub default: Option<&'static str>,
+}
+
+impl Field {
+    /// The same field, documented with the value an omitted key stands for.
+    pub const fn defaults_to(self, value: &'static str) -> Field {
+        Field {
+            default: Some(value),
+            ..self
+        }
+    }
 }
 
 /// What a value may be.
@@ -124,6 +138,7 @@ pub const fn optional(name: &'static str, kind: Kind, description: &'static str)
         kind,
         required: false,
         description,
+        default: None,
     }
 }
 
@@ -134,6 +149,7 @@ pub const fn required(name: &'static str, kind: Kind, description: &'static str)
         kind,
         required: true,
         description,
+        default: None,
     }
 }
 

@@ -1,5 +1,5 @@
 //! What one client may cost the xDS port: connections, streams, time to first request, and the
-//! size of the node it claims to be. Each is a `serve` flag; README "Limits" lists them.
+//! size of the node it claims to be. Each is a `serve` flag; docs/reference/limits.md lists them.
 
 use std::time::Duration;
 

@@ -27,10 +27,7 @@ fn verify_units(units: &[PathBuf]) -> (bool, String) {
     for unit in units {
         let text = std::fs::read_to_string(unit)
             .expect("unit")
-            .replace(
-                "/usr/local/bin/flotilla",
-                &flotilla_bin().display().to_string(),
-            )
+            .replace("/usr/bin/flotilla", &flotilla_bin().display().to_string())
             .replace("/usr/local/bin/envoy", &envoy_bin().display().to_string());
         let copy = dir.path().join(unit.file_name().expect("name"));
         std::fs::write(&copy, text).expect("write unit");

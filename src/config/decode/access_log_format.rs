@@ -259,7 +259,7 @@ fn unknown(name: &str) -> String {
     match closest {
         Some((_, n)) => format!("unknown command operator `%{name}%` (did you mean `%{n}%`?)"),
         None => format!(
-            "unknown command operator `%{name}%` (see Envoy's access log command operators; the README lists those flotilla accepts)"
+            "unknown command operator `%{name}%` (see Envoy's access log command operators; docs/guides/access-logs.md lists those flotilla accepts)"
         ),
     }
 }

@@ -45,12 +45,14 @@ const COOKIE_TTL: Field = optional(
         max: secs(400 * 24 * 3600),
     },
     "Cookie lifetime (default 0s: a session cookie).",
-);
+)
+.defaults_to("0s");
 const COOKIE_PATH: Field = optional(
     "path",
     Kind::NonEmpty,
     "Cookie path, starting with / (default /).",
-);
+)
+.defaults_to("/");
 
 const COOKIE: Object = object(
     "cookie",
@@ -69,7 +71,8 @@ const STICKY_COOKIE: Object = object(
             "strict",
             Kind::Bool,
             "Fail requests whose endpoint is gone instead of picking another.",
-        ),
+        )
+        .defaults_to("false"),
     ],
 );
 

@@ -36,7 +36,8 @@ pub(crate) const CLUSTER: Object = object(
             "policy",
             Kind::Enum(Policy::NAMES),
             "Load-balancing policy (default round_robin; ring_hash when a hash affinity is set).",
-        ),
+        )
+        .defaults_to("round_robin"),
         optional(
             "endpoints",
             Kind::List(&Kind::AnyOf(&[Kind::HostAddress, Kind::Object(&ENDPOINT)])),
@@ -57,7 +58,8 @@ pub(crate) const CLUSTER: Object = object(
             "upstream_protocol",
             Kind::Enum(UPSTREAM_PROTOCOLS),
             "Protocol to the endpoints (default http1).",
-        ),
+        )
+        .defaults_to("http1"),
         defaults::HEALTH_CHECK,
         defaults::OUTLIER_DETECTION,
         defaults::CIRCUIT_BREAKERS,
@@ -70,7 +72,8 @@ pub(crate) const CLUSTER: Object = object(
             "panic_threshold",
             Kind::Integer { min: 0, max: 100 },
             "Percent of healthy endpoints below which Envoy balances across all (default 0: off).",
-        ),
+        )
+        .defaults_to("0"),
         optional(
             "registrations",
             Kind::Object(&registrations::REGISTRATIONS),
@@ -100,13 +103,15 @@ const ENDPOINT: Object = object(
                 max: MAX_WEIGHT as u64,
             },
             "Relative share of traffic (default 1).",
-        ),
+        )
+        .defaults_to("1"),
         optional("zone", Kind::NonEmpty, "Locality zone."),
         optional(
             "priority",
             Kind::Integer { min: 0, max: 127 },
             "Priority level; 0 first, the next only when it is unhealthy (default 0).",
-        ),
+        )
+        .defaults_to("0"),
     ],
 );
 

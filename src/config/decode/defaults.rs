@@ -23,7 +23,8 @@ pub(crate) const CONNECT_TIMEOUT: Field = optional(
         max: secs(600),
     },
     "Time Envoy allows for a TCP connection to an endpoint (default 1s).",
-);
+)
+.defaults_to("1s");
 /// A route's `timeout` (also in `defaults`).
 pub(crate) const ROUTE_TIMEOUT: Field = optional(
     "timeout",
@@ -42,17 +43,20 @@ pub(crate) const OUTLIER_DETECTION: Field = optional(
     "outlier_detection",
     Kind::AnyOf(&[Kind::Switch, Kind::Object(&resilience::OUTLIER_DETECTION)]),
     "Passive health: Envoy ejects endpoints that fail (false: off).",
-);
+)
+.defaults_to("on");
 pub(crate) const CIRCUIT_BREAKERS: Field = optional(
     "circuit_breakers",
     Kind::AnyOf(&[Kind::Switch, Kind::Object(&resilience::CIRCUIT_BREAKERS)]),
     "Envoy's limits on connections and requests to the cluster.",
-);
+)
+.defaults_to("on");
 pub(crate) const RETRIES: Field = optional(
     "retries",
     Kind::AnyOf(&[Kind::Switch, Kind::Object(&resilience::RETRIES)]),
     "When Envoy retries a request (false: never).",
-);
+)
+.defaults_to("on");
 
 /// The `defaults` block: what every cluster and route inherits unless it says otherwise.
 pub(crate) const DEFAULTS: Object = object(
@@ -69,7 +73,7 @@ pub(crate) const DEFAULTS: Object = object(
 );
 
 /// What flotilla does when the YAML says nothing. Outlier detection and retries are on so that a
-/// backend dying costs clients nothing (see the README's "Failover defaults"); a health check
+/// backend dying costs clients nothing (see docs/guides/health.md, "Failover defaults"); a health check
 /// has timings here but no probe, so no endpoint is probed unless the YAML asks for it.
 pub(crate) const BUILT_IN_YAML: &str = "\
 connect_timeout: 1s

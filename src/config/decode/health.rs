@@ -32,7 +32,8 @@ pub(crate) const HEALTH_CHECK: Object = object(
                 max: secs(3600),
             },
             "Time between probes of one endpoint (default 1s).",
-        ),
+        )
+        .defaults_to("1s"),
         optional(
             "timeout",
             Kind::Duration {
@@ -40,7 +41,8 @@ pub(crate) const HEALTH_CHECK: Object = object(
                 max: secs(600),
             },
             "A probe not answered within this fails (default 500ms; at most interval).",
-        ),
+        )
+        .defaults_to("500ms"),
         optional(
             "jitter",
             Kind::Duration {
@@ -48,17 +50,20 @@ pub(crate) const HEALTH_CHECK: Object = object(
                 max: secs(600),
             },
             "Random extra delay per probe, below interval (default 100ms).",
-        ),
+        )
+        .defaults_to("100ms"),
         optional(
             "healthy_threshold",
             THRESHOLD,
             "Passing probes in a row that make an endpoint healthy (default 2).",
-        ),
+        )
+        .defaults_to("2"),
         optional(
             "unhealthy_threshold",
             THRESHOLD,
             "Failing probes in a row that make an endpoint unhealthy (default 2).",
-        ),
+        )
+        .defaults_to("2"),
     ],
 );
 
@@ -66,7 +71,7 @@ const HTTP: Object = object(
     "http_probe",
     "An HTTP GET probe.",
     &[
-        optional("path", Kind::NonEmpty, "Path, starting with / (default /)."),
+        optional("path", Kind::NonEmpty, "Path, starting with / (default /).").defaults_to("/"),
         optional("host", Kind::NonEmpty, "Host header."),
         optional(
             "expected_statuses",
@@ -75,7 +80,8 @@ const HTTP: Object = object(
                 Kind::String,
             ])),
             "Healthy statuses: codes or ranges like \"200-299\" (default 200-299).",
-        ),
+        )
+        .defaults_to("[\"200-299\"]"),
         optional(
             "body_contains",
             Kind::NonEmpty,
@@ -106,7 +112,8 @@ const GRPC: Object = object(
             "service",
             Kind::AnyOf(&[Kind::Null, Kind::String]),
             "Service name to check (default \"\": the whole server).",
-        ),
+        )
+        .defaults_to("\"\""),
         optional("authority", Kind::NonEmpty, ":authority of the call."),
     ],
 );

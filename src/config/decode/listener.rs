@@ -17,9 +17,9 @@ use super::defaults::Defaults;
 use super::route::{self, RouteContext};
 use super::route_policy;
 
-/// A listener holds at most this many virtual hosts (10x the 1,000 the translation benchmark
-/// measures) and a host at most [`MAX_DOMAINS`] domains.
-pub const MAX_HOSTS: usize = 10_000;
+/// A listener holds at most this many virtual hosts unless `--max-hosts-per-listener` says
+/// otherwise (see [`crate::config::limits`]), and a host at most [`MAX_DOMAINS`] domains.
+pub const MAX_HOSTS: usize = crate::config::limits::DEFAULT_HOSTS_PER_LISTENER;
 pub const MAX_DOMAINS: usize = 100;
 
 pub(crate) const LISTENER: Object = object(
@@ -45,7 +45,8 @@ pub(crate) const LISTENER: Object = object(
             "proxyless_grpc",
             Kind::Bool,
             "A listener for proxyless gRPC clients (xds:///<listener name>).",
-        ),
+        )
+        .defaults_to("false"),
         super::tcp::PROTOCOL,
         optional(
             "to",
@@ -71,7 +72,8 @@ pub(crate) const LISTENER: Object = object(
             "https_redirect",
             Kind::Bool,
             "Answer every request with a 301 to https://same-host/same-path (no routes).",
-        ),
+        )
+        .defaults_to("false"),
         optional("auth", super::auth::AUTH_KIND, super::auth::AUTH_HELP),
         optional(
             "tracing",
@@ -349,11 +351,15 @@ fn hosts(
         sink.error(node, path, "a listener needs at least one host");
         return None;
     }
-    if entries.len() > MAX_HOSTS {
+    let max = crate::config::limits::hosts_per_listener();
+    if entries.len() > max {
         sink.error(
             node,
             path,
-            format!("{} hosts: at most {MAX_HOSTS} per listener", entries.len()),
+            format!(
+                "{} hosts: at most {max} per listener (raise --max-hosts-per-listener)",
+                entries.len()
+            ),
         );
         return None;
     }

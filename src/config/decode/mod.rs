@@ -74,7 +74,8 @@ pub(crate) const ROOT: Object = object(
             "allow_empty",
             Kind::Bool,
             "Accept a configuration with no listeners (a deliberate empty state).",
-        ),
+        )
+        .defaults_to("false"),
         optional(
             "defaults",
             Kind::Object(&defaults::DEFAULTS),

@@ -28,7 +28,8 @@ pub(crate) const REGISTRATIONS: Object = object(
                 max: Registrations::MAX as u64,
             },
             "Registered endpoints at most (default 1000).",
-        ),
+        )
+        .defaults_to("1000"),
         optional(
             "allow_addresses",
             Kind::List(&Kind::String),

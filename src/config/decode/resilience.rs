@@ -57,27 +57,32 @@ pub(crate) const OUTLIER_DETECTION: Object = object(
             "consecutive_5xx",
             FAILURES,
             "5xx answers in a row that eject an endpoint (off: never).",
-        ),
+        )
+        .defaults_to("5"),
         optional(
             "consecutive_gateway_failure",
             FAILURES,
             "502/503/504 or connection failures in a row that eject an endpoint (off: never).",
-        ),
+        )
+        .defaults_to("2"),
         optional(
             "interval",
             EJECTION_TIME,
             "How often Envoy evaluates ejections (default 1s).",
-        ),
+        )
+        .defaults_to("1s"),
         optional(
             "base_ejection_time",
             EJECTION_TIME,
             "Time an endpoint stays ejected, times its ejections (default 10s).",
-        ),
+        )
+        .defaults_to("10s"),
         optional(
             "max_ejection_percent",
             Kind::Integer { min: 0, max: 100 },
             "Percent of endpoints that may be ejected at once (default 50).",
-        ),
+        )
+        .defaults_to("50"),
     ],
 );
 
@@ -92,7 +97,7 @@ pub(crate) const CIRCUIT_BREAKERS: Object = object(
             "Requests waiting for a connection at most.",
         ),
         optional("max_requests", BREAKER, "Requests in flight at most."),
-        optional("max_retries", BREAKER, "Retries in flight at most."),
+        optional("max_retries", BREAKER, "Retries in flight at most.").defaults_to("64"),
     ],
 );
 
@@ -104,17 +109,20 @@ pub(crate) const RETRIES: Object = object(
             "attempts",
             Kind::Integer { min: 0, max: 10 },
             "Retries per request (0: none).",
-        ),
+        )
+        .defaults_to("2"),
         optional(
             "on",
             Kind::List(&Kind::Enum(RETRY_ON)),
             "Conditions that trigger a retry (gRPC routes: gRPC status names only).",
-        ),
+        )
+        .defaults_to("[connect-failure, refused-stream, reset]"),
         optional(
             "previous_hosts",
             Kind::Bool,
             "Retry on a different endpoint than the ones tried.",
-        ),
+        )
+        .defaults_to("true"),
         optional(
             "per_try_timeout",
             Kind::Duration {

@@ -11,8 +11,9 @@ use super::defaults::{self, Defaults};
 use super::listener::ClusterRef;
 use super::{resilience, route_action, route_match, route_policy};
 
-/// A host holds at most this many routes (Envoy walks them in order for every request).
-pub const MAX_ROUTES: usize = 1_000;
+/// A host holds at most this many routes unless `--max-routes-per-host` says otherwise
+/// (Envoy walks them in order for every request): see [`crate::config::limits`].
+pub const MAX_ROUTES: usize = crate::config::limits::DEFAULT_ROUTES_PER_HOST;
 
 /// What every route of one listener is decoded with.
 pub(crate) struct RouteContext<'a> {
@@ -74,7 +75,8 @@ pub(crate) const ROUTE: Object = object(
             "match",
             Kind::Object(&route_match::MATCH),
             "What the route matches (default: every path).",
-        ),
+        )
+        .defaults_to("{ prefix: / }"),
         optional("to", Kind::NonEmpty, "The cluster requests go to."),
         optional(
             "split",
@@ -116,7 +118,7 @@ pub(crate) const ROUTE: Object = object(
             Kind::Object(&route_policy::MIRROR),
             "Copy requests to another cluster.",
         ),
-        optional("websocket", Kind::Bool, "Allow WebSocket upgrades."),
+        optional("websocket", Kind::Bool, "Allow WebSocket upgrades.").defaults_to("false"),
         optional(
             "cors",
             Kind::Object(&route_policy::CORS),
@@ -154,11 +156,15 @@ pub(crate) fn routes(
         sink.error(node, path, "a listener needs at least one route");
         return None;
     }
-    if items.len() > MAX_ROUTES {
+    let max = crate::config::limits::routes_per_host();
+    if items.len() > max {
         sink.error(
             node,
             path,
-            format!("{} routes: at most {MAX_ROUTES} per host", items.len()),
+            format!(
+                "{} routes: at most {max} per host (spread them over `hosts`, or raise --max-routes-per-host)",
+                items.len()
+            ),
         );
         return None;
     }

@@ -35,7 +35,8 @@ pub(crate) const REDIRECT: Object = object(
             "code",
             Kind::IntEnum(REDIRECT_CODES),
             "Redirect status (default 301).",
-        ),
+        )
+        .defaults_to("301"),
     ],
 );
 
@@ -71,7 +72,8 @@ pub(crate) const REWRITE: Object = object(
             "auto_host",
             Kind::Bool,
             "Set the Host header to the endpoint's address.",
-        ),
+        )
+        .defaults_to("false"),
     ],
 );
 

@@ -68,7 +68,8 @@ pub(crate) const RATE_LIMIT: Object = object(
             "burst",
             RATE,
             "Bucket size, at least requests_per_second (default requests_per_second).",
-        ),
+        )
+        .defaults_to("requests_per_second"),
     ],
 );
 
@@ -81,7 +82,8 @@ pub(crate) const MIRROR: Object = object(
             "percent",
             Kind::Integer { min: 1, max: 100 },
             "Share of requests copied (default 100).",
-        ),
+        )
+        .defaults_to("100"),
     ],
 );
 
@@ -109,7 +111,8 @@ pub(crate) const CORS: Object = object(
             "allow_credentials",
             Kind::Bool,
             "Allow cookies and credentials.",
-        ),
+        )
+        .defaults_to("false"),
     ],
 );
 

@@ -18,7 +18,8 @@ pub(crate) const PROTOCOL: Field = optional(
     "protocol",
     Kind::Enum(PROTOCOLS),
     "http (default), tcp (forward to `to`) or tls_passthrough (by SNI, see `sni`).",
-);
+)
+.defaults_to("http");
 
 /// Past this a listener is better split; Envoy keeps one filter chain per server name.
 pub(crate) const MAX_SERVER_NAMES: usize = 1000;

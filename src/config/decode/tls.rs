@@ -39,7 +39,8 @@ pub(crate) const LISTENER_TLS: Object = object(
             "min_version",
             Kind::Enum(VERSIONS),
             "Lowest TLS version accepted (default \"1.2\").",
-        ),
+        )
+        .defaults_to("\"1.2\""),
         optional(
             "client_ca",
             Kind::NonEmpty,
@@ -49,7 +50,8 @@ pub(crate) const LISTENER_TLS: Object = object(
             "require_client_cert",
             Kind::Bool,
             "With client_ca: refuse clients without a certificate (default true).",
-        ),
+        )
+        .defaults_to("true"),
     ],
 );
 
@@ -75,7 +77,8 @@ pub(crate) const UPSTREAM_TLS: Object = object(
             "ca",
             Kind::NonEmpty,
             "PEM file of the CA the endpoint's certificate chains to, or `system` (default).",
-        ),
+        )
+        .defaults_to("system"),
         optional(
             "cert",
             Kind::NonEmpty,
