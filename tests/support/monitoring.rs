@@ -24,6 +24,7 @@ pub const EXISTING: &[(&str, Kind)] = &[
     ("flotilla_config_version_info", Kind::Gauge),
     ("flotilla_config_info", Kind::Gauge),
     ("flotilla_fleet_sync", Kind::Gauge),
+    ("flotilla_config_reload_retrying", Kind::Gauge),
     ("flotilla_xds_streams", Kind::Gauge),
     ("flotilla_xds_responses_total", Kind::Counter),
     ("flotilla_xds_acks_total", Kind::Counter),
