@@ -111,6 +111,8 @@ fn kind_text(kind: &Kind) -> String {
             duration::format(*max)
         ),
         Kind::Address => "`ip:port`".into(),
+        Kind::HostAddress => "`ip:port` or `hostname:port`".into(),
+        Kind::Percent => "number, 0 to 100 (decimals allowed)".into(),
         Kind::Enum(values) => one_of(values.iter().map(|v| v.to_string())),
         Kind::IntEnum(values) => one_of(values.iter().map(|v| v.to_string())),
         Kind::Switch => "`true`/`on` (inherit) or `false`/`off` (switch off)".into(),
