@@ -50,6 +50,8 @@ async fn wait_version(f: &Flotilla, version: &str) {
 
 const APPLIED: &str = "flotilla_config_reloads_total{result=\"applied\"}";
 const INVALID: &str = "flotilla_config_reloads_total{result=\"invalid\"}";
+/// A reload that could not read the files (a deleted config): retried with back-off.
+const UNREADABLE: &str = "flotilla_config_reloads_total{result=\"unreadable\"}";
 const UNCHANGED: &str = "flotilla_config_reloads_total{result=\"unchanged\"}";
 
 async fn an_edit_reaches_envoy_and_its_traffic_within_a_second(xds: Xds) {
@@ -333,11 +335,11 @@ async fn a_deleted_and_recreated_file_is_applied() {
     let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
     envoy.wait_listener(listen).await;
     let good = live_version(&flotilla).await;
-    let invalid_before = metric(&flotilla, INVALID).await;
+    let unreadable_before = metric(&flotilla, UNREADABLE).await;
 
     std::fs::remove_file(&flotilla.config).expect("delete");
     wait::until("the failed reload", Duration::from_secs(10), || async {
-        (metric(&flotilla, INVALID).await > invalid_before).then_some(())
+        (metric(&flotilla, UNREADABLE).await > unreadable_before).then_some(())
     })
     .await;
     assert_eq!(

@@ -99,7 +99,8 @@ async fn edge_example_serves_hosts_redirects_limits_and_websockets() {
             "jwks: jwks.json",
             &format!("jwks: {}", repo_root().join("examples/jwks.json").display()),
         );
-    let flotilla = Flotilla::start(&yaml).await;
+    let log_dir = format!("{}/", logs.path().display());
+    let flotilla = Flotilla::start_args(&yaml, &["--access-log-dir", &log_dir]).await;
     let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
     envoy.wait_listener(addr).await;
     let edge = Edge {
