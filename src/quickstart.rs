@@ -110,6 +110,7 @@ pub async fn run(
         xds_tls: None,
         admin_tls: None,
         admin_public_read: false,
+        mesh_ca: None,
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 
@@ -123,6 +124,7 @@ pub async fn run(
         admin_port: ENVOY_ADMIN_PORT,
         stats_flush: Some(Duration::from_secs(2)),
         xds_tls: None,
+        inbound: None,
     });
     let bootstrap_path = dir.path().join("envoy.yaml");
     std::fs::write(

@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub admin_tls: Option<tls::TlsFiles>,
     /// Reads of the admin API need no token even beyond loopback.
     pub admin_public_read: bool,
+    /// The CA that signs the mesh's workload certificates; a config with `mesh:` needs it.
+    pub mesh_ca: Option<crate::identity::issuer::MeshCaFiles>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +74,15 @@ pub enum ServeError {
     XdsTls(#[from] tls::TlsFileError),
     #[error(transparent)]
     Etcd(#[from] crate::etcd::EtcdError),
+    #[error("mesh CA (--mesh-ca-cert/--mesh-ca-key): {0}")]
+    MeshCa(#[from] crate::identity::workload::MeshCaError),
+    #[error("{0}")]
+    Mesh(String),
 }
+
+/// Why a config with `mesh:` is refused by a serve without `--mesh-ca-*` (at start, serve
+/// stops; on reload, the last good config stays).
+const NO_MESH_CA: &str = "mesh: this config has a `mesh:` section, which needs the CA that signs workload certificates: start serve with --mesh-ca-cert and --mesh-ca-key (`flotilla certs ca` makes one)";
 
 /// The longest a continuous stream of file changes can delay a reload.
 const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
@@ -85,6 +95,40 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let control_metrics = ControlMetrics::register(&mut registry);
     let health_metrics = crate::health::HealthMetrics::register(&mut registry);
     let xds_metrics = xds::XdsMetrics::register(&mut registry);
+    let identity_metrics = crate::identity::IdentityMetrics::register(&mut registry);
+    let mesh_metrics = crate::identity::MeshMetrics::register(&mut registry);
+    // The mesh's checks come first: a server that would hand workload keys to
+    // unauthenticated streams, or sign with a key that is not its CA's, does not start.
+    let issuer = match &opts.mesh_ca {
+        Some(files) => {
+            let mutual = opts
+                .xds_tls
+                .as_ref()
+                .is_some_and(|t| t.files.client_ca.is_some());
+            if !mutual {
+                return Err(ServeError::Mesh(
+                    "--mesh-ca-cert: mesh workload certificates are refused on an xDS port \
+                     without client-certificate authentication (add --xds-tls-cert, \
+                     --xds-tls-key and --xds-client-ca): any client could claim a service and \
+                     receive its key"
+                        .to_string(),
+                ));
+            }
+            let td = opts
+                .xds_tls
+                .as_ref()
+                .map_or(crate::identity::DEFAULT_TRUST_DOMAIN, |t| {
+                    t.identity.trust_domain.as_str()
+                });
+            Some(crate::identity::issuer::Issuer::new(
+                files.clone(),
+                td,
+                mesh_metrics,
+            )?)
+        }
+        None => None,
+    };
+    let mesh_ca = issuer.is_some();
     let traffic_metrics = crate::traffic::TrafficMetrics::register(&mut registry);
     let store_available = prometheus_client::metrics::gauge::Gauge::<i64>::default();
     registry.register(
@@ -119,7 +163,20 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         shared_health,
         shutdown.clone(),
     );
-    reload_off_runtime(&controller, &opts.config, "startup", None).await;
+    reload_off_runtime(&controller, &opts.config, "startup", None, mesh_ca).await;
+    if issuer.is_none()
+        && controller
+            .last_reload()
+            .is_some_and(|r| r.errors.iter().any(|e| e.contains(NO_MESH_CA)))
+    {
+        return Err(ServeError::Mesh(format!(
+            "{}: {NO_MESH_CA}",
+            opts.config.display()
+        )));
+    }
+    if let Some(issuer) = issuer {
+        tokio::spawn(issuer.run(controller.clone(), shutdown.clone()));
+    }
     let runtime = match (&opts.store, link) {
         (Some(url), Some(link)) => {
             info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
@@ -174,6 +231,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
             files,
         },
         [changes, file_changes],
+        mesh_ca,
         shutdown.clone(),
     ));
 
@@ -185,12 +243,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         None => None,
     };
     let authorizer = match &opts.xds_tls {
-        Some(t) => xds::Authorizer::new(
+        Some(t) => crate::identity::Authorizer::new(
             t.files.client_ca.is_some(),
             &t.identity.trust_domain,
-            xds_metrics.clone(),
+            identity_metrics.clone(),
         ),
-        None => xds::Authorizer::open(xds_metrics.clone()),
+        None => crate::identity::Authorizer::open(identity_metrics.clone()),
     };
     let admin_tls = match &opts.admin_tls {
         Some(files) => Some(tls::ServerTls::load(files.clone(), &[b"http/1.1"])?),
@@ -325,6 +383,7 @@ async fn reload_loop(
     path: PathBuf,
     watchers: Watchers,
     [mut changes, mut file_changes]: [Option<mpsc::Receiver<()>>; 2],
+    mesh_ca: bool,
     shutdown: CancellationToken,
 ) {
     let mut hangup = match signal(SignalKind::hangup()) {
@@ -346,7 +405,7 @@ async fn reload_loop(
             }
         };
         let rearm = watchers.config.clone().filter(|_| trigger == "SIGHUP");
-        reload_off_runtime(&controller, &path, trigger, rearm).await;
+        reload_off_runtime(&controller, &path, trigger, rearm, mesh_ca).await;
         if let Some(files) = &watchers.files {
             follow_files(&controller, files);
         }
@@ -373,13 +432,14 @@ async fn reload_off_runtime(
     path: &std::path::Path,
     trigger: &'static str,
     rearm: Option<Arc<config::watch::ConfigWatcher>>,
+    mesh_ca: bool,
 ) {
     let (controller, path) = (controller.clone(), path.to_path_buf());
     let done = tokio::task::spawn_blocking(move || {
         if let Some(watcher) = rearm {
             watcher.rearm();
         }
-        reload(&controller, &path, trigger);
+        reload(&controller, &path, trigger, mesh_ca);
     })
     .await;
     if let Err(e) = done {
@@ -389,10 +449,24 @@ async fn reload_off_runtime(
 
 /// Loads the config at `path` and serves it if it is valid, differs from what is served, and
 /// does not empty a fleet by probable accident (see [`config::empty`]).
-pub fn reload(controller: &Controller, path: &std::path::Path, trigger: &'static str) -> Reload {
+pub fn reload(
+    controller: &Controller,
+    path: &std::path::Path,
+    trigger: &'static str,
+    mesh_ca: bool,
+) -> Reload {
     let loaded = config::load(path)
         .map(|l| l.config)
         .map_err(|e| e.lines())
+        .and_then(|config| {
+            if config.mesh.is_some() && !mesh_ca {
+                return Err(vec![format!(
+                    "{}: {NO_MESH_CA}",
+                    config::escape_controls(&path.display().to_string())
+                )]);
+            }
+            Ok(config)
+        })
         .and_then(|config| match controller.config() {
             Some(served) => match config::empty::refusal(&served, &config) {
                 Some(why) => Err(vec![format!(

@@ -12,6 +12,7 @@ mod resource;
 mod snapshot;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -31,11 +32,15 @@ pub struct Inputs {
     pub overlay: Arc<Overlay>,
 }
 
+/// (fleet, the inbound address of a mesh sidecar's instance, transport, client kind): the
+/// streams that receive the same snapshot.
+type ChannelKey = (String, Option<SocketAddr>, Transport, ClientKind);
+
 #[derive(Default)]
 struct State {
     inputs: Option<Inputs>,
     encoded: HashMap<Transport, EncodedSet>,
-    channels: HashMap<(String, Transport, ClientKind), watch::Sender<Arc<Snapshot>>>,
+    channels: HashMap<ChannelKey, watch::Sender<Arc<Snapshot>>>,
 }
 
 /// The latest snapshots for every fleet that has a connected Envoy.
@@ -72,7 +77,7 @@ impl SnapshotCache {
         let previous: HashMap<Transport, EncodedSet> = {
             let state = self.lock();
             let mut transports: Vec<Transport> =
-                state.channels.keys().map(|(_, t, _)| *t).collect();
+                state.channels.keys().map(|(_, _, t, _)| *t).collect();
             transports.push(Transport::Ads);
             transports
                 .into_iter()
@@ -90,7 +95,7 @@ impl SnapshotCache {
         state.encoded = encoded;
         state.inputs = Some(inputs);
         // A stream of a transport not encoded above may have connected meanwhile.
-        let connected: Vec<Transport> = state.channels.keys().map(|(_, t, _)| *t).collect();
+        let connected: Vec<Transport> = state.channels.keys().map(|(_, _, t, _)| *t).collect();
         for t in connected {
             ensure_encoded(&mut state, t);
         }
@@ -100,8 +105,15 @@ impl SnapshotCache {
         let mut woken = 0;
         let state = &*state;
         let mut shared = Shared::default();
-        for ((fleet, transport, kind), tx) in &state.channels {
-            let snapshot = snapshot_for(state, fleet, *transport, *kind, &mut shared.everything);
+        for ((fleet, inbound, transport, kind), tx) in &state.channels {
+            let snapshot = snapshot_for(
+                state,
+                fleet,
+                *inbound,
+                *transport,
+                *kind,
+                &mut shared.everything,
+            );
             let changed = tx.send_if_modified(|current| {
                 if current.version == snapshot.version
                     && current.withheld_listeners == snapshot.withheld_listeners
@@ -144,8 +156,27 @@ impl SnapshotCache {
         transport: Transport,
         kind: ClientKind,
     ) -> watch::Receiver<Arc<Snapshot>> {
+        self.watch_instance(fleet, None, transport, kind)
+    }
+
+    /// [`SnapshotCache::watch`] for one sidecar of a mesh service whose inbound listener is at
+    /// `inbound`: its snapshot shares every resource with its service's other instances but
+    /// that listener. Outside the mesh `inbound` changes nothing.
+    pub fn watch_instance(
+        &self,
+        fleet: &str,
+        inbound: Option<SocketAddr>,
+        transport: Transport,
+        kind: ClientKind,
+    ) -> watch::Receiver<Arc<Snapshot>> {
         let mut state = self.lock();
-        let key = (fleet.to_string(), transport, kind);
+        let inbound = inbound.filter(|_| {
+            state
+                .inputs
+                .as_ref()
+                .is_some_and(|i| translate::is_mesh_service(&i.config, fleet))
+        });
+        let key = (fleet.to_string(), inbound, transport, kind);
         if let Some(tx) = state.channels.get(&key) {
             return tx.subscribe();
         }
@@ -164,18 +195,32 @@ impl SnapshotCache {
                 if let Some(held) = state
                     .channels
                     .iter()
-                    .filter(|((f, t, k), _)| *t == transport && *k == kind && undeclared(inputs, f))
+                    .filter(|((f, _, t, k), _)| {
+                        *t == transport && *k == kind && undeclared(inputs, f)
+                    })
                     .map(|(_, tx)| tx.borrow().clone())
                     .next()
                 {
                     everything.insert((transport, kind), held);
                 }
-                snapshot_for(&state, fleet, transport, kind, &mut everything)
+                snapshot_for(&state, fleet, inbound, transport, kind, &mut everything)
             }
         };
         let (tx, rx) = watch::channel(snapshot);
         state.channels.insert(key, tx);
         rx
+    }
+
+    /// Whether `fleet` is a service of the mesh being served that others can call (it has a
+    /// `port`): its sidecars' inbound listeners are its instances.
+    pub fn is_callable_mesh_service(&self, fleet: &str) -> bool {
+        self.lock().inputs.as_ref().is_some_and(|i| {
+            i.config
+                .mesh
+                .as_ref()
+                .and_then(|m| m.services.get(fleet))
+                .is_some_and(|s| s.port.is_some())
+        })
     }
 
     /// The current snapshot for a fleet (`None`: all resources) as served to `kind` of client,
@@ -219,7 +264,7 @@ struct Shared {
 /// Fleets that are not declared all receive the same snapshot (everything, or nothing once
 /// fleets are declared), made once per transport however many names Envoys claim.
 fn undeclared(inputs: &Inputs, fleet: &str) -> bool {
-    !inputs.config.fleets.contains_key(fleet)
+    !inputs.config.fleets.contains_key(fleet) && !translate::is_mesh_service(&inputs.config, fleet)
 }
 
 fn unknown_fleet_event(config: &crate::config::Config, fleet: &str) {
@@ -241,6 +286,7 @@ fn unknown_fleet_event(config: &crate::config::Config, fleet: &str) {
 fn snapshot_for(
     state: &State,
     fleet: &str,
+    inbound: Option<SocketAddr>,
     transport: Transport,
     kind: ClientKind,
     everything: &mut HashMap<(Transport, ClientKind), Arc<Snapshot>>,
@@ -258,7 +304,7 @@ fn snapshot_for(
             })
             .clone();
     }
-    let selection = translate::select_fleet(&inputs.config, fleet);
+    let selection = translate::select_instance(&inputs.config, fleet, inbound);
     Arc::new(encoded.snapshot(selection.as_ref(), kind))
 }
 

@@ -18,6 +18,8 @@ pub struct Config {
     /// The operator's `allow_empty: true`: serve may apply this config even though it removes
     /// every listener or cluster (see `config::empty`).
     pub allow_empty: bool,
+    /// `mesh:` (sidecars with identities); its services' instance clusters are in `clusters`.
+    pub mesh: Option<Mesh>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -314,3 +316,5 @@ mod route;
 pub use route::*;
 mod tls;
 pub use tls::*;
+mod mesh;
+pub use mesh::*;

@@ -50,6 +50,9 @@ pub struct BootstrapOptions {
     pub stats_flush: Option<std::time::Duration>,
     /// TLS (mTLS with a client certificate) for the connection to flotilla; None: plaintext.
     pub xds_tls: Option<super::xds_tls::XdsClientTls>,
+    /// A mesh sidecar's inbound listener address, announced in the node's metadata so that
+    /// flotilla makes this instance an endpoint of its service (`xds::sidecar`).
+    pub inbound: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +128,16 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
         node: Some(Node {
             id: o.node_id.clone(),
             cluster: o.fleet.clone(),
+            metadata: o.inbound.map(|a| pbwk::Struct {
+                fields: [(
+                    crate::xds::sidecar::INBOUND_METADATA.to_string(),
+                    pbwk::Value {
+                        kind: Some(pbwk::value::Kind::StringValue(a.to_string())),
+                    },
+                )]
+                .into_iter()
+                .collect(),
+            }),
             ..Default::default()
         }),
         static_resources: Some(StaticResources {

@@ -38,7 +38,7 @@ pub struct RegistryService {
     /// Ends open streams on shutdown.
     pub shutdown: CancellationToken,
     /// With mTLS, a registration needs a certificate with an identity of the trust domain.
-    pub authorizer: crate::xds::Authorizer,
+    pub authorizer: crate::identity::Authorizer,
 }
 
 impl RegistryService {
@@ -59,7 +59,7 @@ impl Registry for RegistryService {
         &self,
         req: Request<Streaming<RegisterRequest>>,
     ) -> Result<Response<Responses>, Status> {
-        let xds_peer = req.extensions().get::<crate::xds::tls::XdsPeer>();
+        let xds_peer = req.extensions().get::<crate::identity::XdsPeer>();
         self.authorizer.check_registration(xds_peer)?;
         let peer = xds_peer.and_then(|p| p.remote_addr()).or(req.remote_addr());
         let session = self

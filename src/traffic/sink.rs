@@ -24,7 +24,7 @@ pub struct MetricsSink {
     /// Ends open streams on shutdown (a stats stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Binds the reporting node to the connection's client certificate.
-    pub authorizer: crate::xds::Authorizer,
+    pub authorizer: crate::identity::Authorizer,
 }
 
 #[tonic::async_trait]
@@ -33,7 +33,7 @@ impl MetricsService for MetricsSink {
         &self,
         req: Request<Streaming<StreamMetricsMessage>>,
     ) -> Result<Response<StreamMetricsResponse>, Status> {
-        let peer = req.extensions().get::<crate::xds::tls::XdsPeer>().cloned();
+        let peer = req.extensions().get::<crate::identity::XdsPeer>().cloned();
         let mut stream = req.into_inner();
         let Some(first) = stream.message().await? else {
             return Ok(Response::new(StreamMetricsResponse {}));
@@ -51,8 +51,9 @@ impl MetricsService for MetricsSink {
         self.authorizer
             .check(peer.as_ref(), "stats sink", &fleet, &node)?;
         let reporter = Reporting::new(self.traffic.clone(), &node, &fleet);
+        let reporter_fleet = fleet.clone();
         info!(node = %node, "Envoy stats stream opened");
-        let result = match self.absorb(reporter.id, &first) {
+        let result = match self.absorb(reporter.id, &reporter_fleet, &first) {
             Err(status) => Err(status),
             Ok(()) => loop {
                 let message = tokio::select! {
@@ -61,7 +62,7 @@ impl MetricsService for MetricsSink {
                 };
                 match message {
                     Ok(Some(message)) => {
-                        if let Err(status) = self.absorb(reporter.id, &message) {
+                        if let Err(status) = self.absorb(reporter.id, &reporter_fleet, &message) {
                             break Err(status);
                         }
                     }
@@ -98,7 +99,15 @@ impl Drop for Reporting {
 
 impl MetricsSink {
     /// Takes one flush; Err ends the stream (it reports more names than an Envoy would).
-    fn absorb(&self, reporter: u64, message: &StreamMetricsMessage) -> Result<(), Status> {
+    fn absorb(
+        &self,
+        reporter: u64,
+        fleet: &str,
+        message: &StreamMetricsMessage,
+    ) -> Result<(), Status> {
+        self.traffic
+            .mesh_calls
+            .absorb(fleet, &message.envoy_metrics);
         let reports = cluster_reports(&message.envoy_metrics);
         debug!(clusters = reports.len(), "stats flush");
         for report in reports {

@@ -10,6 +10,7 @@ mod cluster;
 mod endpoint;
 mod fleet;
 mod listener;
+pub mod mesh;
 mod route;
 mod tcp;
 mod tls;
@@ -31,7 +32,7 @@ pub use crate::envoy::xds_source::Transport;
 pub use access_log::{
     HTTP_FORMAT as DEFAULT_HTTP_ACCESS_LOG, TCP_FORMAT as DEFAULT_TCP_ACCESS_LOG,
 };
-pub use fleet::{FleetSelection, fleet_unknown, select_fleet};
+pub use fleet::{FleetSelection, fleet_unknown, is_mesh_service, select_fleet, select_instance};
 
 /// Every resource the configuration defines, before fleets pick their subsets. Names are the
 /// names used in the YAML: cluster `api` is Cluster `api` and ClusterLoadAssignment `api`;
@@ -60,6 +61,10 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
     let source = transport.config_source();
     let mut out = Translation::default();
     for (name, c) in &config.clusters {
+        if crate::config::model::cluster_service(name).is_some() {
+            // A mesh service's instances reach Envoys in its callers' clusters (`mesh`).
+            continue;
+        }
         out.clusters
             .insert(name.clone(), cluster::cluster(c, &source));
         out.endpoints
@@ -87,6 +92,7 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
         out.secrets
             .insert(name.clone(), tls::secret(name, material));
     }
+    mesh::add(config, overlay, &source, &mut out);
     out
 }
 

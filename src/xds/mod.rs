@@ -24,6 +24,7 @@ mod ordering;
 mod protocol;
 mod reader;
 mod request;
+pub mod sidecar;
 mod sotw;
 mod stream;
 mod subscription;
@@ -46,7 +47,6 @@ pub use limits::{KEEPALIVE_RANGE, Limits, parse_keepalive};
 pub use metrics::{MAX_FLEETS, XdsMetrics, node_gauges};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
-pub use tls::Authorizer;
 
 /// Largest stats message accepted from an Envoy (a flush of a big config is large; beyond
 /// this the stream is dropped with an error, xDS unaffected).
@@ -64,7 +64,7 @@ pub async fn serve(
     traffic: Arc<TrafficAggregate>,
     metrics: XdsMetrics,
     limits: Limits,
-    tls: Option<(Arc<crate::tls::ServerTls>, tls::IdentityRules)>,
+    tls: Option<(Arc<crate::tls::ServerTls>, crate::identity::IdentityRules)>,
     registry: crate::registry::RegistryService,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
@@ -77,7 +77,7 @@ pub async fn serve(
         listener::Handshake {
             tls,
             identity: Arc::new(identity),
-            metrics: metrics.clone(),
+            metrics: authorizer.metrics().clone(),
         }
     });
     let shared = stream::Shared {
@@ -86,6 +86,7 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         metrics,
         authorizer: authorizer.clone(),
+        runtime: registry.runtime.clone(),
     };
     let incoming = listener::incoming(listener, &limits, handshake, shutdown.clone());
     let max_streams = limits.max_streams_per_connection;

@@ -22,6 +22,7 @@ mod hostile_config;
 mod live;
 mod loadgen;
 mod lost_network;
+mod mesh;
 mod nack;
 mod operations;
 mod protocol;
