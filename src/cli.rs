@@ -377,10 +377,10 @@ pub(crate) struct BootstrapArgs {
     /// The client certificate's private key.
     #[arg(long, value_name = "FILE", requires = "xds_cert")]
     xds_key: Option<String>,
-    /// A mesh sidecar of --service: its fleet is the service; with an inbound listener it
+    /// A mesh sidecar of --service: its fleet is the service (in place of --fleet); with an inbound listener it
     /// becomes an instance of the service while connected. Needs --xds-cert (a fleet
     /// certificate for the service: `flotilla certs issue --fleet S`).
-    #[arg(long, requires_all = ["service", "xds_cert"], conflicts_with_all = ["grpc", "fleet"])]
+    #[arg(long, requires_all = ["service", "xds_cert"], conflicts_with = "grpc")]
     sidecar: bool,
     /// The mesh service this sidecar belongs to.
     #[arg(long, requires = "sidecar", value_name = "S")]

@@ -9,6 +9,7 @@ pub mod certificates;
 pub mod dashboard;
 mod errors;
 pub mod guard;
+pub mod mesh;
 pub mod mutations;
 pub mod reads;
 mod tls_listener;
@@ -83,6 +84,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/traffic", get(api::traffic))
         .route("/api/v1/certificates", get(certificates::certificates))
+        .route("/api/v1/mesh", get(mesh::mesh))
         .merge(dashboard::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
