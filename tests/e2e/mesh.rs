@@ -472,3 +472,111 @@ async fn a_killed_instance_fails_no_call() {
         .unwrap();
     assert_eq!(payments["instances"].as_array().unwrap().len(), 1, "{api}");
 }
+
+/// Runs `flotilla serve` expecting it to refuse to start: its exit status and log.
+async fn refused_start(config: &str, flags: &[String]) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("flotilla.yaml");
+    std::fs::write(&path, config).expect("config");
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(crate::support::flotilla_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .args(["--xds-listen", &free_addr().to_string()])
+            .args(["--admin-listen", &free_addr().to_string()])
+            .arg("--state-file")
+            .arg(dir.path().join("state.json"))
+            .args(flags)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("serve exits by itself")
+    .expect("run serve");
+    (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[tokio::test]
+async fn serve_refuses_a_mesh_it_cannot_secure() {
+    let pki = CertsDir::new();
+    let ca = MeshCa::new();
+    let other = MeshCa::new();
+    let yaml = "version: 1\nmesh:\n  services:\n    payments: { port: 9090 }\n";
+    let (ca_cert, ca_key) = (ca.cert.to_str().unwrap(), ca.key.to_str().unwrap());
+
+    // A mesh config without a CA to sign its certificates.
+    let (status, log) = refused_start(yaml, &pki.serve_flags()).await;
+    assert!(!status.success());
+    assert!(log.contains("--mesh-ca-cert and --mesh-ca-key"), "{log}");
+
+    // A mesh CA on an xDS port that does not authenticate its clients.
+    let flags = vec![
+        "--mesh-ca-cert".to_string(),
+        ca_cert.to_string(),
+        "--mesh-ca-key".into(),
+        ca_key.to_string(),
+    ];
+    let (status, log) = refused_start(yaml, &flags).await;
+    assert!(!status.success());
+    assert!(
+        log.contains("without client-certificate authentication"),
+        "{log}"
+    );
+
+    // A CA key that is not the CA certificate's.
+    let flags = serve_flags(&pki, ca_cert, other.key.to_str().unwrap());
+    let (status, log) = refused_start(yaml, &flags).await;
+    assert!(!status.success());
+    assert!(
+        log.contains("is not the key of the first certificate"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_mismatched_ca_on_reload_is_refused_and_the_last_good_one_signs_on() {
+    let pki = CertsDir::new();
+    let ca = MeshCa::new();
+    let other = MeshCa::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (
+        dir.path().join("mesh-ca.pem"),
+        dir.path().join("mesh-ca.key"),
+    );
+    std::fs::write(&cert, ca.cert_pem()).unwrap();
+    std::fs::write(&key, ca.key_pem()).unwrap();
+    let config = dir.path().join("flotilla.yaml");
+    std::fs::write(
+        &config,
+        "version: 1\nmesh:\n  services:\n    payments: { port: 9090 }\n",
+    )
+    .unwrap();
+    let flags = serve_flags(&pki, cert.to_str().unwrap(), key.to_str().unwrap());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let f = Flotilla::start_with(dir, config, &flags).await;
+    f.wait_ready().await;
+    let identity = || async {
+        let api = f.json("/api/v1/mesh").await;
+        api["services"][0]["identity"]["sha256"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let first = wait::until("payments' identity", Duration::from_secs(10), identity).await;
+    std::fs::write(&key, other.key_pem()).unwrap();
+    wait::until(
+        "the mismatched CA refused",
+        Duration::from_secs(10),
+        || async {
+            f.text("/metrics")
+                .await
+                .lines()
+                .any(|l| l == "flotilla_mesh_ca_rejected_total 1")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(identity().await, Some(first));
+    assert!(f.log().contains("still signing with the last good CA"));
+}
