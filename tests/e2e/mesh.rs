@@ -580,3 +580,70 @@ async fn a_mismatched_ca_on_reload_is_refused_and_the_last_good_one_signs_on() {
     assert_eq!(identity().await, Some(first));
     assert!(f.log().contains("still signing with the last good CA"));
 }
+
+#[tokio::test]
+async fn a_grpc_service_in_the_mesh() {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let pki = CertsDir::new();
+    let ca = MeshCa::new();
+    let greeter = crate::support::grpc::GrpcBackends::start(&["greeter"]).await;
+    let port: u16 = greeter
+        .address("greeter")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let (local, inbound) = (free_addr(), free_addr());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("flotilla.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1
+mesh:
+  services:
+    greeter: {{ port: {port}, protocol: grpc }}
+    caller: {{ calls: {{ greeter: {local} }} }}
+  allow:
+    - {{ from: caller, to: greeter, paths: [/grpc.health.v1.Health/Check] }}
+",
+            local = local.port()
+        ),
+    )
+    .unwrap();
+    let flags = serve_flags(&pki, ca.cert.to_str().unwrap(), ca.key.to_str().unwrap());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let f = Flotilla::start_with(dir, config, &flags).await;
+    f.wait_ready().await;
+    let server = sidecar(&f, &pki, "greeter", "greeter-1", Some(inbound)).await;
+    let caller = sidecar(&f, &pki, "caller", "caller-1", None).await;
+    server.wait_listener(inbound).await;
+    caller.wait_listener(local).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{local}"))
+        .unwrap()
+        .connect_lazy();
+    let mut client = HealthClient::new(channel);
+    // Allowed: Check, over h2 and mTLS through both sidecars.
+    let status = wait::until("a Check through the mesh", Duration::from_secs(30), || {
+        let mut c = client.clone();
+        async move {
+            c.check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .ok()
+        }
+    })
+    .await;
+    assert_eq!(status.into_inner().status, 1, "SERVING");
+    // Not allowed: Watch, another method of the same service.
+    let denied = client
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|_| ())
+        .expect_err("Watch is not allowed");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+}

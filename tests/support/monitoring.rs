@@ -33,7 +33,10 @@ pub const EXISTING: &[(&str, Kind)] = &[
     ("flotilla_endpoints", Kind::Gauge),
     ("flotilla_store_available", Kind::Gauge),
     ("flotilla_certificate_expiry_timestamp_seconds", Kind::Gauge),
-    ("flotilla_mesh_workload_certificates_issued_total", Kind::Counter),
+    (
+        "flotilla_mesh_workload_certificates_issued_total",
+        Kind::Counter,
+    ),
     (
         "flotilla_mesh_workload_certificate_expiry_timestamp_seconds",
         Kind::Gauge,
@@ -42,7 +45,10 @@ pub const EXISTING: &[(&str, Kind)] = &[
         "flotilla_mesh_workload_certificate_renewal_timestamp_seconds",
         Kind::Gauge,
     ),
-    ("flotilla_mesh_workload_certificate_issue_errors_total", Kind::Counter),
+    (
+        "flotilla_mesh_workload_certificate_issue_errors_total",
+        Kind::Counter,
+    ),
     ("flotilla_mesh_ca_rejected_total", Kind::Counter),
 ];
 
