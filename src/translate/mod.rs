@@ -105,4 +105,6 @@ use crate::envoy::{duration, pack as any};
 #[cfg(test)]
 mod grpc_tests;
 #[cfg(test)]
+mod mesh_tests;
+#[cfg(test)]
 mod tests;

@@ -142,3 +142,15 @@ fn a_bundle_trusts_every_ca_and_signs_with_the_first() {
     let first = crate::tls::parse_chain(new_cert.as_bytes()).unwrap();
     assert_eq!(ca.signer, crate::tls::fingerprint(first[0].as_ref()));
 }
+
+proptest::proptest! {
+    /// With the same signer, lifetime and trust domain, a certificate is renewed exactly from
+    /// half its life on.
+    #[test]
+    fn renewal_is_due_from_half_life_on(issued in 0i64..1_000_000, ttl in 60u64..1_000_000, at in 0i64..3_000_000) {
+        let c = held(issued, ttl as i64, "a");
+        let due = renewal(Some(&c), "a", Duration::from_secs(ttl), TD, "payments", at);
+        let half = issued + ttl as i64 / 2;
+        proptest::prop_assert_eq!(due, (at >= half).then_some(Renewal::HalfLife));
+    }
+}
