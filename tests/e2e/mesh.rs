@@ -647,3 +647,41 @@ mesh:
         .expect_err("Watch is not allowed");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_the_mesh() {
+    use crate::support::browser::{Browser, js_string};
+
+    let m = start("24h").await;
+    let f2p = format!("http://{}/charge", m.ports.frontend_to_payments);
+    until_ok(&format!("http://{}/charge", m.ports.orders_to_payments)).await;
+    let http = client::http();
+    for _ in 0..3 {
+        let r = client::get_with(&http, &f2p, &[]).await.unwrap();
+        assert_eq!(r.status, 403);
+    }
+    let b = Browser::start("mesh").await;
+    b.goto(&format!("http://{}/", m.f.admin)).await;
+    let payments = js_string("#mesh li[data-service=\"payments\"]");
+    b.wait_for(
+        "payments with its 2 instances and denied calls on the dashboard",
+        Duration::from_secs(40),
+        &format!(
+            "const e = document.querySelector({payments}); \
+             return !!e && !document.querySelector('#mesh-panel').hidden \
+               && e.textContent.includes('2/2 instances') \
+               && e.textContent.includes('spiffe://flotilla.local/service/payments') \
+               && Number(e.dataset.denied) >= 3;"
+        ),
+    )
+    .await;
+    let frontend = b
+        .js(&format!(
+            "return document.querySelector({}).textContent;",
+            js_string("#mesh li[data-service=\"frontend\"]")
+        ))
+        .await;
+    assert!(frontend.to_string().contains("caller only"), "{frontend}");
+    b.screenshot(&crate::support::browser::artifacts_dir().join("dashboard-mesh.png"))
+        .await;
+}
