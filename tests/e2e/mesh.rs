@@ -685,3 +685,29 @@ async fn the_dashboard_shows_the_mesh() {
     b.screenshot(&crate::support::browser::artifacts_dir().join("dashboard-mesh.png"))
         .await;
 }
+
+#[tokio::test]
+async fn a_mesh_added_on_reload_without_a_ca_is_refused_and_the_last_good_config_stays() {
+    let backend = Backend::start("web").await;
+    let listen = free_addr();
+    let good = crate::support::configs::web(listen, &backend.address());
+    let f = Flotilla::start(&good).await;
+    f.wait_ready().await;
+    let version = f.json("/api/v1/state").await["config"]["version"].clone();
+    f.write_config(&format!(
+        "{good}mesh:\n  services:\n    payments: {{ port: 9090 }}\n"
+    ));
+    wait::until(
+        "the mesh config refused",
+        Duration::from_secs(20),
+        || async {
+            let state = f.json("/api/v1/state").await;
+            state["config"]["last_reload"]["errors"]
+                .to_string()
+                .contains("--mesh-ca-cert and --mesh-ca-key")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(f.json("/api/v1/state").await["config"]["version"], version);
+}
