@@ -711,3 +711,63 @@ async fn a_mesh_added_on_reload_without_a_ca_is_refused_and_the_last_good_config
     .await;
     assert_eq!(f.json("/api/v1/state").await["config"]["version"], version);
 }
+
+#[tokio::test]
+async fn a_tcp_service_in_the_mesh() {
+    use crate::support::tcp::{TcpEcho, exchange};
+
+    let pki = CertsDir::new();
+    let ca = MeshCa::new();
+    let db = TcpEcho::start("db").await;
+    let port: u16 = db.address().rsplit(':').next().unwrap().parse().unwrap();
+    let (allowed, denied, inbound) = (free_addr(), free_addr(), free_addr());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("flotilla.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1
+mesh:
+  services:
+    db: {{ port: {port}, protocol: tcp }}
+    app: {{ calls: {{ db: {a} }} }}
+    other: {{ calls: {{ db: {d} }} }}
+  allow:
+    - {{ from: app, to: db }}
+",
+            a = allowed.port(),
+            d = denied.port()
+        ),
+    )
+    .unwrap();
+    let flags = serve_flags(&pki, ca.cert.to_str().unwrap(), ca.key.to_str().unwrap());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let f = Flotilla::start_with(dir, config, &flags).await;
+    f.wait_ready().await;
+    let server = sidecar(&f, &pki, "db", "db-1", Some(inbound)).await;
+    let app = sidecar(&f, &pki, "app", "app-1", None).await;
+    let other = sidecar(&f, &pki, "other", "other-1", None).await;
+    server.wait_listener(inbound).await;
+    app.wait_listener(allowed).await;
+    other.wait_listener(denied).await;
+    let reply = wait::until("a line through the mesh", Duration::from_secs(30), || {
+        exchange(allowed, "hello")
+    })
+    .await;
+    assert!(reply.contains("hello"), "{reply}");
+    // No rule lets `other` call db: the connection is closed, and nothing echoes.
+    assert_eq!(exchange(denied, "hello").await, None);
+    wait::until(
+        "the denied connection counted",
+        Duration::from_secs(10),
+        || async {
+            (server
+                .stat("mesh_inbound_db.rbac.denied")
+                .await
+                .unwrap_or(0)
+                >= 1)
+                .then_some(())
+        },
+    )
+    .await;
+}
