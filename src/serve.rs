@@ -138,6 +138,8 @@ struct ServeMetrics {
     store: crate::etcd::StoreMetrics,
     gitops: crate::gitops::follow::GitopsMetrics,
     dns: crate::dns::DnsMetrics,
+    identity: crate::identity::IdentityMetrics,
+    mesh: crate::identity::MeshMetrics,
 }
 
 impl ServeMetrics {
@@ -155,6 +157,8 @@ impl ServeMetrics {
         let store = crate::etcd::StoreMetrics::register(registry);
         let gitops = crate::gitops::follow::GitopsMetrics::register(registry);
         let dns = crate::dns::DnsMetrics::register(registry);
+        let identity = crate::identity::IdentityMetrics::register(registry);
+        let mesh = crate::identity::MeshMetrics::register(registry);
         ServeMetrics {
             control,
             health,
@@ -164,6 +168,8 @@ impl ServeMetrics {
             store,
             gitops,
             dns,
+            identity,
+            mesh,
         }
     }
 }
@@ -189,9 +195,9 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         store: store_metrics,
         gitops: gitops_metrics,
         dns: dns_metrics,
+        identity: identity_metrics,
+        mesh: mesh_metrics,
     } = ServeMetrics::register(&mut registry);
-    let identity_metrics = crate::identity::IdentityMetrics::register(&mut registry);
-    let mesh_metrics = crate::identity::MeshMetrics::register(&mut registry);
     // The mesh's checks come first: a server that would hand workload keys to
     // unauthenticated streams, or sign with a key that is not its CA's, does not start.
     let issuer = match &opts.mesh_ca {
