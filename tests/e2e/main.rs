@@ -32,6 +32,7 @@ mod lost_network;
 mod nack;
 mod operations;
 mod package;
+mod plaintext_beyond_loopback;
 mod protocol;
 mod proxyless_grpc;
 mod quickstart;

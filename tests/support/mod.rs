@@ -15,6 +15,7 @@ pub mod etcd;
 pub mod flotilla;
 pub mod grpc;
 pub mod monitoring;
+pub mod netns;
 pub mod pki;
 pub mod proxy;
 pub mod servers;
