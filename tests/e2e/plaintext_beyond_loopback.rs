@@ -19,8 +19,23 @@ const BEYOND_LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const TOKEN: &str = "s3cret-admin-token";
 const SDS: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
+/// A namespace with 192.0.2.1 on its `lo`, checked from outside with `ip` run inside.
 fn namespace() -> Netns {
-    Netns::new(&["192.0.2.1/32"])
+    let ns = Netns::new(&["192.0.2.1/32"]);
+    let out = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            ns.command("ip")
+                .args(["-o", "addr", "show", "dev", "lo"])
+                .output()
+                .await
+        })
+        .expect("ip addr");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("inet 192.0.2.1/32"), "{text}");
+    ns
 }
 
 /// Serves `yaml` (written with `files`, paths relative to the config directory) with the
