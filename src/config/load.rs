@@ -138,24 +138,7 @@ pub(crate) fn read_capped(file: &Path, budget: &mut u64) -> Result<Vec<u8>, Load
         path: file.to_path_buf(),
         error,
     };
-    let regular = |meta: &std::fs::Metadata| {
-        let kind = kind_of(&meta.file_type());
-        match kind {
-            "regular file" => Ok(()),
-            _ => Err(LoadError::NotRegular {
-                path: file.to_path_buf(),
-                kind,
-            }),
-        }
-    };
-    regular(&std::fs::metadata(file).map_err(io)?)?;
-    // Non-blocking, should the file have been swapped for a FIFO since it was looked at.
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(file)
-        .map_err(io)?;
-    regular(&f.metadata().map_err(io)?)?;
+    let mut f = open_regular(file)?;
     let mut bytes = Vec::new();
     (&mut f)
         .take(*budget + 1)
@@ -169,6 +152,34 @@ pub(crate) fn read_capped(file: &Path, budget: &mut u64) -> Result<Vec<u8>, Load
     }
     *budget -= read;
     Ok(bytes)
+}
+
+/// Opens `file` for reading if it is a regular file (after symlinks), without blocking on a
+/// FIFO: other files flotilla reads (the history file, `--revision-file`) take the same care.
+pub(crate) fn open_regular(file: &Path) -> Result<std::fs::File, LoadError> {
+    let io = |error| LoadError::Io {
+        path: file.to_path_buf(),
+        error,
+    };
+    let regular = |meta: &std::fs::Metadata| {
+        let kind = kind_of(&meta.file_type());
+        match kind {
+            "regular file" => Ok(()),
+            _ => Err(LoadError::NotRegular {
+                path: file.to_path_buf(),
+                kind,
+            }),
+        }
+    };
+    regular(&std::fs::metadata(file).map_err(io)?)?;
+    // Non-blocking, should the file have been swapped for a FIFO since it was looked at.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(file)
+        .map_err(io)?;
+    regular(&f.metadata().map_err(io)?)?;
+    Ok(f)
 }
 
 fn kind_of(t: &std::fs::FileType) -> &'static str {
