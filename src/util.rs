@@ -56,3 +56,13 @@ mod clip_tests {
         assert!(clipped.ends_with("(2000000 bytes in all)"), "{clipped}");
     }
 }
+
+/// Makes a FIFO at `path`, for tests of readers that must never block on one.
+#[cfg(test)]
+pub(crate) fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}

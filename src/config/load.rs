@@ -273,11 +273,7 @@ mod tests {
     fn a_fifo_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("flotilla.yaml");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        crate::util::mkfifo(&fifo);
         let lines = load_lines(&fifo);
         assert!(lines[0].ends_with("flotilla.yaml: not a regular file (a FIFO); the config is read from files or a directory of them"), "{lines:?}");
     }
@@ -301,11 +297,7 @@ mod tests {
             dir_with(|bad| std::os::unix::fs::symlink("/nonexistent/gone.yaml", bad).unwrap());
         assert!(lines[0].contains("bad.yaml: No such file"), "{lines:?}");
         let (_d, lines) = dir_with(|bad| {
-            let made = std::process::Command::new("mkfifo")
-                .arg(bad)
-                .status()
-                .unwrap();
-            assert!(made.success());
+            crate::util::mkfifo(bad);
         });
         assert!(
             lines[0].contains("bad.yaml: not a regular file (a FIFO)"),

@@ -88,11 +88,7 @@ fn a_hand_edited_file_is_cut_to_the_bounds() {
 fn a_fifo_or_a_device_as_history_file_is_an_error_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("flotilla-state.history.json");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    crate::util::mkfifo(&fifo);
     let err = HistoryFile::new(fifo).load().unwrap_err().to_string();
     assert!(err.contains("not a regular file (a FIFO)"), "{err}");
     let zero = dir.path().join("zero.history.json");
