@@ -12,8 +12,8 @@ use crate::support::backend::Backend;
 use crate::support::flotilla::Flotilla;
 use crate::support::netns::{Netns, free_addr_on};
 use crate::support::pki::Pki;
-use crate::support::wait;
 use crate::support::xds_client::{SotwClient, node};
+use crate::support::{registration, wait};
 
 const BEYOND_LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const TOKEN: &str = "s3cret-admin-token";
@@ -60,9 +60,7 @@ async fn register(
     token: Option<&str>,
     within: Duration,
 ) -> (Option<std::process::ExitStatus>, tokio::process::Child) {
-    let mut c = tokio::process::Command::new(crate::support::flotilla_bin());
-    c.args(["register", "--registry", &flotilla.xds.to_string()])
-        .args(["--cluster", "pool", "--address", address]);
+    let mut c = registration::command(flotilla.xds, "pool", address);
     if let Some(t) = token {
         c.args(["--registry-token", t]);
     }
@@ -71,7 +69,6 @@ async fn register(
         .env_remove("FLOTILLA_REGISTRY_TOKEN")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("flotilla register");
     let ended = tokio::time::timeout(within, child.wait())
@@ -91,10 +88,9 @@ async fn stderr_of(child: &mut tokio::process::Child) -> String {
 }
 
 async fn registered(flotilla: &Flotilla) -> Vec<String> {
-    flotilla.json("/api/v1/state").await["registrations"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    registration::listed(flotilla)
+        .await
+        .iter()
         .filter_map(|r| r["address"].as_str().map(str::to_string))
         .collect()
 }

@@ -18,6 +18,7 @@ pub mod monitoring;
 pub mod netns;
 pub mod pki;
 pub mod proxy;
+pub mod registration;
 pub mod servers;
 pub mod setup;
 pub mod tcp;
