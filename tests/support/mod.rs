@@ -13,6 +13,7 @@ pub mod dns;
 pub mod envoy;
 pub mod etcd;
 pub mod flotilla;
+pub mod git;
 pub mod grpc;
 pub mod monitoring;
 pub mod netns;

@@ -1,30 +1,17 @@
 use super::*;
 
-/// `git` in `dir` for the tests (identity and default branch fixed).
-pub(crate) fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.com"])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
+/// The test suite's git fixture (a fixed identity and branch), shared with the e2e tests.
+#[path = "../../../tests/support/git.rs"]
+#[allow(unreachable_pub)]
+mod fixture;
+use fixture::commit_file;
+use fixture::git;
 
 fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     git(dir.path(), &["init", "-q"]);
     std::fs::create_dir(dir.path().join("conf")).unwrap();
-    std::fs::write(dir.path().join("conf/web.yaml"), "version: 1\n").unwrap();
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "first config"]);
+    commit_file(dir.path(), "conf/web.yaml", "version: 1\n", "first config");
     dir
 }
 
