@@ -9,6 +9,7 @@ pub mod backend;
 pub mod browser;
 pub mod client;
 pub mod configs;
+pub mod conn;
 pub mod dns;
 pub mod envoy;
 pub mod etcd;
