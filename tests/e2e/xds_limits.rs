@@ -13,9 +13,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 use crate::support::backend::Backend;
+use crate::support::conn::closed_after;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
-use crate::support::conn::closed_after;
 use crate::support::{client, configs, free_addr, wait};
 
 /// flotilla serving `yaml` with extra `serve` flags, under `wrapper` if any.
