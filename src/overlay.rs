@@ -108,6 +108,8 @@ pub struct Overlay {
     /// Stream registrations leaving (the drain handshake): drained like `draining`, but
     /// published with `registered`, as they end with their registration.
     pub leaving: BTreeSet<EndpointKey>,
+    /// The mesh's workload certificates and trust bundle (`identity::workload`), once minted.
+    pub mesh: Option<std::sync::Arc<crate::identity::workload::MeshIdentities>>,
 }
 
 impl Overlay {

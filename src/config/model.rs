@@ -20,6 +20,8 @@ pub struct Config {
     pub allow_empty: bool,
     /// Where each item was written (for NACKs, diffs and status); never part of equality.
     pub sources: super::sources::Sources,
+    /// `mesh:` (sidecars with identities); its services' instance clusters are in `clusters`.
+    pub mesh: Option<Mesh>,
 }
 
 impl Config {
@@ -444,3 +446,5 @@ mod route;
 pub use route::*;
 mod tls;
 pub use tls::*;
+mod mesh;
+pub use mesh::*;

@@ -12,6 +12,7 @@ mod endpoint;
 mod fault;
 mod fleet;
 mod listener;
+pub mod mesh;
 mod route;
 pub mod sources;
 mod tcp;
@@ -36,7 +37,7 @@ pub use crate::envoy::xds_source::Transport;
 pub use access_log::{
     HTTP_FORMAT as DEFAULT_HTTP_ACCESS_LOG, TCP_FORMAT as DEFAULT_TCP_ACCESS_LOG,
 };
-pub use fleet::{FleetSelection, fleet_unknown, select_fleet};
+pub use fleet::{FleetSelection, fleet_unknown, is_mesh_service, select_fleet, select_instance};
 pub use sources::{ResourceSource, Sources, sources};
 
 /// Every resource the configuration defines, before fleets pick their subsets. Names are the
@@ -77,6 +78,10 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
     let source = transport.config_source();
     let mut out = Translation::default();
     for (name, c) in &config.clusters {
+        if crate::config::model::cluster_service(name).is_some() {
+            // A mesh service's instances reach Envoys in its callers' clusters (`mesh`).
+            continue;
+        }
         out.clusters
             .insert(name.clone(), cluster::cluster(c, &source));
         let la = load_assignment(c, overlay);
@@ -108,6 +113,7 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
         out.secrets
             .insert(name.clone(), tls::secret(name, material));
     }
+    mesh::add(config, overlay, &source, &mut out);
     out
 }
 
@@ -143,5 +149,7 @@ use crate::envoy::{duration, pack as any};
 mod edge_tests;
 #[cfg(test)]
 mod grpc_tests;
+#[cfg(test)]
+mod mesh_tests;
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,7 @@ mod large_config;
 mod live;
 mod loadgen;
 mod lost_network;
+mod mesh;
 mod nack;
 mod operations;
 mod package;

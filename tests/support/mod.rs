@@ -14,6 +14,7 @@ pub mod envoy;
 pub mod etcd;
 pub mod flotilla;
 pub mod grpc;
+pub mod mesh;
 pub mod monitoring;
 pub mod pki;
 pub mod proxy;

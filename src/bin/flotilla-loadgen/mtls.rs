@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use flotilla::identity::spiffe_id;
 use flotilla::tls::ClientTls;
-use flotilla::xds::tls::spiffe_id;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
 
 /// The run's certificates: `serve` flags, and what the streams present.

@@ -17,6 +17,9 @@ mod grpc;
 mod health;
 mod jwks;
 mod listener;
+mod mesh;
+#[cfg(test)]
+mod mesh_tests;
 mod registrations;
 mod resilience;
 mod route;
@@ -96,6 +99,11 @@ pub(crate) const ROOT: Object = object(
             Kind::Map(&Kind::Object(&FLEET)),
             "Envoy node.cluster → the listeners that fleet receives.",
         ),
+        optional(
+            "mesh",
+            Kind::Object(&mesh::MESH),
+            "Services behind Envoy sidecars with identities flotilla issues.",
+        ),
     ],
 );
 
@@ -126,6 +134,7 @@ struct Named<'n> {
 #[derive(Default)]
 struct Sections<'n> {
     defaults: Option<&'n Node>,
+    mesh: Option<&'n Node>,
     allow_empty: bool,
     clusters: Vec<Named<'n>>,
     listeners: Vec<Named<'n>>,
@@ -205,9 +214,24 @@ pub(crate) fn decode(
             .listeners
             .insert(item.name.clone(), item.key.loc.clone());
     }
+    if let Some(n) = sections.mesh {
+        config.mesh = mesh::mesh(&mut sink, n, &mut config.clusters);
+    }
     let mut suggester = Suggester::default();
     let declared_listeners = Declared::new(&sections.listeners);
     for item in unique(&mut sink, "fleets", &sections.fleets) {
+        if config
+            .mesh
+            .as_ref()
+            .is_some_and(|m| m.services.contains_key(&item.name))
+        {
+            sink.error(
+                item.key,
+                &format!("fleets.{}", item.name),
+                "is a mesh service: its sidecars' fleet is made by `mesh:`",
+            );
+            continue;
+        }
         if let Some(f) = fleet(&mut sink, item, &declared_listeners, &mut suggester) {
             config.fleets.insert(item.name.clone(), f);
             config
@@ -318,14 +342,18 @@ fn collect<'n>(sink: &mut Sink, root: &'n Node, sections: &mut Sections<'n>) {
     if let Some(n) = f.get("allow_empty") {
         sections.allow_empty |= reader::boolean(sink, n, "allow_empty").unwrap_or(false);
     }
-    if let Some(d) = f.get("defaults") {
-        match sections.defaults {
+    for (section, slot) in [
+        ("defaults", &mut sections.defaults),
+        ("mesh", &mut sections.mesh),
+    ] {
+        let Some(d) = f.get(section) else { continue };
+        match slot {
             Some(first) => sink.error(
-                f.key_node("defaults").unwrap_or(d),
-                "defaults",
+                f.key_node(section).unwrap_or(d),
+                section,
                 format!("defined twice: here and at {}", first.loc),
             ),
-            None => sections.defaults = Some(d),
+            None => *slot = Some(d),
         }
     }
     for (section, out) in [
