@@ -645,7 +645,10 @@ mod tests {
             workloads: Default::default(),
         });
         let published = controller.update_overlay(|o| o.mesh = Some(mesh.clone()));
-        assert!(published.is_some(), "no endpoint changed, yet it is published");
+        assert!(
+            published.is_some(),
+            "no endpoint changed, yet it is published"
+        );
         assert_eq!(controller.overlay().mesh, Some(mesh.clone()));
         assert_eq!(controller.update_overlay(|o| o.mesh = Some(mesh)), None);
     }

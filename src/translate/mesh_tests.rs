@@ -167,10 +167,22 @@ fn the_rules_become_rbac_policies_on_the_callers_spiffe_id() {
 #[test]
 fn only_a_callable_services_instances_shape_listeners() {
     let config = config();
-    assert!(endpoints_shape_listeners(&config, &service_cluster("payments")));
-    assert!(endpoints_shape_listeners(&config, &service_cluster("audit")));
+    assert!(endpoints_shape_listeners(
+        &config,
+        &service_cluster("payments")
+    ));
+    assert!(endpoints_shape_listeners(
+        &config,
+        &service_cluster("audit")
+    ));
     // frontend has no port: nothing calls its instances, so it has no inbound listeners.
-    assert!(!endpoints_shape_listeners(&config, &service_cluster("frontend")));
+    assert!(!endpoints_shape_listeners(
+        &config,
+        &service_cluster("frontend")
+    ));
     assert!(!endpoints_shape_listeners(&config, "web"));
-    assert!(!endpoints_shape_listeners(&config, &service_cluster("unknown")));
+    assert!(!endpoints_shape_listeners(
+        &config,
+        &service_cluster("unknown")
+    ));
 }
