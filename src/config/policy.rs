@@ -58,7 +58,7 @@ impl LoadPolicy {
     }
 
     /// Whether `file` (as resolved from the YAML that names it, in `config_dir`) may be served
-    /// as a certificate, CA or key: `Err` says why not. Symlinks are followed before the
+    /// as a certificate, CA, key or JWKS: `Err` says why not. Symlinks are followed before the
     /// check, so a link inside the directory to a key elsewhere is refused.
     pub fn servable(&self, file: &Path, config_dir: &Path) -> Result<(), String> {
         let real = std::fs::canonicalize(file).map_err(|e| e.to_string())?;
@@ -81,7 +81,7 @@ impl LoadPolicy {
         if !inside {
             return Err(format!(
                 "resolves to {}, outside the config's directory and every --secrets-dir: \
-                 certificate and key files are served only from there",
+                 certificate, key and JWKS files are served only from there",
                 crate::util::clip(&real.display().to_string())
             ));
         }

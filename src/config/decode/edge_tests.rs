@@ -80,6 +80,40 @@ fn a_jwks_file_that_is_not_json_or_has_no_keys_is_refused_with_its_place() {
 }
 
 #[test]
+fn jwks_files_outside_the_config_directory_and_secrets_dirs_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let (conf, keys) = (root.path().join("conf"), root.path().join("keys"));
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("jwks.json"), JWKS).unwrap();
+    std::os::unix::fs::symlink(keys.join("jwks.json"), conf.join("link.json")).unwrap();
+    for file in [
+        keys.join("jwks.json").display().to_string(),
+        "../keys/jwks.json".to_string(),
+        "link.json".to_string(),
+    ] {
+        let auth = format!("    auth: {{ jwt: {{ issuer: https://i, jwks: \"{file}\" }} }}");
+        one_error(
+            load_in(&conf, &auth, ""),
+            &[
+                "f.yaml:9:",
+                "listeners.public.auth.jwt.jwks: ",
+                "outside the config's directory and every --secrets-dir",
+            ],
+        );
+    }
+    // The same file through a --secrets-dir is served.
+    let policy = crate::config::LoadPolicy {
+        secrets_dirs: vec![keys.clone()],
+        ..Default::default()
+    };
+    let auth = "    auth: { jwt: { issuer: https://i, jwks: link.json } }";
+    load_in(&conf, auth, "").unwrap_err(); // writes f.yaml; refused without the flag
+    let c = crate::config::load_with(&conf.join("f.yaml"), &policy).map(|l| l.config);
+    assert!(c.is_ok(), "{:?}", c.err().map(|e| e.lines()));
+}
+
+#[test]
 fn a_remote_jwks_must_be_https() {
     let dir = tempfile::tempdir().unwrap();
     let c = load_in(
