@@ -32,6 +32,11 @@ pub struct LoadPolicy {
     /// Prefixes access-log files must be under (`--access-log-dir`, repeatable); empty means
     /// [`DEFAULT_ACCESS_LOG_DIR`]. [`STANDARD_STREAMS`] are always accepted.
     pub access_log_dirs: Vec<PathBuf>,
+    /// serve's `--dns-server`: the DNS servers Envoy is told to resolve names with where it
+    /// resolves them itself (`resolve: envoy`, remote JWKS), like flotilla does. Empty: Envoy's
+    /// own resolver configuration. Not a restriction, but a fact about the hosts every load
+    /// needs (see `Config::envoy_dns_servers`).
+    pub dns_servers: Vec<std::net::SocketAddr>,
     /// Why no private key may be served at all, if none may (`serve` on a plaintext xDS port
     /// beyond loopback without `--allow-plaintext-secrets`).
     pub no_private_keys: Option<String>,

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::config::model::{Auth, AuthProtocol, Jwks};
+use crate::config::model::{Auth, AuthProtocol, Jwks, TrustedCa};
 use crate::config::{Config, load};
 
 const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"5LVdNosGCr2nZ6YTFa2OKEpuOjzGksUleAMRqCq_1rw","y":"K8POYyokVrRPaboJGobO8cPTuQscRAK3sjvDAO3Rdzs"}]}"#;
@@ -134,6 +134,60 @@ fn a_remote_jwks_must_be_https() {
         ),
         &["https only"],
     );
+}
+
+#[test]
+fn a_remote_jwks_takes_its_ca_and_cache_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, ca) = crate::tls::tests::issued(&["jwks.test"]);
+    std::fs::write(dir.path().join("idp-ca.pem"), &ca).unwrap();
+    std::fs::write(dir.path().join("jwks.json"), JWKS).unwrap();
+    let c = load_in(
+        dir.path(),
+        "    auth: { jwt: { issuer: https://i, jwks: \"https://jwks.test:8443/keys\", jwks_ca: idp-ca.pem, jwks_cache: 30s } }",
+        "",
+    )
+    .unwrap();
+    let l = &c.listeners["public"];
+    let Some(Auth::Jwt(j)) = &l.auth else {
+        panic!("{:?}", l.auth)
+    };
+    let Jwks::Remote(r) = &j.jwks else {
+        panic!("{:?}", j.jwks)
+    };
+    assert_eq!(r.cache, std::time::Duration::from_secs(30));
+    let TrustedCa::Secret(name) = &r.ca else {
+        panic!("{:?}", r.ca)
+    };
+    // The CA is a Secret like a cluster's, sent to the fleets whose listener fetches through it.
+    assert_eq!(c.secrets[name].cert_pem, ca.as_bytes());
+    assert_eq!(l.secrets().collect::<Vec<_>>(), [name.as_str()]);
+    assert!(
+        l.jwks_clusters()
+            .next()
+            .unwrap()
+            .starts_with("jwks:jwks.test:8443:ca:")
+    );
+
+    for (auth, wanted) in [
+        (
+            "    auth: { jwt: { issuer: https://i, jwks: jwks.json, jwks_ca: idp-ca.pem } }",
+            &[
+                "f.yaml:9:",
+                "auth.jwt.jwks_ca: `jwks_ca` applies to a JWKS URL",
+            ][..],
+        ),
+        (
+            "    auth: { jwt: { issuer: https://i, jwks: \"https://jwks.test/keys\", jwks_cache: 100ms } }",
+            &["f.yaml:9:", "auth.jwt.jwks_cache"][..],
+        ),
+        (
+            "    auth: { jwt: { issuer: https://i, jwks: \"https://jwks.test/keys\", jwks_ca: missing.pem } }",
+            &["f.yaml:9:", "auth.jwt.jwks_ca", "missing.pem"][..],
+        ),
+    ] {
+        one_error(load_in(dir.path(), auth, ""), wanted);
+    }
 }
 
 #[test]

@@ -130,5 +130,8 @@ fn remote(url: &str) -> Result<RemoteJwks, String> {
             .trim_end_matches(']')
             .to_string(),
         port: uri.port_u16().unwrap_or(443),
+        // `jwks_ca` and `jwks_cache`, read beside `jwks`, replace these.
+        ca: crate::config::model::TrustedCa::System,
+        cache: super::auth::DEFAULT_JWKS_CACHE,
     })
 }

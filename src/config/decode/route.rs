@@ -21,6 +21,8 @@ pub(crate) struct RouteContext<'a> {
     pub(crate) refs: &'a mut Vec<ClusterRef>,
     /// The proxyless gRPC listener being decoded, if it is one.
     pub(crate) grpc_listener: Option<String>,
+    /// The configuration's Secrets, which CA files named on the way (`jwks_ca`) join.
+    pub(crate) secrets: &'a mut crate::config::model::Secrets,
 }
 
 impl RouteContext<'_> {

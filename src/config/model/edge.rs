@@ -43,12 +43,21 @@ pub struct RemoteJwks {
     pub url: String,
     pub host: String,
     pub port: u16,
+    /// The roots the JWKS server's certificate must chain to (`jwks_ca`; default the
+    /// system's), for the URL's host.
+    pub ca: super::TrustedCa,
+    /// How long Envoy keeps the keys before fetching them again (`jwks_cache`).
+    pub cache: Duration,
 }
 
 impl RemoteJwks {
-    /// The name of the cluster flotilla makes for Envoy to fetch the keys through.
+    /// The name of the cluster flotilla makes for Envoy to fetch the keys through: one per
+    /// server and trusted CA (two providers of one server share it).
     pub fn cluster_name(&self) -> String {
-        format!("jwks:{}:{}", self.host, self.port)
+        match &self.ca {
+            super::TrustedCa::System => format!("jwks:{}:{}", self.host, self.port),
+            super::TrustedCa::Secret(ca) => format!("jwks:{}:{}:{ca}", self.host, self.port),
+        }
     }
 }
 
