@@ -120,5 +120,8 @@ listeners:
     let listener = crate::envoy::json::message_to_json(&t.listeners["public"])
         .expect("json")
         .to_string();
-    assert!(listener.contains("\"cache_duration\":\"10s\""), "{listener}");
+    assert!(
+        listener.contains("\"cache_duration\":\"10s\""),
+        "{listener}"
+    );
 }

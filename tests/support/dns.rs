@@ -105,6 +105,23 @@ impl Dnsmasq {
         assert!(status.success(), "kill -HUP dnsmasq");
     }
 
+    /// Waits until dnsmasq answers `ip` for `name` (it reads its hosts file again on SIGHUP,
+    /// in its own time), asking it the way flotilla does (flotilla's resolver, no cache): the
+    /// moment a changed answer is out, from which a test times who follows it.
+    pub async fn wait_answer(&self, name: &str, ip: std::net::IpAddr) {
+        use flotilla::dns::Lookup as _;
+        let lookup = flotilla::dns::HickoryLookup::new(&[self.addr]).expect("resolver");
+        super::wait::until(
+            &format!("dnsmasq to answer {ip} for {name}"),
+            Duration::from_secs(10),
+            || async {
+                let answer = lookup.lookup(name).await.ok()?;
+                answer.addresses.contains(&ip).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Stops dnsmasq: every lookup fails from now on.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

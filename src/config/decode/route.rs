@@ -240,7 +240,7 @@ fn route(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) -
         None => Some(None),
     };
     let fault = match f.get("fault").filter(|_| forwards) {
-        Some(n) => super::fault::fault(sink, n, &f.path("fault"), ctx).map(Some),
+        Some(n) => super::fault::fault(sink, n, &f.path("fault")).map(Some),
         None => Some(None),
     };
     let policies = policies?;

@@ -113,7 +113,16 @@ pub struct FaultDelay {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultAbort {
-    pub status: u16,
+    pub status: AbortStatus,
     /// 1–100: share of requests answered with `status`.
     pub percent: u32,
+}
+
+/// What an aborted request is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortStatus {
+    /// `status`: an HTTP status (gRPC clients map it to a gRPC status, gRFC A33).
+    Http(u16),
+    /// `grpc_status`: a gRPC status code (1–16) in a trailers-only gRPC answer.
+    Grpc(u32),
 }
