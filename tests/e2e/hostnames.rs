@@ -86,7 +86,10 @@ async fn an_address_change_moves_traffic_within_the_ttl_and_a_dead_dns_server_ch
             .then_some(())
     })
     .await;
-    eprintln!("flotilla followed {:?} after the DNS change", moved.elapsed());
+    eprintln!(
+        "flotilla followed {:?} after the DNS change",
+        moved.elapsed()
+    );
     wait::until("traffic to b (127.0.0.2)", left(), || async {
         (backend_of(&url).await.as_deref() == Some("b")).then_some(())
     })

@@ -1,5 +1,6 @@
 //! A real DNS server: Debian's dnsmasq (scripts/install-dnsmasq) on a free loopback port,
-//! answering from a hosts file the test rewrites (SIGHUP reloads it), with every name under
+//! answering from a hosts file the test rewrites (SIGHUP reloads it), authoritative for
+//! `.test` (names not in the file NXDOMAIN, missing types NODATA), with every name under
 //! `nx.test` answered NXDOMAIN.
 
 use std::net::SocketAddr;
@@ -62,6 +63,10 @@ impl Dnsmasq {
                 "--log-queries",
                 "--log-facility=-",
                 "--address=/nx.test/",
+                // Authoritative for `.test`: a type a name has no record of (AAAA here) is
+                // answered NODATA, as a real zone's server does, not REFUSED for want of an
+                // upstream server.
+                "--local=/test/",
             ])
             .arg(format!("--port={}", d.addr.port()))
             .arg(format!("--addn-hosts={}", d.hosts.display()))

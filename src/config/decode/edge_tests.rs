@@ -285,7 +285,10 @@ fn faults_decode_and_need_a_delay_or_an_abort() {
             "{ abort: { status: 503, grpc_status: 14 } }",
             "fault.abort.grpc_status: give either `status` (HTTP) or `grpc_status`",
         ),
-        ("{ abort: { percent: 5 } }", "missing field `status` (or `grpc_status`)"),
+        (
+            "{ abort: { percent: 5 } }",
+            "missing field `status` (or `grpc_status`)",
+        ),
     ] {
         one_error(
             load_in(dir.path(), "", &format!(", fault: {fault}")),
@@ -305,7 +308,10 @@ listeners:
     routes: [{ to: web, fault: { delay: { duration: 50ms }, abort: { grpc_status: 14, percent: 50 } } }]
 ";
     std::fs::write(dir.path().join("f.yaml"), yaml).unwrap();
-    let c = load(&dir.path().join("f.yaml")).map_err(|e| e.lines()).unwrap().config;
+    let c = load(&dir.path().join("f.yaml"))
+        .map_err(|e| e.lines())
+        .unwrap()
+        .config;
     let fault = c.listeners["svc"].hosts[0].routes[0].fault.unwrap();
     assert_eq!(fault.abort.unwrap().status, AbortStatus::Grpc(14));
 }

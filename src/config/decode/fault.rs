@@ -118,9 +118,7 @@ fn abort(sink: &mut Sink, node: &Node, path: &str) -> Option<FaultAbort> {
         (Some(n), None) => f
             .integer(sink, n, "status")
             .map(|s| AbortStatus::Http(s as u16)),
-        (None, Some(n)) => f
-            .u32(sink, n, "grpc_status")
-            .map(AbortStatus::Grpc),
+        (None, Some(n)) => f.u32(sink, n, "grpc_status").map(AbortStatus::Grpc),
         (Some(_), Some(n)) => {
             sink.error(
                 n,
