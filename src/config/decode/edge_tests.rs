@@ -275,6 +275,7 @@ fn faults_decode_and_need_a_delay_or_an_abort() {
     let c = load_in(dir.path(), "", ", fault: { abort: { grpc_status: 14 } }").unwrap();
     let abort = c.listeners["public"].hosts[0].routes[0]
         .fault
+        .clone()
         .and_then(|f| f.abort)
         .unwrap();
     assert_eq!(abort.status, AbortStatus::Grpc(14));
@@ -312,7 +313,7 @@ listeners:
         .map_err(|e| e.lines())
         .unwrap()
         .config;
-    let fault = c.listeners["svc"].hosts[0].routes[0].fault.unwrap();
+    let fault = c.listeners["svc"].hosts[0].routes[0].fault.clone().unwrap();
     assert_eq!(fault.abort.unwrap().status, AbortStatus::Grpc(14));
 }
 
