@@ -207,7 +207,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, requires = "store", value_parser = parse_replica_id)]
     pub(crate) replica_id: Option<String>,
     /// A DNS server (ip:port, port 53 if left out) to resolve hostname endpoints with;
-    /// repeatable (at most 8). Default: the system's resolver configuration (/etc/resolv.conf).
+    /// repeatable (at most 8). Envoys are told to use the same servers for the names they
+    /// resolve themselves (resolve: envoy, JWKS URLs). Default: the system's resolver
+    /// configuration (/etc/resolv.conf; Envoy's host's own for Envoy).
     #[arg(long = "dns-server", value_name = "ADDR", value_parser = parse_dns_server)]
     pub(crate) dns_servers: Vec<std::net::SocketAddr>,
     /// Silence after which flotilla sends an HTTP/2 PING on an xDS connection (100ms..=1h). A

@@ -70,6 +70,7 @@ impl ServeOptions {
     /// `--allow-plaintext-secrets`.
     pub fn effective_policy(&self) -> config::LoadPolicy {
         let mut policy = self.load_policy.clone();
+        policy.dns_servers = self.dns_servers.clone();
         if self.xds_tls.is_none()
             && !self.xds_listen.ip().is_loopback()
             && !self.allow_plaintext_secrets

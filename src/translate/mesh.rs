@@ -219,7 +219,7 @@ fn local_app(name: &str, port: u16, protocol: MeshProtocol) -> Cluster {
         },
         ..instances_like(name)
     };
-    let mut cluster = super::cluster::cluster(&c, &ConfigSource::default());
+    let mut cluster = super::cluster::cluster(&c, &ConfigSource::default(), &[]);
     cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32));
     cluster.eds_cluster_config = None;
     cluster.load_assignment = Some(ClusterLoadAssignment {
@@ -277,7 +277,7 @@ fn call(
         name: name.to_string(),
         ..instances.clone()
     };
-    let mut cluster = super::cluster::cluster(&c, source);
+    let mut cluster = super::cluster::cluster(&c, source, &[]);
     // An instance that stops answering is ejected before the checker's verdict arrives.
     cluster.outlier_detection = Some(OutlierDetection {
         consecutive_gateway_failure: Some(u32_value(2)),

@@ -82,8 +82,10 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
             // A mesh service's instances reach Envoys in its callers' clusters (`mesh`).
             continue;
         }
-        out.clusters
-            .insert(name.clone(), cluster::cluster(c, &source));
+        out.clusters.insert(
+            name.clone(),
+            cluster::cluster(c, &source, &config.envoy_dns_servers),
+        );
         let la = load_assignment(c, overlay);
         out.endpoints.insert(name.clone(), la.assignment);
         out.endpoint_addresses.insert(name.clone(), la.addresses);
@@ -99,7 +101,7 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
         }
         out.listeners
             .insert(name.clone(), listener::listener(l, config, &source));
-        for c in auth::jwks_clusters(l, &source) {
+        for c in auth::jwks_clusters(l, &source, &config.envoy_dns_servers) {
             out.clusters.insert(c.name.clone(), c);
         }
         out.routes

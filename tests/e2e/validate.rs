@@ -70,6 +70,7 @@ fn without_type(v: &Value) -> Value {
 /// A static bootstrap holding the rendered resources, with EDS and RDS inlined (a static
 /// bootstrap cannot fetch them): clusters become STATIC with their load assignment, HTTP
 /// connection managers carry their route configuration (TCP proxies need nothing inlined).
+/// Clusters whose names Envoy resolves carry their endpoints already and stay as they are.
 pub fn static_bootstrap(rendered: &Value) -> String {
     let endpoints = rendered["endpoints"].as_array().expect("endpoints");
     let routes = rendered["routes"].as_array().expect("routes");
@@ -79,7 +80,8 @@ pub fn static_bootstrap(rendered: &Value) -> String {
         .iter()
         .map(|c| {
             let mut c = without_type(c);
-            // A static cluster (a mesh sidecar's app) carries its endpoints already.
+            // A static cluster (a mesh sidecar's app) carries its endpoints already; Envoy
+            // resolves the names of others (`resolve: envoy`, a JWKS URL's host): as sent.
             if c.get("load_assignment").is_some() {
                 return c;
             }

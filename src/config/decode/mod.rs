@@ -50,7 +50,9 @@ pub use access_log_format::{
     MAX_FIELD_NAME, MAX_FORMAT_FIELDS, MAX_FORMAT_VALUE, check as check_access_log_value,
     sample_operators,
 };
-pub use auth::{DEFAULT_AUTH_TIMEOUT, MAX_AUTH_ITEMS, MAX_AUTH_STRING};
+pub use auth::{
+    DEFAULT_AUTH_TIMEOUT, DEFAULT_JWKS_CACHE, MAX_AUTH_ITEMS, MAX_AUTH_STRING, MAX_JWKS_CACHE,
+};
 pub use cluster::{MAX_HOSTNAMES, MAX_WEIGHT};
 pub use fault::MAX_FAULT_DELAY;
 pub use jwks::{MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_JWKS_URL, check as check_jwks};
@@ -146,6 +148,7 @@ pub(crate) fn decode(
     files: &[(Location, Option<Node>)],
     policy: std::sync::Arc<crate::config::policy::LoadPolicy>,
 ) -> Result<Config, Diagnostics> {
+    let envoy_dns_servers = policy.dns_servers.clone();
     let mut sink = Sink::with_policy(policy);
     let mut sections = Sections::default();
     for (file_loc, root) in files {
@@ -162,6 +165,7 @@ pub(crate) fn decode(
 
     let mut config = Config {
         allow_empty: sections.allow_empty,
+        envoy_dns_servers,
         ..Config::default()
     };
     let mut refs: Vec<ClusterRef> = Vec::new();
