@@ -207,7 +207,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, requires = "store", value_parser = parse_replica_id)]
     pub(crate) replica_id: Option<String>,
     /// A DNS server (ip:port, port 53 if left out) to resolve hostname endpoints with;
-    /// repeatable (at most 8). Default: the system's resolver configuration (/etc/resolv.conf).
+    /// repeatable (at most 8). Envoys are told to use the same servers for the names they
+    /// resolve themselves (resolve: envoy, JWKS URLs). Default: the system's resolver
+    /// configuration (/etc/resolv.conf; Envoy's host's own for Envoy).
     #[arg(long = "dns-server", value_name = "ADDR", value_parser = parse_dns_server)]
     pub(crate) dns_servers: Vec<std::net::SocketAddr>,
     /// Silence after which flotilla sends an HTTP/2 PING on an xDS connection (100ms..=1h). A
@@ -265,6 +267,23 @@ pub(crate) struct ServeArgs {
     /// key to whoever reaches the port.
     #[arg(long)]
     pub(crate) allow_plaintext_secrets: bool,
+    /// The CA that signs the mesh's workload certificates (PEM; the signer first, then CAs
+    /// still trusted during a rotation). Needs --xds-client-ca. Re-read when it changes.
+    #[arg(
+        long,
+        env = "FLOTILLA_MESH_CA_CERT",
+        requires = "mesh_ca_key",
+        value_name = "FILE"
+    )]
+    pub(crate) mesh_ca_cert: Option<PathBuf>,
+    /// The private key (PEM, PKCS#8) of the first certificate of --mesh-ca-cert.
+    #[arg(
+        long,
+        env = "FLOTILLA_MESH_CA_KEY",
+        requires = "mesh_ca_cert",
+        value_name = "FILE"
+    )]
+    pub(crate) mesh_ca_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -474,6 +493,26 @@ pub(crate) struct BootstrapArgs {
     /// The client certificate's private key.
     #[arg(long, value_name = "FILE", requires = "xds_cert")]
     xds_key: Option<String>,
+    /// A mesh sidecar of --service: its fleet is the service (in place of --fleet); with an inbound listener it
+    /// becomes an instance of the service while connected. Needs --xds-cert (a fleet
+    /// certificate for the service: `flotilla certs issue --fleet S`).
+    #[arg(long, requires_all = ["service", "xds_cert"], conflicts_with = "grpc")]
+    sidecar: bool,
+    /// The mesh service this sidecar belongs to.
+    #[arg(long, requires = "sidecar", value_name = "S")]
+    service: Option<String>,
+    /// Where the sidecar's inbound listener listens (mTLS from the mesh, to the app's port);
+    /// on 0.0.0.0 callers reach it at the address flotilla sees the sidecar connect from.
+    #[arg(
+        long,
+        requires = "sidecar",
+        default_value = "0.0.0.0:15006",
+        value_name = "ADDR"
+    )]
+    inbound: std::net::SocketAddr,
+    /// No inbound listener: the service only calls others.
+    #[arg(long, requires = "sidecar")]
+    no_inbound: bool,
 }
 
 pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
@@ -491,7 +530,16 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         xds_ca,
         xds_cert,
         xds_key,
+        sidecar,
+        service,
+        inbound,
+        no_inbound,
     } = a;
+    let fleet = match (sidecar, service) {
+        (true, Some(service)) => service,
+        _ => fleet,
+    };
+    let inbound = (sidecar && !no_inbound).then_some(inbound);
     let xds_tls = xds_ca.map(|ca| flotilla::envoy::xds_tls::XdsClientTls {
         ca,
         cert_and_key: xds_cert.zip(xds_key),
@@ -518,6 +566,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         admin_port,
         stats_flush,
         xds_tls,
+        inbound,
     });
     let value = json::message_to_json(&b).context("render bootstrap")?;
     print_document(&value, Format::Yaml)?;
@@ -547,6 +596,7 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.xds_tls.xds_tls_key.clone(),
         args.admin_tls.admin_tls_key.clone(),
         args.store_key.clone(),
+        args.mesh_ca_key.clone(),
     ]
     .into_iter()
     .flatten()
@@ -604,6 +654,10 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                 },
                 load_policy,
                 allow_plaintext_secrets: args.allow_plaintext_secrets,
+                mesh_ca: args
+                    .mesh_ca_cert
+                    .zip(args.mesh_ca_key)
+                    .map(|(cert, key)| flotilla::identity::issuer::MeshCaFiles { cert, key }),
             },
             shutdown,
         )

@@ -28,6 +28,9 @@
 //! - [`admin`] reads all of the above over HTTP (JSON API, Prometheus [`metrics`], the
 //!   dashboard) and routes operator changes to [`runtime`]; [`events`] is its recent history.
 //!
+//! [`identity`] decides who a client of the xDS port is and what it may claim, and mints the
+//! mesh's workload certificates.
+//!
 //! [`tls`] reads and checks certificates and keys (for TLS listeners and clusters, whose
 //! files reach Envoy only as SDS Secrets) and says what each certificate is.
 //!
@@ -48,6 +51,7 @@ pub mod fuzzing;
 pub mod gitops;
 pub mod grpc_bootstrap;
 pub mod health;
+pub mod identity;
 pub mod metrics;
 pub mod overlay;
 pub mod quickstart;

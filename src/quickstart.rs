@@ -115,6 +115,7 @@ pub async fn run(
         admin_limits: crate::admin::AdminLimits::default(),
         load_policy: crate::config::LoadPolicy::default(),
         allow_plaintext_secrets: false,
+        mesh_ca: None,
     };
     let server = tokio::spawn(serve::run(opts, shutdown.clone()));
 
@@ -128,6 +129,7 @@ pub async fn run(
         admin_port: ENVOY_ADMIN_PORT,
         stats_flush: Some(Duration::from_secs(2)),
         xds_tls: None,
+        inbound: None,
     });
     let bootstrap_path = dir.path().join("envoy.yaml");
     std::fs::write(

@@ -60,6 +60,8 @@ pub struct ServeOptions {
     pub load_policy: config::LoadPolicy,
     /// Serve private keys over a plaintext xDS port beyond loopback anyway.
     pub allow_plaintext_secrets: bool,
+    /// The CA that signs the mesh's workload certificates; a config with `mesh:` needs it.
+    pub mesh_ca: Option<crate::identity::issuer::MeshCaFiles>,
 }
 
 impl ServeOptions {
@@ -68,6 +70,7 @@ impl ServeOptions {
     /// `--allow-plaintext-secrets`.
     pub fn effective_policy(&self) -> config::LoadPolicy {
         let mut policy = self.load_policy.clone();
+        policy.dns_servers = self.dns_servers.clone();
         if self.xds_tls.is_none()
             && !self.xds_listen.ip().is_loopback()
             && !self.allow_plaintext_secrets
@@ -110,10 +113,18 @@ pub enum ServeError {
     Dns(#[from] crate::dns::lookup::ResolverSetupError),
     #[error("at most {MAX_DNS_SERVERS} --dns-server (got {0})")]
     TooManyDnsServers(usize),
+    #[error("mesh CA (--mesh-ca-cert/--mesh-ca-key): {0}")]
+    MeshCa(#[from] crate::identity::workload::MeshCaError),
+    #[error("{0}")]
+    Mesh(String),
 }
 
 /// `--dns-server` at most.
 pub const MAX_DNS_SERVERS: usize = 8;
+
+/// Why a config with `mesh:` is refused by a serve without `--mesh-ca-*` (at start, serve
+/// stops; on reload, the last good config stays).
+const NO_MESH_CA: &str = "mesh: this config has a `mesh:` section, which needs the CA that signs workload certificates: start serve with --mesh-ca-cert and --mesh-ca-key (`flotilla certs ca` makes one)";
 
 /// The longest a continuous stream of file changes can delay a reload.
 const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
@@ -128,6 +139,8 @@ struct ServeMetrics {
     store: crate::etcd::StoreMetrics,
     gitops: crate::gitops::follow::GitopsMetrics,
     dns: crate::dns::DnsMetrics,
+    identity: crate::identity::IdentityMetrics,
+    mesh: crate::identity::MeshMetrics,
 }
 
 impl ServeMetrics {
@@ -145,6 +158,8 @@ impl ServeMetrics {
         let store = crate::etcd::StoreMetrics::register(registry);
         let gitops = crate::gitops::follow::GitopsMetrics::register(registry);
         let dns = crate::dns::DnsMetrics::register(registry);
+        let identity = crate::identity::IdentityMetrics::register(registry);
+        let mesh = crate::identity::MeshMetrics::register(registry);
         ServeMetrics {
             control,
             health,
@@ -154,6 +169,8 @@ impl ServeMetrics {
             store,
             gitops,
             dns,
+            identity,
+            mesh,
         }
     }
 }
@@ -179,7 +196,41 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         store: store_metrics,
         gitops: gitops_metrics,
         dns: dns_metrics,
+        identity: identity_metrics,
+        mesh: mesh_metrics,
     } = ServeMetrics::register(&mut registry);
+    // The mesh's checks come first: a server that would hand workload keys to
+    // unauthenticated streams, or sign with a key that is not its CA's, does not start.
+    let issuer = match &opts.mesh_ca {
+        Some(files) => {
+            let mutual = opts
+                .xds_tls
+                .as_ref()
+                .is_some_and(|t| t.files.client_ca.is_some());
+            if !mutual {
+                return Err(ServeError::Mesh(
+                    "--mesh-ca-cert: mesh workload certificates are refused on an xDS port \
+                     without client-certificate authentication (add --xds-tls-cert, \
+                     --xds-tls-key and --xds-client-ca): any client could claim a service and \
+                     receive its key"
+                        .to_string(),
+                ));
+            }
+            let td = opts
+                .xds_tls
+                .as_ref()
+                .map_or(crate::identity::DEFAULT_TRUST_DOMAIN, |t| {
+                    t.identity.trust_domain.as_str()
+                });
+            Some(crate::identity::issuer::Issuer::new(
+                files.clone(),
+                td,
+                mesh_metrics,
+            )?)
+        }
+        None => None,
+    };
+    let mesh_ca = issuer.is_some();
     let exposition = crate::metrics::Exposition::new(registry);
 
     let cache = Arc::new(SnapshotCache::new());
@@ -218,8 +269,22 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         &revisions,
         "startup",
         None,
+        mesh_ca,
     )
     .await;
+    if issuer.is_none()
+        && controller
+            .last_reload()
+            .is_some_and(|r| r.errors.iter().any(|e| e.contains(NO_MESH_CA)))
+    {
+        return Err(ServeError::Mesh(format!(
+            "{}: {NO_MESH_CA}",
+            opts.config.display()
+        )));
+    }
+    if let Some(issuer) = issuer {
+        tokio::spawn(issuer.run(controller.clone(), shutdown.clone()));
+    }
     let store: Arc<dyn crate::store::Store> = match &opts.store {
         Some(url) => {
             info!(store = %url, replica = %link.me, "sharing runtime state through etcd");
@@ -274,6 +339,7 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         },
         [changes, file_changes],
         startup,
+        mesh_ca,
         shutdown.clone(),
     ));
 
@@ -285,12 +351,12 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
         None => None,
     };
     let authorizer = match &opts.xds_tls {
-        Some(t) => xds::Authorizer::new(
+        Some(t) => crate::identity::Authorizer::new(
             t.files.client_ca.is_some(),
             &t.identity.trust_domain,
-            xds_metrics.clone(),
+            identity_metrics.clone(),
         ),
-        None => xds::Authorizer::open(xds_metrics.clone()),
+        None => crate::identity::Authorizer::open(identity_metrics.clone()),
     };
     let admin_tls = match &opts.admin_tls {
         Some(files) => Some(tls::ServerTls::load(files.clone(), &[b"http/1.1"])?),
@@ -456,6 +522,7 @@ async fn reload_loop(
     watchers: Watchers,
     [mut changes, mut file_changes]: [Option<mpsc::Receiver<()>>; 2],
     startup: Option<ReloadResult>,
+    mesh_ca: bool,
     shutdown: CancellationToken,
 ) {
     let mut hangup = match signal(SignalKind::hangup()) {
@@ -490,6 +557,7 @@ async fn reload_loop(
             &revisions,
             trigger,
             rearm,
+            mesh_ca,
         )
         .await;
         retry = match result {
@@ -532,6 +600,7 @@ fn follow_files(
 
 /// [`reload`] on a blocking thread: reading, validating, translating and encoding a large
 /// config takes seconds, which must not stall the xDS streams and the admin API.
+#[allow(clippy::too_many_arguments)] // the reload's inputs, each read once per reload
 async fn reload_off_runtime(
     controller: &Arc<Controller>,
     dns: &Arc<crate::dns::Dns>,
@@ -540,6 +609,7 @@ async fn reload_off_runtime(
     revisions: &Arc<RevisionSources>,
     trigger: &'static str,
     rearm: Option<Arc<config::watch::ConfigWatcher>>,
+    mesh_ca: bool,
 ) -> Option<ReloadResult> {
     let (controller, dns, path, policy, revisions) = (
         controller.clone(),
@@ -552,7 +622,16 @@ async fn reload_off_runtime(
         if let Some(watcher) = rearm {
             watcher.rearm();
         }
-        reload(&controller, Some(&dns), &path, &policy, &revisions, trigger).result
+        reload(
+            &controller,
+            Some(&dns),
+            &path,
+            &policy,
+            &revisions,
+            trigger,
+            mesh_ca,
+        )
+        .result
     })
     .await;
     match done {
@@ -574,6 +653,7 @@ pub fn reload(
     policy: &config::LoadPolicy,
     revisions: &RevisionSources,
     trigger: &'static str,
+    mesh_ca: bool,
 ) -> Reload {
     let (revision, warnings) = crate::gitops::revision::resolve(path, revisions);
     for warning in warnings {
@@ -590,6 +670,18 @@ pub fn reload(
                 _ => ReloadResult::Invalid,
             };
             (result, e.lines())
+        })
+        .and_then(|config| {
+            if config.mesh.is_some() && !mesh_ca {
+                return Err((
+                    ReloadResult::Invalid,
+                    vec![format!(
+                        "{}: {NO_MESH_CA}",
+                        config::escape_controls(&path.display().to_string())
+                    )],
+                ));
+            }
+            Ok(config)
         })
         .and_then(
             // Names the served config does not follow yet are looked up before it is served
@@ -656,7 +748,7 @@ mod tests {
                     key: "c.key".into(),
                     client_ca: None,
                 },
-                identity: xds::tls::IdentityRules::spiffe("flotilla.local"),
+                identity: crate::identity::IdentityRules::spiffe("flotilla.local"),
             }),
             admin_tls: None,
             admin_public_read: false,
@@ -665,6 +757,7 @@ mod tests {
             allow_plaintext_secrets: allow,
             revisions: Default::default(),
             dns_servers: Vec::new(),
+            mesh_ca: None,
         }
     }
 

@@ -102,7 +102,7 @@ fn validate(block: &Block) -> Result<(), String> {
 }
 
 /// Files named by `yaml`: a JWKS for each `jwks:`, and for the PEM files named by `cert:`,
-/// `key:`, `ca:` and `client_ca:` one throwaway CA;
+/// `key:`, `ca:`, `client_ca:` and `jwks_ca:` one throwaway CA;
 /// each certificate (paired with the next key named) is issued by it for every DNS name the
 /// config mentions, so it covers the listener's hosts.
 fn write_fixtures(dir: &Path, yaml: &str) {
@@ -116,7 +116,7 @@ fn write_fixtures(dir: &Path, yaml: &str) {
         match key.as_str() {
             "cert" => certs.push(value),
             "key" => keys.push(value),
-            "ca" | "client_ca" => cas.push(value),
+            "ca" | "client_ca" | "jwks_ca" => cas.push(value),
             _ => {}
         }
     }

@@ -11,6 +11,7 @@ pub mod dashboard;
 mod errors;
 pub mod gitops;
 pub mod guard;
+pub mod mesh;
 pub mod mutations;
 pub mod reads;
 mod tls_listener;
@@ -91,6 +92,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/status", get(gitops::status))
         .route("/api/v1/history", get(gitops::history))
         .route("/api/v1/resources", get(gitops::resources))
+        .route("/api/v1/mesh", get(mesh::mesh))
         .merge(dashboard::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

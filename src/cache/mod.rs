@@ -14,6 +14,7 @@ mod resource_map;
 mod snapshot;
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -34,6 +35,10 @@ pub struct Inputs {
     pub overlay: Arc<Overlay>,
 }
 
+/// (fleet, the inbound address of a mesh sidecar's instance, transport, client kind): the
+/// streams that receive the same snapshot.
+type ChannelKey = (String, Option<SocketAddr>, Transport, ClientKind);
+
 #[derive(Default)]
 struct State {
     inputs: Option<Inputs>,
@@ -41,7 +46,7 @@ struct State {
     /// [`UpdateSummary`] reports, kept up to date by the fast path without a rebuild.
     everything: Option<Arc<Snapshot>>,
     encoded: HashMap<Transport, EncodedSet>,
-    channels: HashMap<(String, Transport, ClientKind), watch::Sender<Arc<Snapshot>>>,
+    channels: HashMap<ChannelKey, watch::Sender<Arc<Snapshot>>>,
     /// Which applied config each published version belongs to.
     applied: applied::AppliedIndex,
 }
@@ -80,7 +85,7 @@ impl SnapshotCache {
         let previous: HashMap<Transport, EncodedSet> = {
             let state = self.lock();
             let mut transports: Vec<Transport> =
-                state.channels.keys().map(|(_, t, _)| *t).collect();
+                state.channels.keys().map(|(_, _, t, _)| *t).collect();
             transports.push(Transport::Ads);
             transports
                 .into_iter()
@@ -98,7 +103,7 @@ impl SnapshotCache {
         state.encoded = encoded;
         state.inputs = Some(inputs);
         // A stream of a transport not encoded above may have connected meanwhile.
-        let connected: Vec<Transport> = state.channels.keys().map(|(_, t, _)| *t).collect();
+        let connected: Vec<Transport> = state.channels.keys().map(|(_, _, t, _)| *t).collect();
         for t in connected {
             ensure_encoded(&mut state, t);
         }
@@ -112,8 +117,15 @@ impl SnapshotCache {
         let state = &mut *state;
         let mut published = Vec::new();
         let mut shared = Shared::default();
-        for ((fleet, transport, kind), tx) in &state.channels {
-            let snapshot = snapshot_for(state, fleet, *transport, *kind, &mut shared.everything);
+        for ((fleet, inbound, transport, kind), tx) in &state.channels {
+            let snapshot = snapshot_for(
+                state,
+                fleet,
+                *inbound,
+                *transport,
+                *kind,
+                &mut shared.everything,
+            );
             published.push(snapshot.version.clone());
             let changed = tx.send_if_modified(|current| {
                 if current.version == snapshot.version
@@ -188,7 +200,7 @@ impl SnapshotCache {
         let mut followed: HashMap<(Transport, ClientKind, String), Option<Arc<Snapshot>>> =
             HashMap::new();
         let mut woken = 0;
-        for ((_, transport, kind), tx) in &state.channels {
+        for ((_, _, transport, kind), tx) in &state.channels {
             let changed = tx.send_if_modified(|current| {
                 let key = (*transport, *kind, current.version.clone());
                 let shared = followed.entry(key).or_insert_with(|| {
@@ -241,8 +253,27 @@ impl SnapshotCache {
         transport: Transport,
         kind: ClientKind,
     ) -> watch::Receiver<Arc<Snapshot>> {
+        self.watch_instance(fleet, None, transport, kind)
+    }
+
+    /// [`SnapshotCache::watch`] for one sidecar of a mesh service whose inbound listener is at
+    /// `inbound`: its snapshot shares every resource with its service's other instances but
+    /// that listener. Outside the mesh `inbound` changes nothing.
+    pub fn watch_instance(
+        &self,
+        fleet: &str,
+        inbound: Option<SocketAddr>,
+        transport: Transport,
+        kind: ClientKind,
+    ) -> watch::Receiver<Arc<Snapshot>> {
         let mut state = self.lock();
-        let key = (fleet.to_string(), transport, kind);
+        let inbound = inbound.filter(|_| {
+            state
+                .inputs
+                .as_ref()
+                .is_some_and(|i| translate::is_mesh_service(&i.config, fleet))
+        });
+        let key = (fleet.to_string(), inbound, transport, kind);
         if let Some(tx) = state.channels.get(&key) {
             return tx.subscribe();
         }
@@ -261,13 +292,15 @@ impl SnapshotCache {
                 if let Some(held) = state
                     .channels
                     .iter()
-                    .filter(|((f, t, k), _)| *t == transport && *k == kind && undeclared(inputs, f))
+                    .filter(|((f, _, t, k), _)| {
+                        *t == transport && *k == kind && undeclared(inputs, f)
+                    })
                     .map(|(_, tx)| tx.borrow().clone())
                     .next()
                 {
                     everything.insert((transport, kind), held);
                 }
-                snapshot_for(&state, fleet, transport, kind, &mut everything)
+                snapshot_for(&state, fleet, inbound, transport, kind, &mut everything)
             }
         };
         state.applied.record(&snapshot.version);
@@ -311,6 +344,18 @@ impl SnapshotCache {
         (!config.fleets.is_empty()).then(|| config.fleets.contains_key(fleet))
     }
 
+    /// Whether `fleet` is a service of the mesh being served that others can call (it has a
+    /// `port`): its sidecars' inbound listeners are its instances.
+    pub fn is_callable_mesh_service(&self, fleet: &str) -> bool {
+        self.lock().inputs.as_ref().is_some_and(|i| {
+            i.config
+                .mesh
+                .as_ref()
+                .and_then(|m| m.services.get(fleet))
+                .is_some_and(|s| s.port.is_some())
+        })
+    }
+
     /// The current snapshot for a fleet (`None`: all resources) as served to `kind` of client,
     /// if any config was loaded.
     pub fn current(
@@ -352,7 +397,7 @@ struct Shared {
 /// Fleets that are not declared all receive the same snapshot (everything, or nothing once
 /// fleets are declared), made once per transport however many names Envoys claim.
 fn undeclared(inputs: &Inputs, fleet: &str) -> bool {
-    !inputs.config.fleets.contains_key(fleet)
+    !inputs.config.fleets.contains_key(fleet) && !translate::is_mesh_service(&inputs.config, fleet)
 }
 
 /// Warnings about undeclared fleets: any client can make up names as fast as it likes.
@@ -380,6 +425,7 @@ fn unknown_fleet_event(config: &crate::config::Config, fleet: &str) {
 fn snapshot_for(
     state: &State,
     fleet: &str,
+    inbound: Option<SocketAddr>,
     transport: Transport,
     kind: ClientKind,
     everything: &mut HashMap<(Transport, ClientKind), Arc<Snapshot>>,
@@ -397,7 +443,7 @@ fn snapshot_for(
             })
             .clone();
     }
-    let selection = translate::select_fleet(&inputs.config, fleet);
+    let selection = translate::select_instance(&inputs.config, fleet, inbound);
     Arc::new(encoded.snapshot(selection.as_ref(), kind))
 }
 

@@ -12,7 +12,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 
-use flotilla::xds::tls::{DEFAULT_TRUST_DOMAIN, spiffe_id};
+use flotilla::identity::{DEFAULT_TRUST_DOMAIN, spiffe_id};
 
 use super::tls_args::parse_trust_domain;
 
@@ -228,7 +228,7 @@ pub(crate) fn issue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flotilla::xds::tls::{IdentityRules, PeerCert};
+    use flotilla::identity::{IdentityRules, PeerCert};
 
     #[test]
     fn names_must_be_spiffe_path_segments() {

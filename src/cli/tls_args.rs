@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use flotilla::xds::tls::{
-    DEFAULT_TRUST_DOMAIN, DnsPattern, IdentityRules, MAX_DNS_PATTERNS, TlsFiles, XdsTlsOptions,
-};
+use flotilla::identity::{DEFAULT_TRUST_DOMAIN, DnsPattern, IdentityRules, MAX_DNS_PATTERNS};
+use flotilla::tls::TlsFiles;
+use flotilla::xds::tls::XdsTlsOptions;
 
 #[derive(clap::Args, Debug, Default)]
 pub(crate) struct XdsTlsArgs {
@@ -78,7 +78,7 @@ impl XdsTlsArgs {
 
 fn parse_dns_pattern(text: &str) -> Result<DnsPattern, String> {
     text.parse()
-        .map_err(|e: flotilla::xds::tls::PatternError| e.to_string())
+        .map_err(|e: flotilla::identity::PatternError| e.to_string())
 }
 
 #[derive(clap::Args, Debug)]
@@ -115,22 +115,9 @@ impl AdminTlsArgs {
     }
 }
 
-/// Longest trust domain accepted (SPIFFE allows 255 bytes).
-const MAX_TRUST_DOMAIN: usize = 255;
-
 /// A SPIFFE trust domain: lowercase letters, digits, `.`, `-` and `_`.
 pub(crate) fn parse_trust_domain(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.len() > MAX_TRUST_DOMAIN {
-        return Err(format!("must be 1 to {MAX_TRUST_DOMAIN} bytes"));
-    }
-    if let Some(c) = text
-        .chars()
-        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '-' | '_'))
-    {
-        return Err(format!(
-            "{c:?} is not allowed (a SPIFFE trust domain is lowercase letters, digits, '.', '-', '_')"
-        ));
-    }
+    flotilla::identity::check_trust_domain(text)?;
     Ok(text.to_string())
 }
 

@@ -15,11 +15,17 @@ pub struct Config {
     pub fleets: BTreeMap<String, Fleet>,
     /// Certificates and CAs that listeners and clusters use, by Secret name.
     pub secrets: Secrets,
+    /// The DNS servers Envoy resolves the names it resolves itself with (`resolve: envoy`
+    /// clusters, remote JWKS hosts): serve's `--dns-server`; empty: Envoy's own (the system's)
+    /// resolver configuration.
+    pub envoy_dns_servers: Vec<SocketAddr>,
     /// The operator's `allow_empty: true`: serve may apply this config even though it removes
     /// every listener or cluster (see `config::empty`).
     pub allow_empty: bool,
     /// Where each item was written (for NACKs, diffs and status); never part of equality.
     pub sources: super::sources::Sources,
+    /// `mesh:` (sidecars with identities); its services' instance clusters are in `clusters`.
+    pub mesh: Option<Mesh>,
 }
 
 impl Config {
@@ -405,14 +411,27 @@ impl Listener {
         })
     }
 
-    /// The Secrets this listener's TLS names.
+    /// The Secrets this listener's TLS names, and the CAs its remote JWKS are fetched with.
     pub fn secrets(&self) -> impl Iterator<Item = &str> {
-        self.tls.iter().flat_map(|t| {
-            t.certificates
-                .iter()
-                .chain(t.client_ca.as_ref())
-                .map(String::as_str)
-        })
+        self.tls
+            .iter()
+            .flat_map(|t| {
+                t.certificates
+                    .iter()
+                    .chain(t.client_ca.as_ref())
+                    .map(String::as_str)
+            })
+            .chain(self.auths().filter_map(|a| match a {
+                Auth::Jwt(Jwt {
+                    jwks:
+                        Jwks::Remote(RemoteJwks {
+                            ca: TrustedCa::Secret(ca),
+                            ..
+                        }),
+                    ..
+                }) => Some(ca.as_str()),
+                _ => None,
+            }))
     }
 }
 
@@ -444,3 +463,5 @@ mod route;
 pub use route::*;
 mod tls;
 pub use tls::*;
+mod mesh;
+pub use mesh::*;

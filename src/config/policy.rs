@@ -32,6 +32,11 @@ pub struct LoadPolicy {
     /// Prefixes access-log files must be under (`--access-log-dir`, repeatable); empty means
     /// [`DEFAULT_ACCESS_LOG_DIR`]. [`STANDARD_STREAMS`] are always accepted.
     pub access_log_dirs: Vec<PathBuf>,
+    /// serve's `--dns-server`: the DNS servers Envoy is told to resolve names with where it
+    /// resolves them itself (`resolve: envoy`, remote JWKS), like flotilla does. Empty: Envoy's
+    /// own resolver configuration. Not a restriction, but a fact about the hosts every load
+    /// needs (see `Config::envoy_dns_servers`).
+    pub dns_servers: Vec<std::net::SocketAddr>,
     /// Why no private key may be served at all, if none may (`serve` on a plaintext xDS port
     /// beyond loopback without `--allow-plaintext-secrets`).
     pub no_private_keys: Option<String>,
@@ -58,7 +63,7 @@ impl LoadPolicy {
     }
 
     /// Whether `file` (as resolved from the YAML that names it, in `config_dir`) may be served
-    /// as a certificate, CA or key: `Err` says why not. Symlinks are followed before the
+    /// as a certificate, CA, key or JWKS: `Err` says why not. Symlinks are followed before the
     /// check, so a link inside the directory to a key elsewhere is refused.
     pub fn servable(&self, file: &Path, config_dir: &Path) -> Result<(), String> {
         let real = std::fs::canonicalize(file).map_err(|e| e.to_string())?;
@@ -81,7 +86,7 @@ impl LoadPolicy {
         if !inside {
             return Err(format!(
                 "resolves to {}, outside the config's directory and every --secrets-dir: \
-                 certificate and key files are served only from there",
+                 certificate, key and JWKS files are served only from there",
                 crate::util::clip(&real.display().to_string())
             ));
         }

@@ -78,6 +78,15 @@ listeners:
     access_log: stdout
 fleets:
   edge: { listeners: [public, tcp] }
+mesh:
+  trust_domain: flotilla.local
+  certificate_ttl: 24h
+  default: deny
+  services:
+    payments: { port: 9090, protocol: http }
+    orders: { port: 8080, calls: { payments: 15101 } }
+  allow:
+    - { from: orders, to: payments, methods: [POST], paths: [/charge] }
 "#;
 
 fn validator() -> jsonschema::Validator {

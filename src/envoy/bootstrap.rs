@@ -50,6 +50,9 @@ pub struct BootstrapOptions {
     pub stats_flush: Option<std::time::Duration>,
     /// TLS (mTLS with a client certificate) for the connection to flotilla; None: plaintext.
     pub xds_tls: Option<super::xds_tls::XdsClientTls>,
+    /// A mesh sidecar's inbound listener address, announced in the node's metadata so that
+    /// flotilla makes this instance an endpoint of its service (`xds::sidecar`).
+    pub inbound: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +129,8 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
             id: o.node_id.clone(),
             cluster: o.fleet.clone(),
             // The admin interface, announced so that flotilla refuses it as a registration
-            // (registered, it would put /config_dump and /quitquitquit behind a listener).
+            // (registered, it would put /config_dump and /quitquitquit behind a listener), and
+            // a sidecar's inbound address (the endpoint it is of its service).
             metadata: Some(pbwk::Struct {
                 fields: [(
                     crate::runtime::admission::ADMIN_ADDRESS_METADATA.to_string(),
@@ -136,7 +140,16 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
                         )),
                     },
                 )]
-                .into(),
+                .into_iter()
+                .chain(o.inbound.map(|a| {
+                    (
+                        crate::xds::sidecar::INBOUND_METADATA.to_string(),
+                        pbwk::Value {
+                            kind: Some(pbwk::value::Kind::StringValue(a.to_string())),
+                        },
+                    )
+                }))
+                .collect(),
             }),
             ..Default::default()
         }),

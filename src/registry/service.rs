@@ -36,7 +36,7 @@ pub struct RegistryService {
     /// Ends open streams on shutdown.
     pub shutdown: CancellationToken,
     /// With mTLS, a registration needs a certificate with an identity of the trust domain.
-    pub authorizer: crate::xds::Authorizer,
+    pub authorizer: crate::identity::Authorizer,
     /// The connected Envoys, whose admin interfaces are never registered.
     pub nodes: Arc<crate::xds::NodeRegistry>,
     /// Whether a stream must carry the admin token (a plaintext xDS port beyond loopback).
@@ -114,7 +114,7 @@ impl Registry for RegistryService {
         &self,
         req: Request<Streaming<RegisterRequest>>,
     ) -> Result<Response<Responses>, Status> {
-        let xds_peer = req.extensions().get::<crate::xds::tls::XdsPeer>();
+        let xds_peer = req.extensions().get::<crate::identity::XdsPeer>();
         self.authorizer.check_registration(xds_peer)?;
         self.token.check(req.metadata())?;
         let identity_fleets = xds_peer.and_then(|p| p.cert.as_ref()).map(|c| {

@@ -170,6 +170,8 @@ pub struct TrafficAggregate {
     limits: Limits,
     latest: Mutex<Arc<TrafficView>>,
     metrics: TrafficMetrics,
+    /// Mesh calls allowed and denied by the sidecars' RBAC.
+    pub mesh_calls: super::mesh_calls::MeshCalls,
 }
 
 pub(super) fn now_second() -> u64 {

@@ -31,7 +31,7 @@ pub struct LoadReports {
     /// Ends open streams on shutdown (a load-report stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Binds the reporting node to the connection's client certificate.
-    pub authorizer: crate::xds::Authorizer,
+    pub authorizer: crate::identity::Authorizer,
 }
 
 type Responses = Pin<Box<dyn Stream<Item = Result<LoadStatsResponse, Status>> + Send>>;
@@ -44,7 +44,7 @@ impl LoadReportingService for LoadReports {
         &self,
         req: Request<Streaming<LoadStatsRequest>>,
     ) -> Result<Response<Responses>, Status> {
-        let peer = req.extensions().get::<crate::xds::tls::XdsPeer>().cloned();
+        let peer = req.extensions().get::<crate::identity::XdsPeer>().cloned();
         let mut requests = req.into_inner();
         let (tx, rx) = mpsc::channel(1);
         let authorizer = self.authorizer.clone();

@@ -10,6 +10,7 @@
 mod aggregate;
 mod known;
 mod lrs;
+pub mod mesh_calls;
 mod metrics;
 mod sink;
 mod view;

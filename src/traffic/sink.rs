@@ -24,7 +24,7 @@ pub struct MetricsSink {
     /// Ends open streams on shutdown (a stats stream never ends by itself).
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Binds the reporting node to the connection's client certificate.
-    pub authorizer: crate::xds::Authorizer,
+    pub authorizer: crate::identity::Authorizer,
 }
 
 #[tonic::async_trait]
@@ -33,7 +33,7 @@ impl MetricsService for MetricsSink {
         &self,
         req: Request<Streaming<StreamMetricsMessage>>,
     ) -> Result<Response<StreamMetricsResponse>, Status> {
-        let peer = req.extensions().get::<crate::xds::tls::XdsPeer>().cloned();
+        let peer = req.extensions().get::<crate::identity::XdsPeer>().cloned();
         let mut stream = req.into_inner();
         let Some(first) = stream.message().await? else {
             return Ok(Response::new(StreamMetricsResponse {}));
@@ -52,8 +52,9 @@ impl MetricsService for MetricsSink {
             .check(peer.as_ref(), "stats sink", &fleet, &node)?;
         let reporter = Reporting::new(self.traffic.clone(), &node, &fleet);
         let max = super::window::max_count(peer.as_ref());
+        let reporter_fleet = fleet.clone();
         info!(node = %node, "Envoy stats stream opened");
-        let result = match self.absorb(reporter.id, &first, max) {
+        let result = match self.absorb(reporter.id, &reporter_fleet, &first, max) {
             Err(status) => Err(status),
             Ok(()) => loop {
                 let message = tokio::select! {
@@ -62,7 +63,9 @@ impl MetricsService for MetricsSink {
                 };
                 match message {
                     Ok(Some(message)) => {
-                        if let Err(status) = self.absorb(reporter.id, &message, max) {
+                        if let Err(status) =
+                            self.absorb(reporter.id, &reporter_fleet, &message, max)
+                        {
                             break Err(status);
                         }
                     }
@@ -103,9 +106,17 @@ impl MetricsSink {
     fn absorb(
         &self,
         reporter: u64,
+        fleet: &str,
         message: &StreamMetricsMessage,
         max: u64,
     ) -> Result<(), Status> {
+        let calls = self
+            .traffic
+            .mesh_calls
+            .absorb(fleet, &message.envoy_metrics);
+        self.traffic
+            .metrics()
+            .mesh_calls(fleet, calls.allowed, calls.denied);
         let reports = cluster_reports(&message.envoy_metrics);
         debug!(clusters = reports.len(), "stats flush");
         for mut report in reports {

@@ -14,7 +14,7 @@ pub const MAX_COUNT: u64 = 1 << 40;
 pub const MAX_UNAUTHENTICATED_COUNT: u64 = 10_000_000;
 
 /// The per-report bound for a reporter on `peer`'s connection.
-pub fn max_count(peer: Option<&crate::xds::tls::XdsPeer>) -> u64 {
+pub fn max_count(peer: Option<&crate::identity::XdsPeer>) -> u64 {
     if peer.is_some_and(|p| p.cert.is_some()) {
         MAX_COUNT
     } else {

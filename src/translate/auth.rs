@@ -35,13 +35,11 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::{any, duration};
 use crate::config::model::{
-    self, Auth, AuthProtocol, ExternalAuth, Jwks, Jwt, TrustedCa, UpstreamProtocol, UpstreamTls,
+    self, Auth, AuthProtocol, ExternalAuth, Jwks, Jwt, UpstreamProtocol, UpstreamTls,
 };
 
 pub(super) const JWT_FILTER: &str = "envoy.filters.http.jwt_authn";
 const EXT_AUTHZ_FILTER: &str = "envoy.filters.http.ext_authz";
-/// How long Envoy keeps keys fetched from a JWKS URL before fetching them again.
-const JWKS_CACHE: Duration = Duration::from_secs(300);
 const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The auth configurations of one listener, each with the name Envoy knows it by.
@@ -162,7 +160,7 @@ fn provider(j: &Jwt) -> JwtProvider {
                 timeout: Some(duration(JWKS_FETCH_TIMEOUT)),
                 http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(r.cluster_name())),
             }),
-            cache_duration: Some(duration(JWKS_CACHE)),
+            cache_duration: Some(duration(r.cache)),
             // Fetched when the listener starts, not on the first request.
             async_fetch: Some(JwksAsyncFetch::default()),
             ..Default::default()
@@ -223,9 +221,14 @@ fn ext_authz(e: &ExternalAuth) -> ExtAuthz {
     }
 }
 
-/// The clusters Envoy fetches remote JWKS through: DNS-resolved by Envoy, TLS to the URL's
-/// host (its certificate checked against the system's roots for that name).
-pub(super) fn jwks_clusters(l: &model::Listener, source: &ConfigSource) -> Vec<Cluster> {
+/// The clusters Envoy fetches remote JWKS through: DNS-resolved by Envoy (with serve's
+/// `--dns-server` when given), TLS to the URL's host (its certificate checked for that name
+/// against `jwks_ca`, by default the system's roots).
+pub(super) fn jwks_clusters(
+    l: &model::Listener,
+    source: &ConfigSource,
+    dns_servers: &[std::net::SocketAddr],
+) -> Vec<Cluster> {
     let mut out: Vec<Cluster> = Vec::new();
     for a in l.auths() {
         let Auth::Jwt(Jwt {
@@ -241,7 +244,7 @@ pub(super) fn jwks_clusters(l: &model::Listener, source: &ConfigSource) -> Vec<C
         }
         let tls = UpstreamTls {
             sni: Some(r.host.clone()),
-            ca: TrustedCa::System,
+            ca: r.ca.clone(),
             client_certificate: None,
         };
         out.push(Cluster {
@@ -250,6 +253,7 @@ pub(super) fn jwks_clusters(l: &model::Listener, source: &ConfigSource) -> Vec<C
                 DiscoveryType::LogicalDns as i32,
             )),
             dns_lookup_family: DnsLookupFamily::V4Preferred as i32,
+            typed_dns_resolver_config: super::cluster::dns_resolver(dns_servers),
             connect_timeout: Some(duration(JWKS_FETCH_TIMEOUT)),
             load_assignment: Some(ClusterLoadAssignment {
                 cluster_name: name,

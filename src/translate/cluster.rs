@@ -7,8 +7,9 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     cluster::{ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbPolicy},
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    ConfigSource, Http2ProtocolOptions, RoutingPriority,
+    ConfigSource, DnsResolverOptions, Http2ProtocolOptions, RoutingPriority, TypedExtensionConfig,
 };
+use envoy_types::pb::envoy::extensions::network::dns_resolver::cares::v3::CaresDnsResolverConfig;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions,
     http_protocol_options::{
@@ -22,7 +23,34 @@ use crate::config::model::{self, Policy, Resolve, UpstreamProtocol};
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-pub(super) fn cluster(c: &model::Cluster, eds_source: &ConfigSource) -> Cluster {
+const CARES_RESOLVER: &str = "envoy.network.dns_resolver.cares";
+
+/// The DNS resolver of a cluster whose names Envoy resolves: `None` (Envoy's own, the system's
+/// configuration) unless serve was given `--dns-server`, in which case Envoy asks exactly
+/// those servers, like flotilla does, names looked up as written (no search domains).
+pub(super) fn dns_resolver(servers: &[std::net::SocketAddr]) -> Option<TypedExtensionConfig> {
+    (!servers.is_empty()).then(|| TypedExtensionConfig {
+        name: CARES_RESOLVER.to_string(),
+        typed_config: Some(any(&CaresDnsResolverConfig {
+            resolvers: servers
+                .iter()
+                .map(|s| crate::envoy::socket_address(*s))
+                .collect(),
+            use_resolvers_as_fallback: false,
+            dns_resolver_options: Some(DnsResolverOptions {
+                use_tcp_for_dns_lookups: false,
+                no_default_search_domain: true,
+            }),
+            ..Default::default()
+        })),
+    })
+}
+
+pub(super) fn cluster(
+    c: &model::Cluster,
+    eds_source: &ConfigSource,
+    dns_servers: &[std::net::SocketAddr],
+) -> Cluster {
     let lb_policy = match c.policy {
         Policy::RoundRobin => LbPolicy::RoundRobin,
         // Weighted least-request: measured latency sets the weights, in-flight requests still
@@ -68,6 +96,7 @@ pub(super) fn cluster(c: &model::Cluster, eds_source: &ConfigSource) -> Cluster 
         cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(kind as i32));
         cluster.eds_cluster_config = None;
         cluster.load_assignment = Some(super::endpoint::dns_assignment(c));
+        cluster.typed_dns_resolver_config = dns_resolver(dns_servers);
     }
     if c.upstream_protocol == UpstreamProtocol::Http2 {
         let options = HttpProtocolOptions {

@@ -73,3 +73,55 @@ fn a_listener_gets_its_filters_and_each_route_its_own_auth() {
         Some("public.routes[2]")
     );
 }
+
+#[test]
+fn clusters_envoy_resolves_ask_the_dns_servers_serve_was_given() {
+    let yaml = r#"
+version: 1
+clusters:
+  db: { endpoints: [db.internal:5432], resolve: envoy }
+  web: { endpoints: [127.0.0.1:1] }
+listeners:
+  public:
+    address: 127.0.0.1:2
+    auth: { jwt: { issuer: https://i, jwks: "https://login.example.com/keys", jwks_cache: 10s } }
+    routes: [ { to: db } ]
+"#;
+    let resolver = |t: &super::Translation, name: &str| {
+        t.clusters[name]
+            .typed_dns_resolver_config
+            .as_ref()
+            .map(|r| {
+                crate::envoy::json::message_to_json(r)
+                    .expect("json")
+                    .to_string()
+            })
+    };
+    // Without --dns-server: Envoy's own resolver configuration.
+    let config = parse_str("t.yaml", yaml).expect("valid");
+    let t = translate(&config, &Overlay::default(), Transport::Ads);
+    assert_eq!(resolver(&t, "db"), None);
+    assert_eq!(resolver(&t, "jwks:login.example.com:443"), None);
+    // With it: exactly those servers, for every cluster Envoy resolves, and no other.
+    let policy = crate::config::LoadPolicy {
+        dns_servers: vec!["127.0.0.1:5353".parse().unwrap()],
+        ..Default::default()
+    };
+    let config = crate::config::parse_sources_with(&[("t.yaml".into(), yaml.to_string())], &policy)
+        .expect("valid");
+    let t = translate(&config, &Overlay::default(), Transport::Ads);
+    for name in ["db", "jwks:login.example.com:443"] {
+        let r = resolver(&t, name).expect(name);
+        assert!(r.contains("envoy.network.dns_resolver.cares"), "{r}");
+        assert!(r.contains("\"port_value\":5353"), "{r}");
+        assert!(r.contains("\"no_default_search_domain\":true"), "{r}");
+    }
+    assert_eq!(resolver(&t, "web"), None, "an EDS cluster resolves nothing");
+    let listener = crate::envoy::json::message_to_json(&t.listeners["public"])
+        .expect("json")
+        .to_string();
+    assert!(
+        listener.contains("\"cache_duration\":\"10s\""),
+        "{listener}"
+    );
+}

@@ -1,5 +1,7 @@
 //! `fault` on a route: Envoy's fault filter, present but inactive on the listener, switched on
-//! by each route with its own delay and abort (`typed_per_filter_config`).
+//! by each route with its own delay and abort (`typed_per_filter_config`). Proxyless gRPC
+//! clients run the same filter (gRFC A33): on their `api_listener` and per route, reading the
+//! fixed delay, the HTTP or gRPC abort status and the percentages set here.
 
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{
     FaultDelay, fault_delay::FaultDelaySecifier,
@@ -13,7 +15,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent::DenominatorType};
 
 use super::{any, duration};
-use crate::config::model::{self, Fault};
+use crate::config::model::{self, AbortStatus, Fault};
 
 pub(super) const FAULT_FILTER: &str = "envoy.filters.http.fault";
 
@@ -38,7 +40,10 @@ pub(super) fn per_route(f: &Fault) -> HttpFault {
         }),
         abort: f.abort.map(|a| FaultAbort {
             percentage: Some(percent(a.percent)),
-            error_type: Some(ErrorType::HttpStatus(u32::from(a.status))),
+            error_type: Some(match a.status {
+                AbortStatus::Http(status) => ErrorType::HttpStatus(u32::from(status)),
+                AbortStatus::Grpc(code) => ErrorType::GrpcStatus(code),
+            }),
             ..Default::default()
         }),
         ..Default::default()

@@ -7,8 +7,10 @@
 //! (failing closed: a typo or a hostile `node.cluster` must not receive every listener).
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 
 use crate::config::Config;
+use crate::config::model::{Mesh, cluster_service};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FleetSelection {
@@ -22,6 +24,25 @@ pub struct FleetSelection {
 /// The resources for Envoys whose `node.cluster` is `fleet`. `None` means "everything": no
 /// fleets are declared. An undeclared fleet among declared ones gets an empty selection.
 pub fn select_fleet(config: &Config, fleet: &str) -> Option<FleetSelection> {
+    select_instance(config, fleet, None)
+}
+
+/// [`select_fleet`] for one Envoy: a mesh sidecar with an inbound listener at `inbound` also
+/// receives that listener (and no other instance's). Envoys outside the mesh never receive a
+/// mesh resource, declared fleets or not: workload keys go to their own service only.
+pub fn select_instance(
+    config: &Config,
+    fleet: &str,
+    inbound: Option<SocketAddr>,
+) -> Option<FleetSelection> {
+    if let Some(mesh) = &config.mesh {
+        if mesh.services.contains_key(fleet) {
+            return Some(sidecar(mesh, fleet, inbound));
+        }
+        if config.fleets.is_empty() {
+            return Some(outside_mesh(config));
+        }
+    }
     if config.fleets.is_empty() {
         return None;
     }
@@ -53,7 +74,56 @@ pub fn select_fleet(config: &Config, fleet: &str) -> Option<FleetSelection> {
     })
 }
 
-/// Whether Envoys of `fleet` are refused every resource: fleets are declared, this one is not.
+/// Whether Envoys of `fleet` are refused every resource: fleets are declared, this one is not
+/// (nor is it a mesh service).
 pub fn fleet_unknown(config: &Config, fleet: &str) -> bool {
-    !config.fleets.is_empty() && !config.fleets.contains_key(fleet)
+    !config.fleets.is_empty()
+        && !config.fleets.contains_key(fleet)
+        && !is_mesh_service(config, fleet)
+}
+
+/// Whether `fleet` is a mesh service (its Envoys are its sidecars).
+pub fn is_mesh_service(config: &Config, fleet: &str) -> bool {
+    config
+        .mesh
+        .as_ref()
+        .is_some_and(|m| m.services.contains_key(fleet))
+}
+
+/// What a sidecar of `service` receives: its app's cluster and its instance's inbound
+/// listener, an outbound listener and cluster per call, its own certificate and the bundle.
+fn sidecar(mesh: &Mesh, service: &str, inbound: Option<SocketAddr>) -> FleetSelection {
+    use super::mesh::{
+        TRUST_BUNDLE, call_cluster, inbound_listener, local_cluster, outbound_listener,
+        workload_secret,
+    };
+    let mut out = FleetSelection::default();
+    let Some(s) = mesh.services.get(service) else {
+        return out;
+    };
+    if let (Some(_), Some(address)) = (s.port, inbound) {
+        out.listeners.insert(inbound_listener(service, address));
+        out.clusters.insert(local_cluster(service));
+    }
+    for called in s.calls.keys() {
+        out.listeners.insert(outbound_listener(service, called));
+        out.clusters.insert(call_cluster(service, called));
+    }
+    out.secrets.insert(workload_secret(service));
+    out.secrets.insert(TRUST_BUNDLE.to_string());
+    out
+}
+
+/// Every resource of the config but the mesh's (no `fleets:` declared).
+fn outside_mesh(config: &Config) -> FleetSelection {
+    FleetSelection {
+        listeners: config.listeners.keys().cloned().collect(),
+        clusters: config
+            .clusters
+            .keys()
+            .filter(|c| cluster_service(c).is_none())
+            .cloned()
+            .collect(),
+        secrets: config.secrets.keys().cloned().collect(),
+    }
 }

@@ -12,6 +12,7 @@ mod endpoint;
 mod fault;
 mod fleet;
 mod listener;
+pub mod mesh;
 mod route;
 pub mod sources;
 mod tcp;
@@ -36,7 +37,7 @@ pub use crate::envoy::xds_source::Transport;
 pub use access_log::{
     HTTP_FORMAT as DEFAULT_HTTP_ACCESS_LOG, TCP_FORMAT as DEFAULT_TCP_ACCESS_LOG,
 };
-pub use fleet::{FleetSelection, fleet_unknown, select_fleet};
+pub use fleet::{FleetSelection, fleet_unknown, is_mesh_service, select_fleet, select_instance};
 pub use sources::{ResourceSource, Sources, sources};
 
 /// Every resource the configuration defines, before fleets pick their subsets. Names are the
@@ -77,8 +78,14 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
     let source = transport.config_source();
     let mut out = Translation::default();
     for (name, c) in &config.clusters {
-        out.clusters
-            .insert(name.clone(), cluster::cluster(c, &source));
+        if crate::config::model::cluster_service(name).is_some() {
+            // A mesh service's instances reach Envoys in its callers' clusters (`mesh`).
+            continue;
+        }
+        out.clusters.insert(
+            name.clone(),
+            cluster::cluster(c, &source, &config.envoy_dns_servers),
+        );
         let la = load_assignment(c, overlay);
         out.endpoints.insert(name.clone(), la.assignment);
         out.endpoint_addresses.insert(name.clone(), la.addresses);
@@ -94,7 +101,7 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
         }
         out.listeners
             .insert(name.clone(), listener::listener(l, config, &source));
-        for c in auth::jwks_clusters(l, &source) {
+        for c in auth::jwks_clusters(l, &source, &config.envoy_dns_servers) {
             out.clusters.insert(c.name.clone(), c);
         }
         out.routes
@@ -108,6 +115,7 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
         out.secrets
             .insert(name.clone(), tls::secret(name, material));
     }
+    mesh::add(config, overlay, &source, &mut out);
     out
 }
 
@@ -143,5 +151,7 @@ use crate::envoy::{duration, pack as any};
 mod edge_tests;
 #[cfg(test)]
 mod grpc_tests;
+#[cfg(test)]
+mod mesh_tests;
 #[cfg(test)]
 mod tests;

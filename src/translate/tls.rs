@@ -153,14 +153,14 @@ fn transport_socket(config: envoy_types::pb::google::protobuf::Any) -> Transport
     }
 }
 
-fn sds_config(name: &str, sds: &ConfigSource) -> SdsSecretConfig {
+pub(super) fn sds_config(name: &str, sds: &ConfigSource) -> SdsSecretConfig {
     SdsSecretConfig {
         name: name.to_string(),
         sds_config: Some(sds.clone()),
     }
 }
 
-fn inline(bytes: &[u8]) -> DataSource {
+pub(super) fn inline(bytes: &[u8]) -> DataSource {
     DataSource {
         specifier: Some(data_source::Specifier::InlineBytes(bytes.to_vec())),
         ..Default::default()

@@ -29,9 +29,9 @@ use super::reader::Requests;
 use super::request::SotwRequest;
 use super::sotw::Sotw;
 use super::stream::{self, Kind, Shared};
-use super::tls::XdsPeer;
 use super::wire::{self, Frames};
 use crate::cache::{ClientKind, ResourceType, version_of};
+use crate::identity::XdsPeer;
 use crate::translate::Transport;
 
 /// Requests larger than this are refused. Envoy's are far smaller, even listing every name (a

@@ -29,9 +29,8 @@ use tonic::transport::server::Connected;
 use super::budget::Budget;
 use tracing::warn;
 
-use super::XdsMetrics;
 use super::limits::Limits;
-use super::tls::{IdentityRules, PeerCert, Rejection, XdsPeer};
+use crate::identity::{IdentityRules, PeerCert, Rejection, XdsPeer};
 use crate::tls::ServerTls;
 
 /// First and longest pause after a failed `accept`.
@@ -44,7 +43,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub(crate) struct Handshake {
     pub(crate) tls: Arc<ServerTls>,
     pub(crate) identity: Arc<IdentityRules>,
-    pub(crate) metrics: XdsMetrics,
+    pub(crate) metrics: crate::identity::IdentityMetrics,
 }
 
 /// The kernel's keepalive on accepted sockets, under HTTP/2's: a socket silent for the

@@ -42,11 +42,6 @@ struct TypeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FleetLabel {
     fleet: String,
 }
@@ -68,7 +63,6 @@ pub struct XdsMetrics {
     acks: Family<TypeLabels, Counter>,
     nacks: Family<TypeLabels, Counter>,
     push_latency: PushLatency,
-    rejected: Family<ReasonLabel, Counter>,
 }
 
 fn push_latency_histogram() -> Histogram {
@@ -89,7 +83,6 @@ impl Default for XdsMetrics {
             acks: Family::default(),
             nacks: Family::default(),
             push_latency: Family::new_with_constructor(push_latency_histogram),
-            rejected: Family::default(),
         }
     }
 }
@@ -137,23 +130,7 @@ impl XdsMetrics {
             "From a snapshot's creation to Envoy's ACK of the response carrying it",
             m.push_latency.clone(),
         );
-        registry.register(
-            "xds_rejected_streams",
-            "Connections and streams refused by the xDS port's TLS and identity checks, by reason",
-            m.rejected.clone(),
-        );
-        for r in crate::xds::tls::Rejection::ALL {
-            let _ = m.rejected.get_or_create(&ReasonLabel { reason: r.label() });
-        }
         m
-    }
-
-    pub(crate) fn rejected(&self, reason: crate::xds::tls::Rejection) {
-        self.rejected
-            .get_or_create(&ReasonLabel {
-                reason: reason.label(),
-            })
-            .inc();
     }
 
     /// The gauge of request bytes buffered, which the server's budget keeps.

@@ -25,6 +25,7 @@ mod ordering;
 mod protocol;
 mod reader;
 mod request;
+pub mod sidecar;
 mod sotw;
 mod stream;
 mod stream_core;
@@ -48,7 +49,6 @@ pub use limits::{KEEPALIVE_RANGE, Limits, parse_keepalive};
 pub use metrics::{MAX_FLEET_LABELS, MAX_FLEETS, OTHER_FLEETS, XdsMetrics, node_gauges};
 pub use nodes::NodeRegistry;
 pub use protocol::Mode;
-pub use tls::Authorizer;
 
 /// Largest stats message accepted from an Envoy (a flush of a big config is large; beyond
 /// this the stream is dropped with an error, xDS unaffected).
@@ -66,7 +66,7 @@ pub async fn serve(
     traffic: Arc<TrafficAggregate>,
     metrics: XdsMetrics,
     limits: Limits,
-    tls: Option<(Arc<crate::tls::ServerTls>, tls::IdentityRules)>,
+    tls: Option<(Arc<crate::tls::ServerTls>, crate::identity::IdentityRules)>,
     registry: crate::registry::RegistryService,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
@@ -79,7 +79,7 @@ pub async fn serve(
         listener::Handshake {
             tls,
             identity: Arc::new(identity),
-            metrics: metrics.clone(),
+            metrics: authorizer.metrics().clone(),
         }
     });
     let buffered = budget::Budget::new(
@@ -94,6 +94,7 @@ pub async fn serve(
         metrics,
         authorizer: authorizer.clone(),
         buffered,
+        runtime: registry.runtime.clone(),
     };
     let incoming = listener::incoming(listener, &limits, handshake, shutdown.clone());
     let max_streams = limits.max_streams_per_connection;

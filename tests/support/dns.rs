@@ -1,5 +1,6 @@
 //! A real DNS server: Debian's dnsmasq (scripts/install-dnsmasq) on a free loopback port,
-//! answering from a hosts file the test rewrites (SIGHUP reloads it), with every name under
+//! answering from a hosts file the test rewrites (SIGHUP reloads it), authoritative for
+//! `.test` (names not in the file NXDOMAIN, missing types NODATA), with every name under
 //! `nx.test` answered NXDOMAIN.
 
 use std::net::SocketAddr;
@@ -62,6 +63,10 @@ impl Dnsmasq {
                 "--log-queries",
                 "--log-facility=-",
                 "--address=/nx.test/",
+                // Authoritative for `.test`: a type a name has no record of (AAAA here) is
+                // answered NODATA, as a real zone's server does, not REFUSED for want of an
+                // upstream server.
+                "--local=/test/",
             ])
             .arg(format!("--port={}", d.addr.port()))
             .arg(format!("--addn-hosts={}", d.hosts.display()))
@@ -103,6 +108,23 @@ impl Dnsmasq {
             .status()
             .expect("kill");
         assert!(status.success(), "kill -HUP dnsmasq");
+    }
+
+    /// Waits until dnsmasq answers `ip` for `name` (it reads its hosts file again on SIGHUP,
+    /// in its own time), asking it the way flotilla does (flotilla's resolver, no cache): the
+    /// moment a changed answer is out, from which a test times who follows it.
+    pub async fn wait_answer(&self, name: &str, ip: std::net::IpAddr) {
+        use flotilla::dns::Lookup as _;
+        let lookup = flotilla::dns::HickoryLookup::new(&[self.addr]).expect("resolver");
+        super::wait::until(
+            &format!("dnsmasq to answer {ip} for {name}"),
+            Duration::from_secs(10),
+            || async {
+                let answer = lookup.lookup(name).await.ok()?;
+                answer.addresses.contains(&ip).then_some(())
+            },
+        )
+        .await;
     }
 
     /// Stops dnsmasq: every lookup fails from now on.

@@ -194,6 +194,11 @@ impl Envoy {
             .expect("admin body")
     }
 
+    /// Kills the Envoy (SIGKILL), as when its host dies.
+    pub async fn kill(&mut self) {
+        let _ = self._child.kill().await;
+    }
+
     /// Envoy's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -182,6 +182,15 @@ impl GrpcClient {
         }
     }
 
+    /// A grpcio client with a plain channel to `addr` (an Envoy listener): no xDS.
+    pub fn direct(addr: std::net::SocketAddr) -> GrpcClient {
+        let script = Script::spawn("grpc-client", "client.py", &[&format!("ipv4:{addr}")], &[]);
+        GrpcClient {
+            script,
+            _bootstrap: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
     /// `n` calls one after the other, each failing fast (no waiting for a ready backend).
     pub async fn calls(&mut self, n: u32, metadata: &[(&str, &str)]) -> Calls {
         self.batch(json!({ "calls": n, "metadata": metadata, "timeout": 5 }))

@@ -16,6 +16,7 @@ pub mod etcd;
 pub mod flotilla;
 pub mod git;
 pub mod grpc;
+pub mod mesh;
 pub mod monitoring;
 pub mod netns;
 pub mod pki;

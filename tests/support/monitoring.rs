@@ -38,6 +38,23 @@ pub const EXISTING: &[(&str, Kind)] = &[
     ("flotilla_certificate_expiry_timestamp_seconds", Kind::Gauge),
     ("flotilla_dns_failures_total", Kind::Counter),
     ("flotilla_dns_addresses", Kind::Gauge),
+    (
+        "flotilla_mesh_workload_certificates_issued_total",
+        Kind::Counter,
+    ),
+    (
+        "flotilla_mesh_workload_certificate_expiry_timestamp_seconds",
+        Kind::Gauge,
+    ),
+    (
+        "flotilla_mesh_workload_certificate_renewal_timestamp_seconds",
+        Kind::Gauge,
+    ),
+    (
+        "flotilla_mesh_workload_certificate_issue_errors_total",
+        Kind::Counter,
+    ),
+    ("flotilla_mesh_ca_rejected_total", Kind::Counter),
 ];
 
 /// Agreed with the metrics-sink backend (Envoy's stats, aggregated), with these exact names.

@@ -21,6 +21,7 @@
     nodes: null,
     traffic: null, // the last /api/v1/traffic answer, or null
     certificates: null, // the last /api/v1/certificates answer, or null
+    mesh: null, // the last /api/v1/mesh answer, or null
     trafficProblem: 'waiting for the first answer',
     events: [],
     eventsProblem: null,
@@ -165,14 +166,16 @@
     const started = Date.now();
     const full = model.lastEventId === null || model.polls % EVENTS_RESYNC_POLLS === 0;
     const eventsUrl = full ? '/api/v1/events' : '/api/v1/events?since=' + model.lastEventId;
-    const [state, nodes, traffic, events, certificates] = await Promise.all([
+    const [state, nodes, traffic, events, certificates, mesh] = await Promise.all([
       getJson('/api/v1/state'),
       getJson('/api/v1/nodes'),
       getJson('/api/v1/traffic'),
       getJson(eventsUrl),
       getJson('/api/v1/certificates'),
+      getJson('/api/v1/mesh'),
     ]);
     if (Array.isArray(certificates.data)) model.certificates = certificates.data;
+    if (mesh.data && Array.isArray(mesh.data.services)) model.mesh = mesh.data;
     model.polls += 1;
     const now = Date.now();
 
@@ -284,6 +287,7 @@
     renderClusters();
     renderNodes();
     renderCertificates();
+    renderMesh();
     renderEvents();
   }
 
@@ -900,6 +904,49 @@
         const meta = [c.kind, 'SANs ' + (c.sans.join(', ') || '—'), 'issuer ' + c.issuer, 'sha256 ' + c.sha256.slice(0, 16) + '…', users.join(', ')];
         setText($('.node-meta', li), meta.join(' · '));
         li.title = c.file + (c.key_file ? ' (key ' + c.key_file + ')' : '');
+      },
+    );
+  }
+
+  // ---------- mesh ----------
+
+  /** One row per mesh service: instances (healthy of all), identity expiry, calls allowed/denied. */
+  function renderMesh() {
+    const services = (model.mesh && model.mesh.services) || [];
+    $('#mesh-panel').hidden = !services.length;
+    keyed(
+      $('#mesh'),
+      services,
+      (s) => s.name,
+      (s) =>
+        el(
+          'li',
+          { class: 'node mesh-service', 'data-service': s.name },
+          el('div', { class: 'node-head' }, el('strong', { class: 'service-name' }), el('span', { class: 'instances' })),
+          el('div', { class: 'node-meta muted' }),
+        ),
+      (li, s) => {
+        setText($('.service-name', li), s.name + ' (' + s.protocol + ')');
+        const healthy = s.instances.filter((i) => i.health !== 'unhealthy' && !i.draining).length;
+        const level = s.port === null ? 'ok' : healthy === 0 ? 'bad' : healthy < s.instances.length ? 'warn' : 'ok';
+        li.dataset.level = level;
+        $('.instances', li).replaceChildren(
+          el('span', {
+            class: 'badge ' + (level === 'ok' ? 'in-sync' : 'syncing'),
+            text: s.port === null ? 'caller only' : healthy + '/' + s.instances.length + ' instances',
+          }),
+        );
+        const id = s.identity;
+        const meta = [
+          id ? id.spiffe_id : 'no certificate yet',
+          id ? 'expires ' + new Date(id.not_after * 1000).toISOString() : null,
+          'allowed ' + fmtCount(s.calls_in.allowed),
+          'denied ' + fmtCount(s.calls_in.denied),
+          s.calls.length ? 'calls ' + s.calls.map((c) => c.service + ' :' + c.local_port).join(', ') : null,
+        ].filter(Boolean);
+        setText($('.node-meta', li), meta.join(' · '));
+        li.dataset.denied = String(s.calls_in.denied);
+        li.title = id ? 'renewal due ' + new Date(id.renew_at * 1000).toISOString() : '';
       },
     );
   }

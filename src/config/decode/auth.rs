@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{Auth, AuthProtocol, ExternalAuth, Jwt};
+use crate::config::model::{Auth, AuthProtocol, ExternalAuth, Jwks, Jwt, TrustedCa};
 use crate::config::reader::{self, Fields};
 use crate::config::shape::{Kind, Object, ms, object, optional, required, secs};
 use crate::config::yaml::Node;
@@ -18,6 +18,10 @@ use super::route::RouteContext;
 pub const MAX_AUTH_ITEMS: usize = 32;
 /// The longest issuer or audience.
 pub const MAX_AUTH_STRING: usize = 1_024;
+/// How long Envoy keeps keys fetched from a JWKS URL unless `jwks_cache` says otherwise.
+pub const DEFAULT_JWKS_CACHE: Duration = secs(300);
+/// The longest `jwks_cache`: a day (a key the issuer revoked must not stay trusted longer).
+pub const MAX_JWKS_CACHE: Duration = secs(86_400);
 /// An authorization service answers within 1 s unless `timeout` says otherwise.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -64,6 +68,21 @@ const JWT: Object = object(
             Kind::Map(&Kind::NonEmpty),
             "Claim name → request header the backend receives it in.",
         ),
+        optional(
+            "jwks_ca",
+            Kind::NonEmpty,
+            "With a JWKS URL: the CA file (PEM, relative to the YAML) the JWKS server's certificate must chain to, or `system` (default) for the OS roots.",
+        )
+        .defaults_to("system"),
+        optional(
+            "jwks_cache",
+            Kind::Duration {
+                min: secs(1),
+                max: MAX_JWKS_CACHE,
+            },
+            "With a JWKS URL: how long Envoy keeps fetched keys before fetching them again (default 5m).",
+        )
+        .defaults_to("5m"),
     ],
 );
 
@@ -145,7 +164,7 @@ pub(crate) fn auth(
     }
     let f = Fields::read(sink, node, path, &AUTH)?;
     match (f.get("jwt"), f.get("external")) {
-        (Some(n), None) => jwt(sink, n, &f.path("jwt")).map(Auth::Jwt),
+        (Some(n), None) => jwt(sink, n, &f.path("jwt"), ctx).map(Auth::Jwt),
         (None, Some(n)) => external(sink, n, &f.path("external"), ctx).map(Auth::External),
         (Some(_), Some(_)) => {
             sink.error(node, path, "give either `jwt` or `external`, not both");
@@ -158,7 +177,7 @@ pub(crate) fn auth(
     }
 }
 
-fn jwt(sink: &mut Sink, node: &Node, path: &str) -> Option<Jwt> {
+fn jwt(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) -> Option<Jwt> {
     let f = Fields::read(sink, node, path, &JWT)?;
     let issuer = match f.get("issuer") {
         Some(n) => bounded_string(sink, n, &f.path("issuer")),
@@ -178,6 +197,7 @@ fn jwt(sink: &mut Sink, node: &Node, path: &str) -> Option<Jwt> {
             None
         }
     };
+    let jwks = jwks.and_then(|j| remote_settings(sink, &f, j, ctx));
     let claims_to_headers = match f.get("claims_to_headers") {
         Some(n) => claims(sink, n, &f.path("claims_to_headers")),
         None => Some(BTreeMap::new()),
@@ -188,6 +208,42 @@ fn jwt(sink: &mut Sink, node: &Node, path: &str) -> Option<Jwt> {
         jwks: jwks?,
         claims_to_headers: claims_to_headers?,
     })
+}
+
+/// `jwks_ca` and `jwks_cache`: how a JWKS URL is fetched; refused with a JWKS file (flotilla
+/// reads it, Envoy fetches nothing).
+fn remote_settings(
+    sink: &mut Sink,
+    f: &Fields<'_>,
+    jwks: Jwks,
+    ctx: &mut RouteContext<'_>,
+) -> Option<Jwks> {
+    let Jwks::Remote(mut remote) = jwks else {
+        let mut ok = true;
+        for key in ["jwks_ca", "jwks_cache"] {
+            if let Some(n) = f.get(key) {
+                sink.error(
+                    n,
+                    &f.path(key),
+                    format!("`{key}` applies to a JWKS URL (https://...); `jwks` is a file"),
+                );
+                ok = false;
+            }
+        }
+        return ok.then_some(jwks);
+    };
+    let ca = match f.get("jwks_ca") {
+        None => Some(TrustedCa::System),
+        Some(n) if n.as_str() == Some("system") => Some(TrustedCa::System),
+        Some(n) => super::tls::ca(sink, n, &f.path("jwks_ca"), ctx.secrets).map(TrustedCa::Secret),
+    };
+    let cache = match f.get("jwks_cache") {
+        Some(n) => f.duration(sink, n, "jwks_cache"),
+        None => Some(DEFAULT_JWKS_CACHE),
+    };
+    remote.ca = ca?;
+    remote.cache = cache?;
+    Some(Jwks::Remote(remote))
 }
 
 fn external(

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::config::model::{Auth, AuthProtocol, Jwks};
+use crate::config::model::{AbortStatus, Auth, AuthProtocol, Jwks, TrustedCa};
 use crate::config::{Config, load};
 
 const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"5LVdNosGCr2nZ6YTFa2OKEpuOjzGksUleAMRqCq_1rw","y":"K8POYyokVrRPaboJGobO8cPTuQscRAK3sjvDAO3Rdzs"}]}"#;
@@ -80,6 +80,40 @@ fn a_jwks_file_that_is_not_json_or_has_no_keys_is_refused_with_its_place() {
 }
 
 #[test]
+fn jwks_files_outside_the_config_directory_and_secrets_dirs_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let (conf, keys) = (root.path().join("conf"), root.path().join("keys"));
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("jwks.json"), JWKS).unwrap();
+    std::os::unix::fs::symlink(keys.join("jwks.json"), conf.join("link.json")).unwrap();
+    for file in [
+        keys.join("jwks.json").display().to_string(),
+        "../keys/jwks.json".to_string(),
+        "link.json".to_string(),
+    ] {
+        let auth = format!("    auth: {{ jwt: {{ issuer: https://i, jwks: \"{file}\" }} }}");
+        one_error(
+            load_in(&conf, &auth, ""),
+            &[
+                "f.yaml:9:",
+                "listeners.public.auth.jwt.jwks: ",
+                "outside the config's directory and every --secrets-dir",
+            ],
+        );
+    }
+    // The same file through a --secrets-dir is served.
+    let policy = crate::config::LoadPolicy {
+        secrets_dirs: vec![keys.clone()],
+        ..Default::default()
+    };
+    let auth = "    auth: { jwt: { issuer: https://i, jwks: link.json } }";
+    load_in(&conf, auth, "").unwrap_err(); // writes f.yaml; refused without the flag
+    let c = crate::config::load_with(&conf.join("f.yaml"), &policy).map(|l| l.config);
+    assert!(c.is_ok(), "{:?}", c.err().map(|e| e.lines()));
+}
+
+#[test]
 fn a_remote_jwks_must_be_https() {
     let dir = tempfile::tempdir().unwrap();
     let c = load_in(
@@ -100,6 +134,60 @@ fn a_remote_jwks_must_be_https() {
         ),
         &["https only"],
     );
+}
+
+#[test]
+fn a_remote_jwks_takes_its_ca_and_cache_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, ca) = crate::tls::tests::issued(&["jwks.test"]);
+    std::fs::write(dir.path().join("idp-ca.pem"), &ca).unwrap();
+    std::fs::write(dir.path().join("jwks.json"), JWKS).unwrap();
+    let c = load_in(
+        dir.path(),
+        "    auth: { jwt: { issuer: https://i, jwks: \"https://jwks.test:8443/keys\", jwks_ca: idp-ca.pem, jwks_cache: 30s } }",
+        "",
+    )
+    .unwrap();
+    let l = &c.listeners["public"];
+    let Some(Auth::Jwt(j)) = &l.auth else {
+        panic!("{:?}", l.auth)
+    };
+    let Jwks::Remote(r) = &j.jwks else {
+        panic!("{:?}", j.jwks)
+    };
+    assert_eq!(r.cache, std::time::Duration::from_secs(30));
+    let TrustedCa::Secret(name) = &r.ca else {
+        panic!("{:?}", r.ca)
+    };
+    // The CA is a Secret like a cluster's, sent to the fleets whose listener fetches through it.
+    assert_eq!(c.secrets[name].cert_pem, ca.as_bytes());
+    assert_eq!(l.secrets().collect::<Vec<_>>(), [name.as_str()]);
+    assert!(
+        l.jwks_clusters()
+            .next()
+            .unwrap()
+            .starts_with("jwks:jwks.test:8443:ca:")
+    );
+
+    for (auth, wanted) in [
+        (
+            "    auth: { jwt: { issuer: https://i, jwks: jwks.json, jwks_ca: idp-ca.pem } }",
+            &[
+                "f.yaml:9:",
+                "auth.jwt.jwks_ca: `jwks_ca` applies to a JWKS URL",
+            ][..],
+        ),
+        (
+            "    auth: { jwt: { issuer: https://i, jwks: \"https://jwks.test/keys\", jwks_cache: 100ms } }",
+            &["f.yaml:9:", "auth.jwt.jwks_cache"][..],
+        ),
+        (
+            "    auth: { jwt: { issuer: https://i, jwks: \"https://jwks.test/keys\", jwks_ca: missing.pem } }",
+            &["f.yaml:9:", "auth.jwt.jwks_ca", "missing.pem"][..],
+        ),
+    ] {
+        one_error(load_in(dir.path(), auth, ""), wanted);
+    }
 }
 
 #[test]
@@ -184,10 +272,53 @@ fn faults_decode_and_need_a_delay_or_an_abort() {
         load_in(dir.path(), "", ", fault: { abort: { status: 700 } }"),
         &["fault.abort.status"],
     );
+    let c = load_in(dir.path(), "", ", fault: { abort: { grpc_status: 14 } }").unwrap();
+    let abort = c.listeners["public"].hosts[0].routes[0]
+        .fault
+        .clone()
+        .and_then(|f| f.abort)
+        .unwrap();
+    assert_eq!(abort.status, AbortStatus::Grpc(14));
+    for (fault, wanted) in [
+        ("{ abort: { grpc_status: 0 } }", "fault.abort.grpc_status"),
+        ("{ abort: { grpc_status: 17 } }", "fault.abort.grpc_status"),
+        (
+            "{ abort: { status: 503, grpc_status: 14 } }",
+            "fault.abort.grpc_status: give either `status` (HTTP) or `grpc_status`",
+        ),
+        (
+            "{ abort: { percent: 5 } }",
+            "missing field `status` (or `grpc_status`)",
+        ),
+    ] {
+        one_error(
+            load_in(dir.path(), "", &format!(", fault: {fault}")),
+            &["f.yaml:11:", wanted],
+        );
+    }
 }
 
 #[test]
-fn proxyless_grpc_listeners_refuse_auth_tracing_and_faults() {
+fn proxyless_grpc_routes_take_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "version: 1
+clusters: { web: { endpoints: [127.0.0.1:1] } }
+listeners:
+  svc:
+    proxyless_grpc: true
+    routes: [{ to: web, fault: { delay: { duration: 50ms }, abort: { grpc_status: 14, percent: 50 } } }]
+";
+    std::fs::write(dir.path().join("f.yaml"), yaml).unwrap();
+    let c = load(&dir.path().join("f.yaml"))
+        .map_err(|e| e.lines())
+        .unwrap()
+        .config;
+    let fault = c.listeners["svc"].hosts[0].routes[0].fault.clone().unwrap();
+    assert_eq!(fault.abort.unwrap().status, AbortStatus::Grpc(14));
+}
+
+#[test]
+fn proxyless_grpc_listeners_refuse_auth_and_tracing() {
     let dir = tempfile::tempdir().unwrap();
     for (key, value) in [
         ("auth", "{ external: { cluster: authz } }"),
@@ -212,6 +343,6 @@ listeners:
             errors.iter().any(|e| e.contains(&format!("svc.{key}"))),
             "{errors:#?}"
         );
-        assert!(errors.iter().any(|e| e.contains("fault")), "{errors:#?}");
+        assert!(!errors.iter().any(|e| e.contains("fault")), "{errors:#?}");
     }
 }

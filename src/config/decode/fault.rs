@@ -1,13 +1,12 @@
-//! `fault` on a route: delays and aborts Envoy injects into a share of its requests, to test
-//! how clients and dashboards behave when a backend is slow or failing.
+//! `fault` on a route: delays and aborts Envoy (or a proxyless gRPC client, gRFC A33) injects
+//! into a share of its requests, to test how clients and dashboards behave when a backend is
+//! slow or failing.
 
 use crate::config::diagnostic::Sink;
-use crate::config::model::{Fault, FaultAbort, FaultDelay};
+use crate::config::model::{AbortStatus, Fault, FaultAbort, FaultDelay};
 use crate::config::reader::Fields;
 use crate::config::shape::{Kind, Object, object, optional, required, secs};
 use crate::config::yaml::Node;
-
-use super::route::RouteContext;
 
 /// The longest delay a fault may inject.
 pub const MAX_FAULT_DELAY: std::time::Duration = secs(3600);
@@ -51,14 +50,22 @@ const DELAY: Object = object(
     ],
 );
 
+/// gRPC status codes an abort may answer: every one but OK (0).
+const GRPC_STATUS: Kind = Kind::Integer { min: 1, max: 16 };
+
 const ABORT: Object = object(
     "fault_abort",
-    "An error status answered instead of forwarding.",
+    "An error status answered instead of forwarding: `status` or `grpc_status`.",
     &[
-        required(
+        optional(
             "status",
             Kind::Integer { min: 200, max: 599 },
-            "The HTTP status answered.",
+            "The HTTP status answered (gRPC clients see the gRPC status it maps to).",
+        ),
+        optional(
+            "grpc_status",
+            GRPC_STATUS,
+            "A gRPC status code (1-16, e.g. 14 UNAVAILABLE) answered to gRPC calls instead of an HTTP status.",
         ),
         optional(
             "percent",
@@ -68,13 +75,8 @@ const ABORT: Object = object(
     ],
 );
 
-pub(crate) fn fault(
-    sink: &mut Sink,
-    node: &Node,
-    path: &str,
-    ctx: &RouteContext<'_>,
-) -> Option<Fault> {
-    ctx.refuse_on_grpc(sink, node, path, "`fault`");
+/// Reads `fault`; the same on a proxyless gRPC listener's routes (gRPC runs faults, gRFC A33).
+pub(crate) fn fault(sink: &mut Sink, node: &Node, path: &str) -> Option<Fault> {
     let f = Fields::read(sink, node, path, &FAULT)?;
     if f.get("delay").is_none() && f.get("abort").is_none() {
         sink.error(node, path, "a fault needs `delay`, `abort` or both");
@@ -112,10 +114,21 @@ fn delay(sink: &mut Sink, node: &Node, path: &str) -> Option<FaultDelay> {
 
 fn abort(sink: &mut Sink, node: &Node, path: &str) -> Option<FaultAbort> {
     let f = Fields::read(sink, node, path, &ABORT)?;
-    let status = match f.get("status") {
-        Some(n) => f.integer(sink, n, "status").map(|s| s as u16),
-        None => {
-            sink.error(node, path, "missing field `status`");
+    let status = match (f.get("status"), f.get("grpc_status")) {
+        (Some(n), None) => f
+            .integer(sink, n, "status")
+            .map(|s| AbortStatus::Http(s as u16)),
+        (None, Some(n)) => f.u32(sink, n, "grpc_status").map(AbortStatus::Grpc),
+        (Some(_), Some(n)) => {
+            sink.error(
+                n,
+                &f.path("grpc_status"),
+                "give either `status` (HTTP) or `grpc_status`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            sink.error(node, path, "missing field `status` (or `grpc_status`)");
             None
         }
     };

@@ -37,6 +37,13 @@ pub(crate) fn jwks(sink: &mut Sink, node: &Node, path: &str) -> Option<Jwks> {
     }
     let base = node.loc.file.parent().unwrap_or(Path::new(""));
     let resolved = std::path::absolute(base.join(&value)).unwrap_or_else(|_| base.join(&value));
+    // Confined like certificates: the file's contents go to every Envoy of the fleet (and to
+    // `render`), so a config must not be able to name any file on the host.
+    let config_dir = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    if let Err(why) = sink.policy().servable(&resolved, &config_dir) {
+        sink.error(node, path, format!("{}: {why}", resolved.display()));
+        return None;
+    }
     let mut budget = MAX_JWKS_BYTES;
     let bytes = match read_capped(&resolved, &mut budget) {
         Ok(bytes) => bytes,
@@ -123,5 +130,8 @@ fn remote(url: &str) -> Result<RemoteJwks, String> {
             .trim_end_matches(']')
             .to_string(),
         port: uri.port_u16().unwrap_or(443),
+        // `jwks_ca` and `jwks_cache`, read beside `jwks`, replace these.
+        ca: crate::config::model::TrustedCa::System,
+        cache: super::auth::DEFAULT_JWKS_CACHE,
     })
 }

@@ -141,6 +141,7 @@ pub(crate) fn listener(
         defaults,
         refs,
         grpc_listener: grpc.then(|| name.to_string()),
+        secrets,
     };
     let redirect = match f.get("https_redirect") {
         Some(n) => reader::boolean(sink, n, &f.path("https_redirect")),
@@ -155,7 +156,7 @@ pub(crate) fn listener(
             );
             None
         }
-        Some(n) => super::tls::listener_tls(sink, n, &f.path("tls"), secrets).map(Some),
+        Some(n) => super::tls::listener_tls(sink, n, &f.path("tls"), ctx.secrets).map(Some),
         None => Some(None),
     };
     let (auth, tracing) = edge(sink, name, &f, matches!(tcp, Some(Some(_))), &mut ctx);
@@ -196,7 +197,7 @@ pub(crate) fn listener(
     };
     let (hosts, tls) = (hosts?, tls?);
     if let (Some(t), Some(n)) = (&tls, f.get("tls")) {
-        super::tls::check_coverage(sink, n, &f.path("tls"), t, &hosts, secrets);
+        super::tls::check_coverage(sink, n, &f.path("tls"), t, &hosts, ctx.secrets);
     }
     Some(Listener {
         name: name.to_string(),

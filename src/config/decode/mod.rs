@@ -17,6 +17,9 @@ mod grpc;
 mod health;
 mod jwks;
 mod listener;
+mod mesh;
+#[cfg(test)]
+mod mesh_tests;
 mod registrations;
 mod resilience;
 mod route;
@@ -47,7 +50,9 @@ pub use access_log_format::{
     MAX_FIELD_NAME, MAX_FORMAT_FIELDS, MAX_FORMAT_VALUE, check as check_access_log_value,
     sample_operators,
 };
-pub use auth::{DEFAULT_AUTH_TIMEOUT, MAX_AUTH_ITEMS, MAX_AUTH_STRING};
+pub use auth::{
+    DEFAULT_AUTH_TIMEOUT, DEFAULT_JWKS_CACHE, MAX_AUTH_ITEMS, MAX_AUTH_STRING, MAX_JWKS_CACHE,
+};
 pub use cluster::{MAX_HOSTNAMES, MAX_WEIGHT};
 pub use fault::MAX_FAULT_DELAY;
 pub use jwks::{MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_JWKS_URL, check as check_jwks};
@@ -96,6 +101,11 @@ pub(crate) const ROOT: Object = object(
             Kind::Map(&Kind::Object(&FLEET)),
             "Envoy node.cluster → the listeners that fleet receives.",
         ),
+        optional(
+            "mesh",
+            Kind::Object(&mesh::MESH),
+            "Services behind Envoy sidecars with identities flotilla issues.",
+        ),
     ],
 );
 
@@ -126,6 +136,7 @@ struct Named<'n> {
 #[derive(Default)]
 struct Sections<'n> {
     defaults: Option<&'n Node>,
+    mesh: Option<&'n Node>,
     allow_empty: bool,
     clusters: Vec<Named<'n>>,
     listeners: Vec<Named<'n>>,
@@ -137,6 +148,7 @@ pub(crate) fn decode(
     files: &[(Location, Option<Node>)],
     policy: std::sync::Arc<crate::config::policy::LoadPolicy>,
 ) -> Result<Config, Diagnostics> {
+    let envoy_dns_servers = policy.dns_servers.clone();
     let mut sink = Sink::with_policy(policy);
     let mut sections = Sections::default();
     for (file_loc, root) in files {
@@ -153,6 +165,7 @@ pub(crate) fn decode(
 
     let mut config = Config {
         allow_empty: sections.allow_empty,
+        envoy_dns_servers,
         ..Config::default()
     };
     let mut refs: Vec<ClusterRef> = Vec::new();
@@ -205,9 +218,24 @@ pub(crate) fn decode(
             .listeners
             .insert(item.name.clone(), item.key.loc.clone());
     }
+    if let Some(n) = sections.mesh {
+        config.mesh = mesh::mesh(&mut sink, n, &mut config.clusters);
+    }
     let mut suggester = Suggester::default();
     let declared_listeners = Declared::new(&sections.listeners);
     for item in unique(&mut sink, "fleets", &sections.fleets) {
+        if config
+            .mesh
+            .as_ref()
+            .is_some_and(|m| m.services.contains_key(&item.name))
+        {
+            sink.error(
+                item.key,
+                &format!("fleets.{}", item.name),
+                "is a mesh service: its sidecars' fleet is made by `mesh:`",
+            );
+            continue;
+        }
         if let Some(f) = fleet(&mut sink, item, &declared_listeners, &mut suggester) {
             config.fleets.insert(item.name.clone(), f);
             config
@@ -318,14 +346,18 @@ fn collect<'n>(sink: &mut Sink, root: &'n Node, sections: &mut Sections<'n>) {
     if let Some(n) = f.get("allow_empty") {
         sections.allow_empty |= reader::boolean(sink, n, "allow_empty").unwrap_or(false);
     }
-    if let Some(d) = f.get("defaults") {
-        match sections.defaults {
+    for (section, slot) in [
+        ("defaults", &mut sections.defaults),
+        ("mesh", &mut sections.mesh),
+    ] {
+        let Some(d) = f.get(section) else { continue };
+        match slot {
             Some(first) => sink.error(
-                f.key_node("defaults").unwrap_or(d),
-                "defaults",
+                f.key_node(section).unwrap_or(d),
+                section,
                 format!("defined twice: here and at {}", first.loc),
             ),
-            None => sections.defaults = Some(d),
+            None => *slot = Some(d),
         }
     }
     for (section, out) in [

@@ -21,6 +21,8 @@ pub(crate) struct RouteContext<'a> {
     pub(crate) refs: &'a mut Vec<ClusterRef>,
     /// The proxyless gRPC listener being decoded, if it is one.
     pub(crate) grpc_listener: Option<String>,
+    /// The configuration's Secrets, which CA files named on the way (`jwks_ca`) join.
+    pub(crate) secrets: &'a mut crate::config::model::Secrets,
 }
 
 impl RouteContext<'_> {
@@ -238,7 +240,7 @@ fn route(sink: &mut Sink, node: &Node, path: &str, ctx: &mut RouteContext<'_>) -
         None => Some(None),
     };
     let fault = match f.get("fault").filter(|_| forwards) {
-        Some(n) => super::fault::fault(sink, n, &f.path("fault"), ctx).map(Some),
+        Some(n) => super::fault::fault(sink, n, &f.path("fault")).map(Some),
         None => Some(None),
     };
     let policies = policies?;

@@ -329,7 +329,12 @@ fn pair(sink: &mut Sink, f: &Fields<'_>, secrets: &mut Secrets) -> Option<String
 }
 
 /// A CA bundle file, registered as a Secret; its name.
-fn ca(sink: &mut Sink, node: &Node, path: &str, secrets: &mut Secrets) -> Option<String> {
+pub(crate) fn ca(
+    sink: &mut Sink,
+    node: &Node,
+    path: &str,
+    secrets: &mut Secrets,
+) -> Option<String> {
     let (ca_path, pem) = file(sink, node, path, Holds::Certificates)?;
     let name = ca_secret_name(&ca_path);
     if secrets.contains_key(&name) {

@@ -43,12 +43,21 @@ pub struct RemoteJwks {
     pub url: String,
     pub host: String,
     pub port: u16,
+    /// The roots the JWKS server's certificate must chain to (`jwks_ca`; default the
+    /// system's), for the URL's host.
+    pub ca: super::TrustedCa,
+    /// How long Envoy keeps the keys before fetching them again (`jwks_cache`).
+    pub cache: Duration,
 }
 
 impl RemoteJwks {
-    /// The name of the cluster flotilla makes for Envoy to fetch the keys through.
+    /// The name of the cluster flotilla makes for Envoy to fetch the keys through: one per
+    /// server and trusted CA (two providers of one server share it).
     pub fn cluster_name(&self) -> String {
-        format!("jwks:{}:{}", self.host, self.port)
+        match &self.ca {
+            super::TrustedCa::System => format!("jwks:{}:{}", self.host, self.port),
+            super::TrustedCa::Secret(ca) => format!("jwks:{}:{}:{ca}", self.host, self.port),
+        }
     }
 }
 
@@ -104,7 +113,16 @@ pub struct FaultDelay {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultAbort {
-    pub status: u16,
+    pub status: AbortStatus,
     /// 1–100: share of requests answered with `status`.
     pub percent: u32,
+}
+
+/// What an aborted request is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortStatus {
+    /// `status`: an HTTP status (gRPC clients map it to a gRPC status, gRFC A33).
+    Http(u16),
+    /// `grpc_status`: a gRPC status code (1–16) in a trailers-only gRPC answer.
+    Grpc(u32),
 }

@@ -1,20 +1,11 @@
-//! TLS on the xDS port and the identities client certificates carry.
+//! TLS on the xDS port: the files, and the identity rules its accept loop applies.
 //!
-//! The rustls configuration itself comes from `crate::tls::ServerTls`; `identity` reads SPIFFE IDs (and, by `dns_rule`, DNS names) from a verified client certificate; `authorize` binds what a
-//! stream claims to its connection's certificate. The handshake itself runs in the accept
-//! loop (`xds::listener`), within the handshake timeout.
+//! The rustls configuration itself comes from `crate::tls::ServerTls`; who a client is and
+//! what it may claim is `crate::identity`'s. The handshake itself runs in the accept loop
+//! (`xds::listener`), within the handshake timeout.
 
-pub mod authorize;
-pub mod dns_rule;
-pub mod identity;
-
-pub use crate::tls::TlsFiles;
-pub use authorize::{Authorizer, Rejection, XdsPeer};
-pub use dns_rule::{DnsPattern, MAX_DNS_PATTERNS, PatternError};
-pub use identity::{Identity, IdentityRules, PeerCert, Source, parse_spiffe, spiffe_id};
-
-/// The trust domain of the SPIFFE IDs flotilla reads and issues unless told otherwise.
-pub const DEFAULT_TRUST_DOMAIN: &str = "flotilla.local";
+use crate::identity::IdentityRules;
+use crate::tls::TlsFiles;
 
 /// TLS for the xDS port: the files, and how client certificates name their identities.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -20,15 +20,38 @@ use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use super::Pki;
 
 /// An HTTP backend reachable only over TLS (optionally requiring a client certificate from
-/// `pki`): answers its name, and `ok` on `/healthz` (counted).
+/// `pki`): answers its body (its name unless [`TlsBackend::set_body`] changed it) to every
+/// request (counted), and `ok` on `/healthz` (counted apart).
 pub struct TlsBackend {
     pub addr: SocketAddr,
     probes: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+    body: Arc<Mutex<String>>,
     task: JoinHandle<()>,
+}
+
+/// What the serving task shares with its [`TlsBackend`].
+#[derive(Clone)]
+struct Shared {
+    probes: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+    body: Arc<Mutex<String>>,
 }
 
 impl TlsBackend {
     pub async fn start(pki: &Pki, name: &str, names: &[&str], client_auth: bool) -> TlsBackend {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        TlsBackend::start_at(pki, name, names, client_auth, addr).await
+    }
+
+    /// [`TlsBackend::start`] on `addr` (say the same port on another loopback address).
+    pub async fn start_at(
+        pki: &Pki,
+        name: &str,
+        names: &[&str],
+        client_auth: bool,
+        addr: SocketAddr,
+    ) -> TlsBackend {
         let issued = pki.issue(names);
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(issued.chain.as_bytes())
@@ -54,16 +77,36 @@ impl TlsBackend {
         let mut config = builder.with_single_cert(chain, key).expect("server cert");
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let probes = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(serve(listener, acceptor, name.to_string(), probes.clone()));
-        TlsBackend { addr, probes, task }
+        let shared = Shared {
+            probes: Arc::new(AtomicU64::new(0)),
+            requests: Arc::new(AtomicU64::new(0)),
+            body: Arc::new(Mutex::new(name.to_string())),
+        };
+        let task = tokio::spawn(serve(listener, acceptor, shared.clone()));
+        TlsBackend {
+            addr,
+            probes: shared.probes,
+            requests: shared.requests,
+            body: shared.body,
+            task,
+        }
     }
 
     /// `/healthz` requests that completed a TLS handshake.
     pub fn probes(&self) -> u64 {
         self.probes.load(Ordering::Relaxed)
+    }
+
+    /// Requests other than `/healthz` that completed a TLS handshake.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// What every request (but `/healthz`) is answered from now on.
+    pub fn set_body(&self, body: &str) {
+        *self.body.lock().expect("body") = body.to_string();
     }
 }
 
@@ -73,23 +116,24 @@ impl Drop for TlsBackend {
     }
 }
 
-async fn serve(listener: TcpListener, acceptor: TlsAcceptor, name: String, probes: Arc<AtomicU64>) {
+async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Shared) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let (acceptor, name, probes) = (acceptor.clone(), name.clone(), probes.clone());
+                let (acceptor, shared) = (acceptor.clone(), shared.clone());
                 connections.spawn(async move {
                     let Ok(tls) = acceptor.accept(stream).await else { return };
                     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (name, probes) = (name.clone(), probes.clone());
+                        let shared = shared.clone();
                         async move {
                             let body = if req.uri().path() == "/healthz" {
-                                probes.fetch_add(1, Ordering::Relaxed);
+                                shared.probes.fetch_add(1, Ordering::Relaxed);
                                 "ok".to_string()
                             } else {
-                                name
+                                shared.requests.fetch_add(1, Ordering::Relaxed);
+                                shared.body.lock().expect("body").clone()
                             };
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
                         }

@@ -12,9 +12,9 @@ use tonic::Status;
 use tonic::transport::server::TcpConnectInfo;
 use tracing::warn;
 
-use super::identity::PeerCert;
+use super::metrics::IdentityMetrics;
+use super::peer::PeerCert;
 use crate::events::{self, Kind, NewEvent};
-use crate::xds::XdsMetrics;
 
 /// What the accept loop knows about a connection; every request on it carries this in its
 /// extensions (tonic's connect info).
@@ -76,11 +76,11 @@ pub struct Authorizer {
     /// A client CA is configured: every connection must carry a certificate.
     mutual: bool,
     trust_domain: Arc<str>,
-    metrics: XdsMetrics,
+    metrics: IdentityMetrics,
 }
 
 impl Authorizer {
-    pub fn new(mutual: bool, trust_domain: &str, metrics: XdsMetrics) -> Authorizer {
+    pub fn new(mutual: bool, trust_domain: &str, metrics: IdentityMetrics) -> Authorizer {
         Authorizer {
             mutual,
             trust_domain: trust_domain.into(),
@@ -88,8 +88,13 @@ impl Authorizer {
         }
     }
 
+    /// Where refusals are counted (the accept loop counts failed handshakes there too).
+    pub fn metrics(&self) -> &IdentityMetrics {
+        &self.metrics
+    }
+
     /// Binds nothing (plaintext port, unit tests).
-    pub fn open(metrics: XdsMetrics) -> Authorizer {
+    pub fn open(metrics: IdentityMetrics) -> Authorizer {
         Authorizer::new(false, "flotilla.local", metrics)
     }
 

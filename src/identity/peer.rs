@@ -5,7 +5,8 @@
 //! work unchanged; `flotilla certs issue` writes the same. A certificate without such an ID
 //! may name its fleet in a DNS SAN instead, by the rules of `--identity-dns-pattern`
 //! ([`super::dns_rule`]); one with a SPIFFE ID is judged by it alone, so DNS names a CA adds to
-//! an SVID never widen what it allows.
+//! an SVID never widen what it allows. An SVID carries exactly one SPIFFE ID (X.509-SVID
+//! spec, 4.1): a certificate with several is refused outright rather than allowed for each.
 
 use std::fmt;
 
@@ -83,6 +84,8 @@ pub struct PeerCert {
     pub identities: Vec<Identity>,
     /// Every URI and DNS SAN, for messages ("the certificate allows nothing: its SANs are …").
     pub sans: Vec<String>,
+    /// How many `spiffe://` URI SANs it carries: more than one is no SVID, and allows nothing.
+    pub spiffe_ids: usize,
 }
 
 impl PeerCert {
@@ -100,18 +103,26 @@ impl PeerCert {
                 }
             }
         }
+        let spiffe_ids = uris.iter().filter(|u| is_spiffe(u)).count();
         let mut identities: Vec<Identity> = uris
             .iter()
             .filter_map(|u| parse_spiffe(u, &rules.trust_domain))
             .collect();
-        if identities.is_empty() {
+        if spiffe_ids > 1 {
+            // Not an SVID: neither its SPIFFE IDs nor its DNS names allow anything.
+            identities.clear();
+        } else if identities.is_empty() {
             identities = dns
                 .iter()
                 .flat_map(|d| rules.dns_patterns.iter().filter_map(|p| p.identity(d)))
                 .collect();
         }
         let sans = uris.into_iter().chain(dns).collect();
-        PeerCert { identities, sans }
+        PeerCert {
+            identities,
+            sans,
+            spiffe_ids,
+        }
     }
 
     /// The first identity allowing `node_id` in `fleet`, if any.
@@ -121,6 +132,18 @@ impl PeerCert {
 
     /// What the certificate allows, for an error message.
     pub fn describe(&self) -> String {
+        if self.spiffe_ids > 1 {
+            return format!(
+                "nothing (it carries {} SPIFFE IDs: {}; an SVID carries exactly one)",
+                self.spiffe_ids,
+                self.sans
+                    .iter()
+                    .filter(|s| is_spiffe(s))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if self.identities.is_empty() {
             let sans = if self.sans.is_empty() {
                 "none".to_string()
@@ -137,6 +160,12 @@ impl PeerCert {
             .collect::<Vec<_>>()
             .join("; ")
     }
+}
+
+/// Whether a URI SAN is a SPIFFE ID (of any trust domain; the scheme is case-insensitive).
+fn is_spiffe(uri: &str) -> bool {
+    uri.get(..9)
+        .is_some_and(|s| s.eq_ignore_ascii_case("spiffe://"))
 }
 
 /// `spiffe://<trust_domain>/fleet/<fleet>[/node/<node>]`, or None for any other URI.
@@ -243,7 +272,7 @@ mod tests {
     fn identities_are_read_from_a_certificate() {
         let der = certificate(vec![
             rcgen::SanType::URI(spiffe_id(TD, "edge", Some("e1")).try_into().unwrap()),
-            rcgen::SanType::URI("spiffe://elsewhere/fleet/mesh".try_into().unwrap()),
+            rcgen::SanType::URI("https://elsewhere/fleet/mesh".try_into().unwrap()),
             dns("edge.example"),
         ]);
         let peer = PeerCert::from_der(&der, &IdentityRules::spiffe(TD));
@@ -305,6 +334,31 @@ mod tests {
         ]);
         let peer = PeerCert::from_der(&foreign, &with_dns_rule());
         assert!(peer.allowing("edge", "e2").is_some());
+    }
+
+    #[test]
+    fn a_certificate_with_two_spiffe_ids_is_no_svid_and_allows_nothing() {
+        let two = certificate(vec![
+            rcgen::SanType::URI(spiffe_id(TD, "edge", None).try_into().unwrap()),
+            rcgen::SanType::URI(spiffe_id(TD, "mesh", None).try_into().unwrap()),
+        ]);
+        let peer = PeerCert::from_der(&two, &IdentityRules::spiffe(TD));
+        assert!(peer.identities.is_empty());
+        assert!(peer.allowing("edge", "e1").is_none());
+        assert!(peer.allowing("mesh", "m1").is_none());
+        assert!(
+            peer.describe().contains("2 SPIFFE IDs") && peer.describe().contains("exactly one"),
+            "{}",
+            peer.describe()
+        );
+        // Nor do its DNS names speak for it, nor a second ID of another trust domain.
+        let mixed = certificate(vec![
+            rcgen::SanType::URI(spiffe_id(TD, "edge", None).try_into().unwrap()),
+            rcgen::SanType::URI("SPIFFE://elsewhere/fleet/edge".try_into().unwrap()),
+            dns("mesh.fleets.example.com"),
+        ]);
+        let peer = PeerCert::from_der(&mixed, &with_dns_rule());
+        assert!(peer.identities.is_empty(), "{:?}", peer.identities);
     }
 
     proptest::proptest! {

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::identity::{Identity, Source};
+use super::peer::{Identity, Source};
 
 /// Most patterns `serve` takes (`--identity-dns-pattern` repeated).
 pub const MAX_DNS_PATTERNS: usize = 8;

@@ -1,0 +1,188 @@
+//! The mesh's resources and who receives them.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use prost::Message;
+
+use super::mesh::*;
+use super::{Transport, select_fleet, select_instance, translate};
+use crate::config::model::{Endpoint, service_cluster};
+use crate::config::{Config, parse_str};
+use crate::identity::workload::{MeshIdentities, WorkloadCert};
+use crate::overlay::Overlay;
+use crate::tls::PrivateKeyPem;
+
+const YAML: &str = "version: 1
+listeners:
+  edge: { address: 127.0.0.1:10000, routes: [ { to: web } ] }
+clusters:
+  web: { endpoints: [127.0.0.1:8080] }
+mesh:
+  services:
+    payments: { port: 9090 }
+    orders: { port: 8080, calls: { payments: 15101 } }
+    frontend: { calls: { orders: 15102 } }
+    audit: { port: 7000, protocol: tcp }
+  allow:
+    - { from: orders, to: payments, methods: [POST], paths: [/charge, /v1/*] }
+";
+
+fn config() -> Config {
+    parse_str("m.yaml", YAML).unwrap()
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Two payments instances, one orders instance, and minted identities.
+fn overlay() -> Overlay {
+    let mut o = Overlay::default();
+    o.registered.insert(
+        service_cluster("payments"),
+        vec![
+            Endpoint::registered(addr("10.0.0.1:15006"), 1),
+            Endpoint::registered(addr("10.0.0.2:15006"), 1),
+        ],
+    );
+    o.registered.insert(
+        service_cluster("orders"),
+        vec![Endpoint::registered(addr("10.0.0.3:15006"), 1)],
+    );
+    let cert = |s: &str| WorkloadCert {
+        spiffe_id: format!("spiffe://flotilla.local/service/{s}"),
+        cert_pem: b"cert".to_vec(),
+        key: PrivateKeyPem::new(format!("key of {s}").into_bytes()),
+        sha256: String::new(),
+        issued_at: 0,
+        not_after: 100,
+        signer: "ca".into(),
+    };
+    o.mesh = Some(Arc::new(MeshIdentities {
+        trust_domain: "flotilla.local".into(),
+        bundle_pem: b"bundle".to_vec(),
+        workloads: ["payments", "orders", "frontend", "audit"]
+            .into_iter()
+            .map(|s| (s.to_string(), cert(s)))
+            .collect(),
+    }));
+    o
+}
+
+fn set(names: &[String]) -> BTreeSet<String> {
+    names.iter().cloned().collect()
+}
+
+#[test]
+fn a_sidecar_receives_its_service_and_its_calls_only() {
+    let c = config();
+    let s = select_instance(&c, "orders", Some(addr("10.0.0.3:15006"))).unwrap();
+    assert_eq!(
+        s.listeners,
+        set(&[
+            inbound_listener("orders", addr("10.0.0.3:15006")),
+            outbound_listener("orders", "payments"),
+        ])
+    );
+    assert_eq!(
+        s.clusters,
+        set(&[local_cluster("orders"), call_cluster("orders", "payments")])
+    );
+    assert_eq!(
+        s.secrets,
+        set(&[workload_secret("orders"), TRUST_BUNDLE.to_string()])
+    );
+    // One payments instance never receives the other's inbound listener.
+    let p1 = select_instance(&c, "payments", Some(addr("10.0.0.1:15006"))).unwrap();
+    assert!(
+        !p1.listeners
+            .contains(&inbound_listener("payments", addr("10.0.0.2:15006")))
+    );
+    // A caller-only sidecar: no inbound, no local app.
+    let f = select_instance(&c, "frontend", Some(addr("10.0.0.9:15006"))).unwrap();
+    assert_eq!(f.listeners, set(&[outbound_listener("frontend", "orders")]));
+    // An Envoy outside the mesh gets no mesh resource, and no workload key.
+    let edge = select_fleet(&c, "edge").unwrap();
+    assert_eq!(edge.listeners, set(&["edge".to_string()]));
+    assert_eq!(edge.clusters, set(&["web".to_string()]));
+    assert!(edge.secrets.is_empty());
+}
+
+#[test]
+fn every_instance_has_an_inbound_listener_and_callers_see_every_instance() {
+    let t = translate(&config(), &overlay(), Transport::Ads);
+    for a in ["10.0.0.1:15006", "10.0.0.2:15006"] {
+        assert!(
+            t.listeners
+                .contains_key(&inbound_listener("payments", addr(a)))
+        );
+    }
+    let cla = &t.endpoints[&call_cluster("orders", "payments")];
+    assert_eq!(cla.cluster_name, call_cluster("orders", "payments"));
+    let hosts: usize = cla.endpoints.iter().map(|l| l.lb_endpoints.len()).sum();
+    assert_eq!(hosts, 2);
+    // The instance clusters themselves are never sent.
+    assert!(!t.clusters.contains_key(&service_cluster("payments")));
+    // Each service's key is in its own Secret.
+    let bytes = t.secrets[&workload_secret("payments")].encode_to_vec();
+    assert!(bytes.windows(15).any(|w| w == b"key of payments"));
+    assert!(!bytes.windows(13).any(|w| w == b"key of orders"));
+}
+
+#[test]
+fn the_rules_become_rbac_policies_on_the_callers_spiffe_id() {
+    let t = translate(&config(), &overlay(), Transport::Ads);
+    let l = &t.listeners[&inbound_listener("payments", addr("10.0.0.1:15006"))];
+    let chain = &l.filter_chains[0];
+    assert!(chain.transport_socket.is_some(), "mTLS");
+    let hcm = match &chain.filters[0].config_type {
+        Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(a)) => {
+            HttpConnectionManager::decode(a.value.as_slice()).unwrap()
+        }
+        _ => panic!("typed config"),
+    };
+    let rbac = match &hcm.http_filters[0].config_type {
+        Some(envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType::TypedConfig(a)) => {
+            HttpRbac::decode(a.value.as_slice()).unwrap()
+        }
+        _ => panic!("rbac filter"),
+    };
+    let rules = rbac.rules.unwrap();
+    assert_eq!(rules.policies.len(), 1);
+    let text = format!("{:?}", rules.policies.values().next().unwrap());
+    for want in [
+        "spiffe://flotilla.local/service/orders",
+        "POST",
+        "/charge",
+        "/v1/",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+}
+
+#[test]
+fn only_a_callable_services_instances_shape_listeners() {
+    let config = config();
+    assert!(endpoints_shape_listeners(
+        &config,
+        &service_cluster("payments")
+    ));
+    assert!(endpoints_shape_listeners(
+        &config,
+        &service_cluster("audit")
+    ));
+    // frontend has no port: nothing calls its instances, so it has no inbound listeners.
+    assert!(!endpoints_shape_listeners(
+        &config,
+        &service_cluster("frontend")
+    ));
+    assert!(!endpoints_shape_listeners(&config, "web"));
+    assert!(!endpoints_shape_listeners(
+        &config,
+        &service_cluster("unknown")
+    ));
+}
