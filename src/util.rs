@@ -45,6 +45,16 @@ pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(format!("{}… ({} bytes in all)", &text[..end], text.len()))
 }
 
+/// Makes a FIFO at `path`, for tests of readers that must never block on one.
+#[cfg(test)]
+pub(crate) fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
 #[cfg(test)]
 mod clip_tests {
     #[test]

@@ -138,24 +138,7 @@ pub(crate) fn read_capped(file: &Path, budget: &mut u64) -> Result<Vec<u8>, Load
         path: file.to_path_buf(),
         error,
     };
-    let regular = |meta: &std::fs::Metadata| {
-        let kind = kind_of(&meta.file_type());
-        match kind {
-            "regular file" => Ok(()),
-            _ => Err(LoadError::NotRegular {
-                path: file.to_path_buf(),
-                kind,
-            }),
-        }
-    };
-    regular(&std::fs::metadata(file).map_err(io)?)?;
-    // Non-blocking, should the file have been swapped for a FIFO since it was looked at.
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(file)
-        .map_err(io)?;
-    regular(&f.metadata().map_err(io)?)?;
+    let mut f = open_regular(file)?;
     let mut bytes = Vec::new();
     (&mut f)
         .take(*budget + 1)
@@ -169,6 +152,34 @@ pub(crate) fn read_capped(file: &Path, budget: &mut u64) -> Result<Vec<u8>, Load
     }
     *budget -= read;
     Ok(bytes)
+}
+
+/// Opens `file` for reading if it is a regular file (after symlinks), without blocking on a
+/// FIFO: other files flotilla reads (the history file, `--revision-file`) take the same care.
+pub(crate) fn open_regular(file: &Path) -> Result<std::fs::File, LoadError> {
+    let io = |error| LoadError::Io {
+        path: file.to_path_buf(),
+        error,
+    };
+    let regular = |meta: &std::fs::Metadata| {
+        let kind = kind_of(&meta.file_type());
+        match kind {
+            "regular file" => Ok(()),
+            _ => Err(LoadError::NotRegular {
+                path: file.to_path_buf(),
+                kind,
+            }),
+        }
+    };
+    regular(&std::fs::metadata(file).map_err(io)?)?;
+    // Non-blocking, should the file have been swapped for a FIFO since it was looked at.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(file)
+        .map_err(io)?;
+    regular(&f.metadata().map_err(io)?)?;
+    Ok(f)
 }
 
 fn kind_of(t: &std::fs::FileType) -> &'static str {
@@ -262,11 +273,7 @@ mod tests {
     fn a_fifo_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("flotilla.yaml");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        crate::util::mkfifo(&fifo);
         let lines = load_lines(&fifo);
         assert!(lines[0].ends_with("flotilla.yaml: not a regular file (a FIFO); the config is read from files or a directory of them"), "{lines:?}");
     }
@@ -290,11 +297,7 @@ mod tests {
             dir_with(|bad| std::os::unix::fs::symlink("/nonexistent/gone.yaml", bad).unwrap());
         assert!(lines[0].contains("bad.yaml: No such file"), "{lines:?}");
         let (_d, lines) = dir_with(|bad| {
-            let made = std::process::Command::new("mkfifo")
-                .arg(bad)
-                .status()
-                .unwrap();
-            assert!(made.success());
+            crate::util::mkfifo(bad);
         });
         assert!(
             lines[0].contains("bad.yaml: not a regular file (a FIFO)"),

@@ -31,6 +31,7 @@ pub use decode::{
     RESERVED_PREFIX, RETRY_ON, check_access_log_value, format_timestamp, sample_operators,
 };
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub(crate) use load::open_regular;
 pub use load::{
     LoadError, Loaded, MAX_CONFIG_BYTES, escape_controls, files_of, load, load_with, parse_sources,
     parse_sources_with, parse_str,

@@ -20,11 +20,32 @@ pub struct Answer {
 
 impl Answer {
     /// From (address, TTL in seconds) records. No record at all is "no such name": a name
-    /// with no address cannot be an endpoint.
+    /// with no address cannot be an endpoint. Addresses that cannot be endpoints are dropped,
+    /// as they are from registrations: `0.0.0.0` (what filtering resolvers answer for a
+    /// blocked name; Envoy would connect to its own host), multicast and broadcast, link-local
+    /// and cloud metadata services (a rebound name must not put them behind a listener). A
+    /// name that answers only such addresses is a failed lookup: the last good ones stay.
     pub fn bounded(
         records: impl IntoIterator<Item = (IpAddr, u32)>,
     ) -> Result<Answer, LookupError> {
-        let mut all: Vec<(IpAddr, u32)> = records.into_iter().collect();
+        let mut dropped = None;
+        let mut all: Vec<(IpAddr, u32)> = records
+            .into_iter()
+            .filter(|(ip, _)| match crate::runtime::admission::refused(*ip) {
+                Some(why) => {
+                    dropped.get_or_insert((*ip, why));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        if all.is_empty()
+            && let Some((ip, why)) = dropped
+        {
+            return Err(LookupError::Failed(format!(
+                "answered only addresses that cannot be endpoints ({ip} is {why})"
+            )));
+        }
         all.sort();
         all.dedup_by_key(|(ip, _)| *ip);
         all.truncate(MAX_ADDRESSES);
@@ -91,6 +112,29 @@ mod tests {
             Answer::bounded(many).unwrap().addresses.len(),
             MAX_ADDRESSES
         );
+    }
+
+    #[test]
+    fn addresses_that_cannot_be_endpoints_are_dropped() {
+        let a = Answer::bounded([
+            (ip("0.0.0.0"), 60),
+            (ip("10.0.0.1"), 60),
+            (ip("169.254.169.254"), 60),
+            (ip("224.0.0.1"), 60),
+            (ip("255.255.255.255"), 60),
+            (ip("::"), 60),
+            (ip("::ffff:0.0.0.0"), 60),
+            (ip("fe80::1"), 60),
+            (ip("ff02::1"), 60),
+        ])
+        .unwrap();
+        assert_eq!(a.addresses, [ip("10.0.0.1")]);
+        match Answer::bounded([(ip("0.0.0.0"), 60)]) {
+            Err(LookupError::Failed(why)) => {
+                assert!(why.contains("0.0.0.0 is unspecified"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

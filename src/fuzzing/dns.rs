@@ -13,6 +13,12 @@ pub fn dns_answer(data: &[u8]) {
             "addresses not sorted and unique"
         );
         assert!((MIN_TTL..=MAX_TTL).contains(&a.ttl), "TTL out of bounds");
+        assert!(
+            a.addresses
+                .iter()
+                .all(|ip| crate::runtime::admission::refused(*ip).is_none()),
+            "an address that cannot be an endpoint"
+        );
     }
 }
 

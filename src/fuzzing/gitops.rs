@@ -1,6 +1,7 @@
-//! GitOps inputs: the history file and the served resources `flotilla diff --against` reads.
+//! GitOps inputs: the history file, the served resources `flotilla diff --against` reads, and
+//! the revision sources (`--revision-file`, `git log` output, `$FLOTILLA_REVISION`).
 
-use crate::gitops::{diff, history};
+use crate::gitops::{diff, history, revision};
 
 /// Whatever the history parser accepts is within its bounds and survives a save and load.
 pub fn history_file(data: &[u8]) {
@@ -14,6 +15,9 @@ pub fn history_file(data: &[u8]) {
     for e in &entries {
         assert!(e.summary.chars().count() <= history::MAX_TEXT);
         assert!(e.outcome.len() <= history::MAX_FLEETS);
+        if let Some(r) = &e.revision {
+            assert!(r.commit.len() <= revision::MAX_REVISION);
+        }
     }
     let store = history::MemoryHistory::default();
     use history::HistoryStore;
@@ -40,4 +44,21 @@ pub fn diff_input(data: &[u8]) {
         assert_eq!(d.added + d.changed, 0);
     }
     let _ = diff::to_text(&diff::diff(&empty, &served, None));
+}
+
+/// A revision file's bytes, read as `--revision-file` and as `git log` output: what is kept
+/// is bounded and free of control characters (it reaches terminals and the dashboard).
+pub fn revision_source(data: &[u8]) {
+    if let Ok(line) = revision::first_line(data)
+        && let Ok(given) = revision::check_given(line)
+    {
+        assert!(given.len() <= revision::MAX_REVISION);
+        assert!(!given.chars().any(char::is_control));
+    }
+    if let Some(log) = revision::parse_log(&String::from_utf8_lossy(data)) {
+        assert!(revision::is_hash(&log.commit));
+        for text in [&log.author, &log.subject].into_iter().flatten() {
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+    }
 }

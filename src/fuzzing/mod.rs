@@ -21,7 +21,7 @@ pub use admin::admin_request;
 pub use config::config_files;
 pub use dns::dns_answer;
 pub use etcd::etcd_value;
-pub use gitops::{diff_input, history_file};
+pub use gitops::{diff_input, history_file, revision_source};
 pub use jwks::jwks;
 pub use seeds::seeds;
 pub use state::state_file;
@@ -31,7 +31,7 @@ pub use traffic::{load_report, stats_flush};
 pub type Entry = fn(&[u8]);
 
 /// Targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, Entry); 11] = [
+pub const TARGETS: [(&str, Entry); 12] = [
     ("config", config_files),
     ("xds_request", xds_stream),
     ("stats_sink", stats_flush),
@@ -43,4 +43,5 @@ pub const TARGETS: [(&str, Entry); 11] = [
     ("jwks", jwks),
     ("etcd_value", etcd_value),
     ("dns_answer", dns_answer),
+    ("revision_source", revision_source),
 ];

@@ -38,6 +38,9 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
         .args(["-c", "core.fsmonitor=false", "-c", "safe.directory=*"])
         .args(args)
         .env("GIT_OPTIONAL_LOCKS", "0")
+        // A config path is a path, not a pattern: `web[1].yaml` or `:(top)` taken as pathspec
+        // magic would tell the wrong files' state.
+        .env("GIT_LITERAL_PATHSPECS", "1")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("LC_ALL", "C")
         .stdin(Stdio::null())

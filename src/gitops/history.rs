@@ -107,6 +107,18 @@ fn bounded(mut e: Entry) -> Entry {
     if let Some(w) = &mut e.who {
         cut(w);
     }
+    if let Some(r) = &mut e.revision {
+        let cut_revision = |s: &mut String| {
+            let mut end = s.len().min(super::revision::MAX_REVISION);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+        };
+        cut_revision(&mut r.commit);
+        r.author.iter_mut().for_each(cut_revision);
+        r.subject.iter_mut().for_each(cut_revision);
+    }
     while e.outcome.len() > MAX_FLEETS {
         e.outcome.pop_last();
     }
@@ -150,27 +162,49 @@ impl HistoryFile {
 }
 
 impl HistoryStore for HistoryFile {
+    /// A file that is not a regular file (a FIFO would block the start) is an error; one
+    /// that cannot be parsed (truncated, edited by hand) is kept beside as
+    /// `….history.json.unreadable` before the next save replaces it, and is an error.
     fn load(&self) -> Result<Vec<Entry>, HistoryError> {
-        let file = match std::fs::File::open(&self.path) {
+        let file = match crate::config::open_regular(&self.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.io(e)),
-        };
-        let mut text = String::new();
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|e| self.io(e))?;
-        if text.len() as u64 > MAX_FILE_BYTES {
-            return Err(HistoryError::Format(format!(
-                "{} is larger than {MAX_FILE_BYTES} bytes",
-                self.path.display()
-            )));
-        }
-        parse(&text).map_err(|e| match e {
-            HistoryError::Format(m) => {
-                HistoryError::Format(format!("{}: {m}", self.path.display()))
+            Err(crate::config::LoadError::Io { error, .. })
+                if error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(Vec::new());
             }
-            other => other,
+            Err(crate::config::LoadError::Io { error, .. }) => return Err(self.io(error)),
+            Err(crate::config::LoadError::NotRegular { kind, .. }) => {
+                return Err(HistoryError::Format(format!(
+                    "{}: not a regular file ({kind})",
+                    self.path.display()
+                )));
+            }
+            Err(other) => return Err(HistoryError::Format(other.to_string())),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.io(e))?;
+        let parsed = if bytes.len() as u64 > MAX_FILE_BYTES {
+            Err(format!("larger than {MAX_FILE_BYTES} bytes"))
+        } else {
+            std::str::from_utf8(&bytes)
+                .map_err(|e| format!("not UTF-8: {e}"))
+                .and_then(|text| {
+                    parse(text).map_err(|e| match e {
+                        HistoryError::Format(m) => m,
+                        other => other.to_string(),
+                    })
+                })
+        };
+        parsed.map_err(|m| {
+            let aside = self.path.with_extension("json.unreadable");
+            let kept = match std::fs::rename(&self.path, &aside) {
+                Ok(()) => format!("; kept as {}", aside.display()),
+                Err(e) => format!("; cannot keep it aside ({e}): the next save replaces it"),
+            };
+            HistoryError::Format(format!("{}: {m}{kept}", self.path.display()))
         })
     }
 
@@ -255,7 +289,8 @@ impl History {
     pub fn push(&self, mut entry: Entry) {
         let snapshot = {
             let mut entries = self.lock();
-            entry.id = entries.back().map_or(1, |e| e.id + 1);
+            // Saturating: a file edited by hand may hold any id.
+            entry.id = entries.back().map_or(1, |e| e.id.saturating_add(1));
             if entries.len() == CAPACITY {
                 entries.pop_front();
             }

@@ -138,13 +138,28 @@ pub fn check_given(text: &str) -> Result<String, String> {
 fn read_file(file: &Path) -> Result<String, String> {
     use std::io::Read;
     let shown = file.display();
-    let f = std::fs::File::open(file).map_err(|e| format!("--revision-file {shown}: {e}"))?;
-    let mut text = String::new();
+    // A FIFO would block every reload; `/dev/zero` would never end.
+    let f = crate::config::open_regular(file).map_err(|e| match e {
+        crate::config::LoadError::NotRegular { kind, .. } => {
+            format!("--revision-file {shown}: not a regular file ({kind})")
+        }
+        other => format!("--revision-file {other}"),
+    })?;
+    let mut bytes = Vec::new();
     f.take(MAX_REVISION as u64 * 4)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(|e| format!("--revision-file {shown}: {e}"))?;
-    let first = text.lines().next().unwrap_or("").trim();
-    check_given(first).map_err(|e| format!("--revision-file {shown}: {e}"))
+    check_given(first_line(&bytes).map_err(|e| format!("--revision-file {shown}: {e}"))?)
+        .map_err(|e| format!("--revision-file {shown}: {e}"))
+}
+
+/// The first line of a revision file, trimmed. Only that line must be UTF-8: what follows
+/// (release notes a CD system appends) may be cut anywhere by the read limit.
+pub fn first_line(bytes: &[u8]) -> Result<&str, String> {
+    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    std::str::from_utf8(line)
+        .map(str::trim)
+        .map_err(|_| "the first line is not UTF-8".to_string())
 }
 
 /// The directory to ask git in: the config directory, or a config file's directory.
@@ -179,16 +194,17 @@ fn from_git(config: &Path) -> Result<Option<Revision>, String> {
         &["log", "-1", "--format=%H%x00%an <%ae>%x00%s", "HEAD"],
     )
     .map_err(|e| format!("{}: cannot read the git revision: {e}", dir.display()))?;
-    let mut parts = log.trim_end_matches('\n').splitn(3, '\0');
-    let commit = parts.next().unwrap_or("").trim().to_string();
-    if !is_hash(&commit) {
+    let Some(LogLine {
+        commit,
+        author,
+        subject,
+    }) = parse_log(&log)
+    else {
         return Err(format!(
             "{}: cannot read the git revision: git log printed no commit hash",
             dir.display()
         ));
-    }
-    let author = parts.next().map(clean).filter(|a| !a.is_empty());
-    let subject = parts.next().map(clean).filter(|s| !s.is_empty());
+    };
     let target = config.to_string_lossy();
     let status = git::run(
         &dir,
@@ -213,6 +229,31 @@ fn from_git(config: &Path) -> Result<Option<Revision>, String> {
         author,
         subject,
     }))
+}
+
+/// What `git log -1 --format=%H%x00%an <%ae>%x00%s` printed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub commit: String,
+    /// Cut to [`MAX_REVISION`] characters, control characters escaped.
+    pub author: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// Reads `git log`'s output; None without a full commit hash first.
+pub fn parse_log(log: &str) -> Option<LogLine> {
+    let mut parts = log.trim_end_matches('\n').splitn(3, '\0');
+    let commit = parts.next().unwrap_or("").trim().to_string();
+    if !is_hash(&commit) {
+        return None;
+    }
+    let author = parts.next().map(clean).filter(|a| !a.is_empty());
+    let subject = parts.next().map(clean).filter(|s| !s.is_empty());
+    Some(LogLine {
+        commit,
+        author,
+        subject,
+    })
 }
 
 fn clean(text: &str) -> String {

@@ -38,6 +38,20 @@ impl ClientError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, ClientError::Rejected { code, .. } if code == "UNAVAILABLE")
     }
+
+    /// Trying again cannot help: the registration was refused (wrong arguments), or the
+    /// stream was, for its credentials (no admin token or the wrong one on a plaintext port
+    /// beyond loopback; an identity not allowed). Anything else may pass later.
+    pub fn is_final(&self) -> bool {
+        match self {
+            ClientError::Rejected { .. } => !self.is_unavailable(),
+            ClientError::Status(s) => matches!(
+                s.code(),
+                tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// One open registration stream.
@@ -177,6 +191,33 @@ impl Client {
             if let Resp::MayExit(m) = self.next().await? {
                 return Ok(m);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientError;
+
+    #[test]
+    fn refusals_are_final_and_unavailability_is_not() {
+        let rejected = |code: &str| ClientError::Rejected {
+            code: code.to_string(),
+            message: String::new(),
+        };
+        let status = |code| ClientError::Status(tonic::Status::new(code, "x"));
+        for (error, fin) in [
+            (rejected("INVALID_ARGUMENT"), true),
+            (rejected("PERMISSION_DENIED"), true),
+            (rejected("UNAVAILABLE"), false),
+            (status(tonic::Code::PermissionDenied), true),
+            (status(tonic::Code::Unauthenticated), true),
+            (status(tonic::Code::Unavailable), false),
+            (status(tonic::Code::Internal), false),
+            (ClientError::Closed, false),
+            (ClientError::Address("x".into()), false),
+        ] {
+            assert_eq!(error.is_final(), fin, "{error}");
         }
     }
 }

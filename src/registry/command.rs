@@ -82,8 +82,9 @@ pub async fn run(opts: RegisterOptions) -> Result<i32, CommandError> {
                 sig = next_signal(&mut term, &mut int) => return forward(&mut child, sig).await,
                 connected = register(&opts) => match connected {
                     Ok(c) => client = Some(c),
-                    // Wrong arguments stay wrong; "no config loaded yet" does not.
-                    Err(e @ ClientError::Rejected { .. }) if !e.is_unavailable() => {
+                    // Wrong arguments and credentials stay wrong; "no config loaded yet"
+                    // and an unreachable flotilla do not.
+                    Err(e) if e.is_final() => {
                         let _ = forward(&mut child, rustix::process::Signal::TERM).await;
                         return Err(CommandError::Rejected(e));
                     }

@@ -100,8 +100,9 @@ const METADATA: [IpAddr; 2] = [
     IpAddr::V4(Ipv4Addr::new(100, 100, 100, 200)),
 ];
 
-/// Why `ip` may not register by default, if it may not.
-pub(super) fn refused(ip: IpAddr) -> Option<&'static str> {
+/// Why `ip` may not register by default, if it may not. Hostname endpoints apply the same
+/// rule to DNS answers (`crate::dns::Answer`).
+pub(crate) fn refused(ip: IpAddr) -> Option<&'static str> {
     let ip = ip.to_canonical();
     if METADATA.contains(&ip) {
         return Some("a cloud metadata service");

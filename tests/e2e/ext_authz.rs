@@ -164,6 +164,8 @@ mod grpc {
     use envoy_types::pb::google::rpc::Status;
 
     use super::*;
+    use crate::support::servers::serve_grpc;
+    use crate::support::setup::Setup;
 
     struct Service;
 
@@ -220,18 +222,13 @@ mod grpc {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_grpc_authorization_service_allows_and_denies() {
-        let web = Backend::start("web").await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind authz");
-        let authz = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(AuthorizationServer::new(Service))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                .await;
-        });
-        let addr = free_addr();
-        let yaml = format!(
-            r#"
+        let authz = serve_grpc(tonic::service::Routes::new(AuthorizationServer::new(
+            Service,
+        )))
+        .await;
+        let s = Setup::new(&["web"], Xds::Sotw, |b, addr| {
+            format!(
+                r#"
 version: 1
 clusters:
   web: {{ endpoints: ["{web}"] }}
@@ -244,37 +241,20 @@ listeners:
       - {{ match: {{ prefix: /open }}, to: web, auth: none }}
       - {{ to: web }}
 "#,
-            web = web.address()
-        );
-        let flotilla = Flotilla::start(&yaml).await;
-        let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
-        envoy.wait_listener(addr).await;
-        let http = client::http();
-        wait::until(
-            "the exempt route answers",
-            Duration::from_secs(20),
-            || async {
-                http.get(format!("http://{addr}/open"))
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status() == 200)
-                    .map(|_| ())
-            },
-        )
+                web = b["web"].address()
+            )
+        })
         .await;
+        s.wait_answers("/open").await;
+        let http = client::http();
         let ok = http
-            .get(format!("http://{addr}/"))
+            .get(s.url("/"))
             .bearer_auth("let-me-in")
             .send()
             .await
             .expect("answer");
         assert_eq!(ok.status(), 200, "the gRPC service allows");
-        let denied = http
-            .get(format!("http://{addr}/"))
-            .send()
-            .await
-            .expect("answer");
+        let denied = http.get(s.url("/")).send().await.expect("answer");
         assert_eq!(
             denied.status(),
             401,

@@ -3,17 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::backend::Backend;
-use crate::support::envoy::{Envoy, Xds};
-use crate::support::flotilla::Flotilla;
-use crate::support::{client, free_addr, wait};
+use crate::support::envoy::Xds;
+use crate::support::setup::Setup;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_and_delayed_routes_fail_as_configured() {
-    let web = Backend::start("web").await;
-    let addr = free_addr();
-    let yaml = format!(
-        r#"
+    let s = Setup::new(&["web"], Xds::Sotw, |b, addr| {
+        format!(
+            r#"
 version: 1
 clusters:
   web: {{ endpoints: ["{web}"] }}
@@ -25,38 +22,26 @@ listeners:
       - {{ match: {{ prefix: /slow }}, to: web, fault: {{ delay: {{ duration: 700ms, percent: 100 }} }} }}
       - {{ to: web }}
 "#,
-        web = web.address()
-    );
-    let flotilla = Flotilla::start(&yaml).await;
-    let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
-    envoy.wait_listener(addr).await;
-    let http = client::http();
-    let get = |path: &'static str| {
-        let http = http.clone();
-        async move {
-            http.get(format!("http://{addr}{path}"))
-                .send()
-                .await
-                .ok()
-                .map(|r| r.status().as_u16())
-        }
-    };
-    wait::until(
-        "the route to web answers",
-        Duration::from_secs(20),
-        || async { (get("/").await == Some(200)).then_some(()) },
-    )
+            web = b["web"].address()
+        )
+    })
     .await;
+    s.wait_answers("/").await;
+    let web = &s.backends["web"];
 
     let hits = web.hits();
     for _ in 0..5 {
-        assert_eq!(get("/abort").await, Some(418), "abort 100% answers 418");
+        assert_eq!(
+            s.status_of("/abort").await,
+            Some(418),
+            "abort 100% answers 418"
+        );
     }
     assert_eq!(web.hits(), hits, "aborted requests never reach the backend");
 
     let started = Instant::now();
     assert_eq!(
-        get("/slow").await,
+        s.status_of("/slow").await,
         Some(200),
         "a delayed request still succeeds"
     );
@@ -71,7 +56,7 @@ listeners:
         "the delayed request reached the backend"
     );
     let started = Instant::now();
-    assert_eq!(get("/").await, Some(200));
+    assert_eq!(s.status_of("/").await, Some(200));
     assert!(
         started.elapsed() < Duration::from_millis(700),
         "routes without a fault are not delayed"

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::support::backend::Backend;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
+use crate::support::git::{commit_file, git};
 use crate::support::{flotilla_bin, free_addr, wait};
 
 fn config(listen: std::net::SocketAddr, backend: &str, bad: bool) -> String {
@@ -36,30 +37,9 @@ listeners:
     yaml
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.com"])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
 /// Writes `yaml` as web.yaml and commits it; returns the commit hash.
 fn commit(repo: &Path, yaml: &str, message: &str) -> String {
-    std::fs::write(repo.join("web.yaml"), yaml).expect("write");
-    git(repo, &["add", "web.yaml"]);
-    git(repo, &["commit", "-q", "-m", message]);
-    git(repo, &["rev-parse", "HEAD"]).trim().to_string()
+    commit_file(repo, "web.yaml", yaml, message)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -398,34 +378,8 @@ async fn replicas_report_the_same_revision_and_sync_state() {
         let envoy = Envoy::start(&f, node, "edge", Xds::Delta).await;
         replicas.push((f, envoy));
     }
-    let sync_of = |f: &Flotilla| {
-        let f = f.admin;
-        async move {
-            let s: serde_json::Value = reqwest::get(format!("http://{f}/api/v1/status"))
-                .await
-                .expect("status")
-                .json()
-                .await
-                .expect("json");
-            (
-                s["revision"]["commit"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                s["fleets"][0]["sync"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        }
-    };
     for (f, _) in &replicas {
-        wait::until(
-            "a replica Synced at the commit",
-            Duration::from_secs(15),
-            || async { (sync_of(f).await == (first.clone(), "Synced".to_string())).then_some(()) },
-        )
-        .await;
+        wait_sync(f, &first, "Synced").await;
     }
     let bad = commit(
         &repo,
@@ -433,25 +387,28 @@ async fn replicas_report_the_same_revision_and_sync_state() {
         "listen elsewhere",
     );
     for (f, _) in &replicas {
-        wait::until(
-            "a replica OutOfSync at the bad commit",
-            Duration::from_secs(15),
-            || async { (sync_of(f).await == (bad.clone(), "OutOfSync".to_string())).then_some(()) },
-        )
-        .await;
+        wait_sync(f, &bad, "OutOfSync").await;
         let out = run(&["status", "--admin", &format!("http://{}", f.admin)]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         assert!(text(&out).contains("listeners.elsewhere"), "{}", text(&out));
     }
     let fixed = commit(&repo, &good, "fix");
     for (f, _) in &replicas {
-        wait::until(
-            "a replica Synced at the fix",
-            Duration::from_secs(15),
-            || async { (sync_of(f).await == (fixed.clone(), "Synced".to_string())).then_some(()) },
-        )
-        .await;
+        wait_sync(f, &fixed, "Synced").await;
     }
+}
+
+/// Waits until `f` serves `commit` and its (only) fleet is `sync`.
+async fn wait_sync(f: &Flotilla, commit: &str, sync: &str) {
+    wait::until(
+        &format!("{} at {commit} to be {sync}", f.admin),
+        Duration::from_secs(15),
+        || async {
+            let s = f.json("/api/v1/status").await;
+            (s["revision"]["commit"] == commit && s["fleets"][0]["sync"] == sync).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Outside git, `--revision-file` names the config; it is read again on every reload.

@@ -4,6 +4,16 @@
 
 use std::process::Command;
 
+/// flotilla-loadgen and the flotillas it starts write nothing where they were started (the
+/// replicas once left `flotilla-state.history.json` in the working directory).
+fn assert_cwd_untouched(cwd: &tempfile::TempDir) {
+    let left: Vec<_> = std::fs::read_dir(cwd.path())
+        .expect("read cwd")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the working directory: {left:?}");
+}
+
 fn smoke(mode: &str, extra: &[&str]) {
     smoke_of(mode, 50, 40, extra);
 }
@@ -11,6 +21,7 @@ fn smoke(mode: &str, extra: &[&str]) {
 fn smoke_of(mode: &str, streams: u64, clusters: usize, extra: &[&str]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("report.json");
+    let cwd = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_flotilla-loadgen"))
         .args(["xds", "--mode", mode, "--streams", &streams.to_string()])
         .args(["--streams-per-connection", "10", "--fleets", "3"])
@@ -23,8 +34,10 @@ fn smoke_of(mode: &str, streams: u64, clusters: usize, extra: &[&str]) {
         .arg(&json)
         .args(extra)
         .env("LOADGEN_LOG", "warn")
+        .current_dir(cwd.path())
         .output()
         .expect("run flotilla-loadgen");
+    assert_cwd_untouched(&cwd);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -96,6 +109,7 @@ async fn loadgen_smoke_replicas() {
     let etcd = crate::support::etcd::Etcd::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("report.json");
+    let cwd = tempfile::tempdir().expect("temp dir");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_flotilla-loadgen"))
         .args(["replicas", "--store", &etcd.url(), "--streams", "40"])
         .args(["--streams-per-connection", "10", "--fleets", "3"])
@@ -106,9 +120,11 @@ async fn loadgen_smoke_replicas() {
         .arg("--json")
         .arg(&json)
         .env("LOADGEN_LOG", "warn")
+        .current_dir(cwd.path())
         .output()
         .await
         .expect("run flotilla-loadgen");
+    assert_cwd_untouched(&cwd);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -36,6 +36,7 @@ mod mesh;
 mod nack;
 mod operations;
 mod package;
+mod plaintext_beyond_loopback;
 mod protocol;
 mod proxyless_grpc;
 mod quickstart;

@@ -12,7 +12,7 @@ use crate::support::backend::Backend;
 use crate::support::client::Load;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
-use crate::support::{free_addr, wait};
+use crate::support::{free_addr, registration, wait};
 
 pub struct Setup {
     pub flotilla: Flotilla,
@@ -75,10 +75,7 @@ listeners:
     }
 
     pub async fn registrations(&self) -> Vec<Value> {
-        self.flotilla.json("/api/v1/state").await["registrations"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        registration::listed(&self.flotilla).await
     }
 }
 
@@ -481,49 +478,15 @@ mod raw {
 async fn flotilla_register_drains_before_passing_sigterm_on_and_exits_with_the_childs_status() {
     let s = Setup::new(Xds::Delta).await;
     let address = free_addr();
-    let script = format!(
-        "python3 -m http.server {} --bind 127.0.0.1 >/dev/null 2>&1 & pid=$!; \
-         trap 'kill $pid; wait $pid; exit 7' TERM; wait $pid",
-        address.port()
-    );
-    let mut register = tokio::process::Command::new(crate::support::flotilla_bin())
-        .args(["register", "--registry", &s.flotilla.xds.to_string()])
-        .args(["--cluster", "pool", "--address", &address.to_string()])
-        .args(["--weight", "2", "--drain-deadline", "10s"])
-        .args(["--", "sh", "-c", &script])
-        .kill_on_drop(true)
+    let mut register = registration::command(s.flotilla.xds, "pool", &address.to_string())
+        .args(["--weight", "2", "--drain-deadline", "10s", "--"])
+        .args(registration::instance_exiting_7(address))
         .spawn()
         .expect("flotilla register");
     s.wait_envoy_has(&address.to_string(), true).await;
     let reply = reqwest::get(format!("http://{}/", s.listen)).await.unwrap();
     assert_eq!(reply.status(), 200, "the instance serves through Envoy");
-
-    let pid = register.id().unwrap();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    wait::until(
-        "Envoy to see the instance draining",
-        Duration::from_secs(5),
-        || async {
-            s.envoy
-                .health_flags("pool", &address.to_string())
-                .await
-                .filter(|f| f.contains("draining"))
-        },
-    )
-    .await;
-    assert!(
-        tokio::net::TcpStream::connect(address).await.is_ok(),
-        "the instance still runs while it drains"
-    );
-    let status = tokio::time::timeout(Duration::from_secs(20), register.wait())
-        .await
-        .expect("flotilla register exits")
-        .unwrap();
-    assert_eq!(status.code(), Some(7), "the child's exit status");
+    registration::sigterm_drains(&mut register, &s.envoy, "pool", address).await;
     s.wait_envoy_has(&address.to_string(), false).await;
     assert!(s.registrations().await.is_empty());
 }

@@ -9,7 +9,7 @@ use crate::support::backend::Backend;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::etcd::Etcd;
 use crate::support::flotilla::Flotilla;
-use crate::support::{free_addr, wait};
+use crate::support::{free_addr, registration, wait};
 
 /// Replicas A and B on one etcd serving cluster `pool` (no configured endpoint), and an
 /// Envoy of replica B routing its listener to `pool`.
@@ -49,13 +49,14 @@ listeners:
     }
 
     /// `flotilla register` of `address` through replica A, running `command`.
-    fn register(&self, address: &str, command: &[&str]) -> tokio::process::Child {
-        tokio::process::Command::new(crate::support::flotilla_bin())
-            .args(["register", "--registry", &self.a.xds.to_string()])
-            .args(["--cluster", "pool", "--address", address])
+    fn register(
+        &self,
+        address: &str,
+        command: &[impl AsRef<std::ffi::OsStr>],
+    ) -> tokio::process::Child {
+        registration::command(self.a.xds, "pool", address)
             .args(["--drain-deadline", "10s", "--"])
             .args(command)
-            .kill_on_drop(true)
             .spawn()
             .expect("flotilla register")
     }
@@ -82,43 +83,15 @@ listeners:
 async fn sigterm_drains_the_instance_on_another_replicas_envoy_before_it_gets_the_signal() {
     let p = Pool::start().await;
     let address = free_addr();
-    let script = format!(
-        "python3 -m http.server {} --bind 127.0.0.1 >/dev/null 2>&1 & pid=$!; \
-         trap 'kill $pid; wait $pid; exit 7' TERM; wait $pid",
-        address.port()
+    let mut register = p.register(
+        &address.to_string(),
+        &registration::instance_exiting_7(address),
     );
-    let mut register = p.register(&address.to_string(), &["sh", "-c", &script]);
     p.b_has(&address.to_string(), true, Duration::from_secs(10))
         .await;
     let reply = reqwest::get(format!("http://{}/", p.listen)).await.unwrap();
     assert_eq!(reply.status(), 200, "B's Envoy sends traffic to it");
-
-    let pid = register.id().unwrap();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    wait::until(
-        "B's Envoy to see the instance draining",
-        Duration::from_secs(5),
-        || async {
-            p.envoy
-                .health_flags("pool", &address.to_string())
-                .await
-                .filter(|f| f.contains("draining"))
-        },
-    )
-    .await;
-    assert!(
-        tokio::net::TcpStream::connect(address).await.is_ok(),
-        "the instance still runs while it drains on B"
-    );
-    let status = tokio::time::timeout(Duration::from_secs(20), register.wait())
-        .await
-        .expect("flotilla register exits")
-        .unwrap();
-    assert_eq!(status.code(), Some(7), "the child's exit status");
+    registration::sigterm_drains(&mut register, &p.envoy, "pool", address).await;
     p.b_has(&address.to_string(), false, Duration::from_secs(5))
         .await;
 }

@@ -12,12 +12,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value;
-use tokio::net::TcpListener;
 
-use crate::support::backend::Backend;
-use crate::support::envoy::{Envoy, Xds};
-use crate::support::flotilla::Flotilla;
-use crate::support::{client, free_addr, wait};
+use crate::support::envoy::Xds;
+use crate::support::servers::serve_grpc;
+use crate::support::setup::Setup;
+use crate::support::wait;
 
 /// A span as received: its name and its attributes as `key=value`.
 type Span = (String, Vec<String>);
@@ -58,22 +57,14 @@ impl TraceService for Collector {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_the_collector_and_the_backend_gets_a_traceparent() {
-    let web = Backend::start("web").await;
     let collector = Collector::default();
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind collector");
-    let otel = listener.local_addr().expect("addr");
-    let service = TraceServiceServer::new(collector.clone());
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await;
-    });
-    let addr = free_addr();
-    let yaml = format!(
-        r#"
+    let otel = serve_grpc(tonic::service::Routes::new(TraceServiceServer::new(
+        collector.clone(),
+    )))
+    .await;
+    let s = Setup::new(&["web"], Xds::Sotw, |b, addr| {
+        format!(
+            r#"
 version: 1
 clusters:
   web: {{ endpoints: ["{web}"] }}
@@ -85,20 +76,11 @@ listeners:
     routes:
       - {{ match: {{ prefix: /api }}, to: web }}
 "#,
-        web = web.address()
-    );
-    let flotilla = Flotilla::start(&yaml).await;
-    let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
-    envoy.wait_listener(addr).await;
-    let http = client::http();
-    let reply = wait::until("the route answers", Duration::from_secs(20), || async {
-        http.get(format!("http://{addr}/api/x"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
+            web = b["web"].address()
+        )
     })
     .await;
+    let reply = s.wait_answers("/api/x").await;
     let traceparent = reply
         .headers()
         .get("seen-traceparent")
@@ -111,7 +93,7 @@ listeners:
     );
     // Envoy's exporter flushes every 5 s (or every 5 spans): send a few more.
     for _ in 0..5 {
-        let _ = http.get(format!("http://{addr}/api/y")).send().await;
+        let _ = s.status_of("/api/y").await;
     }
     let (name, attributes) = wait::until(
         "spans at the collector",

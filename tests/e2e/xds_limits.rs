@@ -3,17 +3,17 @@
 //! refused, and an Envoy of an undeclared fleet receives nothing, while real Envoys are served.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 use crate::support::backend::Backend;
+use crate::support::conn::closed_after;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
 use crate::support::{client, configs, free_addr, wait};
@@ -26,22 +26,6 @@ async fn flotilla(yaml: &str, flags: &[&str], wrapper: &[&str]) -> Flotilla {
     let f = Flotilla::start_under(dir, config, flags, wrapper).await;
     f.wait_ready().await;
     f
-}
-
-/// Reads until the server closes the connection; how long that took.
-async fn closed_after(mut c: TcpStream, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(limit, async {
-        loop {
-            match c.read(&mut buf).await {
-                Ok(0) | Err(_) => return started.elapsed(),
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .ok()
 }
 
 #[tokio::test]

@@ -54,8 +54,29 @@ impl Flotilla {
         extra: &[&str],
         wrapper: &[&str],
     ) -> Flotilla {
+        Flotilla::launch(dir, config, free_addr(), extra, wrapper).await
+    }
+
+    /// Like [`Flotilla::start_with`], with the xDS port on `xds` (an address beyond loopback,
+    /// inside a network namespace the test created).
+    pub async fn start_xds_on(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        xds: SocketAddr,
+        extra: &[&str],
+    ) -> Flotilla {
+        Flotilla::launch(dir, config, xds, extra, &[]).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        xds: SocketAddr,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Flotilla {
         let mut f = Flotilla {
-            xds: free_addr(),
+            xds,
             admin: free_addr(),
             config,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),

@@ -105,3 +105,17 @@ impl Drop for PongServer {
         self.task.abort();
     }
 }
+
+/// Serves `routes` (tonic services the test implements: an OTLP collector, an ext_authz
+/// service) on a loopback port picked by the kernel, until the test's runtime ends; the address.
+pub async fn serve_grpc(routes: tonic::service::Routes) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    addr
+}

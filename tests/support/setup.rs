@@ -46,6 +46,33 @@ impl Setup {
     pub fn addr(&self, name: &str) -> String {
         self.backends[name].address()
     }
+
+    /// GET `path` through Envoy; the status (None: no answer).
+    pub async fn status_of(&self, path: &str) -> Option<u16> {
+        crate::support::client::http()
+            .get(self.url(path))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
+    /// Waits until GET `path` through Envoy answers 200 (the route is in place); the answer.
+    pub async fn wait_answers(&self, path: &str) -> reqwest::Response {
+        let http = crate::support::client::http();
+        crate::support::wait::until(
+            &format!("{path} to answer 200"),
+            std::time::Duration::from_secs(20),
+            || async {
+                http.get(self.url(path))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+            },
+        )
+        .await
+    }
 }
 
 /// Runs each named `async fn(Xds)` as two tests, `sotw::name` and `delta::name`.

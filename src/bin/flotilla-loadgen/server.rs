@@ -50,6 +50,10 @@ impl Flotilla {
             .args(["--xds-keepalive-timeout", "300s"])
             // For the same reason a connection's first request may be read late.
             .args(["--xds-handshake-timeout", "300s"])
+            // Beside the log, one per flotilla: the default (`flotilla-state.json` and its
+            // history file) is the working directory, which two replicas would share.
+            .arg("--state-file")
+            .arg(log.with_extension("state.json"))
             .args(extra)
             .env(
                 "RUST_LOG",

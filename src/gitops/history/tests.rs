@@ -83,3 +83,54 @@ fn a_hand_edited_file_is_cut_to_the_bounds() {
     assert_eq!(entries[0].outcome.len(), MAX_FLEETS);
     assert_eq!(entries[0].outcome["f0"].rejected_by.len(), MAX_REJECTIONS);
 }
+
+#[test]
+fn a_fifo_or_a_device_as_history_file_is_an_error_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("flotilla-state.history.json");
+    crate::util::mkfifo(&fifo);
+    let err = HistoryFile::new(fifo).load().unwrap_err().to_string();
+    assert!(err.contains("not a regular file (a FIFO)"), "{err}");
+    let zero = dir.path().join("zero.history.json");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let err = HistoryFile::new(zero).load().unwrap_err().to_string();
+    assert!(err.contains("a character device"), "{err}");
+}
+
+#[test]
+fn a_truncated_history_file_is_kept_aside_before_the_next_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flotilla-state.history.json");
+    let h = History::open(Box::new(HistoryFile::new(path.clone())));
+    h.push(entry("first"));
+    h.push(entry("second"));
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+    let h = History::open(Box::new(HistoryFile::new(path.clone())));
+    assert!(h.entries().is_empty());
+    h.push(entry("third"));
+    let aside = dir.path().join("flotilla-state.history.json.unreadable");
+    assert_eq!(std::fs::read(&aside).unwrap(), &whole[..whole.len() / 2]);
+    assert_eq!(h.entries().len(), 1);
+}
+
+#[test]
+fn a_hand_edited_file_cannot_overflow_ids_or_hold_long_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.history.json");
+    let long = "r".repeat(100_000);
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"version":1,"entries":[{{"id":18446744073709551615,"revision":{{"commit":"{long}","dirty":false,"source":"file","subject":"{long}"}},"at":1,"trigger":"file","who":null,"summary":"x"}}]}}"#
+        ),
+    )
+    .unwrap();
+    let h = History::open(Box::new(HistoryFile::new(path)));
+    let kept = h.entries();
+    let revision = kept[0].revision.as_ref().unwrap();
+    assert!(revision.commit.len() <= crate::gitops::revision::MAX_REVISION);
+    assert!(revision.subject.as_ref().unwrap().len() <= crate::gitops::revision::MAX_REVISION);
+    h.push(entry("after"));
+    assert_eq!(h.entries()[0].id, u64::MAX);
+}

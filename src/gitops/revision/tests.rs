@@ -1,30 +1,17 @@
 use super::*;
 
-/// `git` in `dir` for the tests (identity and default branch fixed).
-pub(crate) fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.com"])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
+/// The test suite's git fixture (a fixed identity and branch), shared with the e2e tests.
+#[path = "../../../tests/support/git.rs"]
+#[allow(unreachable_pub)]
+mod fixture;
+use fixture::commit_file;
+use fixture::git;
 
 fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     git(dir.path(), &["init", "-q"]);
     std::fs::create_dir(dir.path().join("conf")).unwrap();
-    std::fs::write(dir.path().join("conf/web.yaml"), "version: 1\n").unwrap();
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "first config"]);
+    commit_file(dir.path(), "conf/web.yaml", "version: 1\n", "first config");
     dir
 }
 
@@ -142,4 +129,81 @@ fn hashes_are_full_lowercase_hex() {
     assert!(!is_hash(&"A".repeat(40)));
     assert!(!is_hash(&"a".repeat(39)));
     assert!(!is_hash("..2026_01_01"));
+}
+
+#[test]
+fn a_fifo_or_a_device_as_revision_file_is_a_warning_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("REVISION");
+    crate::util::mkfifo(&fifo);
+    for (file, kind) in [
+        (fifo, "a FIFO"),
+        (PathBuf::from("/dev/zero"), "a character device"),
+    ] {
+        let sources = RevisionSources {
+            file: Some(file.clone()),
+            env: None,
+        };
+        let (r, warnings) = resolve(dir.path(), &sources);
+        assert_eq!(r, None);
+        assert!(
+            warnings[0].contains(&format!("not a regular file ({kind})")),
+            "{warnings:?}"
+        );
+    }
+}
+
+#[test]
+fn only_the_first_line_of_a_revision_file_must_be_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("REVISION");
+    // Release notes after the revision, cut by the read limit inside a character.
+    let mut text = b"v2.0.1\n".to_vec();
+    text.extend("é".repeat(MAX_REVISION * 4).bytes());
+    text.push(0xff);
+    std::fs::write(&file, &text).unwrap();
+    let sources = RevisionSources {
+        file: Some(file.clone()),
+        env: None,
+    };
+    let (r, warnings) = resolve(dir.path(), &sources);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(r.unwrap().commit, "v2.0.1");
+    std::fs::write(&file, b"v\xff\n").unwrap();
+    assert!(resolve(dir.path(), &sources).1[0].contains("not UTF-8"));
+}
+
+#[test]
+fn a_config_path_with_pathspec_characters_is_taken_literally() {
+    let dir = repo();
+    let conf = dir.path().join("conf");
+    std::fs::write(conf.join("web[1].yaml"), "version: 1\n").unwrap();
+    std::fs::write(conf.join("web1.yaml"), "version: 1\n").unwrap();
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "two"]);
+    // Only web1.yaml changes: `web[1].yaml` as a glob would match it and say dirty.
+    std::fs::write(conf.join("web1.yaml"), "version: 1\n# edited\n").unwrap();
+    let r = resolve(&conf.join("web[1].yaml"), &RevisionSources::default())
+        .0
+        .unwrap();
+    assert!(!r.dirty, "web[1].yaml is clean");
+}
+
+#[test]
+fn git_log_output_is_read_with_bounds() {
+    let hash = "a".repeat(40);
+    let line = parse_log(&format!(
+        "{hash}\0Ada <a@x>\0fix\u{1b}[2J {}\n",
+        "x".repeat(999)
+    ))
+    .unwrap();
+    assert_eq!(line.commit, hash);
+    assert_eq!(line.author.as_deref(), Some("Ada <a@x>"));
+    let subject = line.subject.unwrap();
+    assert!(
+        !subject.contains('\u{1b}') && subject.len() < 300,
+        "{subject}"
+    );
+    assert_eq!(parse_log("not a hash\0a\0b"), None);
+    assert_eq!(parse_log(""), None);
 }
