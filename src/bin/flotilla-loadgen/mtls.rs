@@ -60,7 +60,7 @@ impl Pki {
                 flag(ca_path.clone()),
             ],
             client: ClientTls {
-                ca: ca_path,
+                ca: Some(ca_path),
                 cert_and_key: Some((
                     write("client.pem", client)?,
                     write("client.key", client_key)?,
