@@ -12,6 +12,7 @@
 mod acks;
 pub mod admission;
 mod follow;
+mod health_facts;
 mod leases;
 mod registrations;
 pub mod replicated;
@@ -131,6 +132,8 @@ struct State {
     members: std::collections::BTreeSet<String>,
     /// Bumped by every change to the registered endpoints (not by a plain renewal).
     registry_version: u64,
+    /// Health facts of every replica, served in the overlay.
+    health: health_facts::HealthFacts,
 }
 
 pub struct Runtime {
