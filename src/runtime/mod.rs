@@ -6,8 +6,9 @@
 //! local store): the runtime writes a change to the store, applies it at once, and follows
 //! the store's changes whoever made them (`follow`). Drains and overrides are operator
 //! decisions and survive restarts; registrations are leases: an instance that stops
-//! heartbeating leaves within its TTL, one whose stream breaks leaves at once. All of them
-//! reach Envoy through the controller's overlay, like health verdicts.
+//! heartbeating leaves within its TTL, one whose stream breaks leaves at once. The health
+//! facts every replica's checker finds go the same way (`health_facts`). All of them reach
+//! Envoy through the controller's overlay.
 
 mod acks;
 pub mod admission;
