@@ -176,3 +176,73 @@ impl Runtime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::Verdict;
+
+    fn key(port: u16) -> EndpointKey {
+        EndpointKey::new("web", format!("127.0.0.1:{port}").parse().unwrap())
+    }
+
+    fn fact(verdict: Verdict, weight: Option<u32>) -> HealthFact {
+        HealthFact {
+            verdict: Some(verdict),
+            weight,
+        }
+    }
+
+    fn checked(keys: &[(u16, bool)]) -> Checked {
+        Arc::new(keys.iter().map(|(p, m)| (key(*p), *m)).collect())
+    }
+
+    #[test]
+    fn only_checked_endpoints_are_served_and_weights_only_when_measured() {
+        let mut h = HealthFacts {
+            checked: checked(&[(1, false), (2, true)]),
+            ..HealthFacts::default()
+        };
+        h.listed(
+            [
+                (key(1), fact(Verdict::Unhealthy, Some(9))),
+                (key(2), fact(Verdict::Healthy, Some(40))),
+                (key(3), fact(Verdict::Unhealthy, None)),
+            ]
+            .into(),
+        );
+        let (verdicts, weights) = h.served();
+        assert_eq!(
+            verdicts,
+            [(key(1), Verdict::Unhealthy), (key(2), Verdict::Healthy)].into()
+        );
+        assert_eq!(weights, [(key(2), 40)].into());
+    }
+
+    #[test]
+    fn an_unwritten_own_finding_outranks_the_store() {
+        let mut h = HealthFacts {
+            checked: checked(&[(1, false), (2, false)]),
+            ..HealthFacts::default()
+        };
+        h.unpublished
+            .insert(key(1), Some(fact(Verdict::Unhealthy, None)));
+        h.unpublished.insert(key(2), None);
+        // A listing made meanwhile: the store still has the old facts.
+        h.listed(
+            [
+                (key(1), fact(Verdict::Healthy, None)),
+                (key(2), fact(Verdict::Healthy, None)),
+            ]
+            .into(),
+        );
+        assert_eq!(h.served().0, [(key(1), Verdict::Unhealthy)].into());
+        // A watch event of an older write changes nothing either.
+        h.changed(key(1), Some(fact(Verdict::Healthy, None)));
+        assert_eq!(h.served().0, [(key(1), Verdict::Unhealthy)].into());
+        // Once written, the store's facts apply again.
+        h.unpublished.clear();
+        h.changed(key(1), None);
+        assert!(h.served().0.is_empty());
+    }
+}
