@@ -351,7 +351,7 @@ pub(crate) fn register(a: RegisterArgs) -> anyhow::Result<ExitCode> {
         ready_timeout: a.ready_timeout,
         command: a.command,
         tls: a.registry_ca.map(|ca| flotilla::tls::ClientTls {
-            ca,
+            ca: Some(ca),
             cert_and_key: a.registry_cert.zip(a.registry_key),
         }),
         token: a.registry_token,
@@ -605,7 +605,8 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         .options()
         .map_err(anyhow::Error::msg)?;
     if let Some(store) = &mut args.store {
-        store.tls = flotilla::etcd::StoreTls::load(
+        store.tls = flotilla::tls::ClientPem::load_flags(
+            flotilla::etcd::STORE_TLS_FLAGS,
             args.store_cacert.as_deref(),
             args.store_cert.as_deref(),
             args.store_key.as_deref(),

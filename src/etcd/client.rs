@@ -110,7 +110,7 @@ impl Client {
                     .http2_keep_alive_interval(Duration::from_secs(5))
                     .keep_alive_timeout(Duration::from_secs(3));
                 match &url.tls {
-                    Some(tls) => endpoint.tls_config(tls.client_config()).map_err(|e| {
+                    Some(tls) => endpoint.tls_config(tls.tonic_config()).map_err(|e| {
                         EtcdError::Unavailable(format!(
                             "TLS settings: {}",
                             crate::health::error_chain(&e)

@@ -9,12 +9,18 @@
 
 mod client;
 mod metrics;
-mod tls;
 mod url;
 
 pub use client::{CALL_TIMEOUT, Client, EtcdError, Op, Watch};
 pub use metrics::StoreMetrics;
-pub use tls::{StoreTls, TlsFileError};
+
+/// The flags naming the TLS files towards etcd (named like etcdctl's `--cacert`, `--cert`,
+/// `--key`), read by [`crate::tls::ClientPem::load_flags`].
+pub const STORE_TLS_FLAGS: crate::tls::ClientTlsFlags = crate::tls::ClientTlsFlags {
+    ca: "--store-cacert",
+    cert: "--store-cert",
+    key: "--store-key",
+};
 pub use url::{DEFAULT_PREFIX, MAX_ENDPOINTS, StoreUrl, UrlError};
 
 /// Code generated from `proto/etcd/` by build.rs.

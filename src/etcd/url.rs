@@ -16,7 +16,7 @@ pub struct StoreUrl {
     pub prefix: String,
     /// TLS towards every member (`--store-cacert`/`--store-cert`/`--store-key`); `None` is
     /// plain HTTP/2.
-    pub tls: Option<super::StoreTls>,
+    pub tls: Option<crate::tls::ClientPem>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -3,9 +3,11 @@
 //!
 //! Endpoint tasks only probe and report (with jitter, under a shared concurrency limit). The
 //! aggregator turns reports into verdicts and least_response_time weights, keeps the table
-//! the admin API reads, and publishes changes to the controller in batches: a thousand
-//! endpoints changing at once make one snapshot, not a thousand. It also follows the config,
-//! starting probes for new endpoints and stopping removed ones at once.
+//! the admin API reads, and publishes changes to the runtime in batches: a thousand
+//! endpoints changing at once make one store write and one snapshot, not a thousand. It also
+//! follows the config, starting probes for new endpoints and stopping removed ones at once.
+//! It never reads verdicts back: the runtime serves what the store holds, this replica's
+//! findings included (checker → store → every replica's overlay).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -19,7 +21,7 @@ use tracing::{info, warn};
 
 use super::latency::{self, Smoothed};
 use super::metrics::HealthMetrics;
-use super::ownership::{FactUpdate, HealthFact, Owners, ReplicaHealth};
+use super::ownership::{Checked, FactUpdate, Owners, ReplicaHealth};
 
 mod replicas;
 use super::probe::{ProbeError, Prober};
@@ -76,8 +78,7 @@ impl Default for HealthOptions {
 
 /// Starts the checker of one replica (with one flotilla, the only one); it runs until
 /// `shutdown`. It probes the endpoints it owns (all of them while `replica.owners` is
-/// `None`), publishes what it finds for the others, and serves what the others publish for
-/// the rest.
+/// `None`) and publishes what it finds; the runtime serves what every replica published.
 pub fn spawn(
     controller: Arc<Controller>,
     options: HealthOptions,
@@ -103,11 +104,11 @@ pub fn spawn(
         next_id: 0,
         metrics: options.metrics,
         owners: None,
-        remote: HashMap::new(),
         desired: HashMap::new(),
         publish: replica.publish,
+        checked: replica.checked,
     };
-    tokio::spawn(aggregator.run(rx, replica.owners, replica.remote, shutdown));
+    tokio::spawn(aggregator.run(rx, replica.owners, shutdown));
     table
 }
 
@@ -141,15 +142,16 @@ struct Aggregator {
     metrics: HealthMetrics,
     /// Who probes what (`None`, the store out of reach: this replica probes everything).
     owners: Option<Arc<Owners>>,
-    /// What the owners of endpoints published.
-    remote: HashMap<EndpointKey, HealthFact>,
     /// Every endpoint with a health check, and whether its weight is measured.
     desired: HashMap<EndpointKey, bool>,
-    /// Where this replica's findings go (the store).
+    /// Where this replica's findings go (the runtime, which writes them to the store and
+    /// serves what the store holds).
     publish: mpsc::UnboundedSender<FactUpdate>,
+    /// Where `desired` goes (the runtime serves facts of these endpoints only).
+    checked: tokio::sync::watch::Sender<Checked>,
 }
 
-/// What a batch of reports changes in the overlay.
+/// What a batch of reports changes in what this replica publishes.
 #[derive(Default)]
 struct Changes {
     verdicts: BTreeMap<EndpointKey, Option<Verdict>>,
@@ -161,7 +163,6 @@ impl Aggregator {
         mut self,
         mut reports: mpsc::Receiver<Report>,
         mut owners: tokio::sync::watch::Receiver<Option<Arc<Owners>>>,
-        mut remote: mpsc::UnboundedReceiver<FactUpdate>,
         shutdown: CancellationToken,
     ) {
         self.owners = owners.borrow_and_update().clone();
@@ -193,13 +194,6 @@ impl Aggregator {
                         let current = current.clone();
                         self.reconcile(&current);
                     }
-                }
-                Some((key, fact)) = remote.recv() => {
-                    match fact {
-                        Some(f) => self.remote.insert(key, f),
-                        None => self.remote.remove(&key),
-                    };
-                    self.serve_remote();
                 }
                 n = reports.recv_many(&mut batch, 1024) => {
                     if n == 0 {
@@ -294,11 +288,17 @@ impl Aggregator {
         // An endpoint probed afresh with a new check starts from unknown, everywhere.
         for key in &removed {
             if self.desired.contains_key(key) && self.targets.contains_key(key) {
-                self.remote.remove(key);
                 let _ = self.publish.send((key.clone(), None));
             }
         }
-        self.serve_remote();
+        let desired = &self.desired;
+        self.checked.send_if_modified(|checked| {
+            if **checked == *desired {
+                return false;
+            }
+            *checked = Arc::new(desired.clone());
+            true
+        });
     }
 
     fn absorb(&mut self, reports: impl Iterator<Item = Report>) -> Changes {
@@ -395,24 +395,12 @@ impl Aggregator {
         if changes.verdicts.is_empty() && !weights_changed {
             return;
         }
+        // The overlay learns them from the runtime, this replica's like every other's.
         if weights_changed {
             self.publish_facts(changes.verdicts.keys().chain(weights.keys()), &weights);
         } else {
             self.publish_facts(changes.verdicts.keys(), &weights);
         }
-        self.controller.update_overlay(|o| {
-            for (key, verdict) in &changes.verdicts {
-                match verdict {
-                    Some(v) => o.verdicts.insert(key.clone(), *v),
-                    None => o.verdicts.remove(key),
-                };
-            }
-            if weights_changed {
-                o.measured_weights
-                    .retain(|k, _| !changes.weights_of.contains(&k.cluster));
-                o.measured_weights.extend(weights);
-            }
-        });
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! `probe` runs one HTTP, TCP or gRPC check; `verdict` turns results into healthy/unhealthy
 //! with thresholds; `latency` turns measured latency into least_response_time weights;
-//! `checker` schedules probes and publishes verdicts and weights to the controller, which
-//! sends them to Envoy as EDS health status and endpoint weights.
+//! `checker` schedules probes and publishes verdicts and weights to the runtime, which writes
+//! them to the store and serves what the store holds (every replica's findings) in the
+//! controller's overlay; Envoy gets them as EDS health status and endpoint weights.
 
 mod checker;
 pub mod latency;

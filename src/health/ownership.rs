@@ -91,15 +91,22 @@ impl HealthFact {
 /// so that an endpoint added again later starts from unknown, not from an old verdict).
 pub type FactUpdate = (EndpointKey, Option<HealthFact>);
 
+/// Every endpoint with a health check, and whether its weight is measured
+/// (least_response_time): the endpoints whose facts the overlay serves.
+pub type Checked = Arc<std::collections::HashMap<EndpointKey, bool>>;
+
 /// The checker's side of sharing health with other replicas (with one flotilla, the only
-/// replica is itself).
+/// replica is itself). Data flows one way: the checker says what it probes and what it
+/// found; the runtime writes the findings to the store and serves what the store holds (this
+/// replica's findings included) in the overlay. The checker never reads them back.
 pub struct ReplicaHealth {
     /// `None` while etcd is out of reach: then every replica probes everything.
     pub owners: watch::Receiver<Option<Arc<Owners>>>,
-    /// Facts other replicas published (and this one's own, echoed by the watch).
-    pub remote: mpsc::UnboundedReceiver<FactUpdate>,
-    /// Facts this replica publishes for the endpoints it owns.
+    /// Facts this replica found about the endpoints it probes (`None`: the endpoint is
+    /// probed afresh or no longer checked; its fact is deleted).
     pub publish: mpsc::UnboundedSender<FactUpdate>,
+    /// Which endpoints have a health check now.
+    pub checked: watch::Sender<Checked>,
 }
 
 #[cfg(test)]

@@ -5,44 +5,41 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Runtime;
 use super::replicated::ReplicaLink;
-use crate::health::ownership::{FactUpdate, Owners};
+use crate::health::ownership::Owners;
 use crate::store::{Change, Listing, StoreError};
 
 /// How long a replica waits before listing the store again.
 const RETRY: Duration = Duration::from_millis(500);
 
-/// Where membership and health facts go (the health checker).
+/// Where membership goes (the health checker).
 struct ToChecker<'a> {
     me: &'a str,
     owners: &'a watch::Sender<Option<Arc<Owners>>>,
-    remote: &'a mpsc::UnboundedSender<FactUpdate>,
 }
 
 impl Runtime {
-    /// Keeps the runtime equal to the store until shutdown; also publishes this replica's
-    /// health findings.
+    /// Keeps the runtime equal to the store until shutdown; also serves and publishes this
+    /// replica's health findings.
     pub(super) async fn follow(self: Arc<Self>, link: ReplicaLink, shutdown: CancellationToken) {
         let ReplicaLink {
             me,
             owners,
-            remote,
-            publish,
+            found,
+            checked,
         } = link;
-        let publishing = tokio::spawn(super::replicated::publish_health(
-            self.store.clone(),
-            publish,
-        ));
+        let publishing = tokio::spawn(self.clone().publish_health(found));
         let _stop = super::replicated::AbortOnDrop(publishing.abort_handle());
+        let following = tokio::spawn(self.clone().follow_checked(checked));
+        let _stop_following = super::replicated::AbortOnDrop(following.abort_handle());
         let to = ToChecker {
             me: &me,
             owners: &owners,
-            remote: &remote,
         };
         // What the last failed attempt said, so that a store that cannot be reached from the
         // start (refused TLS handshake, wrong address) is reported once per distinct reason.
@@ -100,13 +97,12 @@ impl Runtime {
         } = listing;
         self.absorb_persistent(|p| *p = persistent);
         self.absorb_registrations(registrations);
-        for (key, fact) in health {
-            let _ = to.remote.send((key, Some(fact)));
-        }
         {
             let mut state = self.lock();
             state.members = members;
             state.acks = acks;
+            state.health.listed(health);
+            self.apply_health(&state);
         }
         self.acks_changed.send_modify(|v| *v += 1);
         self.set_owners(to);
@@ -115,6 +111,7 @@ impl Runtime {
     fn absorb_changes(&self, batch: Vec<Change>, to: &ToChecker<'_>) {
         let mut members_changed = false;
         let mut acks_changed = false;
+        let mut health_changed = false;
         for change in batch {
             match change {
                 Change::Drain(k, on) => self.absorb_persistent(|p| {
@@ -144,7 +141,8 @@ impl Runtime {
                     };
                 }
                 Change::Health(k, f) => {
-                    let _ = to.remote.send((k, f));
+                    self.lock().health.changed(k, f);
+                    health_changed = true;
                 }
                 Change::Ack(k, replica, a) => {
                     let mut state = self.lock();
@@ -155,6 +153,9 @@ impl Runtime {
                     acks_changed = true;
                 }
             }
+        }
+        if health_changed {
+            self.apply_health(&self.lock());
         }
         if members_changed {
             self.set_owners(to);

@@ -6,12 +6,14 @@
 //! local store): the runtime writes a change to the store, applies it at once, and follows
 //! the store's changes whoever made them (`follow`). Drains and overrides are operator
 //! decisions and survive restarts; registrations are leases: an instance that stops
-//! heartbeating leaves within its TTL, one whose stream breaks leaves at once. All of them
-//! reach Envoy through the controller's overlay, like health verdicts.
+//! heartbeating leaves within its TTL, one whose stream breaks leaves at once. The health
+//! facts every replica's checker finds go the same way (`health_facts`). All of them reach
+//! Envoy through the controller's overlay.
 
 mod acks;
 pub mod admission;
 mod follow;
+mod health_facts;
 mod leases;
 mod registrations;
 pub mod replicated;
@@ -131,6 +133,8 @@ struct State {
     members: std::collections::BTreeSet<String>,
     /// Bumped by every change to the registered endpoints (not by a plain renewal).
     registry_version: u64,
+    /// Health facts of every replica, served in the overlay.
+    health: health_facts::HealthFacts,
 }
 
 pub struct Runtime {

@@ -1,6 +1,7 @@
 //! Replica behaviour against the in-memory store: several runtimes sharing one store, as
 //! replicas share etcd. One rule per test; a property test for membership and ownership.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,29 +153,135 @@ async fn concurrent_drains_through_two_replicas_both_hold() {
     assert_eq!(store.snapshot().persistent.drains.len(), 2);
 }
 
+const UNHEALTHY: HealthFact = HealthFact {
+    verdict: Some(Verdict::Unhealthy),
+    weight: None,
+};
+
+/// Plays the checker of `r`: these endpoints have a health check (none measured).
+fn check(r: &Replica, addresses: &[&str]) {
+    let checked: HashMap<EndpointKey, bool> = addresses.iter().map(|a| (key(a), false)).collect();
+    r.health.checked.send_replace(Arc::new(checked));
+}
+
+fn verdict(r: &Replica, address: &str) -> Option<Verdict> {
+    r.controller.overlay().verdicts.get(&key(address)).copied()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_health_fact_deleted_with_its_endpoint_is_not_listed_again() {
     let store = MemoryStore::new();
-    let mut b = replica(&store, "b");
+    let b = replica(&store, "b");
+    check(&b, &["127.0.0.1:8081"]);
     b.runtime.listed().await;
-    let fact = HealthFact {
-        verdict: Some(Verdict::Unhealthy),
-        weight: None,
-    };
     let k = key("127.0.0.1:8081");
     store
-        .publish_health(&[(k.clone(), Some(fact))].into())
+        .publish_health(&[(k.clone(), Some(UNHEALTHY))].into())
         .await
         .unwrap();
-    assert_eq!(b.health.remote.recv().await, Some((k.clone(), Some(fact))));
+    until("served", || verdict(&b, "127.0.0.1:8081").is_some()).await;
     store
         .publish_health(&[(k.clone(), None)].into())
         .await
         .unwrap();
-    assert_eq!(b.health.remote.recv().await, Some((k.clone(), None)));
+    until("gone", || verdict(&b, "127.0.0.1:8081").is_none()).await;
     store.break_watches();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(b.health.remote.try_recv().is_err(), "nothing resurrected");
+    assert!(store.snapshot().health.is_empty());
+    assert_eq!(verdict(&b, "127.0.0.1:8081"), None, "nothing resurrected");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finding_reaches_every_replica_through_the_store_its_own_included() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    let b = replica(&store, "b");
+    for r in [&a, &b] {
+        check(r, &["127.0.0.1:8081"]);
+        r.runtime.listed().await;
+    }
+    a.health
+        .publish
+        .send((key("127.0.0.1:8081"), Some(UNHEALTHY)))
+        .unwrap();
+    until("in the store", || {
+        store.snapshot().health.get(&key("127.0.0.1:8081")) == Some(&UNHEALTHY)
+    })
+    .await;
+    for r in [&a, &b] {
+        until("served", || {
+            verdict(r, "127.0.0.1:8081") == Some(Verdict::Unhealthy)
+        })
+        .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn facts_of_endpoints_without_a_health_check_are_not_served() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    check(&a, &["127.0.0.1:8081"]);
+    a.runtime.listed().await;
+    // Written by another replica, or by anyone with access to etcd.
+    store
+        .publish_health(
+            &[
+                (key("127.0.0.1:8081"), Some(UNHEALTHY)),
+                (key("127.0.0.1:8082"), Some(UNHEALTHY)),
+            ]
+            .into(),
+        )
+        .await
+        .unwrap();
+    until("the checked one served", || {
+        verdict(&a, "127.0.0.1:8081").is_some()
+    })
+    .await;
+    assert_eq!(verdict(&a, "127.0.0.1:8082"), None);
+    // Once the endpoint has a check, its owner's fact is served.
+    check(&a, &["127.0.0.1:8081", "127.0.0.1:8082"]);
+    until("the newly checked one served", || {
+        verdict(&a, "127.0.0.1:8082").is_some()
+    })
+    .await;
+    check(&a, &[]);
+    until("nothing served", || {
+        a.controller.overlay().verdicts.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn during_an_outage_own_findings_are_served_and_written_when_the_store_is_back() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    let b = replica(&store, "b");
+    for r in [&a, &b] {
+        check(r, &["127.0.0.1:8081"]);
+        r.runtime.listed().await;
+    }
+    store.set_available(false);
+    until("a sees the outage", || {
+        !*a.runtime.store_available().borrow()
+    })
+    .await;
+    a.health
+        .publish
+        .send((key("127.0.0.1:8081"), Some(UNHEALTHY)))
+        .unwrap();
+    until("a serves its own finding", || {
+        verdict(&a, "127.0.0.1:8081").is_some()
+    })
+    .await;
+    assert_eq!(verdict(&b, "127.0.0.1:8081"), None, "b cannot hear it yet");
+    store.set_available(true);
+    until("b hears it", || verdict(&b, "127.0.0.1:8081").is_some()).await;
+    until("a follows again", || *a.runtime.store_available().borrow()).await;
+    assert_eq!(
+        verdict(&a, "127.0.0.1:8081"),
+        Some(Verdict::Unhealthy),
+        "listing again kept it"
+    );
 }
 
 #[tokio::test(start_paused = true)]

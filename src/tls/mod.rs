@@ -8,7 +8,8 @@
 //! - [`describe`] says what a certificate is (subject, SANs, issuer, validity, fingerprint);
 //! - [`covers`] says whether the leaf is valid for a host name, wildcards included;
 //! - [`ServerTls`] and [`ClientTls`] turn files into rustls configurations for flotilla's own
-//!   ports (xDS, admin API) and its own clients of them, re-read when the files change.
+//!   ports (xDS, admin API; re-read when the files change) and its own clients (of the xDS
+//!   port, of etcd).
 //!
 //! Parsing is x509-parser's and the key/host checks are rustls' and webpki's: no hand-written
 //! ASN.1, no OpenSSL.
@@ -20,12 +21,28 @@ mod pair;
 mod pem;
 pub mod server;
 
-pub use client::ClientTls;
+pub use client::{ClientPem, ClientTls, ClientTlsFlags, Connector};
 pub use describe::{CertificateInfo, describe, fingerprint};
 pub use metrics::CertificateMetrics;
 pub use pair::{check_pair, covers};
 pub use pem::{MAX_PEM_BYTES, PrivateKeyPem, parse_chain, parse_key, read_pem_file};
-pub use server::{ServerTls, TlsFileError, TlsFiles};
+pub use server::{ServerTls, TlsFiles};
+
+/// A TLS file of flotilla's own (a port's certificate, a client's CA or certificate) that
+/// cannot be used: the one error of every TLS setup, server and client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsFileError {
+    /// `path` names the file, and the flag that gave it when there is one.
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("{cert} and {key} go together (the certificate and its key)")]
+    Unpaired {
+        cert: &'static str,
+        key: &'static str,
+    },
+    #[error("TLS configuration: {0}")]
+    Rustls(String),
+}
 
 /// What is wrong with a certificate file or a key, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -26,13 +26,7 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum TlsFileError {
-    #[error("{path}: {message}")]
-    File { path: String, message: String },
-    #[error("TLS configuration: {0}")]
-    Rustls(String),
-}
+use super::TlsFileError;
 
 fn file_error(path: &Path, message: impl ToString) -> TlsFileError {
     TlsFileError::File {

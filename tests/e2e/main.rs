@@ -46,6 +46,7 @@ mod registry_python;
 mod reload_guard;
 mod replica_health;
 mod replica_registrations;
+mod replica_store_hardening;
 mod replicas;
 mod replicas_tls;
 mod restart;

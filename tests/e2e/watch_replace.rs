@@ -147,7 +147,9 @@ async fn a_reload_that_cannot_read_the_files_is_retried_until_it_can() {
     .await;
     let metrics = f.text("/metrics").await;
     assert!(
-        metrics.contains("flotilla_config_reload_retrying 1"),
+        metrics
+            .lines()
+            .any(|l| l == "flotilla_config_reload_retrying 1"),
         "{metrics}"
     );
     assert_eq!(
@@ -160,7 +162,9 @@ async fn a_reload_that_cannot_read_the_files_is_retried_until_it_can() {
     assert_eq!(f.text("/readyz").await, "ready\n");
     let metrics = f.text("/metrics").await;
     assert!(
-        metrics.contains("flotilla_config_reload_retrying 0"),
+        metrics
+            .lines()
+            .any(|l| l == "flotilla_config_reload_retrying 0"),
         "{metrics}"
     );
 }

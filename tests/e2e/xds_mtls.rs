@@ -376,7 +376,7 @@ async fn registrations_over_mtls_need_an_identity_of_the_trust_domain() {
     f.wait_ready().await;
 
     let tls = |pair: (String, String)| ClientTls {
-        ca: pki.path("ca.pem").into(),
+        ca: Some(pki.path("ca.pem").into()),
         cert_and_key: Some((pair.0.into(), pair.1.into())),
     };
     let instance = Endpoint {

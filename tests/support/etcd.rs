@@ -136,6 +136,9 @@ impl Etcd {
             .arg("--listen-metrics-urls=")
             // Room for the 10 MB value of the store-hardening test (default 1.5 MiB).
             .arg("--max-request-bytes=16777216")
+            // Large transactions, so that the store-hardening test writes its 80,000 keys
+            // in a few (default 128 operations).
+            .arg("--max-txn-ops=10000")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdout(Stdio::null())

@@ -48,7 +48,7 @@ impl Pki {
             let id = SanType::URI(spiffe_id("flotilla.local", fleet, None).try_into()?);
             let (client, client_key) = leaf(vec![id], ExtendedKeyUsagePurpose::ClientAuth)?;
             clients.push(ClientTls {
-                ca: ca_path.clone(),
+                ca: Some(ca_path.clone()),
                 cert_and_key: Some((
                     write(&format!("client-{i}.pem"), client)?,
                     write(&format!("client-{i}.key"), client_key)?,

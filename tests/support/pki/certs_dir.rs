@@ -152,7 +152,7 @@ impl CertsDir {
         client: Option<&(String, String)>,
     ) -> Result<Channel, String> {
         let tls = flotilla::tls::ClientTls {
-            ca: self.dir.join("ca.pem"),
+            ca: Some(self.dir.join("ca.pem")),
             cert_and_key: client.map(|(c, k)| (c.into(), k.into())),
         };
         let connector = tls
