@@ -23,6 +23,7 @@ use crate::cache::{Inputs, SnapshotCache, UpdateSummary};
 use crate::config::Config;
 use crate::gitops::revision::Revision;
 use crate::overlay::{EndpointKey, EndpointState, Overlay};
+use crate::translate;
 
 pub struct Controller {
     cache: Arc<SnapshotCache>,
@@ -415,7 +416,8 @@ impl Controller {
                 let mut overlay = (*state.overlay).clone();
                 change(&mut overlay);
                 let clusters = state.overlay.changed_clusters(&overlay);
-                if clusters.is_empty() {
+                let beyond = state.overlay.differs_beyond_endpoints(&overlay);
+                if clusters.is_empty() && !beyond {
                     return None;
                 }
                 state.overlay = Arc::new(overlay);
@@ -423,10 +425,18 @@ impl Controller {
                     config: state.config.clone()?,
                     overlay: state.overlay.clone(),
                 };
-                (inputs, clusters)
+                let fast = !beyond
+                    && !clusters
+                        .iter()
+                        .any(|c| translate::mesh::endpoints_shape_listeners(&inputs.config, c));
+                (inputs, fast.then_some(clusters))
             };
-            // Only endpoints changed: translation reads the overlay for nothing else.
-            let summary = self.publish_endpoints(inputs, &clusters);
+            let summary = match clusters {
+                // Only endpoints changed: translation reads the overlay for nothing else.
+                Some(clusters) => self.publish_endpoints(inputs, &clusters),
+                // Secrets (the mesh's workload certificates) changed too: translate it all.
+                None => self.publish(inputs),
+            };
             self.served(&mut self.lock(), &summary);
             Some(summary)
         })
@@ -623,6 +633,24 @@ mod tests {
                 "flotilla_config_version_info{{version=\"{after}\"}} 1"
             )]
         );
+    }
+
+    #[test]
+    fn a_change_of_the_mesh_certificates_is_kept_and_published() {
+        let (controller, _) = controller();
+        controller.set_config(config("127.0.0.1:8081"));
+        let mesh = Arc::new(crate::identity::workload::MeshIdentities {
+            trust_domain: "example.org".into(),
+            bundle_pem: b"bundle".to_vec(),
+            workloads: Default::default(),
+        });
+        let published = controller.update_overlay(|o| o.mesh = Some(mesh.clone()));
+        assert!(
+            published.is_some(),
+            "no endpoint changed, yet it is published"
+        );
+        assert_eq!(controller.overlay().mesh, Some(mesh.clone()));
+        assert_eq!(controller.update_overlay(|o| o.mesh = Some(mesh)), None);
     }
 
     #[test]

@@ -175,9 +175,16 @@ impl Overlay {
 }
 
 impl Overlay {
+    /// Whether `other` differs in more than endpoints (the mesh's workload certificates):
+    /// such a change cannot take the endpoint fast path.
+    pub fn differs_beyond_endpoints(&self, other: &Overlay) -> bool {
+        self.mesh != other.mesh
+    }
+
     /// The clusters whose endpoints `self` and `other` see differently: only their
-    /// ClusterLoadAssignments can differ between the two (translation reads the overlay
-    /// nowhere else), which is what lets an overlay change take the endpoint fast path.
+    /// ClusterLoadAssignments can differ between the two when `differs_beyond_endpoints` is
+    /// false (translation reads the overlay nowhere else), which is what lets an overlay
+    /// change take the endpoint fast path.
     /// One ordered walk over each map: no lookups.
     pub fn changed_clusters(&self, other: &Overlay) -> BTreeSet<String> {
         let mut out = BTreeSet::new();

@@ -27,8 +27,9 @@ pub struct Decisions {
 }
 
 impl MeshCalls {
-    /// Adds what one flush of a sidecar of `fleet` says about calls into it.
-    pub fn absorb(&self, fleet: &str, families: &[MetricFamily]) {
+    /// Adds what one flush of a sidecar of `fleet` says about calls into it, and returns what
+    /// it added (nothing for a service past the bound).
+    pub fn absorb(&self, fleet: &str, families: &[MetricFamily]) -> Decisions {
         let prefix = crate::translate::mesh::inbound_stat_prefix(fleet);
         let mut add = Decisions::default();
         for family in families {
@@ -52,15 +53,16 @@ impl MeshCalls {
             }
         }
         if add == Decisions::default() {
-            return;
+            return add;
         }
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if !counts.contains_key(fleet) && counts.len() >= MAX_SERVICES {
-            return;
+            return Decisions::default();
         }
         let d = counts.entry(fleet.to_string()).or_default();
         d.allowed = d.allowed.saturating_add(add.allowed);
         d.denied = d.denied.saturating_add(add.denied);
+        add
     }
 
     /// The totals of `service` since flotilla started.

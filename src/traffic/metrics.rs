@@ -32,6 +32,13 @@ struct EndpointResultLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MeshCallLabels {
+    service: String,
+    /// allowed, denied (the callee's sidecar RBAC decision).
+    decision: &'static str,
+}
+
 type SummedGauge = Family<ClusterLabel, Gauge<f64, AtomicU64>>;
 
 /// The traffic families; clones record into the same series.
@@ -45,6 +52,7 @@ pub struct TrafficMetrics {
     upstream_ejections: SummedGauge,
     endpoint_requests: Family<EndpointResultLabels, Counter>,
     sink_streams: Gauge,
+    mesh_calls: Family<MeshCallLabels, Counter>,
 }
 
 impl TrafficMetrics {
@@ -86,6 +94,11 @@ impl TrafficMetrics {
             m.endpoint_requests.clone(),
         );
         registry.register(
+            "mesh_calls",
+            "Calls into a mesh service that its sidecars' authorization allowed or denied, by service and decision",
+            m.mesh_calls.clone(),
+        );
+        registry.register(
             "metrics_sink_streams",
             "Envoys streaming their stats to flotilla",
             m.sink_streams.clone(),
@@ -94,6 +107,20 @@ impl TrafficMetrics {
     }
 
     /// Creates a cluster's traffic counters at 0 (first report), so rates see the first 5xx.
+    /// Calls into `service` its sidecars allowed and denied in one flush.
+    pub(super) fn mesh_calls(&self, service: &str, allowed: u64, denied: u64) {
+        for (decision, n) in [("allowed", allowed), ("denied", denied)] {
+            if n > 0 {
+                self.mesh_calls
+                    .get_or_create(&MeshCallLabels {
+                        service: service.to_string(),
+                        decision,
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
     pub(super) fn cluster_seen(&self, cluster: &str) {
         for class in CLASSES {
             let _ = self.upstream_requests.get_or_create(&ClassLabels {

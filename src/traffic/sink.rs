@@ -110,9 +110,13 @@ impl MetricsSink {
         message: &StreamMetricsMessage,
         max: u64,
     ) -> Result<(), Status> {
-        self.traffic
+        let calls = self
+            .traffic
             .mesh_calls
             .absorb(fleet, &message.envoy_metrics);
+        self.traffic
+            .metrics()
+            .mesh_calls(fleet, calls.allowed, calls.denied);
         let reports = cluster_reports(&message.envoy_metrics);
         debug!(clusters = reports.len(), "stats flush");
         for mut report in reports {

@@ -67,6 +67,19 @@ pub fn workload_secret(service: &str) -> String {
     format!("mesh-workload:{service}")
 }
 
+/// Whether the endpoints of `cluster` are more than a ClusterLoadAssignment: each instance of
+/// a callable mesh service is also an inbound listener, so a change of its instances cannot
+/// take the endpoint fast path.
+pub fn endpoints_shape_listeners(config: &crate::config::Config, cluster: &str) -> bool {
+    crate::config::model::cluster_service(cluster).is_some_and(|service| {
+        config
+            .mesh
+            .as_ref()
+            .and_then(|m| m.services.get(service))
+            .is_some_and(|s| s.port.is_some())
+    })
+}
+
 /// The inbound listener of one instance of `service`.
 pub fn inbound_listener(service: &str, address: SocketAddr) -> String {
     format!("mesh-inbound:{service}:{address}")

@@ -256,3 +256,26 @@ fn the_passthrough_cluster_follows_mesh_outbound() {
         "passthrough: the original destination"
     );
 }
+
+#[test]
+fn only_a_callable_services_instances_shape_listeners() {
+    let config = config();
+    assert!(endpoints_shape_listeners(
+        &config,
+        &service_cluster("payments")
+    ));
+    assert!(endpoints_shape_listeners(
+        &config,
+        &service_cluster("audit")
+    ));
+    // frontend has no port: nothing calls its instances, so it has no inbound listeners.
+    assert!(!endpoints_shape_listeners(
+        &config,
+        &service_cluster("frontend")
+    ));
+    assert!(!endpoints_shape_listeners(&config, "web"));
+    assert!(!endpoints_shape_listeners(
+        &config,
+        &service_cluster("unknown")
+    ));
+}

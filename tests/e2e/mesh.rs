@@ -201,6 +201,25 @@ async fn three_services_call_each_other_over_mtls_with_rules() {
         || async { (denied(&m).await >= denied_before + 2).then_some(()) },
     )
     .await;
+    // The sidecars' stats reach flotilla: the decisions are flotilla's own series.
+    wait::until(
+        "denied calls into payments in flotilla's /metrics",
+        Duration::from_secs(30),
+        || async {
+            let text = m.f.text("/metrics").await;
+            let denied = text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(
+                        "flotilla_mesh_calls_total{service=\"payments\",decision=\"denied\"} ",
+                    )
+                })
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            (denied >= 2).then_some(())
+        },
+    )
+    .await;
     assert!(m.payments.hits() > 0);
 
     // Plaintext to an inbound port is refused (no TLS, no request reaches the app).

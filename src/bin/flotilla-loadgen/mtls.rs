@@ -1,6 +1,6 @@
 //! `--tls`: the benchmark over mTLS. A CA made for the run signs flotilla's certificate and one
-//! client certificate carrying every fleet's SPIFFE ID (connections multiplex streams of
-//! several fleets, as the plaintext runs do).
+//! client certificate per fleet (an SVID carries exactly one SPIFFE ID, and flotilla refuses a
+//! certificate with several), so each connection carries the streams of one fleet.
 
 use std::path::Path;
 
@@ -12,7 +12,8 @@ use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, 
 /// The run's certificates: `serve` flags, and what the streams present.
 pub(crate) struct Pki {
     pub(crate) serve_flags: Vec<String>,
-    pub(crate) client: ClientTls,
+    /// One per fleet, in the order of the fleets given to [`Pki::create`].
+    pub(crate) clients: Vec<ClientTls>,
 }
 
 impl Pki {
@@ -39,16 +40,19 @@ impl Pki {
             vec![SanType::IpAddress([127, 0, 0, 1].into())],
             ExtendedKeyUsagePurpose::ServerAuth,
         )?;
-        let ids = fleets
-            .iter()
-            .map(|f| -> Result<SanType> {
-                Ok(SanType::URI(
-                    spiffe_id("flotilla.local", f, None).try_into()?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let (client, client_key) = leaf(ids, ExtendedKeyUsagePurpose::ClientAuth)?;
         let ca_path = write("ca.pem", ca.pem())?;
+        let mut clients = Vec::with_capacity(fleets.len());
+        for (i, fleet) in fleets.iter().enumerate() {
+            let id = SanType::URI(spiffe_id("flotilla.local", fleet, None).try_into()?);
+            let (client, client_key) = leaf(vec![id], ExtendedKeyUsagePurpose::ClientAuth)?;
+            clients.push(ClientTls {
+                ca: ca_path.clone(),
+                cert_and_key: Some((
+                    write(&format!("client-{i}.pem"), client)?,
+                    write(&format!("client-{i}.key"), client_key)?,
+                )),
+            });
+        }
         let flag = |p: std::path::PathBuf| p.display().to_string();
         Ok(Pki {
             serve_flags: vec![
@@ -59,13 +63,7 @@ impl Pki {
                 "--xds-client-ca".into(),
                 flag(ca_path.clone()),
             ],
-            client: ClientTls {
-                ca: ca_path,
-                cert_and_key: Some((
-                    write("client.pem", client)?,
-                    write("client.key", client_key)?,
-                )),
-            },
+            clients,
         })
     }
 }

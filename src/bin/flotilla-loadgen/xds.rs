@@ -93,11 +93,17 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
     let me = Probe::new(std::process::id());
     let shared = Arc::new(Shared::new(names, targets));
 
-    let connections = args.streams.div_ceil(args.streams_per_connection.max(1));
+    let mut connections = args.streams.div_ceil(args.streams_per_connection.max(1));
+    if pki.is_some() {
+        // A connection presents one fleet's certificate: a multiple of the fleet count keeps
+        // stream i (fleet i % fleets) on connection i % connections of its own fleet.
+        connections = connections.next_multiple_of(args.fleets.max(1));
+    }
     let mut channels = Vec::with_capacity(connections);
     let connecting = (Instant::now(), probe.sample()?);
-    for _ in 0..connections {
-        channels.push(connect(flotilla.xds, pki.as_ref().map(|p| &p.client)).await?);
+    for c in 0..connections {
+        let tls = pki.as_ref().map(|p| &p.clients[c % p.clients.len()]);
+        channels.push(connect(flotilla.xds, tls).await?);
     }
     let connect_s = connecting.0.elapsed().as_secs_f64();
     let connect_cpu_s = probe.sample()?.cpu_s - connecting.1.cpu_s;
