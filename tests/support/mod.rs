@@ -16,6 +16,7 @@ pub mod flotilla;
 pub mod grpc;
 pub mod mesh;
 pub mod monitoring;
+pub mod netns;
 pub mod pki;
 pub mod proxy;
 pub mod servers;
