@@ -6,6 +6,8 @@
 //! Counted, not timed: resources and the bytes of their encoded xDS (SotW `Any`) form, which
 //! are deterministic. Run with `cargo bench --bench mesh_scoping` (BENCHMARKS.md).
 
+#![allow(clippy::print_stdout)] // the table is this bench's output
+
 use std::fmt::Write as _;
 
 use flotilla::cache::{ClientKind, EncodedSet, ResourceType, Snapshot};

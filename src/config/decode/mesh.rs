@@ -350,13 +350,11 @@ fn check_vips(
             Some(format!("{vip}: a VIP is one address and a port, not 0"))
         } else if let Some(l) = listeners.values().find(|l| l.address() == Some(vip)) {
             Some(format!("{vip} is the address of listener `{}`", l.name))
-        } else if let Some(c) = clusters
-            .values()
-            .find(|c| c.endpoints.iter().any(|e| e.address == vip))
-        {
-            Some(format!("{vip} is an endpoint of cluster `{}`", c.name))
         } else {
-            None
+            clusters
+                .values()
+                .find(|c| c.endpoints.iter().any(|e| e.address == vip))
+                .map(|c| format!("{vip} is an endpoint of cluster `{}`", c.name))
         };
         match problem {
             Some(p) => {
