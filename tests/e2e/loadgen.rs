@@ -134,3 +134,42 @@ async fn loadgen_smoke_replicas() {
         "{stdout}"
     );
 }
+
+/// The mesh benchmark at small scale: every sidecar holds every instance it calls, and each new
+/// instance reaches every caller (the run fails otherwise).
+#[test]
+fn loadgen_smoke_mesh() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_flotilla-loadgen"))
+        .args([
+            "mesh",
+            "--services",
+            "6",
+            "--instances",
+            "3",
+            "--calls",
+            "2",
+        ])
+        .args(["--rounds", "3", "--settle-ms", "50", "--timeout-secs", "60"])
+        .arg("--flotilla")
+        .arg(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("--json")
+        .arg(&json)
+        .env("LOADGEN_LOG", "warn")
+        .output()
+        .expect("run flotilla-loadgen");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "flotilla-loadgen mesh failed\n{stdout}\n{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    assert_eq!(report["sidecars"], 18, "{stdout}");
+    assert_eq!(report["failed_streams"], 0, "{stdout}");
+    // Each new instance of a service called by 2 services x 3 sidecars reached all 6.
+    assert_eq!(report["to_every_caller"]["n"], 3, "{stdout}");
+    assert_eq!(report["to_each_caller"]["n"], 18, "{stdout}");
+}

@@ -3,12 +3,14 @@
 //! `xds` opens N ADS streams that behave like Envoys and measures how long flotilla takes to
 //! bring all of them to each new config; `propagation` measures a file write → every real
 //! Envoy acknowledging it, next to Envoy's own filesystem subscription; `replicas` measures a
-//! drain through one replica reaching the streams of two replicas on etcd. See BENCHMARKS.md.
+//! drain through one replica reaching the streams of two replicas on etcd; `mesh` measures
+//! simulated sidecars of a service mesh. See BENCHMARKS.md.
 #![allow(clippy::print_stdout)] // the report is this tool's output
 
 mod envoy;
 mod expect;
 mod http;
+mod mesh;
 mod mtls;
 mod pathsource;
 mod procfs;
@@ -43,6 +45,8 @@ enum Command {
     Propagation(propagation::PropagationArgs),
     /// N simulated Envoys split over two replicas on etcd; drains through one replica's API.
     Replicas(replicas::ReplicasArgs),
+    /// N simulated mesh sidecars: memory per sidecar, a new instance reaching every caller.
+    Mesh(mesh::MeshArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             Command::Xds(args) => xds::run(args).await,
             Command::Propagation(args) => propagation::run(args).await,
             Command::Replicas(args) => replicas::run(args).await,
+            Command::Mesh(args) => mesh::run(args).await,
         }
     })?;
     // Streams still open belong to the runtime; dropping it ends them without waiting.

@@ -12,6 +12,8 @@ use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, 
 /// The run's certificates: `serve` flags, and what the streams present.
 pub(crate) struct Pki {
     pub(crate) serve_flags: Vec<String>,
+    /// The run's CA (certificate, key): `mesh` has it sign workload certificates too.
+    pub(crate) ca: (std::path::PathBuf, std::path::PathBuf),
     /// One per fleet, in the order of the fleets given to [`Pki::create`].
     pub(crate) clients: Vec<ClientTls>,
 }
@@ -64,6 +66,7 @@ impl Pki {
                 flag(ca_path.clone()),
             ],
             clients,
+            ca: (ca_path, write("ca.key", ca_key.serialize_pem())?),
         })
     }
 }
