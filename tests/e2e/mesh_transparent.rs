@@ -166,6 +166,31 @@ async fn transparent_mesh() {
     assert_eq!(r.status, Some(403), "{}", r.head);
     assert_eq!(ledger.hits(), 0);
 
+    // The mesh graph: the edge frontend → payments carries the calls (the caller's sidecar's
+    // stats), and ledger counts the call it denied.
+    let edge = wait::until(
+        "the calls on /api/v1/mesh/graph",
+        Duration::from_secs(30),
+        || async {
+            let g = f.json("/api/v1/mesh/graph").await;
+            let edge = g["edges"]
+                .as_array()?
+                .iter()
+                .find(|e| e["from"] == "frontend" && e["to"] == "payments")?
+                .clone();
+            let ledger = g["nodes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["service"] == "ledger")?
+                .clone();
+            (edge["rps"].as_f64()? > 0.0 && ledger["calls_in"]["denied"].as_u64()? >= 1)
+                .then_some(edge)
+        },
+    )
+    .await;
+    assert_eq!(edge["via"], "vip");
+    assert_eq!(edge["success_rate"].as_f64(), Some(1.0), "{edge}");
+
     // passthrough: another address is reached as dialled.
     let outside_url = format!("http://{OUTSIDE}/");
     let r = until_status(&outside_url, Some(200)).await;
