@@ -4,6 +4,7 @@ mod admin_client;
 pub(crate) mod certs;
 pub(crate) mod diff;
 pub(crate) mod gitops;
+pub(crate) mod sidecar;
 mod tls_args;
 
 #[cfg(test)]
@@ -116,6 +117,10 @@ pub(crate) enum Command {
     /// Create a local CA and certificates for the xDS port and its clients (mTLS).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// What a mesh sidecar's host needs besides Envoy (the iptables redirection of a
+    /// transparent sidecar).
+    #[command(subcommand)]
+    Sidecar(sidecar::SidecarCommand),
     /// Per fleet: the revision served, whether every Envoy took it (Synced, Progressing,
     /// OutOfSync) and its health. Exit 0 all Synced, 1 not (with --wait: timed out or
     /// rejected), 2 error.
@@ -513,6 +518,14 @@ pub(crate) struct BootstrapArgs {
     /// No inbound listener: the service only calls others.
     #[arg(long, requires = "sidecar")]
     no_inbound: bool,
+    /// An outbound listener on 127.0.0.1:--outbound-port that takes the app's connections
+    /// redirected by iptables (`flotilla sidecar iptables`) and sends those to a called
+    /// service's vip to that service over mTLS; others per `mesh.outbound`.
+    #[arg(long, requires = "sidecar")]
+    transparent: bool,
+    /// The port of the transparent outbound listener.
+    #[arg(long, requires = "transparent", default_value_t = flotilla::envoy::transparent::DEFAULT_OUTBOUND_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    outbound_port: u16,
 }
 
 pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
@@ -534,6 +547,8 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         service,
         inbound,
         no_inbound,
+        transparent,
+        outbound_port,
     } = a;
     let fleet = match (sidecar, service) {
         (true, Some(service)) => service,
@@ -567,6 +582,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         stats_flush,
         xds_tls,
         inbound,
+        transparent: (sidecar && transparent).then_some(outbound_port),
     });
     let value = json::message_to_json(&b).context("render bootstrap")?;
     print_document(&value, Format::Yaml)?;

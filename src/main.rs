@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve(*args),
         Command::Register(args) => cli::register(args),
         Command::Certs(command) => cli::certs::run(command),
+        Command::Sidecar(command) => cli::sidecar::run(command),
         Command::Schema => cli::schema(),
         Command::Status(args) => return cli::gitops::status(args),
         Command::Diff(args) => return cli::diff::diff(args),

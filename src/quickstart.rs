@@ -130,6 +130,7 @@ pub async fn run(
         stats_flush: Some(Duration::from_secs(2)),
         xds_tls: None,
         inbound: None,
+        transparent: None,
     });
     let bootstrap_path = dir.path().join("envoy.yaml");
     std::fs::write(

@@ -6,7 +6,7 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::AdminState;
-use crate::config::model::{MeshDefault, service_cluster};
+use crate::config::model::{MeshDefault, MeshOutbound, service_cluster};
 use crate::overlay::EndpointKey;
 use crate::traffic::mesh_calls::Decisions;
 
@@ -16,6 +16,8 @@ pub struct MeshView {
     pub enabled: bool,
     pub trust_domain: Option<String>,
     pub default: Option<&'static str>,
+    /// `passthrough` or `registry_only`: transparent calls to no service's VIP.
+    pub outbound: Option<&'static str>,
     pub certificate_ttl_seconds: Option<u64>,
     pub services: Vec<ServiceView>,
     pub allow: Vec<RuleView>,
@@ -26,6 +28,8 @@ pub struct ServiceView {
     pub name: String,
     pub port: Option<u16>,
     pub protocol: &'static str,
+    /// The virtual address apps dial (transparent sidecars), if any.
+    pub vip: Option<String>,
     pub calls: Vec<CallView>,
     pub instances: Vec<InstanceView>,
     /// Connected sidecars (node ids), instances or not.
@@ -38,7 +42,8 @@ pub struct ServiceView {
 #[derive(Debug, Serialize)]
 pub struct CallView {
     pub service: String,
-    pub local_port: u16,
+    /// `None`: through the called service's VIP only.
+    pub local_port: Option<u16>,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +81,7 @@ pub fn mesh_view(s: &AdminState) -> MeshView {
             enabled: false,
             trust_domain: None,
             default: None,
+            outbound: None,
             certificate_ttl_seconds: None,
             services: Vec::new(),
             allow: Vec::new(),
@@ -116,6 +122,7 @@ pub fn mesh_view(s: &AdminState) -> MeshView {
                 name: name.clone(),
                 port: svc.port,
                 protocol: svc.protocol.name(),
+                vip: svc.vip.map(|v| v.to_string()),
                 calls: svc
                     .calls
                     .iter()
@@ -145,6 +152,10 @@ pub fn mesh_view(s: &AdminState) -> MeshView {
         default: Some(match mesh.default {
             MeshDefault::Deny => "deny",
             MeshDefault::Allow => "allow",
+        }),
+        outbound: Some(match mesh.outbound {
+            MeshOutbound::Passthrough => "passthrough",
+            MeshOutbound::RegistryOnly => "registry_only",
         }),
         certificate_ttl_seconds: Some(mesh.certificate_ttl.as_secs()),
         services,

@@ -12,6 +12,7 @@ mod errors;
 pub mod gitops;
 pub mod guard;
 pub mod mesh;
+pub mod mesh_graph;
 pub mod mutations;
 pub mod reads;
 mod tls_listener;
@@ -93,6 +94,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/history", get(gitops::history))
         .route("/api/v1/resources", get(gitops::resources))
         .route("/api/v1/mesh", get(mesh::mesh))
+        .route("/api/v1/mesh/graph", get(mesh_graph::graph))
         .merge(dashboard::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

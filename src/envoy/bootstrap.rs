@@ -53,6 +53,9 @@ pub struct BootstrapOptions {
     /// A mesh sidecar's inbound listener address, announced in the node's metadata so that
     /// flotilla makes this instance an endpoint of its service (`xds::sidecar`).
     pub inbound: Option<std::net::SocketAddr>,
+    /// A transparent mesh sidecar's outbound port (`--transparent`): the listener that
+    /// iptables redirects the app's outbound connections to (`flotilla sidecar iptables`).
+    pub transparent: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +158,11 @@ pub fn bootstrap(o: &BootstrapOptions) -> Bootstrap {
         }),
         static_resources: Some(StaticResources {
             clusters: vec![xds_cluster(&o.xds, o.xds_tls.as_ref())],
+            listeners: o
+                .transparent
+                .map(super::transparent::outbound_listener)
+                .into_iter()
+                .collect(),
             ..Default::default()
         }),
         dynamic_resources: Some(dynamic_resources),

@@ -4,7 +4,9 @@
 
 pub mod bootstrap;
 pub mod canonical;
+pub mod iptables;
 pub mod json;
+pub mod transparent;
 pub mod xds_source;
 pub mod xds_tls;
 pub mod yaml;

@@ -91,11 +91,14 @@ pub fn is_mesh_service(config: &Config, fleet: &str) -> bool {
 }
 
 /// What a sidecar of `service` receives: its app's cluster and its instance's inbound
-/// listener, an outbound listener and cluster per call, its own certificate and the bundle.
+/// listener, per call a cluster and an outbound listener (at its local port, at the called
+/// service's VIP, or both), the passthrough cluster, its own certificate and the bundle.
+/// Nothing of the services it does not call: a sidecar's config grows with its calls, not
+/// with the mesh.
 fn sidecar(mesh: &Mesh, service: &str, inbound: Option<SocketAddr>) -> FleetSelection {
     use super::mesh::{
-        TRUST_BUNDLE, call_cluster, inbound_listener, local_cluster, outbound_listener,
-        workload_secret,
+        PASSTHROUGH_CLUSTER, TRUST_BUNDLE, call_cluster, inbound_listener, local_cluster,
+        outbound_listener, vip_listener, workload_secret,
     };
     let mut out = FleetSelection::default();
     let Some(s) = mesh.services.get(service) else {
@@ -105,10 +108,16 @@ fn sidecar(mesh: &Mesh, service: &str, inbound: Option<SocketAddr>) -> FleetSele
         out.listeners.insert(inbound_listener(service, address));
         out.clusters.insert(local_cluster(service));
     }
-    for called in s.calls.keys() {
-        out.listeners.insert(outbound_listener(service, called));
+    for (called, local_port) in &s.calls {
+        if local_port.is_some() {
+            out.listeners.insert(outbound_listener(service, called));
+        }
+        if mesh.services.get(called).is_some_and(|c| c.vip.is_some()) {
+            out.listeners.insert(vip_listener(service, called));
+        }
         out.clusters.insert(call_cluster(service, called));
     }
+    out.clusters.insert(PASSTHROUGH_CLUSTER.to_string());
     out.secrets.insert(workload_secret(service));
     out.secrets.insert(TRUST_BUNDLE.to_string());
     out

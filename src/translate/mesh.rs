@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster, OutlierDetection,
-    cluster::{ClusterDiscoveryType, DiscoveryType},
+    cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy},
 };
 use envoy_types::pb::envoy::config::core::v3::{ConfigSource, TransportSocket};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -47,7 +47,7 @@ use envoy_types::pb::google::protobuf::BoolValue;
 
 use super::{Translation, any, duration, u32_value};
 use crate::config::Config;
-use crate::config::model::{self, Mesh, MeshDefault, MeshProtocol, service_cluster};
+use crate::config::model::{self, Mesh, MeshDefault, MeshOutbound, MeshProtocol, service_cluster};
 use crate::envoy::socket_address;
 use crate::identity::workload::{MeshIdentities, service_id};
 use crate::overlay::Overlay;
@@ -98,6 +98,18 @@ pub fn outbound_listener(caller: &str, called: &str) -> String {
 pub fn call_cluster(caller: &str, called: &str) -> String {
     format!("mesh-call:{caller}:{called}")
 }
+
+/// `caller`'s listener at `called`'s VIP: it binds no port; a transparent sidecar's outbound
+/// listener (`flotilla bootstrap --transparent`) hands it the calls whose original
+/// destination is the VIP, as Istio's per-service outbound listeners.
+pub fn vip_listener(caller: &str, called: &str) -> String {
+    format!("mesh-vip:{caller}:{called}")
+}
+
+/// The cluster a transparent sidecar sends calls to addresses that are no service's VIP to:
+/// their original destination (`outbound: passthrough`), or nowhere (`registry_only`). Its
+/// name is in the bootstrap's outbound listener, so it is the same for every service.
+pub const PASSTHROUGH_CLUSTER: &str = crate::envoy::transparent::PASSTHROUGH_CLUSTER;
 
 /// Stat prefix of a service's inbound traffic: Envoy counts RBAC decisions under
 /// `http.<prefix>.rbac.{allowed,denied}` (HTTP) and `<prefix>.rbac.{allowed,denied}` (TCP).
@@ -173,6 +185,8 @@ pub(super) fn add(
             out.listener_clusters.insert(listener, vec![local.clone()]);
         }
     }
+    out.clusters
+        .insert(PASSTHROUGH_CLUSTER.to_string(), passthrough(mesh.outbound));
     for (caller, s) in &mesh.services {
         for (called, local_port) in &s.calls {
             let (Some(target), Some(instances)) = (
@@ -198,13 +212,24 @@ pub(super) fn add(
                 super::endpoint::load_assignment(instances, overlay);
             assignment.cluster_name = cluster.clone();
             out.endpoints.insert(cluster.clone(), assignment);
-            let listener = outbound_listener(caller, called);
-            let address = SocketAddr::from(([127, 0, 0, 1], *local_port));
-            out.listeners.insert(
-                listener.clone(),
-                outbound(&listener, address, target.protocol, &cluster),
-            );
-            out.listener_clusters.insert(listener, vec![cluster]);
+            if let Some(port) = local_port {
+                let listener = outbound_listener(caller, called);
+                let address = SocketAddr::from(([127, 0, 0, 1], *port));
+                out.listeners.insert(
+                    listener.clone(),
+                    outbound(&listener, address, target.protocol, &cluster, true),
+                );
+                out.listener_clusters
+                    .insert(listener, vec![cluster.clone()]);
+            }
+            if let Some(vip) = target.vip {
+                let listener = vip_listener(caller, called);
+                out.listeners.insert(
+                    listener.clone(),
+                    outbound(&listener, vip, target.protocol, &cluster, false),
+                );
+                out.listener_clusters.insert(listener, vec![cluster]);
+            }
         }
     }
 }
@@ -558,8 +583,37 @@ fn path(p: &str) -> Permission {
     }
 }
 
-/// A caller's outbound listener: plaintext from the app on loopback, to the called service.
-fn outbound(name: &str, address: SocketAddr, protocol: MeshProtocol, cluster: &str) -> Listener {
+/// The passthrough cluster: the original destination of the connection (ORIGINAL_DST), or,
+/// with `registry_only`, a cluster with no endpoints (the connection is closed, and counted
+/// under `cluster.mesh-passthrough.upstream_cx_none_healthy`).
+fn passthrough(outbound: MeshOutbound) -> Cluster {
+    let (discovery, lb) = match outbound {
+        MeshOutbound::Passthrough => (DiscoveryType::OriginalDst, LbPolicy::ClusterProvided),
+        MeshOutbound::RegistryOnly => (DiscoveryType::Static, LbPolicy::RoundRobin),
+    };
+    Cluster {
+        name: PASSTHROUGH_CLUSTER.to_string(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
+        lb_policy: lb as i32,
+        connect_timeout: Some(duration(std::time::Duration::from_secs(5))),
+        load_assignment: (outbound == MeshOutbound::RegistryOnly).then(|| ClusterLoadAssignment {
+            cluster_name: PASSTHROUGH_CLUSTER.to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A caller's outbound listener: plaintext from the app, to the called service. On loopback
+/// at the call's local port (`bind`), or at the called service's VIP without binding it (a
+/// transparent sidecar's outbound listener hands it the connections to the VIP).
+fn outbound(
+    name: &str,
+    address: SocketAddr,
+    protocol: MeshProtocol,
+    cluster: &str,
+    bind: bool,
+) -> Listener {
     let filter = if protocol.is_http() {
         let hcm = HttpConnectionManager {
             stat_prefix: name.replace([':', '.'], "_"),
@@ -584,6 +638,7 @@ fn outbound(name: &str, address: SocketAddr, protocol: MeshProtocol, cluster: &s
             filters: vec![filter],
             ..Default::default()
         }],
+        bind_to_port: (!bind).then_some(BoolValue { value: false }),
         ..Default::default()
     }
 }

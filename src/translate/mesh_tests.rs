@@ -90,7 +90,11 @@ fn a_sidecar_receives_its_service_and_its_calls_only() {
     );
     assert_eq!(
         s.clusters,
-        set(&[local_cluster("orders"), call_cluster("orders", "payments")])
+        set(&[
+            local_cluster("orders"),
+            call_cluster("orders", "payments"),
+            PASSTHROUGH_CLUSTER.to_string()
+        ])
     );
     assert_eq!(
         s.secrets,
@@ -162,6 +166,95 @@ fn the_rules_become_rbac_policies_on_the_callers_spiffe_id() {
     ] {
         assert!(text.contains(want), "{want}: {text}");
     }
+}
+
+const VIPS: &str = "version: 1
+mesh:
+  outbound: registry_only
+  services:
+    payments: { port: 9090, vip: 127.240.0.2:80 }
+    orders: { port: 8080, vip: 127.240.0.3:80, calls: { payments: 15101 } }
+    frontend: { calls: [orders] }
+    audit: { port: 7000, protocol: tcp, vip: 127.240.0.4:7000 }
+";
+
+#[test]
+fn a_call_to_a_service_with_a_vip_gets_a_listener_at_the_vip_that_binds_no_port() {
+    let c = parse_str("m.yaml", VIPS).unwrap();
+    let t = translate(&c, &overlay(), Transport::Ads);
+    let l = &t.listeners[&vip_listener("frontend", "orders")];
+    assert_eq!(
+        format!("{:?}", l.address),
+        format!(
+            "{:?}",
+            Some(crate::envoy::socket_address(addr("127.240.0.3:80")))
+        )
+    );
+    assert_eq!(l.bind_to_port.as_ref().map(|b| b.value), Some(false));
+    // Its route goes to the caller's cluster of the called service (mTLS, checked SAN).
+    assert_eq!(
+        t.listener_clusters[&vip_listener("frontend", "orders")],
+        [call_cluster("frontend", "orders")]
+    );
+    // A map-form call to a service with a VIP gets both: the local port and the VIP.
+    let local = &t.listeners[&outbound_listener("orders", "payments")];
+    assert_eq!(local.bind_to_port, None);
+    assert!(
+        t.listeners
+            .contains_key(&vip_listener("orders", "payments"))
+    );
+    // Nobody calls audit: no listener at its VIP.
+    assert!(
+        !t.listeners
+            .keys()
+            .any(|l| l.starts_with("mesh-vip:") && l.ends_with(":audit"))
+    );
+}
+
+#[test]
+fn a_transparent_sidecar_receives_the_vips_of_what_it_calls_and_nothing_else() {
+    let c = parse_str("m.yaml", VIPS).unwrap();
+    let f = select_instance(&c, "frontend", None).unwrap();
+    assert_eq!(f.listeners, set(&[vip_listener("frontend", "orders")]));
+    assert_eq!(
+        f.clusters,
+        set(&[
+            call_cluster("frontend", "orders"),
+            PASSTHROUGH_CLUSTER.to_string()
+        ])
+    );
+}
+
+#[test]
+fn the_passthrough_cluster_follows_mesh_outbound() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        ClusterDiscoveryType, DiscoveryType,
+    };
+    let kind = |yaml: &str| {
+        let c = parse_str("m.yaml", yaml).unwrap();
+        let t = translate(&c, &overlay(), Transport::Ads);
+        let p = t.clusters[PASSTHROUGH_CLUSTER].clone();
+        let endpoints = p.load_assignment.map(|a| a.endpoints.len());
+        (p.cluster_discovery_type, endpoints)
+    };
+    assert_eq!(
+        kind(VIPS),
+        (
+            Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+            Some(0)
+        ),
+        "registry_only: a cluster with no endpoints refuses"
+    );
+    assert_eq!(
+        kind(YAML),
+        (
+            Some(ClusterDiscoveryType::Type(
+                DiscoveryType::OriginalDst as i32
+            )),
+            None
+        ),
+        "passthrough: the original destination"
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 pub struct Netns {
     holder: Child,
@@ -122,4 +122,43 @@ pub fn free_addr_on(ip: IpAddr) -> SocketAddr {
     TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .unwrap_or_else(|e| panic!("bind {ip}:0: {e}"))
+}
+
+/// The iptables-restore binary: scripts/install-iptables installs Debian's iptables.
+pub fn iptables_restore() -> String {
+    let bin = std::env::var("IPTABLES_RESTORE").unwrap_or_else(|_| "iptables-restore".into());
+    let found = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{bin} not found: run scripts/install-iptables (or set IPTABLES_RESTORE)"
+    );
+    bin
+}
+
+/// Runs `program args` as `uid` (and its group), with no supplementary groups: an app that
+/// is not the proxy.
+pub fn run_as(uid: u32, program: &str, args: &[&str]) -> Output {
+    let id = uid.to_string();
+    Command::new("setpriv")
+        .args(["--reuid", &id, "--regid", &id, "--clear-groups", program])
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+/// Runs a command that must succeed; its stdout.
+pub fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -942,7 +942,7 @@
           id ? 'expires ' + new Date(id.not_after * 1000).toISOString() : null,
           'allowed ' + fmtCount(s.calls_in.allowed),
           'denied ' + fmtCount(s.calls_in.denied),
-          s.calls.length ? 'calls ' + s.calls.map((c) => c.service + ' :' + c.local_port).join(', ') : null,
+          s.calls.length ? 'calls ' + s.calls.map((c) => c.service + (c.local_port ? ' :' + c.local_port : ' (vip)')).join(', ') : null,
         ].filter(Boolean);
         setText($('.node-meta', li), meta.join(' · '));
         li.dataset.denied = String(s.calls_in.denied);

@@ -5,9 +5,11 @@
 //!   trust_domain: flotilla.local   # default: serve's --trust-domain
 //!   certificate_ttl: 24h           # at least 1m; renewed at half life
 //!   default: deny                  # deny | allow
+//!   outbound: passthrough          # passthrough | registry_only (transparent sidecars)
 //!   services:
-//!     payments: { port: 9090, protocol: http }
+//!     payments: { port: 9090, protocol: http, vip: 127.240.0.2:80 }
 //!     orders: { port: 8080, calls: { payments: 15101 } }
+//!     frontend: { calls: [orders, payments] }   # through the VIPs only
 //!   allow:
 //!     - { from: orders, to: payments, methods: [POST], paths: [/charge] }
 //! ```
@@ -16,15 +18,16 @@
 //! which sidecars join while their xDS stream lives.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 
 use crate::config::diagnostic::Sink;
 use crate::config::model::{
-    AllowRule, Cluster, HealthCheck, Mesh, MeshDefault, MeshProtocol, MeshService, Policy, Probe,
-    Registrations, TcpProbe, UpstreamProtocol, service_cluster,
+    AllowRule, Cluster, HealthCheck, Listener, Mesh, MeshDefault, MeshOutbound, MeshProtocol,
+    MeshService, Policy, Probe, Registrations, TcpProbe, UpstreamProtocol, service_cluster,
 };
 use crate::config::reader::{self, Fields};
 use crate::config::shape::{Kind, Object, object, optional, required, secs};
-use crate::config::yaml::Node;
+use crate::config::yaml::{Node, Value};
 
 pub(crate) const MESH: Object = object(
     "mesh",
@@ -47,6 +50,11 @@ pub(crate) const MESH: Object = object(
             "default",
             Kind::Enum(&["deny", "allow"]),
             "Calls that no rule allows: deny (default) or allow.",
+        ),
+        optional(
+            "outbound",
+            Kind::Enum(MeshOutbound::NAMES),
+            "Transparent sidecars' calls to addresses that are no service's VIP: passthrough (default; sent on unchanged) or registry_only (refused).",
         ),
         optional(
             "services",
@@ -76,9 +84,17 @@ const SERVICE: Object = object(
             "What the app speaks: http (default), grpc or tcp.",
         ),
         optional(
+            "vip",
+            Kind::Address,
+            "The stable virtual address (ip:port) apps dial for this service; transparent sidecars catch calls to it.",
+        ),
+        optional(
             "calls",
-            Kind::Map(&Kind::Integer { min: 1, max: 65535 }),
-            "Called service → the local port (127.0.0.1) its sidecar listens on for the app.",
+            Kind::AnyOf(&[
+                Kind::Map(&Kind::Integer { min: 1, max: 65535 }),
+                Kind::List(&Kind::NonEmpty),
+            ]),
+            "Called service → the local port (127.0.0.1) its sidecar listens on for the app; or a list of called services, reached through their `vip`.",
         ),
     ],
 );
@@ -102,11 +118,13 @@ const RULE: Object = object(
     ],
 );
 
-/// Decodes `mesh:` and adds a cluster per callable service to `clusters`.
+/// Decodes `mesh:` and adds a cluster per callable service to `clusters`. VIPs must not be
+/// the address of a listener or an endpoint among `listeners` and `clusters`.
 pub(super) fn mesh(
     sink: &mut Sink,
     node: &Node,
     clusters: &mut BTreeMap<String, Cluster>,
+    listeners: &BTreeMap<String, Listener>,
 ) -> Option<Mesh> {
     let f = Fields::read(sink, node, "mesh", &MESH)?;
     let mut ok = true;
@@ -138,6 +156,13 @@ pub(super) fn mesh(
             _ => MeshDefault::Deny,
         }),
         None => Some(MeshDefault::Deny),
+    };
+    let outbound = match f.get("outbound") {
+        Some(n) => choice(sink, n, &f.path("outbound"), MeshOutbound::NAMES).map(|t| match t {
+            "registry_only" => MeshOutbound::RegistryOnly,
+            _ => MeshOutbound::Passthrough,
+        }),
+        None => Some(MeshOutbound::Passthrough),
     };
     let mut services = BTreeMap::new();
     let mut keys: HashMap<String, &Node> = HashMap::new();
@@ -176,6 +201,7 @@ pub(super) fn mesh(
         }
     }
     ok &= check_calls(sink, node, &services, &keys);
+    ok &= check_vips(sink, node, &services, &keys, clusters, listeners);
     let allow = match f.get("allow") {
         Some(n) => rules(sink, n, &f.path("allow"), &services),
         None => Some(Vec::new()),
@@ -184,6 +210,7 @@ pub(super) fn mesh(
         trust_domain,
         certificate_ttl: certificate_ttl?,
         default: default?,
+        outbound: outbound?,
         services,
         allow: allow?,
     };
@@ -210,59 +237,140 @@ fn service(sink: &mut Sink, node: &Node, path: &str) -> Option<MeshService> {
             .and_then(MeshProtocol::from_name)?,
         None => MeshProtocol::Http,
     };
-    let mut calls = BTreeMap::new();
-    let mut ok = true;
-    if let Some(n) = f.get("calls") {
-        let entries = reader::named_entries(sink, n, &f.path("calls"))?;
-        if entries.len() > Mesh::MAX_CALLS {
-            sink.error(
-                n,
-                &f.path("calls"),
-                format!(
-                    "{} calls; at most {} are accepted",
-                    entries.len(),
-                    Mesh::MAX_CALLS
-                ),
-            );
-            return None;
-        }
-        // The app's port and every local port share the sidecar's host.
-        let mut used: HashMap<u16, String> = HashMap::new();
-        if let Some(p) = port {
-            used.insert(p, "the service's own `port`".to_string());
-        }
-        for (key, value) in entries {
-            let Some(called) = reader::non_empty_string(sink, key, &f.path("calls")) else {
-                ok = false;
-                continue;
-            };
-            let cpath = format!("{}.{called}", f.path("calls"));
-            let Some(local) = reader::integer(sink, value, &cpath, 1, 65535) else {
-                ok = false;
-                continue;
-            };
-            let local = local as u16;
-            if let Some(first) = used.get(&local) {
-                sink.error(
-                    value,
-                    &cpath,
-                    format!("port {local} is already used by {first}"),
-                );
-                ok = false;
-                continue;
-            }
-            used.insert(local, format!("the call to `{called}`"));
-            calls.insert(called, local);
-        }
-    }
-    ok.then_some(MeshService {
+    let vip = match f.get("vip") {
+        Some(n) => Some(reader::socket_address(sink, n, &f.path("vip"))?),
+        None => None,
+    };
+    let calls = match f.get("calls") {
+        Some(n) if matches!(n.value, Value::Seq(_)) => call_list(sink, n, &f.path("calls"))?,
+        Some(n) => call_ports(sink, n, &f.path("calls"), port)?,
+        None => BTreeMap::new(),
+    };
+    Some(MeshService {
         port,
         protocol,
+        vip,
         calls,
     })
 }
 
-/// Every called service exists, has a port, and is not the caller itself.
+/// `calls: [a, b]`: services reached through their VIPs, no local port.
+fn call_list(sink: &mut Sink, node: &Node, path: &str) -> Option<BTreeMap<String, Option<u16>>> {
+    let items = reader::list(sink, node, path)?;
+    too_many_calls(sink, node, path, items.len())?;
+    let mut calls = BTreeMap::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let ipath = format!("{path}[{i}]");
+        let Some(called) = reader::non_empty_string(sink, item, &ipath) else {
+            ok = false;
+            continue;
+        };
+        if calls.insert(called.clone(), None).is_some() {
+            sink.error(item, &ipath, format!("`{called}` is listed twice"));
+            ok = false;
+        }
+    }
+    ok.then_some(calls)
+}
+
+fn too_many_calls(sink: &mut Sink, node: &Node, path: &str, n: usize) -> Option<()> {
+    if n > Mesh::MAX_CALLS {
+        sink.error(
+            node,
+            path,
+            format!("{n} calls; at most {} are accepted", Mesh::MAX_CALLS),
+        );
+        return None;
+    }
+    Some(())
+}
+
+/// `calls: { a: 15101 }`: each called service gets a local port on the sidecar's host.
+fn call_ports(
+    sink: &mut Sink,
+    n: &Node,
+    path: &str,
+    port: Option<u16>,
+) -> Option<BTreeMap<String, Option<u16>>> {
+    let entries = reader::named_entries(sink, n, path)?;
+    too_many_calls(sink, n, path, entries.len())?;
+    let mut calls = BTreeMap::new();
+    let mut ok = true;
+    // The app's port and every local port share the sidecar's host.
+    let mut used: HashMap<u16, String> = HashMap::new();
+    if let Some(p) = port {
+        used.insert(p, "the service's own `port`".to_string());
+    }
+    for (key, value) in entries {
+        let Some(called) = reader::non_empty_string(sink, key, path) else {
+            ok = false;
+            continue;
+        };
+        let cpath = format!("{path}.{called}");
+        let Some(local) = reader::integer(sink, value, &cpath, 1, 65535) else {
+            ok = false;
+            continue;
+        };
+        let local = local as u16;
+        if let Some(first) = used.get(&local) {
+            sink.error(
+                value,
+                &cpath,
+                format!("port {local} is already used by {first}"),
+            );
+            ok = false;
+            continue;
+        }
+        used.insert(local, format!("the call to `{called}`"));
+        calls.insert(called, Some(local));
+    }
+    ok.then_some(calls)
+}
+
+/// Each VIP names one service, and is neither a listener's address nor an endpoint's: a
+/// transparent sidecar would otherwise catch calls meant for them.
+fn check_vips(
+    sink: &mut Sink,
+    mesh: &Node,
+    services: &BTreeMap<String, MeshService>,
+    keys: &HashMap<String, &Node>,
+    clusters: &BTreeMap<String, Cluster>,
+    listeners: &BTreeMap<String, Listener>,
+) -> bool {
+    let mut ok = true;
+    let mut seen: HashMap<SocketAddr, &str> = HashMap::new();
+    for (name, s) in services {
+        let Some(vip) = s.vip else { continue };
+        let path = format!("mesh.services.{name}.vip");
+        let at = keys.get(name).copied().unwrap_or(mesh);
+        let problem = if let Some(first) = seen.get(&vip) {
+            Some(format!("{vip} is already the VIP of service `{first}`"))
+        } else if vip.port() == 0 || vip.ip().is_unspecified() {
+            Some(format!("{vip}: a VIP is one address and a port, not 0"))
+        } else if let Some(l) = listeners.values().find(|l| l.address() == Some(vip)) {
+            Some(format!("{vip} is the address of listener `{}`", l.name))
+        } else {
+            clusters
+                .values()
+                .find(|c| c.endpoints.iter().any(|e| e.address == vip))
+                .map(|c| format!("{vip} is an endpoint of cluster `{}`", c.name))
+        };
+        match problem {
+            Some(p) => {
+                sink.error(at, &path, p);
+                ok = false;
+            }
+            None => {
+                seen.insert(vip, name);
+            }
+        }
+    }
+    ok
+}
+
+/// Every called service exists, has a port (and a VIP when no local port is given), and is
+/// not the caller itself.
 fn check_calls(
     sink: &mut Sink,
     mesh: &Node,
@@ -271,7 +379,7 @@ fn check_calls(
 ) -> bool {
     let mut ok = true;
     for (name, s) in services {
-        for called in s.calls.keys() {
+        for (called, local) in &s.calls {
             let path = format!("mesh.services.{name}.calls.{called}");
             let at = keys.get(name).copied().unwrap_or(mesh);
             let problem = match services.get(called) {
@@ -281,6 +389,9 @@ fn check_calls(
                 }
                 Some(c) if c.port.is_none() => Some(format!(
                     "service `{called}` has no `port`: nothing can call it"
+                )),
+                Some(c) if local.is_none() && c.vip.is_none() => Some(format!(
+                    "service `{called}` has no `vip`: a call without a local port goes through the called service's vip"
                 )),
                 Some(_) => None,
             };

@@ -33,7 +33,7 @@ fn a_mesh_with_defaults() {
     assert_eq!(m.services["payments"].port, Some(9090));
     assert_eq!(m.services["payments"].protocol, MeshProtocol::Http);
     assert_eq!(m.services["orders"].protocol, MeshProtocol::Grpc);
-    assert_eq!(m.services["orders"].calls["payments"], 15101);
+    assert_eq!(m.services["orders"].calls["payments"], Some(15101));
     assert_eq!(m.services["frontend"].port, None);
     assert_eq!(m.allow[0].paths, ["/charge", "/v1/*"]);
     assert_eq!(m.allow[1].methods, Vec::<String>::new());
@@ -157,4 +157,119 @@ fn limits() {
     );
     let e = parse(&yaml).unwrap_err();
     assert!(e.iter().any(|e| e.contains("at most 16 entries")), "{e:?}");
+}
+
+const VIPS: &str = "  outbound: registry_only
+  services:
+    payments: { port: 9090, vip: 127.240.0.2:80 }
+    orders: { port: 8080, vip: 127.240.0.3:80, calls: { payments: 15101 } }
+    frontend:
+      calls: [orders, payments]
+";
+
+#[test]
+fn vips_and_calls_through_them() {
+    use crate::config::model::MeshOutbound;
+    let c = parse(VIPS).unwrap();
+    let m = c.mesh.as_ref().unwrap();
+    assert_eq!(m.outbound, MeshOutbound::RegistryOnly);
+    assert_eq!(
+        m.services["payments"].vip,
+        Some("127.240.0.2:80".parse().unwrap())
+    );
+    assert_eq!(m.services["frontend"].calls["orders"], None);
+    assert_eq!(m.services["frontend"].calls["payments"], None);
+    assert_eq!(m.services["orders"].calls["payments"], Some(15101));
+    assert_eq!(m.services["frontend"].vip, None);
+    // The default is passthrough.
+    let m = parse(OK).unwrap().mesh.unwrap();
+    assert_eq!(m.outbound, MeshOutbound::Passthrough);
+}
+
+#[test]
+fn vip_mistakes_are_located() {
+    let table = [
+        (
+            "  services:\n    a: { port: 1, vip: 127.240.0.2:80 }\n    b: { port: 2, vip: 127.240.0.2:80 }\n",
+            "m.yaml:5:5: mesh.services.b.vip: 127.240.0.2:80 is already the VIP of service `a`",
+        ),
+        (
+            "  services:\n    a: { port: 1, vip: payments:80 }\n",
+            "m.yaml:4:24: mesh.services.a.vip: `payments` is not an IP address",
+        ),
+        (
+            "  services:\n    a: { port: 1, vip: 127.240.0.2 }\n",
+            "mesh.services.a.vip:",
+        ),
+        (
+            "  services:\n    a: { port: 1, vip: 0.0.0.0:80 }\n",
+            "a VIP is one address and a port",
+        ),
+        (
+            "  services:\n    a: { port: 1 }\n    b: { calls: [a] }\n",
+            "m.yaml:5:5: mesh.services.b.calls.a: service `a` has no `vip`",
+        ),
+        (
+            "  services:\n    b: { calls: [x] }\n",
+            "mesh.services.b.calls.x: unknown service `x`",
+        ),
+        (
+            "  services:\n    a: { port: 1, vip: 127.240.0.2:80 }\n    b: { calls: [a, a] }\n",
+            "m.yaml:5:21: mesh.services.b.calls[1]: `a` is listed twice",
+        ),
+        (
+            "  services:\n    a: { port: 1, vip: 127.240.0.2:80 }\n    b: { calls: [\"\"] }\n",
+            "mesh.services.b.calls[0]",
+        ),
+        (
+            "  services:\n    a: { calls: 7 }\n",
+            "mesh.services.a.calls",
+        ),
+        ("  outbound: open\n", "mesh.outbound: unknown value `open`"),
+    ];
+    for (yaml, want) in table {
+        let errors = parse(yaml).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.contains(want)),
+            "{yaml}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn a_vip_may_not_be_a_listener_or_an_endpoint_address() {
+    let yaml = "version: 1
+listeners:
+  l: { address: 127.0.0.1:8000, routes: [{ match: { prefix: / }, to: web }] }
+clusters:
+  web: { endpoints: [127.0.0.1:9000] }
+mesh:
+  services:
+    a: { port: 1, vip: 127.0.0.1:8000 }
+    b: { port: 2, vip: 127.0.0.1:9000 }
+";
+    let e = parse_str("m.yaml", yaml).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "m.yaml:8:5: mesh.services.a.vip: 127.0.0.1:8000 is the address of listener `l`"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("mesh.services.b.vip: 127.0.0.1:9000 is an endpoint of cluster `web`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn too_many_calls_in_a_list() {
+    let names: Vec<String> = (0..=crate::config::model::Mesh::MAX_CALLS)
+        .map(|i| format!("s{i}"))
+        .collect();
+    let yaml = format!("  services:\n    a: {{ calls: [{}] }}\n", names.join(", "));
+    let e = parse(&yaml).unwrap_err();
+    assert!(
+        e.iter().any(|e| e.contains("257 calls; at most 256")),
+        "{e:?}"
+    );
 }

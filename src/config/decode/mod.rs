@@ -219,7 +219,7 @@ pub(crate) fn decode(
             .insert(item.name.clone(), item.key.loc.clone());
     }
     if let Some(n) = sections.mesh {
-        config.mesh = mesh::mesh(&mut sink, n, &mut config.clusters);
+        config.mesh = mesh::mesh(&mut sink, n, &mut config.clusters, &config.listeners);
     }
     let mut suggester = Suggester::default();
     let declared_listeners = Declared::new(&sections.listeners);

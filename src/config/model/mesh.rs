@@ -2,6 +2,7 @@
 //! and the authorization rules between them.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The mesh: its services, and which calls between them are allowed.
@@ -13,6 +14,8 @@ pub struct Mesh {
     pub certificate_ttl: Duration,
     /// What happens to calls that no `allow` rule matches.
     pub default: MeshDefault,
+    /// What a transparent sidecar does with calls to addresses that are no service's VIP.
+    pub outbound: MeshOutbound,
     pub services: BTreeMap<String, MeshService>,
     pub allow: Vec<AllowRule>,
 }
@@ -44,6 +47,20 @@ impl Mesh {
 pub enum MeshDefault {
     Deny,
     Allow,
+}
+
+/// `outbound:` what a transparent sidecar does with a call to an address that is no
+/// service's VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshOutbound {
+    /// Sent on to the address the app dialled, unchanged (outside the mesh, no mTLS).
+    Passthrough,
+    /// Refused: apps reach only the mesh's services (Istio's REGISTRY_ONLY).
+    RegistryOnly,
+}
+
+impl MeshOutbound {
+    pub const NAMES: &'static [&'static str] = &["passthrough", "registry_only"];
 }
 
 /// What an application speaks on its port: decides HTTP rules (methods, paths) or none.
@@ -87,8 +104,12 @@ pub struct MeshService {
     /// only calls others (nothing may call it).
     pub port: Option<u16>,
     pub protocol: MeshProtocol,
-    /// Called service → the local port its sidecar listens on for the app (127.0.0.1).
-    pub calls: BTreeMap<String, u16>,
+    /// The stable virtual address apps dial for this service (like a ClusterIP): a
+    /// transparent sidecar catches calls to it and sends them to the service's instances.
+    pub vip: Option<SocketAddr>,
+    /// Called service → the local port its sidecar listens on for the app (127.0.0.1), or
+    /// `None`: reached through the called service's VIP only (`calls: [name]`).
+    pub calls: BTreeMap<String, Option<u16>>,
 }
 
 /// `allow:` one kind of call: `from` may call `to` (with these methods, on these paths).
