@@ -27,6 +27,43 @@ pub enum GitError {
     TimedOut { args: String },
 }
 
+/// Like [`run`], with every filter driver the repository configures turned off: `git status`
+/// runs a driver's `clean` command to compare a file whose timestamp changed, and with
+/// `safe.directory=*` whoever owns the repository would choose a command flotilla runs.
+/// Reading the configuration runs nothing.
+pub fn run_without_filters(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    let drivers = match run(
+        dir,
+        &[
+            "config",
+            "--get-regexp",
+            r"^filter\..*\.(clean|smudge|process)$",
+        ],
+    ) {
+        Ok(out) => out,
+        // Exit status 1: no such key.
+        Err(GitError::Failed { .. }) => String::new(),
+        Err(e) => return Err(e),
+    };
+    let mut off: Vec<String> = Vec::new();
+    for line in drivers.lines() {
+        let key = line.split_whitespace().next().unwrap_or_default();
+        if let Some(name) = key
+            .strip_prefix("filter.")
+            .and_then(|k| k.rsplit_once('.'))
+            .map(|(name, _)| name)
+        {
+            for part in ["clean", "smudge", "process"] {
+                off.push("-c".into());
+                off.push(format!("filter.{name}.{part}="));
+            }
+        }
+    }
+    let mut all: Vec<&str> = off.iter().map(String::as_str).collect();
+    all.extend_from_slice(args);
+    run(dir, &all)
+}
+
 /// Runs `git <args>` in `dir` and returns its standard output. Repository hooks and
 /// file-system monitors are off, and no optional locks are taken, so that flotilla reading a
 /// work tree never runs the repository's code and never gets in the way of an operator's git.

@@ -206,7 +206,7 @@ fn from_git(config: &Path) -> Result<Option<Revision>, String> {
         ));
     };
     let target = config.to_string_lossy();
-    let status = git::run(
+    let status = git::run_without_filters(
         &dir,
         &[
             "status",

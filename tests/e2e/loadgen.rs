@@ -157,6 +157,7 @@ async fn loadgen_smoke_replicas() {
 fn loadgen_smoke_mesh() {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("report.json");
+    let cwd = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_flotilla-loadgen"))
         .args([
             "mesh",
@@ -173,8 +174,10 @@ fn loadgen_smoke_mesh() {
         .arg("--json")
         .arg(&json)
         .env("LOADGEN_LOG", "warn")
+        .current_dir(cwd.path())
         .output()
         .expect("run flotilla-loadgen");
+    assert_cwd_untouched(&cwd);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

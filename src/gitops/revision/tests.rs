@@ -207,3 +207,26 @@ fn git_log_output_is_read_with_bounds() {
     assert_eq!(parse_log("not a hash\0a\0b"), None);
     assert_eq!(parse_log(""), None);
 }
+
+#[test]
+fn the_repositorys_filter_commands_never_run() {
+    let dir = repo();
+    let marker = dir.path().join("ran");
+    std::fs::write(dir.path().join(".gitattributes"), "*.yaml filter=x\n").unwrap();
+    git(
+        dir.path(),
+        &[
+            "config",
+            "filter.x.clean",
+            &format!("touch {}; cat", marker.display()),
+        ],
+    );
+    git(dir.path(), &["config", "filter.a.b.process", "false"]);
+    // Same size, another timestamp: git compares the content through the clean filter.
+    let yaml = dir.path().join("conf/web.yaml");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&yaml, "version: 2\n").unwrap();
+    let r = resolve(&yaml, &RevisionSources::default()).0.unwrap();
+    assert!(r.dirty);
+    assert!(!marker.exists(), "the repository's clean filter ran");
+}
