@@ -9,6 +9,7 @@
 mod envoy;
 mod expect;
 mod http;
+mod limits;
 mod mtls;
 mod pathsource;
 mod procfs;
