@@ -31,6 +31,7 @@ use tracing::warn;
 
 use super::limits::Limits;
 use crate::identity::{IdentityRules, PeerCert, Rejection, XdsPeer};
+use super::open_files;
 use crate::tls::ServerTls;
 
 /// First and longest pause after a failed `accept`.
@@ -88,7 +89,7 @@ pub(crate) fn incoming(
                 Err(e) => {
                     backoff = (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
                     if rate_limited(&LAST_ACCEPT_WARNING) {
-                        warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "xDS accept failed; backing off");
+                        accept_failed(&e, backoff);
                     }
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -165,6 +166,22 @@ pub(crate) fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Logs a failed `accept`; running out of descriptors names the limit and what raises it.
+fn accept_failed(e: &io::Error, backoff: Duration) {
+    let backoff_ms = backoff.as_millis() as u64;
+    if !open_files::exhausted(e) {
+        warn!(error = %e, backoff_ms, "xDS accept failed; backing off");
+        return;
+    }
+    let limit = open_files::limits()
+        .0
+        .map_or("unlimited".to_string(), |l| l.to_string());
+    warn!(error = %e, open_files_limit = %limit, backoff_ms,
+        "xDS accept failed: out of file descriptors (open-files limit {limit}); new Envoys wait \
+         in the listen backlog until connections close: raise the limit (ulimit -n, systemd \
+         LimitNOFILE=) or lower --xds-max-connections");
 }
 
 /// Errors about one connection (it went before it was accepted), not about the listener.

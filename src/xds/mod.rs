@@ -21,6 +21,7 @@ mod listener;
 mod metrics;
 mod names;
 pub mod nodes;
+mod open_files;
 mod ordering;
 mod protocol;
 mod reader;
@@ -72,6 +73,8 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     traffic.follow(cache.clone());
     tokio::spawn(refresh_traffic(traffic.clone(), shutdown.clone()));
+    // Every connection is a descriptor: a low soft limit would cap the fleet silently.
+    open_files::raise_for(limits.max_connections);
     let max_node_id_bytes = limits.max_node_id_bytes;
     let authorizer = registry.authorizer.clone();
     let handshake = tls.map(|(tls, identity)| {

@@ -62,7 +62,8 @@ pub struct TypeStatus {
     pub responses: u64,
     pub acks: u64,
     pub nacks: u64,
-    pub last_nack: Option<Nack>,
+    /// Boxed: every stream has a status per type, and few have a NACK (88 bytes inline).
+    pub last_nack: Option<Box<Nack>>,
 }
 
 /// One xDS stream (an ADS stream, or one of the per-type streams of a non-ADS Envoy).
@@ -209,7 +210,7 @@ impl StreamEntry {
         self.update_type(t, |s| {
             s.nacks += 1;
             s.awaiting_ack_since = None;
-            s.last_nack = Some(nack);
+            s.last_nack = Some(Box::new(nack));
         });
     }
 }

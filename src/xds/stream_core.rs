@@ -202,7 +202,7 @@ impl Core {
     /// The response in flight for `t`.
     #[cfg(test)]
     pub(crate) fn in_flight(&self, t: ResourceType) -> Option<&super::subscription::InFlight> {
-        self.client.get(t).in_flight.as_ref()
+        self.client.get(t).in_flight.as_deref()
     }
 
     fn plan(&mut self, t: ResourceType) -> Option<Plan> {

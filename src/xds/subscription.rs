@@ -54,7 +54,9 @@ pub(crate) struct TypeState {
     pub(crate) known: Held,
     /// The last answer of [`TypeState::covers`], for the set and names it was given for.
     covers_memo: Option<(Arc<TypeSet>, Names, bool)>,
-    pub(crate) in_flight: Option<InFlight>,
+    /// Boxed: five types' worth of an unboxed one (170 bytes each) would sit in every stream,
+    /// while a stream in sync has none.
+    pub(crate) in_flight: Option<Box<InFlight>>,
     /// name → version the client rejected: not sent again until the version changes (a NACK
     /// must not turn into a resend loop).
     pub(crate) rejected: BTreeMap<String, String>,
@@ -105,7 +107,7 @@ impl TypeState {
         if nonce.is_empty() || self.in_flight.as_ref().is_none_or(|f| f.nonce != nonce) {
             return Reply::None;
         }
-        let Some(flight) = self.in_flight.take() else {
+        let Some(flight) = self.in_flight.take().map(|f| *f) else {
             return Reply::None;
         };
         match error {
@@ -153,7 +155,7 @@ impl TypeState {
     ) {
         self.answered = true;
         self.unanswered.clear();
-        self.in_flight = Some(InFlight {
+        self.in_flight = Some(Box::new(InFlight {
             nonce,
             version_info: plan.version_info,
             sent_version,
@@ -163,7 +165,7 @@ impl TypeState {
             reaches: plan.reaches,
             at: Instant::now(),
             since,
-        });
+        }));
     }
 
     /// A NACK says that the client refused *some* of a response, not which part: Envoy and
@@ -344,11 +346,11 @@ mod tests {
     #[test]
     fn ack_of_a_complete_set_replaces_what_is_known() {
         let mut s = TypeState {
-            in_flight: Some(flight("1", vec![res("a", 1)], true)),
+            in_flight: Some(Box::new(flight("1", vec![res("a", 1)], true))),
             ..TypeState::default()
         };
         assert!(matches!(s.reply("1", None), Reply::Ack(_)));
-        s.in_flight = Some(flight("2", vec![res("b", 1)], true));
+        s.in_flight = Some(Box::new(flight("2", vec![res("b", 1)], true)));
         assert!(matches!(s.reply("2", None), Reply::Ack(_)));
         assert_eq!(
             s.known.iter().map(|(n, _)| n).collect::<Vec<_>>(),
@@ -359,7 +361,7 @@ mod tests {
     #[test]
     fn stale_nonces_neither_ack_nor_nack() {
         let mut s = TypeState {
-            in_flight: Some(flight("2", vec![res("a", 1)], false)),
+            in_flight: Some(Box::new(flight("2", vec![res("a", 1)], false))),
             ..TypeState::default()
         };
         assert!(matches!(s.reply("1", Some("bad".into())), Reply::None));
@@ -371,7 +373,7 @@ mod tests {
     fn nack_remembers_the_rejected_versions_until_a_later_ack() {
         let bad = res("a", 1);
         let mut s = TypeState {
-            in_flight: Some(flight("1", vec![bad.clone()], false)),
+            in_flight: Some(Box::new(flight("1", vec![bad.clone()], false))),
             ..TypeState::default()
         };
         assert!(matches!(s.reply("1", Some("no".into())), Reply::Nack(_, _)));
@@ -380,7 +382,7 @@ mod tests {
             !s.known.surely_contains("a"),
             "the client may or may not hold it"
         );
-        s.in_flight = Some(flight("2", vec![res("a", 2)], false));
+        s.in_flight = Some(Box::new(flight("2", vec![res("a", 2)], false)));
         assert!(matches!(s.reply("2", None), Reply::Ack(_)));
         assert!(s.rejected.is_empty());
     }

@@ -3,6 +3,7 @@
 //! every change; the timings it prints are not checked (benchmarks are not tests).
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// flotilla-loadgen and the flotillas it starts write nothing where they were started (the
 /// replicas once left `flotilla-state.history.json` in the working directory).
@@ -191,4 +192,56 @@ fn loadgen_smoke_mesh() {
     // Each new instance of a service called by 2 services x 3 sidecars reached all 6.
     assert_eq!(report["to_every_caller"]["n"], 3, "{stdout}");
     assert_eq!(report["to_each_caller"]["n"], 18, "{stdout}");
+}
+
+/// A run under `prlimit --nofile=SOFT:HARD`: 300 streams, one connection each.
+fn run_with_open_files(limit: &str) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let output = Command::new("prlimit")
+        .arg(format!("--nofile={limit}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_flotilla-loadgen"))
+        .args(["xds", "--mode", "delta", "--streams", "300"])
+        .args(["--streams-per-connection", "1", "--fleets", "2"])
+        .args([
+            "--clusters",
+            "5",
+            "--endpoints",
+            "1",
+            "--changes",
+            "endpoint=1",
+        ])
+        .args(["--settle-ms", "50", "--timeout-secs", "60"])
+        .arg("--flotilla")
+        .arg(env!("CARGO_BIN_EXE_flotilla"))
+        .env("LOADGEN_LOG", "warn")
+        .output()
+        .expect("run flotilla-loadgen under prlimit");
+    (output, started.elapsed())
+}
+
+/// Issue 26, bad input: a run needing more file descriptors than the hard limit allows fails
+/// at once, naming the limit, instead of waiting out its deadline with streams that never
+/// connect.
+#[test]
+fn loadgen_names_the_open_files_limit_it_does_not_fit() {
+    let (output, took) = run_with_open_files("200:200");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the open-files hard limit is 200 (ulimit -Hn)")
+            && stderr.contains("need about 556 open files"),
+        "{stderr}"
+    );
+    // Well before the run's 60 s deadline: it did not wait for streams that never connect.
+    assert!(took < Duration::from_secs(45), "took {took:?}: {stderr}");
+}
+
+/// …and one that fits under the hard limit runs, its soft limit raised to what it needs.
+#[test]
+fn loadgen_raises_a_low_soft_open_files_limit() {
+    let (output, _) = run_with_open_files("64:4096");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
 }

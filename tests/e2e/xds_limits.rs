@@ -124,6 +124,17 @@ async fn running_out_of_file_descriptors_backs_off_instead_of_spinning() {
         used < 40,
         "{used} clock ticks of CPU in 2 s while out of descriptors"
     );
+    // The log names the limit and what raises it (issue 26: fail loudly, naming the limit),
+    // at start (the limit is below --xds-max-connections) and when accept fails.
+    let log = f.log();
+    assert!(
+        log.contains("the open-files limit is below --xds-max-connections"),
+        "{log}"
+    );
+    assert!(
+        log.contains("out of file descriptors (open-files limit 64)"),
+        "{log}"
+    );
     drop(flood);
     // Once the flood is gone, flotilla serves again.
     wait::until("admin reachable again", Duration::from_secs(30), || async {

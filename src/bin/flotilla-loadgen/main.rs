@@ -11,6 +11,7 @@ mod envoy;
 mod expect;
 mod http;
 mod mesh;
+mod limits;
 mod mtls;
 mod pathsource;
 mod procfs;

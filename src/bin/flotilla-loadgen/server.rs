@@ -14,6 +14,7 @@ pub(crate) struct Flotilla {
     pub(crate) xds: SocketAddr,
     pub(crate) admin: SocketAddr,
     pub(crate) pid: u32,
+    /// Killed when dropped.
     _child: Child,
 }
 
@@ -79,6 +80,13 @@ impl Flotilla {
             pid,
             _child: child,
         })
+    }
+}
+
+impl Flotilla {
+    /// How flotilla exited, if it has.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self._child.try_wait().ok().flatten()
     }
 }
 

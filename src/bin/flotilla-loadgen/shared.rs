@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) traffic: Traffic,
     /// Streams that ended with an error.
     pub(crate) failed: AtomicU64,
+    /// The first of those errors (a run that meets a limit names it once, not 50,000 times).
+    first_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -106,7 +108,18 @@ impl Shared {
             epoch: AtomicUsize::new(0),
             traffic: Traffic::default(),
             failed: AtomicU64::new(0),
+            first_error: Mutex::new(None),
         }
+    }
+
+    /// A stream ended with `error`.
+    pub(crate) fn stream_failed(&self, error: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.first_error.lock().expect("lock").get_or_insert(error);
+    }
+
+    pub(crate) fn first_error(&self) -> Option<String> {
+        self.first_error.lock().expect("lock").clone()
     }
 
     /// Starts phase `k`: from now on streams are measured against target `k`.

@@ -56,10 +56,9 @@ pub(crate) async fn run(channel: Channel, who: Identity, mode: Mode, shared: Arc
         Mode::Delta => delta(channel, &who, &shared).await,
     };
     if let Err(e) = result {
-        shared
-            .failed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(node = %who.node_id, error = %format!("{e:#}"), "stream failed");
+        let error = format!("{e:#}");
+        tracing::warn!(node = %who.node_id, %error, "stream failed");
+        shared.stream_failed(error);
     }
 }
 

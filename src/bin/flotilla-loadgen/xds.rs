@@ -8,6 +8,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
 
 use crate::expect;
+use crate::limits;
 use crate::procfs::{Probe, Usage};
 use crate::report::{KindSummary, Percentiles, PhaseReport, Report};
 use crate::run_args::RunArgs;
@@ -68,6 +69,13 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
     let (names, targets) = expect::targets(&yamls, &fleet_names)?;
     info!(elapsed = ?started.elapsed(), states = yamls.len(), "targets computed");
 
+    let mut connections = args.streams.div_ceil(args.streams_per_connection.max(1));
+    if args.tls {
+        // A connection presents one fleet's certificate: a multiple of the fleet count keeps
+        // stream i (fleet i % fleets) on connection i % connections of its own fleet.
+        connections = connections.next_multiple_of(args.fleets.max(1));
+    }
+    limits::open_files(args.streams, connections)?;
     let dir = tempfile::tempdir()?;
     std::fs::create_dir(dir.path().join("config"))?;
     let config = dir.path().join("config/loadgen.yaml");
@@ -81,7 +89,7 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
         true => Some(crate::mtls::Pki::create(dir.path(), &fleet_names)?),
         false => None,
     };
-    let flotilla = Flotilla::start(
+    let mut flotilla = Flotilla::start(
         &binary,
         &config,
         &args.run.debounce,
@@ -93,12 +101,6 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
     let me = Probe::new(std::process::id());
     let shared = Arc::new(Shared::new(names, targets));
 
-    let mut connections = args.streams.div_ceil(args.streams_per_connection.max(1));
-    if pki.is_some() {
-        // A connection presents one fleet's certificate: a multiple of the fleet count keeps
-        // stream i (fleet i % fleets) on connection i % connections of its own fleet.
-        connections = connections.next_multiple_of(args.fleets.max(1));
-    }
     let mut channels = Vec::with_capacity(connections);
     let connecting = (Instant::now(), probe.sample()?);
     for c in 0..connections {
@@ -137,8 +139,19 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
             server::write_atomically(&config, yaml)?;
         }
         let deadline = Instant::now() + Duration::from_secs(args.run.timeout_secs);
-        while shared.done_count(k) < args.streams && Instant::now() < deadline {
+        let mut watched = Instant::now();
+        // Streams that failed will never arrive: waiting for them would only wait out the
+        // deadline.
+        while shared.done_count(k)
+            + (shared.failed.load(std::sync::atomic::Ordering::Relaxed) as usize)
+            < args.streams
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
+            if watched.elapsed() >= Duration::from_millis(200) {
+                watched = Instant::now();
+                watch(&mut flotilla, &probe, &me, &name)?;
+            }
         }
         let latencies = shared.latencies(k);
         if latencies.len() < args.streams {
@@ -202,7 +215,34 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
     }
     let complete =
         report.failed_streams == 0 && report.phases.iter().all(|p| p.completed == args.streams);
+    if let Some(error) = shared.first_error() {
+        warn!(failed = report.failed_streams, first_error = %error, "streams failed");
+    }
     Ok(complete)
+}
+
+/// Ends the run, naming the limit, when flotilla has exited or the machine's memory is about
+/// to run out (before the out-of-memory killer picks a process).
+fn watch(flotilla: &mut Flotilla, probe: &Probe, me: &Probe, phase: &str) -> Result<()> {
+    if let Some(status) = flotilla.exited() {
+        anyhow::bail!(
+            "flotilla exited during phase \"{phase}\": {status}{}",
+            limits::exit_hint(&status)
+        );
+    }
+    let memory = limits::Memory::read()?;
+    if memory.exhausted() {
+        let (f, l) = (probe.sample()?, me.sample()?);
+        anyhow::bail!(
+            "memory ran out during phase \"{phase}\": {:.0} MiB of {:.0} MiB available, \
+             flotilla holds {:.0} MiB and the load generator {:.0} MiB; run fewer streams",
+            memory.available_mib,
+            memory.total_mib,
+            f.rss_mib,
+            l.rss_mib
+        );
+    }
+    Ok(())
 }
 
 /// One HTTP/2 connection. Windows as large as Envoy's defaults would make flow control
