@@ -30,8 +30,8 @@ use super::budget::Budget;
 use tracing::warn;
 
 use super::limits::Limits;
-use crate::identity::{IdentityRules, PeerCert, Rejection, XdsPeer};
 use super::open_files;
+use crate::identity::{IdentityRules, PeerCert, Rejection, XdsPeer};
 use crate::tls::ServerTls;
 
 /// First and longest pause after a failed `accept`.

@@ -10,8 +10,8 @@
 mod envoy;
 mod expect;
 mod http;
-mod mesh;
 mod limits;
+mod mesh;
 mod mtls;
 mod pathsource;
 mod procfs;
