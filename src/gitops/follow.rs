@@ -92,9 +92,12 @@ pub async fn follow(
     shutdown: CancellationToken,
 ) {
     let mut applied = controller.watch_applied();
-    if let Some(a) = applied.borrow_and_update().clone() {
-        history.push(entry(&a));
-    }
+    // The entry this run pushed last: the only one whose outcome it may set (the newest
+    // entry loaded from the file is an earlier run's, and its outcome is final).
+    let mut current = applied
+        .borrow_and_update()
+        .clone()
+        .map(|a| history.push(entry(&a)));
     let mut seen: BTreeSet<(String, &'static str, u64)> = BTreeSet::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -106,14 +109,16 @@ pub async fn follow(
                     return;
                 }
                 if let Some(a) = applied.borrow_and_update().clone() {
-                    history.push(entry(&a));
+                    current = Some(history.push(entry(&a)));
                 }
             }
             _ = tick.tick() => {
                 let view = status(&controller, &nodes.streams(), SystemTime::now(), &rules);
                 metrics.set(&view);
                 report_new_rejections(&view, &mut seen);
-                history.set_outcome(outcomes(&view));
+                if let Some(id) = current {
+                    history.set_outcome(id, outcomes(&view));
+                }
             }
         }
     }

@@ -285,26 +285,30 @@ impl History {
         self.lock().iter().rev().cloned().collect()
     }
 
-    /// Appends an applied config (its id follows the newest kept).
-    pub fn push(&self, mut entry: Entry) {
-        let snapshot = {
+    /// Appends an applied config (its id follows the newest kept) and returns its id.
+    pub fn push(&self, mut entry: Entry) -> u64 {
+        let (id, snapshot) = {
             let mut entries = self.lock();
             // Saturating: a file edited by hand may hold any id.
             entry.id = entries.back().map_or(1, |e| e.id.saturating_add(1));
+            let id = entry.id;
             if entries.len() == CAPACITY {
                 entries.pop_front();
             }
             entries.push_back(bounded(entry));
-            entries.iter().cloned().collect::<Vec<_>>()
+            (id, entries.iter().cloned().collect::<Vec<_>>())
         };
         self.save(&snapshot);
+        id
     }
 
-    /// Sets the newest entry's outcome; saves only when it changed.
-    pub fn set_outcome(&self, outcome: BTreeMap<String, Outcome>) {
+    /// Sets the outcome of entry `id` while it is the newest (an older entry's outcome is
+    /// final, and one loaded from the file belongs to a config an earlier run served); saves
+    /// only when it changed.
+    pub fn set_outcome(&self, id: u64, outcome: BTreeMap<String, Outcome>) {
         let snapshot = {
             let mut entries = self.lock();
-            let Some(newest) = entries.back_mut() else {
+            let Some(newest) = entries.back_mut().filter(|e| e.id == id) else {
                 return;
             };
             let outcome = bounded(Entry {

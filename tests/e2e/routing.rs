@@ -100,7 +100,13 @@ async fn edge_example_serves_hosts_redirects_limits_and_websockets() {
             &format!("jwks: {}", repo_root().join("examples/jwks.json").display()),
         );
     let log_dir = format!("{}/", logs.path().display());
-    let flotilla = Flotilla::start_args(&yaml, &["--access-log-dir", &log_dir]).await;
+    // The example's JWKS stays in examples/, outside the test's config directory.
+    let examples = repo_root().join("examples").display().to_string();
+    let flotilla = Flotilla::start_args(
+        &yaml,
+        &["--access-log-dir", &log_dir, "--secrets-dir", &examples],
+    )
+    .await;
     let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
     envoy.wait_listener(addr).await;
     let edge = Edge {

@@ -30,19 +30,52 @@ fn survives_a_restart_through_the_file() {
     let file = || HistoryFile::beside(&dir.path().join("flotilla-state.json"));
     assert!(file().path().ends_with("flotilla-state.history.json"));
     let h = History::open(Box::new(file()));
-    h.push(entry("first"));
+    let first = h.push(entry("first"));
     let outcome = Outcome {
         sync: "OutOfSync".into(),
         rejected_by: vec!["edge-1".into()],
         rejections: vec!["rejected by edge-1: web.yaml:3:3 listeners.x: bad".into()],
     };
-    h.set_outcome(BTreeMap::from([("edge".to_string(), outcome.clone())]));
+    h.set_outcome(
+        first,
+        BTreeMap::from([("edge".to_string(), outcome.clone())]),
+    );
     h.push(entry("second"));
     let again = History::open(Box::new(file()));
     let e = again.entries();
     assert_eq!(e.len(), 2);
     assert_eq!((e[0].id, e[0].summary.as_str()), (2, "second"));
     assert_eq!(e[1].outcome["edge"], outcome);
+}
+
+#[test]
+fn only_the_entry_a_run_pushed_takes_an_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = || HistoryFile::new(dir.path().join("h.history.json"));
+    let h = History::open(Box::new(file()));
+    let first = h.push(entry("first"));
+    let synced = |sync: &str| {
+        BTreeMap::from([(
+            "edge".to_string(),
+            Outcome {
+                sync: sync.into(),
+                rejected_by: Vec::new(),
+                rejections: Vec::new(),
+            },
+        )])
+    };
+    h.set_outcome(first, synced("Synced"));
+    // A restarted flotilla has pushed nothing yet: the last run's newest entry keeps its
+    // outcome, whatever the status of a fleet without a config says.
+    let again = History::open(Box::new(file()));
+    again.set_outcome(first + 1, BTreeMap::new());
+    let second = again.push(entry("second"));
+    // An older entry's outcome is final.
+    again.set_outcome(first, synced("OutOfSync"));
+    again.set_outcome(second, synced("Unknown"));
+    let e = History::open(Box::new(file())).entries();
+    assert_eq!(e[1].outcome, synced("Synced"));
+    assert_eq!(e[0].outcome, synced("Unknown"));
 }
 
 #[test]
