@@ -19,34 +19,43 @@ fn smoke(mode: &str, extra: &[&str]) {
     smoke_of(mode, 50, 40, extra);
 }
 
-fn smoke_of(mode: &str, streams: u64, clusters: usize, extra: &[&str]) {
+/// Runs flotilla-loadgen with `args` (then `--flotilla` and `--json`) in an empty directory it
+/// must leave empty; its JSON report and stdout, once it succeeded.
+fn run_report(args: &[&str]) -> (serde_json::Value, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("report.json");
     let cwd = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_flotilla-loadgen"))
-        .args(["xds", "--mode", mode, "--streams", &streams.to_string()])
-        .args(["--streams-per-connection", "10", "--fleets", "3"])
-        .args(["--clusters", &clusters.to_string(), "--endpoints", "3"])
-        .args(["--changes", "endpoint=1,cluster=1,rewrite=1"])
-        .args(["--settle-ms", "50", "--timeout-secs", "30"])
+        .args(args)
         .arg("--flotilla")
         .arg(env!("CARGO_BIN_EXE_flotilla"))
         .arg("--json")
         .arg(&json)
-        .args(extra)
         .env("LOADGEN_LOG", "warn")
         .current_dir(cwd.path())
         .output()
         .expect("run flotilla-loadgen");
     assert_cwd_untouched(&cwd);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "flotilla-loadgen failed\n{stdout}\n{stderr}"
+        "flotilla-loadgen {args:?} failed\n{stdout}\n{stderr}"
     );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    (report, stdout)
+}
+
+fn smoke_of(mode: &str, streams: u64, clusters: usize, extra: &[&str]) {
+    let (streams_arg, clusters_arg) = (streams.to_string(), clusters.to_string());
+    let mut args = vec!["xds", "--mode", mode, "--streams", &streams_arg];
+    args.extend(["--streams-per-connection", "10", "--fleets", "3"]);
+    args.extend(["--clusters", &clusters_arg, "--endpoints", "3"]);
+    args.extend(["--changes", "endpoint=1,cluster=1,rewrite=1"]);
+    args.extend(["--settle-ms", "50", "--timeout-secs", "30"]);
+    args.extend(extra);
+    let (report, stdout) = run_report(&args);
     assert_eq!(report["failed_streams"], 0, "{stdout}");
     assert_eq!(report["tls"], extra.contains(&"--tls"), "{stdout}");
     let phases = report["phases"].as_array().expect("phases");
@@ -156,37 +165,21 @@ async fn loadgen_smoke_replicas() {
 /// instance reaches every caller (the run fails otherwise).
 #[test]
 fn loadgen_smoke_mesh() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json = dir.path().join("report.json");
-    let cwd = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_flotilla-loadgen"))
-        .args([
-            "mesh",
-            "--services",
-            "6",
-            "--instances",
-            "3",
-            "--calls",
-            "2",
-        ])
-        .args(["--rounds", "3", "--settle-ms", "50", "--timeout-secs", "60"])
-        .arg("--flotilla")
-        .arg(env!("CARGO_BIN_EXE_flotilla"))
-        .arg("--json")
-        .arg(&json)
-        .env("LOADGEN_LOG", "warn")
-        .current_dir(cwd.path())
-        .output()
-        .expect("run flotilla-loadgen");
-    assert_cwd_untouched(&cwd);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "flotilla-loadgen mesh failed\n{stdout}\n{stderr}"
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    let (report, stdout) = run_report(&[
+        "mesh",
+        "--services",
+        "6",
+        "--instances",
+        "3",
+        "--calls",
+        "2",
+        "--rounds",
+        "3",
+        "--settle-ms",
+        "50",
+        "--timeout-secs",
+        "60",
+    ]);
     assert_eq!(report["sidecars"], 18, "{stdout}");
     assert_eq!(report["failed_streams"], 0, "{stdout}");
     // Each new instance of a service called by 2 services x 3 sidecars reached all 6.
