@@ -46,9 +46,11 @@ listeners:
         "a delayed request still succeeds"
     );
     let took = started.elapsed();
+    // Envoy's timer and this clock may disagree by a little (699.975 ms was seen once): a
+    // request not delayed at all takes a few milliseconds.
     assert!(
-        took >= Duration::from_millis(700),
-        "delay 100% holds the request at least 700ms, took {took:?}"
+        took >= Duration::from_millis(690),
+        "delay 100% holds the request about 700ms, took {took:?}"
     );
     assert_eq!(
         web.hits(),
