@@ -159,3 +159,74 @@ listeners:
         .await;
     }
 }
+
+/// `logical: true`: a LOGICAL_DNS cluster. Envoy resolves the name itself and uses the latest
+/// address for each new upstream connection (existing ones stay where they are): after the
+/// answer changes and the old backend's connections are gone, traffic reaches the new address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logical_dns_cluster_sends_new_connections_to_the_names_new_address() {
+    let mut a = Backend::start("a").await;
+    let port = a.addr.port();
+    let b = Backend::start_at("b", format!("127.0.0.2:{port}").parse().expect("addr")).await;
+    let mut dns = Dnsmasq::start("127.0.0.1 backend.test\n").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("config")).expect("config dir");
+    let listen = free_addr();
+    let path = dir.path().join("config/flotilla.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1
+clusters:
+  web: {{ endpoints: [backend.test:{port}], resolve: envoy, logical: true }}
+listeners:
+  public:
+    address: {listen}
+    routes: [ {{ to: web }} ]
+"
+        ),
+    )
+    .expect("write config");
+    let server = dns.addr.to_string();
+    let f = Flotilla::start_with(dir, path, &["--dns-server", &server]).await;
+    f.wait_ready().await;
+    let envoy = Envoy::start(&f, "edge-1", "edge", Xds::Sotw).await;
+    envoy.wait_listener(listen).await;
+    let dump = envoy.config_dump().await.to_string();
+    assert!(dump.contains("LOGICAL_DNS"), "{dump}");
+
+    let http = client::http();
+    let url = format!("http://{listen}/");
+    let backend = || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = client::get_with(&http, &url, &[]).await.ok()?;
+            (r.status == 200).then_some(r.backend)
+        }
+    };
+    wait::until(
+        "traffic to a (backend.test is 127.0.0.1)",
+        Duration::from_secs(20),
+        || async { (backend().await? == "a").then_some(()) },
+    )
+    .await;
+
+    dns.set_hosts("127.0.0.2 backend.test\n");
+    dns.wait_answer("backend.test", "127.0.0.2".parse().expect("ip"))
+        .await;
+    let changed = Instant::now();
+    // Envoy's pooled connections to a go with it: every request from now on needs a new
+    // upstream connection, which goes to the address Envoy resolved last.
+    a.kill();
+    let within = ENVOY_REFRESH + dns.ttl + Duration::from_secs(10);
+    wait::until("traffic to b (127.0.0.2)", within, || async {
+        (backend().await? == "b").then_some(())
+    })
+    .await;
+    eprintln!("traffic moved {:?} after the DNS change", changed.elapsed());
+    assert!(b.hits() > 0);
+    wait::holds_for("traffic stays on b", Duration::from_secs(2), || async {
+        backend().await.as_deref() == Some("b")
+    })
+    .await;
+}
