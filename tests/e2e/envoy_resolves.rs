@@ -168,7 +168,7 @@ async fn a_logical_dns_cluster_sends_new_connections_to_the_names_new_address() 
     let mut a = Backend::start("a").await;
     let port = a.addr.port();
     let b = Backend::start_at("b", format!("127.0.0.2:{port}").parse().expect("addr")).await;
-    let mut dns = Dnsmasq::start("127.0.0.1 backend.test\n").await;
+    let dns = Dnsmasq::start("127.0.0.1 backend.test\n").await;
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("config")).expect("config dir");
     let listen = free_addr();
