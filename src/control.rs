@@ -204,31 +204,65 @@ impl Controller {
     ) -> UpdateSummary {
         off_runtime(|| {
             let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
-            // Verdicts and measured weights of endpoints the new config no longer probes go
-            // with it, in the same publish: the checker would drop them right after, and
-            // publish a second time for nothing.
-            let overlay = {
-                let mut state = self.lock();
-                let mut overlay = (*state.overlay).clone();
-                prepare(&config, &mut overlay);
-                if let Some(pruned) = overlay.without_unprobed(&config) {
-                    overlay = pruned;
-                }
-                if overlay != *state.overlay {
-                    state.overlay = Arc::new(overlay);
-                }
-                state.overlay.clone()
-            };
-            let summary = self.publish(Inputs {
-                config: config.clone(),
-                overlay,
-            });
-            self.metrics.certificates.observe(&config);
-            let mut state = self.lock();
-            state.config = Some(config);
-            self.served(&mut state, &summary);
+            let summary = self.publish_config(&config, prepare);
+            self.record_config(config, &summary);
             summary
         })
+    }
+
+    /// The first half of [`Controller::set_config_with`]: the new inputs go out to the cache
+    /// and to every watcher of [`Controller::watch_inputs`]. Those watchers may run before
+    /// [`Controller::record_config`] does (on another thread), so they must take the config
+    /// from the inputs they receive, not from [`Controller::config`].
+    fn publish_config(
+        &self,
+        config: &Arc<Config>,
+        prepare: impl FnOnce(&Config, &mut Overlay),
+    ) -> UpdateSummary {
+        // Verdicts and measured weights of endpoints the new config no longer probes go
+        // with it, in the same publish: the checker would drop them right after, and
+        // publish a second time for nothing.
+        let overlay = {
+            let mut state = self.lock();
+            let mut overlay = (*state.overlay).clone();
+            prepare(config, &mut overlay);
+            if let Some(pruned) = overlay.without_unprobed(config) {
+                overlay = pruned;
+            }
+            if overlay != *state.overlay {
+                state.overlay = Arc::new(overlay);
+            }
+            state.overlay.clone()
+        };
+        self.publish(Inputs {
+            config: config.clone(),
+            overlay,
+        })
+    }
+
+    /// The second half of [`Controller::set_config_with`]: the config served as
+    /// [`Controller::config`] reads it.
+    fn record_config(&self, config: Arc<Config>, summary: &UpdateSummary) {
+        self.metrics.certificates.observe(&config);
+        let mut state = self.lock();
+        state.config = Some(config);
+        self.served(&mut state, summary);
+    }
+
+    /// [`Controller::set_config_with`] with `between` awaited between its two halves: the
+    /// interleaving a multi-threaded runtime allows, made certain for tests of what watches
+    /// the inputs.
+    #[cfg(test)]
+    pub(crate) async fn set_config_interleaved(
+        &self,
+        config: Arc<Config>,
+        prepare: impl FnOnce(&Config, &mut Overlay),
+        between: impl std::future::Future<Output = ()>,
+    ) -> UpdateSummary {
+        let summary = self.publish_config(&config, prepare);
+        between.await;
+        self.record_config(config, &summary);
+        summary
     }
 
     /// Applies the outcome of loading the config files: a valid config that differs from the
@@ -409,12 +443,23 @@ impl Controller {
 
     /// Changes the overlay; publishes only if it changed and a config is loaded.
     pub fn update_overlay(&self, change: impl FnOnce(&mut Overlay)) -> Option<UpdateSummary> {
+        self.update_overlay_with(|_, overlay| change(overlay))
+    }
+
+    /// [`Controller::update_overlay`] for a change computed from the config served (`None`
+    /// before the first), read under the same lock as the overlay: a change computed from a
+    /// config read earlier could undo what a reload published in between (the addresses a
+    /// new cluster's hostnames resolved to).
+    pub fn update_overlay_with(
+        &self,
+        change: impl FnOnce(Option<&Config>, &mut Overlay),
+    ) -> Option<UpdateSummary> {
         off_runtime(|| {
             let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
             let (inputs, clusters) = {
                 let mut state = self.lock();
                 let mut overlay = (*state.overlay).clone();
-                change(&mut overlay);
+                change(state.config.as_deref(), &mut overlay);
                 let clusters = state.overlay.changed_clusters(&overlay);
                 let beyond = state.overlay.differs_beyond_endpoints(&overlay);
                 if clusters.is_empty() && !beyond {

@@ -94,10 +94,11 @@ impl Lookup for HickoryLookup {
     }
 }
 
-/// A table of answers, for unit tests.
+/// A table of answers, for unit tests, counting the lookups of each name.
 #[derive(Default)]
 pub struct FakeLookup {
     pub answers: std::sync::Mutex<std::collections::BTreeMap<String, Result<Answer, LookupError>>>,
+    asked: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
 }
 
 impl FakeLookup {
@@ -107,10 +108,26 @@ impl FakeLookup {
             .unwrap_or_else(|e| e.into_inner())
             .insert(host.to_string(), answer);
     }
+
+    /// How many times `host` was looked up.
+    pub fn asked(&self, host: &str) -> usize {
+        self.asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 impl Lookup for FakeLookup {
     fn lookup<'a>(&'a self, host: &'a str) -> LookupFuture<'a> {
+        *self
+            .asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.to_string())
+            .or_default() += 1;
         let answer = self
             .answers
             .lock()

@@ -70,6 +70,11 @@ impl Names {
         self.entries.values().map(|e| e.due).min()
     }
 
+    /// When `name`'s next lookup is due (`None`: not followed).
+    pub fn due_at(&self, name: &str) -> Option<Instant> {
+        Some(self.entries.get(name)?.due)
+    }
+
     /// The last good addresses of `name`.
     pub fn addresses(&self, name: &str) -> Option<&[IpAddr]> {
         self.entries.get(name)?.addresses.as_deref()

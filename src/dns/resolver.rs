@@ -100,7 +100,7 @@ impl Dns {
             .unwrap_or_default();
         let mut missing = BTreeSet::new();
         {
-            let now = Instant::now();
+            let now = clock();
             let mut names = self.names();
             let mut wanted = names.followed();
             wanted.extend(new.iter().cloned());
@@ -177,6 +177,14 @@ impl Dns {
         now: Instant,
     ) -> Outcome {
         let outcome = names.record(name, result, now);
+        // One line per lookup: whether the schedule keeps going can be read from a log.
+        debug!(
+            name,
+            outcome = ?outcome,
+            ttl_ms = result.as_ref().ok().map(|a| millis(a.ttl)),
+            next_due_ms = names.due_at(name).map(|d| millis(d.saturating_duration_since(now))),
+            "DNS lookup done"
+        );
         let label = NameLabel {
             name: name.to_string(),
         };
@@ -236,11 +244,18 @@ impl Dns {
 
     /// Keeps the served config's names resolved until `shutdown`, publishing address changes
     /// through the controller (the endpoint fast path).
+    ///
+    /// The names followed are those of the config carried by the inputs that woke the loop,
+    /// never a read of [`Controller::config`]: the controller publishes a new config's inputs
+    /// before it records the config (see [`Controller::set_config_with`]), so a read right
+    /// after waking could still see the config before. The first config's names, read that
+    /// way as "none", were forgotten, and nothing woke the loop again: flotilla asked once
+    /// (while checking the reload) and never again.
     pub async fn run(self: Arc<Self>, controller: Arc<Controller>, shutdown: CancellationToken) {
         let mut inputs = controller.watch_inputs();
+        let mut config = served_config(&mut inputs);
         loop {
-            let config = controller.config();
-            let now = Instant::now();
+            let now = clock();
             let due = {
                 let mut names = self.names();
                 let before = names.followed();
@@ -254,14 +269,20 @@ impl Dns {
             if !due.is_empty() {
                 let results = self.resolve_all(due.into_iter().collect()).await;
                 let changed = {
-                    let now = Instant::now();
+                    let now = clock();
                     let mut names = self.names();
                     results.iter().fold(false, |changed, (name, result)| {
                         self.record(&mut names, name, result, now) == Outcome::Changed || changed
                     })
                 };
-                if changed && let Some(config) = controller.config() {
-                    controller.update_overlay(|o| self.fill(&config, o));
+                if changed {
+                    // The config the controller serves when the overlay changes, under its
+                    // lock: a reload may have published another since this loop woke.
+                    controller.update_overlay_with(|served, o| {
+                        if let Some(served) = served {
+                            self.fill(served, o);
+                        }
+                    });
                 }
                 continue;
             }
@@ -278,12 +299,32 @@ impl Dns {
                     if changed.is_err() {
                         return;
                     }
-                    inputs.borrow_and_update();
+                    config = served_config(&mut inputs);
                 }
                 () = sleep => {}
             }
         }
     }
+}
+
+/// The config in the inputs last published (marking them seen).
+fn served_config(
+    inputs: &mut tokio::sync::watch::Receiver<Option<crate::cache::Inputs>>,
+) -> Option<Arc<Config>> {
+    inputs
+        .borrow_and_update()
+        .as_ref()
+        .map(|i| i.config.clone())
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Now, on tokio's clock: the same as [`Instant::now`] when the server runs, and the paused
+/// clock in tests (so that a test can let TTLs run out without waiting for them).
+fn clock() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]
@@ -303,10 +344,101 @@ mod tests {
     }
 
     fn answer(ips: &[&str]) -> Result<Answer, LookupError> {
+        answer_for(ips, 30)
+    }
+
+    fn answer_for(ips: &[&str], ttl: u64) -> Result<Answer, LookupError> {
         Ok(Answer {
             addresses: ips.iter().map(|i| i.parse().unwrap()).collect(),
-            ttl: Duration::from_secs(30),
+            ttl: Duration::from_secs(ttl),
         })
+    }
+
+    fn resolved(controller: &Controller, cluster: &str) -> Vec<String> {
+        controller
+            .overlay()
+            .resolved
+            .get(cluster)
+            .into_iter()
+            .flatten()
+            .map(|e| e.address.to_string())
+            .collect()
+    }
+
+    /// The loop may wake between the controller publishing a config's inputs and recording
+    /// the config (another thread, in the server): it must follow the names of the inputs it
+    /// was woken by. It used to read `Controller::config` instead, saw no config, forgot the
+    /// name the reload had just looked up and waited for inputs that never came: one lookup
+    /// at start, none after (the stall of issue 25's address-change e2e).
+    #[tokio::test(start_paused = true)]
+    async fn the_first_configs_names_are_followed_whenever_the_loop_wakes() {
+        let lookup = Arc::new(FakeLookup::default());
+        lookup.set("db.internal", answer_for(&["10.0.0.1"], 1));
+        let d = Dns::new(lookup.clone(), DnsMetrics::default());
+        let controller = Controller::new(
+            Arc::new(crate::cache::SnapshotCache::new()),
+            Default::default(),
+        );
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(d.clone().run(controller.clone(), shutdown.clone()));
+        tokio::task::yield_now().await;
+
+        // What a reload does: check the config (the first lookup), then serve it.
+        let c = Arc::new(config("db.internal:5432"));
+        d.admit(&c).await.unwrap();
+        assert_eq!(lookup.asked("db.internal"), 1);
+        controller
+            .set_config_interleaved(
+                c,
+                |c, o| d.fill(c, o),
+                tokio::time::sleep(Duration::from_millis(10)),
+            )
+            .await;
+        assert_eq!(resolved(&controller, "db"), ["10.0.0.1:5432"]);
+
+        lookup.set("db.internal", answer_for(&["10.0.0.2"], 1));
+        // A 1 s TTL: asked again at 1 s and 2 s (paused time runs to each timer).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(lookup.asked("db.internal"), 3, "one lookup per TTL");
+        assert_eq!(resolved(&controller, "db"), ["10.0.0.2:5432"]);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    /// A config served while the loop sleeps until a TTL runs out: the new name is looked up
+    /// at once, and the addresses of both configs' names follow their TTLs.
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_adds_names_and_each_follows_its_ttl() {
+        let lookup = Arc::new(FakeLookup::default());
+        lookup.set("a.internal", answer_for(&["10.0.0.1"], 1));
+        lookup.set("b.internal", answer_for(&["10.0.1.1"], 5));
+        let d = Dns::new(lookup.clone(), DnsMetrics::default());
+        let controller = Controller::new(
+            Arc::new(crate::cache::SnapshotCache::new()),
+            Default::default(),
+        );
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(d.clone().run(controller.clone(), shutdown.clone()));
+        let first = Arc::new(config("a.internal:80"));
+        d.admit(&first).await.unwrap();
+        controller.set_config_with(first, |c, o| d.fill(c, o));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(lookup.asked("a.internal"), 2);
+
+        let second = Arc::new(config("a.internal:80, b.internal:80"));
+        d.admit(&second).await.unwrap();
+        controller.set_config_with(second, |c, o| d.fill(c, o));
+        lookup.set("b.internal", answer_for(&["10.0.1.2"], 5));
+        tokio::time::sleep(Duration::from_millis(5200)).await;
+        assert_eq!(lookup.asked("a.internal"), 7, "every second, up to 6.7 s");
+        assert_eq!(
+            lookup.asked("b.internal"),
+            2,
+            "at admission, then after its 5 s TTL"
+        );
+        assert_eq!(resolved(&controller, "db"), ["10.0.0.1:80", "10.0.1.2:80"]);
+        shutdown.cancel();
+        task.await.unwrap();
     }
 
     #[tokio::test]

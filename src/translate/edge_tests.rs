@@ -117,6 +117,11 @@ listeners:
         assert!(r.contains("\"no_default_search_domain\":true"), "{r}");
     }
     assert_eq!(resolver(&t, "web"), None, "an EDS cluster resolves nothing");
+    assert_eq!(
+        t.endpoints.keys().collect::<Vec<_>>(),
+        ["web"],
+        "no EDS resource for a cluster Envoy resolves (it never asks for one)"
+    );
     let listener = crate::envoy::json::message_to_json(&t.listeners["public"])
         .expect("json")
         .to_string();

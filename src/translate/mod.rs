@@ -86,6 +86,12 @@ pub fn translate(config: &Config, overlay: &Overlay, transport: Transport) -> Tr
             name.clone(),
             cluster::cluster(c, &source, &config.envoy_dns_servers),
         );
+        if matches!(c.resolve, crate::config::model::Resolve::Envoy { .. }) {
+            // Its endpoints are inline and Envoy never asks for them over EDS: an assignment
+            // it never acknowledges would keep the cluster cold to make-before-break
+            // ordering, and every listener back (`xds::ordering::clusters_warm`).
+            continue;
+        }
         let la = load_assignment(c, overlay);
         out.endpoints.insert(name.clone(), la.assignment);
         out.endpoint_addresses.insert(name.clone(), la.addresses);

@@ -144,10 +144,13 @@ pub(crate) fn inputs(t: ResourceType, ordered: bool) -> &'static [ResourceType] 
 /// known to the client and, once it asks for endpoints at all, with endpoints. A cluster the
 /// client does not subscribe to is not waited for (it subscribes once it has the route).
 /// Endpoints are not waited for before a client's first EDS request: Envoy's own start-up
-/// keeps listeners back until its first clusters are warm.
+/// keeps listeners back until its first clusters are warm. Nor for a cluster the snapshot
+/// has no endpoints for (`resolve: envoy`: STRICT_DNS or LOGICAL_DNS, its names inline):
+/// Envoy never asks for them, so waiting for them would hold every listener back for good.
 pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
     let cds = client.get(ResourceType::Cluster);
     let eds = client.get(ResourceType::Endpoint);
+    let assignments = &snapshot.get(ResourceType::Endpoint).resources;
     // A client holding exactly this snapshot's clusters and endpoints holds every cluster its
     // routes use: snapshots are consistent.
     if cds.known.is(snapshot.set(ResourceType::Cluster))
@@ -162,7 +165,9 @@ pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
         .all(|c| {
             !cds.subscribed(c)
                 || (cds.known.surely_contains(c)
-                    && (!eds.requested || eds.known.surely_contains(c)))
+                    && (!eds.requested
+                        || !assignments.contains_key(c)
+                        || eds.known.surely_contains(c)))
         })
 }
 

@@ -409,6 +409,38 @@ fn warming_order_holds_listeners_until_their_clusters_are_warm() {
     assert_eq!(names(&m.send(Listener, &s).expect("now")), ["l"]);
 }
 
+/// "Warming of Cluster is completed only when a ClusterLoadAssignment response is supplied"
+/// holds for EDS clusters only: a cluster whose names Envoy resolves (`resolve: envoy`,
+/// STRICT_DNS or LOGICAL_DNS) has its endpoints inline and is never asked for over EDS. A
+/// listener whose routes use one beside an EDS cluster is sent once the EDS cluster is warm
+/// (it was held back for good: a real Envoy got an empty LDS, issue 25).
+#[test]
+fn warming_order_does_not_wait_for_endpoints_of_a_cluster_envoy_resolves() {
+    // `b` (no route uses it yet) keeps the client from holding exactly the snapshot's
+    // endpoints, so each cluster the route uses is looked at.
+    let s = Snapshot::of([
+        vec![res("a", 1), res("b", 1), res("dns", 1)],
+        vec![res("a", 1), res("b", 1)],
+        vec![res("l", 1)],
+        vec![route("l", 1, &["a", "dns"])],
+        Vec::new(),
+    ]);
+    let mut m = Machine::new(Mode::Sotw, true);
+    m.request(Cluster, sotw(&[], ""), &s);
+    m.request(Listener, sotw(&[], ""), &s);
+    m.send(Listener, &s).expect("an (empty) first answer");
+    m.reply(Listener, None);
+    m.send(Cluster, &s).expect("clusters");
+    m.request(Endpoint, sotw(&["a"], ""), &s);
+    m.reply(Cluster, None);
+    assert!(
+        m.send(Listener, &s).is_none(),
+        "endpoints of `a` not yet warm"
+    );
+    m.settle(Endpoint, &s);
+    assert_eq!(names(&m.send(Listener, &s).expect("now")), ["l"]);
+}
+
 /// Issue 11 point 1. "Responses for Listener and Cluster resource types must include all
 /// resources requested by the client": a client that asks for listeners before clusters
 /// (proxyless gRPC: LDS, RDS, CDS, EDS) cannot warm them first, so it is not made to wait.

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::backend::Backend;
 use crate::support::dns::Dnsmasq;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
@@ -104,4 +105,128 @@ listeners:
         "no request to a server without the name"
     );
     drop(a);
+}
+
+/// A listener whose routes use an EDS cluster and a cluster Envoy resolves, side by side (as
+/// examples/edge.yaml's partner host does). Envoy never asks for the second's endpoints over
+/// EDS: flotilla made an assignment for it anyway and waited for Envoy to acknowledge it
+/// before sending the listener (make-before-break), so Envoy got an empty LDS and never
+/// listened (issue 25).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_using_an_eds_cluster_and_one_envoy_resolves_reaches_envoy() {
+    let local = Backend::start("local").await;
+    let named = Backend::start("named").await;
+    let dns = Dnsmasq::start("127.0.0.1 backend.test\n").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("config")).expect("config dir");
+    let listen = free_addr();
+    let path = dir.path().join("config/flotilla.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1
+clusters:
+  local: {{ endpoints: [{local}] }}
+  named: {{ endpoints: [backend.test:{port}], resolve: envoy }}
+listeners:
+  public:
+    address: {listen}
+    routes:
+      - {{ match: {{ prefix: /named }}, to: named }}
+      - {{ to: local }}
+",
+            local = local.address(),
+            port = named.addr.port(),
+        ),
+    )
+    .expect("write config");
+    let server = dns.addr.to_string();
+    let f = Flotilla::start_with(dir, path, &["--dns-server", &server]).await;
+    f.wait_ready().await;
+    let envoy = Envoy::start(&f, "edge-1", "edge", Xds::Sotw).await;
+    envoy.wait_listener(listen).await;
+    let http = client::http();
+    for (path, backend) in [("/named", "named"), ("/", "local")] {
+        let url = format!("http://{listen}{path}");
+        wait::until(
+            &format!("{path} served by {backend}"),
+            Duration::from_secs(10),
+            || async {
+                let r = client::get_with(&http, &url, &[]).await.ok()?;
+                (r.status == 200 && r.backend == backend).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// `logical: true`: a LOGICAL_DNS cluster. Envoy resolves the name itself and uses the latest
+/// address for each new upstream connection (existing ones stay where they are): after the
+/// answer changes and the old backend's connections are gone, traffic reaches the new address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logical_dns_cluster_sends_new_connections_to_the_names_new_address() {
+    let mut a = Backend::start("a").await;
+    let port = a.addr.port();
+    let b = Backend::start_at("b", format!("127.0.0.2:{port}").parse().expect("addr")).await;
+    let dns = Dnsmasq::start("127.0.0.1 backend.test\n").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("config")).expect("config dir");
+    let listen = free_addr();
+    let path = dir.path().join("config/flotilla.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1
+clusters:
+  web: {{ endpoints: [backend.test:{port}], resolve: envoy, logical: true }}
+listeners:
+  public:
+    address: {listen}
+    routes: [ {{ to: web }} ]
+"
+        ),
+    )
+    .expect("write config");
+    let server = dns.addr.to_string();
+    let f = Flotilla::start_with(dir, path, &["--dns-server", &server]).await;
+    f.wait_ready().await;
+    let envoy = Envoy::start(&f, "edge-1", "edge", Xds::Sotw).await;
+    envoy.wait_listener(listen).await;
+    let dump = envoy.config_dump().await.to_string();
+    assert!(dump.contains("LOGICAL_DNS"), "{dump}");
+
+    let http = client::http();
+    let url = format!("http://{listen}/");
+    let backend = || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = client::get_with(&http, &url, &[]).await.ok()?;
+            (r.status == 200).then_some(r.backend)
+        }
+    };
+    wait::until(
+        "traffic to a (backend.test is 127.0.0.1)",
+        Duration::from_secs(20),
+        || async { (backend().await? == "a").then_some(()) },
+    )
+    .await;
+
+    dns.set_hosts("127.0.0.2 backend.test\n");
+    dns.wait_answer("backend.test", "127.0.0.2".parse().expect("ip"))
+        .await;
+    let changed = Instant::now();
+    // Envoy's pooled connections to a go with it: every request from now on needs a new
+    // upstream connection, which goes to the address Envoy resolved last.
+    a.kill();
+    let within = ENVOY_REFRESH + dns.ttl + Duration::from_secs(10);
+    wait::until("traffic to b (127.0.0.2)", within, || async {
+        (backend().await? == "b").then_some(())
+    })
+    .await;
+    eprintln!("traffic moved {:?} after the DNS change", changed.elapsed());
+    assert!(b.hits() > 0);
+    wait::holds_for("traffic stays on b", Duration::from_secs(2), || async {
+        backend().await.as_deref() == Some("b")
+    })
+    .await;
 }

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::backend::Backend;
+use crate::support::dns::Dnsmasq;
 use crate::support::envoy::{Envoy, Xds};
 use crate::support::flotilla::Flotilla;
 use crate::support::tcp::{TcpEcho, backend_of, exchange};
@@ -102,9 +103,23 @@ async fn edge_example_serves_hosts_redirects_limits_and_websockets() {
     let log_dir = format!("{}/", logs.path().display());
     // The example's JWKS stays in examples/, outside the test's config directory.
     let examples = repo_root().join("examples").display().to_string();
+    // The partner host's names, which Envoy resolves itself (its cluster and the JWKS
+    // cluster), answered on loopback: Envoy keeps every listener back until such a cluster's
+    // first lookup ends, and a name the test machine cannot look up at all would hold the
+    // whole example for the 15 s of Envoy's initial fetch timeout.
+    let dns =
+        Dnsmasq::start("127.0.0.1 api.partner.example\n127.0.0.1 login.partner.example\n").await;
+    let dns_server = dns.addr.to_string();
     let flotilla = Flotilla::start_args(
         &yaml,
-        &["--access-log-dir", &log_dir, "--secrets-dir", &examples],
+        &[
+            "--access-log-dir",
+            &log_dir,
+            "--secrets-dir",
+            &examples,
+            "--dns-server",
+            &dns_server,
+        ],
     )
     .await;
     let envoy = Envoy::start(&flotilla, "edge-1", "edge", Xds::Sotw).await;
@@ -132,6 +147,16 @@ async fn edge_example_serves_hosts_redirects_limits_and_websockets() {
         },
     )
     .await;
+
+    // The partner host checks tokens before anything else: none is a 401.
+    let r = edge
+        .get("partner.example.com", "/partner.v1.Orders/List")
+        .await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        header(&r, "www-authenticate").starts_with("Bearer"),
+        "{r:?}"
+    );
 
     // Bare domains redirect to www over https, keeping path and query.
     let r = edge.get("example.com", "/pricing?plan=pro").await;

@@ -166,7 +166,7 @@ fn a_remote_jwks_takes_its_ca_and_cache_duration() {
         l.jwks_clusters()
             .next()
             .unwrap()
-            .starts_with("jwks:jwks.test:8443:ca:")
+            .starts_with("jwks:jwks.test:8443:ca-")
     );
 
     for (auth, wanted) in [

@@ -52,12 +52,62 @@ pub struct RemoteJwks {
 
 impl RemoteJwks {
     /// The name of the cluster flotilla makes for Envoy to fetch the keys through: one per
-    /// server and trusted CA (two providers of one server share it).
+    /// server and trusted CA (two providers of one server share it). A `jwks_ca` file is
+    /// named by a short digest of its Secret name, not the name itself: that is the file's
+    /// absolute path, which would land in every Envoy stat of the cluster. The digest is of
+    /// the name, not the content, so that rotating the CA's certificates does not re-create
+    /// the cluster.
     pub fn cluster_name(&self) -> String {
         match &self.ca {
             super::TrustedCa::System => format!("jwks:{}:{}", self.host, self.port),
-            super::TrustedCa::Secret(ca) => format!("jwks:{}:{}:{ca}", self.host, self.port),
+            super::TrustedCa::Secret(ca) => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(ca.as_bytes());
+                let short = hex::encode(&digest[..4]);
+                format!("jwks:{}:{}:ca-{short}", self.host, self.port)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::TrustedCa;
+
+    fn remote(ca: TrustedCa) -> RemoteJwks {
+        RemoteJwks {
+            url: "https://login.example.com:8443/keys".into(),
+            host: "login.example.com".into(),
+            port: 8443,
+            ca,
+            cache: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn a_jwks_cluster_is_named_by_host_port_and_a_short_stable_digest_of_its_ca() {
+        let secret = |path: &str| TrustedCa::Secret(format!("ca:{path}"));
+        assert_eq!(
+            remote(TrustedCa::System).cluster_name(),
+            "jwks:login.example.com:8443"
+        );
+        let name = remote(secret("/etc/flotilla/certs/idp-ca.pem")).cluster_name();
+        let (prefix, digest) = name.rsplit_once(":ca-").expect(&name);
+        assert_eq!(prefix, "jwks:login.example.com:8443");
+        assert_eq!(digest.len(), 8, "{name}");
+        assert!(digest.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+        assert!(!name.contains('/'), "no path in the name: {name}");
+        assert_eq!(
+            name,
+            remote(secret("/etc/flotilla/certs/idp-ca.pem")).cluster_name(),
+            "stable"
+        );
+        assert_ne!(
+            name,
+            remote(secret("/etc/flotilla/certs/other-ca.pem")).cluster_name(),
+            "another CA, another cluster"
+        );
     }
 }
 
