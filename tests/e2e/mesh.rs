@@ -222,6 +222,53 @@ async fn three_services_call_each_other_over_mtls_with_rules() {
     .await;
     assert!(m.payments.hits() > 0);
 
+    // The mesh graph: each call is an edge with its caller's request rate and success rate
+    // (its sidecar's stats on its cluster of that call) and the calls from it the callee's
+    // sidecars denied (their per-caller shadow rules).
+    let load = Load::start(o2p.clone());
+    let graph = wait::until(
+        "rates and denied calls on the edges of /api/v1/mesh/graph",
+        Duration::from_secs(30),
+        || async {
+            let g = m.f.json("/api/v1/mesh/graph").await;
+            let edge = |from: &str, to: &str| {
+                g["edges"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["from"] == from && e["to"] == to)
+                    .cloned()
+            };
+            let (o2p, f2p) = (edge("orders", "payments")?, edge("frontend", "payments")?);
+            (o2p["rps"].as_f64()? > 0.0
+                && o2p["success_rate"].as_f64()? == 1.0
+                && o2p["denied"].as_u64()? >= 1
+                && f2p["denied"].as_u64()? >= 1)
+                .then_some(g)
+        },
+    )
+    .await;
+    let (sent, failed, last) = load.stop().await;
+    assert!(sent > 0 && failed == 0, "{failed} of {sent} failed: {last}");
+    let f2o = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["from"] == "frontend" && e["to"] == "orders")
+        .unwrap();
+    assert_eq!(f2o["denied"], 0, "{graph}");
+    assert_eq!(f2o["via"], "port", "{graph}");
+    // The traffic view holds the call clusters by their names (Envoy's stats spell them
+    // with `_` for `:`).
+    let traffic = m.f.json("/api/v1/traffic").await;
+    assert!(
+        traffic["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "mesh-call:orders:payments"),
+        "{traffic}"
+    );
+
     // Plaintext to an inbound port is refused (no TLS, no request reaches the app).
     let hits = m.payments.hits();
     let plain = http
