@@ -748,6 +748,37 @@ async fn the_dashboard_shows_the_mesh() {
         ))
         .await;
     assert!(frontend.to_string().contains("caller only"), "{frontend}");
+
+    // The service graph: services as boxes, calls as arrows with their rates and the calls
+    // the callee denied to that caller.
+    let load = Load::start(format!("http://{}/charge", m.ports.orders_to_payments));
+    let edge = |from: &str, to: &str| {
+        js_string(&format!(
+            "#mesh-graph g.edge[data-from=\"{from}\"][data-to=\"{to}\"]"
+        ))
+    };
+    let (o2p, f2p, f2o) = (
+        edge("orders", "payments"),
+        edge("frontend", "payments"),
+        edge("frontend", "orders"),
+    );
+    b.wait_for(
+        "the service graph with orders → payments busy and frontend → payments denied",
+        Duration::from_secs(40),
+        &format!(
+            "const o = document.querySelector({o2p}), f = document.querySelector({f2p}); \
+             return !document.querySelector('#mesh-graph-panel').hidden \
+               && document.querySelectorAll('#mesh-graph g.gnode').length === 3 \
+               && !!document.querySelector({f2o}) \
+               && !!o && Number(o.dataset.rps) > 0 && Number(o.dataset.success) === 1 \
+               && o.textContent.includes('req/s') && o.classList.contains('edge-ok') \
+               && !!f && Number(f.dataset.denied) >= 3 && f.textContent.includes('denied') \
+               && f.classList.contains('edge-bad');"
+        ),
+    )
+    .await;
+    let (sent, failed, last) = load.stop().await;
+    assert!(sent > 0 && failed == 0, "{failed} of {sent} failed: {last}");
     b.screenshot(&crate::support::browser::artifacts_dir().join("dashboard-mesh.png"))
         .await;
 }
