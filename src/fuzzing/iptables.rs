@@ -100,8 +100,8 @@ mod tests {
     /// The corpus starts from these seeds (`fuzz/corpus/sidecar_iptables/seed-*`).
     #[test]
     fn the_seeds_are_in_the_corpus_and_run_clean() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/corpus/sidecar_iptables");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sidecar_iptables");
         for (i, seed) in seeds().iter().enumerate() {
             let file = dir.join(format!("seed-{i:03}"));
             assert_eq!(
@@ -115,5 +115,23 @@ mod tests {
         // Short inputs and bytes that are not UTF-8 are not flags.
         sidecar_iptables(b"\0\0");
         sidecar_iptables(b"\0\0\0\0\0\x01\0\x02\xff");
+    }
+
+    proptest::proptest! {
+        /// The invariants on stable, over lists an operator might type: numbers (some out of
+        /// range), names, spaces and stray commas.
+        #[test]
+        fn any_list_of_ports_keeps_the_invariants(
+            uid in proptest::prelude::any::<u32>(),
+            outbound in 1u16..,
+            inbound in 1u16..,
+            parts in proptest::collection::vec("( ?[0-9]{1,6} ?|[a-z]{1,4}|)", 0..80),
+        ) {
+            let mut input = uid.to_be_bytes().to_vec();
+            input.extend_from_slice(&outbound.to_be_bytes());
+            input.extend_from_slice(&inbound.to_be_bytes());
+            input.extend_from_slice(parts.join(",").as_bytes());
+            sidecar_iptables(&input);
+        }
     }
 }
