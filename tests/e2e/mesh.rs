@@ -867,4 +867,40 @@ mesh:
         },
     )
     .await;
+    // Counted per caller too (the shadow rules of `other`), and so on the graph's edge.
+    assert!(
+        server
+            .stat("mesh_inbound_db.rbac.mesh_from_other.shadow_denied")
+            .await
+            .unwrap_or(0)
+            >= 1
+    );
+    assert_eq!(
+        server
+            .stat("mesh_inbound_db.rbac.mesh_from_app.shadow_denied")
+            .await
+            .unwrap_or(0),
+        0
+    );
+    let g = wait::until(
+        "the denied connection on the other → db edge",
+        Duration::from_secs(30),
+        || async {
+            let g = f.json("/api/v1/mesh/graph").await;
+            let denied = g["edges"]
+                .as_array()?
+                .iter()
+                .find(|e| e["from"] == "other" && e["to"] == "db")?["denied"]
+                .as_u64()?;
+            (denied >= 1).then_some(g)
+        },
+    )
+    .await;
+    let app_edge = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["from"] == "app" && e["to"] == "db")
+        .unwrap();
+    assert_eq!(app_edge["denied"], 0, "{g}");
 }
