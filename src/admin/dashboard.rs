@@ -3,7 +3,7 @@
 //! The page is plain HTML, CSS and JavaScript with hand-written SVG charts, so it needs no
 //! build step, no framework and no network beyond flotilla itself: it works on an air-gapped
 //! admin network and can never drift from the binary that serves its data. It polls the JSON
-//! API (`/api/v1/state`, `/nodes`, `/traffic`, `/events`) and keeps its chart history in the
+//! API (`/api/v1/state`, `/nodes`, `/traffic`, `/events`, `/mesh`, `/mesh/graph`) and keeps its chart history in the
 //! browser.
 //!
 //! The routes take no state, so tests can serve the same page in front of fixture data.
@@ -17,6 +17,8 @@ use axum::routing::get;
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
 const STYLE_CSS: &str = include_str!("dashboard/style.css");
+/// The mesh's service graph, drawn from `/api/v1/mesh/graph` (its own poll).
+const MESH_GRAPH_JS: &str = include_str!("dashboard/mesh_graph.js");
 
 /// Only flotilla's own origin, no inline script or style: the page cannot load anything from a
 /// CDN by accident, and a value shown on it (an error message, a NACK) cannot become markup
@@ -36,6 +38,7 @@ pub fn asset_named(name: &str) -> Option<(&'static str, &'static str)> {
     match name {
         "app.js" => Some(("text/javascript; charset=utf-8", APP_JS)),
         "style.css" => Some(("text/css; charset=utf-8", STYLE_CSS)),
+        "mesh_graph.js" => Some(("text/javascript; charset=utf-8", MESH_GRAPH_JS)),
         _ => None,
     }
 }
@@ -87,6 +90,7 @@ mod tests {
             ("index.html", INDEX_HTML),
             ("app.js", APP_JS),
             ("style.css", STYLE_CSS),
+            ("mesh_graph.js", MESH_GRAPH_JS),
         ] {
             for needle in ["http://", "https://", "//cdn", "@import"] {
                 // The SVG namespace is an identifier, not something fetched.
@@ -105,6 +109,8 @@ mod tests {
         assert!(INDEX_HTML.contains("href=\"/assets/style.css\""));
         assert!(asset_named("app.js").is_some());
         assert!(asset_named("style.css").is_some());
+        assert!(INDEX_HTML.contains("src=\"/assets/mesh_graph.js\""));
+        assert!(asset_named("mesh_graph.js").is_some());
         assert!(asset_named("../Cargo.toml").is_none());
     }
 }

@@ -11,6 +11,7 @@ mod config;
 mod dns;
 mod etcd;
 mod gitops;
+mod iptables;
 mod jwks;
 mod seeds;
 mod state;
@@ -22,6 +23,7 @@ pub use config::config_files;
 pub use dns::dns_answer;
 pub use etcd::etcd_value;
 pub use gitops::{diff_input, history_file, revision_source};
+pub use iptables::sidecar_iptables;
 pub use jwks::jwks;
 pub use seeds::seeds;
 pub use state::state_file;
@@ -31,7 +33,7 @@ pub use traffic::{load_report, stats_flush};
 pub type Entry = fn(&[u8]);
 
 /// Targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, Entry); 12] = [
+pub const TARGETS: [(&str, Entry); 13] = [
     ("config", config_files),
     ("xds_request", xds_stream),
     ("stats_sink", stats_flush),
@@ -44,4 +46,5 @@ pub const TARGETS: [(&str, Entry); 12] = [
     ("etcd_value", etcd_value),
     ("dns_answer", dns_answer),
     ("revision_source", revision_source),
+    ("sidecar_iptables", sidecar_iptables),
 ];

@@ -31,6 +31,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "diff_input" => vec![served()],
         "etcd_value" => super::etcd::seeds(),
         "dns_answer" => super::dns::seeds(),
+        "sidecar_iptables" => super::iptables::seeds(),
         _ => Vec::new(),
     }
 }

@@ -238,7 +238,7 @@ impl TrafficAggregate {
     }
 
     /// Takes one cluster's numbers from a stats stream; Err: the stream must be cut off.
-    pub fn cluster_report(&self, id: ReporterId, report: ClusterReport) -> Result<(), CutOff> {
+    pub fn cluster_report(&self, id: ReporterId, mut report: ClusterReport) -> Result<(), CutOff> {
         let second = now_second();
         let now = Instant::now();
         let metrics = &self.metrics;
@@ -247,10 +247,12 @@ impl TrafficAggregate {
         let Some(reporter) = inner.reporters.get_mut(&id) else {
             return Ok(());
         };
-        if let Some(known) = reporter.known.as_mut()
-            && !known.current(&self.known).cluster(&report.cluster)
-        {
-            return unknown(&mut reporter.unknown, report.cluster, &self.limits);
+        if let Some(known) = reporter.known.as_mut() {
+            match known.current(&self.known).cluster(&report.cluster) {
+                None => return unknown(&mut reporter.unknown, report.cluster, &self.limits),
+                Some(name) if name != report.cluster => report.cluster = name.to_string(),
+                Some(_) => {}
+            }
         }
         let new_here = !reporter.gauges.contains_key(&report.cluster);
         if new_here && reporter.gauges.len() >= self.limits.clusters_per_reporter {

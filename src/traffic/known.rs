@@ -4,6 +4,12 @@
 //!
 //! Each reporting stream follows its fleet's snapshot channel; the names of a snapshot are
 //! worked out once and shared by every stream holding it.
+//!
+//! Envoy's stats do not carry a cluster's name as sent: stat names are sanitized (every `:`
+//! becomes `_`, Envoy's `Stats::Utility::sanitizeStatsName`), so the mesh's
+//! `mesh-call:orders:payments` is reported as `mesh-call_orders_payments`. Each snapshot's
+//! names therefore also map the stat form of a name back to the name (load reports carry the
+//! name itself).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -17,6 +23,10 @@ use crate::translate::Transport;
 #[derive(Debug, Default)]
 pub(super) struct Names {
     clusters: HashSet<String>,
+    /// The stat form of each cluster name that sanitizing changes, and the name (None when
+    /// two names, or a name and another's stat form, read the same in stats: ambiguous
+    /// reports are dropped rather than credited to the wrong cluster).
+    stat_names: HashMap<String, Option<String>>,
     /// Per cluster, its endpoints as `ip:port`.
     endpoints: HashMap<String, HashSet<String>>,
 }
@@ -40,13 +50,19 @@ impl Names {
             })
             .collect();
         Names {
+            stat_names: stat_names(&clusters),
             clusters,
             endpoints,
         }
     }
 
-    pub(super) fn cluster(&self, cluster: &str) -> bool {
-        self.clusters.contains(cluster)
+    /// The cluster a stats report on `reported` is about: the name itself, or the name whose
+    /// stat form it is; None for a name flotilla never sent (or an ambiguous stat form).
+    pub(super) fn cluster(&self, reported: &str) -> Option<&str> {
+        if let Some(name) = self.clusters.get(reported) {
+            return Some(name);
+        }
+        self.stat_names.get(reported)?.as_deref()
     }
 
     pub(super) fn endpoint(&self, cluster: &str, endpoint: &str) -> bool {
@@ -54,6 +70,32 @@ impl Names {
             .get(cluster)
             .is_some_and(|e| e.contains(endpoint))
     }
+}
+
+/// How Envoy writes `name` in a stat name (`Stats::Utility::sanitizeStatsName`): `://`, `:/`
+/// and `:` become `_`, as does NUL; a leading or trailing `.` is dropped.
+pub(super) fn stat_name(name: &str) -> String {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let name = name.strip_prefix('.').unwrap_or(name);
+    name.replace("://", "_")
+        .replace(":/", "_")
+        .replace([':', '\0'], "_")
+}
+
+fn stat_names(clusters: &HashSet<String>) -> HashMap<String, Option<String>> {
+    let mut out: HashMap<String, Option<String>> = HashMap::new();
+    for name in clusters {
+        let stat = stat_name(name);
+        if stat == *name {
+            continue;
+        }
+        out.entry(stat)
+            .and_modify(|n| *n = None)
+            .or_insert_with(|| Some(name.clone()));
+    }
+    // A stat form that is also a real name is that name's (and so ambiguous for the other).
+    out.retain(|stat, _| !clusters.contains(stat));
+    out
 }
 
 /// Where reporting streams learn their fleet's names. Until it follows a cache (unit tests of
@@ -108,5 +150,54 @@ impl Known {
             self.names = registry.names(&snapshot);
         }
         &self.names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(clusters: &[&str]) -> Names {
+        let clusters: HashSet<String> = clusters.iter().map(|c| c.to_string()).collect();
+        Names {
+            stat_names: stat_names(&clusters),
+            clusters,
+            endpoints: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_stat_name_is_the_name_envoy_sanitized() {
+        assert_eq!(
+            stat_name("mesh-call:orders:payments"),
+            "mesh-call_orders_payments"
+        );
+        assert_eq!(stat_name("web"), "web");
+        assert_eq!(stat_name("a://b:/c:d."), "a_b_c_d");
+    }
+
+    #[test]
+    fn a_report_on_a_stat_name_is_about_the_cluster_it_names() {
+        let n = names(&["web", "mesh-call:orders:payments", "mesh-local:orders"]);
+        assert_eq!(n.cluster("web"), Some("web"));
+        assert_eq!(
+            n.cluster("mesh-call_orders_payments"),
+            Some("mesh-call:orders:payments")
+        );
+        assert_eq!(
+            n.cluster("mesh-call:orders:payments"),
+            Some("mesh-call:orders:payments")
+        );
+        assert_eq!(n.cluster("mesh-call_orders_ledger"), None);
+        assert_eq!(n.cluster("other"), None);
+    }
+
+    #[test]
+    fn an_ambiguous_stat_name_is_nobodys() {
+        // `a_b` calling `c` and `a` calling `b_c` read the same in Envoy's stats.
+        let n = names(&["mesh-call:a_b:c", "mesh-call:a:b_c", "x:y", "x_y"]);
+        assert_eq!(n.cluster("mesh-call_a_b_c"), None);
+        // A real name is always itself.
+        assert_eq!(n.cluster("x_y"), Some("x_y"));
     }
 }

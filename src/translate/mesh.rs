@@ -45,6 +45,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
 };
 use envoy_types::pb::google::protobuf::BoolValue;
 
+use super::mesh_edges::caller_stat_prefix;
 use super::{Translation, any, duration, u32_value};
 use crate::config::Config;
 use crate::config::model::{self, Mesh, MeshDefault, MeshOutbound, MeshProtocol, service_cluster};
@@ -416,6 +417,8 @@ fn inbound(
         ..Default::default()
     };
     let rules = rbac_rules(mesh, td, service, protocol);
+    // Before the enforcing filter, so that they see the calls it refuses.
+    let shadows = super::mesh_edges::denied_from(mesh, td, service, protocol);
     let prefix = inbound_stat_prefix(service);
     let filters = if protocol.is_http() {
         let hcm = HttpConnectionManager {
@@ -434,34 +437,61 @@ fn inbound(
             route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
                 route_config(name, &local_cluster(service), false),
             )),
-            http_filters: vec![
-                http_filter_of(
-                    HTTP_RBAC_FILTER,
-                    any(&HttpRbac {
-                        rules: Some(rules),
-                        ..Default::default()
-                    }),
-                ),
-                http_filter_of(ROUTER_FILTER, any(&Router::default())),
-            ],
+            http_filters: shadows
+                .into_iter()
+                .map(|(caller, shadow)| {
+                    http_filter_of(
+                        HTTP_RBAC_FILTER,
+                        any(&HttpRbac {
+                            shadow_rules: Some(shadow),
+                            shadow_rules_stat_prefix: caller_stat_prefix(&caller),
+                            ..Default::default()
+                        }),
+                    )
+                })
+                .chain([
+                    http_filter_of(
+                        HTTP_RBAC_FILTER,
+                        any(&HttpRbac {
+                            rules: Some(rules),
+                            ..Default::default()
+                        }),
+                    ),
+                    http_filter_of(ROUTER_FILTER, any(&Router::default())),
+                ])
+                .collect(),
             ..Default::default()
         };
         vec![network_filter(HCM_FILTER, any(&hcm))]
     } else {
-        vec![
-            network_filter(
-                NETWORK_RBAC_FILTER,
-                any(&NetworkRbac {
-                    rules: Some(rules),
-                    stat_prefix: format!("{prefix}."),
-                    ..Default::default()
-                }),
-            ),
-            network_filter(
-                TCP_PROXY_FILTER,
-                any(&tcp_proxy(&prefix, &local_cluster(service))),
-            ),
-        ]
+        shadows
+            .into_iter()
+            .map(|(caller, shadow)| {
+                network_filter(
+                    NETWORK_RBAC_FILTER,
+                    any(&NetworkRbac {
+                        shadow_rules: Some(shadow),
+                        shadow_rules_stat_prefix: caller_stat_prefix(&caller),
+                        stat_prefix: format!("{prefix}."),
+                        ..Default::default()
+                    }),
+                )
+            })
+            .chain([
+                network_filter(
+                    NETWORK_RBAC_FILTER,
+                    any(&NetworkRbac {
+                        rules: Some(rules),
+                        stat_prefix: format!("{prefix}."),
+                        ..Default::default()
+                    }),
+                ),
+                network_filter(
+                    TCP_PROXY_FILTER,
+                    any(&tcp_proxy(&prefix, &local_cluster(service))),
+                ),
+            ])
+            .collect()
     };
     Listener {
         name: name.to_string(),
@@ -497,39 +527,11 @@ fn rbac_rules(mesh: &Mesh, td: &str, service: &str, protocol: MeshProtocol) -> R
         .enumerate()
         .filter(|(_, r)| r.to == service)
     {
-        let caller = Principal {
-            identifier: Some(principal::Identifier::Authenticated(
-                principal::Authenticated {
-                    principal_name: Some(StringMatcher {
-                        match_pattern: Some(string_matcher::MatchPattern::Exact(service_id(
-                            td, &rule.from,
-                        ))),
-                        ..Default::default()
-                    }),
-                },
-            )),
-        };
-        let mut and = Vec::new();
-        if protocol.is_http() && !rule.methods.is_empty() {
-            and.push(or_permissions(
-                rule.methods.iter().map(|m| method(m)).collect(),
-            ));
-        }
-        if protocol.is_http() && !rule.paths.is_empty() {
-            and.push(or_permissions(rule.paths.iter().map(|p| path(p)).collect()));
-        }
-        let permission = match and.len() {
-            0 => any_permission(),
-            1 => and.remove(0),
-            _ => Permission {
-                rule: Some(permission::Rule::AndRules(permission::Set { rules: and })),
-            },
-        };
         policies.insert(
             format!("allow-{i}-from-{}", rule.from),
             Policy {
-                permissions: vec![permission],
-                principals: vec![caller],
+                permissions: vec![rule_permission(rule, protocol)],
+                principals: vec![caller_principal(td, &rule.from)],
                 ..Default::default()
             },
         );
@@ -541,13 +543,47 @@ fn rbac_rules(mesh: &Mesh, td: &str, service: &str, protocol: MeshProtocol) -> R
     }
 }
 
-fn any_permission() -> Permission {
+/// The calling workload `from`, by the SPIFFE ID in its verified certificate.
+pub(super) fn caller_principal(td: &str, from: &str) -> Principal {
+    Principal {
+        identifier: Some(principal::Identifier::Authenticated(
+            principal::Authenticated {
+                principal_name: Some(StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::Exact(service_id(td, from))),
+                    ..Default::default()
+                }),
+            },
+        )),
+    }
+}
+
+/// What a rule allows: its methods and paths (HTTP only), or anything.
+pub(super) fn rule_permission(rule: &model::AllowRule, protocol: MeshProtocol) -> Permission {
+    let mut and = Vec::new();
+    if protocol.is_http() && !rule.methods.is_empty() {
+        and.push(or_permissions(
+            rule.methods.iter().map(|m| method(m)).collect(),
+        ));
+    }
+    if protocol.is_http() && !rule.paths.is_empty() {
+        and.push(or_permissions(rule.paths.iter().map(|p| path(p)).collect()));
+    }
+    match and.len() {
+        0 => any_permission(),
+        1 => and.remove(0),
+        _ => Permission {
+            rule: Some(permission::Rule::AndRules(permission::Set { rules: and })),
+        },
+    }
+}
+
+pub(super) fn any_permission() -> Permission {
     Permission {
         rule: Some(permission::Rule::Any(true)),
     }
 }
 
-fn or_permissions(rules: Vec<Permission>) -> Permission {
+pub(super) fn or_permissions(rules: Vec<Permission>) -> Permission {
     Permission {
         rule: Some(permission::Rule::OrRules(permission::Set { rules })),
     }

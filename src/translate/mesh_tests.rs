@@ -149,12 +149,25 @@ fn the_rules_become_rbac_policies_on_the_callers_spiffe_id() {
         }
         _ => panic!("typed config"),
     };
-    let rbac = match &hcm.http_filters[0].config_type {
-        Some(envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType::TypedConfig(a)) => {
-            HttpRbac::decode(a.value.as_slice()).unwrap()
-        }
-        _ => panic!("rbac filter"),
-    };
+    let rbacs: Vec<HttpRbac> = hcm.http_filters[..hcm.http_filters.len() - 1]
+        .iter()
+        .map(|f| match &f.config_type {
+            Some(envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType::TypedConfig(a)) => {
+                HttpRbac::decode(a.value.as_slice()).unwrap()
+            }
+            _ => panic!("rbac filter"),
+        })
+        .collect();
+    // First one filter per declared caller that only counts (shadow rules) the calls from it
+    // that are denied, then the one that enforces.
+    assert_eq!(rbacs.len(), 2);
+    assert!(rbacs[0].rules.is_none());
+    assert_eq!(
+        rbacs[0].shadow_rules_stat_prefix,
+        crate::translate::mesh_edges::caller_stat_prefix("orders")
+    );
+    let rbac = rbacs[1].clone();
+    assert!(rbac.shadow_rules.is_none());
     let rules = rbac.rules.unwrap();
     assert_eq!(rules.policies.len(), 1);
     let text = format!("{:?}", rules.policies.values().next().unwrap());

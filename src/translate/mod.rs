@@ -13,6 +13,7 @@ mod fault;
 mod fleet;
 mod listener;
 pub mod mesh;
+pub mod mesh_edges;
 mod route;
 pub mod sources;
 mod tcp;

@@ -222,6 +222,53 @@ async fn three_services_call_each_other_over_mtls_with_rules() {
     .await;
     assert!(m.payments.hits() > 0);
 
+    // The mesh graph: each call is an edge with its caller's request rate and success rate
+    // (its sidecar's stats on its cluster of that call) and the calls from it the callee's
+    // sidecars denied (their per-caller shadow rules).
+    let load = Load::start(o2p.clone());
+    let graph = wait::until(
+        "rates and denied calls on the edges of /api/v1/mesh/graph",
+        Duration::from_secs(30),
+        || async {
+            let g = m.f.json("/api/v1/mesh/graph").await;
+            let edge = |from: &str, to: &str| {
+                g["edges"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["from"] == from && e["to"] == to)
+                    .cloned()
+            };
+            let (o2p, f2p) = (edge("orders", "payments")?, edge("frontend", "payments")?);
+            (o2p["rps"].as_f64()? > 0.0
+                && o2p["success_rate"].as_f64()? == 1.0
+                && o2p["denied"].as_u64()? >= 1
+                && f2p["denied"].as_u64()? >= 1)
+                .then_some(g)
+        },
+    )
+    .await;
+    let (sent, failed, last) = load.stop().await;
+    assert!(sent > 0 && failed == 0, "{failed} of {sent} failed: {last}");
+    let f2o = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["from"] == "frontend" && e["to"] == "orders")
+        .unwrap();
+    assert_eq!(f2o["denied"], 0, "{graph}");
+    assert_eq!(f2o["via"], "port", "{graph}");
+    // The traffic view holds the call clusters by their names (Envoy's stats spell them
+    // with `_` for `:`).
+    let traffic = m.f.json("/api/v1/traffic").await;
+    assert!(
+        traffic["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "mesh-call:orders:payments"),
+        "{traffic}"
+    );
+
     // Plaintext to an inbound port is refused (no TLS, no request reaches the app).
     let hits = m.payments.hits();
     let plain = http
@@ -701,6 +748,37 @@ async fn the_dashboard_shows_the_mesh() {
         ))
         .await;
     assert!(frontend.to_string().contains("caller only"), "{frontend}");
+
+    // The service graph: services as boxes, calls as arrows with their rates and the calls
+    // the callee denied to that caller.
+    let load = Load::start(format!("http://{}/charge", m.ports.orders_to_payments));
+    let edge = |from: &str, to: &str| {
+        js_string(&format!(
+            "#mesh-graph g.edge[data-from=\"{from}\"][data-to=\"{to}\"]"
+        ))
+    };
+    let (o2p, f2p, f2o) = (
+        edge("orders", "payments"),
+        edge("frontend", "payments"),
+        edge("frontend", "orders"),
+    );
+    b.wait_for(
+        "the service graph with orders → payments busy and frontend → payments denied",
+        Duration::from_secs(40),
+        &format!(
+            "const o = document.querySelector({o2p}), f = document.querySelector({f2p}); \
+             return !document.querySelector('#mesh-graph-panel').hidden \
+               && document.querySelectorAll('#mesh-graph g.gnode').length === 3 \
+               && !!document.querySelector({f2o}) \
+               && !!o && Number(o.dataset.rps) > 0 && Number(o.dataset.success) === 1 \
+               && o.textContent.includes('req/s') && o.classList.contains('edge-ok') \
+               && !!f && Number(f.dataset.denied) >= 3 && f.textContent.includes('denied') \
+               && f.classList.contains('edge-bad');"
+        ),
+    )
+    .await;
+    let (sent, failed, last) = load.stop().await;
+    assert!(sent > 0 && failed == 0, "{failed} of {sent} failed: {last}");
     b.screenshot(&crate::support::browser::artifacts_dir().join("dashboard-mesh.png"))
         .await;
 }
@@ -789,4 +867,40 @@ mesh:
         },
     )
     .await;
+    // Counted per caller too (the shadow rules of `other`), and so on the graph's edge.
+    assert!(
+        server
+            .stat("mesh_inbound_db.rbac.mesh_from_other.shadow_denied")
+            .await
+            .unwrap_or(0)
+            >= 1
+    );
+    assert_eq!(
+        server
+            .stat("mesh_inbound_db.rbac.mesh_from_app.shadow_denied")
+            .await
+            .unwrap_or(0),
+        0
+    );
+    let g = wait::until(
+        "the denied connection on the other → db edge",
+        Duration::from_secs(30),
+        || async {
+            let g = f.json("/api/v1/mesh/graph").await;
+            let denied = g["edges"]
+                .as_array()?
+                .iter()
+                .find(|e| e["from"] == "other" && e["to"] == "db")?["denied"]
+                .as_u64()?;
+            (denied >= 1).then_some(g)
+        },
+    )
+    .await;
+    let app_edge = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["from"] == "app" && e["to"] == "db")
+        .unwrap();
+    assert_eq!(app_edge["denied"], 0, "{g}");
 }

@@ -163,19 +163,23 @@ async fn transparent_mesh() {
     assert_eq!(r.status, Some(403), "{}", r.head);
     assert_eq!(ledger.hits(), 0);
 
-    // The mesh graph: an edge per call (through the VIP), payments counts the call it
-    // allowed and ledger the one it denied (their sidecars' RBAC stats). The edges' rates
-    // stay 0 for now: the traffic view does not hold the sidecars' call clusters yet.
+    // The mesh graph: an edge per call (through the VIP) with the caller's rate and success
+    // rate; payments counts the call it allowed, ledger the one it denied, on its node and on
+    // the frontend → ledger edge.
     let edge = wait::until(
         "the calls on /api/v1/mesh/graph",
         Duration::from_secs(30),
         || async {
+            let _ = curl(&vip).await;
             let g = f.json("/api/v1/mesh/graph").await;
-            let edge = g["edges"]
-                .as_array()?
-                .iter()
-                .find(|e| e["from"] == "frontend" && e["to"] == "payments")?
-                .clone();
+            let edge_to = |to: &str| {
+                g["edges"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["from"] == "frontend" && e["to"] == to)
+                    .cloned()
+            };
+            let (edge, to_ledger) = (edge_to("payments")?, edge_to("ledger")?);
             let ledger = g["nodes"]
                 .as_array()?
                 .iter()
@@ -187,7 +191,11 @@ async fn transparent_mesh() {
                 .find(|n| n["service"] == "payments")?
                 .clone();
             (payments["calls_in"]["allowed"].as_u64()? >= 1
-                && ledger["calls_in"]["denied"].as_u64()? >= 1)
+                && ledger["calls_in"]["denied"].as_u64()? >= 1
+                && to_ledger["denied"].as_u64()? >= 1
+                && edge["rps"].as_f64()? > 0.0
+                && edge["success_rate"].as_f64()? == 1.0
+                && edge["denied"].as_u64()? == 0)
                 .then_some(edge)
         },
     )
