@@ -516,7 +516,7 @@ pub(crate) struct BootstrapArgs {
     )]
     inbound: std::net::SocketAddr,
     /// No inbound listener: the service only calls others.
-    #[arg(long, requires = "sidecar")]
+    #[arg(long, requires = "sidecar", conflicts_with = "inbound")]
     no_inbound: bool,
     /// An outbound listener on 127.0.0.1:--outbound-port that takes the app's connections
     /// redirected by iptables (`flotilla sidecar iptables`) and sends those to a called
@@ -571,7 +571,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         print_document(&value, Format::Json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let b = bootstrap::bootstrap(&BootstrapOptions {
+    let options = BootstrapOptions {
         node_id,
         fleet,
         xds: xds_addresses,
@@ -583,7 +583,9 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         xds_tls,
         inbound,
         transparent: (sidecar && transparent).then_some(outbound_port),
-    });
+    };
+    options.check()?;
+    let b = bootstrap::bootstrap(&options);
     let value = json::message_to_json(&b).context("render bootstrap")?;
     print_document(&value, Format::Yaml)?;
     Ok(ExitCode::SUCCESS)

@@ -370,6 +370,13 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     };
     let xds_listener = bind("xDS", opts.xds_listen).await?;
     let admin_listener = bind("admin", opts.admin_listen).await?;
+    runtime.set_own_addresses(vec![
+        (xds_listener.local_addr().unwrap_or(opts.xds_listen), "xDS"),
+        (
+            admin_listener.local_addr().unwrap_or(opts.admin_listen),
+            "admin",
+        ),
+    ]);
     info!(
         xds = %xds_listener.local_addr().unwrap_or(opts.xds_listen),
         admin = %admin_listener.local_addr().unwrap_or(opts.admin_listen),
