@@ -82,10 +82,10 @@ impl BootstrapOptions {
             if inbound.port() == 0 {
                 return bad("port 0: callers need the port the listener is on".into());
             }
-            if !inbound.ip().is_unspecified() {
-                if let Some(why) = crate::runtime::admission::refused(inbound.ip()) {
-                    return bad(format!("{why}: flotilla refuses it as an instance"));
-                }
+            if !inbound.ip().is_unspecified()
+                && let Some(why) = crate::runtime::admission::refused(inbound.ip())
+            {
+                return bad(format!("{why}: flotilla refuses it as an instance"));
             }
             if inbound.port() == self.admin_port && overlaps(inbound.ip(), self.admin_address) {
                 return bad(format!(

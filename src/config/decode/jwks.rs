@@ -142,7 +142,9 @@ fn remote(url: &str) -> Result<RemoteJwks, String> {
         .ok()
         .and_then(crate::runtime::admission::refused)
     {
-        return Err(format!("`{url}`: {bare} is {why}: not a place to fetch keys from"));
+        return Err(format!(
+            "`{url}`: {bare} is {why}: not a place to fetch keys from"
+        ));
     }
     Ok(RemoteJwks {
         url: url.to_string(),
