@@ -193,6 +193,11 @@ pub(crate) struct ServeArgs {
     /// Where drains and weight overrides are stored to survive restarts.
     #[arg(long, default_value = "flotilla-state.json")]
     pub(crate) state_file: PathBuf,
+    /// Where the history of applied configs is kept across restarts (default: beside
+    /// --state-file, NAME.history.json). Give it with --store, which keeps no state file:
+    /// otherwise the history lands beside the default state file, in the working directory.
+    #[arg(long, env = "FLOTILLA_HISTORY_FILE", value_name = "FILE")]
+    pub(crate) history_file: Option<PathBuf>,
     /// Share drains, weight overrides and registrations with other replicas through etcd
     /// (`etcd://host:port[,host:port…][/prefix]`) instead of the state file.
     #[arg(long, value_parser = parse_store)]
@@ -516,7 +521,7 @@ pub(crate) struct BootstrapArgs {
     )]
     inbound: std::net::SocketAddr,
     /// No inbound listener: the service only calls others.
-    #[arg(long, requires = "sidecar")]
+    #[arg(long, requires = "sidecar", conflicts_with = "inbound")]
     no_inbound: bool,
     /// An outbound listener on 127.0.0.1:--outbound-port that takes the app's connections
     /// redirected by iptables (`flotilla sidecar iptables`) and sends those to a called
@@ -571,7 +576,7 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         print_document(&value, Format::Json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let b = bootstrap::bootstrap(&BootstrapOptions {
+    let options = BootstrapOptions {
         node_id,
         fleet,
         xds: xds_addresses,
@@ -583,7 +588,9 @@ pub(crate) fn bootstrap(a: BootstrapArgs) -> anyhow::Result<ExitCode> {
         xds_tls,
         inbound,
         transparent: (sidecar && transparent).then_some(outbound_port),
-    });
+    };
+    options.check()?;
+    let b = bootstrap::bootstrap(&options);
     let value = json::message_to_json(&b).context("render bootstrap")?;
     print_document(&value, Format::Yaml)?;
     Ok(ExitCode::SUCCESS)
@@ -642,6 +649,7 @@ pub(crate) fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                 admin_token: args.admin_token,
                 admin_allowed_hosts: args.admin_allowed_hosts,
                 state_file: args.state_file,
+                history_file: args.history_file,
                 store: args.store,
                 replica_id: args.replica_id,
                 dns_servers: args.dns_servers,

@@ -104,6 +104,7 @@ pub async fn run(
         admin_token: None,
         admin_allowed_hosts: Vec::new(),
         state_file: dir.path().join("state.json"),
+        history_file: None,
         store: None,
         replica_id: None,
         dns_servers: Vec::new(),

@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub admin_allowed_hosts: Vec<String>,
     /// Where drains and weight overrides are kept across restarts.
     pub state_file: PathBuf,
+    /// Where the config history is kept; None: beside `state_file`.
+    pub history_file: Option<PathBuf>,
     /// etcd shared with other replicas, in place of `state_file`.
     pub store: Option<crate::etcd::StoreUrl>,
     /// This replica's name in etcd (default: host name and process id).
@@ -65,6 +67,14 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
+    /// The history file: `--history-file`, else beside the state file.
+    pub fn history_file(&self) -> crate::gitops::history::HistoryFile {
+        match &self.history_file {
+            Some(path) => crate::gitops::history::HistoryFile::new(path.clone()),
+            None => crate::gitops::history::HistoryFile::beside(&self.state_file),
+        }
+    }
+
     /// The load policy in force: the options', and no private keys at all over a plaintext
     /// xDS port beyond loopback (any process that reaches the port could read them) unless
     /// `--allow-plaintext-secrets`.
@@ -370,6 +380,13 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     };
     let xds_listener = bind("xDS", opts.xds_listen).await?;
     let admin_listener = bind("admin", opts.admin_listen).await?;
+    runtime.set_own_addresses(vec![
+        (xds_listener.local_addr().unwrap_or(opts.xds_listen), "xDS"),
+        (
+            admin_listener.local_addr().unwrap_or(opts.admin_listen),
+            "admin",
+        ),
+    ]);
     info!(
         xds = %xds_listener.local_addr().unwrap_or(opts.xds_listen),
         admin = %admin_listener.local_addr().unwrap_or(opts.admin_listen),
@@ -379,8 +396,10 @@ pub async fn run(opts: ServeOptions, shutdown: CancellationToken) -> Result<(), 
     let xds_listening = Arc::new(AtomicBool::new(false));
 
     let traffic = crate::traffic::TrafficAggregate::new(traffic_metrics);
+    let history_file = opts.history_file();
+    info!(history_file = %history_file.path().display(), "config history kept in");
     let history = Arc::new(crate::gitops::history::History::open(Box::new(
-        crate::gitops::history::HistoryFile::beside(&opts.state_file),
+        history_file,
     )));
     tokio::spawn(crate::gitops::follow::follow(
         controller.clone(),
@@ -729,6 +748,21 @@ fn retry_delay(attempt: u32) -> Duration {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_history_file_is_the_flag_or_beside_the_state_file() {
+        let mut o = options("127.0.0.1:18000", false, false);
+        o.state_file = PathBuf::from("/var/lib/flotilla/state.json");
+        assert_eq!(
+            o.history_file().path(),
+            std::path::Path::new("/var/lib/flotilla/state.history.json")
+        );
+        o.history_file = Some(PathBuf::from("/srv/flotilla/history.json"));
+        assert_eq!(
+            o.history_file().path(),
+            std::path::Path::new("/srv/flotilla/history.json")
+        );
+    }
+
     fn options(xds_listen: &str, tls: bool, allow: bool) -> ServeOptions {
         ServeOptions {
             config: PathBuf::from("c.yaml"),
@@ -739,6 +773,7 @@ mod tests {
             admin_token: None,
             admin_allowed_hosts: Vec::new(),
             state_file: PathBuf::from("s.json"),
+            history_file: None,
             store: None,
             replica_id: None,
             xds_limits: xds::Limits::default(),

@@ -51,6 +51,9 @@ pub(crate) fn run(command: SidecarCommand) -> anyhow::Result<ExitCode> {
         exclude_ports: iptables::parse_ports(&a.exclude_ports)?,
     };
     redirect.check()?;
+    if let Some(w) = redirect.warning() {
+        tracing::warn!("{w}");
+    }
     let input = if a.clean {
         iptables::clean()
     } else {

@@ -64,6 +64,48 @@ pub enum BootstrapError {
     BadXdsAddress(String),
     #[error("--xds: {0} addresses, at most {MAX_XDS_ADDRESSES}")]
     TooManyXdsAddresses(usize),
+    #[error("--inbound {0}: {1}")]
+    BadInbound(std::net::SocketAddr, String),
+    #[error("--outbound-port {0}: {1}")]
+    BadOutboundPort(u16, String),
+}
+
+impl BootstrapOptions {
+    /// A sidecar's listeners and its admin interface need distinct ports, and its inbound
+    /// address must be one flotilla accepts as an instance: a bootstrap that breaks either
+    /// started an Envoy that could not bind (its listener NACKed, or Envoy exiting) or was
+    /// refused by flotilla only once connected.
+    pub fn check(&self) -> Result<(), BootstrapError> {
+        let overlaps = |a: IpAddr, b: IpAddr| a == b || a.is_unspecified() || b.is_unspecified();
+        if let Some(inbound) = self.inbound {
+            let bad = |why: String| Err(BootstrapError::BadInbound(inbound, why));
+            if inbound.port() == 0 {
+                return bad("port 0: callers need the port the listener is on".into());
+            }
+            if !inbound.ip().is_unspecified()
+                && let Some(why) = crate::runtime::admission::refused(inbound.ip())
+            {
+                return bad(format!("{why}: flotilla refuses it as an instance"));
+            }
+            if inbound.port() == self.admin_port && overlaps(inbound.ip(), self.admin_address) {
+                return bad(format!(
+                    "the admin interface listens at {}:{} (--admin-port)",
+                    self.admin_address, self.admin_port
+                ));
+            }
+        }
+        if let Some(port) = self.transparent {
+            let bad = |why: String| Err(BootstrapError::BadOutboundPort(port, why));
+            if port == self.admin_port && overlaps(IpAddr::from([127, 0, 0, 1]), self.admin_address)
+            {
+                return bad("it is the admin interface's port (--admin-port)".into());
+            }
+            if self.inbound.is_some_and(|i| i.port() == port) {
+                return bad("it is the inbound listener's port (--inbound)".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Most xDS addresses (replicas) one bootstrap lists.
@@ -253,6 +295,44 @@ fn xds_cluster(addresses: &[(String, u16)], tls: Option<&super::xds_tls::XdsClie
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_sidecars_ports_are_distinct_and_its_inbound_admissible() {
+        let options =
+            |inbound: &str, admin_port: u16, transparent: Option<u16>| super::BootstrapOptions {
+                node_id: "p-1".into(),
+                fleet: "payments".into(),
+                xds: vec![("127.0.0.1".into(), 18000)],
+                delta: false,
+                ads: true,
+                admin_address: "127.0.0.1".parse().unwrap(),
+                admin_port,
+                stats_flush: None,
+                xds_tls: None,
+                inbound: Some(inbound.parse().unwrap()),
+                transparent,
+            };
+        for (inbound, admin, transparent, error) in [
+            ("0.0.0.0:15006", 9901, Some(15001), None),
+            ("10.0.0.7:9901", 9901, None, None),
+            ("127.0.0.5:0", 9901, None, Some("port 0")),
+            ("169.254.169.254:80", 9901, None, Some("link-local")),
+            ("224.0.0.1:80", 9901, None, Some("not a unicast")),
+            ("0.0.0.0:9901", 9901, None, Some("admin interface")),
+            ("127.0.0.1:9901", 9901, None, Some("admin interface")),
+            ("0.0.0.0:15006", 9901, Some(9901), Some("admin interface")),
+            ("0.0.0.0:15006", 9901, Some(15006), Some("inbound listener")),
+        ] {
+            let got = options(inbound, admin, transparent).check();
+            match error {
+                None => assert!(got.is_ok(), "{inbound}: {got:?}"),
+                Some(want) => {
+                    let e = got.expect_err(inbound).to_string();
+                    assert!(e.contains(want), "{inbound}: {e}");
+                }
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

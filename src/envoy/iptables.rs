@@ -41,6 +41,10 @@ pub enum RedirectError {
     SamePorts(u16),
     #[error("--exclude-ports: {0} is the {1} port: it must be redirected")]
     ExcludedProxyPort(u16, &'static str),
+    #[error(
+        "--proxy-uid {0}: {1}; run Envoy as a user of its own (Istio uses 1337) and name its UID"
+    )]
+    BadProxyUid(u32, &'static str),
 }
 
 /// The chains the rules add (removed by [`clean`]).
@@ -73,6 +77,11 @@ pub fn parse_ports(text: &str) -> Result<Vec<u16>, RedirectError> {
 
 impl Redirect {
     pub fn check(&self) -> Result<(), RedirectError> {
+        // (uid_t)-1 is no user: the owner match would never exclude Envoy, whose own
+        // connections would loop back into it.
+        if self.proxy_uid == u32::MAX {
+            return Err(RedirectError::BadProxyUid(u32::MAX, "(uid_t)-1 is no user"));
+        }
         if self.outbound_port == self.inbound_port {
             return Err(RedirectError::SamePorts(self.inbound_port));
         }
@@ -88,6 +97,14 @@ impl Redirect {
             }
         }
         Ok(())
+    }
+
+    /// What the operator should know about flags that work but weaken the mesh.
+    pub fn warning(&self) -> Option<&'static str> {
+        (self.proxy_uid == 0).then_some(
+            "--proxy-uid 0: connections of every process running as root are not redirected, \
+             so an app running as root bypasses the mesh; run Envoy as a user of its own",
+        )
     }
 
     /// The rules, as `iptables-restore --noflush` input.
@@ -243,6 +260,21 @@ COMMIT
             Err(RedirectError::ExcludedProxyPort(15006, "inbound"))
         );
         assert_eq!(redirect().check(), Ok(()));
+        let nobody = Redirect {
+            proxy_uid: u32::MAX,
+            ..redirect()
+        };
+        assert!(matches!(
+            nobody.check(),
+            Err(RedirectError::BadProxyUid(u32::MAX, _))
+        ));
+        let root = Redirect {
+            proxy_uid: 0,
+            ..redirect()
+        };
+        assert_eq!(root.check(), Ok(()));
+        assert!(root.warning().is_some_and(|w| w.contains("root")));
+        assert_eq!(redirect().warning(), None);
         assert_eq!(parse_ports("22, 80,22"), Ok(vec![22, 80]));
         assert_eq!(parse_ports(""), Ok(vec![]));
         assert_eq!(parse_ports("22,0"), Err(RedirectError::BadPort("0".into())));

@@ -94,6 +94,37 @@ pub fn not_an_envoy_admin(
     Ok(())
 }
 
+/// `Err` when `address` is one of flotilla's own listening addresses (`own`: the port and
+/// what it is). Registered, flotilla's admin API (whose mutations need no token from
+/// loopback) or its xDS port would be reachable through a public listener, and a TCP health
+/// check passes. A port listening on 0.0.0.0 or :: stands for every address of this host:
+/// loopback, and any address a socket can bind here.
+pub fn not_flotilla(
+    address: SocketAddr,
+    own: &[(SocketAddr, &'static str)],
+) -> Result<(), RuntimeError> {
+    let ip = address.ip().to_canonical();
+    let local = |ip: IpAddr| {
+        ip.is_loopback() || ip.is_unspecified() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+    };
+    for (o, what) in own {
+        if o.port() != address.port() {
+            continue;
+        }
+        let hit = if o.ip().is_unspecified() {
+            local(ip)
+        } else {
+            o.ip().to_canonical() == ip
+        };
+        if hit {
+            return Err(RuntimeError::Forbidden(format!(
+                "{address} is flotilla's own {what} port; it is never registered"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Metadata services outside the link-local ranges: AWS's IPv6 endpoint, Alibaba Cloud's.
 const METADATA: [IpAddr; 2] = [
     IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
@@ -172,6 +203,32 @@ mod tests {
             assert_eq!(got.is_ok(), ok, "{:?} {who:?}: {got:?}", c.registrations);
             if let Err(e) = got {
                 assert!(matches!(e, RuntimeError::Forbidden(_)), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn flotillas_own_ports_are_refused() {
+        let own = [
+            ("127.0.0.1:18000".parse().unwrap(), "xDS"),
+            ("0.0.0.0:9900".parse().unwrap(), "admin"),
+        ];
+        for (addr, refused) in [
+            ("127.0.0.1:18000", true),
+            ("[::ffff:127.0.0.1]:18000", true),
+            ("127.0.0.2:18000", false),
+            ("127.0.0.1:18001", false),
+            ("127.0.0.1:9900", true),
+            ("127.0.0.9:9900", true),
+            ("[::1]:9900", true),
+            // Not an address of this host.
+            ("192.0.2.1:9900", false),
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let got = not_flotilla(addr, &own);
+            assert_eq!(got.is_err(), refused, "{addr}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("flotilla's own"), "{e}");
             }
         }
     }

@@ -157,6 +157,8 @@ pub struct Runtime {
     publishes: std::sync::atomic::AtomicU64,
     /// Ends the tasks; nothing is published after it.
     shutdown: CancellationToken,
+    /// flotilla's own listening addresses (xDS, admin): never registered.
+    own: Mutex<Vec<(SocketAddr, &'static str)>>,
 }
 
 /// How long a call made before the store's first listing waits for it.
@@ -184,6 +186,7 @@ impl Runtime {
             published: watch::Sender::new(0),
             publishes: Default::default(),
             shutdown: shutdown.clone(),
+            own: Mutex::new(Vec::new()),
         });
         runtime.store.join(&runtime.me);
         tokio::spawn(runtime.clone().follow(link, shutdown.clone()));

@@ -38,6 +38,12 @@ impl Runtime {
         }
     }
 
+    /// flotilla's own listening addresses (the port and what it is), refused as
+    /// registrations from now on.
+    pub fn set_own_addresses(&self, own: Vec<(std::net::SocketAddr, &'static str)>) {
+        *self.own.lock().unwrap_or_else(|e| e.into_inner()) = own;
+    }
+
     /// Whether `r` may be registered at `key`: the API's checks, for every way in.
     pub(super) fn admit(
         &self,
@@ -92,6 +98,10 @@ impl Runtime {
         }
         let rules = admission::open(&key.cluster, c, who)?;
         admission::check(key.address.ip(), rules).map_err(RuntimeError::BadRequest)?;
+        admission::not_flotilla(
+            key.address,
+            &self.own.lock().unwrap_or_else(|e| e.into_inner()),
+        )?;
         if check == Check::Read {
             return Ok(());
         }

@@ -437,6 +437,15 @@ fn inbound(
             route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
                 route_config(name, &local_cluster(service), false),
             )),
+            // RBAC matches the path the app will act on: `/public/../admin` passed an
+            // `allow` of `/public/*` and reached the app as `/admin` (Envoy leaves paths as
+            // sent by default). Dot segments are resolved and slashes merged before RBAC,
+            // and the app receives that path; an escaped slash (%2F, %5C), which apps read
+            // differently, is refused with 400.
+            normalize_path: Some(BoolValue { value: true }),
+            merge_slashes: true,
+            path_with_escaped_slashes_action:
+                http_connection_manager::PathWithEscapedSlashesAction::RejectRequest as i32,
             http_filters: shadows
                 .into_iter()
                 .map(|(caller, shadow)| {

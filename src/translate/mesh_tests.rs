@@ -149,6 +149,13 @@ fn the_rules_become_rbac_policies_on_the_callers_spiffe_id() {
         }
         _ => panic!("typed config"),
     };
+    // RBAC sees the path the app acts on (`/public/../admin` is `/admin`).
+    assert_eq!(hcm.normalize_path.map(|b| b.value), Some(true));
+    assert!(hcm.merge_slashes);
+    assert_eq!(
+        hcm.path_with_escaped_slashes_action,
+        envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::PathWithEscapedSlashesAction::RejectRequest as i32
+    );
     let rbacs: Vec<HttpRbac> = hcm.http_filters[..hcm.http_filters.len() - 1]
         .iter()
         .map(|f| match &f.config_type {

@@ -56,6 +56,22 @@ pub(crate) fn instance_address(inbound: SocketAddr, peer: Option<IpAddr>) -> Soc
     }
 }
 
+/// `Err` when a sidecar of `service` announces an Envoy admin interface (`admins`: its own
+/// and every connected Envoy's) as its inbound address: callers would be sent to
+/// `/config_dump` and `POST /quitquitquit`, and its TCP health check passes. Registrations
+/// refuse them the same way (`crate::registry`).
+pub(crate) fn not_an_admin(
+    service: &str,
+    address: SocketAddr,
+    admins: &std::collections::HashSet<SocketAddr>,
+) -> Result<(), Status> {
+    crate::runtime::admission::not_an_envoy_admin(address, admins).map_err(|e| {
+        Status::permission_denied(format!(
+            "sidecar of {service:?} cannot join its service at {address}: {e}"
+        ))
+    })
+}
+
 /// Joins `service` at `address` for as long as the returned session lives.
 pub(crate) async fn join(
     runtime: &Arc<Runtime>,
@@ -125,6 +141,24 @@ mod tests {
             assert_eq!(e.code(), tonic::Code::InvalidArgument);
             assert!(e.message().contains(INBOUND_METADATA), "{}", e.message());
         }
+    }
+
+    #[test]
+    fn an_envoy_admin_address_never_becomes_an_instance() {
+        let peer: IpAddr = "10.0.0.7".parse().unwrap();
+        // The sidecar's own admin on 0.0.0.0:9901 and its inbound on 0.0.0.0:9901: reached
+        // at the peer's address, which is its admin interface.
+        let admins = crate::runtime::admission::admin_addresses("0.0.0.0:9901", Some(peer))
+            .into_iter()
+            .collect();
+        let inbound = instance_address("0.0.0.0:9901".parse().unwrap(), Some(peer));
+        let e = not_an_admin("payments", inbound, &admins).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains("admin interface"), "{}", e.message());
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:9901".parse().unwrap();
+        assert!(not_an_admin("payments", mapped, &admins).is_err());
+        let other = instance_address("0.0.0.0:15006".parse().unwrap(), Some(peer));
+        assert!(not_an_admin("payments", other, &admins).is_ok());
     }
 
     #[test]

@@ -94,6 +94,10 @@ async fn run<P: Protocol>(
         .map(|inbound| super::sidecar::instance_address(inbound, peer_ip));
     let _instance_session = match instance {
         Some(address) => {
+            // Its own admin interface counts: this stream is not among the connected yet.
+            let mut admins = shared.nodes.envoy_admins();
+            admins.extend(announced_admin(&node, peer.as_ref()));
+            super::sidecar::not_an_admin(&node.cluster, address, &admins)?;
             Some(super::sidecar::join(&shared.runtime, &node.cluster, address, peer_ip).await?)
         }
         None => None,

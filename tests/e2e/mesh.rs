@@ -195,6 +195,17 @@ async fn three_services_call_each_other_over_mtls_with_rules() {
     .await
     .unwrap();
     assert_eq!(r.status, 403);
+    // RBAC reads the path the app acts on: `/charge/../refund` is `/refund` (it passed the
+    // `/charge*` rule and reached payments before), an escaped slash is refused.
+    let hits = m.payments.hits();
+    for (path, want) in [("/charge/../refund", 403), ("/charge/..%2frefund", 400)] {
+        let mut c = tokio::net::TcpStream::connect(m.ports.orders_to_payments)
+            .await
+            .expect("connect");
+        let status = crate::support::conn::status_on(&mut c, path).await;
+        assert_eq!(status, want, "{path}");
+    }
+    assert_eq!(m.payments.hits(), hits);
     wait::until(
         "2 more denied calls counted",
         Duration::from_secs(10),
@@ -292,6 +303,35 @@ async fn three_services_call_each_other_over_mtls_with_rules() {
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     assert_eq!(rejected(&m.f, "wrong_fleet").await, before + 1);
 
+    // A sidecar of payments cannot make an Envoy admin interface (its own, or a connected
+    // one's) or one of flotilla's own ports an instance of payments.
+    let payments_cert = m.pki.issue("payments", None);
+    for (own_admin, inbound, want) in [
+        (
+            "127.0.0.1:19901",
+            "127.0.0.1:19901".to_string(),
+            "admin interface",
+        ),
+        (
+            "127.0.0.1:19902",
+            m.payments_1.admin.to_string(),
+            "admin interface",
+        ),
+        ("127.0.0.1:19903", m.f.admin.to_string(), "flotilla's own"),
+        ("127.0.0.1:19904", m.f.xds.to_string(), "flotilla's own"),
+    ] {
+        let channel = m
+            .pki
+            .channel(m.f.xds, Some(&payments_cert))
+            .await
+            .expect("channel");
+        let status = announce(channel, "payments-x", own_admin, &inbound)
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains(want), "{status:?}");
+    }
+
     // The admin API lists the mesh.
     let api = m.f.json("/api/v1/mesh").await;
     let services = api["services"].as_array().expect("services");
@@ -320,6 +360,50 @@ async fn claim(
         node: Some(envoy_types::pb::envoy::config::core::v3::Node {
             id: id.into(),
             cluster: fleet.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("queue request");
+    let mut responses = AggregatedDiscoveryServiceClient::new(channel)
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let got = tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .await
+        .map_err(|_| tonic::Status::deadline_exceeded("no response within 10 s"))?;
+    got.map(|_| ())
+}
+
+/// Opens an ADS stream of a payments sidecar announcing its admin and inbound addresses.
+async fn announce(
+    channel: tonic::transport::Channel,
+    id: &str,
+    admin: &str,
+    inbound: &str,
+) -> Result<(), tonic::Status> {
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+    let text = |s: &str| Value {
+        kind: Some(Kind::StringValue(s.to_string())),
+    };
+    let metadata = Struct {
+        fields: [
+            ("flotilla.admin_address".to_string(), text(admin)),
+            ("flotilla.inbound".to_string(), text(inbound)),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        type_url: "type.googleapis.com/envoy.config.listener.v3.Listener".into(),
+        node: Some(envoy_types::pb::envoy::config::core::v3::Node {
+            id: id.into(),
+            cluster: "payments".into(),
+            metadata: Some(metadata),
             ..Default::default()
         }),
         ..Default::default()

@@ -134,6 +134,22 @@ fn a_remote_jwks_must_be_https() {
         ),
         &["https only"],
     );
+    for (url, want) in [
+        ("https://user:secret@login.example.com/keys", "credentials"),
+        ("https://login.example.com:0/keys", "port 0"),
+        ("https://0.0.0.0/keys", "unspecified"),
+        ("https://169.254.169.254/latest", "link-local"),
+        ("https://[fd00:ec2::254]/keys", "metadata service"),
+    ] {
+        one_error(
+            load_in(
+                dir.path(),
+                &format!("    auth: {{ jwt: {{ issuer: https://i, jwks: \"{url}\" }} }}"),
+                "",
+            ),
+            &[want],
+        );
+    }
 }
 
 #[test]

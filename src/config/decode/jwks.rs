@@ -123,6 +123,29 @@ fn remote(url: &str) -> Result<RemoteJwks, String> {
         .host()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| format!("`{url}` has no host"))?;
+    // Envoy sends no credentials from the URL, and the URL reaches every Envoy of the
+    // fleet and `render`: a password in it would only leak.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!(
+            "`{}`: credentials in a JWKS URL are never sent, only shown; remove them",
+            crate::util::clip(url)
+        ));
+    }
+    if uri.port_u16() == Some(0) {
+        return Err(format!("`{url}`: port 0 is no port"));
+    }
+    // The addresses DNS answers may not name (dropped there) are refused as literals too:
+    // Envoy would fetch keys from its own host (0.0.0.0) or a metadata service.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Some(why) = bare
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .and_then(crate::runtime::admission::refused)
+    {
+        return Err(format!(
+            "`{url}`: {bare} is {why}: not a place to fetch keys from"
+        ));
+    }
     Ok(RemoteJwks {
         url: url.to_string(),
         host: host

@@ -348,6 +348,19 @@ fn check_vips(
             Some(format!("{vip} is already the VIP of service `{first}`"))
         } else if vip.port() == 0 || vip.ip().is_unspecified() {
             Some(format!("{vip}: a VIP is one address and a port, not 0"))
+        } else if !vip.is_ipv4() {
+            Some(format!(
+                "{vip}: a VIP is an IPv4 address (transparent sidecars redirect IPv4 only)"
+            ))
+        } else if vip.ip() == std::net::Ipv4Addr::LOCALHOST {
+            // Sidecars' local ports live there (a VIP listener at one was refused by the
+            // caller's Envoy as a duplicate address), and iptables never redirects it.
+            Some(format!(
+                "{vip}: 127.0.0.1 is where sidecars listen for their apps and is never \
+                 redirected; give the VIP an address of its own (127.240.0.0/16, for instance)"
+            ))
+        } else if let Some(why) = crate::runtime::admission::refused(vip.ip()) {
+            Some(format!("{vip} is {why}: not a VIP"))
         } else if let Some(l) = listeners.values().find(|l| l.address() == Some(vip)) {
             Some(format!("{vip} is the address of listener `{}`", l.name))
         } else {

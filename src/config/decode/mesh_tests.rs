@@ -226,6 +226,27 @@ fn vip_mistakes_are_located() {
             "mesh.services.a.calls",
         ),
         ("  outbound: open\n", "mesh.outbound: unknown value `open`"),
+        // A VIP at a caller's local port was NACKed by its sidecar (duplicate address).
+        (
+            "  services:\n    a: { port: 1, vip: 127.0.0.1:15101 }\n    b: { calls: { a: 15101 } }\n",
+            "m.yaml:4:5: mesh.services.a.vip: 127.0.0.1:15101: 127.0.0.1 is where sidecars listen",
+        ),
+        (
+            "  services:\n    a: { port: 1, vip: \"[::1]:80\" }\n",
+            "mesh.services.a.vip: [::1]:80: a VIP is an IPv4 address",
+        ),
+        (
+            "  services:\n    a: { port: 1, vip: 169.254.169.254:80 }\n",
+            "mesh.services.a.vip: 169.254.169.254:80 is link-local",
+        ),
+        (
+            "  services:\n    a: { port: 1, vip: 224.0.0.1:80 }\n",
+            "not a VIP",
+        ),
+        (
+            "  services:\n    a: { port: 1, vip: 127.240.0.2:80 }\n    b: { port: 2, vip: \"[::ffff:127.240.0.2]:80\" }\n",
+            "mesh.services.b.vip: 127.240.0.2:80 is already the VIP of service `a`",
+        ),
     ];
     for (yaml, want) in table {
         let errors = parse(yaml).unwrap_err();
@@ -240,23 +261,23 @@ fn vip_mistakes_are_located() {
 fn a_vip_may_not_be_a_listener_or_an_endpoint_address() {
     let yaml = "version: 1
 listeners:
-  l: { address: 127.0.0.1:8000, routes: [{ match: { prefix: / }, to: web }] }
+  l: { address: 127.0.0.2:8000, routes: [{ match: { prefix: / }, to: web }] }
 clusters:
-  web: { endpoints: [127.0.0.1:9000] }
+  web: { endpoints: [127.0.0.3:9000] }
 mesh:
   services:
-    a: { port: 1, vip: 127.0.0.1:8000 }
-    b: { port: 2, vip: 127.0.0.1:9000 }
+    a: { port: 1, vip: 127.0.0.2:8000 }
+    b: { port: 2, vip: 127.0.0.3:9000 }
 ";
     let e = parse_str("m.yaml", yaml).unwrap_err().to_string();
     assert!(
         e.contains(
-            "m.yaml:8:5: mesh.services.a.vip: 127.0.0.1:8000 is the address of listener `l`"
+            "m.yaml:8:5: mesh.services.a.vip: 127.0.0.2:8000 is the address of listener `l`"
         ),
         "{e}"
     );
     assert!(
-        e.contains("mesh.services.b.vip: 127.0.0.1:9000 is an endpoint of cluster `web`"),
+        e.contains("mesh.services.b.vip: 127.0.0.3:9000 is an endpoint of cluster `web`"),
         "{e}"
     );
 }
