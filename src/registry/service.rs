@@ -223,6 +223,7 @@ impl InstanceStream {
                     zone: Some(e.zone).filter(|z| !z.is_empty()),
                     metadata: e.metadata.into_iter().collect(),
                     identity_fleets: self.identity_fleets.clone(),
+                    instance: None,
                 };
                 let admins = self.nodes.envoy_admins();
                 let allowed = crate::config::parse_socket_address(&registration.address)

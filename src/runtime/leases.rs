@@ -25,6 +25,8 @@ pub(super) struct Lease {
     pub(super) metadata: BTreeMap<String, String>,
     /// Asked to leave: DRAINING in EDS until its stream closes.
     pub(super) leaving: bool,
+    /// The mesh sidecar (node id) a stream registration is the instance of.
+    pub(super) instance: Option<String>,
 }
 
 /// What a stream registers for one endpoint.
@@ -33,6 +35,7 @@ pub(super) struct Binding {
     pub(super) weight: u32,
     pub(super) zone: Option<String>,
     pub(super) metadata: BTreeMap<String, String>,
+    pub(super) instance: Option<String>,
 }
 
 /// What a registration did.
@@ -116,6 +119,7 @@ impl Leases {
                 zone: None,
                 metadata: BTreeMap::new(),
                 leaving: false,
+                instance: None,
             },
         );
         self.by_expiry.insert((expires, key.clone()));
@@ -138,6 +142,7 @@ impl Leases {
             lease.weight = binding.weight;
             lease.zone = binding.zone;
             lease.metadata = binding.metadata;
+            lease.instance = binding.instance;
             lease.renewals += 1;
             return Registered::Renewed { changed };
         }
@@ -153,6 +158,7 @@ impl Leases {
                 zone: binding.zone,
                 metadata: binding.metadata,
                 leaving: false,
+                instance: binding.instance,
             },
         );
         self.by_session

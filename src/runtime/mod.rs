@@ -12,6 +12,7 @@
 
 mod acks;
 pub mod admission;
+mod drain_on_end;
 mod follow;
 mod health_facts;
 mod leases;

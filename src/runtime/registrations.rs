@@ -106,7 +106,7 @@ impl Runtime {
             return Ok(());
         }
         let held = state.leases.get(key);
-        if held.is_some_and(|l| l.session != r.stream) {
+        if held.is_some_and(|l| l.session != r.stream && !super::drain_on_end::takes_over(l, r)) {
             return Err(RuntimeError::Taken {
                 cluster: key.cluster.clone(),
                 address: key.address,
@@ -209,6 +209,7 @@ impl Runtime {
                         && l.zone == r.zone
                         && l.metadata == r.metadata
                         && l.leaving == r.leaving
+                        && l.instance == r.instance
                         && (r.stream.is_some() || l.ttl == r.ttl())
                 });
                 if same {
@@ -226,6 +227,7 @@ impl Runtime {
                             weight: r.weight,
                             zone: r.zone.clone(),
                             metadata: r.metadata.clone(),
+                            instance: r.instance.clone(),
                         };
                         let registered = state.leases.bind(&key, owner, binding, now);
                         if r.leaving {

@@ -435,3 +435,64 @@ proptest! {
         });
     }
 }
+
+fn sidecar(address: &str, node: &str) -> BoundRegistration {
+    BoundRegistration {
+        instance: Some(node.into()),
+        ..bound(address)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sidecar_whose_stream_ends_drains_on_every_replica_then_leaves() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    let b = replica(&store, "b");
+    let mut s = a.runtime.open_session(None).unwrap();
+    s.drain_on_end(Duration::from_secs(10));
+    s.register(&sidecar("10.0.0.1:80", "payments-1"))
+        .await
+        .unwrap();
+    until("b has it", || registered(&b) == ["10.0.0.1:80"]).await;
+    drop(s);
+    until("b drains it", || b.controller.overlay().leaving.len() == 1).await;
+    assert_eq!(registered(&b), ["10.0.0.1:80"]);
+    until("gone from b after the grace", || registered(&b).is_empty()).await;
+    assert!(registered(&a).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sidecar_reconnecting_through_another_replica_takes_its_draining_instance_back() {
+    let store = MemoryStore::new();
+    let a = replica(&store, "a");
+    let b = replica(&store, "b");
+    let mut s = a.runtime.open_session(None).unwrap();
+    s.drain_on_end(Duration::from_secs(10));
+    s.register(&sidecar("10.0.0.1:80", "payments-1"))
+        .await
+        .unwrap();
+    until("b has it", || registered(&b) == ["10.0.0.1:80"]).await;
+    drop(s);
+    until("b drains it", || b.controller.overlay().leaving.len() == 1).await;
+    let other = b.runtime.open_session(None).unwrap();
+    assert!(matches!(
+        other.register(&sidecar("10.0.0.1:80", "payments-2")).await,
+        Err(RuntimeError::Taken { .. })
+    ));
+    let mut back = b.runtime.open_session(None).unwrap();
+    back.drain_on_end(Duration::from_secs(10));
+    back.register(&sidecar("10.0.0.1:80", "payments-1"))
+        .await
+        .unwrap();
+    until("a sees it active again", || {
+        a.controller.overlay().leaving.is_empty() && registered(&a) == ["10.0.0.1:80"]
+    })
+    .await;
+    // a's grace runs out: its lease ends, and with it nothing that was taken over.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for r in [&a, &b] {
+        assert_eq!(registered(r), ["10.0.0.1:80"]);
+        assert!(r.controller.overlay().leaving.is_empty());
+    }
+    drop(back);
+}

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OnceCell, mpsc};
 use tracing::info;
@@ -49,6 +50,9 @@ pub struct BoundRegistration {
     /// The fleets of the stream's verified client certificate (None without mTLS): checked
     /// against the cluster's `registrations.from`.
     pub identity_fleets: Option<Vec<String>>,
+    /// The mesh sidecar (node id) registering itself: the same sidecar may take over its own
+    /// leaving registration (`super::drain_on_end`).
+    pub instance: Option<String>,
 }
 
 struct Open {
@@ -84,7 +88,7 @@ impl Sessions {
             .collect()
     }
 
-    fn close(&mut self, id: SessionId) {
+    pub(super) fn close(&mut self, id: SessionId) {
         let Some(peer) = self.open.remove(&id).and_then(|o| o.peer) else {
             return;
         };
@@ -106,6 +110,9 @@ pub struct Session {
     hold: OnceCell<Box<dyn Hold>>,
     /// Endpoints of this stream an operator asked to leave.
     pub leave_requests: mpsc::UnboundedReceiver<EndpointKey>,
+    /// When set, the stream's endpoints drain this long when it ends before they are removed
+    /// (`super::drain_on_end`); otherwise they leave at once.
+    drain_on_end: Option<Duration>,
 }
 
 impl Runtime {
@@ -140,6 +147,7 @@ impl Runtime {
             },
             hold: OnceCell::new(),
             leave_requests,
+            drain_on_end: None,
         })
     }
 
@@ -167,7 +175,7 @@ impl Runtime {
         Ok(true)
     }
 
-    fn end_session(&self, owner: &StreamOwner) {
+    pub(super) fn end_session(&self, owner: &StreamOwner) {
         let id = owner.session;
         let mut state = self.lock();
         let gone = state.leases.end_session(owner);
@@ -197,6 +205,12 @@ impl Session {
         self.id
     }
 
+    /// When this stream ends, its endpoints drain for `grace` before they are removed (a mesh
+    /// sidecar's instance), instead of leaving at once.
+    pub fn drain_on_end(&mut self, grace: Duration) {
+        self.drain_on_end = Some(grace);
+    }
+
     /// Registers an endpoint on this stream, or updates one it registered already: in the
     /// store under this stream's lease, and at once here.
     pub async fn register(&self, r: &BoundRegistration) -> Result<EndpointKey, RuntimeError> {
@@ -209,6 +223,7 @@ impl Session {
             zone: r.zone.clone(),
             metadata: r.metadata.clone(),
             leaving: false,
+            instance: r.instance.clone(),
         };
         {
             let state = rt.lock();
@@ -240,11 +255,33 @@ impl Session {
                 }
             }
         }
-        let new = !rt.lock().leases.contains(&key);
+        let (new, taken_over) = {
+            let state = rt.lock();
+            let held = state.leases.get(&key);
+            (
+                held.is_none(),
+                held.is_some_and(|l| l.session.as_ref() != Some(&self.owner)),
+            )
+        };
         self.put(&key, &registration).await?;
         if new {
             info!(cluster = %key.cluster, endpoint = %key.address, stream = self.id,
                 "endpoint registered on a stream");
+        }
+        if taken_over {
+            info!(cluster = %key.cluster, endpoint = %key.address, stream = self.id,
+                "a draining endpoint's instance reconnected: active again");
+            events::record(
+                NewEvent::new(
+                    Kind::Registration,
+                    format!(
+                        "{} in {}: its instance reconnected while draining; active again",
+                        key.address, key.cluster
+                    ),
+                )
+                .cluster(key.cluster.clone())
+                .endpoint(key.address),
+            );
         }
         Ok(key)
     }
@@ -301,6 +338,7 @@ impl Session {
                                 zone: l.zone.clone(),
                                 metadata: l.metadata.clone(),
                                 leaving: true,
+                                instance: l.instance.clone(),
                             },
                         )
                     })
@@ -330,8 +368,24 @@ impl Session {
 
 impl Drop for Session {
     /// Removes the stream's endpoints here at once; dropping its hold ends its lease in the
-    /// store, which removes them on every other replica.
+    /// store, which removes them on every other replica. A stream that drains on end keeps
+    /// its hold for the grace instead (`super::drain_on_end`).
     fn drop(&mut self) {
+        if let Some(grace) = self.drain_on_end
+            && self.hold.initialized()
+            && let Ok(tasks) = tokio::runtime::Handle::try_current()
+        {
+            let draining = self.runtime.start_draining(&self.owner, grace);
+            if !draining.is_empty()
+                && let Some(hold) = self.hold.take()
+            {
+                let (runtime, owner) = (self.runtime.clone(), self.owner.clone());
+                tasks.spawn(async move {
+                    runtime.drain_then_end(owner, hold, draining, grace).await;
+                });
+                return;
+            }
+        }
         self.runtime.end_session(&self.owner);
     }
 }

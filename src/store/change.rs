@@ -28,6 +28,11 @@ pub struct Registration {
     /// Asked to leave: DRAINING on every replica's Envoys until its stream ends.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leaving: bool,
+    /// The mesh sidecar (its node id) this stream registration is the instance of: when its
+    /// stream ends it drains for a grace period, and the same sidecar reconnecting within it
+    /// (through any replica) takes it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl Registration {
@@ -40,6 +45,7 @@ impl Registration {
             zone: None,
             metadata: BTreeMap::new(),
             leaving: false,
+            instance: None,
         }
     }
 

@@ -169,6 +169,7 @@ impl ClientPem {
             tls: TlsConnector::from(Arc::new(self.rustls_config()?)),
             name,
             address: format!("{host}:{port}"),
+            source: None,
         })
     }
 
@@ -204,6 +205,17 @@ pub struct Connector {
     tls: TlsConnector,
     name: ServerName<'static>,
     address: String,
+    /// The local address connections come from (`None`: the system picks).
+    source: Option<std::net::IpAddr>,
+}
+
+impl Connector {
+    /// Connections come from `ip`: the load generator gives each simulated host its own
+    /// loopback address (127.0.0.0/8), as flotilla limits what one address may open.
+    pub fn from_source(mut self, ip: std::net::IpAddr) -> Connector {
+        self.source = Some(ip);
+        self
+    }
 }
 
 type Dialled = TokioIo<TlsStream<TcpStream>>;
@@ -220,12 +232,40 @@ impl tower_service::Service<http::Uri> for Connector {
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let tcp = TcpStream::connect(&this.address).await?;
+            let tcp = match this.source {
+                None => TcpStream::connect(&this.address).await?,
+                Some(ip) => connect_from(ip, &this.address).await?,
+            };
             let _ = tcp.set_nodelay(true);
             let tls = this.tls.connect(this.name, tcp).await?;
             Ok(TokioIo::new(tls))
         })
     }
+}
+
+/// Connects to `address` from local address `ip` (any port).
+async fn connect_from(ip: std::net::IpAddr, address: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for to in tokio::net::lookup_host(address).await? {
+        if to.is_ipv4() != ip.is_ipv4() {
+            continue;
+        }
+        let socket = match ip {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        match socket.connect(to).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{address} has no address of the family of {ip}"),
+        )
+    }))
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //! `flotilla bootstrap --sidecar --inbound ADDR` writes the inbound address into the node's
 //! metadata (`flotilla.inbound`). The stream was already authorized for its fleet (its client
 //! certificate names the service), so only a sidecar of S joins S. The registration is a
-//! runtime session like a `flotilla register` stream's: health-checked like any endpoint,
-//! removed when the stream ends, and shared between replicas the way sessions are.
+//! runtime session like a `flotilla register` stream's: health-checked like any endpoint and
+//! shared between replicas the way sessions are. When the stream ends the instance drains
+//! ([`DRAIN_GRACE`]) before it is removed, and the same sidecar reconnecting within the grace
+//! takes it over (`crate::runtime::session::Session::drain_on_end`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,6 +22,13 @@ use crate::runtime::{Runtime, RuntimeError};
 
 /// The node metadata key holding a sidecar's inbound listener address.
 pub const INBOUND_METADATA: &str = "flotilla.inbound";
+
+/// How long an instance whose sidecar's stream ended stays DRAINING (callers send it no new
+/// requests; those in flight finish) before it is removed. Long enough for a sidecar to
+/// reconnect after a control-plane restart or a network blip (Envoy retries its xDS
+/// connection within seconds) and take its instance back; short enough that callers' Envoys
+/// do not keep an instance that is gone.
+pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The inbound address a node announces, if any.
 pub(crate) fn announced(node: &Node) -> Result<Option<SocketAddr>, Status> {
@@ -72,10 +81,12 @@ pub(crate) fn not_an_admin(
     })
 }
 
-/// Joins `service` at `address` for as long as the returned session lives.
+/// Joins `service` at `address` as sidecar `node_id` for as long as the returned session
+/// lives, then drains for [`DRAIN_GRACE`].
 pub(crate) async fn join(
     runtime: &Arc<Runtime>,
     service: &str,
+    node_id: &str,
     address: SocketAddr,
     peer: Option<IpAddr>,
 ) -> Result<Session, Status> {
@@ -94,12 +105,14 @@ pub(crate) async fn join(
             _ => Status::invalid_argument(message),
         }
     };
-    let session = runtime.open_session(peer).map_err(refuse)?;
+    let mut session = runtime.open_session(peer).map_err(refuse)?;
+    session.drain_on_end(DRAIN_GRACE);
     session
         .register(&BoundRegistration {
             cluster: service_cluster(service),
             address: address.to_string(),
             weight: 1,
+            instance: Some(node_id.to_string()),
             ..Default::default()
         })
         .await

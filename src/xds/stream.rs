@@ -92,16 +92,6 @@ async fn run<P: Protocol>(
     let instance = super::sidecar::announced(&node)?
         .filter(|_| shared.cache.is_callable_mesh_service(&node.cluster))
         .map(|inbound| super::sidecar::instance_address(inbound, peer_ip));
-    let _instance_session = match instance {
-        Some(address) => {
-            // Its own admin interface counts: this stream is not among the connected yet.
-            let mut admins = shared.nodes.envoy_admins();
-            admins.extend(announced_admin(&node, peer.as_ref()));
-            super::sidecar::not_an_admin(&node.cluster, address, &admins)?;
-            Some(super::sidecar::join(&shared.runtime, &node.cluster, address, peer_ip).await?)
-        }
-        None => None,
-    };
     let mut snapshots =
         shared
             .cache
@@ -134,6 +124,20 @@ async fn run<P: Protocol>(
                 .authorizer
                 .node_in_use("xDS", &node.cluster, &node.id, &holder, peer.as_ref())
         })?;
+    // Joined once the node id is known to be this stream's: a second sidecar claiming the
+    // same node id while the first lives is refused above, not handed its instance.
+    let _instance_session = match instance {
+        Some(address) => {
+            let mut admins = shared.nodes.envoy_admins();
+            admins.extend(announced_admin(&node, peer.as_ref()));
+            super::sidecar::not_an_admin(&node.cluster, address, &admins)?;
+            Some(
+                super::sidecar::join(&shared.runtime, &node.cluster, &node.id, address, peer_ip)
+                    .await?,
+            )
+        }
+        None => None,
+    };
     let span = tracing::info_span!(
         "xds",
         node = %node.id,

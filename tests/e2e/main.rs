@@ -33,6 +33,7 @@ mod live;
 mod loadgen;
 mod lost_network;
 mod mesh;
+mod mesh_drain;
 mod mesh_transparent;
 mod nack;
 mod operations;

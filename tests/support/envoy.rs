@@ -123,7 +123,20 @@ impl Envoy {
         xds: Xds,
         bootstrap_flags: &[String],
     ) -> Envoy {
-        let addresses: Vec<String> = replicas.iter().map(|f| f.xds.to_string()).collect();
+        let addresses: Vec<SocketAddr> = replicas.iter().map(|f| f.xds).collect();
+        Envoy::start_at_with(&addresses, node_id, fleet, xds, bootstrap_flags).await
+    }
+
+    /// Like [`Envoy::start_on_with`], reaching flotilla at `addresses` (a proxy in front of
+    /// it, say).
+    pub async fn start_at_with(
+        addresses: &[SocketAddr],
+        node_id: &str,
+        fleet: &str,
+        xds: Xds,
+        bootstrap_flags: &[String],
+    ) -> Envoy {
+        let addresses: Vec<String> = addresses.iter().map(SocketAddr::to_string).collect();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args = vec![
             "bootstrap".to_string(),

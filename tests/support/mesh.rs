@@ -80,6 +80,20 @@ pub async fn sidecar(
     Envoy::start_with(f, node, service, Xds::Sotw, &flags).await
 }
 
+/// Like [`sidecar`], reaching flotilla at `xds` (a proxy in front of it).
+pub async fn sidecar_through(
+    xds: SocketAddr,
+    pki: &CertsDir,
+    service: &str,
+    node: &str,
+    inbound: SocketAddr,
+) -> Envoy {
+    let mut flags = pki.bootstrap_flags_with(&pki.issue(service, None));
+    flags.extend(["--sidecar".to_string(), "--service".into(), service.into()]);
+    flags.extend(["--inbound".to_string(), inbound.to_string()]);
+    Envoy::start_at_with(&[xds], node, service, Xds::Sotw, &flags).await
+}
+
 /// Requests sent in a loop until stopped: how many, and how many failed (anything but 200).
 pub struct Load {
     pub sent: Arc<AtomicU64>,

@@ -70,3 +70,57 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut frozen: watch
     let _hold = (from, to);
     std::future::pending::<()>().await;
 }
+
+/// A loopback TCP proxy that can cut: [`CuttingProxy::cut`] closes every connection through
+/// it (both ends see the close) and refuses new ones until [`CuttingProxy::resume`], as when
+/// a client loses its control plane for a while and gets it back.
+pub struct CuttingProxy {
+    pub addr: SocketAddr,
+    cut: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl CuttingProxy {
+    /// Forwards every connection made to `addr` to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (cut, _) = watch::channel(false);
+        let watch = cut.clone();
+        let task = tokio::spawn(async move {
+            let mut pipes = JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    continue;
+                }
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let mut cut = watch.subscribe();
+                pipes.spawn(async move {
+                    tokio::select! {
+                        _ = cut.wait_for(|c| *c) => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        CuttingProxy { addr, cut, task }
+    }
+
+    /// Closes every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Forwards new connections again.
+    pub fn resume(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -6,6 +6,11 @@
 //! inbound address in its node metadata, so it joins its service while it lives. Each inbound
 //! address is a real TCP listener of this process: flotilla's TCP probes find it up.
 //!
+//! Each sidecar is a host of its own, as in a real mesh: its own connection, from its own
+//! loopback address (127.1.y.z; all of 127.0.0.0/8 is loopback on Linux), where its inbound
+//! listener also is. flotilla limits what one source address may open (64 registration
+//! streams), so sidecars sharing 127.0.0.1 would stop at 64.
+//!
 //! Measured:
 //! - flotilla's memory per sidecar stream once every stream holds every instance of the
 //!   services it calls;
@@ -13,7 +18,7 @@
 //!   every calling service holding the new address (and to each of them, per stream).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -147,19 +152,23 @@ pub(crate) async fn run(args: MeshArgs) -> Result<bool> {
     )
     .await?;
     let probe = Probe::new(flotilla.pid);
-    // One connection per service: it presents that service's certificate.
-    let mut channels = Vec::with_capacity(args.services);
-    for tls in &pki.clients {
-        channels.push(crate::xds::connect(flotilla.xds, Some(tls)).await?);
+    let sidecars = args.services * args.instances;
+    if sidecars + args.rounds > MAX_HOSTS {
+        bail!("at most {MAX_HOSTS} sidecars (one loopback address each)");
+    }
+    // One connection per sidecar, from its own address, presenting its service's certificate.
+    let mut channels = Vec::with_capacity(sidecars);
+    for n in 0..sidecars {
+        let tls = &pki.clients[n % args.services];
+        channels.push(crate::xds::connect(flotilla.xds, Some(tls), Some(host(n))).await?);
     }
     let watch = Arc::new(Watch::default());
     let before = probe.sample()?;
     let started = Instant::now();
     let mut listeners = Vec::new();
-    let sidecars = args.services * args.instances;
-    for n in 0..sidecars {
+    for (n, channel) in channels.into_iter().enumerate() {
         let i = n % args.services;
-        let (inbound, accept) = listen().await?;
+        let (inbound, accept) = listen(host(n)).await?;
         listeners.push(accept);
         let sidecar = Sidecar {
             index: n,
@@ -169,7 +178,7 @@ pub(crate) async fn run(args: MeshArgs) -> Result<bool> {
             calls: called(i, &args).into_iter().map(service).collect(),
             want: args.instances,
         };
-        tokio::spawn(sidecar.run(channels[i].clone(), watch.clone()));
+        tokio::spawn(sidecar.run(channel, watch.clone()));
     }
     let deadline = started + Duration::from_secs(args.run.timeout_secs);
     while watch.complete.load(Ordering::Relaxed) < sidecars {
@@ -199,19 +208,22 @@ pub(crate) async fn run(args: MeshArgs) -> Result<bool> {
             .filter(|c| called(*c, &args).contains(&target))
             .collect();
         let expected = callers.len() * args.instances;
-        let (inbound, accept) = listen().await?;
+        let n = sidecars + round;
+        let channel =
+            crate::xds::connect(flotilla.xds, Some(&pki.clients[target]), Some(host(n))).await?;
+        let (inbound, accept) = listen(host(n)).await?;
         listeners.push(accept);
         watch.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
         *watch.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some((inbound, Instant::now()));
         let sidecar = Sidecar {
-            index: sidecars + round,
+            index: n,
             service: target,
             node_id: format!("{}-new-{round}", service(target)),
             inbound,
             calls: Vec::new(),
             want: 0,
         };
-        tokio::spawn(sidecar.run(channels[target].clone(), watch.clone()));
+        tokio::spawn(sidecar.run(channel, watch.clone()));
         let round_deadline = Instant::now() + Duration::from_secs(args.run.timeout_secs);
         loop {
             let seen = watch.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -278,9 +290,21 @@ pub(crate) async fn run(args: MeshArgs) -> Result<bool> {
     Ok(report.failed_streams == 0 && every.len() == args.rounds)
 }
 
-/// A TCP listener that accepts and closes (what flotilla's TCP probe needs), and its task.
-async fn listen() -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// Sidecars a run may simulate: one loopback address each.
+const MAX_HOSTS: usize = 250 * 250;
+
+/// The loopback address of simulated host `n`: 127.1.y.z, y and z in 1..=250.
+fn host(n: usize) -> IpAddr {
+    let octet = |v: usize| u8::try_from(v % 250 + 1).unwrap_or(1);
+    IpAddr::V4(Ipv4Addr::new(127, 1, octet(n / 250), octet(n)))
+}
+
+/// A TCP listener on `ip` that accepts and closes (what flotilla's TCP probe needs), and its
+/// task.
+async fn listen(ip: IpAddr) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .await
+        .with_context(|| format!("listen on {ip}"))?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         while let Ok((conn, _)) = listener.accept().await {
@@ -455,5 +479,14 @@ mod tests {
         let mesh = config.mesh.expect("a mesh");
         assert_eq!(mesh.services.len(), 5);
         assert_eq!(called(4, &args), [0, 1, 2]);
+    }
+
+    #[test]
+    fn every_simulated_host_has_its_own_loopback_address() {
+        let hosts: BTreeSet<IpAddr> = (0..MAX_HOSTS).map(host).collect();
+        assert_eq!(hosts.len(), MAX_HOSTS);
+        assert!(hosts.iter().all(|h| h.is_loopback()));
+        assert_eq!(host(0), IpAddr::V4(Ipv4Addr::new(127, 1, 1, 1)));
+        assert_eq!(host(251), IpAddr::V4(Ipv4Addr::new(127, 1, 2, 2)));
     }
 }

@@ -157,7 +157,7 @@ pub(crate) async fn run(args: ReplicasArgs) -> Result<bool> {
     let mut channels = [Vec::new(), Vec::new()];
     for (r, replica) in replicas.iter().enumerate() {
         for _ in 0..half[r].div_ceil(args.streams_per_connection.max(1)) {
-            channels[r].push(crate::xds::connect(replica.xds, None).await?);
+            channels[r].push(crate::xds::connect(replica.xds, None, None).await?);
         }
     }
     for s in &shared {

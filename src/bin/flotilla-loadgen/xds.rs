@@ -105,7 +105,7 @@ pub(crate) async fn run(args: XdsArgs) -> Result<bool> {
     let connecting = (Instant::now(), probe.sample()?);
     for c in 0..connections {
         let tls = pki.as_ref().map(|p| &p.clients[c % p.clients.len()]);
-        channels.push(connect(flotilla.xds, tls).await?);
+        channels.push(connect(flotilla.xds, tls, None).await?);
     }
     let connect_s = connecting.0.elapsed().as_secs_f64();
     let connect_cpu_s = probe.sample()?.cpu_s - connecting.1.cpu_s;
@@ -245,20 +245,26 @@ fn watch(flotilla: &mut Flotilla, probe: &Probe, me: &Probe, phase: &str) -> Res
     Ok(())
 }
 
-/// One HTTP/2 connection. Windows as large as Envoy's defaults would make flow control
-/// irrelevant; these are large enough that it never limits a response of this benchmark.
+/// One HTTP/2 connection, from local address `source` if given (a simulated host of its
+/// own). Windows as large as Envoy's defaults would make flow control irrelevant; these are
+/// large enough that it never limits a response of this benchmark.
 pub(crate) async fn connect(
     addr: std::net::SocketAddr,
     tls: Option<&flotilla::tls::ClientTls>,
+    source: Option<std::net::IpAddr>,
 ) -> Result<Channel> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
+        .local_address(source)
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(32 << 20);
     let channel = match tls {
         None => endpoint.connect().await,
         Some(tls) => {
-            let connector = tls.connector(&addr.ip().to_string(), addr.port())?;
+            let mut connector = tls.connector(&addr.ip().to_string(), addr.port())?;
+            if let Some(ip) = source {
+                connector = connector.from_source(ip);
+            }
             endpoint.connect_with_connector(connector).await
         }
     };
