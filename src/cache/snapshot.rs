@@ -1,7 +1,7 @@
 //! Immutable snapshots: for each resource type, name → encoded resource, plus versions.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use super::client_kind::ClientKind;
@@ -103,6 +103,10 @@ pub struct Snapshot {
     /// Listeners of the fleet left out because they are for the other kind of client (see
     /// [`ClientKind`]): a client naming one is told it does not exist, and why.
     pub withheld_listeners: Arc<BTreeSet<String>>,
+    /// The clusters the routes and listeners use, sorted, computed once when first asked and
+    /// shared with the snapshots that keep the same routes and listeners (see
+    /// [`Snapshot::used_clusters`]).
+    used_clusters: Arc<OnceLock<Vec<String>>>,
 }
 
 /// Snapshots are equal when their content is; when they were made does not matter.
@@ -124,6 +128,20 @@ impl Snapshot {
     /// The shared set of type `t` (pointer-equal across snapshots while it is unchanged).
     pub fn set(&self, t: ResourceType) -> &Arc<TypeSet> {
         &self.types[t.index()]
+    }
+
+    /// Every cluster a route or listener of this snapshot uses, sorted by name, once each.
+    /// Every stream asks whether its client holds them before it may take new listeners or
+    /// routes (make-before-break); computed once per snapshot, not per stream.
+    pub fn used_clusters(&self) -> &[String] {
+        self.used_clusters.get_or_init(|| {
+            let used: BTreeSet<&String> = [ResourceType::Route, ResourceType::Listener]
+                .into_iter()
+                .flat_map(|t| self.get(t).resources.values())
+                .flat_map(|r| r.clusters.iter())
+                .collect();
+            used.into_iter().cloned().collect()
+        })
     }
 
     /// What changed in type `t` since the snapshot this one followed, if it changed.
@@ -148,6 +166,7 @@ impl Snapshot {
             changes: Default::default(),
             created: Some(Instant::now()),
             withheld_listeners: Default::default(),
+            used_clusters: Default::default(),
         }
     }
 
@@ -203,12 +222,18 @@ impl Snapshot {
             removed: Vec::new(),
         }));
         let versions: Vec<&[u8]> = types.iter().map(|t| t.version.as_bytes()).collect();
+        let routes_unchanged = t != ResourceType::Route && t != ResourceType::Listener;
         Some(Snapshot {
             version: content_hash(versions),
             types,
             changes,
             created: Some(Instant::now()),
             withheld_listeners: self.withheld_listeners.clone(),
+            used_clusters: if routes_unchanged {
+                self.used_clusters.clone()
+            } else {
+                Default::default()
+            },
         })
     }
 

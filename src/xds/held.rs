@@ -68,11 +68,6 @@ impl Held {
         self.get(name).is_some()
     }
 
-    /// Whether the client is known to hold some version of `name` (not merely perhaps).
-    pub(crate) fn surely_contains(&self, name: &str) -> bool {
-        self.get(name).is_some_and(|h| h.version != UNKNOWN)
-    }
-
     /// The client may or may not hold `name`, at any version (it rejected a response that
     /// changed it, and applies what it can of a rejected response). Matches no resource, so
     /// the next response that covers `name` carries it.

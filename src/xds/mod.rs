@@ -27,6 +27,7 @@ mod protocol;
 mod reader;
 mod request;
 pub mod sidecar;
+mod sorted;
 mod sotw;
 mod stream;
 mod stream_core;

@@ -24,6 +24,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::held::{HeldRef, UNKNOWN};
+use super::sorted;
 use super::subscription::{ClientState, TypeState};
 use crate::cache::{Resource, ResourceMap, ResourceType, Snapshot};
 
@@ -158,17 +160,26 @@ pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
     {
         return true;
     }
-    [ResourceType::Route, ResourceType::Listener]
-        .into_iter()
-        .flat_map(|t| snapshot.get(t).resources.values())
-        .flat_map(|r| r.clusters.iter())
-        .all(|c| {
-            !cds.subscribed(c)
-                || (cds.known.surely_contains(c)
-                    && (!eds.requested
-                        || !assignments.contains_key(c)
-                        || eds.known.surely_contains(c)))
-        })
+    // The used clusters and the three sets asked are all sorted by name: walked side by side.
+    let used = snapshot.used_clusters();
+    let mut cds_held = sorted::finder(used.len(), cds.known.len_hint(), cds.known.iter(), |n| {
+        cds.known.get(n)
+    });
+    let mut eds_held = sorted::finder(used.len(), eds.known.len_hint(), eds.known.iter(), |n| {
+        eds.known.get(n)
+    });
+    let mut has_endpoints = sorted::finder(
+        used.len(),
+        assignments.len(),
+        assignments.keys().map(|k| (k.as_str(), ())),
+        |n| assignments.get(n).map(|_| ()),
+    );
+    let surely = |held: Option<HeldRef<'_>>| held.is_some_and(|h| h.version != UNKNOWN);
+    used.iter().all(|c| {
+        !cds.subscribed(c)
+            || (surely(cds_held(c))
+                && (!eds.requested || has_endpoints(c).is_none() || surely(eds_held(c))))
+    })
 }
 
 /// Clusters the client holds that the snapshot dropped but a route or TCP listener the client

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use super::ordering::{Entry, View, view};
 use super::request::NameList;
+use super::sorted;
 use super::subscription::{ClientState, TypeState};
 use super::wire::Frames;
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet, version_of};
@@ -439,12 +440,19 @@ fn general(
             })
         }
         Mode::Delta => {
+            // Both sorted by name: what is held is walked alongside the view.
+            let mut in_view = sorted::finder(
+                state.known.len_hint(),
+                view.len(),
+                view.keys().map(|k| (*k, ())),
+                |n| view.get(n).map(|_| ()),
+            );
             let mut removed: Vec<String> = state
                 .known
                 .iter()
                 .map(|(name, _)| name)
-                .filter(|name| state.subscribed(name))
-                .filter(|name| !view.contains_key(name) && !state.rejected_removals.contains(*name))
+                .filter(|name| in_view(name).is_none())
+                .filter(|name| state.subscribed(name) && !state.rejected_removals.contains(*name))
                 .map(str::to_string)
                 .collect();
             // Subscribed to and not in the snapshot: the answer is that it does not exist.

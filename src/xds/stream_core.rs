@@ -17,6 +17,7 @@ use tonic::Status;
 use super::delta::Delta;
 use super::ordering;
 use super::protocol::{self, Mode, Plan, Protocol, Request};
+use super::sorted;
 use super::sotw::Sotw;
 use super::subscription::{ClientState, Reply};
 use super::wire::Frames;
@@ -325,17 +326,34 @@ impl Core {
                 in_sync &= state.in_flight.is_none();
                 continue;
             }
+            // The set, the subscription and what is held are all sorted by name: walked
+            // side by side rather than looked up name by name.
+            let state = &*state;
+            let mut held = sorted::finder(
+                wanted.len(),
+                state.known.len_hint(),
+                state.known.iter(),
+                |n| state.known.get(n),
+            );
+            let mut subscribed = sorted::finder(
+                wanted.len(),
+                state.names.len(),
+                state.names.iter().map(|n| (n.as_str(), ())),
+                |n| state.names.get(n).map(|_| ()),
+            );
             let holds_all = wanted
                 .iter()
-                .filter(|(name, _)| state.subscribed(name))
-                .all(|(name, r)| {
-                    state
-                        .known
-                        .get(name)
-                        .is_some_and(|k| k.version == r.version)
-                });
-            let holds_extra =
-                t.is_wildcard() && state.known.iter().any(|(n, _)| !wanted.contains_key(n));
+                .filter(|(name, _)| state.wildcard || subscribed(name).is_some())
+                .all(|(name, r)| held(name).is_some_and(|k| k.version == r.version));
+            let holds_extra = t.is_wildcard() && {
+                let mut in_set = sorted::finder(
+                    state.known.len_hint(),
+                    wanted.len(),
+                    wanted.keys().map(|k| (k.as_str(), ())),
+                    |n| wanted.get(n).map(|_| ()),
+                );
+                state.known.iter().any(|(n, _)| in_set(n).is_none())
+            };
             in_sync &= state.in_flight.is_none() && holds_all && !holds_extra;
         }
         self.in_sync = in_sync;

@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::held::Held;
 use super::names::{self, Names};
 use super::protocol::Plan;
+use super::sorted;
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
 
 /// A response sent and not yet acknowledged. At most one per type: new state waiting behind
@@ -286,7 +287,15 @@ impl TypeState {
                 return answer;
             }
         }
-        let answer = set.resources.keys().all(|k| self.names.contains(k));
+        // Both sorted by name: the subscription is walked alongside the set.
+        let names = &self.names;
+        let mut subscribed = sorted::finder(
+            set.resources.len(),
+            names.len(),
+            names.iter().map(|n| (n.as_str(), ())),
+            |n| names.get(n).map(|_| ()),
+        );
+        let answer = set.resources.keys().all(|k| subscribed(k).is_some());
         self.covers_memo = Some((set.clone(), self.names.clone(), answer));
         answer
     }
