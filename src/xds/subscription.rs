@@ -388,7 +388,9 @@ mod tests {
         assert!(matches!(s.reply("1", Some("no".into())), Reply::Nack(_, _)));
         assert_eq!(s.rejected.get("a"), Some(&bad.version));
         assert!(
-            s.known.get("a").is_none_or(|h| h.version == crate::xds::held::UNKNOWN),
+            s.known
+                .get("a")
+                .is_none_or(|h| h.version == crate::xds::held::UNKNOWN),
             "the client may or may not hold it"
         );
         s.in_flight = Some(Box::new(flight("2", vec![res("a", 2)], false)));
