@@ -12,6 +12,7 @@ pub(crate) mod entries;
 mod resource;
 mod resource_map;
 mod snapshot;
+mod warm_gaps;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ use crate::translate::{self, Transport};
 pub use client_kind::ClientKind;
 pub use resource::{Resource, ResourceType, content_hash};
 pub use resource_map::ResourceMap;
-pub use snapshot::{Changes, EncodedSet, Snapshot, TypeSet, version_of};
+pub use snapshot::{Changes, EncodedSet, Snapshot, TypeSet, version_of, version_of_held};
 
 /// What snapshots are made from.
 #[derive(Debug, Clone)]

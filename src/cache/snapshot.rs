@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::client_kind::ClientKind;
 use super::resource::{Resource, ResourceType, content_hash, digest_version, entry_digest};
 use super::resource_map::ResourceMap;
+use super::warm_gaps::WarmGaps;
 use crate::envoy::pack_resource as any;
 use crate::translate::{FleetSelection, Translation};
 
@@ -68,6 +69,22 @@ pub fn version_of<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     )
 }
 
+/// [`version_of`] for entries that may come with their resource: a resource at the version
+/// named already carries its digest, so only entries without one are hashed. Planning a
+/// response for 1,000 held clusters at 10,000 streams hashed 10 million pairs per change
+/// before this.
+pub fn version_of_held<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a Arc<Resource>>)>,
+) -> String {
+    digest_version(entries.into_iter().fold(0u64, |sum, (n, v, r)| {
+        let digest = match r {
+            Some(r) if r.version == v && r.name == n => r.digest,
+            _ => entry_digest(n, v),
+        };
+        sum.wrapping_add(digest)
+    }))
+}
+
 /// What changed in one type between the previous snapshot of a fleet and this one, computed
 /// once per fleet and update: a stream that holds exactly `from` needs just this.
 #[derive(Debug, Clone)]
@@ -107,6 +124,9 @@ pub struct Snapshot {
     /// shared with the snapshots that keep the same routes and listeners (see
     /// [`Snapshot::used_clusters`]).
     used_clusters: Arc<OnceLock<Vec<String>>>,
+    /// What clients holding given sets would still lack of `used_clusters` (see
+    /// [`WarmGaps`]); this snapshot's own, since it depends on its endpoints too.
+    warm_gaps: Arc<WarmGaps>,
 }
 
 /// Snapshots are equal when their content is; when they were made does not matter.
@@ -144,6 +164,12 @@ impl Snapshot {
         })
     }
 
+    /// The clusters this snapshot's routes use that a client holding exactly `clusters` and
+    /// `endpoints` would lack (see [`WarmGaps`]).
+    pub fn warm_gaps(&self, clusters: &Arc<TypeSet>, endpoints: &Arc<TypeSet>) -> Arc<Vec<String>> {
+        self.warm_gaps.of(self, clusters, endpoints)
+    }
+
     /// What changed in type `t` since the snapshot this one followed, if it changed.
     pub fn changes(&self, t: ResourceType) -> Option<&Changes> {
         self.changes[t.index()].as_deref()
@@ -167,6 +193,7 @@ impl Snapshot {
             created: Some(Instant::now()),
             withheld_listeners: Default::default(),
             used_clusters: Default::default(),
+            warm_gaps: Default::default(),
         }
     }
 
@@ -234,6 +261,7 @@ impl Snapshot {
             } else {
                 Default::default()
             },
+            warm_gaps: Default::default(),
         })
     }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::iter::Peekable;
 use std::sync::{Arc, LazyLock};
 
-use crate::cache::{Resource, ResourceMap, TypeSet, version_of};
+use crate::cache::{Resource, ResourceMap, TypeSet, version_of_held};
 
 static EMPTY: LazyLock<Arc<TypeSet>> = LazyLock::new(|| Arc::new(TypeSet::new(ResourceMap::new())));
 
@@ -130,6 +130,16 @@ impl Held {
         self.diff.clear();
     }
 
+    /// The snapshot set this is recorded against.
+    pub(crate) fn base(&self) -> &Arc<TypeSet> {
+        &self.base
+    }
+
+    /// The names where what is held differs from [`Held::base`], in order.
+    pub(crate) fn differences(&self) -> impl Iterator<Item = &str> {
+        self.diff.keys().map(String::as_str)
+    }
+
     /// Whether the client holds exactly `set` (by pointer: cheap, and exact for snapshots,
     /// which share unchanged sets).
     pub(crate) fn is(&self, set: &Arc<TypeSet>) -> bool {
@@ -158,7 +168,9 @@ impl Held {
         if self.diff.is_empty() {
             return Cow::Borrowed(&self.base.version);
         }
-        Cow::Owned(version_of(self.iter().map(|(n, h)| (n, h.version))))
+        Cow::Owned(version_of_held(
+            self.iter().map(|(n, h)| (n, h.version, h.resource)),
+        ))
     }
 }
 

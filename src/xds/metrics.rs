@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use tokio_util::sync::CancellationToken;
 
-use super::nodes::{NodeRegistry, StreamInfo};
+use super::nodes::{FleetCount, NodeRegistry};
 use crate::cache::ResourceType;
 
 /// Declared fleets remembered for the node gauges, which read 0 once their Envoys are gone.
@@ -217,19 +217,16 @@ impl XdsMetrics {
     /// Sets the per-fleet node gauges from every open stream: an Envoy (a node id) is in sync
     /// when all its streams are. A fleet whose Envoys have all gone reads 0 (not absent), up
     /// to [`MAX_FLEETS`] fleets.
-    fn nodes(&self, streams: &[StreamInfo]) {
-        let mut by_node: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
-        for s in streams {
-            let node = by_node.entry(&s.node_id).or_insert((&s.fleet, true));
-            node.1 &= s.in_sync;
-        }
+    fn nodes(&self, fleets: &[FleetCount]) {
         let mut counts: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         {
             let labels = self.lock_labels();
-            for (fleet, in_sync) in by_node.into_values() {
-                let c = counts.entry(labels.label(fleet).to_string()).or_default();
-                c.0 += 1;
-                c.1 += i64::from(!in_sync);
+            for f in fleets {
+                let c = counts
+                    .entry(labels.label(&f.fleet).to_string())
+                    .or_default();
+                c.0 += i64::try_from(f.nodes).unwrap_or(i64::MAX);
+                c.1 += i64::try_from(f.out_of_sync).unwrap_or(i64::MAX);
             }
         }
         for fleet in self
@@ -262,7 +259,7 @@ pub async fn node_gauges(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        metrics.nodes(&nodes.streams());
+        metrics.nodes(&nodes.fleet_counts());
     }
 }
 
@@ -333,6 +330,7 @@ impl FleetLabels {
 mod tests {
     use super::*;
     use crate::xds::Mode;
+    use crate::xds::nodes::{StreamInfo, fleet_counts};
 
     fn stream(node: &str, fleet: &str, in_sync: bool) -> StreamInfo {
         StreamInfo {
@@ -358,7 +356,7 @@ mod tests {
         let mut registry = Registry::default();
         registry.register("n", "", metrics.nodes.clone());
         registry.register("o", "", metrics.nodes_out_of_sync.clone());
-        metrics.nodes(streams);
+        metrics.nodes(&fleet_counts(streams.iter()));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         text.lines()

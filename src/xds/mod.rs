@@ -33,6 +33,8 @@ mod stream;
 mod stream_core;
 mod subscription;
 pub mod tls;
+#[cfg(test)]
+mod warm_tests;
 mod wire;
 mod withheld;
 
@@ -49,7 +51,7 @@ use crate::cache::SnapshotCache;
 use crate::traffic::{LoadReports, MetricsSink, TrafficAggregate};
 pub use limits::{KEEPALIVE_RANGE, Limits, parse_keepalive};
 pub use metrics::{MAX_FLEET_LABELS, MAX_FLEETS, OTHER_FLEETS, XdsMetrics, node_gauges};
-pub use nodes::NodeRegistry;
+pub use nodes::{FleetCount, NodeRegistry};
 pub use protocol::Mode;
 
 /// Largest stats message accepted from an Envoy (a flush of a big config is large; beyond

@@ -47,6 +47,64 @@ pub(crate) fn intern(set: BTreeSet<String>) -> Names {
     names
 }
 
+/// A change to one set: the key of [`changed`]'s memo.
+struct Change {
+    from: Weak<BTreeSet<String>>,
+    added: Vec<String>,
+    removed: Vec<String>,
+    to: Weak<BTreeSet<String>>,
+}
+
+/// Changes by (address of the set changed, hash of the change).
+static CHANGES: LazyLock<Mutex<HashMap<(usize, u64), Change>>> = LazyLock::new(Mutex::default);
+
+/// How many changes are remembered before the dead ones are swept (and, if that is not
+/// enough, all).
+const CHANGES_KEPT: usize = 1024;
+
+/// The shared copy of `from` with `added` and without `removed` (both sorted, disjoint).
+/// When a cluster is added every stream of a fleet subscribes to its endpoints, the same
+/// change to the same set: the first stream copies the set and interns it, the next ones
+/// find the result here instead of copying a thousand names each.
+pub(crate) fn changed(from: &Names, added: &[String], removed: &[String]) -> Names {
+    let mut hasher = DefaultHasher::new();
+    (added, removed).hash(&mut hasher);
+    let key = (Arc::as_ptr(from) as usize, hasher.finish());
+    let memo = CHANGES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = memo.get(&key)
+        && c.from.upgrade().is_some_and(|f| Arc::ptr_eq(&f, from))
+        && c.added == added
+        && c.removed == removed
+        && let Some(to) = c.to.upgrade()
+    {
+        return to;
+    }
+    drop(memo);
+    let mut set = (**from).clone();
+    set.extend(added.iter().cloned());
+    for r in removed {
+        set.remove(r);
+    }
+    let to = intern(set);
+    let mut memo = CHANGES.lock().unwrap_or_else(|e| e.into_inner());
+    if memo.len() >= CHANGES_KEPT {
+        memo.retain(|_, c| c.from.strong_count() > 0 && c.to.strong_count() > 0);
+        if memo.len() >= CHANGES_KEPT {
+            memo.clear();
+        }
+    }
+    memo.insert(
+        key,
+        Change {
+            from: Arc::downgrade(from),
+            added: added.to_vec(),
+            removed: removed.to_vec(),
+            to: Arc::downgrade(&to),
+        },
+    );
+    to
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +121,28 @@ mod tests {
         let c = intern(set(&["x"]));
         assert!(!Arc::ptr_eq(&a, &c));
         assert!(Arc::ptr_eq(&intern(BTreeSet::new()), &empty()));
+    }
+
+    #[test]
+    fn the_same_change_to_the_same_set_is_made_once() {
+        let from = intern(set(&["change-a", "change-b"]));
+        let added = vec!["change-c".to_string()];
+        let removed = vec!["change-a".to_string()];
+        let first = changed(&from, &added, &removed);
+        assert_eq!(*first, set(&["change-b", "change-c"]));
+        assert!(Arc::ptr_eq(&first, &changed(&from, &added, &removed)));
+        // Another change, or the same change to another set, is its own.
+        assert_eq!(
+            *changed(&from, &added, &[]),
+            set(&["change-a", "change-b", "change-c"])
+        );
+        let other = intern(set(&["change-a", "change-d"]));
+        assert_eq!(
+            *changed(&other, &added, &removed),
+            set(&["change-c", "change-d"])
+        );
+        // The result is the interned set: equal to one made from scratch, shared.
+        assert!(Arc::ptr_eq(&first, &intern(set(&["change-b", "change-c"]))));
     }
 
     #[test]

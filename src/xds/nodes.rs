@@ -149,12 +149,56 @@ impl NodeRegistry {
             .collect()
     }
 
+    /// Per fleet: how many nodes have a stream open, and how many of those are not in sync
+    /// on every stream (a node counts in the fleet of its oldest stream). Counted under the
+    /// lock without copying any stream's state: the per-fleet gauges ask once a second, and
+    /// copying 10,000 streams' state for them was 8 % of flotilla's CPU while a change
+    /// reached those streams.
+    pub fn fleet_counts(&self) -> Vec<FleetCount> {
+        fleet_counts(self.lock().values())
+    }
+
     /// Every open stream, ordered by node id.
     pub fn streams(&self) -> Vec<StreamInfo> {
         let mut out: Vec<StreamInfo> = self.lock().values().cloned().collect();
         out.sort_by(|a, b| (&a.node_id, a.connected_at).cmp(&(&b.node_id, b.connected_at)));
         out
     }
+}
+
+/// One fleet's nodes, as [`NodeRegistry::fleet_counts`] counts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetCount {
+    pub fleet: String,
+    pub nodes: usize,
+    pub out_of_sync: usize,
+}
+
+/// Counts [`NodeRegistry::fleet_counts`] returns, over any streams.
+pub(crate) fn fleet_counts<'a>(
+    streams: impl ExactSizeIterator<Item = &'a StreamInfo>,
+) -> Vec<FleetCount> {
+    let mut by_node: HashMap<&str, (&str, SystemTime, bool)> =
+        HashMap::with_capacity(streams.len());
+    for s in streams {
+        let node = by_node
+            .entry(&s.node_id)
+            .or_insert((&s.fleet, s.connected_at, true));
+        if s.connected_at < node.1 {
+            (node.0, node.1) = (&s.fleet, s.connected_at);
+        }
+        node.2 &= s.in_sync;
+    }
+    let mut counts: HashMap<&str, FleetCount> = HashMap::new();
+    for (fleet, _, in_sync) in by_node.into_values() {
+        let c = counts.entry(fleet).or_insert_with(|| FleetCount {
+            fleet: fleet.to_string(),
+            ..FleetCount::default()
+        });
+        c.nodes += 1;
+        c.out_of_sync += usize::from(!in_sync);
+    }
+    counts.into_values().collect()
 }
 
 /// A stream's handle on its registry entry.

@@ -25,7 +25,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::held::{HeldRef, UNKNOWN};
-use super::sorted;
 use super::subscription::{ClientState, TypeState};
 use crate::cache::{Resource, ResourceMap, ResourceType, Snapshot};
 
@@ -160,26 +159,26 @@ pub(crate) fn clusters_warm(snapshot: &Snapshot, client: &ClientState) -> bool {
     {
         return true;
     }
-    // The used clusters and the three sets asked are all sorted by name: walked side by side.
-    let used = snapshot.used_clusters();
-    let mut cds_held = sorted::finder(used.len(), cds.known.len_hint(), cds.known.iter(), |n| {
-        cds.known.get(n)
-    });
-    let mut eds_held = sorted::finder(used.len(), eds.known.len_hint(), eds.known.iter(), |n| {
-        eds.known.get(n)
-    });
-    let mut has_endpoints = sorted::finder(
-        used.len(),
-        assignments.len(),
-        assignments.keys().map(|k| (k.as_str(), ())),
-        |n| assignments.get(n).map(|_| ()),
-    );
+    // What the held sets alone leave cold is computed once per snapshot and pair of sets;
+    // this client can differ from them only where it records differences.
     let surely = |held: Option<HeldRef<'_>>| held.is_some_and(|h| h.version != UNKNOWN);
-    used.iter().all(|c| {
+    let warm = |c: &str| {
         !cds.subscribed(c)
-            || (surely(cds_held(c))
-                && (!eds.requested || has_endpoints(c).is_none() || surely(eds_held(c))))
-    })
+            || (surely(cds.known.get(c))
+                && (!eds.requested || !assignments.contains_key(c) || surely(eds.known.get(c))))
+    };
+    let used = snapshot.used_clusters();
+    let is_used = |c: &&str| used.binary_search_by(|u| u.as_str().cmp(c)).is_ok();
+    snapshot
+        .warm_gaps(cds.known.base(), eds.known.base())
+        .iter()
+        .all(|c| warm(c))
+        && cds
+            .known
+            .differences()
+            .chain(eds.known.differences())
+            .filter(is_used)
+            .all(warm)
 }
 
 /// Clusters the client holds that the snapshot dropped but a route or TCP listener the client

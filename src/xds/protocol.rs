@@ -13,7 +13,7 @@ use super::request::NameList;
 use super::sorted;
 use super::subscription::{ClientState, TypeState};
 use super::wire::Frames;
-use crate::cache::{Resource, ResourceType, Snapshot, TypeSet, version_of};
+use crate::cache::{Resource, ResourceType, Snapshot, TypeSet, version_of, version_of_held};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,6 +77,27 @@ pub(crate) struct Plan {
     pub(crate) complete: bool,
     /// The set the client holds exactly once it applies this, when known.
     pub(crate) reaches: Option<Arc<TypeSet>>,
+}
+
+impl Plan {
+    /// A response that carries what changed in `set` (not all of it): the client holds
+    /// exactly `set` once it applies it when `exact`.
+    fn partial(
+        t: ResourceType,
+        set: &Arc<TypeSet>,
+        resources: Vec<Arc<Resource>>,
+        removed: Vec<String>,
+        exact: bool,
+    ) -> Plan {
+        Plan {
+            t,
+            version_info: set.version.clone(),
+            resources,
+            removed,
+            complete: false,
+            reaches: exact.then(|| set.clone()),
+        }
+    }
 }
 
 /// One wire variant.
@@ -177,7 +198,10 @@ pub(crate) fn subscribe(
                 state.subscription_changed();
             }
             let was_wildcard = state.wildcard;
-            let mut names: Option<BTreeSet<String>> = None;
+            // The change to the subscribed names, kept as such: every stream of a fleet makes
+            // the same one, and the new set is then found rather than copied (`names`).
+            let mut added: BTreeSet<String> = BTreeSet::new();
+            let mut dropped: BTreeSet<String> = BTreeSet::new();
             for name in subscribe {
                 if name == "*" {
                     if !state.wildcard && !first {
@@ -187,9 +211,7 @@ pub(crate) fn subscribe(
                     continue;
                 }
                 if !state.names.contains(name) {
-                    names
-                        .get_or_insert_with(|| (*state.names).clone())
-                        .insert(name.clone());
+                    added.insert(name.clone());
                 }
                 // The client may have forgotten a resource it still seems subscribed to: a
                 // subscription is always answered, with the resource or its absence.
@@ -202,13 +224,14 @@ pub(crate) fn subscribe(
                     state.wildcard = false;
                     continue;
                 }
-                let was_named =
-                    state.names.contains(name) || names.as_ref().is_some_and(|n| n.contains(name));
-                if was_named {
-                    names
-                        .get_or_insert_with(|| (*state.names).clone())
-                        .remove(name);
-                }
+                let was_named = if added.remove(name) {
+                    true
+                } else if state.names.contains(name) {
+                    dropped.insert(name.clone());
+                    true
+                } else {
+                    false
+                };
                 if state.wildcard {
                     // Still wildcard-subscribed, the client cannot tell whether the name is
                     // covered by the wildcard: tell it, with the resource or its removal.
@@ -223,9 +246,9 @@ pub(crate) fn subscribe(
                     state.unanswered.remove(name);
                 }
             }
-            if let Some(names) = names {
-                state.set_names(names);
-            }
+            let added: Vec<String> = added.into_iter().collect();
+            let dropped: Vec<String> = dropped.into_iter().collect();
+            state.change_names(&added, &dropped);
             if was_wildcard && !state.wildcard {
                 state.forget_unsubscribed();
             }
@@ -267,6 +290,10 @@ pub(crate) fn next(
         return None;
     }
     if let Some(plan) = from_changes(mode, t, snapshot, client, ordered) {
+        #[cfg(test)]
+        if mode == Mode::Delta {
+            delta_answers_as_general(t, snapshot, client, ordered, plan.as_ref());
+        }
         return plan;
     }
     let view = view(t, snapshot, client, ordered);
@@ -274,6 +301,7 @@ pub(crate) fn next(
 }
 
 /// The plan when it follows from the snapshot's changes; `None` when they do not suffice.
+/// SotW here (it needs a subscription that covers the set); delta in [`delta_from_changes`].
 fn from_changes(
     mode: Mode,
     t: ResourceType,
@@ -281,6 +309,9 @@ fn from_changes(
     client: &mut ClientState,
     ordered: bool,
 ) -> Option<Option<Plan>> {
+    if mode == Mode::Delta {
+        return delta_from_changes(t, snapshot, client, ordered);
+    }
     let set = snapshot.set(t);
     if !client.get(t).answered || !client.get(t).unanswered.is_empty() {
         return None;
@@ -297,7 +328,7 @@ fn from_changes(
     }
     let state = client.get(t);
     let not_refused = |r: &&Arc<Resource>| state.rejected.get(&r.name) != Some(&r.version);
-    if mode == Mode::Sotw && t.is_wildcard() {
+    if t.is_wildcard() {
         if state.rejected_set.as_deref() == Some(&set.version) {
             return Some(None);
         }
@@ -316,26 +347,149 @@ fn from_changes(
         .filter(not_refused)
         .cloned()
         .collect();
-    let removed: Vec<String> = if mode == Mode::Delta {
-        changes.removed.clone()
-    } else {
-        Vec::new()
-    };
-    if resources.is_empty() && removed.is_empty() {
+    if resources.is_empty() {
         return Some(None);
     }
     // Once applied, the client holds exactly the new set, unless something was refused or
-    // (SotW, which removes nothing) it still holds resources the new set dropped.
-    let exact = resources.len() == changes.changed.len()
-        && (mode == Mode::Delta || changes.removed.is_empty());
-    Some(Some(Plan {
-        t,
-        version_info: set.version.clone(),
-        resources,
-        removed,
-        complete: false,
-        reaches: exact.then(|| set.clone()),
-    }))
+    // it still holds resources the new set dropped (SotW removes nothing).
+    let exact = resources.len() == changes.changed.len() && changes.removed.is_empty();
+    Some(Some(Plan::partial(t, set, resources, Vec::new(), exact)))
+}
+
+/// Delta: the plan from the snapshot's changes for a client that holds exactly the previous
+/// set (or the current one), also when its subscription does not cover the whole set or it
+/// has just subscribed to names not answered yet. Both are the usual state of EDS while a
+/// cluster is added: the new cluster's endpoints are in the snapshot before the client asks
+/// for them, and then asked for by name. Changes are filtered by subscription and each new
+/// name is looked up: work in proportion to the change, where the general path walks every
+/// resource of the type. Answers as the general path does (`spec_model` checks the two
+/// against each other through the same stream states).
+fn delta_from_changes(
+    t: ResourceType,
+    snapshot: &Snapshot,
+    client: &mut ClientState,
+    ordered: bool,
+) -> Option<Option<Plan>> {
+    let set = snapshot.set(t);
+    let state = client.get(t);
+    if !state.answered {
+        return None;
+    }
+    let current = state.known.is(set);
+    if current && state.unanswered.is_empty() {
+        return Some(None); // ordering can only hold changes back, never ask for more
+    }
+    if ordered && !ordering_allows(t, snapshot, client) {
+        return None;
+    }
+    let changes = match current {
+        true => None,
+        false => Some(snapshot.changes(t).filter(|c| state.known.is(&c.from))?),
+    };
+    // The client holds exactly the new set once it applies this if every new or changed
+    // resource is in it: a delta client holds only what it subscribes to, so then it
+    // subscribes to the whole set (what the general path asks of its view), and no walk over
+    // the set is needed to tell.
+    let mut exact = true;
+    let mut resources: Vec<Arc<Resource>> = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    if let Some(c) = changes {
+        for r in &c.changed {
+            if !state.subscribed(&r.name) || state.rejected.get(&r.name) == Some(&r.version) {
+                exact = false;
+            } else {
+                resources.push(r.clone());
+            }
+        }
+        // As on the general path, a removal left out (not subscribed to, or refused before)
+        // does not make the result inexact: the set is what the client holds of its
+        // subscription.
+        removed.extend(
+            c.removed
+                .iter()
+                .filter(|n| state.subscribed(n) && !state.rejected_removals.contains(*n))
+                .cloned(),
+        );
+    }
+    // Names just subscribed to: each is sent unless held at its version, or said absent. (A
+    // name left while wildcard-subscribed stays unanswered; it is answered only if absent.)
+    for name in &state.unanswered {
+        let held = |r: &Arc<Resource>| {
+            state
+                .known
+                .get(name)
+                .is_some_and(|k| k.version == r.version)
+        };
+        match set.get(name) {
+            Some(r)
+                if state.subscribed(name)
+                    && !held(r)
+                    && !resources.iter().any(|s| s.name == *name) =>
+            {
+                if state.rejected.get(name) == Some(&r.version) {
+                    exact = false;
+                } else {
+                    resources.push(r.clone());
+                }
+            }
+            Some(_) => {}
+            None if !removed.contains(name) => removed.push(name.clone()),
+            None => {}
+        }
+    }
+    if resources.is_empty() && removed.is_empty() {
+        return Some(None);
+    }
+    resources.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(Some(Plan::partial(t, set, resources, removed, exact)))
+}
+
+/// In unit tests, every plan [`delta_from_changes`] makes is checked against the general
+/// path's for the same state: the protocol tests and the model-based property test
+/// (`spec_model`) drive both through every state they reach.
+#[cfg(test)]
+fn delta_answers_as_general(
+    t: ResourceType,
+    snapshot: &Snapshot,
+    client: &ClientState,
+    ordered: bool,
+    plan: Option<&Plan>,
+) {
+    let view = view(t, snapshot, client, ordered);
+    let state = client.get(t);
+    let general = general(Mode::Delta, t, &view, snapshot.set(t), state);
+    // What is sent and removed, and what the client holds once it applies it (whether the
+    // plan names that as a set or leaves it to be recorded name by name).
+    let shape = |p: Option<&Plan>| {
+        p.map(|p| {
+            let pair = |r: &Arc<Resource>| (r.name.clone(), r.version.clone());
+            let mut sent: Vec<(String, String)> = p.resources.iter().map(pair).collect();
+            sent.sort();
+            let mut removed = p.removed.clone();
+            removed.sort();
+            let holds: Vec<(String, String)> = match &p.reaches {
+                Some(set) => set.resources.values().map(pair).collect(),
+                None => {
+                    let mut held: std::collections::BTreeMap<String, String> = state
+                        .known
+                        .iter()
+                        .map(|(n, h)| (n.to_string(), h.version.to_string()))
+                        .collect();
+                    held.extend(p.resources.iter().map(pair));
+                    for name in &p.removed {
+                        held.remove(name);
+                    }
+                    held.into_iter().collect()
+                }
+            };
+            (sent, removed, p.complete, holds)
+        })
+    };
+    assert_eq!(
+        shape(plan),
+        shape(general.as_ref()),
+        "{t:?}: the plan from changes differs from the general path's"
+    );
 }
 
 /// Whether make-before-break lets type `t` take the snapshot as it is, decided cheaply; when
@@ -391,10 +545,11 @@ fn general(
     let whole_set = view.len() == all.resources.len()
         && resolved.len() == view.len()
         && view.values().all(|e| matches!(e, Entry::Current(_)));
-    let version_info = if whole_set {
+    // A delta response carries no per-type version: only a SotW one needs the hash.
+    let version_info = if whole_set || mode == Mode::Delta {
         all.version.clone()
     } else {
-        version_of(resolved.iter().map(|(n, v, _)| (*n, *v)))
+        version_of_held(resolved.iter().copied())
     };
     let lacking: Vec<&Arc<Resource>> = held_elsewhere(view, state).collect();
     let changed: Vec<Arc<Resource>> = lacking

@@ -326,6 +326,17 @@ impl Core {
                 in_sync &= state.in_flight.is_none();
                 continue;
             }
+            if !in_sync {
+                continue; // one type out of sync is enough; no need to walk the others
+            }
+            // Holding exactly the previous set (a change not taken yet, or not wanted: the
+            // endpoints of a cluster not asked for yet), the changes alone tell.
+            if let Some(c) = self.snapshot.changes(t).filter(|c| state.known.is(&c.from)) {
+                let wants_a_change = c.changed.iter().any(|r| state.subscribed(&r.name));
+                let holds_extra = t.is_wildcard() && !c.removed.is_empty();
+                in_sync &= !(wants_a_change || holds_extra);
+                continue;
+            }
             // The set, the subscription and what is held are all sorted by name: walked
             // side by side rather than looked up name by name.
             let state = &*state;

@@ -266,6 +266,26 @@ impl TypeState {
         self.names = names::intern(wanted);
     }
 
+    /// Subscribes to `added` and unsubscribes from `removed` (sorted, disjoint; `added` not
+    /// subscribed yet, `removed` subscribed): [`TypeState::set_names`] for a change given as
+    /// such, which a delta request is. The new set is found without copying the old one when
+    /// another stream made the same change (see [`names::changed`]).
+    pub(crate) fn change_names(&mut self, added: &[String], removed: &[String]) {
+        if added.is_empty() && removed.is_empty() {
+            return;
+        }
+        if !self.wildcard {
+            for gone in removed {
+                self.known.remove(gone);
+                self.rejected.remove(gone);
+            }
+            for new in added {
+                self.known.remove(new);
+            }
+        }
+        self.names = names::changed(&self.names, added, removed);
+    }
+
     /// Whether every resource of `set` is subscribed to. Cheap after the first call for a
     /// given subscription: a later set with the same names (only contents changed, as with an
     /// endpoint update) inherits the answer.
