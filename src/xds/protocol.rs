@@ -292,7 +292,7 @@ pub(crate) fn next(
     if let Some(plan) = from_changes(mode, t, snapshot, client, ordered) {
         #[cfg(test)]
         if mode == Mode::Delta {
-            delta_answers_as_general(t, snapshot, client, ordered, plan.as_ref());
+            delta_check::answers_as_general(t, snapshot, client, ordered, plan.as_ref());
         }
         return plan;
     }
@@ -367,7 +367,7 @@ fn from_changes(
 fn delta_from_changes(
     t: ResourceType,
     snapshot: &Snapshot,
-    client: &mut ClientState,
+    client: &ClientState,
     ordered: bool,
 ) -> Option<Option<Plan>> {
     let set = snapshot.set(t);
@@ -442,54 +442,6 @@ fn delta_from_changes(
     }
     resources.sort_by(|a, b| a.name.cmp(&b.name));
     Some(Some(Plan::partial(t, set, resources, removed, exact)))
-}
-
-/// In unit tests, every plan [`delta_from_changes`] makes is checked against the general
-/// path's for the same state: the protocol tests and the model-based property test
-/// (`spec_model`) drive both through every state they reach.
-#[cfg(test)]
-fn delta_answers_as_general(
-    t: ResourceType,
-    snapshot: &Snapshot,
-    client: &ClientState,
-    ordered: bool,
-    plan: Option<&Plan>,
-) {
-    let view = view(t, snapshot, client, ordered);
-    let state = client.get(t);
-    let general = general(Mode::Delta, t, &view, snapshot.set(t), state);
-    // What is sent and removed, and what the client holds once it applies it (whether the
-    // plan names that as a set or leaves it to be recorded name by name).
-    let shape = |p: Option<&Plan>| {
-        p.map(|p| {
-            let pair = |r: &Arc<Resource>| (r.name.clone(), r.version.clone());
-            let mut sent: Vec<(String, String)> = p.resources.iter().map(pair).collect();
-            sent.sort();
-            let mut removed = p.removed.clone();
-            removed.sort();
-            let holds: Vec<(String, String)> = match &p.reaches {
-                Some(set) => set.resources.values().map(pair).collect(),
-                None => {
-                    let mut held: std::collections::BTreeMap<String, String> = state
-                        .known
-                        .iter()
-                        .map(|(n, h)| (n.to_string(), h.version.to_string()))
-                        .collect();
-                    held.extend(p.resources.iter().map(pair));
-                    for name in &p.removed {
-                        held.remove(name);
-                    }
-                    held.into_iter().collect()
-                }
-            };
-            (sent, removed, p.complete, holds)
-        })
-    };
-    assert_eq!(
-        shape(plan),
-        shape(general.as_ref()),
-        "{t:?}: the plan from changes differs from the general path's"
-    );
 }
 
 /// Whether make-before-break lets type `t` take the snapshot as it is, decided cheaply; when
@@ -659,6 +611,10 @@ fn held_elsewhere<'a>(
         held.is_none_or(|k| k.version != r.version).then_some(*r)
     })
 }
+
+#[cfg(test)]
+#[path = "delta_check.rs"]
+mod delta_check;
 
 #[cfg(test)]
 #[path = "spec_tests.rs"]
